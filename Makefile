@@ -1,0 +1,39 @@
+# make run: serve the shared record on the embedded store.  make test: the whole suite.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+SOURCES := pyproject.toml $(shell find fhir_gateway auth mappings profiles -type f \
+	-not -path '*/__pycache__/*' 2>/dev/null)
+HOST ?= 127.0.0.1
+PORT ?= 8080
+
+.PHONY: run test lint bench spec-data clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+# A real (non-editable) install, so tests run what `pip install .` gives a user.
+$(VENV)/.installed: $(BIN)/python $(SOURCES)
+	$(BIN)/pip install --quiet ".[test]"
+	touch $@
+
+run: $(VENV)/.installed
+	$(BIN)/fhir-gateway serve --host $(HOST) --port $(PORT)
+
+test: $(VENV)/.installed
+	$(BIN)/ruff check fhir_gateway auth mappings profiles tests bench scripts
+	$(BIN)/pytest
+
+lint: $(VENV)/.installed
+	$(BIN)/ruff check fhir_gateway auth mappings profiles tests bench scripts
+
+bench: $(VENV)/.installed
+	$(BIN)/python bench/crud.py
+
+# Re-extract the committed R4 data files from hl7.fhir.r4.examples@4.0.1 (needs npm).
+spec-data: $(BIN)/python
+	$(BIN)/python scripts/extract_spec_data.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info

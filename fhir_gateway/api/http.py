@@ -1,0 +1,106 @@
+"""HTTP <-> FhirRequest/FhirResponse: content negotiation, body limits, error rendering.
+
+Only this module knows both Starlette and the FHIR core. Bodies are read with a hard
+limit (413), decoded strictly (400 naming the byte or line), and refused when not JSON
+(415); every error leaves as an OperationOutcome.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from .. import jsonio
+from ..errors import (
+    GatewayError,
+    NotAcceptable,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+)
+from ..fhir.request import FhirRequest, FhirResponse
+
+FHIR_JSON = "application/fhir+json; charset=utf-8"
+JSON_TYPES = ("application/fhir+json", "application/json", "application/json+fhir")
+FORM = "application/x-www-form-urlencoded"
+_FORMAT_OK = {"json", "application/json", "application/fhir+json", "application/json+fhir"}
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refusing (413) as soon as it passes `limit` bytes."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"the body is {declared} bytes; at most {limit} are accepted")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"the body is over {limit} bytes; at most {limit} are accepted")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def check_format(request: Request) -> None:
+    """Refuse (406) a response format other than JSON (`_format`, `Accept`)."""
+    fmt = request.query_params.get("_format")
+    if fmt is not None and fmt not in _FORMAT_OK:
+        raise NotAcceptable(f"_format={fmt!r}: this server speaks FHIR JSON only",
+                            expression="_format")
+    accept = request.headers.get("accept", "")
+    if accept and "xml" in accept and not any(
+        t in accept for t in (*JSON_TYPES, "*/*", "application/*")
+    ):
+        raise NotAcceptable(f"Accept {accept!r}: this server speaks FHIR JSON only")
+
+
+def parse_body(request: Request, raw: bytes) -> Any:
+    if not raw:
+        return None
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype == FORM:
+        return raw.decode("utf-8", errors="strict") if _is_utf8(raw) else jsonio.parse(raw)
+    if ctype and ctype not in JSON_TYPES:
+        raise UnsupportedMediaType(
+            f"Content-Type {ctype!r} is not supported; send application/fhir+json")
+    return jsonio.parse(raw)
+
+
+def _is_utf8(raw: bytes) -> bool:
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def to_fhir_request(request: Request, path: str, body: Any, base_url: str) -> FhirRequest:
+    return FhirRequest(
+        method=request.method,
+        path=path,
+        params=[(k, v) for k, v in request.query_params.multi_items()],
+        headers={k.lower(): v for k, v in request.headers.items()},
+        body=body,
+        base_url=base_url,
+        request_id=getattr(request.state, "request_id", ""),
+    )
+
+
+def to_response(resp: FhirResponse, *, head: bool = False) -> Response:
+    if resp.raw is not None:
+        content: bytes | None = resp.raw.encode("utf-8")
+    elif resp.resource is not None:
+        content = jsonio.dump_bytes(resp.resource)
+    else:
+        content = None
+    headers = dict(resp.headers)
+    if head:
+        return Response(status_code=resp.status, headers=headers,
+                        media_type=FHIR_JSON if content else None)
+    return Response(content=content, status_code=resp.status, headers=headers,
+                    media_type=FHIR_JSON if content is not None else None)
+
+
+def error_response(error: GatewayError) -> Response:
+    return Response(content=jsonio.dump_bytes(error.outcome()), status_code=error.status,
+                    headers=error.headers, media_type=FHIR_JSON)

@@ -1,0 +1,63 @@
+"""`fhir-gateway`: the command line (INTERFACE.md).
+
+Exit status: 0 success, 2 usage error (argparse), 1 failure with a one-line reason on
+stderr. Commands that later issues add (ingest, client, token, audit, demo) are
+registered here as they land, never before.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from .config import DEFAULT_STORE, Settings
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fhir-gateway",
+                                     description="Shared care record FHIR gateway")
+    parser.add_argument("--store", default=None,
+                        help=f"store URL (env FHIR_GATEWAY_STORE; default {DEFAULT_STORE})")
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="serve the FHIR API")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--workers", type=int, default=1)
+    serve.add_argument("--store", dest="sub_store", default=None, help=argparse.SUPPRESS)
+    serve.add_argument("--log-level", default="info",
+                       choices=["critical", "error", "warning", "info", "debug"])
+    return parser
+
+
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    import os
+
+    import uvicorn
+
+    # Workers are separate processes: they read the store URL from the environment.
+    os.environ["FHIR_GATEWAY_STORE"] = settings.store_url
+    logging.basicConfig(level=args.log_level.upper(), format="%(message)s")
+    print(f"FHIR base: http://{args.host}:{args.port}/fhir  (store {settings.store_url})",
+          file=sys.stderr, flush=True)
+    uvicorn.run("fhir_gateway.api.asgi:app", host=args.host, port=args.port,
+                workers=args.workers, log_level=args.log_level, access_log=False)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    store = getattr(args, "sub_store", None) or args.store
+    settings = Settings.from_env(store_url=store)
+    try:
+        if args.command == "serve":
+            return _serve(args, settings)
+    except Exception as exc:
+        print(f"fhir-gateway: {exc}", file=sys.stderr)
+        return 1
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,209 @@
+"""The FHIR repository: versioned resources over a store engine, knowing nothing of HTTP.
+
+One write path for every interaction: in one store transaction, read the current
+version, check the caller's precondition, assign version N+1 and `meta`, extract the
+index values, and `put`. A concurrent writer that wins the race makes `put` fail with
+`VersionConflict`; the whole step is retried, so no version is ever lost or overwritten.
+An update whose content equals the current version's is a no-op (no new version), which
+makes redelivered data idempotent.
+"""
+
+from __future__ import annotations
+
+import copy
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from .. import jsonio
+from ..errors import Conflict, Gone, NotFound, PreconditionFailed
+from ..search.extract import IndexExtractor
+from ..search.query import SearchRequest
+from ..search.registry import SearchRegistry, default_registry
+from ..search.values import now_instant
+from ..store.base import (
+    HistoryPage,
+    NewVersion,
+    StoredVersion,
+    StoreEngine,
+    StoreSession,
+    VersionConflict,
+)
+
+MAX_ATTEMPTS = 20
+
+
+@dataclass(frozen=True, slots=True)
+class WriteResult:
+    """What a write did: the version now current, and whether it was new."""
+
+    stored: StoredVersion
+    created: bool  # a new resource (201) rather than a new version of one (200)
+    changed: bool  # False when the write was a no-op (same content, or conditional match)
+
+    @property
+    def resource(self) -> dict[str, Any] | None:
+        return jsonio.loads_trusted(self.stored.body) if self.stored.body else None
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+def _content(resource: dict[str, Any]) -> str:
+    """The resource without server-assigned meta, for "did anything change?"."""
+    body = dict(resource)
+    meta = dict(body.get("meta") or {})
+    meta.pop("versionId", None)
+    meta.pop("lastUpdated", None)
+    if meta:
+        body["meta"] = meta
+    else:
+        body.pop("meta", None)
+    return jsonio.dumps(body)
+
+
+class Repository:
+    def __init__(
+        self,
+        engine: StoreEngine,
+        *,
+        registry: SearchRegistry | None = None,
+        clock: Callable[[], str] = now_instant,
+    ) -> None:
+        self.engine = engine
+        self.registry = registry or default_registry()
+        self.extractor = IndexExtractor(self.registry)
+        self.clock = clock
+
+    # -- sessions --------------------------------------------------------------------
+
+    @contextmanager
+    def transaction(self) -> Iterator[StoreSession]:
+        """One write transaction for several interactions (a transaction Bundle)."""
+        with self.engine.session(write=True) as session:
+            yield session
+
+    @contextmanager
+    def _reading(self, session: StoreSession | None) -> Iterator[StoreSession]:
+        if session is not None:
+            yield session
+        else:
+            with self.engine.session(write=False) as s:
+                yield s
+
+    # -- reads -----------------------------------------------------------------------
+
+    def read(self, rtype: str, rid: str, *, session: StoreSession | None = None) -> StoredVersion:
+        with self._reading(session) as s:
+            current = s.current(rtype, rid)
+        if current is None:
+            raise NotFound(f"{rtype}/{rid} is not known", expression=rtype)
+        if current.deleted:
+            raise Gone(f"{rtype}/{rid} was deleted (version {current.version})",
+                       headers={"ETag": f'W/"{current.version}"'})
+        return current
+
+    def vread(self, rtype: str, rid: str, version: int, *,
+              session: StoreSession | None = None) -> StoredVersion:
+        with self._reading(session) as s:
+            found = s.version(rtype, rid, version)
+        if found is None:
+            raise NotFound(f"{rtype}/{rid} has no version {version}")
+        if found.deleted:
+            raise Gone(f"{rtype}/{rid} version {version} is a deletion")
+        return found
+
+    def history(self, *, rtype: str | None = None, rid: str | None = None,
+                since: str | None = None, cursor: str | None = None,
+                limit: int = 50) -> HistoryPage:
+        with self.engine.session(write=False) as s:
+            if rtype is not None and rid is not None and s.current(rtype, rid) is None:
+                raise NotFound(f"{rtype}/{rid} is not known")
+            return s.history(rtype=rtype, rid=rid, since=since, cursor=cursor, limit=limit)
+
+    def search(self, request: SearchRequest, *,
+               session: StoreSession | None = None) -> list[StoredVersion]:
+        with self._reading(session) as s:
+            return s.find(request.query)
+
+    # -- writes ----------------------------------------------------------------------
+
+    def create(self, resource: dict[str, Any], *, session: StoreSession | None = None,
+               rid: str | None = None) -> WriteResult:
+        """Create with a server-assigned id (or `rid`, pre-assigned by a transaction)."""
+        return self._write(resource["resourceType"], rid or new_id(), resource,
+                           session=session, must_be_new=True)
+
+    def update(self, resource: dict[str, Any], *, rtype: str, rid: str,
+               if_match: int | None = None,
+               session: StoreSession | None = None) -> WriteResult:
+        """Update, or create with the client's id when there is no such resource."""
+        return self._write(rtype, rid, resource, if_match=if_match, session=session)
+
+    def delete(self, rtype: str, rid: str, *, if_match: int | None = None,
+               session: StoreSession | None = None) -> WriteResult | None:
+        """Write a tombstone version; None when there was nothing to delete."""
+        try:
+            return self._write(rtype, rid, None, if_match=if_match, session=session)
+        except NotFound:
+            return None
+
+    def _write(self, rtype: str, rid: str, resource: dict[str, Any] | None, *,
+               if_match: int | None = None, must_be_new: bool = False,
+               session: StoreSession | None = None) -> WriteResult:
+        for _attempt in range(MAX_ATTEMPTS):
+            try:
+                if session is not None:  # the caller's transaction retries as a whole
+                    return self._write_once(session, rtype, rid, resource, if_match, must_be_new)
+                with self.engine.session(write=True) as s:
+                    return self._write_once(s, rtype, rid, resource, if_match, must_be_new)
+            except VersionConflict:
+                if session is not None:
+                    raise
+        raise Conflict(f"{rtype}/{rid}: too many concurrent writers; try again")
+
+    def _write_once(self, s: StoreSession, rtype: str, rid: str,
+                    resource: dict[str, Any] | None, if_match: int | None,
+                    must_be_new: bool) -> WriteResult:
+        current = s.current(rtype, rid)
+        if must_be_new and current is not None:
+            raise Conflict(f"{rtype}/{rid} already exists")
+        if if_match is not None:
+            have = current.version if current and not current.deleted else None
+            if have != if_match:
+                raise PreconditionFailed(
+                    f"If-Match asked for version {if_match} of {rtype}/{rid}, but the current "
+                    f"version is {have if have is not None else 'none'}",
+                    headers={"ETag": f'W/"{have}"'} if have else None)
+        if resource is None:  # delete
+            if current is None:
+                raise NotFound(f"{rtype}/{rid} is not known")
+            if current.deleted:
+                return WriteResult(current, created=False, changed=False)
+        elif current is not None and not current.deleted and current.body is not None \
+                and _content(jsonio.loads_trusted(current.body)) == _content(resource):
+            return WriteResult(current, created=False, changed=False)
+        version = (current.version if current else 0) + 1
+        last_updated = self.clock()
+        if current is not None and last_updated <= current.last_updated:
+            last_updated = current.last_updated  # never run backwards (clock steps)
+        body_text = None
+        index, compartments = (), ()
+        if resource is not None:
+            body = copy.copy(resource)
+            body["id"] = rid
+            meta = dict(body.get("meta") or {})
+            meta["versionId"] = str(version)
+            meta["lastUpdated"] = last_updated
+            body["meta"] = meta
+            extracted = self.extractor.extract(body)
+            index, compartments = extracted.entries, sorted(extracted.compartments)
+            body_text = jsonio.dumps(body)
+        new = NewVersion(rtype=rtype, rid=rid, version=version, last_updated=last_updated,
+                         body=body_text, index=index, compartments=compartments)
+        s.put(new)
+        stored = StoredVersion(rtype, rid, version, last_updated, resource is None, body_text)
+        return WriteResult(stored, created=current is None or current.deleted, changed=True)

@@ -1,0 +1,134 @@
+"""FHIR JSON in and out: strict parsing of untrusted bytes, decimal-exact output.
+
+FHIR requires decimal precision to survive a round trip (`1.50` stays `1.50`), so numbers
+with a fraction or exponent are parsed as `FhirDecimal` (a Decimal remembering its text)
+and written back verbatim by simplejson (`use_decimal=True`); the stdlib encoder cannot
+emit a Decimal as a number.
+"""
+
+from __future__ import annotations
+
+import decimal
+from collections.abc import Iterator
+from typing import Any
+
+import simplejson
+
+from .errors import BadRequest
+
+#: Deeper than any real resource (Questionnaire items nest, but not this far); bounds the
+#: work a hostile body can cause in validation and indexing.
+MAX_DEPTH = 64
+
+
+
+class FhirDecimal(decimal.Decimal):
+    """A Decimal that prints exactly as it was written (`1e2` stays `1e2`, not `1E+2`)."""
+
+    __slots__ = ("_text",)
+
+    def __new__(cls, text: str) -> FhirDecimal:
+        self = super().__new__(cls, text)
+        self._text = text
+        return self
+
+    def __str__(self) -> str:
+        return self._text
+
+    def __repr__(self) -> str:
+        return f"FhirDecimal({self._text!r})"
+
+
+_decoder = simplejson.JSONDecoder(parse_float=FhirDecimal)
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+_strict_decoder = simplejson.JSONDecoder(
+    parse_float=FhirDecimal, parse_constant=_reject_constant
+)
+
+
+def parse(body: bytes, *, where: str = "request body") -> Any:
+    """Parse untrusted JSON bytes; any problem is a BadRequest naming what and where."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BadRequest(
+            f"{where} is not valid UTF-8: byte 0x{body[exc.start]:02x} at offset {exc.start}",
+            code="structure",
+        ) from exc
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    if not text.strip():
+        raise BadRequest(f"{where} is empty; a FHIR JSON resource was expected", code="structure")
+    try:
+        value = _strict_decoder.decode(text)
+    except simplejson.JSONDecodeError as exc:
+        raise BadRequest(
+            f"{where} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
+            code="structure",
+        ) from exc
+    except RecursionError as exc:
+        raise BadRequest(
+            f"{where} nests deeper than {MAX_DEPTH} levels", code="structure"
+        ) from exc
+    except ValueError as exc:  # NaN / Infinity
+        raise BadRequest(f"{where} is not valid JSON: {exc}", code="structure") from exc
+    depth = max_depth(value)
+    if depth > MAX_DEPTH:
+        raise BadRequest(
+            f"{where} nests {depth} levels deep; at most {MAX_DEPTH} are accepted",
+            code="structure",
+        )
+    return value
+
+
+def max_depth(value: Any) -> int:
+    """Nesting depth of a parsed JSON value, iteratively (no recursion on hostile input)."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict):
+            deepest = max(deepest, depth)
+            if depth > MAX_DEPTH:
+                return depth
+            stack.extend((v, depth + 1) for v in node.values())
+        elif isinstance(node, list):
+            deepest = max(deepest, depth)
+            if depth > MAX_DEPTH:
+                return depth
+            stack.extend((v, depth + 1) for v in node)
+    return deepest
+
+
+def dumps(value: Any) -> str:
+    """Compact JSON text, decimals exactly as they were parsed."""
+    return simplejson.dumps(value, use_decimal=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def dump_bytes(value: Any) -> bytes:
+    return dumps(value).encode("utf-8")
+
+
+def loads_trusted(text: str | bytes) -> Any:
+    """Parse JSON the gateway wrote itself (stored bodies): no depth or encoding checks."""
+    if isinstance(text, bytes):
+        text = text.decode("utf-8")
+    return _decoder.decode(text)
+
+
+def iter_strings(value: Any) -> Iterator[str]:
+    """Every string inside a JSON value (used to reject NUL bytes, find references, ...)."""
+    stack = [value]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, str):
+            yield node
+        elif isinstance(node, dict):
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)

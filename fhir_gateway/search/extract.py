@@ -1,0 +1,172 @@
+"""Index values extracted from a resource at write time, one extractor per parameter type.
+
+Each search parameter's FHIRPath selects elements; the extractor for its type turns each
+element into typed values (`store.base.IndexEntry`). Elements an extractor cannot read
+(a malformed date in a resource the model accepted, say) are returned as warnings, never
+silently dropped.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..store.base import (
+    DateValue,
+    IndexEntry,
+    IndexValue,
+    NumberValue,
+    ReferenceValue,
+    StringValue,
+    TokenValue,
+)
+from .registry import SearchParam, SearchRegistry
+from .values import MAX_INSTANT, MIN_INSTANT, BadDate, date_range, normalize, number_range
+
+_REF = re.compile(r"(?:^|/)([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})(?:/_history/[^/]+)?$")
+
+
+@dataclass(slots=True)
+class Extracted:
+    entries: list[IndexEntry] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    compartments: set[str] = field(default_factory=set)
+
+
+#: ContactPoint.system codes: a kind of contact, not a namespace for the value.
+_CONTACT_KINDS = frozenset({"phone", "fax", "email", "pager", "url", "sms", "other"})
+
+
+def _tokens(node: Any) -> Iterable[TokenValue]:
+    if isinstance(node, bool):
+        yield TokenValue(None, "true" if node else "false")
+    elif isinstance(node, str | int):
+        yield TokenValue(None, str(node))
+    elif not isinstance(node, dict):
+        return
+    elif "coding" in node or ("text" in node and "value" not in node and "code" not in node):
+        text = node.get("text")  # CodeableConcept
+        for coding in node.get("coding") or []:
+            yield TokenValue(coding.get("system"), coding.get("code"),
+                             normalize(coding.get("display") or text or ""))
+        if text and not node.get("coding"):
+            yield TokenValue(None, None, normalize(text))
+    elif "value" in node:  # Identifier (system|value) or ContactPoint (value)
+        system = node.get("system")
+        if system in _CONTACT_KINDS:
+            system = None
+        type_text = (node.get("type") or {}).get("text") if isinstance(node.get("type"), dict) \
+            else None
+        yield TokenValue(system, str(node["value"]), normalize(type_text or ""))
+    elif "code" in node:  # Coding
+        yield TokenValue(node.get("system"), node.get("code"), normalize(node.get("display") or ""))
+
+
+_NAME_PARTS = ("text", "family", "given", "prefix", "suffix")
+_ADDRESS_PARTS = ("text", "line", "city", "district", "state", "postalCode", "country")
+
+
+def _strings(node: Any) -> Iterable[str]:
+    if isinstance(node, str):
+        yield node
+    elif isinstance(node, dict):
+        parts = _NAME_PARTS if ("family" in node or "given" in node) else _ADDRESS_PARTS
+        for key in parts:
+            value = node.get(key)
+            for v in value if isinstance(value, list) else [value]:
+                if isinstance(v, str):
+                    yield v
+
+
+def _dates(node: Any) -> Iterable[tuple[str, str]]:
+    if isinstance(node, str):
+        yield date_range(node)
+    elif isinstance(node, dict):
+        if "start" in node or "end" in node:  # Period: open ends are unbounded
+            lo = date_range(node["start"])[0] if node.get("start") else MIN_INSTANT
+            hi = date_range(node["end"])[1] if node.get("end") else MAX_INSTANT
+            yield lo, hi
+        elif "event" in node or "repeat" in node:  # Timing
+            events = [date_range(e) for e in node.get("event") or []]
+            if events:
+                yield min(e[0] for e in events), max(e[1] for e in events)
+    elif hasattr(node, "isoformat") or node is not None:  # fhirpathpy FP_DateTime etc.
+        yield date_range(str(node))
+
+
+def _references(node: Any) -> Iterable[ReferenceValue]:
+    ref = node.get("reference") if isinstance(node, dict) else node
+    if not isinstance(ref, str) or ref.startswith("#"):
+        return
+    m = _REF.search(ref)
+    if m:
+        yield ReferenceValue(m.group(1), m.group(2), ref)
+    else:  # canonical or absolute URL to something not Type/id shaped
+        yield ReferenceValue(None, None, ref)
+
+
+def _numbers(node: Any, quantity: bool) -> Iterable[NumberValue]:
+    if isinstance(node, dict):
+        if "value" not in node:
+            return
+        lo, hi = number_range(node["value"])
+        yield NumberValue(lo, hi, node.get("system"), node.get("code") or node.get("unit"))
+    elif not isinstance(node, bool) and node is not None:
+        lo, hi = number_range(node)
+        yield NumberValue(lo, hi)
+
+
+def values_for(param: SearchParam, node: Any) -> list[IndexValue]:
+    if param.type == "token":
+        return [v for v in _tokens(node) if v.code is not None or v.text]
+    if param.type == "string":
+        return [StringValue(normalize(s), s) for s in _strings(node) if s]
+    if param.type == "uri":
+        return [StringValue(node, node)] if isinstance(node, str) else []
+    if param.type == "date":
+        return [DateValue(lo, hi) for lo, hi in _dates(node)]
+    if param.type == "reference":
+        return list(_references(node))
+    if param.type in ("number", "quantity"):
+        return list(_numbers(node, param.type == "quantity"))
+    return []
+
+
+class IndexExtractor:
+    """Extracts every indexed parameter of a resource's type (see module docstring)."""
+
+    #: parameters whose Patient reference puts a resource in that Patient's compartment
+    COMPARTMENT_PARAMS = ("patient", "subject", "beneficiary", "individual")
+
+    def __init__(self, registry: SearchRegistry) -> None:
+        self.registry = registry
+
+    def extract(self, resource: dict[str, Any]) -> Extracted:
+        rtype = resource["resourceType"]
+        out = Extracted()
+        for code, param in self.registry.params(rtype).items():
+            if not param.indexed:
+                continue
+            try:
+                nodes = param.evaluate(resource)
+            except Exception as exc:
+                out.warnings.append(f"{rtype}.{code}: expression failed: {exc}")
+                continue
+            for node in nodes:
+                try:
+                    values = values_for(param, node)
+                except (BadDate, ValueError, TypeError, KeyError) as exc:
+                    out.warnings.append(f"{rtype}.{code}: cannot index {str(node)[:60]!r}: {exc}")
+                    continue
+                out.entries.extend(IndexEntry(code, v) for v in values)
+                if param.type == "reference" and code in self.COMPARTMENT_PARAMS:
+                    out.compartments.update(
+                        v.target_id for v in values
+                        if isinstance(v, ReferenceValue) and v.target_type == "Patient"
+                        and v.target_id
+                    )
+        if rtype == "Patient" and resource.get("id"):
+            out.compartments.add(resource["id"])
+        return out

@@ -1,0 +1,103 @@
+"""Turning FHIR values into the typed index values and ranges search compares.
+
+Dates become inclusive UTC ranges in fixed-width text, so `2026-05` is
+[2026-05-01T00:00:00.000000, 2026-05-31T23:59:59.999999] and string comparison is time
+comparison. A date or dateTime without a zone is taken as UTC (R4 leaves this to the
+server; the README says so). Numbers become the range their written precision implies
+(`1.5` is [1.45, 1.55)), as R4 3.1.1.4.1 asks.
+"""
+
+from __future__ import annotations
+
+import calendar
+import re
+import unicodedata
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal, InvalidOperation
+
+MIN_INSTANT = "0001-01-01T00:00:00.000000"
+MAX_INSTANT = "9999-12-31T23:59:59.999999"
+
+_DATE = re.compile(
+    r"(?P<y>\d{4})(?:-(?P<m>\d{2})(?:-(?P<d>\d{2})"
+    r"(?:T(?P<H>\d{2})(?::(?P<M>\d{2})(?::(?P<S>\d{2})(?:\.(?P<f>\d+))?)?)?"
+    r"(?P<tz>Z|[+-]\d{2}:\d{2})?)?)?)?"
+)
+
+
+class BadDate(ValueError):
+    """Text that is not a FHIR date, dateTime or instant."""
+
+
+def _fmt(dt: datetime) -> str:
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.%f")
+
+
+def date_range(text: str) -> tuple[str, str]:
+    """The inclusive UTC range a FHIR date/dateTime/instant (any precision) stands for."""
+    m = _DATE.fullmatch(text.strip())
+    if not m:
+        raise BadDate(f"{text!r} is not a FHIR date or dateTime")
+    g = m.groupdict()
+    try:
+        year = int(g["y"])
+        if g["m"] is None:
+            lo, hi = datetime(year, 1, 1), datetime(year, 12, 31, 23, 59, 59, 999999)
+        elif g["d"] is None:
+            month = int(g["m"])
+            last = calendar.monthrange(year, month)[1]
+            lo = datetime(year, month, 1)
+            hi = datetime(year, month, last, 23, 59, 59, 999999)
+        elif g["H"] is None:
+            day = datetime(year, int(g["m"]), int(g["d"]))
+            lo, hi = day, day.replace(hour=23, minute=59, second=59, microsecond=999999)
+        else:
+            base = datetime(year, int(g["m"]), int(g["d"]), int(g["H"]), int(g["M"] or 0))
+            if g["S"] is None:
+                lo, hi = base, base + timedelta(seconds=59, microseconds=999999)
+            elif g["f"] is None:
+                lo = base.replace(second=int(g["S"]))
+                hi = lo + timedelta(microseconds=999999)
+            else:
+                digits = g["f"][:6]
+                lo = base.replace(second=int(g["S"]), microsecond=int(digits.ljust(6, "0")))
+                span = 10 ** (6 - len(digits)) - 1 if len(g["f"]) < 6 else 0
+                hi = lo + timedelta(microseconds=span)
+            tz = g["tz"]
+            if tz and tz != "Z":
+                sign = 1 if tz[0] == "+" else -1
+                offset = timedelta(hours=int(tz[1:3]), minutes=int(tz[4:6])) * sign
+                lo, hi = lo - offset, hi - offset
+    except ValueError as exc:  # day 31 of a 30-day month, hour 25, ...
+        raise BadDate(f"{text!r} is not a real date: {exc}") from exc
+    return _fmt(lo), _fmt(hi)
+
+
+def now_instant() -> str:
+    """Now as a FHIR instant (UTC, microseconds): what meta.lastUpdated records."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f") + "Z"
+
+
+def instant_key(instant: str) -> str:
+    """A FHIR instant as written by `now_instant`, in the index's range form."""
+    return date_range(instant)[0]
+
+
+def number_range(value: object) -> tuple[float, float]:
+    """The range a decimal's written precision implies: 1.5 -> [1.45, 1.55]."""
+    try:
+        d = Decimal(str(value))
+    except InvalidOperation as exc:
+        raise ValueError(f"{value!r} is not a number") from exc
+    exponent = d.as_tuple().exponent
+    if not isinstance(exponent, int):
+        raise ValueError(f"{value!r} is not a finite number")
+    half = Decimal(5).scaleb(exponent - 1)
+    return float(d - half), float(d + half)
+
+
+def normalize(text: str) -> str:
+    """Case- and accent-insensitive form used by string search (R4 3.1.1.4.8)."""
+    decomposed = unicodedata.normalize("NFKD", text)
+    stripped = "".join(c for c in decomposed if not unicodedata.combining(c))
+    return " ".join(stripped.casefold().split())

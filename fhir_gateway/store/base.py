@@ -1,0 +1,177 @@
+"""The store contract: versioned documents with index rows, knowing nothing of HTTP or FHIR.
+
+Two engines implement it (`sqlite.SqliteEngine`, `mongo.MongoEngine`); one conformance
+suite (`tests/store/`) runs against both. FHIR semantics (version numbering, `meta`,
+conditional interactions, bundles, search parameters) live above, in `fhir_gateway.fhir`.
+
+The one write primitive is `StoreSession.put`: add version N of a resource and make it
+current, in the session's transaction. It fails with `VersionConflict` when version N
+already exists (a concurrent writer got there first); the caller re-reads and retries, so
+two concurrent updates can never silently overwrite each other.
+
+    StoreError
+     ├── VersionConflict    version N of that resource was written by someone else
+     └── StoreUnavailable   the engine cannot be reached or opened
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from .predicates import Predicate
+
+
+class StoreError(Exception):
+    """Base of store failures."""
+
+
+class VersionConflict(StoreError):
+    """The version being written already exists: another writer won the race."""
+
+
+class StoreUnavailable(StoreError):
+    """The engine cannot be opened or reached."""
+
+
+@dataclass(frozen=True, slots=True)
+class TokenValue:
+    system: str | None
+    code: str | None
+    text: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StringValue:
+    normalized: str  # casefolded, accents stripped: what default and :contains match
+    exact: str
+
+
+@dataclass(frozen=True, slots=True)
+class DateValue:
+    low: str  # inclusive lower bound, UTC instant text 'YYYY-MM-DDTHH:MM:SS.ffffff'
+    high: str  # inclusive upper bound, same form; open ends use MIN/MAX sentinels
+
+
+@dataclass(frozen=True, slots=True)
+class ReferenceValue:
+    target_type: str | None
+    target_id: str | None
+    url: str  # the reference as written (relative, absolute or canonical)
+
+
+@dataclass(frozen=True, slots=True)
+class NumberValue:
+    low: float
+    high: float
+    system: str | None = None  # quantity: unit system
+    code: str | None = None  # quantity: unit code
+
+
+IndexValue = TokenValue | StringValue | DateValue | ReferenceValue | NumberValue
+
+
+@dataclass(frozen=True, slots=True)
+class IndexEntry:
+    """One extracted search value: parameter code and the value in its typed form."""
+
+    param: str
+    value: IndexValue
+
+
+@dataclass(frozen=True, slots=True)
+class StoredVersion:
+    """One version of a resource as the store holds it."""
+
+    rtype: str
+    rid: str
+    version: int
+    last_updated: str  # FHIR instant, UTC
+    deleted: bool
+    body: str | None  # the resource's JSON text; None for a deletion tombstone
+
+
+@dataclass(frozen=True, slots=True)
+class NewVersion:
+    """What `StoreSession.put` writes: a version plus what the index needs."""
+
+    rtype: str
+    rid: str
+    version: int
+    last_updated: str
+    body: str | None  # None makes a tombstone (delete)
+    index: Sequence[IndexEntry] = ()
+    #: ids of the Patients whose compartment holds this resource (the future shard key).
+    compartments: Sequence[str] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryPage:
+    versions: list[StoredVersion]
+    #: opaque keyset position after the last version returned; None when no more remain.
+    next_cursor: str | None
+
+
+@dataclass(slots=True)
+class Criterion:
+    """One search test: a parameter, the index kind it lives in, and OR-ed predicates.
+
+    `negate` (token `:not`) selects resources having no value that matches any predicate.
+    Engines compile it; they never interpret FHIR parameter syntax.
+    """
+
+    param: str
+    kind: str  # token | string | date | reference | number | quantity | uri
+    predicates: list[Predicate]
+    negate: bool = False
+
+
+@dataclass(slots=True)
+class IndexQuery:
+    """A neutral search: resources of `rtype` meeting every criterion (AND of OR groups)."""
+
+    rtype: str | None
+    criteria: list[Criterion] = field(default_factory=list)
+    ids: list[str] | None = None  # _id
+    limit: int | None = None
+    #: keyset paging: results come in (last_updated, id) order, strictly after this key
+    after: tuple[str, str] | None = None
+
+
+class StoreSession(Protocol):
+    """Reads and writes inside one transaction (read-only sessions never write)."""
+
+    def current(self, rtype: str, rid: str) -> StoredVersion | None: ...
+
+    def version(self, rtype: str, rid: str, version: int) -> StoredVersion | None: ...
+
+    def put(self, new: NewVersion) -> None: ...
+
+    def history(
+        self,
+        *,
+        rtype: str | None,
+        rid: str | None,
+        since: str | None,
+        cursor: str | None,
+        limit: int,
+    ) -> HistoryPage: ...
+
+    def find(self, query: IndexQuery) -> list[StoredVersion]: ...
+
+
+class StoreEngine(Protocol):
+    """An engine: opens sessions; schema and indexes are created idempotently on open."""
+
+    name: str
+
+    def session(self, *, write: bool) -> AbstractContextManager[StoreSession]: ...
+
+    def close(self) -> None: ...
+
+
+def iter_chunks(items: Sequence[str], size: int) -> Iterator[Sequence[str]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]

@@ -1,0 +1,28 @@
+"""Opaque keyset cursors: a position in an ordered listing, safe to hand to a client."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+from .base import StoreError
+
+
+class BadCursor(StoreError):
+    """A cursor the gateway did not issue (or one that was altered)."""
+
+
+def encode_cursor(*key: object) -> str:
+    raw = json.dumps(list(key), separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> list:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        key = json.loads(base64.urlsafe_b64decode(padded.encode()))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadCursor(f"not a cursor this gateway issued: {cursor[:40]!r}") from exc
+    if not isinstance(key, list) or not all(isinstance(k, str | int) for k in key):
+        raise BadCursor(f"not a cursor this gateway issued: {cursor[:40]!r}")
+    return key

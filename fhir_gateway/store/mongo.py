@@ -1,0 +1,375 @@
+"""The production engine: MongoDB through pymongo, multi-document transactions on a replica set.
+
+Collections:
+  resources  the current version of each resource, `_id` = "Type/id", with its search
+             values in typed arrays (`tok`, `str`, `dt`, `ref`, `num`) under multikey
+             indexes and `pat`, the Patient compartment(s) it belongs to.
+  versions   every version, `_id` = "Type/id/version", unique on (t, id, v).
+
+Transactions: on a replica set or mongos, a write session is one multi-document
+transaction; a write conflict surfaces as `VersionConflict` and the repository retries.
+Where the server cannot run transactions (a standalone server, or mongomock in tests), a
+write session keeps an undo journal and reverses its writes when the session fails. That
+gives all-or-nothing to one writer, not isolation from concurrent readers: the README lists
+this under limits, and the conformance suite says where mongomock cannot show the real
+behaviour.
+
+Shard key (README): `pat` (the patient compartment) for `resources` and `versions`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pymongo
+from pymongo.errors import DuplicateKeyError, OperationFailure, PyMongoError
+
+from . import base
+from .base import (
+    Criterion,
+    DateValue,
+    HistoryPage,
+    IndexQuery,
+    NewVersion,
+    NumberValue,
+    ReferenceValue,
+    StoredVersion,
+    StoreUnavailable,
+    StringValue,
+    TokenValue,
+    VersionConflict,
+)
+from .cursor import decode_cursor, encode_cursor
+from .predicates import (
+    MissingPredicate,
+    RangePredicate,
+    ReferencePredicate,
+    StringPredicate,
+    TokenPredicate,
+    TokenTextPredicate,
+)
+
+KIND_FIELD = {
+    "token": "tok",
+    "string": "str",
+    "uri": "str",
+    "date": "dt",
+    "reference": "ref",
+    "number": "num",
+    "quantity": "num",
+}
+
+# Indexes are declared here, created idempotently at open, and listed in the README.
+RESOURCE_INDEXES: list[tuple[str, list[tuple[str, int]], dict[str, Any]]] = [
+    ("type_id", [("t", 1), ("id", 1)], {"unique": True}),
+    ("type_updated", [("t", 1), ("lu", 1)], {}),
+    ("token", [("t", 1), ("tok.p", 1), ("tok.c", 1), ("tok.s", 1)], {}),
+    ("string", [("t", 1), ("str.p", 1), ("str.n", 1)], {}),
+    ("string_exact", [("t", 1), ("str.p", 1), ("str.e", 1)], {}),
+    ("date", [("t", 1), ("dt.p", 1), ("dt.lo", 1), ("dt.hi", 1)], {}),
+    ("reference", [("t", 1), ("ref.p", 1), ("ref.ti", 1), ("ref.tt", 1)], {}),
+    ("reference_url", [("t", 1), ("ref.p", 1), ("ref.u", 1)], {}),
+    ("number", [("t", 1), ("num.p", 1), ("num.lo", 1)], {}),
+    ("compartment", [("pat", 1), ("t", 1)], {}),
+]
+VERSION_INDEXES: list[tuple[str, list[tuple[str, int]], dict[str, Any]]] = [
+    ("type_id_version", [("t", 1), ("id", 1), ("v", 1)], {"unique": True}),
+    ("updated", [("lu", -1), ("t", -1), ("id", -1), ("v", -1)], {}),
+    ("type_updated", [("t", 1), ("lu", -1), ("id", -1), ("v", -1)], {}),
+]
+
+
+def _stored(doc: dict[str, Any]) -> StoredVersion:
+    return StoredVersion(
+        rtype=doc["t"], rid=doc["id"], version=doc["v"], last_updated=doc["lu"],
+        deleted=doc["d"], body=doc.get("body"),
+    )
+
+
+class MongoEngine:
+    """A store in a MongoDB database (see module docstring)."""
+
+    name = "mongodb"
+
+    def __init__(self, client: Any, database: str, *, transactions: bool | None = None) -> None:
+        self.client = client
+        self.db = client[database]
+        self.resources = self.db["resources"]
+        self.versions = self.db["versions"]
+        try:
+            for name, keys, opts in RESOURCE_INDEXES:
+                self.resources.create_index(keys, name=name, **opts)
+            for name, keys, opts in VERSION_INDEXES:
+                self.versions.create_index(keys, name=name, **opts)
+        except PyMongoError as exc:
+            raise StoreUnavailable(f"MongoDB at {database!r}: {exc}") from exc
+        self.transactions = self._supports_transactions() if transactions is None else transactions
+
+    def _supports_transactions(self) -> bool:
+        try:
+            hello = self.client.admin.command("hello")
+        except (PyMongoError, NotImplementedError, AttributeError):
+            return False  # mongomock, or a server too old to say
+        return "setName" in hello or hello.get("msg") == "isdbgrid"
+
+    @contextmanager
+    def session(self, *, write: bool) -> Iterator[MongoSession]:
+        if not write:
+            yield MongoSession(self, None, None)
+            return
+        if self.transactions:
+            with self.client.start_session() as s:
+                s.start_transaction(
+                    read_concern=pymongo.read_concern.ReadConcern("snapshot"),
+                    write_concern=pymongo.write_concern.WriteConcern("majority"),
+                )
+                try:
+                    yield MongoSession(self, s, None)
+                except BaseException:
+                    s.abort_transaction()
+                    raise
+                try:
+                    s.commit_transaction()
+                except OperationFailure as exc:
+                    if exc.has_error_label("TransientTransactionError"):
+                        raise VersionConflict(str(exc)) from exc
+                    raise
+            return
+        journal: list[tuple[str, Any]] = []
+        try:
+            yield MongoSession(self, None, journal)
+        except BaseException:
+            _undo(self, journal)
+            raise
+
+    def close(self) -> None:
+        close = getattr(self.client, "close", None)
+        if close:
+            close()
+
+
+def _undo(engine: MongoEngine, journal: list[tuple[str, Any]]) -> None:
+    """Reverse a failed session's writes, newest first (no-transaction mode only)."""
+    for action, arg in reversed(journal):
+        if action == "version":
+            engine.versions.delete_one({"_id": arg})
+        elif action == "insert":
+            engine.resources.delete_one({"_id": arg})
+        elif action == "replace":
+            engine.resources.replace_one({"_id": arg["_id"]}, arg)
+
+
+class MongoSession:
+    def __init__(
+        self, engine: MongoEngine, session: Any, journal: list[tuple[str, Any]] | None
+    ) -> None:
+        self.e = engine
+        self.s = session
+        self.journal = journal
+        self.write = session is not None or journal is not None
+
+    def _kw(self) -> dict[str, Any]:
+        return {"session": self.s} if self.s is not None else {}
+
+    def current(self, rtype: str, rid: str) -> StoredVersion | None:
+        doc = self.e.resources.find_one(
+            {"_id": f"{rtype}/{rid}"}, {"t": 1, "id": 1, "v": 1, "lu": 1, "d": 1, "body": 1},
+            **self._kw(),
+        )
+        return _stored(doc) if doc else None
+
+    def version(self, rtype: str, rid: str, version: int) -> StoredVersion | None:
+        doc = self.e.versions.find_one({"_id": f"{rtype}/{rid}/{version}"}, **self._kw())
+        return _stored(doc) if doc else None
+
+    def put(self, new: NewVersion) -> None:
+        if not self.write:
+            raise base.StoreError("put() in a read-only session")
+        key = f"{new.rtype}/{new.rid}"
+        deleted = new.body is None
+        vdoc = {
+            "_id": f"{key}/{new.version}", "t": new.rtype, "id": new.rid, "v": new.version,
+            "lu": new.last_updated, "d": deleted, "body": new.body,
+            "pat": list(new.compartments),
+        }
+        try:
+            self.e.versions.insert_one(vdoc, **self._kw())
+        except DuplicateKeyError as exc:
+            raise VersionConflict(f"{key} version {new.version} exists") from exc
+        except OperationFailure as exc:
+            if exc.has_error_label("TransientTransactionError"):
+                raise VersionConflict(str(exc)) from exc
+            raise
+        if self.journal is not None:
+            self.journal.append(("version", vdoc["_id"]))
+        doc = {
+            "_id": key, "t": new.rtype, "id": new.rid, "v": new.version,
+            "lu": new.last_updated, "d": deleted, "body": new.body,
+            "pat": list(new.compartments), **({} if deleted else _index_fields(new)),
+        }
+        previous = self.e.resources.find_one({"_id": key}, **self._kw())
+        try:
+            if previous is None:
+                self.e.resources.insert_one(doc, **self._kw())
+                if self.journal is not None:
+                    self.journal.append(("insert", key))
+            else:
+                if previous["v"] >= new.version:
+                    raise VersionConflict(f"{key} is at version {previous['v']}")
+                result = self.e.resources.replace_one(
+                    {"_id": key, "v": previous["v"]}, doc, **self._kw()
+                )
+                if result.matched_count != 1:
+                    raise VersionConflict(f"{key} changed while writing version {new.version}")
+                if self.journal is not None:
+                    self.journal.append(("replace", previous))
+        except DuplicateKeyError as exc:
+            raise VersionConflict(f"{key} was created concurrently") from exc
+        except OperationFailure as exc:
+            if exc.has_error_label("TransientTransactionError"):
+                raise VersionConflict(str(exc)) from exc
+            raise
+
+    def history(
+        self,
+        *,
+        rtype: str | None,
+        rid: str | None,
+        since: str | None,
+        cursor: str | None,
+        limit: int,
+    ) -> HistoryPage:
+        flt: dict[str, Any] = {}
+        if rtype is not None:
+            flt["t"] = rtype
+        if rid is not None:
+            flt["id"] = rid
+        if since is not None:
+            flt["lu"] = {"$gte": since}
+        if cursor is not None:
+            lu, ct, ci, cv = decode_cursor(cursor)
+            flt["$or"] = [
+                {"lu": {"$lt": lu}},
+                {"lu": lu, "t": {"$lt": ct}},
+                {"lu": lu, "t": ct, "id": {"$lt": ci}},
+                {"lu": lu, "t": ct, "id": ci, "v": {"$lt": cv}},
+            ]
+        docs = list(
+            self.e.versions.find(flt, **self._kw())
+            .sort([("lu", -1), ("t", -1), ("id", -1), ("v", -1)])
+            .limit(limit + 1)
+        )
+        rows = [_stored(d) for d in docs[:limit]]
+        nxt = None
+        if len(docs) > limit and rows:
+            last = rows[-1]
+            nxt = encode_cursor(last.last_updated, last.rtype, last.rid, last.version)
+        return HistoryPage(versions=rows, next_cursor=nxt)
+
+    def find(self, query: IndexQuery) -> list[StoredVersion]:
+        cur = self.e.resources.find(
+            compile_filter(query), {"t": 1, "id": 1, "v": 1, "lu": 1, "d": 1, "body": 1},
+            **self._kw(),
+        ).sort([("lu", 1), ("id", 1)])
+        if query.limit is not None:
+            cur = cur.limit(query.limit)
+        return [_stored(d) for d in cur]
+
+
+def _index_fields(new: NewVersion) -> dict[str, list[dict[str, Any]]]:
+    out: dict[str, list[dict[str, Any]]] = {"tok": [], "str": [], "dt": [], "ref": [], "num": []}
+    for entry in new.index:
+        v, p = entry.value, entry.param
+        if isinstance(v, TokenValue):
+            out["tok"].append({"p": p, "s": v.system, "c": v.code, "x": v.text})
+        elif isinstance(v, StringValue):
+            out["str"].append({"p": p, "n": v.normalized, "e": v.exact})
+        elif isinstance(v, DateValue):
+            out["dt"].append({"p": p, "lo": v.low, "hi": v.high})
+        elif isinstance(v, ReferenceValue):
+            out["ref"].append({"p": p, "tt": v.target_type, "ti": v.target_id, "u": v.url})
+        elif isinstance(v, NumberValue):
+            out["num"].append({"p": p, "lo": v.low, "hi": v.high, "s": v.system, "c": v.code})
+    return out
+
+
+# --- compiling a neutral query to a MongoDB filter ---------------------------------------
+# Every value is placed as a literal: strings go through re.escape before they reach a
+# $regex, and no value is ever used as a key, so `{"$ne": null}` in a search is just text.
+
+
+def _range(op: str, low: object, high: object) -> dict[str, Any]:
+    eq = {"lo": {"$gte": low}, "hi": {"$lte": high}}
+    return {
+        "eq": eq,
+        "ne": {"$nor": [eq]},
+        "gt": {"hi": {"$gt": high}},
+        "lt": {"lo": {"$lt": low}},
+        "ge": {"$or": [{"hi": {"$gt": high}}, eq]},
+        "le": {"$or": [{"lo": {"$lt": low}}, eq]},
+        "sa": {"lo": {"$gt": high}},
+        "eb": {"hi": {"$lt": low}},
+        "ap": {"lo": {"$lte": high}, "hi": {"$gte": low}},
+    }[op]
+
+
+def _predicate(pred: object) -> dict[str, Any]:
+    if isinstance(pred, TokenPredicate):
+        out: dict[str, Any] = {}
+        if pred.code is not None:
+            out["c"] = pred.code
+        if pred.system == "":
+            out["s"] = None
+        elif pred.system is not None:
+            out["s"] = pred.system
+        return out
+    if isinstance(pred, TokenTextPredicate):
+        return {"x": {"$regex": "^" + re.escape(pred.text)}}
+    if isinstance(pred, StringPredicate):
+        if pred.mode == "exact":
+            return {"e": pred.text}
+        if pred.mode == "contains":
+            return {"n": {"$regex": re.escape(pred.text)}}
+        return {"n": {"$regex": "^" + re.escape(pred.text)}}
+    if isinstance(pred, RangePredicate):
+        return _range(pred.op, pred.low, pred.high)
+    if isinstance(pred, ReferencePredicate):
+        if pred.url is not None:
+            return {"u": pred.url}
+        out = {"ti": pred.target_id}
+        if pred.target_type is not None:
+            out["tt"] = pred.target_type
+        return out
+    raise ValueError(f"no MongoDB filter for {pred!r}")
+
+
+def _criterion(crit: Criterion) -> dict[str, Any]:
+    field = KIND_FIELD[crit.kind]
+    missing = [p for p in crit.predicates if isinstance(p, MissingPredicate)]
+    if missing:
+        has = {field: {"$elemMatch": {"p": crit.param}}}
+        return {"$nor": [has]} if missing[0].missing else has
+    ors = [_predicate(p) for p in crit.predicates]
+    match: dict[str, Any] = {"p": crit.param}
+    if len(ors) == 1:
+        match.update(ors[0])
+    else:
+        match["$or"] = ors
+    has = {field: {"$elemMatch": match}}
+    return {"$nor": [has]} if crit.negate else has
+
+
+def compile_filter(query: IndexQuery) -> dict[str, Any]:
+    clauses: list[dict[str, Any]] = [{"d": False}]
+    if query.rtype is not None:
+        clauses.insert(0, {"t": query.rtype})
+    if query.ids is not None:
+        clauses.append({"id": {"$in": list(query.ids)}})
+    if query.after is not None:
+        lu, rid = query.after
+        clauses.append({"$or": [{"lu": {"$gt": lu}}, {"lu": lu, "id": {"$gt": rid}}]})
+    clauses.extend(_criterion(c) for c in query.criteria)
+    return clauses[0] if len(clauses) == 1 else {"$and": clauses}

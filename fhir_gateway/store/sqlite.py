@@ -1,0 +1,410 @@
+"""The embedded engine: one SQLite file, WAL, synchronous=FULL by default.
+
+Durability: in WAL mode with `synchronous=FULL` a transaction is fsynced before COMMIT
+returns, so an acknowledged write survives `kill -9` of the server and power loss.
+`NORMAL` survives a killed process but may lose the last commits on power loss.
+
+Concurrency: one connection per thread; write sessions take `BEGIN IMMEDIATE`, so
+writers queue (busy_timeout) instead of failing, and readers keep reading the last
+committed snapshot (WAL). The versions primary key is the last line of defence against a
+lost version.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+
+from . import base
+from .base import (
+    Criterion,
+    DateValue,
+    HistoryPage,
+    IndexQuery,
+    NewVersion,
+    NumberValue,
+    ReferenceValue,
+    StoredVersion,
+    StringValue,
+    TokenValue,
+    VersionConflict,
+)
+from .cursor import decode_cursor, encode_cursor
+from .predicates import (
+    MissingPredicate,
+    RangePredicate,
+    ReferencePredicate,
+    StringPredicate,
+    TokenPredicate,
+    TokenTextPredicate,
+)
+
+# Indexes are declared here, created idempotently at open, and listed in the README.
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS resources (
+    pk INTEGER PRIMARY KEY,
+    rtype TEXT NOT NULL,
+    rid TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    last_updated TEXT NOT NULL,
+    deleted INTEGER NOT NULL,
+    body TEXT,
+    UNIQUE (rtype, rid)
+);
+CREATE INDEX IF NOT EXISTS resources_type_updated ON resources (rtype, last_updated);
+CREATE TABLE IF NOT EXISTS versions (
+    rtype TEXT NOT NULL,
+    rid TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    last_updated TEXT NOT NULL,
+    deleted INTEGER NOT NULL,
+    body TEXT,
+    PRIMARY KEY (rtype, rid, version)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS versions_updated ON versions (last_updated, rtype, rid, version);
+CREATE INDEX IF NOT EXISTS versions_type_updated
+    ON versions (rtype, last_updated, rid, version);
+CREATE TABLE IF NOT EXISTS idx_token (
+    pk INTEGER NOT NULL, rtype TEXT NOT NULL, param TEXT NOT NULL,
+    system TEXT, code TEXT, text TEXT
+);
+CREATE INDEX IF NOT EXISTS idx_token_lookup ON idx_token (rtype, param, code, system);
+CREATE INDEX IF NOT EXISTS idx_token_system ON idx_token (rtype, param, system);
+CREATE INDEX IF NOT EXISTS idx_token_pk ON idx_token (pk);
+CREATE TABLE IF NOT EXISTS idx_string (
+    pk INTEGER NOT NULL, rtype TEXT NOT NULL, param TEXT NOT NULL,
+    norm TEXT NOT NULL, exact TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS idx_string_lookup ON idx_string (rtype, param, norm);
+CREATE INDEX IF NOT EXISTS idx_string_exact ON idx_string (rtype, param, exact);
+CREATE INDEX IF NOT EXISTS idx_string_pk ON idx_string (pk);
+CREATE TABLE IF NOT EXISTS idx_date (
+    pk INTEGER NOT NULL, rtype TEXT NOT NULL, param TEXT NOT NULL,
+    low TEXT NOT NULL, high TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS idx_date_low ON idx_date (rtype, param, low);
+CREATE INDEX IF NOT EXISTS idx_date_high ON idx_date (rtype, param, high);
+CREATE INDEX IF NOT EXISTS idx_date_pk ON idx_date (pk);
+CREATE TABLE IF NOT EXISTS idx_reference (
+    pk INTEGER NOT NULL, rtype TEXT NOT NULL, param TEXT NOT NULL,
+    target_type TEXT, target_id TEXT, url TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS idx_reference_target
+    ON idx_reference (rtype, param, target_id, target_type);
+CREATE INDEX IF NOT EXISTS idx_reference_url ON idx_reference (rtype, param, url);
+CREATE INDEX IF NOT EXISTS idx_reference_pk ON idx_reference (pk);
+CREATE TABLE IF NOT EXISTS idx_number (
+    pk INTEGER NOT NULL, rtype TEXT NOT NULL, param TEXT NOT NULL,
+    low REAL NOT NULL, high REAL NOT NULL, system TEXT, code TEXT
+);
+CREATE INDEX IF NOT EXISTS idx_number_low ON idx_number (rtype, param, low);
+CREATE INDEX IF NOT EXISTS idx_number_pk ON idx_number (pk);
+CREATE TABLE IF NOT EXISTS compartment (
+    pk INTEGER NOT NULL, patient TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS compartment_patient ON compartment (patient, pk);
+CREATE INDEX IF NOT EXISTS compartment_pk ON compartment (pk);
+"""
+
+INDEX_TABLES = ("idx_token", "idx_string", "idx_date", "idx_reference", "idx_number")
+KIND_TABLE = {
+    "token": "idx_token",
+    "string": "idx_string",
+    "uri": "idx_string",
+    "date": "idx_date",
+    "reference": "idx_reference",
+    "number": "idx_number",
+    "quantity": "idx_number",
+}
+SYNCHRONOUS_MODES = ("OFF", "NORMAL", "FULL", "EXTRA")
+_COLUMNS = "rtype, rid, version, last_updated, deleted, body"
+
+
+def _row(row: tuple) -> StoredVersion:
+    return StoredVersion(
+        rtype=row[0], rid=row[1], version=row[2], last_updated=row[3],
+        deleted=bool(row[4]), body=row[5],
+    )
+
+
+class SqliteEngine:
+    """A store in one SQLite file (see module docstring for durability)."""
+
+    name = "sqlite"
+
+    def __init__(self, path: str | Path, *, synchronous: str = "FULL") -> None:
+        if synchronous.upper() not in SYNCHRONOUS_MODES:
+            raise ValueError(f"synchronous must be one of {SYNCHRONOUS_MODES}")
+        self.path = Path(path)
+        self.synchronous = synchronous.upper()
+        if str(self.path) != ":memory:":
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        self._all: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        conn = self._connection()
+        conn.executescript(SCHEMA)
+
+    def _connection(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(
+                str(self.path), isolation_level=None, check_same_thread=False, timeout=60
+            )
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute(f"PRAGMA synchronous={self.synchronous}")
+            conn.execute("PRAGMA busy_timeout=60000")
+            self._local.conn = conn
+            with self._lock:
+                self._all.append(conn)
+        return conn
+
+    @contextmanager
+    def session(self, *, write: bool) -> Iterator[SqliteSession]:
+        conn = self._connection()
+        depth = getattr(self._local, "depth", 0)
+        if depth:  # nested use inside an open session on this thread shares it
+            yield SqliteSession(conn, write=write)
+            return
+        conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+        self._local.depth = 1
+        try:
+            yield SqliteSession(conn, write=write)
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        else:
+            conn.execute("COMMIT")
+        finally:
+            self._local.depth = 0
+
+    def close(self) -> None:
+        with self._lock:
+            for conn in self._all:
+                with suppress(sqlite3.ProgrammingError):
+                    conn.close()
+            self._all.clear()
+        self._local = threading.local()
+
+
+class SqliteSession:
+    def __init__(self, conn: sqlite3.Connection, *, write: bool) -> None:
+        self.conn = conn
+        self.write = write
+
+    def current(self, rtype: str, rid: str) -> StoredVersion | None:
+        row = self.conn.execute(
+            f"SELECT {_COLUMNS} FROM resources WHERE rtype=? AND rid=?", (rtype, rid)
+        ).fetchone()
+        return _row(row) if row else None
+
+    def version(self, rtype: str, rid: str, version: int) -> StoredVersion | None:
+        row = self.conn.execute(
+            f"SELECT {_COLUMNS} FROM versions WHERE rtype=? AND rid=? AND version=?",
+            (rtype, rid, version),
+        ).fetchone()
+        return _row(row) if row else None
+
+    def put(self, new: NewVersion) -> None:
+        if not self.write:
+            raise base.StoreError("put() in a read-only session")
+        deleted = 1 if new.body is None else 0
+        try:
+            self.conn.execute(
+                f"INSERT INTO versions ({_COLUMNS}) VALUES (?,?,?,?,?,?)",
+                (new.rtype, new.rid, new.version, new.last_updated, deleted, new.body),
+            )
+        except sqlite3.IntegrityError as exc:
+            raise VersionConflict(f"{new.rtype}/{new.rid} version {new.version} exists") from exc
+        row = self.conn.execute(
+            "SELECT pk, version FROM resources WHERE rtype=? AND rid=?", (new.rtype, new.rid)
+        ).fetchone()
+        if row is None:
+            pk = self.conn.execute(
+                f"INSERT INTO resources ({_COLUMNS}) VALUES (?,?,?,?,?,?)",
+                (new.rtype, new.rid, new.version, new.last_updated, deleted, new.body),
+            ).lastrowid
+        else:
+            pk, current = row
+            if current >= new.version:
+                raise VersionConflict(f"{new.rtype}/{new.rid} is at version {current}")
+            self.conn.execute(
+                "UPDATE resources SET version=?, last_updated=?, deleted=?, body=? WHERE pk=?",
+                (new.version, new.last_updated, deleted, new.body, pk),
+            )
+            for table in (*INDEX_TABLES, "compartment"):
+                self.conn.execute(f"DELETE FROM {table} WHERE pk=?", (pk,))
+        if new.body is not None:
+            self._write_index(pk, new)
+
+    def _write_index(self, pk: int, new: NewVersion) -> None:
+        rows: dict[str, list[tuple]] = {t: [] for t in INDEX_TABLES}
+        for entry in new.index:
+            v = entry.value
+            head = (pk, new.rtype, entry.param)
+            if isinstance(v, TokenValue):
+                rows["idx_token"].append((*head, v.system, v.code, v.text))
+            elif isinstance(v, StringValue):
+                rows["idx_string"].append((*head, v.normalized, v.exact))
+            elif isinstance(v, DateValue):
+                rows["idx_date"].append((*head, v.low, v.high))
+            elif isinstance(v, ReferenceValue):
+                rows["idx_reference"].append((*head, v.target_type, v.target_id, v.url))
+            elif isinstance(v, NumberValue):
+                rows["idx_number"].append((*head, v.low, v.high, v.system, v.code))
+        for table, values in rows.items():
+            if values:
+                marks = ",".join("?" * len(values[0]))
+                self.conn.executemany(f"INSERT INTO {table} VALUES ({marks})", values)
+        if new.compartments:
+            self.conn.executemany(
+                "INSERT INTO compartment VALUES (?,?)", [(pk, p) for p in new.compartments]
+            )
+
+    def history(
+        self,
+        *,
+        rtype: str | None,
+        rid: str | None,
+        since: str | None,
+        cursor: str | None,
+        limit: int,
+    ) -> HistoryPage:
+        where: list[str] = []
+        args: list[object] = []
+        if rtype is not None:
+            where.append("rtype=?")
+            args.append(rtype)
+        if rid is not None:
+            where.append("rid=?")
+            args.append(rid)
+        if since is not None:
+            where.append("last_updated>=?")
+            args.append(since)
+        if cursor is not None:
+            lu, ct, ci, cv = decode_cursor(cursor)
+            # Newest first; the keyset is (last_updated, rtype, rid, version) descending.
+            where.append("(last_updated, rtype, rid, version) < (?,?,?,?)")
+            args.extend([lu, ct, ci, cv])
+        sql = f"SELECT {_COLUMNS} FROM versions"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY last_updated DESC, rtype DESC, rid DESC, version DESC LIMIT ?"
+        args.append(limit + 1)
+        rows = [_row(r) for r in self.conn.execute(sql, args).fetchall()]
+        more = len(rows) > limit
+        rows = rows[:limit]
+        nxt = None
+        if more and rows:
+            last = rows[-1]
+            nxt = encode_cursor(last.last_updated, last.rtype, last.rid, last.version)
+        return HistoryPage(versions=rows, next_cursor=nxt)
+
+    def find(self, query: IndexQuery) -> list[StoredVersion]:
+        sql, args = compile_query(query)
+        return [_row(r) for r in self.conn.execute(sql, args).fetchall()]
+
+
+# --- compiling a neutral query to SQL -------------------------------------------------
+
+_RANGE_SQL = {
+    # resource range [low, high] against search range [?lo, ?hi]; FHIR R4 3.1.1.4.
+    "eq": ("low >= ? AND high <= ?", "lh"),
+    "ne": ("NOT (low >= ? AND high <= ?)", "lh"),
+    "gt": ("high > ?", "h"),
+    "lt": ("low < ?", "l"),
+    "ge": ("(high > ? OR (low >= ? AND high <= ?))", "hlh"),
+    "le": ("(low < ? OR (low >= ? AND high <= ?))", "llh"),
+    "sa": ("low > ?", "h"),
+    "eb": ("high < ?", "l"),
+    "ap": ("low <= ? AND high >= ?", "hl"),
+}
+
+
+def _predicate_sql(kind: str, pred: object) -> tuple[str, list[object]]:
+    if isinstance(pred, TokenPredicate):
+        parts, args = [], []
+        if pred.code is not None:
+            parts.append("code = ?")
+            args.append(pred.code)
+        if pred.system == "":
+            parts.append("system IS NULL")
+        elif pred.system is not None:
+            parts.append("system = ?")
+            args.append(pred.system)
+        return " AND ".join(parts) or "1", args
+    if isinstance(pred, TokenTextPredicate):
+        return "text LIKE ? ESCAPE '\\'", [_like_prefix(pred.text)]
+    if isinstance(pred, StringPredicate):
+        if pred.mode == "exact":
+            return "exact = ?", [pred.text]
+        if pred.mode == "contains":
+            return "norm LIKE ? ESCAPE '\\'", ["%" + _like_escape(pred.text) + "%"]
+        return "norm LIKE ? ESCAPE '\\'", [_like_prefix(pred.text)]
+    if isinstance(pred, RangePredicate):
+        sql, order = _RANGE_SQL[pred.op]
+        values = {"l": pred.low, "h": pred.high}
+        return sql, [values[c] for c in order]
+    if isinstance(pred, ReferencePredicate):
+        if pred.url is not None:
+            return "url = ?", [pred.url]
+        parts, args = ["target_id = ?"], [pred.target_id]
+        if pred.target_type is not None:
+            parts.append("target_type = ?")
+            args.append(pred.target_type)
+        return " AND ".join(parts), args
+    raise ValueError(f"no SQL for {pred!r} on a {kind} index")
+
+
+def _like_escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _like_prefix(text: str) -> str:
+    return _like_escape(text) + "%"
+
+
+def _criterion_sql(rtype: str | None, crit: Criterion) -> tuple[str, list[object]]:
+    table = KIND_TABLE[crit.kind]
+    missing = [p for p in crit.predicates if isinstance(p, MissingPredicate)]
+    if missing:
+        exists = f"EXISTS (SELECT 1 FROM {table} i WHERE i.pk = r.pk AND i.param = ?)"
+        return (f"NOT {exists}" if missing[0].missing else exists), [crit.param]
+    ors, args = [], []
+    for pred in crit.predicates:
+        sql, a = _predicate_sql(crit.kind, pred)
+        ors.append(f"({sql})")
+        args.extend(a)
+    # The type is bound as a value, not correlated, so SQLite drives the lookup from the
+    # (rtype, param, value) index instead of probing it once per resource.
+    type_sql, type_args = ("rtype = ?", [rtype]) if rtype is not None else ("1", [])
+    sub = f"SELECT pk FROM {table} WHERE {type_sql} AND param = ? AND ({' OR '.join(ors)})"
+    op = "NOT IN" if crit.negate else "IN"
+    return f"r.pk {op} ({sub})", [*type_args, crit.param, *args]
+
+
+def compile_query(query: IndexQuery) -> tuple[str, list[object]]:
+    where = ["r.deleted = 0"]
+    args: list[object] = []
+    if query.rtype is not None:
+        where.append("r.rtype = ?")
+        args.append(query.rtype)
+    if query.ids is not None:
+        where.append(f"r.rid IN ({','.join('?' * len(query.ids))})")
+        args.extend(query.ids)
+    if query.after is not None:
+        where.append("(r.last_updated, r.rid) > (?, ?)")
+        args.extend(query.after)
+    for crit in query.criteria:
+        sql, a = _criterion_sql(query.rtype, crit)
+        where.append(sql)
+        args.extend(a)
+    sql = f"SELECT {', '.join('r.' + c.strip() for c in _COLUMNS.split(','))} FROM resources r"
+    sql += " WHERE " + " AND ".join(where) + " ORDER BY r.last_updated, r.rid"
+    if query.limit is not None:
+        sql += " LIMIT ?"
+        args.append(query.limit)
+    return sql, args

@@ -1,0 +1,1 @@
+"""Partner mappings (declarative YAML/JSON), shipped as package data: issue 5, not written yet."""

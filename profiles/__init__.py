@@ -1,0 +1,1 @@
+"""The shared record FHIR profiles, shipped as package data: issue 4, not written yet."""
