@@ -30,7 +30,7 @@ STATUS_TEXT = {200: "200 OK", 201: "201 Created", 204: "204 No Content"}
 
 
 def batch_or_transaction(ctx: FhirContext, req: FhirRequest, router: FhirRouter) -> FhirResponse:
-    bundle = check_resource(req.body, expected_type="Bundle")
+    bundle = check_resource(req.body, expected_type="Bundle", model=False)
     kind = bundle.get("type")
     if kind not in ("batch", "transaction"):
         raise BadRequest(f"a Bundle posted to the base must be a batch or transaction, "

@@ -24,9 +24,16 @@ def is_valid_id(value: object) -> bool:
 
 
 def check_resource(
-    body: Any, *, expected_type: str | None = None, where: str = "request body"
+    body: Any, *, expected_type: str | None = None, where: str = "request body",
+    model: bool = True,
 ) -> dict[str, Any]:
-    """Return `body` as a resource dict, or raise BadRequest/InvalidResource listing why."""
+    """Return `body` as a resource dict, or raise BadRequest/InvalidResource listing why.
+
+    `model=False` checks only the envelope (type, id): a batch Bundle's entries are each
+    validated as they run, so one bad entry fails that entry, not the whole batch.
+    """
+    if body is None:
+        raise BadRequest(f"{where} is empty; a FHIR JSON resource was expected")
     if not isinstance(body, dict):
         raise BadRequest(f"{where} must be a JSON object holding a FHIR resource")
     rtype = body.get("resourceType")
@@ -46,10 +53,10 @@ def check_resource(
             f"{where}: id {str(body['id'])[:80]!r} is not a FHIR id (1-64 of A-Z a-z 0-9 - .)",
             expression=f"{rtype}.id",
         )
-    model = types.model_for(rtype)
-    if model is not None:
+    model_class = types.model_for(rtype) if model else None
+    if model_class is not None:
         try:
-            model.model_validate(body)
+            model_class.model_validate(body)
         except ValidationError as exc:
             raise InvalidResource(
                 f"{where} is not a valid {rtype}: {len(exc.errors())} problem(s)",

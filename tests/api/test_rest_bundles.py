@@ -1,0 +1,138 @@
+"""Batch and transaction Bundles (R4 3.1.0.11), on both engines.
+
+On mongomock the engine has no multi-document transactions; atomicity here comes from its
+undo journal (real MongoDB aborts the transaction instead; see README, known limits).
+"""
+
+from __future__ import annotations
+
+from fastapi.testclient import TestClient
+
+from conftest import FHIR_JSON
+
+NHS = "https://fhir.nhs.uk/Id/nhs-number"
+
+
+def count(client: TestClient, rtype: str) -> int:
+    return len(client.get(f"/fhir/{rtype}/_history?_count=1000").json()["entry"])
+
+
+def tx(*entries: dict, kind: str = "transaction") -> dict:
+    return {"resourceType": "Bundle", "type": kind, "entry": list(entries)}
+
+
+def post(resource: dict, full_url: str | None = None, **request: str) -> dict:
+    entry = {"resource": resource,
+             "request": {"method": "POST", "url": resource["resourceType"], **request}}
+    if full_url:
+        entry["fullUrl"] = full_url
+    return entry
+
+
+def test_transaction_rewrites_urn_references(client: TestClient) -> None:
+    bundle = tx(
+        post({"resourceType": "Encounter", "status": "finished",
+              "class": {"code": "IMP"}, "subject": {"reference": "urn:uuid:p1"}}),
+        post({"resourceType": "Patient", "name": [{"family": "Adeyemi"}]}, "urn:uuid:p1"),
+        post({"resourceType": "Observation", "status": "final", "code": {"text": "CPR"},
+              "subject": {"reference": "urn:uuid:p1"}}),
+    )
+    r = client.post("/fhir", json=bundle, headers=FHIR_JSON)
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert out["type"] == "transaction-response"
+    assert [e["response"]["status"] for e in out["entry"]] == ["201 Created"] * 3
+    pid = out["entry"][1]["resource"]["id"]
+    enc = client.get(f"/fhir/Encounter/{out['entry'][0]['resource']['id']}").json()
+    assert enc["subject"]["reference"] == f"Patient/{pid}"
+    found = client.get(f"/fhir/Observation?subject=Patient/{pid}").json()
+    assert len(found["entry"]) == 1
+
+
+def test_failing_entry_leaves_nothing_behind(client: TestClient) -> None:
+    existing = client.post("/fhir/Patient", json={"resourceType": "Patient"},
+                           headers=FHIR_JSON).json()
+    bundle = tx(
+        post({"resourceType": "Patient", "name": [{"family": "New"}]}),
+        {"resource": {**existing, "gender": "female"},
+         "request": {"method": "PUT", "url": f"Patient/{existing['id']}"}},
+        {"request": {"method": "DELETE", "url": f"Patient/{existing['id']}"}},
+        post({"resourceType": "Observation", "status": "final", "code": {"text": "x"},
+              "effectiveDateTime": "last Tuesday"}),
+    )
+    before = (count(client, "Patient"), count(client, "Observation"))
+    r = client.post("/fhir", json=bundle, headers=FHIR_JSON)
+    assert r.status_code == 400
+    msg = r.json()["issue"][0]["diagnostics"]
+    assert "Bundle.entry[3]" in msg and "nothing in the transaction was written" in msg
+    assert (count(client, "Patient"), count(client, "Observation")) == before
+    current = client.get(f"/fhir/Patient/{existing['id']}")
+    assert current.status_code == 200 and current.json() == existing
+
+
+def test_transaction_failing_on_a_precondition_rolls_back(client: TestClient) -> None:
+    pid = client.post("/fhir/Patient", json={"resourceType": "Patient"},
+                      headers=FHIR_JSON).json()["id"]
+    bundle = tx(
+        post({"resourceType": "Patient", "name": [{"family": "Kept?"}]}),
+        {"resource": {"resourceType": "Patient", "id": pid, "gender": "male"},
+         "request": {"method": "PUT", "url": f"Patient/{pid}", "ifMatch": 'W/"7"'}},
+    )
+    r = client.post("/fhir", json=bundle, headers=FHIR_JSON)
+    assert r.status_code == 412
+    assert count(client, "Patient") == 1
+
+
+def test_transaction_conditional_create_reuses_the_match(client: TestClient) -> None:
+    ident = {"system": NHS, "value": "9434765919"}
+    made = client.post("/fhir/Patient", json={"resourceType": "Patient", "identifier": [ident]},
+                       headers=FHIR_JSON).json()
+    bundle = tx(
+        post({"resourceType": "Patient", "identifier": [ident]}, "urn:uuid:pat",
+             ifNoneExist=f"identifier={NHS}|9434765919"),
+        post({"resourceType": "Encounter", "status": "planned", "class": {"code": "AMB"},
+              "subject": {"reference": "urn:uuid:pat"}}),
+    )
+    r = client.post("/fhir", json=bundle, headers=FHIR_JSON)
+    assert r.status_code == 200, r.text
+    assert r.json()["entry"][0]["response"]["status"] == "200 OK"
+    enc_id = r.json()["entry"][1]["resource"]["id"]
+    enc = client.get(f"/fhir/Encounter/{enc_id}").json()
+    assert enc["subject"]["reference"] == f"Patient/{made['id']}"
+    assert count(client, "Patient") == 1
+
+
+def test_batch_entries_fail_independently(client: TestClient) -> None:
+    pid = client.post("/fhir/Patient", json={"resourceType": "Patient"},
+                      headers=FHIR_JSON).json()["id"]
+    bundle = tx(
+        post({"resourceType": "Patient", "name": [{"family": "Ok"}]}),
+        post({"resourceType": "Patient", "birthDate": "not a date"}),
+        {"request": {"method": "GET", "url": f"Patient/{pid}"}},
+        {"request": {"method": "GET", "url": "Patient/missing"}},
+        {"request": {"method": "GET", "url": "Patient?gender=male"}},
+        kind="batch",
+    )
+    r = client.post("/fhir", json=bundle, headers=FHIR_JSON)
+    assert r.status_code == 200
+    statuses = [e["response"]["status"] for e in r.json()["entry"]]
+    assert statuses == ["201 Created", "400", "200 OK", "404", "200 OK"]
+    assert r.json()["entry"][1]["response"]["outcome"]["resourceType"] == "OperationOutcome"
+    assert count(client, "Patient") == 2
+
+
+def test_malformed_bundles(client: TestClient) -> None:
+    for bundle, status in [
+        ({"resourceType": "Bundle", "type": "collection"}, 400),
+        ({"resourceType": "Patient"}, 400),
+        (tx({"resource": {"resourceType": "Patient"}}), 400),
+        (tx({"request": {"method": "FROB", "url": "Patient"}}), 400),
+        (tx({"request": {"method": "POST", "url": ""}}), 400),
+        (tx({"request": {"method": "GET", "url": "Nonsense/1"}}), 404),
+        (tx({"resource": {"resourceType": "Bundle", "type": "batch"},
+             "request": {"method": "POST", "url": "/"}}), 400),
+    ]:
+        r = client.post("/fhir", json=bundle, headers=FHIR_JSON)
+        assert r.status_code == status, (bundle, r.text)
+        assert r.json()["resourceType"] == "OperationOutcome"
+    assert count(client, "Patient") == 0

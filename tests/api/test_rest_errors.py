@@ -1,0 +1,123 @@
+"""Bad input is a 4xx OperationOutcome naming what and where, never a 500 or partial write."""
+
+from __future__ import annotations
+
+import pytest
+from fastapi.testclient import TestClient
+
+from conftest import FHIR_JSON
+
+
+def outcome(r, status: int) -> str:  # noqa: ANN001 - an httpx response
+    assert r.status_code == status, r.text
+    body = r.json()
+    assert body["resourceType"] == "OperationOutcome"
+    assert r.headers["content-type"].startswith("application/fhir+json")
+    return " ".join(i.get("diagnostics", "") for i in body["issue"])
+
+
+def patient_count(client: TestClient) -> int:
+    return len(client.get("/fhir/Patient/_history?_count=1000").json()["entry"])
+
+
+@pytest.mark.parametrize(("body", "expect"), [
+    (b'{"resourceType": "Patient",', "line 1 column 28"),
+    (b'{"resourceType": "Patient"} trailing', "Extra data"),
+    (b'{"resourceType": "Patient", "name": [{"family": "\xff"}]}', "UTF-8: byte 0xff"),
+    (b"[" * 5000 + b"]" * 5000, "nests"),
+    (b'{"a":' * 100 + b"1" + b"}" * 100, "nests"),
+    (b'{"resourceType": "Patient", "multipleBirthInteger": NaN}', "NaN"),
+    (b"", "empty"),
+    (b"[]", "JSON object"),
+    (b'"Patient"', "JSON object"),
+    (b'{"name": []}', "no resourceType"),
+    (b'{"resourceType": "Observation", "status": "final", "code": {}}', "Patient endpoint"),
+    (b'{"resourceType": "Patient", "birthDate": "1938-02-30"}', "Patient.birthDate"),
+    (b'{"resourceType": "Patient", "favouriteColour": "blue"}', "Patient.favouriteColour"),
+    (b'{"resourceType": "Patient", "id": "bad id!"}', "not a FHIR id"),
+    (b'{"resourceType": "Nonsense"}', "not an R4 resource type"),
+])
+def test_malformed_bodies_are_400_and_write_nothing(client: TestClient, body: bytes,
+                                                    expect: str) -> None:
+    before = patient_count(client)
+    msg = outcome(client.post("/fhir/Patient", content=body, headers=FHIR_JSON), 400)
+    assert expect in msg
+    assert patient_count(client) == before
+
+
+def test_every_model_problem_is_reported_with_its_path(client: TestClient) -> None:
+    r = client.post("/fhir/Patient", json={
+        "resourceType": "Patient", "gender": 5, "birthDate": "yesterday",
+        "name": [{"family": ["not", "a", "string"]}]}, headers=FHIR_JSON)
+    issues = r.json()["issue"]
+    assert r.status_code == 400
+    paths = {e for i in issues for e in i.get("expression", [])}
+    assert {"Patient.gender", "Patient.birthDate", "Patient.name[0].family"} <= paths
+
+
+def test_update_id_rules(client: TestClient) -> None:
+    body = {"resourceType": "Patient", "id": "a"}
+    assert "does not match" in outcome(
+        client.put("/fhir/Patient/b", json=body, headers=FHIR_JSON), 400)
+    assert "has no id" in outcome(
+        client.put("/fhir/Patient/b", json={"resourceType": "Patient"}, headers=FHIR_JSON), 400)
+    assert "Observation" in outcome(client.put(
+        "/fhir/Observation/a", json=body, headers=FHIR_JSON), 400)
+    assert client.get("/fhir/Patient/a").status_code == 404
+
+
+def test_unknown_type_and_paths(client: TestClient) -> None:
+    assert "not an R4 resource type" in outcome(client.get("/fhir/Nonsense/1"), 404)
+    outcome(client.get("/fhir/Nonsense"), 404)
+    outcome(client.get("/fhir/Patient/1/_history/1/extra"), 404)
+    outcome(client.get("/elsewhere"), 404)
+    outcome(client.patch("/fhir/Patient/1", content=b"{}", headers=FHIR_JSON), 405)
+    outcome(client.delete("/fhir/metadata"), 405)
+
+
+def test_content_negotiation(client: TestClient) -> None:
+    xml = b'<Patient xmlns="http://hl7.org/fhir"/>'
+    assert "not supported" in outcome(client.post(
+        "/fhir/Patient", content=xml, headers={"Content-Type": "application/fhir+xml"}), 415)
+    outcome(client.post("/fhir/Patient", content=b"x", headers={"Content-Type": "text/plain"}),
+            415)
+    outcome(client.get("/fhir/metadata?_format=xml"), 406)
+    outcome(client.get("/fhir/metadata", headers={"Accept": "application/fhir+xml"}), 406)
+    assert client.get("/fhir/metadata?_format=json").status_code == 200
+    ok = client.post("/fhir/Patient", content=b'{"resourceType":"Patient"}',
+                     headers={"Content-Type": "application/json"})
+    assert ok.status_code == 201
+
+
+def test_body_over_the_limit_is_413(client: TestClient) -> None:
+    big = b'{"resourceType":"Patient","text":{"status":"generated","div":"' + b"x" * (
+        2 * 1024 * 1024) + b'"}}'
+    assert "at most" in outcome(client.post("/fhir/Patient", content=big, headers=FHIR_JSON),
+                                413)
+
+    def chunks():  # no Content-Length: the limit still holds while streaming
+        for _ in range(40):
+            yield b"x" * 65536
+
+    outcome(client.post("/fhir/Patient", content=chunks(), headers=FHIR_JSON), 413)
+    assert patient_count(client) == 0
+
+
+def test_deleted_is_410(client: TestClient) -> None:
+    pid = client.post("/fhir/Patient", json={"resourceType": "Patient"},
+                      headers=FHIR_JSON).json()["id"]
+    client.delete(f"/fhir/Patient/{pid}")
+    assert "deleted" in outcome(client.get(f"/fhir/Patient/{pid}"), 410)
+
+
+def test_bad_search_parameters(client: TestClient) -> None:
+    msg = outcome(client.get("/fhir/Patient?colour=blue"), 400)
+    assert "colour" in msg and "birthdate" in msg  # names the valid ones
+    lenient = client.get("/fhir/Patient?colour=blue", headers={"Prefer": "handling=lenient"})
+    assert lenient.status_code == 200
+    assert any(e["search"]["mode"] == "outcome" for e in lenient.json()["entry"])
+    outcome(client.get("/fhir/Patient?birthdate=notadate"), 400)
+    outcome(client.get("/fhir/Patient?birthdate=2026-13-01"), 400)
+    outcome(client.get("/fhir/Patient?gender:fuzzy=male"), 400)
+    outcome(client.get("/fhir/Patient?_count=many"), 400)
+    outcome(client.get("/fhir/Patient?general-practitioner=a/b/c"), 400)

@@ -1,0 +1,40 @@
+"""Shared fixtures: every store-backed test runs on a SQLite file and on mongomock."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from fhir_gateway.api.app import create_app
+from fhir_gateway.config import Settings
+from fhir_gateway.store import open_store
+from fhir_gateway.store.base import StoreEngine
+
+ENGINES = ["sqlite", "mongomock"]
+
+
+def make_engine(kind: str, tmp_path: Path) -> StoreEngine:
+    if kind == "sqlite":
+        return open_store(f"sqlite:///{tmp_path / 'store.sqlite3'}")
+    return open_store(f"mongomock://test/db{uuid.uuid4().hex[:8]}")
+
+
+@pytest.fixture(params=ENGINES)
+def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreEngine]:
+    store = make_engine(request.param, tmp_path)
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def client(engine: StoreEngine) -> Iterator[TestClient]:
+    app = create_app(Settings(max_body_bytes=1024 * 1024), engine=engine)
+    with TestClient(app, base_url="http://gateway.test") as c:
+        yield c
+
+
+FHIR_JSON = {"Content-Type": "application/fhir+json"}
