@@ -110,8 +110,8 @@ def uk_patient(rng: random.Random) -> dict[str, Any]:
     ods, practice = rng.choice(PRACTICES)
     given, family = rng.choice(GIVEN), rng.choice(FAMILY)
     birth = dt.date(1925, 1, 1) + dt.timedelta(days=rng.randrange(365 * 80))
-    postcode = f"{area}{rng.randrange(1, 30)} {rng.randrange(1, 10)}{rng.choice('ABDEFGHJLNP')}" \
-               f"{rng.choice('ABDEFGHJLNPQRSTUWXYZ')}"
+    inward = f"{rng.randrange(1, 10)}{rng.choice('ABDEFGHJLNP')}{rng.choice('ABDEFGHJLNQRTUWXYZ')}"
+    postcode = f"{area}{rng.randrange(1, 30)} {inward}"
     return {
         "resourceType": "Patient",
         "identifier": [{
@@ -493,6 +493,20 @@ def machine() -> dict[str, Any]:
     }
 
 
+def fs_type(path: Path) -> str:
+    """The filesystem type under `path` (fsync cost depends on it: tmpfs makes it free)."""
+    best, kind = "", "?"
+    try:
+        for line in Path("/proc/mounts").read_text().splitlines():
+            parts = line.split()
+            mount = parts[1].replace("\\040", " ")
+            if path.resolve().is_relative_to(mount) and len(mount) > len(best):
+                best, kind = mount, parts[2]
+    except (OSError, IndexError):
+        pass
+    return kind
+
+
 def fmt(value: float | None, kind: str) -> str:
     if value is None or value != value:  # None or NaN
         return "-"
@@ -517,11 +531,12 @@ def print_report(args: argparse.Namespace, info: dict[str, Any], command: str,
           + " ".join(f"{x:.2f}" for x in info["loadavg_at_start"]))
     print("         " + ", ".join(f"{k} {v}" for k, v in info["versions"].items())
           + (f", git {info['git']}" if info["git"] else ""))
+    print(f"gateway store: {info['store']}")
     print(f"command: {command}")
     print(f"elapsed: {elapsed_s:.0f} s")
     print()
     print("per round (throughput in req/s; ratio = gateway/baseline):")
-    print(f"  {'round':<6}{'order':<20}{'base create':>12}{'gw create':>11}{'ratio':>9}"
+    print(f"  {'round':<6}{'order':<23}{'base create':>12}{'gw create':>11}{'ratio':>9}"
           f"{'base read':>12}{'gw read':>10}{'ratio':>9}")
     for k, r in enumerate(rounds):
         b, g = r.get("baseline", {}), r.get("gateway", {})
@@ -529,7 +544,7 @@ def print_report(args: argparse.Namespace, info: dict[str, Any], command: str,
         def ratio(m: str, b: dict[str, float] = b, g: dict[str, float] = g) -> float | None:
             return g[m] / b[m] if m in g and m in b else None
 
-        print(f"  {k + 1:<6}{orders[k]:<20}{fmt(b.get('create_rps'), 'rps'):>12}"
+        print(f"  {k + 1:<6}{orders[k]:<23}{fmt(b.get('create_rps'), 'rps'):>12}"
               f"{fmt(g.get('create_rps'), 'rps'):>11}{fmt(ratio('create_rps'), 'ratio'):>9}"
               f"{fmt(b.get('read_rps'), 'rps'):>12}{fmt(g.get('read_rps'), 'rps'):>10}"
               f"{fmt(ratio('read_rps'), 'ratio'):>9}")
@@ -591,7 +606,101 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
-    raise SystemExit(128 + signum)
+    raise KeyboardInterrupt  # the same way out as Ctrl-C: stop the servers, clean up
+
+
+def make_targets(args: argparse.Namespace, tmp: Path, rng: random.Random) -> list[Target]:
+    env = {**os.environ, "FHIR_GATEWAY_SQLITE_SYNCHRONOUS": args.synchronous}
+    for name in ("FHIR_GATEWAY_STORE", "FHIR_GATEWAY_BASE_URL"):
+        env.pop(name, None)
+    gw_port = free_port()
+    base_port = free_port()
+    while base_port == gw_port:
+        base_port = free_port()
+
+    def baseline_ids(result: PhaseResult) -> list[str]:
+        return [str(uuid.UUID(int=rng.getrandbits(128))) for _ in range(result.requests)]
+
+    return [
+        Target(name="baseline", label="baseline",
+               server=Server("baseline", baseline_argv(base_port), base_port, "/item/ready",
+                             tmp / "baseline.log", env),
+               create_path="/echo", read_path=lambda i: f"/item/{i}",
+               ids_from_create=baseline_ids),
+        Target(name="gateway", label="gateway",
+               server=Server("gateway", gateway_argv(tmp / "gateway.sqlite3", gw_port), gw_port,
+                             "/fhir/metadata", tmp / "gateway.log", env),
+               create_path="/fhir/Patient", read_path=lambda i: f"/fhir/Patient/{i}",
+               ids_from_create=gateway_ids),
+    ]
+
+
+def sanity_check(gateway: Target, rng: random.Random) -> None:
+    """Outside the timings: a created Patient reads back with what was sent."""
+    sample = uk_patient(rng)
+    with httpx.Client(base_url=gateway.server.base_url, trust_env=False,
+                      timeout=REQUEST_TIMEOUT_S) as client:
+        created = client.post("/fhir/Patient", content=json.dumps(sample).encode(),
+                              headers={"Content-Type": FHIR_JSON})
+        if created.status_code != 201:
+            raise BenchFailure(f"gateway create: HTTP {created.status_code}: "
+                               f"{created.text[:500]}")
+        back = client.get(f"/fhir/Patient/{created.json()['id']}")
+        if back.status_code != 200 or back.json().get("identifier") != sample["identifier"]:
+            raise BenchFailure(f"gateway read-back differs: HTTP {back.status_code}: "
+                               f"{back.text[:500]}")
+
+
+@dataclass
+class Run:
+    rounds: list[dict[str, dict[str, float]]] = field(default_factory=list)
+    orders: list[str] = field(default_factory=list)
+    raw: list[dict[str, Any]] = field(default_factory=list)
+    failure: str | None = None
+
+
+def run_rounds(args: argparse.Namespace, targets: list[Target], rng: random.Random,
+               run: Run) -> None:
+    for k in range(args.rounds):
+        order = targets if k % 2 == 0 else targets[::-1]  # interleaved, alternating first
+        run.orders.append(" then ".join(t.name for t in order))
+        bodies = [json.dumps(uk_patient(rng)).encode() for _ in range(args.requests)]
+        warm = [json.dumps(uk_patient(rng)).encode() for _ in range(args.warmup)]
+        row: dict[str, dict[str, float]] = {}
+        run.rounds.append(row)
+        for t in order:
+            res = run_target_round(t, bodies, warm, rng, args.phase_time_limit)
+            row[t.name] = figures(res)
+            run.raw.append({"round": k + 1, "target": t.name, **row[t.name],
+                            **{f"{ph}_seconds": r.seconds for ph, r in res.items()}})
+        b, g = row["baseline"], row["gateway"]
+        print(f"  round {k + 1}/{args.rounds}: gateway/baseline create "
+              f"{g['create_rps']:.0f}/{b['create_rps']:.0f} req/s, read "
+              f"{g['read_rps']:.0f}/{b['read_rps']:.0f} req/s", file=sys.stderr, flush=True)
+
+
+def write_json(path: Path, args: argparse.Namespace, info: dict[str, Any], command: str,
+               run: Run, summary: dict[str, dict[str, float]], targets: list[Target],
+               elapsed_s: float) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    doc = {
+        "benchmark": "bench/crud.py",
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "command": command,
+        "machine": info,
+        "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        "elapsed_s": round(elapsed_s, 1),
+        "orders": run.orders,
+        "rounds": run.rounds,
+        "raw": run.raw,
+        "median": summary,
+        "non_2xx": {t.name: t.non_2xx for t in targets},
+        "status_counts": {t.name: {str(c): n for c, n in sorted(t.status_counts.items())}
+                          for t in targets},
+        "failure": run.failure,
+    }
+    path.write_text(json.dumps(doc, indent=2) + "\n")
+    print(f"figures written to {path}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -601,115 +710,48 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _on_sigterm)
     rng = random.Random(args.seed)
     tmp = Path(tempfile.mkdtemp(prefix="fhir-crud-bench-"))
-    env = {**os.environ, "FHIR_GATEWAY_SQLITE_SYNCHRONOUS": args.synchronous}
-    env.pop("FHIR_GATEWAY_STORE", None)
-    env.pop("FHIR_GATEWAY_BASE_URL", None)
-    gw_port, base_port = free_port(), free_port()
-    while base_port == gw_port:
-        base_port = free_port()
-    db = tmp / "gateway.sqlite3"
-    targets = [
-        Target(name="baseline", label="baseline",
-               server=Server("baseline", baseline_argv(base_port), base_port, "/item/ready",
-                             tmp / "baseline.log", env),
-               create_path="/echo", read_path=lambda i: f"/item/{i}",
-               ids_from_create=lambda r: [str(uuid.UUID(int=rng.getrandbits(128)))
-                                          for _ in range(r.requests)]),
-        Target(name="gateway", label="gateway",
-               server=Server("gateway", gateway_argv(db, gw_port), gw_port, "/fhir/metadata",
-                             tmp / "gateway.log", env),
-               create_path="/fhir/Patient", read_path=lambda i: f"/fhir/Patient/{i}",
-               ids_from_create=gateway_ids),
-    ]
-    rounds: list[dict[str, dict[str, float]]] = []
-    raw: list[dict[str, Any]] = []
-    orders: list[str] = []
-    failure: str | None = None
+    targets = make_targets(args, tmp, rng)
+    info["store"] = (f"SQLite file in {tmp} ({fs_type(tmp)}), "
+                     f"FHIR_GATEWAY_SQLITE_SYNCHRONOUS={args.synchronous}")
+    run = Run()
     started = time.monotonic()
-    print(f"crud bench: {args.rounds} rounds x {args.requests} requests/phase, concurrency "
-          f"{args.concurrency}, synchronous={args.synchronous}; servers in {tmp}",
+    print(f"crud bench: {args.rounds} rounds x {args.requests} requests per phase, concurrency "
+          f"{args.concurrency}, synchronous={args.synchronous} (work dir {tmp})",
           file=sys.stderr, flush=True)
     try:
-        for t in targets:
-            t.server.start()
-            t.load = Load(t.name, t.server.base_url, args.concurrency)
-            print(f"  {t.name} up on {t.server.base_url}", file=sys.stderr, flush=True)
-        # sanity check outside the timings: a created Patient reads back as sent
-        sample = uk_patient(rng)
-        with httpx.Client(base_url=targets[1].server.base_url, trust_env=False,
-                          timeout=REQUEST_TIMEOUT_S) as client:
-            created = client.post("/fhir/Patient", content=json.dumps(sample).encode(),
-                                  headers={"Content-Type": FHIR_JSON})
-            if created.status_code != 201:
-                raise BenchFailure(f"gateway create: HTTP {created.status_code}: "
-                                   f"{created.text[:500]}")
-            pid = created.json()["id"]
-            back = client.get(f"/fhir/Patient/{pid}")
-            if back.status_code != 200 or back.json().get("identifier") != sample["identifier"]:
-                raise BenchFailure(f"gateway read-back differs: HTTP {back.status_code}: "
-                                   f"{back.text[:500]}")
-        for k in range(args.rounds):
-            order = targets if k % 2 == 0 else targets[::-1]
-            orders.append(" then ".join(t.name[:4] for t in order))
-            bodies = [json.dumps(uk_patient(rng)).encode() for _ in range(args.requests)]
-            warm = [json.dumps(uk_patient(rng)).encode() for _ in range(args.warmup)]
-            row: dict[str, dict[str, float]] = {}
-            rounds.append(row)
-            for t in order:
-                res = run_target_round(t, bodies, warm, rng, args.phase_time_limit)
-                row[t.name] = figures(res)
-                raw.append({"round": k + 1, "target": t.name,
-                            **{f"{ph}_{key}": val for ph, r in res.items()
-                               for key, val in (("requests", r.requests),
-                                                ("seconds", r.seconds))},
-                            **row[t.name]})
-            print(f"  round {k + 1}/{args.rounds}: create {row['gateway']['create_rps']:.0f} "
-                  f"vs {row['baseline']['create_rps']:.0f} req/s, read "
-                  f"{row['gateway']['read_rps']:.0f} vs {row['baseline']['read_rps']:.0f} req/s "
-                  f"(gateway vs baseline)", file=sys.stderr, flush=True)
-    except BenchFailure as exc:
-        failure = str(exc)
+        try:
+            for t in targets:
+                t.server.start()
+                t.load = Load(t.name, t.server.base_url, args.concurrency)
+                print(f"  {t.name} up on {t.server.base_url}", file=sys.stderr, flush=True)
+            sanity_check(targets[1], rng)
+            run_rounds(args, targets, rng, run)
+        except BenchFailure as exc:
+            run.failure = str(exc)
+        finally:
+            for t in targets:
+                if t.load is not None:
+                    t.load.close()
+            for t in targets:
+                t.server.stop()
+        elapsed = time.monotonic() - started
+        summary = medians(run.rounds)
+        print_report(args, info, command, run.rounds, run.orders, summary, targets, elapsed)
+        if args.json is not None:
+            write_json(args.json, args, info, command, run, summary, targets, elapsed)
     except ServerError as exc:
         print(f"crud bench: FAILED: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("crud bench: interrupted; stopping the servers", file=sys.stderr)
+        print("crud bench: interrupted; servers stopped, nothing reported", file=sys.stderr)
         return 130
     finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    if run.failure is not None:
+        print(f"\ncrud bench: FAILED: {run.failure}", file=sys.stderr)
         for t in targets:
-            if t.load is not None:
-                t.load.close()
-        for t in targets:
-            t.server.stop()
-    elapsed = time.monotonic() - started
-    summary = medians(rounds)
-    print_report(args, info, command, rounds, orders, summary, targets, elapsed)
-    if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        doc = {
-            "benchmark": "bench/crud.py",
-            "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-            "command": command,
-            "machine": info,
-            "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-            "elapsed_s": elapsed,
-            "orders": orders,
-            "rounds": rounds,
-            "raw": raw,
-            "median": summary,
-            "non_2xx": {t.name: t.non_2xx for t in targets},
-            "status_counts": {t.name: {str(c): n for c, n in t.status_counts.items()}
-                              for t in targets},
-            "failure": failure,
-        }
-        args.json.write_text(json.dumps(doc, indent=2) + "\n")
-        print(f"figures written to {args.json}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    if failure is not None:
-        print(f"\ncrud bench: FAILED: {failure}", file=sys.stderr)
-        for t in targets:
-            for sample_line in t.failure_samples:
-                print(f"  {t.name}: {sample_line}", file=sys.stderr)
+            for line in t.failure_samples:
+                print(f"  {t.name}: {line}", file=sys.stderr)
         return 1
     return 0
 

@@ -308,8 +308,8 @@ def _range(op: str, low: object, high: object) -> dict[str, Any]:
         "ne": {"$nor": [eq]},
         "gt": {"hi": {"$gt": high}},
         "lt": {"lo": {"$lt": low}},
-        "ge": {"$or": [{"hi": {"$gt": high}}, eq]},
-        "le": {"$or": [{"lo": {"$lt": low}}, eq]},
+        "ge": {"hi": {"$gte": low}},  # touching counts, as in sqlite._RANGE_SQL
+        "le": {"lo": {"$lte": high}},
         "sa": {"lo": {"$gt": high}},
         "eb": {"hi": {"$lt": low}},
         "ap": {"lo": {"$lte": high}, "hi": {"$gte": low}},

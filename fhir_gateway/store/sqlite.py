@@ -312,12 +312,14 @@ class SqliteSession:
 
 _RANGE_SQL = {
     # resource range [low, high] against search range [?lo, ?hi]; FHIR R4 3.1.1.4.
+    # ge/le include a resource range that touches the search range (1941-11 is ge
+    # 1941-11-30): over-including is the safe side for a clinical query.
     "eq": ("low >= ? AND high <= ?", "lh"),
     "ne": ("NOT (low >= ? AND high <= ?)", "lh"),
     "gt": ("high > ?", "h"),
     "lt": ("low < ?", "l"),
-    "ge": ("(high > ? OR (low >= ? AND high <= ?))", "hlh"),
-    "le": ("(low < ? OR (low >= ? AND high <= ?))", "llh"),
+    "ge": ("high >= ?", "l"),
+    "le": ("low <= ?", "h"),
     "sa": ("low > ?", "h"),
     "eb": ("high < ?", "l"),
     "ap": ("low <= ? AND high >= ?", "hl"),

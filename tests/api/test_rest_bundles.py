@@ -6,9 +6,8 @@ undo journal (real MongoDB aborts the transaction instead; see README, known lim
 
 from __future__ import annotations
 
-from fastapi.testclient import TestClient
-
 from conftest import FHIR_JSON
+from fastapi.testclient import TestClient
 
 NHS = "https://fhir.nhs.uk/Id/nhs-number"
 

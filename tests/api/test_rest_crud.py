@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import threading
 
-from fastapi.testclient import TestClient
-
 from conftest import FHIR_JSON
+from fastapi.testclient import TestClient
 
 NHS = "https://fhir.nhs.uk/Id/nhs-number"
 

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from conftest import FHIR_JSON
 from fastapi.testclient import TestClient
 
-from conftest import FHIR_JSON
 
-
-def outcome(r, status: int) -> str:  # noqa: ANN001 - an httpx response
+def outcome(r, status: int) -> str:
     assert r.status_code == status, r.text
     body = r.json()
     assert body["resourceType"] == "OperationOutcome"
