@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 import simplejson
-from conftest import FHIR_JSON
 from fastapi.testclient import TestClient
 
+from conftest import FHIR_JSON
 from fhir_gateway import jsonio
 
 EXAMPLES = Path(__file__).parent / "fixtures" / "r4-examples"

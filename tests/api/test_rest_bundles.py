@@ -6,8 +6,9 @@ undo journal (real MongoDB aborts the transaction instead; see README, known lim
 
 from __future__ import annotations
 
-from conftest import FHIR_JSON
 from fastapi.testclient import TestClient
+
+from conftest import FHIR_JSON
 
 NHS = "https://fhir.nhs.uk/Id/nhs-number"
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import threading
 
-from conftest import FHIR_JSON
 from fastapi.testclient import TestClient
+
+from conftest import FHIR_JSON
 
 NHS = "https://fhir.nhs.uk/Id/nhs-number"
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from conftest import FHIR_JSON
 from fastapi.testclient import TestClient
+
+from conftest import FHIR_JSON
 
 
 def outcome(r, status: int) -> str:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from conftest import FHIR_JSON
 from fastapi.testclient import TestClient
+
+from conftest import FHIR_JSON
 
 NHS = "https://fhir.nhs.uk/Id/nhs-number"
 
