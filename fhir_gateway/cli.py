@@ -36,6 +36,11 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
 
     import uvicorn
 
+    from .store import open_store
+
+    # Open the store once here so a bad URL or unreachable server is one line and exit 1,
+    # not a traceback from inside uvicorn's start-up.
+    open_store(settings.store_url, sqlite_synchronous=settings.sqlite_synchronous).close()
     # Workers are separate processes: they read the store URL from the environment.
     os.environ["FHIR_GATEWAY_STORE"] = settings.store_url
     logging.basicConfig(level=args.log_level.upper(), format="%(message)s")

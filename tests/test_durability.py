@@ -62,7 +62,6 @@ class Stream:
     killed: bool = False
     cut_off: list[str] = field(default_factory=list)  # sent before the kill, never answered
     problems: list[str] = field(default_factory=list)  # wrong answers: server bugs
-    writers_done: int = 0
 
 
 def excerpt(log: str) -> str:

@@ -1,0 +1,26 @@
+"""The command line promise: exit 0 / 2 (usage) / 1 (failure with a one-line reason)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+CLI = str(Path(sys.executable).with_name("fhir-gateway"))
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([CLI, *args], capture_output=True, text=True, timeout=60, check=False)
+
+
+def test_usage_error_is_exit_2() -> None:
+    assert run().returncode == 2
+    assert run("frobnicate").returncode == 2
+
+
+def test_bad_store_is_one_line_and_exit_1() -> None:
+    result = run("--store", "postgres://nowhere/db", "serve", "--port", "1")
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "postgres://nowhere/db" in lines[0]
+    assert "Traceback" not in result.stderr
