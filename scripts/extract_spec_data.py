@@ -563,6 +563,26 @@ def main(argv: list[str] | None = None) -> int:
             f"({sum(p['expression'] is None for p in parameters)} without expression)"
         )
 
+        compartment = next(
+            d for d in definitions
+            if d.get("resourceType") == "CompartmentDefinition" and d.get("code") == "Patient"
+        )
+        members = {
+            r["code"]: r.get("param") or []
+            for r in compartment["resource"]  # type: ignore[union-attr]
+            if r.get("param")
+        }
+        write_json(
+            DATA_DIR / "compartment_patient.json",
+            {
+                "source": SOURCE,
+                "sourceFile": "package/Bundle-resources.json (CompartmentDefinition/patient)",
+                "url": compartment["url"],
+                "resources": dict(sorted(members.items())),
+            },
+        )
+        print(f"Patient compartment: {len(members)} resource types")
+
         r4 = R4Definitions(definitions + data_types)
         r4b_types = r4b_resource_types()
         summary, results = validate_examples(files, r4)
