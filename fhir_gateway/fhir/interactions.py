@@ -14,10 +14,10 @@ from urllib.parse import parse_qsl, urlencode
 
 from .. import jsonio
 from ..errors import BadRequest, NotFound, PreconditionFailed, information
-from ..search.query import SearchRequest, parse_search
+from ..search.query import parse_search
 from ..search.values import date_range
 from ..store.base import StoredVersion, StoreSession
-from ..store.cursor import BadCursor, decode_cursor, encode_cursor
+from ..store.cursor import BadCursor
 from .interceptors import InterceptorChain
 from .repository import Repository, WriteResult
 from .request import FhirRequest, FhirResponse
@@ -223,14 +223,6 @@ def history_system(ctx: FhirContext, req: FhirRequest) -> FhirResponse:
     return _history(ctx, req, None, None)
 
 
-def search_type(ctx: FhirContext, req: FhirRequest, rtype: str) -> FhirResponse:
-    params = list(req.params)
-    if req.method == "POST" and isinstance(req.body, str):  # _search, form body (3.1.0.9)
-        params += parse_qsl(req.body, keep_blank_values=True)
-    search = parse_search(rtype, params, ctx.repository.registry, strict=strict(req))
-    return _searchset(ctx, req, rtype, search, params)
-
-
 # -- bundles of results -----------------------------------------------------------------
 
 
@@ -289,43 +281,3 @@ def _history(ctx: FhirContext, req: FhirRequest, rtype: str | None,
 
 def _with_query(url: str, params: list[tuple[str, str]]) -> str:
     return f"{url}?{urlencode(params)}" if params else url
-
-
-def _searchset(ctx: FhirContext, req: FhirRequest, rtype: str, search: SearchRequest,
-               params: list[tuple[str, str]]) -> FhirResponse:
-    if search.summary == "count":
-        raise BadRequest("_summary=count is not supported yet", code="not-supported")
-    if search.cursor:
-        try:
-            lu, rid = decode_cursor(search.cursor)
-        except (BadCursor, ValueError) as exc:
-            raise BadRequest(f"_cursor: {exc}", expression="_cursor") from exc
-        search.query.after = (str(lu), str(rid))
-    search.query.limit = search.count + 1
-    found = ctx.repository.search(search, session=ctx.session)
-    more = len(found) > search.count
-    found = found[: search.count]
-    self_url = f"{req.base_url}/{rtype}"
-    kept = [(k, v) for k, v in params if k != "_cursor"]
-    bundle: dict[str, Any] = {"resourceType": "Bundle", "type": "searchset"}
-    links = [{"relation": "self", "url": _with_query(self_url, params)}]
-    if more and found:
-        last = found[-1]
-        links.append({"relation": "next", "url": _with_query(
-            self_url, [*kept, ("_cursor", encode_cursor(last.last_updated, last.rid))])})
-    bundle["link"] = links
-    entries = []
-    for stored in found:
-        resource = visible(ctx, req, stored)
-        if resource is not None:
-            entries.append({"fullUrl": f"{req.base_url}/{rtype}/{stored.rid}",
-                            "resource": resource, "search": {"mode": "match"}})
-    if not search.cursor and not more:
-        bundle["total"] = len(entries)
-    bundle["entry"] = entries
-    if search.ignored:
-        bundle["entry"].append({"resource": {
-            "resourceType": "OperationOutcome",
-            "issue": [{"severity": "warning", "code": "not-supported", "diagnostics": msg}
-                      for msg in search.ignored]}, "search": {"mode": "outcome"}})
-    return FhirResponse(200, bundle)

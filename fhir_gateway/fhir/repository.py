@@ -18,12 +18,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import jsonio
-from ..errors import Conflict, Gone, NotFound, PreconditionFailed
+from ..errors import BadRequest, Conflict, Gone, NotFound, PreconditionFailed
 from ..search.extract import IndexExtractor
 from ..search.query import SearchRequest
 from ..search.registry import SearchRegistry, default_registry
 from ..search.values import now_instant
 from ..store.base import (
+    FindResult,
     HistoryPage,
     NewVersion,
     StoredVersion,
@@ -31,6 +32,7 @@ from ..store.base import (
     StoreSession,
     VersionConflict,
 )
+from ..store.query import IndexQuery, QueryTooBroad
 
 MAX_ATTEMPTS = 20
 
@@ -124,10 +126,24 @@ class Repository:
                 raise NotFound(f"{rtype}/{rid} is not known")
             return s.history(rtype=rtype, rid=rid, since=since, cursor=cursor, limit=limit)
 
+    def find(self, query: IndexQuery, *, session: StoreSession | None = None) -> FindResult:
+        with self._reading(session) as s:
+            try:
+                return s.find(query)
+            except QueryTooBroad as exc:
+                raise BadRequest(f"{exc}; narrow the search", code="too-costly") from exc
+
+    def count(self, query: IndexQuery, *, session: StoreSession | None = None) -> int:
+        with self._reading(session) as s:
+            try:
+                return s.count(query)
+            except QueryTooBroad as exc:
+                raise BadRequest(f"{exc}; narrow the search", code="too-costly") from exc
+
     def search(self, request: SearchRequest, *,
                session: StoreSession | None = None) -> list[StoredVersion]:
-        with self._reading(session) as s:
-            return s.find(request.query)
+        """The matches of a search request (no paging): for conditional interactions."""
+        return self.find(request.query, session=session).rows
 
     # -- writes ----------------------------------------------------------------------
 

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..errors import GatewayError, MethodNotAllowed, NotFound
-from . import bundles, capability, interactions
+from . import bundles, capability, interactions, searchset
 from .interactions import FhirContext
 from .interceptors import InterceptorChain
 from .repository import Repository
@@ -25,12 +25,13 @@ ROUTES: dict[tuple[str, ...], dict[str, tuple[str, Handler]]] = {
     ("metadata",): {"GET": ("capabilities", capability.capabilities)},
     ("_history",): {"GET": ("history-system", interactions.history_system)},
     ("{type}",): {
-        "GET": ("search-type", interactions.search_type),
+        "GET": ("search-type", searchset.search_type),
         "POST": ("create", interactions.create),
         "PUT": ("update", interactions.conditional_update),
         "DELETE": ("delete", interactions.conditional_delete),
     },
-    ("{type}", "_search"): {"POST": ("search-type", interactions.search_type)},
+    ("{type}", "_search"): {"POST": ("search-type", searchset.search_type)},
+    ("{type}", "{id}", "$everything"): {"GET": ("operation", searchset.everything)},
     ("{type}", "_history"): {"GET": ("history-type", interactions.history_type)},
     ("{type}", "{id}"): {
         "GET": ("read", interactions.read),
@@ -49,8 +50,8 @@ def _shape(segments: list[str]) -> tuple[tuple[str, ...], list[str]]:
         return (segments[0],), []
     if n == 2 and segments[1] in ("_search", "_history"):
         return ("{type}", segments[1]), segments[:1]
-    if n == 3 and segments[2] == "_history":
-        return ("{type}", "{id}", "_history"), segments[:2]
+    if n == 3 and segments[2] in ("_history", "$everything"):
+        return ("{type}", "{id}", segments[2]), segments[:2]
     if n == 4 and segments[2] == "_history":
         return ("{type}", "{id}", "_history", "{vid}"), [segments[0], segments[1], segments[3]]
     if n <= 2:

@@ -8,9 +8,12 @@ silently dropped.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
 from typing import Any
 
 from ..store.base import (
@@ -134,11 +137,34 @@ def values_for(param: SearchParam, node: Any) -> list[IndexValue]:
     return []
 
 
+@cache
+def patient_compartment() -> dict[str, frozenset[str]]:
+    """Per type, the parameters whose Patient reference puts a resource in that Patient's
+    compartment (R4 CompartmentDefinition/patient, extracted to data/)."""
+    raw = resources.files("fhir_gateway.data").joinpath("compartment_patient.json")
+    members = json.loads(raw.read_text("utf-8"))["resources"]
+    return {rtype: frozenset(params) for rtype, params in members.items()}
+
+
+def _companions(param: SearchParam, node: Any) -> Iterable[IndexEntry]:
+    """Values for the `:of-type` (Identifier) and `:identifier` (Reference) modifiers,
+    indexed as tokens under `<code>:of-type` and `<code>:identifier`."""
+    if not isinstance(node, dict):
+        return
+    if param.type == "token" and "value" in node and isinstance(node.get("type"), dict):
+        for coding in node["type"].get("coding") or []:
+            if coding.get("system") and coding.get("code"):
+                yield IndexEntry(f"{param.code}:of-type", TokenValue(
+                    f"{coding['system']}|{coding['code']}", str(node["value"])))
+    elif param.type == "reference" and isinstance(node.get("identifier"), dict):
+        ident = node["identifier"]
+        if ident.get("value"):
+            yield IndexEntry(f"{param.code}:identifier",
+                             TokenValue(ident.get("system"), str(ident["value"])))
+
+
 class IndexExtractor:
     """Extracts every indexed parameter of a resource's type (see module docstring)."""
-
-    #: parameters whose Patient reference puts a resource in that Patient's compartment
-    COMPARTMENT_PARAMS = ("patient", "subject", "beneficiary", "individual")
 
     def __init__(self, registry: SearchRegistry) -> None:
         self.registry = registry
@@ -146,6 +172,7 @@ class IndexExtractor:
     def extract(self, resource: dict[str, Any]) -> Extracted:
         rtype = resource["resourceType"]
         out = Extracted()
+        compartment_params = patient_compartment().get(rtype, frozenset())
         for code, param in self.registry.params(rtype).items():
             if not param.indexed:
                 continue
@@ -161,7 +188,8 @@ class IndexExtractor:
                     out.warnings.append(f"{rtype}.{code}: cannot index {str(node)[:60]!r}: {exc}")
                     continue
                 out.entries.extend(IndexEntry(code, v) for v in values)
-                if param.type == "reference" and code in self.COMPARTMENT_PARAMS:
+                out.entries.extend(_companions(param, node))
+                if param.type == "reference" and code in compartment_params:
                     out.compartments.update(
                         v.target_id for v in values
                         if isinstance(v, ReferenceValue) and v.target_type == "Patient"

@@ -3,6 +3,8 @@
 Engines never see FHIR syntax. Every value is split and typed here (R4 3.1.1.4); an
 unknown parameter or modifier is an error naming the valid ones under
 `Prefer: handling=strict` (the default) and is reported but ignored under `lenient`.
+What belongs to the result rather than the match (`_sort`, `_count`, `_include`,
+`_revinclude`, `_summary`, `_elements`, `_total`) is parsed into `SearchRequest` too.
 """
 
 from __future__ import annotations
@@ -12,12 +14,16 @@ from dataclasses import dataclass, field
 
 from ..errors import BadRequest, Issue
 from ..fhir.validation import is_valid_id
-from ..store.base import Criterion, IndexQuery
-from ..store.predicates import (
+from ..store.query import (
+    ChainPredicate,
+    Criterion,
+    HasPredicate,
+    IndexQuery,
     MissingPredicate,
     Predicate,
     RangePredicate,
     ReferencePredicate,
+    SortKey,
     StringPredicate,
     TokenPredicate,
     TokenTextPredicate,
@@ -25,21 +31,34 @@ from ..store.predicates import (
 from .registry import SearchParam, SearchRegistry
 from .values import BadDate, date_range, normalize, number_range
 
-#: Parameters about the result set, not the match (R4 3.1.1.5, and `_cursor` for paging).
-RESULT_PARAMS = frozenset({"_count", "_format", "_pretty", "_summary", "_elements",
-                           "_total", "_cursor"})
 DEFAULT_COUNT = 50
 MAX_COUNT = 1000
 PREFIXES = ("eq", "ne", "gt", "lt", "ge", "le", "sa", "eb", "ap")
+#: Parameters that change the result, not the match (R4 3.1.1.5), plus `_cursor` (paging).
+RESULT_PARAMS = frozenset({"_count", "_format", "_pretty", "_summary", "_elements",
+                           "_total", "_cursor", "_sort", "_include", "_revinclude"})
+#: Common parameters the specification defines but this gateway does not implement.
+UNSUPPORTED = frozenset({"_text", "_content", "_list", "_query", "_filter", "_contained",
+                         "_containedType", "_type"})
 _MODIFIERS = {
-    "token": {"not", "missing", "text"},
+    "token": {"not", "missing", "text", "of-type"},
     "string": {"exact", "contains", "missing"},
     "date": {"missing"},
     "number": {"missing"},
     "quantity": {"missing"},
-    "reference": {"missing"},
+    "reference": {"missing", "identifier"},
     "uri": {"missing"},
 }
+
+
+@dataclass(frozen=True, slots=True)
+class Include:
+    """`_include` / `_revinclude`: follow `source_type`.`param` (to `target_type`)."""
+
+    source_type: str
+    param: str  # "*" for every reference parameter of source_type
+    target_type: str | None = None
+    iterate: bool = False
 
 
 @dataclass(slots=True)
@@ -49,6 +68,9 @@ class SearchRequest:
     cursor: str | None = None
     summary: str | None = None
     elements: list[str] | None = None
+    total: str | None = None  # none | estimate | accurate
+    includes: list[Include] = field(default_factory=list)
+    revincludes: list[Include] = field(default_factory=list)
     ignored: list[str] = field(default_factory=list)  # lenient: what was not applied
 
 
@@ -72,27 +94,12 @@ def parse_search(
     *,
     strict: bool = True,
 ) -> SearchRequest:
+    parser = _Parser(rtype, registry)
     request = SearchRequest(query=IndexQuery(rtype=rtype))
     problems: list[Issue] = []
     for name, raw in params:
-        base, _, modifier = name.partition(":")
         try:
-            if base in RESULT_PARAMS:
-                _result_param(request, base, raw)
-            elif base == "_id":
-                ids = split_values(raw)
-                request.query.ids = sorted(set(ids) & set(request.query.ids or ids))
-            else:
-                param = registry.get(rtype, base)
-                if param is None or not param.indexed:
-                    known = ", ".join(sorted(["_id", *(
-                        p for p, sp in registry.params(rtype).items() if sp.indexed)]))
-                    why = "is not a search parameter of" if param is None else \
-                        "is not supported (yet) for"
-                    raise BadRequest(
-                        f"{base!r} {why} {rtype}; supported: {known}", code="not-supported",
-                        expression=name)
-                request.query.criteria.append(_criterion(param, modifier, raw))
+            parser.apply(request, name, raw)
         except BadRequest as exc:
             if strict:
                 problems.extend(exc.issues)
@@ -103,36 +110,165 @@ def parse_search(
     return request
 
 
-def _result_param(request: SearchRequest, name: str, raw: str) -> None:
-    if name == "_count":
-        if not raw.isdigit():
-            raise BadRequest(f"_count must be a whole number, not {raw!r}", expression="_count")
-        request.count = min(int(raw), MAX_COUNT)
-    elif name == "_cursor":
-        request.cursor = raw
-    elif name == "_summary":
-        if raw not in ("true", "false", "count", "text", "data"):
-            raise BadRequest(f"_summary {raw!r} is not one of true, false, count, text, data")
-        request.summary = raw
-    elif name == "_elements":
-        request.elements = [e.strip() for e in raw.split(",") if e.strip()]
+class _Parser:
+    def __init__(self, rtype: str, registry: SearchRegistry) -> None:
+        self.rtype = rtype
+        self.registry = registry
+
+    def apply(self, request: SearchRequest, name: str, raw: str) -> None:
+        base, _, modifier = name.partition(":")
+        if base in RESULT_PARAMS:
+            self.result_param(request, base, modifier, raw)
+        elif base == "_has":
+            request.query.criteria.append(self.has(name, raw))
+        elif base == "_id" and not modifier:
+            ids = split_values(raw)
+            request.query.ids = [i for i in ids if request.query.ids is None
+                                 or i in request.query.ids]
+        elif "." in base or "." in modifier:
+            request.query.criteria.append(self.chain(name, raw))
+        else:
+            param = self.param(self.rtype, base, name)
+            request.query.criteria.append(_criterion(param, modifier, raw))
+
+    def param(self, rtype: str, code: str, name: str) -> SearchParam:
+        if code in UNSUPPORTED:
+            raise BadRequest(f"{code} is not supported by this server", code="not-supported",
+                             expression=name)
+        param = self.registry.get(rtype, code)
+        if param is None or not param.indexed:
+            known = ", ".join(sorted(
+                p for p, sp in self.registry.params(rtype).items() if sp.indexed))
+            why = "is not a search parameter of" if param is None else \
+                "is not supported (yet) for"
+            raise BadRequest(f"{code!r} {why} {rtype}; supported: {known}",
+                             code="not-supported", expression=name)
+        return param
+
+    def chain(self, name: str, raw: str) -> Criterion:
+        head, _, rest = name.partition(".")
+        if "." in rest:
+            raise BadRequest(f"{name}: chains deeper than one level are not supported",
+                             code="not-supported", expression=name)
+        code, _, type_modifier = head.partition(":")
+        ref = self.param(self.rtype, code, name)
+        if ref.type != "reference":
+            raise BadRequest(f"{name}: {code} is a {ref.type} parameter; only references chain",
+                             expression=name)
+        inner_code, _, inner_modifier = rest.partition(":")
+        if type_modifier:
+            if ref.targets and type_modifier not in ref.targets:
+                raise BadRequest(f"{name}: {code} cannot point to {type_modifier}",
+                                 expression=name)
+            targets = [type_modifier]
+        else:
+            targets = [t for t in ref.targets if self.registry.get(t, inner_code)]
+            if len(targets) != 1:
+                raise BadRequest(
+                    f"{name}: say which type {code} points to, e.g. "
+                    f"{code}:{(targets or ref.targets or ('Patient',))[0]}.{inner_code}",
+                    expression=name)
+        target = targets[0]
+        inner = _criterion(self.param(target, inner_code, name), inner_modifier, raw)
+        return Criterion(code, "reference",
+                         [ChainPredicate(target, IndexQuery(rtype=target, criteria=[inner]))])
+
+    def has(self, name: str, raw: str) -> Criterion:
+        parts = name.split(":")
+        if len(parts) < 4 or parts[3] == "_has":
+            raise BadRequest(f"{name}: expected _has:Type:reference:parameter=value "
+                             "(one level)", expression=name)
+        source, ref_code, inner_code = parts[1], parts[2], parts[3]
+        inner_modifier = ":".join(parts[4:])
+        ref = self.param(source, ref_code, name) if self.registry.has_type(source) else None
+        if ref is None:
+            raise BadRequest(f"{name}: {source!r} is not a resource type", expression=name)
+        if ref.type != "reference" or (ref.targets and self.rtype not in ref.targets):
+            raise BadRequest(f"{name}: {source}.{ref_code} does not point to {self.rtype}",
+                             expression=name)
+        inner = _criterion(self.param(source, inner_code, name), inner_modifier, raw)
+        return Criterion("_has", "has", [HasPredicate(
+            source, ref_code, IndexQuery(rtype=source, criteria=[inner]))])
+
+    def result_param(self, request: SearchRequest, name: str, modifier: str, raw: str) -> None:
+        if name == "_count":
+            if not raw.isdigit():
+                raise BadRequest(f"_count must be a whole number, not {raw!r}",
+                                 expression="_count")
+            request.count = min(int(raw), MAX_COUNT)
+        elif name == "_cursor":
+            request.cursor = raw
+        elif name == "_summary":
+            if raw not in ("true", "false", "count", "text", "data"):
+                raise BadRequest(f"_summary {raw!r} is not one of true, false, count, text, "
+                                 "data", expression="_summary")
+            request.summary = None if raw == "false" else raw
+        elif name == "_total":
+            if raw not in ("none", "estimate", "accurate"):
+                raise BadRequest(f"_total {raw!r} is not one of none, estimate, accurate",
+                                 expression="_total")
+            request.total = raw
+        elif name == "_elements":
+            request.elements = [e.strip() for e in raw.split(",") if e.strip()]
+        elif name == "_sort":
+            request.query.sort = [self.sort_key(k.strip()) for k in raw.split(",") if k.strip()]
+        elif name in ("_include", "_revinclude"):
+            if modifier not in ("", "iterate", "recurse"):
+                raise BadRequest(f"{name}:{modifier} is not supported", expression=name)
+            inc = self.include(name, raw, iterate=bool(modifier))
+            (request.includes if name == "_include" else request.revincludes).append(inc)
+
+    def sort_key(self, key: str) -> SortKey:
+        desc = key.startswith("-")
+        code = key.lstrip("-")
+        param = self.param(self.rtype, code, "_sort")
+        return SortKey(code, param.type, descending=desc)
+
+    def include(self, name: str, raw: str, *, iterate: bool) -> Include:
+        parts = raw.split(":")
+        if len(parts) not in (2, 3):
+            raise BadRequest(f"{name}={raw}: expected Type:parameter[:TargetType]",
+                             expression=name)
+        source, code = parts[0], parts[1]
+        target = parts[2] if len(parts) == 3 else None
+        if code != "*":
+            param = self.param(source, code, name) if self.registry.has_type(source) else None
+            if param is None or param.type != "reference":
+                raise BadRequest(f"{name}={raw}: not a reference parameter of {source}",
+                                 expression=name)
+        return Include(source, code, target, iterate)
 
 
 def _criterion(param: SearchParam, modifier: str, raw: str) -> Criterion:
     allowed = _MODIFIERS.get(param.type, set())
-    is_type_modifier = param.type == "reference" and modifier and modifier[0].isupper()
+    is_type_modifier = param.type == "reference" and modifier[:1].isupper()
     if modifier and modifier not in allowed and not is_type_modifier:
         raise BadRequest(
             f"modifier :{modifier} is not supported on {param.type} parameter {param.code!r}"
             f" (supported: {', '.join(sorted(allowed)) or 'none'})",
             code="not-supported", expression=f"{param.code}:{modifier}")
-    kind = param.type
     if modifier == "missing":
         if raw not in ("true", "false"):
-            raise BadRequest(f"{param.code}:missing must be true or false, not {raw!r}")
-        return Criterion(param.code, kind, [MissingPredicate(raw == "true")])
+            raise BadRequest(f"{param.code}:missing must be true or false, not {raw!r}",
+                             expression=param.code)
+        return Criterion(param.code, param.type, [MissingPredicate(raw == "true")])
+    if modifier in ("of-type", "identifier"):
+        # Indexed under a companion parameter: see search/extract.py.
+        preds = [_companion_token(param, modifier, v) for v in split_values(raw)]
+        return Criterion(f"{param.code}:{modifier}", "token", preds)
     preds = [_predicate(param, modifier, v) for v in split_values(raw)]
-    return Criterion(param.code, kind, preds, negate=modifier == "not")
+    return Criterion(param.code, param.type, preds, negate=modifier == "not")
+
+
+def _companion_token(param: SearchParam, modifier: str, value: str) -> TokenPredicate:
+    if modifier == "of-type":
+        parts = re.split(r"(?<!\\)\|", value)
+        if len(parts) != 3 or not all(parts):
+            raise BadRequest(f"{param.code}:of-type needs system|code|value, not {value!r}",
+                             expression=param.code)
+        return TokenPredicate(f"{parts[0]}|{parts[1]}", parts[2])
+    system, code = _split_pipe(value)
+    return TokenPredicate(system if system else None, code)
 
 
 def _predicate(param: SearchParam, modifier: str, value: str) -> Predicate:
@@ -159,26 +295,38 @@ def _predicate(param: SearchParam, modifier: str, value: str) -> Predicate:
             raise BadRequest(f"{param.code}: {exc}", expression=param.code) from exc
         return RangePredicate(op, lo, hi)
     if t in ("number", "quantity"):
-        op, text = _prefix(value)
-        number = text.split("|", 1)[0]
-        try:
-            lo, hi = number_range(number)
-        except ValueError as exc:
-            raise BadRequest(f"{param.code}: {exc}", expression=param.code) from exc
-        return RangePredicate(op, lo, hi)
+        return _number(param, value)
     if t == "reference":
         return _reference(param, modifier, value)
     raise BadRequest(f"{param.code}: {t} parameters are not supported", code="not-supported")
 
 
+def _number(param: SearchParam, value: str) -> RangePredicate:
+    op, text = _prefix(value)
+    parts = re.split(r"(?<!\\)\|", text)
+    if len(parts) not in (1, 3) or (len(parts) == 3 and param.type != "quantity"):
+        raise BadRequest(f"{param.code}: {value!r} is not [prefix]number[|system|code]",
+                         expression=param.code)
+    try:
+        lo, hi = number_range(parts[0])
+    except ValueError as exc:
+        raise BadRequest(f"{param.code}: {exc}", expression=param.code) from exc
+    if op == "ap":  # R4 leaves "approximately" to the server: 10% either side
+        spread = abs((lo + hi) / 2) * 0.1
+        lo, hi = lo - spread, hi + spread
+    system = parts[1] or None if len(parts) == 3 else None
+    code = parts[2] or None if len(parts) == 3 else None
+    return RangePredicate(op, lo, hi, system, code)
+
+
 def _prefix(value: str) -> tuple[str, str]:
-    if len(value) > 2 and value[:2] in PREFIXES and not value[:2].isdigit():
+    if len(value) > 2 and value[:2] in PREFIXES:
         return value[:2], value[2:]
     return "eq", value
 
 
 def _reference(param: SearchParam, modifier: str, value: str) -> ReferencePredicate:
-    if "://" in value:
+    if "://" in value or value.startswith("urn:"):
         return ReferencePredicate(None, None, url=value)
     parts = value.split("/")
     if len(parts) == 2 and parts[0][:1].isupper():

@@ -122,6 +122,9 @@ class SearchRegistry:
                         comparators=tuple(d.get("comparator") or ()),
                     )
 
+    def has_type(self, rtype: str) -> bool:
+        return rtype in self._by_type
+
     def params(self, rtype: str) -> dict[str, SearchParam]:
         return self._by_type.get(rtype, {})
 

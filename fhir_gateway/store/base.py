@@ -18,10 +18,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
-from .predicates import Predicate
+from .query import IndexQuery
 
 
 class StoreError(Exception):
@@ -114,30 +114,12 @@ class HistoryPage:
     next_cursor: str | None
 
 
-@dataclass(slots=True)
-class Criterion:
-    """One search test: a parameter, the index kind it lives in, and OR-ed predicates.
+@dataclass(frozen=True, slots=True)
+class FindResult:
+    """Rows in query order, and each row's keyset key (what `IndexQuery.after` takes)."""
 
-    `negate` (token `:not`) selects resources having no value that matches any predicate.
-    Engines compile it; they never interpret FHIR parameter syntax.
-    """
-
-    param: str
-    kind: str  # token | string | date | reference | number | quantity | uri
-    predicates: list[Predicate]
-    negate: bool = False
-
-
-@dataclass(slots=True)
-class IndexQuery:
-    """A neutral search: resources of `rtype` meeting every criterion (AND of OR groups)."""
-
-    rtype: str | None
-    criteria: list[Criterion] = field(default_factory=list)
-    ids: list[str] | None = None  # _id
-    limit: int | None = None
-    #: keyset paging: results come in (last_updated, id) order, strictly after this key
-    after: tuple[str, str] | None = None
+    rows: list[StoredVersion]
+    keys: list[tuple[object, ...]]
 
 
 class StoreSession(Protocol):
@@ -159,7 +141,9 @@ class StoreSession(Protocol):
         limit: int,
     ) -> HistoryPage: ...
 
-    def find(self, query: IndexQuery) -> list[StoredVersion]: ...
+    def find(self, query: IndexQuery) -> FindResult: ...
+
+    def count(self, query: IndexQuery) -> int: ...
 
 
 class StoreEngine(Protocol):

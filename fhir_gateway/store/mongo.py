@@ -29,10 +29,9 @@ from pymongo.errors import DuplicateKeyError, OperationFailure, PyMongoError
 
 from . import base
 from .base import (
-    Criterion,
     DateValue,
+    FindResult,
     HistoryPage,
-    IndexQuery,
     NewVersion,
     NumberValue,
     ReferenceValue,
@@ -43,8 +42,14 @@ from .base import (
     VersionConflict,
 )
 from .cursor import decode_cursor, encode_cursor
-from .predicates import (
+from .query import (
+    MAX_INNER_IDS,
+    ChainPredicate,
+    Criterion,
+    HasPredicate,
+    IndexQuery,
     MissingPredicate,
+    QueryTooBroad,
     RangePredicate,
     ReferencePredicate,
     StringPredicate,
@@ -209,6 +214,7 @@ class MongoSession:
             "_id": key, "t": new.rtype, "id": new.rid, "v": new.version,
             "lu": new.last_updated, "d": deleted, "body": new.body,
             "pat": list(new.compartments), **({} if deleted else _index_fields(new)),
+            "srt": {} if deleted else sort_fields(new),
         }
         previous = self.e.resources.find_one({"_id": key}, **self._kw())
         try:
@@ -269,14 +275,34 @@ class MongoSession:
             nxt = encode_cursor(last.last_updated, last.rtype, last.rid, last.version)
         return HistoryPage(versions=rows, next_cursor=nxt)
 
-    def find(self, query: IndexQuery) -> list[StoredVersion]:
-        cur = self.e.resources.find(
-            compile_filter(query), {"t": 1, "id": 1, "v": 1, "lu": 1, "d": 1, "body": 1},
-            **self._kw(),
-        ).sort([("lu", 1), ("id", 1)])
+    def find(self, query: IndexQuery) -> FindResult:
+        flt = compile_filter(query, self)
+        keys: list[tuple[str, bool]] = []
+        added: dict[str, Any] = {}
+        for i, key in enumerate(query.sort):
+            field = KIND_FIELD[key.kind]
+            lowest = _SORT_FIELDS[field][2]
+            # A missing sort value sorts lowest, as on SQLite (see store/query.py).
+            path = f"$srt.{key.param}.{'d' if key.descending else 'a'}"
+            added[f"k{i}"] = {"$ifNull": [path, lowest]}
+            keys.append((f"k{i}", key.descending))
+        keys += [("lu", False), ("t", False), ("id", False)]
+        pipeline: list[dict[str, Any]] = [{"$match": flt}]
+        if added:
+            pipeline.append({"$addFields": added})
+        if query.after is not None:
+            pipeline.append({"$match": _after(keys, tuple(query.after))})
+        pipeline.append({"$sort": {name: -1 if desc else 1 for name, desc in keys}})
         if query.limit is not None:
-            cur = cur.limit(query.limit)
-        return [_stored(d) for d in cur]
+            pipeline.append({"$limit": query.limit})
+        pipeline.append({"$project": {"t": 1, "id": 1, "v": 1, "lu": 1, "d": 1, "body": 1,
+                                      **{f"k{i}": 1 for i in range(len(query.sort))}}})
+        docs = list(self.e.resources.aggregate(pipeline, **self._kw()))
+        return FindResult(rows=[_stored(d) for d in docs],
+                          keys=[tuple(d.get(name) for name, _ in keys) for d in docs])
+
+    def count(self, query: IndexQuery) -> int:
+        return int(self.e.resources.count_documents(compile_filter(query, self), **self._kw()))
 
 
 def _index_fields(new: NewVersion) -> dict[str, list[dict[str, Any]]]:
@@ -316,60 +342,131 @@ def _range(op: str, low: object, high: object) -> dict[str, Any]:
     }[op]
 
 
-def _predicate(pred: object) -> dict[str, Any]:
-    if isinstance(pred, TokenPredicate):
-        out: dict[str, Any] = {}
-        if pred.code is not None:
-            out["c"] = pred.code
-        if pred.system == "":
-            out["s"] = None
-        elif pred.system is not None:
-            out["s"] = pred.system
-        return out
-    if isinstance(pred, TokenTextPredicate):
-        return {"x": {"$regex": "^" + re.escape(pred.text)}}
-    if isinstance(pred, StringPredicate):
-        if pred.mode == "exact":
-            return {"e": pred.text}
-        if pred.mode == "contains":
-            return {"n": {"$regex": re.escape(pred.text)}}
-        return {"n": {"$regex": "^" + re.escape(pred.text)}}
-    if isinstance(pred, RangePredicate):
-        return _range(pred.op, pred.low, pred.high)
-    if isinstance(pred, ReferencePredicate):
-        if pred.url is not None:
-            return {"u": pred.url}
-        out = {"ti": pred.target_id}
-        if pred.target_type is not None:
-            out["tt"] = pred.target_type
-        return out
-    raise ValueError(f"no MongoDB filter for {pred!r}")
+#: per index field: (value sorted ascending, value sorted descending, lowest value)
+_SORT_FIELDS = {"tok": ("c", "c", ""), "str": ("n", "n", ""), "dt": ("lo", "hi", ""),
+                "ref": ("u", "u", ""), "num": ("lo", "hi", -1e308)}
 
 
-def _criterion(crit: Criterion) -> dict[str, Any]:
-    field = KIND_FIELD[crit.kind]
-    missing = [p for p in crit.predicates if isinstance(p, MissingPredicate)]
-    if missing:
-        has = {field: {"$elemMatch": {"p": crit.param}}}
-        return {"$nor": [has]} if missing[0].missing else has
-    ors = [_predicate(p) for p in crit.predicates]
-    match: dict[str, Any] = {"p": crit.param}
-    if len(ors) == 1:
-        match.update(ors[0])
-    else:
-        match["$or"] = ors
-    has = {field: {"$elemMatch": match}}
-    return {"$nor": [has]} if crit.negate else has
+def sort_fields(new: NewVersion) -> dict[str, dict[str, Any]]:
+    """Per parameter, its lowest and highest sort value (`srt.<param>.a` / `.d`)."""
+    fields = _index_fields(new)
+    out: dict[str, dict[str, Any]] = {}
+    for field, rows in fields.items():
+        asc, desc, _ = _SORT_FIELDS[field]
+        for row in rows:
+            a, d = row.get(asc), row.get(desc)
+            slot = out.setdefault(row["p"], {})
+            if a is not None and ("a" not in slot or a < slot["a"]):
+                slot["a"] = a
+            if d is not None and ("d" not in slot or d > slot["d"]):
+                slot["d"] = d
+    return out
 
 
-def compile_filter(query: IndexQuery) -> dict[str, Any]:
-    clauses: list[dict[str, Any]] = [{"d": False}]
-    if query.rtype is not None:
-        clauses.insert(0, {"t": query.rtype})
-    if query.ids is not None:
-        clauses.append({"id": {"$in": list(query.ids)}})
-    if query.after is not None:
-        lu, rid = query.after
-        clauses.append({"$or": [{"lu": {"$gt": lu}}, {"lu": lu, "id": {"$gt": rid}}]})
-    clauses.extend(_criterion(c) for c in query.criteria)
-    return clauses[0] if len(clauses) == 1 else {"$and": clauses}
+class _FilterCompiler:
+    """Builds a MongoDB filter; chains and `_has` run their inner query first (no joins)."""
+
+    def __init__(self, session: MongoSession) -> None:
+        self.session = session
+
+    def query(self, query: IndexQuery) -> dict[str, Any]:
+        clauses: list[dict[str, Any]] = [{"d": False}]
+        if query.rtype is not None:
+            clauses.insert(0, {"t": query.rtype})
+        if query.types:
+            clauses.append({"t": {"$in": list(query.types)}})
+        if query.ids is not None:
+            clauses.append({"id": {"$in": list(query.ids)}})
+        if query.compartment is not None:
+            clauses.append({"pat": query.compartment})
+        if query.since is not None:
+            clauses.append({"lu": {"$gte": query.since}})
+        clauses.extend(self.criterion(query.rtype, c) for c in query.criteria)
+        return clauses[0] if len(clauses) == 1 else {"$and": clauses}
+
+    def criterion(self, rtype: str | None, crit: Criterion) -> dict[str, Any]:
+        if crit.kind == "has":
+            return {"$and": [self.has(rtype, p) for p in crit.predicates
+                             if isinstance(p, HasPredicate)]}
+        field = KIND_FIELD[crit.kind]
+        missing = [p for p in crit.predicates if isinstance(p, MissingPredicate)]
+        if missing:
+            present = {field: {"$elemMatch": {"p": crit.param}}}
+            return {"$nor": [present]} if missing[0].missing else present
+        ors = [self.predicate(p) for p in crit.predicates]
+        match: dict[str, Any] = {"p": crit.param}
+        if len(ors) == 1:
+            match.update(ors[0])
+        else:
+            match["$or"] = ors
+        has = {field: {"$elemMatch": match}}
+        return {"$nor": [has]} if crit.negate else has
+
+    def predicate(self, pred: object) -> dict[str, Any]:
+        if isinstance(pred, TokenPredicate):
+            out: dict[str, Any] = {}
+            if pred.code is not None:
+                out["c"] = pred.code
+            if pred.system == "":
+                out["s"] = None
+            elif pred.system is not None:
+                out["s"] = pred.system
+            return out
+        if isinstance(pred, TokenTextPredicate):
+            return {"x": {"$regex": "^" + re.escape(pred.text)}}
+        if isinstance(pred, StringPredicate):
+            if pred.mode == "exact":
+                return {"e": pred.text}
+            if pred.mode == "contains":
+                return {"n": {"$regex": re.escape(pred.text)}}
+            return {"n": {"$regex": "^" + re.escape(pred.text)}}
+        if isinstance(pred, RangePredicate):
+            out = _range(pred.op, pred.low, pred.high)
+            if pred.system is not None or pred.code is not None:
+                out = {"$and": [out, {k: v for k, v in (("s", pred.system), ("c", pred.code))
+                                      if v is not None}]}
+            return out
+        if isinstance(pred, ReferencePredicate):
+            if pred.url is not None:
+                return {"u": pred.url}
+            out = {"ti": pred.target_id}
+            if pred.target_type is not None:
+                out["tt"] = pred.target_type
+            return out
+        if isinstance(pred, ChainPredicate):
+            ids = self.inner_ids(pred.query)
+            return {"tt": pred.target_type, "ti": {"$in": ids}}
+        raise ValueError(f"no MongoDB filter for {pred!r}")
+
+    def inner_ids(self, query: IndexQuery) -> list[str]:
+        docs = list(self.session.e.resources.find(
+            self.query(query), {"id": 1}, **self.session._kw()).limit(MAX_INNER_IDS + 1))
+        if len(docs) > MAX_INNER_IDS:
+            raise QueryTooBroad(f"the inner query matches over {MAX_INNER_IDS} resources")
+        return [d["id"] for d in docs]
+
+    def has(self, rtype: str | None, pred: HasPredicate) -> dict[str, Any]:
+        docs = list(self.session.e.resources.find(
+            self.query(pred.query), {"ref": 1}, **self.session._kw()
+        ).limit(MAX_INNER_IDS + 1))
+        if len(docs) > MAX_INNER_IDS:
+            raise QueryTooBroad(f"_has matches over {MAX_INNER_IDS} {pred.source_type}")
+        ids = {
+            ref["ti"] for d in docs for ref in d.get("ref") or []
+            if ref.get("p") == pred.param and ref.get("ti")
+            and (rtype is None or ref.get("tt") == rtype)
+        }
+        return {"id": {"$in": sorted(ids)}}
+
+
+def compile_filter(query: IndexQuery, session: MongoSession) -> dict[str, Any]:
+    return _FilterCompiler(session).query(query)
+
+
+def _after(keys: list[tuple[str, bool]], after: tuple[object, ...]) -> dict[str, Any]:
+    ors = []
+    for i, (name, desc) in enumerate(keys):
+        clause: dict[str, Any] = {keys[j][0]: after[j] for j in range(i)}
+        clause[name] = {"$lt" if desc else "$gt": after[i]}
+        ors.append(clause)
+    return {"$or": ors}

@@ -20,10 +20,9 @@ from pathlib import Path
 
 from . import base
 from .base import (
-    Criterion,
     DateValue,
+    FindResult,
     HistoryPage,
-    IndexQuery,
     NewVersion,
     NumberValue,
     ReferenceValue,
@@ -33,7 +32,11 @@ from .base import (
     VersionConflict,
 )
 from .cursor import decode_cursor, encode_cursor
-from .predicates import (
+from .query import (
+    ChainPredicate,
+    Criterion,
+    HasPredicate,
+    IndexQuery,
     MissingPredicate,
     RangePredicate,
     ReferencePredicate,
@@ -303,9 +306,16 @@ class SqliteSession:
             nxt = encode_cursor(last.last_updated, last.rtype, last.rid, last.version)
         return HistoryPage(versions=rows, next_cursor=nxt)
 
-    def find(self, query: IndexQuery) -> list[StoredVersion]:
+    def find(self, query: IndexQuery) -> FindResult:
         sql, args = compile_query(query)
-        return [_row(r) for r in self.conn.execute(sql, args).fetchall()]
+        rows = self.conn.execute(sql, args).fetchall()
+        # Key: the sort values, then (last_updated, rtype, rid): what `after` takes.
+        return FindResult(rows=[_row(r) for r in rows],
+                          keys=[(*r[6:], r[3], r[0], r[1]) for r in rows])
+
+    def count(self, query: IndexQuery) -> int:
+        sql, args = compile_count(query)
+        return int(self.conn.execute(sql, args).fetchone()[0])
 
 
 # --- compiling a neutral query to SQL -------------------------------------------------
@@ -325,88 +335,163 @@ _RANGE_SQL = {
     "ap": ("low <= ? AND high >= ?", "hl"),
 }
 
-
-def _predicate_sql(kind: str, pred: object) -> tuple[str, list[object]]:
-    if isinstance(pred, TokenPredicate):
-        parts, args = [], []
-        if pred.code is not None:
-            parts.append("code = ?")
-            args.append(pred.code)
-        if pred.system == "":
-            parts.append("system IS NULL")
-        elif pred.system is not None:
-            parts.append("system = ?")
-            args.append(pred.system)
-        return " AND ".join(parts) or "1", args
-    if isinstance(pred, TokenTextPredicate):
-        return "text LIKE ? ESCAPE '\\'", [_like_prefix(pred.text)]
-    if isinstance(pred, StringPredicate):
-        if pred.mode == "exact":
-            return "exact = ?", [pred.text]
-        if pred.mode == "contains":
-            return "norm LIKE ? ESCAPE '\\'", ["%" + _like_escape(pred.text) + "%"]
-        return "norm LIKE ? ESCAPE '\\'", [_like_prefix(pred.text)]
-    if isinstance(pred, RangePredicate):
-        sql, order = _RANGE_SQL[pred.op]
-        values = {"l": pred.low, "h": pred.high}
-        return sql, [values[c] for c in order]
-    if isinstance(pred, ReferencePredicate):
-        if pred.url is not None:
-            return "url = ?", [pred.url]
-        parts, args = ["target_id = ?"], [pred.target_id]
-        if pred.target_type is not None:
-            parts.append("target_type = ?")
-            args.append(pred.target_type)
-        return " AND ".join(parts), args
-    raise ValueError(f"no SQL for {pred!r} on a {kind} index")
+#: per index kind: (column sorted ascending, column sorted descending, lowest value)
+_SORT_COLUMNS = {
+    "idx_token": ("code", "code", "''"),
+    "idx_string": ("norm", "norm", "''"),
+    "idx_date": ("low", "high", "''"),
+    "idx_reference": ("url", "url", "''"),
+    "idx_number": ("low", "high", "-1e308"),
+}
 
 
 def _like_escape(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-def _like_prefix(text: str) -> str:
-    return _like_escape(text) + "%"
+class _Compiler:
+    """Builds one SQL statement; every value goes into `args`, never into the text."""
+
+    def __init__(self) -> None:
+        self.args: list[object] = []
+        self._aliases = 0
+
+    def bind(self, value: object) -> str:
+        self.args.append(value)
+        return "?"
+
+    def alias(self) -> str:
+        self._aliases += 1
+        return f"r{self._aliases}"
+
+    def where(self, query: IndexQuery, r: str) -> str:
+        parts = [f"{r}.deleted = 0"]
+        if query.rtype is not None:
+            parts.append(f"{r}.rtype = {self.bind(query.rtype)}")
+        if query.types:
+            parts.append(f"{r}.rtype IN ({','.join(self.bind(t) for t in query.types)})")
+        if query.ids is not None:
+            parts.append(f"{r}.rid IN ({','.join(self.bind(i) for i in query.ids) or 'NULL'})")
+        if query.compartment is not None:
+            parts.append(f"{r}.pk IN (SELECT pk FROM compartment WHERE patient = "
+                         f"{self.bind(query.compartment)})")
+        if query.since is not None:
+            parts.append(f"{r}.last_updated >= {self.bind(query.since)}")
+        parts.extend(self.criterion(query.rtype, c, r) for c in query.criteria)
+        return " AND ".join(parts)
+
+    def criterion(self, rtype: str | None, crit: Criterion, r: str) -> str:
+        if crit.kind == "has":
+            return " AND ".join(self.has(rtype, p, r) for p in crit.predicates
+                                if isinstance(p, HasPredicate))
+        table = KIND_TABLE[crit.kind]
+        missing = [p for p in crit.predicates if isinstance(p, MissingPredicate)]
+        if missing:
+            exists = (f"EXISTS (SELECT 1 FROM {table} i WHERE i.pk = {r}.pk "
+                      f"AND i.param = {self.bind(crit.param)})")
+            return f"NOT {exists}" if missing[0].missing else exists
+        # The type is bound as a value, not correlated, so SQLite drives the lookup from
+        # the (rtype, param, value) index instead of probing it once per resource.
+        head = f"rtype = {self.bind(rtype)}" if rtype is not None else "1"
+        head += f" AND param = {self.bind(crit.param)}"
+        ors = " OR ".join(f"({self.predicate(p)})" for p in crit.predicates)
+        op = "NOT IN" if crit.negate else "IN"
+        return f"{r}.pk {op} (SELECT pk FROM {table} WHERE {head} AND ({ors}))"
+
+    def predicate(self, pred: object) -> str:
+        b = self.bind
+        if isinstance(pred, TokenPredicate):
+            parts = []
+            if pred.code is not None:
+                parts.append(f"code = {b(pred.code)}")
+            if pred.system == "":
+                parts.append("system IS NULL")
+            elif pred.system is not None:
+                parts.append(f"system = {b(pred.system)}")
+            return " AND ".join(parts) or "1"
+        if isinstance(pred, TokenTextPredicate):
+            return f"text LIKE {b(_like_escape(pred.text) + '%')} ESCAPE '\\'"
+        if isinstance(pred, StringPredicate):
+            if pred.mode == "exact":
+                return f"exact = {b(pred.text)}"
+            pattern = _like_escape(pred.text) + "%"
+            if pred.mode == "contains":
+                pattern = "%" + pattern
+            return f"norm LIKE {b(pattern)} ESCAPE '\\'"
+        if isinstance(pred, RangePredicate):
+            sql, order = _RANGE_SQL[pred.op]
+            values = {"l": pred.low, "h": pred.high}
+            out = sql.replace("?", "{}").format(*(b(values[c]) for c in order))
+            if pred.system is not None:
+                out += f" AND system = {b(pred.system)}"
+            if pred.code is not None:
+                out += f" AND code = {b(pred.code)}"
+            return out
+        if isinstance(pred, ReferencePredicate):
+            if pred.url is not None:
+                return f"url = {b(pred.url)}"
+            out = f"target_id = {b(pred.target_id)}"
+            if pred.target_type is not None:
+                out += f" AND target_type = {b(pred.target_type)}"
+            return out
+        if isinstance(pred, ChainPredicate):
+            inner = self.alias()
+            where = self.where(pred.query, inner)
+            return (f"target_type = {b(pred.target_type)} AND target_id IN "
+                    f"(SELECT {inner}.rid FROM resources {inner} WHERE {where})")
+        raise ValueError(f"no SQL for {pred!r}")
+
+    def has(self, rtype: str | None, pred: HasPredicate, r: str) -> str:
+        src = self.alias()
+        head = (f"ir.rtype = {self.bind(pred.source_type)} AND ir.param = "
+                f"{self.bind(pred.param)}")
+        if rtype is not None:
+            head += f" AND ir.target_type = {self.bind(rtype)}"
+        where = self.where(pred.query, src)
+        return (f"{r}.rid IN (SELECT ir.target_id FROM idx_reference ir WHERE {head} "
+                f"AND ir.pk IN (SELECT {src}.pk FROM resources {src} WHERE {where}))")
+
+    def sort_columns(self, query: IndexQuery, r: str) -> list[tuple[str, bool]]:
+        out = []
+        for key in query.sort:
+            table = KIND_TABLE[key.kind]
+            asc_col, desc_col, lowest = _SORT_COLUMNS[table]
+            agg, col = ("MAX", desc_col) if key.descending else ("MIN", asc_col)
+            out.append((f"COALESCE((SELECT {agg}({col}) FROM {table} s WHERE s.pk = {r}.pk "
+                        f"AND s.param = {self.bind(key.param)}), {lowest})", key.descending))
+        return out
 
 
-def _criterion_sql(rtype: str | None, crit: Criterion) -> tuple[str, list[object]]:
-    table = KIND_TABLE[crit.kind]
-    missing = [p for p in crit.predicates if isinstance(p, MissingPredicate)]
-    if missing:
-        exists = f"EXISTS (SELECT 1 FROM {table} i WHERE i.pk = r.pk AND i.param = ?)"
-        return (f"NOT {exists}" if missing[0].missing else exists), [crit.param]
-    ors, args = [], []
-    for pred in crit.predicates:
-        sql, a = _predicate_sql(crit.kind, pred)
-        ors.append(f"({sql})")
-        args.extend(a)
-    # The type is bound as a value, not correlated, so SQLite drives the lookup from the
-    # (rtype, param, value) index instead of probing it once per resource.
-    type_sql, type_args = ("rtype = ?", [rtype]) if rtype is not None else ("1", [])
-    sub = f"SELECT pk FROM {table} WHERE {type_sql} AND param = ? AND ({' OR '.join(ors)})"
-    op = "NOT IN" if crit.negate else "IN"
-    return f"r.pk {op} ({sub})", [*type_args, crit.param, *args]
+def _keyset(columns: list[tuple[str, bool]], after: tuple[object, ...],
+            c: _Compiler) -> str:
+    """(k1, k2, ...) strictly after `after`, each key in its own direction."""
+    ors = []
+    for i, (col, desc) in enumerate(columns):
+        eqs = [f"{columns[j][0]} = {c.bind(after[j])}" for j in range(i)]
+        eqs.append(f"{col} {'<' if desc else '>'} {c.bind(after[i])}")
+        ors.append("(" + " AND ".join(eqs) + ")")
+    return "(" + " OR ".join(ors) + ")"
 
 
 def compile_query(query: IndexQuery) -> tuple[str, list[object]]:
-    where = ["r.deleted = 0"]
-    args: list[object] = []
-    if query.rtype is not None:
-        where.append("r.rtype = ?")
-        args.append(query.rtype)
-    if query.ids is not None:
-        where.append(f"r.rid IN ({','.join('?' * len(query.ids))})")
-        args.extend(query.ids)
+    c = _Compiler()
+    cols = ", ".join(f"r.{name.strip()}" for name in _COLUMNS.split(","))
+    sorts = c.sort_columns(query, "r")
+    where = c.where(query, "r")
+    keys = [*(f"k{i}" for i in range(len(sorts))), "last_updated", "rtype", "rid"]
+    directions = [*(d for _, d in sorts), False, False, False]
+    select = ", ".join([cols, *(f"{expr} AS k{i}" for i, (expr, _) in enumerate(sorts))])
+    sql = f"SELECT * FROM (SELECT {select} FROM resources r WHERE {where})"
     if query.after is not None:
-        where.append("(r.last_updated, r.rid) > (?, ?)")
-        args.extend(query.after)
-    for crit in query.criteria:
-        sql, a = _criterion_sql(query.rtype, crit)
-        where.append(sql)
-        args.extend(a)
-    sql = f"SELECT {', '.join('r.' + c.strip() for c in _COLUMNS.split(','))} FROM resources r"
-    sql += " WHERE " + " AND ".join(where) + " ORDER BY r.last_updated, r.rid"
+        sql += " WHERE " + _keyset(list(zip(keys, directions, strict=True)),
+                                   tuple(query.after), c)
+    sql += " ORDER BY " + ", ".join(f"{k}{' DESC' if d else ''}"
+                                    for k, d in zip(keys, directions, strict=True))
     if query.limit is not None:
-        sql += " LIMIT ?"
-        args.append(query.limit)
-    return sql, args
+        sql += f" LIMIT {c.bind(query.limit)}"
+    return sql, c.args
+
+
+def compile_count(query: IndexQuery) -> tuple[str, list[object]]:
+    c = _Compiler()
+    return f"SELECT COUNT(*) FROM resources r WHERE {c.where(query, 'r')}", c.args

@@ -12,10 +12,8 @@ import threading
 import pytest
 
 from fhir_gateway.store.base import (
-    Criterion,
     DateValue,
     IndexEntry,
-    IndexQuery,
     NewVersion,
     NumberValue,
     ReferenceValue,
@@ -24,7 +22,9 @@ from fhir_gateway.store.base import (
     TokenValue,
     VersionConflict,
 )
-from fhir_gateway.store.predicates import (
+from fhir_gateway.store.query import (
+    Criterion,
+    IndexQuery,
     MissingPredicate,
     RangePredicate,
     ReferencePredicate,
@@ -44,7 +44,7 @@ def put(engine: StoreEngine, rid: str, version: int, *, body: str | None = "{}",
 
 def ids(engine: StoreEngine, *criteria: Criterion, rtype: str = "Patient") -> set[str]:
     with engine.session(write=False) as s:
-        return {v.rid for v in s.find(IndexQuery(rtype=rtype, criteria=list(criteria)))}
+        return {v.rid for v in s.find(IndexQuery(rtype=rtype, criteria=list(criteria))).rows}
 
 
 def test_put_makes_version_current_and_keeps_history(engine: StoreEngine) -> None:

@@ -1,0 +1,239 @@
+"""Search results as a `searchset` Bundle: paging, includes, subsetting, totals; $everything.
+
+Paging is keyset paging: the `next` link carries the sort key of the last row, so a page
+never repeats or skips a resource while data changes (a resource changed mid-paging moves
+to the end of the default order and is seen once more there; none is lost). Visibility is
+decided before a page is cut: hidden resources are skipped and the page is refilled, so
+pages keep their size. Includes are bounded (depth and count) and each included resource
+passes the same visibility check as a match.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+from urllib.parse import parse_qsl, urlencode
+
+from ..errors import BadRequest, NotFound
+from ..search.query import Include, SearchRequest, parse_search
+from ..search.values import date_range
+from ..store.base import StoredVersion
+from ..store.cursor import BadCursor, decode_cursor, encode_cursor
+from ..store.query import Criterion, IndexQuery, ReferencePredicate
+from .interactions import FhirContext, strict, visible
+from .request import FhirRequest, FhirResponse
+from .subsetting import select_elements, summarize
+from .types import is_resource_type
+
+MAX_INCLUDE_DEPTH = 3
+MAX_INCLUDED = 1000
+_RELATIVE = re.compile(r"^(?:.*/)?([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})(?:/_history/.*)?$")
+
+
+def search_type(ctx: FhirContext, req: FhirRequest, rtype: str) -> FhirResponse:
+    params = list(req.params)
+    if req.method == "POST" and isinstance(req.body, str):  # _search, form body (3.1.0.9)
+        params += parse_qsl(req.body, keep_blank_values=True)
+    search = parse_search(rtype, params, ctx.repository.registry, strict=strict(req))
+    return FhirResponse(200, searchset(ctx, req, search, params, f"{req.base_url}/{rtype}"))
+
+
+def everything(ctx: FhirContext, req: FhirRequest, rtype: str, rid: str) -> FhirResponse:
+    """Patient/{id}/$everything: the Patient's compartment, every partner's resources."""
+    stored = ctx.repository.read(rtype, rid, session=ctx.session)
+    if visible(ctx, req, stored) is None:
+        raise NotFound(f"{rtype}/{rid} is not known")
+    query = IndexQuery(rtype=None, compartment=rid)
+    search = SearchRequest(query=query)
+    unknown = []
+    for name, value in req.params:
+        if name == "_since":
+            try:
+                query.since = date_range(value)[0] + "Z"
+            except ValueError as exc:
+                raise BadRequest(f"_since: {exc}", expression="_since") from exc
+        elif name == "_type":
+            types = [t.strip() for t in value.split(",") if t.strip()]
+            bad = [t for t in types if not is_resource_type(t)]
+            if bad:
+                raise BadRequest(f"_type: {', '.join(bad)} are not resource types",
+                                 expression="_type")
+            query.types = types
+        elif name == "_count":
+            if not value.isdigit():
+                raise BadRequest(f"_count must be a whole number, not {value!r}")
+            search.count = max(1, min(int(value), 1000))
+        elif name == "_cursor":
+            search.cursor = value
+        elif name not in ("_format", "_pretty"):
+            unknown.append(name)
+    if unknown and strict(req):
+        raise BadRequest(f"$everything does not support {', '.join(unknown)}",
+                         code="not-supported")
+    bundle = searchset(ctx, req, search, list(req.params),
+                       f"{req.base_url}/{rtype}/{rid}/$everything")
+    return FhirResponse(200, bundle)
+
+
+def searchset(ctx: FhirContext, req: FhirRequest, search: SearchRequest,
+              params: list[tuple[str, str]], self_url: str) -> dict[str, Any]:
+    query = search.query
+    bundle: dict[str, Any] = {"resourceType": "Bundle", "type": "searchset"}
+    links = [{"relation": "self", "url": _with_query(self_url, params)}]
+    if search.summary == "count":
+        bundle["total"] = ctx.repository.count(query, session=ctx.session)
+        bundle["link"] = links
+        return bundle
+    if search.cursor:
+        query.after = _decode(search.cursor, len(query.sort) + 3)
+    matches, more, last_key = _page(ctx, req, query, search.count)
+    if more and last_key is not None:
+        kept = [(k, v) for k, v in params if k != "_cursor"]
+        links.append({"relation": "next", "url": _with_query(
+            self_url, [*kept, ("_cursor", encode_cursor(*last_key))])})
+    bundle["link"] = links
+    if search.total == "accurate" or search.total == "estimate":
+        bundle["total"] = ctx.repository.count(query_without_paging(query),
+                                               session=ctx.session)
+    elif search.total is None and not search.cursor and not more:
+        bundle["total"] = len(matches)
+    entries = [_entry(req, r, "match", search) for r in matches]
+    included, capped = _includes(ctx, req, matches, search)
+    entries += [_entry(req, r, "include", search) for r in included]
+    if capped:
+        search.ignored.append(f"more than {MAX_INCLUDED} resources to include; "
+                              "the rest were left out")
+    if search.ignored:
+        entries.append({"resource": {
+            "resourceType": "OperationOutcome",
+            "issue": [{"severity": "warning", "code": "not-supported", "diagnostics": msg}
+                      for msg in search.ignored]}, "search": {"mode": "outcome"}})
+    bundle["entry"] = entries
+    return bundle
+
+
+def query_without_paging(query: IndexQuery) -> IndexQuery:
+    return IndexQuery(rtype=query.rtype, criteria=query.criteria, ids=query.ids,
+                      compartment=query.compartment, types=query.types, since=query.since)
+
+
+def _decode(cursor: str, width: int) -> tuple[object, ...]:
+    try:
+        key = decode_cursor(cursor)
+    except BadCursor as exc:
+        raise BadRequest(str(exc), expression="_cursor") from exc
+    if len(key) != width:
+        raise BadRequest("_cursor does not belong to this search", expression="_cursor")
+    return tuple(key)
+
+
+def _page(ctx: FhirContext, req: FhirRequest, query: IndexQuery,
+          count: int) -> tuple[list[dict[str, Any]], bool, tuple[object, ...] | None]:
+    """One page of visible matches, refilled past hidden ones; (rows, more?, last key)."""
+    out: list[dict[str, Any]] = []
+    last_key = None
+    while True:
+        query.limit = count - len(out) + 1
+        found = ctx.repository.find(query, session=ctx.session)
+        for stored, key in zip(found.rows, found.keys, strict=True):
+            if len(out) == count:
+                return out, True, last_key
+            resource = visible(ctx, req, stored)
+            last_key = key
+            if resource is not None:
+                out.append(resource)
+        if len(found.rows) < (query.limit or 0):
+            return out, False, last_key
+        query.after = found.keys[-1]
+
+
+def _entry(req: FhirRequest, resource: dict[str, Any], mode: str,
+           search: SearchRequest) -> dict[str, Any]:
+    if search.elements is not None:
+        resource = select_elements(resource, search.elements)
+    elif search.summary is not None:
+        resource = summarize(resource, search.summary)
+    return {"fullUrl": f"{req.base_url}/{resource['resourceType']}/{resource.get('id')}",
+            "resource": resource, "search": {"mode": mode}}
+
+
+def _reference_params(ctx: FhirContext, inc: Include) -> list[str]:
+    if inc.param != "*":
+        return [inc.param]
+    return [c for c, p in ctx.repository.registry.params(inc.source_type).items()
+            if p.type == "reference" and p.indexed]
+
+
+def _includes(ctx: FhirContext, req: FhirRequest, matches: list[dict[str, Any]],
+              search: SearchRequest) -> tuple[list[dict[str, Any]], bool]:
+    if not search.includes and not search.revincludes:
+        return [], False
+    seen = {(r["resourceType"], r.get("id")) for r in matches}
+    frontier = matches
+    included: list[dict[str, Any]] = []
+    for depth in range(MAX_INCLUDE_DEPTH):
+        includes = [i for i in search.includes if depth == 0 or i.iterate]
+        revincludes = [i for i in search.revincludes if depth == 0 or i.iterate]
+        if not (includes or revincludes) or not frontier:
+            break
+        found: list[StoredVersion] = []
+        for inc in includes:
+            found += _forward(ctx, inc, frontier)
+        for inc in revincludes:
+            found += _reverse(ctx, inc, frontier)
+        new = []
+        for stored in found:
+            if (stored.rtype, stored.rid) in seen:
+                continue
+            seen.add((stored.rtype, stored.rid))
+            resource = visible(ctx, req, stored)
+            if resource is not None:
+                new.append(resource)
+                if len(included) + len(new) >= MAX_INCLUDED:
+                    return included + new, True
+        included += new
+        frontier = new
+    return included, False
+
+
+def _forward(ctx: FhirContext, inc: Include,
+             frontier: list[dict[str, Any]]) -> list[StoredVersion]:
+    registry = ctx.repository.registry
+    targets: dict[str, set[str]] = {}
+    for resource in frontier:
+        if resource["resourceType"] != inc.source_type:
+            continue
+        for code in _reference_params(ctx, inc):
+            param = registry.get(inc.source_type, code)
+            if param is None:
+                continue
+            for node in param.evaluate(resource):
+                ref = node.get("reference") if isinstance(node, dict) else node
+                m = _RELATIVE.match(ref) if isinstance(ref, str) else None
+                if m and (inc.target_type is None or m.group(1) == inc.target_type):
+                    targets.setdefault(m.group(1), set()).add(m.group(2))
+    out: list[StoredVersion] = []
+    for rtype, ids in targets.items():
+        if is_resource_type(rtype):
+            out += ctx.repository.find(IndexQuery(rtype=rtype, ids=sorted(ids)),
+                                       session=ctx.session).rows
+    return out
+
+
+def _reverse(ctx: FhirContext, inc: Include,
+             frontier: list[dict[str, Any]]) -> list[StoredVersion]:
+    preds = [ReferencePredicate(r["resourceType"], r["id"]) for r in frontier
+             if inc.target_type is None or r["resourceType"] == inc.target_type]
+    if not preds:
+        return []
+    out: list[StoredVersion] = []
+    for code in _reference_params(ctx, inc):
+        query = IndexQuery(rtype=inc.source_type,
+                           criteria=[Criterion(code, "reference", list(preds))],
+                           limit=MAX_INCLUDED + 1)
+        out += ctx.repository.find(query, session=ctx.session).rows
+    return out
+
+
+def _with_query(url: str, params: list[tuple[str, str]]) -> str:
+    return f"{url}?{urlencode(params)}" if params else url
