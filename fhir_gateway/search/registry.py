@@ -24,6 +24,8 @@ from typing import Any
 import fhirpathpy
 from fhirpathpy.models import models
 
+from .compiled import compile_expression
+
 #: Parameter types the index holds; composite and special are not indexed (yet).
 INDEXED_TYPES = frozenset({"token", "string", "date", "reference", "number", "quantity", "uri"})
 #: Common parameters handled by the gateway itself rather than by an index.
@@ -51,8 +53,14 @@ class SearchParam:
         """The values this parameter's expression selects from `resource`."""
         if not self._compiled:
             assert self.expression is not None
-            self._compiled.append(fhirpathpy.compile(self.expression, model=_R4_MODEL))
+            fast = compile_expression(self.expression, resource["resourceType"])
+            self._compiled.append(fast or self.fhirpath())
         return self._compiled[0](resource)
+
+    def fhirpath(self) -> Callable[..., list[Any]]:
+        """The expression under fhirpathpy (the reference the compiled form must match)."""
+        assert self.expression is not None
+        return fhirpathpy.compile(self.expression, model=_R4_MODEL)
 
 
 def split_union(expression: str) -> list[str]:

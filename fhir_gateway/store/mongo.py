@@ -210,11 +210,11 @@ class MongoSession:
             raise
         if self.journal is not None:
             self.journal.append(("version", vdoc["_id"]))
+        fields = {} if deleted else _index_fields(new)
         doc = {
             "_id": key, "t": new.rtype, "id": new.rid, "v": new.version,
             "lu": new.last_updated, "d": deleted, "body": new.body,
-            "pat": list(new.compartments), **({} if deleted else _index_fields(new)),
-            "srt": {} if deleted else sort_fields(new),
+            "pat": list(new.compartments), **fields, "srt": sort_fields(fields),
         }
         previous = self.e.resources.find_one({"_id": key}, **self._kw())
         try:
@@ -347,9 +347,8 @@ _SORT_FIELDS = {"tok": ("c", "c", ""), "str": ("n", "n", ""), "dt": ("lo", "hi",
                 "ref": ("u", "u", ""), "num": ("lo", "hi", -1e308)}
 
 
-def sort_fields(new: NewVersion) -> dict[str, dict[str, Any]]:
+def sort_fields(fields: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, Any]]:
     """Per parameter, its lowest and highest sort value (`srt.<param>.a` / `.d`)."""
-    fields = _index_fields(new)
     out: dict[str, dict[str, Any]] = {}
     for field, rows in fields.items():
         asc, desc, _ = _SORT_FIELDS[field]
