@@ -9,12 +9,12 @@ import pytest
 from fhir_gateway import jsonio
 from fhir_gateway.search.compiled import compile_expression
 from fhir_gateway.search.extract import values_for
-from fhir_gateway.search.registry import default_registry
+from fhir_gateway.search.registry import SearchParam, default_registry
 
 EXAMPLES = sorted((Path(__file__).parent / "fixtures" / "r4-examples").rglob("*.json"))
 
 
-def _values(param, nodes) -> list:  # noqa: ANN001
+def _values(param: SearchParam, nodes: list) -> list[str]:
     out = []
     for node in nodes:
         try:
