@@ -51,8 +51,20 @@ def _static(registry: SearchRegistry) -> dict[str, Any]:
             "conditionalCreate": True,
             "conditionalUpdate": True,
             "conditionalDelete": "single",
-            "searchParam": [{"name": "_id", "type": "token"}, *params],
+            "searchInclude": ["*", *(f"{rtype}:{code}" for code, p in
+                                      sorted(registry.params(rtype).items())
+                                      if p.type == "reference" and p.indexed)],
+            "searchRevInclude": ["*"],
+            "searchParam": [{"name": "_id", "type": "token"}, *(
+                p for p in params if p["name"] != "_id")],
         }
+        if rtype == "Patient":
+            entry["operation"] = [{
+                "name": "everything",
+                "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything",
+                "documentation": "The Patient's compartment (R4 CompartmentDefinition/patient),"
+                                 " paged; _since, _type, _count.",
+            }]
         if rtype in unvalidated:
             entry["documentation"] = (
                 "R4-only type: the fhir.resources R4B models have no matching model, so only "
