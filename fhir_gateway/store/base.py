@@ -145,6 +145,23 @@ class StoreSession(Protocol):
 
     def count(self, query: IndexQuery) -> int: ...
 
+    # -- system records: what the gateway itself must share between instances (OAuth
+    # clients, the token replay cache, review queues, audit chain heads). Plain JSON
+    # documents under (kind, key); never exposed through the FHIR API.
+
+    def record_get(self, kind: str, key: str, *, now: str | None = None) -> dict | None: ...
+
+    def record_put(self, kind: str, key: str, value: dict, *, expires: str | None = None,
+                   create_only: bool = False, now: str | None = None) -> bool:
+        """Store `value`; with `create_only`, False (and no change) when a live record
+        exists. `expires`/`now` are FHIR instants; an expired record counts as absent."""
+        ...
+
+    def record_delete(self, kind: str, key: str) -> bool: ...
+
+    def record_list(self, kind: str, *, after: str | None = None,
+                    limit: int = 1000) -> list[tuple[str, dict]]: ...
+
 
 class StoreEngine(Protocol):
     """An engine: opens sessions; schema and indexes are created idempotently on open."""

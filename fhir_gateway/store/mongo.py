@@ -19,6 +19,7 @@ Shard key (README): `pat` (the patient compartment) for `resources` and `version
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -104,11 +105,13 @@ class MongoEngine:
         self.db = client[database]
         self.resources = self.db["resources"]
         self.versions = self.db["versions"]
+        self.records = self.db["records"]
         try:
             for name, keys, opts in RESOURCE_INDEXES:
                 self.resources.create_index(keys, name=name, **opts)
             for name, keys, opts in VERSION_INDEXES:
                 self.versions.create_index(keys, name=name, **opts)
+            self.records.create_index([("kind", 1), ("key", 1)], name="kind_key")
         except PyMongoError as exc:
             raise StoreUnavailable(f"MongoDB at {database!r}: {exc}") from exc
         self.transactions = self._supports_transactions() if transactions is None else transactions
@@ -165,6 +168,8 @@ def _undo(engine: MongoEngine, journal: list[tuple[str, Any]]) -> None:
             engine.resources.delete_one({"_id": arg})
         elif action == "replace":
             engine.resources.replace_one({"_id": arg["_id"]}, arg)
+        elif action == "record":
+            engine.records.delete_one({"_id": arg})
 
 
 class MongoSession:
@@ -274,6 +279,44 @@ class MongoSession:
             last = rows[-1]
             nxt = encode_cursor(last.last_updated, last.rtype, last.rid, last.version)
         return HistoryPage(versions=rows, next_cursor=nxt)
+
+    # -- system records (see store.base); `_id` = "kind/key" makes create_only atomic.
+
+    def record_get(self, kind: str, key: str, *, now: str | None = None) -> dict | None:
+        doc = self.e.records.find_one({"_id": f"{kind}/{key}"}, **self._kw())
+        if doc is None or (doc.get("expires") and now is not None and doc["expires"] <= now):
+            return None
+        return json.loads(doc["value"])
+
+    def record_put(self, kind: str, key: str, value: dict, *, expires: str | None = None,
+                   create_only: bool = False, now: str | None = None) -> bool:
+        if not self.write:
+            raise base.StoreError("record_put() in a read-only session")
+        doc = {"_id": f"{kind}/{key}", "kind": kind, "key": key, "expires": expires,
+               "value": json.dumps(value, separators=(",", ":"), sort_keys=True)}
+        if not create_only:
+            self.e.records.replace_one({"_id": doc["_id"]}, doc, upsert=True, **self._kw())
+            return True
+        self.e.records.delete_one({"_id": doc["_id"], "expires": {"$ne": None, "$lte": now or ""}},
+                                  **self._kw())
+        try:
+            self.e.records.insert_one(doc, **self._kw())
+        except DuplicateKeyError:
+            return False
+        if self.journal is not None:
+            self.journal.append(("record", doc["_id"]))
+        return True
+
+    def record_delete(self, kind: str, key: str) -> bool:
+        if not self.write:
+            raise base.StoreError("record_delete() in a read-only session")
+        return self.e.records.delete_one({"_id": f"{kind}/{key}"}, **self._kw()).deleted_count > 0
+
+    def record_list(self, kind: str, *, after: str | None = None,
+                    limit: int = 1000) -> list[tuple[str, dict]]:
+        docs = self.e.records.find({"kind": kind, "key": {"$gt": after or ""}}, **self._kw()) \
+            .sort([("key", 1)]).limit(limit)
+        return [(d["key"], json.loads(d["value"])) for d in docs]
 
     def find(self, query: IndexQuery) -> FindResult:
         flt = compile_filter(query, self)

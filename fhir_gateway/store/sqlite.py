@@ -12,6 +12,7 @@ lost version.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -110,6 +111,11 @@ CREATE TABLE IF NOT EXISTS compartment (
 );
 CREATE INDEX IF NOT EXISTS compartment_patient ON compartment (patient, pk);
 CREATE INDEX IF NOT EXISTS compartment_pk ON compartment (pk);
+CREATE TABLE IF NOT EXISTS records (
+    kind TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, expires TEXT,
+    PRIMARY KEY (kind, key)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS records_expires ON records (expires);
 """
 
 INDEX_TABLES = ("idx_token", "idx_string", "idx_date", "idx_reference", "idx_number")
@@ -305,6 +311,45 @@ class SqliteSession:
             last = rows[-1]
             nxt = encode_cursor(last.last_updated, last.rtype, last.rid, last.version)
         return HistoryPage(versions=rows, next_cursor=nxt)
+
+    def record_get(self, kind: str, key: str, *, now: str | None = None) -> dict | None:
+        row = self.conn.execute("SELECT value, expires FROM records WHERE kind=? AND key=?",
+                                (kind, key)).fetchone()
+        if row is None or (row[1] is not None and now is not None and row[1] <= now):
+            return None
+        return json.loads(row[0])
+
+    def record_put(self, kind: str, key: str, value: dict, *, expires: str | None = None,
+                   create_only: bool = False, now: str | None = None) -> bool:
+        if not self.write:
+            raise base.StoreError("record_put() in a read-only session")
+        text = json.dumps(value, separators=(",", ":"), sort_keys=True)
+        if create_only:
+            # An expired record may be replaced; a live one may not (the replay guard).
+            self.conn.execute("DELETE FROM records WHERE kind=? AND key=? AND expires IS NOT "
+                              "NULL AND expires <= ?", (kind, key, now or ""))
+            try:
+                self.conn.execute("INSERT INTO records VALUES (?,?,?,?)",
+                                  (kind, key, text, expires))
+            except sqlite3.IntegrityError:
+                return False
+            return True
+        self.conn.execute("INSERT OR REPLACE INTO records VALUES (?,?,?,?)",
+                          (kind, key, text, expires))
+        return True
+
+    def record_delete(self, kind: str, key: str) -> bool:
+        if not self.write:
+            raise base.StoreError("record_delete() in a read-only session")
+        return self.conn.execute("DELETE FROM records WHERE kind=? AND key=?",
+                                 (kind, key)).rowcount > 0
+
+    def record_list(self, kind: str, *, after: str | None = None,
+                    limit: int = 1000) -> list[tuple[str, dict]]:
+        rows = self.conn.execute(
+            "SELECT key, value FROM records WHERE kind=? AND key>? ORDER BY key LIMIT ?",
+            (kind, after or "", limit)).fetchall()
+        return [(k, json.loads(v)) for k, v in rows]
 
     def find(self, query: IndexQuery) -> FindResult:
         sql, args = compile_query(query)

@@ -312,3 +312,43 @@ def test_concurrent_writers_never_lose_a_version(engine: StoreEngine) -> None:
     with engine.session(write=False) as s:
         assert s.current("Patient", "a").version == 41
         assert all(s.version("Patient", "a", v).body == f'{{"v":{v}}}' for v in range(2, 42))
+
+
+def test_system_records(engine: StoreEngine) -> None:
+    with engine.session(write=True) as s:
+        assert s.record_put("client", "gp-feed", {"role": "feed", "partner": "gp"})
+        assert s.record_put("client", "ambulance", {"role": "ambulance"})
+    with engine.session(write=False) as s:
+        assert s.record_get("client", "gp-feed") == {"role": "feed", "partner": "gp"}
+        assert s.record_get("client", "nobody") is None
+        assert [k for k, _ in s.record_list("client")] == ["ambulance", "gp-feed"]
+        assert [k for k, _ in s.record_list("client", after="ambulance")] == ["gp-feed"]
+    with engine.session(write=True) as s:
+        assert s.record_put("client", "gp-feed", {"role": "feed", "partner": "hospice"})
+        assert s.record_delete("client", "ambulance")
+        assert not s.record_delete("client", "ambulance")
+    with engine.session(write=False) as s:
+        assert s.record_get("client", "gp-feed")["partner"] == "hospice"
+        assert s.record_list("client") == [("gp-feed", {"role": "feed", "partner": "hospice"})]
+
+
+def test_create_only_records_guard_replays_until_expiry(engine: StoreEngine) -> None:
+    t0, t1, t2 = ("2026-01-01T00:00:00.000000Z", "2026-01-01T00:05:00.000000Z",
+                  "2026-01-01T00:06:00.000000Z")
+    with engine.session(write=True) as s:
+        assert s.record_put("jti", "abc", {}, expires=t1, create_only=True, now=t0)
+        assert not s.record_put("jti", "abc", {}, expires=t1, create_only=True, now=t0)
+    with engine.session(write=False) as s:
+        assert s.record_get("jti", "abc", now=t0) == {}
+        assert s.record_get("jti", "abc", now=t2) is None
+    with engine.session(write=True) as s:  # expired: the key may be used again
+        assert s.record_put("jti", "abc", {}, expires="2026-01-01T00:11:00.000000Z",
+                            create_only=True, now=t2)
+
+
+def test_records_roll_back_with_the_session(engine: StoreEngine) -> None:
+    with pytest.raises(RuntimeError), engine.session(write=True) as s:
+        s.record_put("jti", "x", {}, create_only=True)
+        raise RuntimeError("fail")
+    with engine.session(write=False) as s:
+        assert s.record_get("jti", "x") is None
