@@ -25,9 +25,14 @@ How to read it
     Throughput ratio 0.25 means the gateway serves a quarter of the requests per second that a
     bare FastAPI route serves here; latency ratio 4 means p50 (or p99) is four times as long.
     The per-round lines show the spread: if the ratios swing a lot between rounds, the machine
-    was busy; run again with more `--rounds`. The baseline is partly client-bound (the Python
-    client costs about as much CPU per request as the bare server), so the ratio understates
-    the gap in server CPU; it is a fair gateway-vs-FastAPI figure as seen by a Python client.
+    was busy; run again with more `--rounds`.
+    The second table gives server CPU per request (user+system of the server process, from
+    /proc, 10 ms ticks) and the cores the load generator used. The load generator is one Python
+    process (GIL), so it tops out near one core, and a bare FastAPI route is faster than it:
+    the baseline, and the gateway's reads, are client-bound, which the note under the table
+    says. There the req/s ratio only shows the client's ceiling; compare the server CPU per
+    request instead.
+    Every response is counted (warm-up included) in `non-2xx` and the `responses` lines.
 
 Usage
     .venv/bin/python bench/crud.py [--requests 2000] [--concurrency 8] [--rounds 5]
@@ -74,6 +79,7 @@ REQUEST_TIMEOUT_S = 30.0
 FHIR_JSON = "application/fhir+json"
 LOCATION_RE = re.compile(r"/fhir/Patient/([A-Za-z0-9\-.]{1,64})/_history/1$")
 MAX_FAILURE_SAMPLES = 5
+CLIENT_BOUND_CORES = 0.8  # the load generator is one Python process: about 1 core at most
 
 
 # ---------------------------------------------------------------------------- test data
@@ -231,6 +237,17 @@ class Server:
             except subprocess.TimeoutExpired:
                 continue
 
+    def cpu_seconds(self) -> float:
+        """User + system CPU time of the server process so far (Linux /proc), else NaN."""
+        if self.proc is None:
+            return float("nan")
+        try:
+            fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            return float("nan")
+        # after the ")" of comm: field 3 is state, so utime (14) and stime (15) are [11], [12]
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def log_lines(self) -> list[str]:
         try:
             return self.log_path.read_text(errors="replace").splitlines()
@@ -268,6 +285,8 @@ class PhaseResult:
     statuses: Counter[int]
     failures: list[str]
     locations: list[str | None]
+    server_cpu_s: float = float("nan")  # CPU time of the server process during the phase
+    client_cpu_s: float = float("nan")  # CPU time of this process (the load) during the phase
 
     @property
     def completed(self) -> int:
@@ -401,8 +420,16 @@ def gateway_ids(result: PhaseResult) -> list[str]:
 
 def run_target_round(target: Target, bodies: list[bytes], warmup_bodies: list[bytes],
                      rng: random.Random, time_limit_s: float) -> dict[str, PhaseResult]:
-    assert target.load is not None
+    load = target.load
+    assert load is not None
     results: dict[str, PhaseResult] = {}
+
+    def measured(phase: str, paths: list[str], bodies: list[bytes] | None) -> PhaseResult:
+        server0, client0 = target.server.cpu_seconds(), time.process_time()
+        result = load.run(phase, paths, bodies, time_limit_s)
+        result.client_cpu_s = time.process_time() - client0
+        result.server_cpu_s = target.server.cpu_seconds() - server0
+        return result
 
     def check(result: PhaseResult) -> PhaseResult:
         target.status_counts.update(result.statuses)
@@ -415,17 +442,15 @@ def run_target_round(target: Target, bodies: list[bytes], warmup_bodies: list[by
 
     # Warm-up: the same mix, not counted in the figures (but every response must be 2xx).
     if warmup_bodies:
-        warm = check(target.load.run("warm-up create", [target.create_path] * len(warmup_bodies),
-                                     warmup_bodies, time_limit_s))
+        warm = check(load.run("warm-up create", [target.create_path] * len(warmup_bodies),
+                              warmup_bodies, time_limit_s))
         warm_ids = target.ids_from_create(warm)
-        check(target.load.run("warm-up read", [target.read_path(i) for i in warm_ids], None,
-                              time_limit_s))
-    results["create"] = check(target.load.run("create", [target.create_path] * len(bodies),
-                                              bodies, time_limit_s))
+        check(load.run("warm-up read", [target.read_path(i) for i in warm_ids], None,
+                       time_limit_s))
+    results["create"] = check(measured("create", [target.create_path] * len(bodies), bodies))
     ids = target.ids_from_create(results["create"])
     rng.shuffle(ids)
-    results["read"] = check(target.load.run("read", [target.read_path(i) for i in ids], None,
-                                            time_limit_s))
+    results["read"] = check(measured("read", [target.read_path(i) for i in ids], None))
     return results
 
 
@@ -435,11 +460,14 @@ def figures(results: dict[str, PhaseResult]) -> dict[str, float]:
         out[f"{phase}_rps"] = res.rps
         out[f"{phase}_p50_ms"] = res.quantile(50)
         out[f"{phase}_p99_ms"] = res.quantile(99)
+        out[f"{phase}_server_cpu_ms"] = res.server_cpu_s * 1000.0 / res.requests
+        out[f"{phase}_client_cores"] = res.client_cpu_s / res.seconds
     return out
 
 
 METRICS = ["create_rps", "create_p50_ms", "create_p99_ms", "read_rps", "read_p50_ms",
-           "read_p99_ms"]
+           "read_p99_ms", "create_server_cpu_ms", "read_server_cpu_ms", "create_client_cores",
+           "read_client_cores"]
 
 
 def medians(rounds: list[dict[str, dict[str, float]]]) -> dict[str, dict[str, float]]:
@@ -449,9 +477,15 @@ def medians(rounds: list[dict[str, dict[str, float]]]) -> dict[str, dict[str, fl
         rows = [r[name] for r in done]
         out[name] = {m: statistics.median(row[m] for row in rows) for m in METRICS} if rows else {}
     # paired: the ratio within each round, then the median over rounds
-    out["ratio"] = {m: statistics.median(r["gateway"][m] / r["baseline"][m] for r in done)
+    out["ratio"] = {m: _median_ratio([(r["gateway"][m], r["baseline"][m]) for r in done])
                     for m in METRICS} if done else {}
     return out
+
+
+def _median_ratio(pairs: list[tuple[float, float]]) -> float:
+    """Median of num/den over the pairs with den > 0 (a short phase can show 0 CPU ticks)."""
+    ratios = [num / den for num, den in pairs if den > 0 and num == num]
+    return statistics.median(ratios) if ratios else float("nan")
 
 
 # ---------------------------------------------------------------------------- report
@@ -568,6 +602,28 @@ def print_report(args: argparse.Namespace, info: dict[str, Any], command: str,
           f"{fmt(s.get('read_rps'), 'ratio'):>12}{fmt(s.get('read_p50_ms'), 'ratio'):>9}"
           f"{fmt(s.get('read_p99_ms'), 'ratio'):>9}")
     print()
+    print("server CPU per request (ms, user+system of the server process, from /proc; this is")
+    print("less sensitive than req/s to a busy machine and to the client's own CPU limit),")
+    print("and CPU of the load generator (this process) in cores busy during the phase:")
+    print(f"  {'':<24}{'create cpu ms':>14}{'read cpu ms':>13}{'client cores create':>21}"
+          f"{'read':>7}")
+    for name, label in (("baseline", "baseline (bare FastAPI)"), ("gateway", "gateway (SQLite)"),
+                        ("ratio", "ratio gateway/baseline")):
+        kind = "ratio" if name == "ratio" else "ms"
+        s = summary.get(name, {})
+        print(f"  {label:<24}{fmt(s.get('create_server_cpu_ms'), kind):>14}"
+              f"{fmt(s.get('read_server_cpu_ms'), kind):>13}"
+              f"{fmt(s.get('create_client_cores'), kind):>21}"
+              f"{fmt(s.get('read_client_cores'), kind):>7}")
+    busy = [f"{name} {phase}" for name in ("baseline", "gateway") for phase in ("create", "read")
+            if summary.get(name, {}).get(f"{phase}_client_cores", 0.0) > CLIENT_BOUND_CORES]
+    if busy:
+        print(f"note: the load generator was near one full core (> {CLIENT_BOUND_CORES} cores, "
+              f"the GIL) for: {', '.join(busy)}.")
+        print("      Those req/s are capped by the client, not the server: compare server CPU "
+              "per request there.")
+    print()
+    s = summary.get("ratio", {})
     if s:
         print(f"throughput ratio gateway/baseline (median of per-round ratios): "
               f"create {s['create_rps']:.3f}, read {s['read_rps']:.3f}")
