@@ -37,7 +37,7 @@ def test_formats_and_identifiers(tmp_path: Path) -> None:
     for row in sc[1:]:
         by_person.setdefault(row[0], set()).add(row[3] + row[4])
     assert all(len(v) == 1 for v in by_person.values())  # one person id per person
-    text = files["acute"][0].read_text(encoding="utf-8")
+    text = files["acute"][0].read_bytes().decode("utf-8")  # keep the \r separators
     messages = ["MSH|" + m for m in text.split("MSH|") if m]
     ids = [str(hl7.parse(m).segment("MSH")[10]) for m in messages]
     assert len(ids) == len(set(ids))  # message control ids are unique
