@@ -1,0 +1,121 @@
+"""Identity: one Patient per person, or a reason to hold the record for review.
+
+Rules (in order):
+1. An NHS number (already Modulus 11 checked by the mapping) links records: the Patient
+   holding it. If none holds it yet but the partner's local id is known, that Patient is
+   the person (the NHS number is added); otherwise a new Patient is made.
+2. Without an NHS number: a local identifier seen before.
+3. Else normalised family name + first given name + birth date + postcode, and only when
+   exactly one Patient matches all four.
+Anything short of one confident match is held for review: never merged by guess, never
+dropped. Two Patients holding one NHS number is itself a reason to hold.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .. import jsonio
+from ..fhir.repository import Repository
+from ..ingest.model import NHS_NUMBER_SYSTEM, PersonKey
+from ..search.values import date_range, normalize
+from ..store.base import StoredVersion, StoreSession
+from ..store.query import (
+    Criterion,
+    IndexQuery,
+    RangePredicate,
+    StringPredicate,
+    TokenPredicate,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Resolved:
+    """The Patient a record belongs to (None: make a new one)."""
+
+    patient: StoredVersion | None
+    how: str  # nhs-number | local-id | demographics | new
+
+
+@dataclass(frozen=True, slots=True)
+class Held:
+    """Why a record cannot be given a person yet."""
+
+    reason: str
+    candidates: tuple[str, ...] = ()
+
+
+def _by_identifier(repo: Repository, s: StoreSession, system: str,
+                   value: str) -> list[StoredVersion]:
+    query = IndexQuery(rtype="Patient", criteria=[
+        Criterion("identifier", "token", [TokenPredicate(system, value)])], limit=3)
+    return repo.find(query, session=s).rows
+
+
+def _postcodes(patient: dict) -> set[str]:
+    return {" ".join(str(a.get("postalCode", "")).upper().split())
+            for a in patient.get("address") or [] if isinstance(a, dict)}
+
+
+def _demographic(repo: Repository, s: StoreSession, person: PersonKey) -> list[StoredVersion]:
+    if not (person.family and person.given and person.birth_date and person.postcode):
+        return []
+    lo, hi = date_range(person.birth_date)
+    query = IndexQuery(rtype="Patient", criteria=[
+        Criterion("birthdate", "date", [RangePredicate("eq", lo, hi)]),
+        Criterion("family", "string", [StringPredicate("prefix", normalize(person.family))]),
+    ], limit=50)
+    family, given = normalize(person.family), normalize(person.given)
+    out = []
+    for stored in repo.find(query, session=s).rows:
+        patient = jsonio.loads_trusted(stored.body or "{}")
+        names = patient.get("name") or []
+        same_name = any(
+            normalize(n.get("family") or "") == family
+            and normalize(((n.get("given") or [""])[0]) or "") == given
+            for n in names if isinstance(n, dict))
+        if same_name and person.postcode in _postcodes(patient):
+            out.append(stored)
+    return out
+
+
+def resolve(repo: Repository, s: StoreSession, person: PersonKey) -> Resolved | Held:
+    local = (_by_identifier(repo, s, person.local_system, person.local_id)
+             if person.local_system and person.local_id else [])
+    if len(local) > 1:
+        return Held(f"{len(local)} Patients hold {person.local_system}|{person.local_id}",
+                    tuple(p.rid for p in local))
+    if person.nhs_number:
+        by_nhs = _by_identifier(repo, s, NHS_NUMBER_SYSTEM, person.nhs_number)
+        if len(by_nhs) > 1:
+            return Held(f"{len(by_nhs)} Patients hold NHS number {person.nhs_number}",
+                        tuple(p.rid for p in by_nhs))
+        if by_nhs:
+            if local and local[0].rid != by_nhs[0].rid:
+                return Held(f"NHS number {person.nhs_number} is on Patient/{by_nhs[0].rid} "
+                            f"but local id {person.local_id} is on Patient/{local[0].rid}",
+                            (by_nhs[0].rid, local[0].rid))
+            return Resolved(by_nhs[0], "nhs-number")
+        if local:
+            nhs_there = [i for i in jsonio.loads_trusted(local[0].body or "{}").get(
+                "identifier", []) if i.get("system") == NHS_NUMBER_SYSTEM]
+            if nhs_there:
+                return Held(f"local id {person.local_id} is on Patient/{local[0].rid}, which "
+                            f"has another NHS number", (local[0].rid,))
+            return Resolved(local[0], "local-id")
+        return Resolved(None, "new")
+    if local:
+        return Resolved(local[0], "local-id")
+    matches = _demographic(repo, s, person)
+    if len(matches) == 1:
+        return Resolved(matches[0], "demographics")
+    if matches:
+        return Held(f"{len(matches)} Patients match name, birth date and postcode",
+                    tuple(p.rid for p in matches))
+    missing = [n for n, v in (("family name", person.family), ("given name", person.given),
+                              ("birth date", person.birth_date),
+                              ("postcode", person.postcode)) if not v]
+    if missing:
+        return Held(f"no NHS number, no known local id, and no {', '.join(missing)} to match on")
+    return Held("no NHS number, no known local id, and no Patient with this name, birth date "
+                "and postcode")

@@ -1,0 +1,377 @@
+"""The ingestion run: map a partner file, resolve identity, merge, validate, store, cite.
+
+Each record is applied in one store transaction: everything it implies (Patient,
+resources, retractions, Provenance) is written, or nothing is. A record that cannot be
+applied is rejected with a reason naming partner, file, position and field, and kept with
+its raw text for review (system records, kind "rejected"); a record whose person cannot be
+confidently identified is held (kind "held") and retried after every run, so the order in
+which partners' files arrive does not change the result. Redelivered records change
+nothing: merging equal content is a no-op and no Provenance is written for it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .. import jsonio
+from ..errors import Issue
+from ..fhir.repository import Repository, WriteResult, new_id
+from ..ingest.model import (
+    NHS_NUMBER_SYSTEM,
+    PATIENT_REFERENCE,
+    BusinessId,
+    MappedRecord,
+    PersonKey,
+    Rejection,
+    SourceRef,
+)
+from ..search.values import now_instant
+from ..store.base import StoredVersion, StoreSession, VersionConflict
+from ..store.query import Criterion, IndexQuery, TokenPredicate
+from .identity import Held, Resolved, resolve
+from .merge import changed, merge, stamp
+from .provenance import provenance
+
+Validator = Callable[[dict[str, Any]], list[Issue]]
+MAX_ATTEMPTS = 10
+
+
+@dataclass(slots=True)
+class Summary:
+    """What a run did. Counts are resources (Patients included, Provenance not)."""
+
+    read: int = 0
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    rejected: int = 0
+    held: int = 0
+    rejections: list[dict[str, Any]] = field(default_factory=list)
+    holds: list[dict[str, Any]] = field(default_factory=list)
+
+    def counts(self) -> dict[str, int]:
+        return {k: getattr(self, k) for k in
+                ("read", "created", "updated", "unchanged", "rejected", "held")}
+
+    def add(self, other: Summary) -> None:
+        for key in ("created", "updated", "unchanged", "rejected", "held"):
+            setattr(self, key, getattr(self, key) + getattr(other, key))
+        self.rejections += other.rejections
+        self.holds += other.holds
+
+
+class RecordRejected(Exception):
+    def __init__(self, field_name: str, reason: str) -> None:
+        super().__init__(reason)
+        self.field = field_name
+        self.reason = reason
+
+
+# -- keeping records for review -------------------------------------------------------
+
+
+def record_key(source: SourceRef) -> str:
+    ident = source.record_id or hashlib.sha256(source.raw.encode()).hexdigest()[:16]
+    return f"{source.partner}/{ident}"
+
+
+def to_json(record: MappedRecord) -> dict[str, Any]:
+    return dataclasses.asdict(record)
+
+
+def from_json(data: dict[str, Any]) -> MappedRecord:
+    merge_from = data.get("merge_from")
+    return MappedRecord(
+        source=SourceRef(**data["source"]), person=PersonKey(**data["person"]),
+        patient=data["patient"], resources=tuple(data["resources"]),
+        keys=tuple(BusinessId(**k) for k in data["keys"]), event=data["event"],
+        merge_from=PersonKey(**merge_from) if merge_from else None,
+        retracted=tuple(BusinessId(**k) for k in data["retracted"]),
+        warnings=tuple(data["warnings"]))
+
+
+class Loader:
+    def __init__(self, repository: Repository, *, validator: Validator | None = None,
+                 clock: Callable[[], str] = now_instant) -> None:
+        self.repo = repository
+        self.validator = validator
+        self.clock = clock
+
+    # -- runs ---------------------------------------------------------------------------
+
+    def ingest(self, items: Iterable[MappedRecord | Rejection], *,
+               progress: Callable[[int], None] | None = None) -> Summary:
+        """Apply mapped records (from `ingest.map_file`), then retry held ones."""
+        summary = Summary()
+        for item in items:
+            summary.read += 1
+            if isinstance(item, Rejection):
+                self._reject(summary, item.source, item.field, item.reason)
+            else:
+                summary.add(self.apply(item))
+            if progress:
+                progress(1)
+        retried = self.retry_held()
+        summary.add(dataclasses.replace(retried, held=0, holds=[]))
+        summary.held = len(self.list_held())
+        return summary
+
+    def apply(self, record: MappedRecord, *, patient_id: str | None = None,
+              create: bool = False) -> Summary:
+        """One record in one transaction; `patient_id`/`create` settle a held identity."""
+        summary = Summary()
+        received = self.clock()
+        for _attempt in range(MAX_ATTEMPTS):
+            try:
+                with self.repo.transaction() as s:
+                    outcome = self._apply(s, record, received, patient_id, create)
+                    if isinstance(outcome, Held):
+                        s.record_put("held", record_key(record.source), {
+                            "reason": outcome.reason, "candidates": list(outcome.candidates),
+                            "received": received, "record": to_json(record)})
+                        summary.held += 1
+                        summary.holds.append({"key": record_key(record.source),
+                                              "reason": outcome.reason,
+                                              "position": record.source.position})
+                        return summary
+                    s.record_delete("held", record_key(record.source))
+                    for key in ("created", "updated", "unchanged"):
+                        setattr(summary, key, outcome[key])
+                    return summary
+            except VersionConflict:
+                continue
+            except RecordRejected as exc:
+                self._reject(summary, record.source, exc.field, exc.reason)
+                return summary
+        self._reject(summary, record.source, "-", "the store stayed busy; try again")
+        return summary
+
+    def retry_held(self) -> Summary:
+        """Apply held records again: a Patient they could not find may exist now."""
+        summary = Summary()
+        for _key, held in self.list_held():
+            outcome = self.apply(from_json(held["record"]))
+            if not outcome.held:
+                summary.add(outcome)
+        return summary
+
+    def list_held(self) -> list[tuple[str, dict[str, Any]]]:
+        return self._list("held")
+
+    def list_rejected(self) -> list[tuple[str, dict[str, Any]]]:
+        return self._list("rejected")
+
+    def resolve_held(self, key: str, *, patient_id: str | None = None) -> Summary:
+        """Settle a held record: attach it to `patient_id`, or (None) make a new Patient."""
+        with self.repo.engine.session(write=False) as s:
+            held = s.record_get("held", key)
+        if held is None:
+            raise KeyError(f"no held record {key!r}")
+        if patient_id is not None:
+            self.repo.read("Patient", patient_id)  # 404/410 if it is not there
+        return self.apply(from_json(held["record"]), patient_id=patient_id,
+                          create=patient_id is None)
+
+    def _list(self, kind: str) -> list[tuple[str, dict[str, Any]]]:
+        out: list[tuple[str, dict[str, Any]]] = []
+        after = None
+        with self.repo.engine.session(write=False) as s:
+            while True:
+                page = s.record_list(kind, after=after, limit=1000)
+                out += page
+                if len(page) < 1000:
+                    return out
+                after = page[-1][0]
+
+    def _reject(self, summary: Summary, source: SourceRef, field_name: str,
+                reason: str) -> None:
+        summary.rejected += 1
+        entry = {"partner": source.partner, "file": source.file, "position": source.position,
+                 "field": field_name, "reason": reason}
+        summary.rejections.append(entry)
+        key = f"{source.partner}/{source.file}/{source.position}/" \
+              f"{hashlib.sha256(source.raw.encode()).hexdigest()[:12]}"
+        with self.repo.transaction() as s:
+            s.record_put("rejected", key, {**entry, "raw": source.raw,
+                                           "received": self.clock()})
+
+    # -- one record -----------------------------------------------------------------------
+
+    def _apply(self, s: StoreSession, record: MappedRecord, received: str,
+               patient_id: str | None, create: bool) -> dict[str, int] | Held:
+        if patient_id is not None:
+            found: Resolved | Held = Resolved(self.repo.read("Patient", patient_id, session=s),
+                                              "reviewer")
+        elif create:
+            found = Resolved(None, "reviewer")
+        else:
+            found = resolve(self.repo, s, record.person)
+        if isinstance(found, Held):
+            return found
+        new_stamp = stamp(record.source.event_time, record.source.partner,
+                          record.source.record_id)
+        counts = {"created": 0, "updated": 0, "unchanged": 0}
+        written: list[tuple[str, str, int, bool]] = []
+
+        def count(result: WriteResult) -> None:
+            if not result.changed:
+                counts["unchanged"] += 1
+                return
+            counts["created" if result.created else "updated"] += 1
+            written.append((result.stored.rtype, result.stored.rid, result.stored.version,
+                            result.created))
+
+        patient = self._patient(s, found.patient, record, new_stamp, count)
+        pref = f"Patient/{patient}"
+        for resource, key in zip(record.resources, record.keys, strict=True):
+            self._upsert(s, record.source, key, _with_patient(resource, pref), new_stamp,
+                         count)
+        for key in record.retracted:
+            for stored in self._by_key(s, key):
+                result = self.repo.delete(key.resource_type, stored.rid, session=s)
+                if result is not None and result.changed:
+                    counts["updated"] += 1
+                    written.append((key.resource_type, stored.rid, result.stored.version, False))
+        if record.merge_from is not None:
+            self._merge_patients(s, record.merge_from, patient, count)
+        if written:
+            prov = provenance(record.source, written, received)
+            self._check(prov, record.source)
+            self.repo.create(prov, session=s)
+        return counts
+
+    def _check(self, resource: dict[str, Any], source: SourceRef) -> None:
+        if self.validator is None:
+            return
+        errors = [i for i in self.validator(resource) if i.severity in ("error", "fatal")]
+        if errors:
+            where = ", ".join(e for i in errors for e in i.expression) or resource["resourceType"]
+            detail = "; ".join(i.diagnostics for i in errors)
+            raise RecordRejected(where, f"{source.partner} {source.file} {source.position}: "
+                                        f"the mapped {resource['resourceType']} is invalid: "
+                                        f"{detail}")
+
+    def _patient(self, s: StoreSession, stored: StoredVersion | None, record: MappedRecord,
+                 new_stamp: str, count: Callable[[WriteResult], None]) -> str:
+        incoming = dict(record.patient)
+        incoming["resourceType"] = "Patient"
+        if stored is None:
+            rid = new_id()
+            nhs = record.person.nhs_number
+            # A claim on the NHS number in the same transaction: two concurrent first
+            # records for one person cannot both make a Patient (unique key, not a check).
+            if nhs and not s.record_put("person-nhs", nhs, {"patient": rid},
+                                        create_only=True):
+                raise VersionConflict(f"NHS number {nhs} claimed concurrently")
+            merged, times = merge(None, incoming, {}, new_stamp)
+            merged["id"] = rid
+            self._check(merged, record.source)
+            count(self.repo.update(merged, rtype="Patient", rid=rid, session=s))
+            s.record_put("etimes", f"Patient/{rid}", times)
+            return rid
+        current = jsonio.loads_trusted(stored.body or "{}")
+        times = s.record_get("etimes", f"Patient/{stored.rid}") or {}
+        merged, new_times = merge(current, incoming, times, new_stamp)
+        if record.person.nhs_number and not any(
+                i.get("system") == NHS_NUMBER_SYSTEM for i in current.get("identifier", [])):
+            s.record_put("person-nhs", record.person.nhs_number, {"patient": stored.rid})
+        if changed(current, merged):
+            self._check(merged, record.source)
+            count(self.repo.update(merged, rtype="Patient", rid=stored.rid, session=s))
+            s.record_put("etimes", f"Patient/{stored.rid}", new_times)
+        else:
+            count(WriteResult(stored, created=False, changed=False))
+        return stored.rid
+
+    def _by_key(self, s: StoreSession, key: BusinessId) -> list[StoredVersion]:
+        query = IndexQuery(rtype=key.resource_type, criteria=[
+            Criterion("identifier", "token", [TokenPredicate(key.system, key.value)])],
+            limit=5)
+        return self.repo.find(query, session=s).rows
+
+    def _upsert(self, s: StoreSession, source: SourceRef, key: BusinessId,
+                resource: dict[str, Any], new_stamp: str,
+                count: Callable[[WriteResult], None]) -> None:
+        resource = self._resolve_logical(s, resource)
+        existing = self._by_key(s, key)
+        if len(existing) > 1:
+            raise RecordRejected("identifier", f"{len(existing)} {key.resource_type} "
+                                               f"resources hold {key.system}|{key.value}")
+        if existing:
+            stored = existing[0]
+            current = jsonio.loads_trusted(stored.body or "{}")
+            times = s.record_get("etimes", f"{key.resource_type}/{stored.rid}") or {}
+            merged, new_times = merge(current, resource, times, new_stamp)
+            if not changed(current, merged):
+                count(WriteResult(stored, created=False, changed=False))
+                return
+            self._check(merged, source)
+            count(self.repo.update(merged, rtype=key.resource_type, rid=stored.rid,
+                                   session=s))
+            s.record_put("etimes", f"{key.resource_type}/{stored.rid}", new_times)
+            return
+        merged, times = merge(None, resource, {}, new_stamp)
+        self._check(merged, source)
+        result = self.repo.create(merged, session=s)
+        count(result)
+        s.record_put("etimes", f"{key.resource_type}/{result.stored.rid}", times)
+
+    def _resolve_logical(self, s: StoreSession, resource: dict[str, Any]) -> dict[str, Any]:
+        """Add a literal reference to logical ones (`{"type", "identifier"}`) we can find."""
+
+        def walk(value: Any) -> Any:
+            if isinstance(value, dict):
+                if ("identifier" in value and "type" in value and "reference" not in value
+                        and isinstance(value["identifier"], dict)):
+                    ident = value["identifier"]
+                    found = self._by_key(s, BusinessId(value["type"], ident.get("system", ""),
+                                                       ident.get("value", "")))
+                    if len(found) == 1:
+                        return {**value, "reference": f"{value['type']}/{found[0].rid}"}
+                return {k: walk(v) for k, v in value.items()}
+            if isinstance(value, list):
+                return [walk(v) for v in value]
+            return value
+
+        return walk(resource)
+
+    def _merge_patients(self, s: StoreSession, old: PersonKey, survivor: str,
+                        count: Callable[[WriteResult], None]) -> None:
+        """HL7 A40: the Patient known by `old` is merged into `survivor`."""
+        found = resolve(self.repo, s, old)
+        if isinstance(found, Held) or found.patient is None or found.patient.rid == survivor:
+            return
+        loser = found.patient.rid
+        compartment = IndexQuery(rtype=None, compartment=loser)
+        for stored in self.repo.find(compartment, session=s).rows:
+            if stored.rtype == "Patient" or stored.body is None:
+                continue
+            text = stored.body.replace(f'"Patient/{loser}"', f'"Patient/{survivor}"')
+            if text != stored.body:
+                count(self.repo.update(jsonio.loads_trusted(text), rtype=stored.rtype,
+                                       rid=stored.rid, session=s))
+        old_patient = jsonio.loads_trusted(found.patient.body or "{}")
+        survivor_stored = self.repo.read("Patient", survivor, session=s)
+        keep = jsonio.loads_trusted(survivor_stored.body or "{}")
+        keep["identifier"] = keep.get("identifier", []) + [
+            i for i in old_patient.get("identifier", []) if i not in keep.get("identifier", [])]
+        keep["link"] = [*keep.get("link", []), {"other": {"reference": f"Patient/{loser}"},
+                                                 "type": "replaces"}]
+        count(self.repo.update(keep, rtype="Patient", rid=survivor, session=s))
+        old_patient["active"] = False
+        old_patient["link"] = [{"other": {"reference": f"Patient/{survivor}"},
+                                "type": "replaced-by"}]
+        old_patient["identifier"] = [i for i in old_patient.get("identifier", [])
+                                     if i.get("system") != NHS_NUMBER_SYSTEM] or None
+        if old_patient["identifier"] is None:
+            old_patient.pop("identifier")
+        count(self.repo.update(old_patient, rtype="Patient", rid=loser, session=s))
+
+
+def _with_patient(resource: dict[str, Any], reference: str) -> dict[str, Any]:
+    text = jsonio.dumps(resource)
+    return jsonio.loads_trusted(text.replace(f'"{PATIENT_REFERENCE}"', f'"{reference}"'))

@@ -1,0 +1,84 @@
+"""Merging what a record says into what the shared record holds, order-independently.
+
+Each top-level element of a stored resource remembers the source stamp of the record that
+set it: (event time, partner, record id). An incoming element replaces the stored one only
+when its stamp is not older, so an A01 delivered after its A03 cannot reopen a finished
+Encounter, and the same records in any order give the same resource. Elements a record
+lacks are unknown to it, not removed (an A08 that omits the death fields keeps them).
+Identifiers are a union: every partner's local id stays on the Patient.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .. import jsonio
+
+#: Elements the gateway owns, never merged from a partner record.
+SERVER_ELEMENTS = frozenset({"resourceType", "id", "meta", "text"})
+Stamp = str
+
+
+def stamp(event_time: str | None, partner: str, record_id: str | None) -> Stamp:
+    """Comparable source stamp; a record without an event time sorts before any with one."""
+    return f"{event_time or ''}\x1f{partner}\x1f{record_id or ''}"
+
+
+def _same(a: Any, b: Any) -> bool:
+    return jsonio.dumps(a) == jsonio.dumps(b)
+
+
+def merge(stored: dict[str, Any] | None, incoming: dict[str, Any],
+          times: dict[str, Stamp], new_stamp: Stamp) -> tuple[dict[str, Any], dict[str, Stamp]]:
+    """The merged resource and the element stamps to keep. `stored` may be None (new)."""
+    result = dict(stored or {})
+    kept = dict(times)
+    for key, value in incoming.items():
+        if key in SERVER_ELEMENTS:
+            if stored is None and key != "id":
+                result[key] = value
+            continue
+        if key == "identifier":
+            result[key] = _union(result.get(key) or [], value)
+            continue
+        base = _choice_base(key)
+        if base != key:  # deceasedBoolean vs deceasedDateTime: one element, one stamp
+            previous = [k for k in result if _choice_base(k) == base and k != key]
+        else:
+            previous = []
+        if kept.get(base, "") <= new_stamp:
+            for old in previous:
+                result.pop(old, None)
+            result[key] = value
+            kept[base] = new_stamp
+    return result, kept
+
+
+def _union(stored: list[Any], incoming: list[Any]) -> list[Any]:
+    out = list(stored)
+    seen = {(i.get("system"), i.get("value")) for i in stored if isinstance(i, dict)}
+    for ident in incoming:
+        key = (ident.get("system"), ident.get("value")) if isinstance(ident, dict) else None
+        if key not in seen:
+            out.append(ident)
+            seen.add(key)
+    return out
+
+
+_CHOICES = ("deceased", "multipleBirth", "effective", "value", "onset", "occurred",
+            "abatement", "performed", "timing", "born", "age")
+
+
+def _choice_base(key: str) -> str:
+    for base in _CHOICES:
+        if key.startswith(base) and len(key) > len(base) and key[len(base)].isupper():
+            return base
+    return key
+
+
+def changed(before: dict[str, Any] | None, after: dict[str, Any]) -> bool:
+    if before is None:
+        return True
+    strip = ("meta", "id")
+    return not _same({k: v for k, v in before.items() if k not in strip},
+                     {k: v for k, v in after.items() if k not in strip})

@@ -1,0 +1,239 @@
+"""Identity, merging, idempotency and provenance of the ingestion pipeline, on both engines.
+
+Records are built by hand here (the mapping has its own tests in tests/ingest); this file
+proves what happens after mapping.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import pytest
+
+from fhir_gateway import jsonio
+from fhir_gateway.errors import Issue
+from fhir_gateway.fhir.repository import Repository
+from fhir_gateway.ingest.model import (
+    NHS_NUMBER_SYSTEM,
+    PATIENT_REFERENCE,
+    BusinessId,
+    MappedRecord,
+    PersonKey,
+    Rejection,
+    SourceRef,
+)
+from fhir_gateway.pipeline.loader import Loader
+from fhir_gateway.store.base import StoreEngine
+from fhir_gateway.store.query import IndexQuery
+
+_clock = itertools.count()
+
+
+def clock() -> str:
+    return f"2026-11-22T10:{next(_clock) % 60:02d}:00.000000Z"
+
+
+def source(partner: str, record_id: str, event_time: str | None = None) -> SourceRef:
+    return SourceRef(partner=partner, ods_code={"acute": "RXA", "gp": "Y90001"}.get(
+        partner, "XX1"), partner_name=f"{partner} partner", file=f"{partner}.dat",
+        position="line 2", record_id=record_id, event_time=event_time,
+        mapping_version="1", raw=f"raw {record_id}")
+
+
+def person(nhs: str | None = "9434765919", local: str | None = "L1", partner: str = "gp",
+           **extra: Any) -> PersonKey:
+    return PersonKey(nhs_number=nhs, local_system=f"https://{partner}.example/Id/person",
+                     local_id=local, family="Okafor", given="Grace", birth_date="1938-03-14",
+                     postcode="DY1 4DX", gender="female", **extra)
+
+
+def patient_of(p: PersonKey, **extra: Any) -> dict[str, Any]:
+    ids = [{"system": p.local_system, "value": p.local_id}] if p.local_id else []
+    if p.nhs_number:
+        ids.insert(0, {"system": NHS_NUMBER_SYSTEM, "value": p.nhs_number})
+    return {"resourceType": "Patient", "identifier": ids,
+            "name": [{"family": p.family, "given": [p.given]}], "birthDate": p.birth_date,
+            "gender": p.gender, "address": [{"postalCode": p.postcode}], **extra}
+
+
+def encounter(visit: str, status: str, start: str, end: str | None = None) -> dict[str, Any]:
+    period = {"start": start, **({"end": end} if end else {})}
+    return {"resourceType": "Encounter",
+            "identifier": [{"system": "https://acute.example/Id/visit", "value": visit}],
+            "status": status, "class": {"code": "IMP"},
+            "subject": {"reference": PATIENT_REFERENCE}, "period": period}
+
+
+def record(p: PersonKey, partner: str, rid: str, *resources: dict[str, Any],
+           event_time: str | None = None, **kw: Any) -> MappedRecord:
+    keys = tuple(BusinessId(r["resourceType"], r["identifier"][0]["system"],
+                            r["identifier"][0]["value"]) for r in resources)
+    return MappedRecord(source=source(partner, rid, event_time), person=p,
+                        patient=patient_of(p), resources=resources, keys=keys, **kw)
+
+
+def all_of(repo: Repository, rtype: str) -> list[dict[str, Any]]:
+    rows = repo.find(IndexQuery(rtype=rtype)).rows
+    return [jsonio.loads_trusted(r.body) for r in rows]
+
+
+@pytest.fixture
+def loader(engine: StoreEngine) -> Loader:
+    return Loader(Repository(engine), clock=clock)
+
+
+def test_nhs_number_links_partners_and_collects_local_ids(loader: Loader) -> None:
+    gp = person(local="9434765919", partner="gp")
+    acute = person(local="RXA1", partner="acute")
+    loader.ingest([record(gp, "gp", "r1")])
+    loader.ingest([record(acute, "acute", "m1",
+                          encounter("V1", "in-progress", "2026-05-01T10:00:00+01:00"),
+                          event_time="2026-05-01T10:00:00+01:00")])
+    patients = all_of(loader.repo, "Patient")
+    assert len(patients) == 1
+    values = {(i["system"], i["value"]) for i in patients[0]["identifier"]}
+    assert values == {(NHS_NUMBER_SYSTEM, "9434765919"),
+                      ("https://gp.example/Id/person", "9434765919"),
+                      ("https://acute.example/Id/person", "RXA1")}
+    enc = all_of(loader.repo, "Encounter")
+    assert enc[0]["subject"]["reference"] == f"Patient/{patients[0]['id']}"
+
+
+def test_redelivery_changes_nothing(loader: Loader) -> None:
+    rec = record(person(), "acute", "m1", encounter("V1", "in-progress", "2026-05-01"),
+                 event_time="2026-05-01T10:00:00+01:00")
+    first = loader.ingest([rec])
+    assert (first.created, first.updated, first.unchanged) == (2, 0, 0)
+    again = loader.ingest([rec])
+    assert (again.created, again.updated, again.unchanged) == (0, 0, 2)
+    assert len(all_of(loader.repo, "Provenance")) == 1
+    history = loader.repo.history(rtype="Encounter").versions
+    assert len(history) == 1
+
+
+@pytest.mark.parametrize("order", [(0, 1, 2), (2, 1, 0), (1, 2, 0)])
+def test_one_encounter_per_visit_whatever_the_order(loader: Loader,
+                                                    order: tuple[int, ...]) -> None:
+    p = person(partner="acute", local="RXA1")
+    messages = [
+        record(p, "acute", "A01", encounter("V1", "in-progress", "2026-05-01T10:00:00Z"),
+               event_time="2026-05-01T10:00:00Z", event="A01"),
+        record(p, "acute", "A08", encounter("V1", "in-progress", "2026-05-01T10:00:00Z"),
+               event_time="2026-05-02T09:00:00Z", event="A08"),
+        record(p, "acute", "A03", encounter("V1", "finished", "2026-05-01T10:00:00Z",
+                                            "2026-05-03T12:00:00Z"),
+               event_time="2026-05-03T12:00:00Z", event="A03"),
+    ]
+    loader.ingest([messages[i] for i in order])
+    encounters = all_of(loader.repo, "Encounter")
+    assert len(encounters) == 1
+    assert encounters[0]["status"] == "finished"
+    assert encounters[0]["period"] == {"start": "2026-05-01T10:00:00Z",
+                                       "end": "2026-05-03T12:00:00Z"}
+
+
+def test_no_nhs_number_matches_local_id_then_demographics(loader: Loader) -> None:
+    loader.ingest([record(person(partner="gp", local="G1"), "gp", "r1")])
+    council = person(nhs=None, local="SC1", partner="socialcare")
+    summary = loader.ingest([record(council, "socialcare", "s1")])
+    assert summary.held == 0
+    patients = all_of(loader.repo, "Patient")
+    assert len(patients) == 1  # matched on name + birth date + postcode
+    assert ("https://socialcare.example/Id/person", "SC1") in {
+        (i["system"], i["value"]) for i in patients[0]["identifier"]}
+    again = loader.ingest([record(council, "socialcare", "s2")])  # now by local id
+    assert again.held == 0 and len(all_of(loader.repo, "Patient")) == 1
+
+
+def test_unsure_identity_is_held_then_retried_and_resolvable(loader: Loader) -> None:
+    council = person(nhs=None, local="SC9", partner="socialcare")
+    held = loader.ingest([record(council, "socialcare", "s1")])
+    assert held.held == 1 and all_of(loader.repo, "Patient") == []
+    assert "no Patient with this name" in loader.list_held()[0][1]["reason"]
+    # The GP register arrives later: the held row now matches and is applied.
+    after = loader.ingest([record(person(partner="gp", local="G1"), "gp", "r1")])
+    assert after.held == 0 and loader.list_held() == []
+    assert len(all_of(loader.repo, "Patient")) == 1
+
+
+def test_two_candidates_are_held_never_merged_by_guess(loader: Loader) -> None:
+    loader.ingest([record(person(nhs="9434765919", local="G1"), "gp", "r1")])
+    loader.ingest([record(person(nhs="9000000009", local="G2"), "gp", "r2")])  # same name
+    summary = loader.ingest([record(person(nhs=None, local="SC1", partner="socialcare"),
+                                    "socialcare", "s1")])
+    assert summary.held == 1
+    key, held = loader.list_held()[0]
+    assert "2 Patients match" in held["reason"] and len(held["candidates"]) == 2
+    settled = loader.resolve_held(key, patient_id=held["candidates"][0])
+    assert settled.held == 0 and loader.list_held() == []
+    assert len(all_of(loader.repo, "Patient")) == 2
+
+
+def test_held_record_can_create_a_new_patient(loader: Loader) -> None:
+    loader.ingest([record(person(nhs=None, local="SC1", partner="socialcare"),
+                          "socialcare", "s1")])
+    key, _ = loader.list_held()[0]
+    loader.resolve_held(key)
+    assert len(all_of(loader.repo, "Patient")) == 1 and loader.list_held() == []
+
+
+def test_rejections_are_kept_with_raw_text(loader: Loader) -> None:
+    bad = Rejection(source=source("gp", "row9"), field="NHS Number",
+                    reason="gp gp.dat line 2: NHS Number 943 476 5918 fails Modulus 11")
+    summary = loader.ingest([bad, record(person(), "gp", "r1")])
+    assert (summary.read, summary.rejected, summary.created) == (2, 1, 1)
+    kept = loader.list_rejected()
+    assert kept[0][1]["raw"] == "raw row9" and kept[0][1]["field"] == "NHS Number"
+
+
+def test_invalid_mapped_resource_rejects_the_whole_record(engine: StoreEngine) -> None:
+    def validator(resource: dict[str, Any]) -> list[Issue]:
+        if resource["resourceType"] == "Encounter" and resource["status"] == "bogus":
+            return [Issue("status is not a valid code", expression=("Encounter.status",))]
+        return []
+
+    loader = Loader(Repository(engine), validator=validator, clock=clock)
+    summary = loader.ingest([record(person(), "acute", "m1",
+                                    encounter("V1", "bogus", "2026-05-01"))])
+    assert summary.rejected == 1 and "Encounter.status" in summary.rejections[0]["field"]
+    assert all_of(loader.repo, "Patient") == []  # nothing partly written
+    assert all_of(loader.repo, "Encounter") == []
+
+
+def test_retracted_fact_is_no_longer_current(loader: Loader) -> None:
+    obs = {"resourceType": "Observation", "status": "final",
+           "identifier": [{"system": "https://gp.example/Id/cpr", "value": "G1"}],
+           "code": {"coding": [{"system": "http://snomed.info/sct", "code": "304251008"}]},
+           "subject": {"reference": PATIENT_REFERENCE}}
+    loader.ingest([record(person(), "gp", "r1", obs)])
+    assert len(all_of(loader.repo, "Observation")) == 1
+    loader.ingest([record(person(), "gp", "r1b",
+                          retracted=(BusinessId("Observation", "https://gp.example/Id/cpr",
+                                                "G1"),))])
+    assert all_of(loader.repo, "Observation") == []
+
+
+def test_provenance_names_partner_record_and_targets(loader: Loader) -> None:
+    loader.ingest([record(person(), "acute", "MSG1", encounter("V1", "finished", "2026-05-01"),
+                          event_time="2026-05-01T10:00:00Z")])
+    prov = all_of(loader.repo, "Provenance")[0]
+    assert prov["agent"][0]["who"]["identifier"]["value"] == "RXA"
+    assert prov["entity"][0]["what"]["identifier"]["value"] == "MSG1"
+    assert "acute.dat" in prov["entity"][0]["what"]["display"]
+    assert prov["occurredDateTime"] == "2026-05-01T10:00:00Z"
+    targets = {t["reference"].split("/")[0] for t in prov["target"]}
+    assert targets == {"Patient", "Encounter"}
+
+
+def test_a40_merges_patients(loader: Loader) -> None:
+    old = person(nhs="9000000009", local="RXA-OLD", partner="acute")
+    loader.ingest([record(old, "acute", "m1", encounter("V9", "finished", "2026-01-01"))])
+    survivor = person(nhs="9434765919", local="RXA-NEW", partner="acute")
+    loader.ingest([record(survivor, "acute", "m2", event="A40", merge_from=old)])
+    patients = {p["id"]: p for p in all_of(loader.repo, "Patient")}
+    loser = next(p for p in patients.values() if p.get("active") is False)
+    keep = next(p for p in patients.values() if p.get("active") is not False)
+    assert loser["link"][0]["other"]["reference"] == f"Patient/{keep['id']}"
+    enc = all_of(loader.repo, "Encounter")[0]
+    assert enc["subject"]["reference"] == f"Patient/{keep['id']}"
