@@ -1,0 +1,37 @@
+"""MLLP framing and HL7 acknowledgements (the listener's pure parts; end to end in tests/ingest)."""
+
+from __future__ import annotations
+
+import hl7
+
+from fhir_gateway.mllp import END, START, acknowledgement, frames
+
+ADT = (b"MSH|^~\\&|PAS|RXA|SCR|GATEWAY|202506172006||ADT^A01^ADT_A01|MSG00000124|P|2.4\r"
+       b"EVN|A01|202506172006\r")
+
+
+def test_frames_are_cut_at_boundaries_and_partial_frames_wait() -> None:
+    buffer = bytearray(b"noise" + START + ADT + END + START + b"MSH|part")
+    assert frames(buffer) == [ADT]
+    assert bytes(buffer) == START + b"MSH|part"
+    buffer += b"ial\r" + END
+    assert frames(buffer) == [b"MSH|partial\r"]
+    assert bytes(buffer) == b""
+
+
+def test_ack_echoes_control_id_and_reason() -> None:
+    ack = acknowledgement(ADT, "AE", "gp line 3: NHS Number fails | Modulus 11")
+    assert ack.startswith(START) and ack.endswith(END)
+    msg = hl7.parse(ack[1:-2].decode())
+    assert str(msg.segment("MSA")[1]) == "AE"
+    assert str(msg.segment("MSA")[2]) == "MSG00000124"
+    assert "Modulus 11" in str(msg.segment("ERR"))
+    assert str(msg.segment("MSH")[9]) == "ACK^A01^ACK"
+    assert (str(msg.segment("MSH")[3]), str(msg.segment("MSH")[5])) == ("SCR", "PAS")
+
+
+def test_ack_for_custom_encoding_characters() -> None:
+    custom = ADT.replace(b"|", b"#").replace(b"^~\\&", b"$~\\&", 1).replace(b"^", b"$")
+    ack = acknowledgement(custom, "AA", "stored")
+    text = ack[1:-2].decode()
+    assert text.startswith("MSH#$~\\&#") and "MSA#AA#MSG00000124#stored" in text
