@@ -68,7 +68,7 @@ def date_range(text: str) -> tuple[str, str]:
                 sign = 1 if tz[0] == "+" else -1
                 offset = timedelta(hours=int(tz[1:3]), minutes=int(tz[4:6])) * sign
                 lo, hi = lo - offset, hi - offset
-    except ValueError as exc:  # day 31 of a 30-day month, hour 25, ...
+    except (ValueError, OverflowError) as exc:  # 31 April, hour 25, year 9999 + 1 hour ...
         raise BadDate(f"{text!r} is not a real date: {exc}") from exc
     return _fmt(lo), _fmt(hi)
 
