@@ -583,6 +583,32 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(f"Patient compartment: {len(members)} resource types")
 
+        elements: dict[str, Json] = {}
+        for sd in definitions:
+            if sd.get("resourceType") != "StructureDefinition" or sd.get("name") not in types:
+                continue
+            mandatory, summary = [], []
+            for el in sd["snapshot"]["element"]:  # type: ignore[index]
+                path = el["path"].split(".")
+                if len(path) != 2:
+                    continue
+                name = path[1].removesuffix("[x]")
+                if int(el.get("min", 0)) >= 1:
+                    mandatory.append(name)
+                if el.get("isSummary"):
+                    summary.append(name)
+            elements[sd["name"]] = {"mandatory": mandatory, "summary": summary}
+        write_json(
+            DATA_DIR / "r4_elements.json",
+            {
+                "source": SOURCE,
+                "sourceFile": "package/Bundle-resources.json (StructureDefinition snapshots: "
+                "top-level elements with min >= 1, and isSummary; choice elements without [x])",
+                "types": dict(sorted(elements.items())),
+            },
+        )
+        print(f"element flags for {len(elements)} resource types")
+
         r4 = R4Definitions(definitions + data_types)
         r4b_types = r4b_resource_types()
         summary, results = validate_examples(files, r4)

@@ -149,7 +149,7 @@ def update(ctx: FhirContext, req: FhirRequest, rtype: str, rid: str) -> FhirResp
                          expression=f"{rtype}.id")
     result = ctx.repository.update(resource, rtype=rtype, rid=rid,
                                    if_match=parse_if_match(req.header("if-match")),
-                                   session=ctx.session)
+                                   session=ctx.session, base_url=req.base_url)
     return write_response(ctx, req, result)
 
 
@@ -182,7 +182,7 @@ def create(ctx: FhirContext, req: FhirRequest, rtype: str) -> FhirResponse:
     resource = {k: v for k, v in resource.items() if k != "id"}  # the server assigns ids
     # A transaction pre-assigns ids so `urn:uuid:` references can be rewritten first.
     result = ctx.repository.create(resource, session=ctx.session,
-                                   rid=req.state.get("assigned_id"))
+                                   rid=req.state.get("assigned_id"), base_url=req.base_url)
     return write_response(ctx, req, result)
 
 
@@ -199,10 +199,11 @@ def conditional_update(ctx: FhirContext, req: FhirRequest, rtype: str) -> FhirRe
     elif "id" in resource:  # no match: create, keeping the client's id (update-as-create)
         rid = require_id(resource["id"])
     else:  # no match and no id: an ordinary create
-        return write_response(ctx, req, ctx.repository.create(resource, session=ctx.session))
+        return write_response(ctx, req, ctx.repository.create(
+            resource, session=ctx.session, base_url=req.base_url))
     result = ctx.repository.update({**resource, "id": rid}, rtype=rtype, rid=rid,
                                    if_match=parse_if_match(req.header("if-match")),
-                                   session=ctx.session)
+                                   session=ctx.session, base_url=req.base_url)
     return write_response(ctx, req, result)
 
 

@@ -148,16 +148,18 @@ class Repository:
     # -- writes ----------------------------------------------------------------------
 
     def create(self, resource: dict[str, Any], *, session: StoreSession | None = None,
-               rid: str | None = None) -> WriteResult:
-        """Create with a server-assigned id (or `rid`, pre-assigned by a transaction)."""
+               rid: str | None = None, base_url: str | None = None) -> WriteResult:
+        """Create with a server-assigned id (or `rid`, pre-assigned by a transaction).
+        `base_url`: this server's FHIR base as the caller sees it (for indexing)."""
         return self._write(resource["resourceType"], rid or new_id(), resource,
-                           session=session, must_be_new=True)
+                           session=session, must_be_new=True, base_url=base_url)
 
     def update(self, resource: dict[str, Any], *, rtype: str, rid: str,
-               if_match: int | None = None,
-               session: StoreSession | None = None) -> WriteResult:
+               if_match: int | None = None, session: StoreSession | None = None,
+               base_url: str | None = None) -> WriteResult:
         """Update, or create with the client's id when there is no such resource."""
-        return self._write(rtype, rid, resource, if_match=if_match, session=session)
+        return self._write(rtype, rid, resource, if_match=if_match, session=session,
+                           base_url=base_url)
 
     def delete(self, rtype: str, rid: str, *, if_match: int | None = None,
                session: StoreSession | None = None) -> WriteResult | None:
@@ -169,13 +171,14 @@ class Repository:
 
     def _write(self, rtype: str, rid: str, resource: dict[str, Any] | None, *,
                if_match: int | None = None, must_be_new: bool = False,
-               session: StoreSession | None = None) -> WriteResult:
+               session: StoreSession | None = None, base_url: str | None = None) -> WriteResult:
+        args = (rtype, rid, resource, if_match, must_be_new, base_url)
         for _attempt in range(MAX_ATTEMPTS):
             try:
                 if session is not None:  # the caller's transaction retries as a whole
-                    return self._write_once(session, rtype, rid, resource, if_match, must_be_new)
+                    return self._write_once(session, *args)
                 with self.engine.session(write=True) as s:
-                    return self._write_once(s, rtype, rid, resource, if_match, must_be_new)
+                    return self._write_once(s, *args)
             except VersionConflict:
                 if session is not None:
                     raise
@@ -183,7 +186,7 @@ class Repository:
 
     def _write_once(self, s: StoreSession, rtype: str, rid: str,
                     resource: dict[str, Any] | None, if_match: int | None,
-                    must_be_new: bool) -> WriteResult:
+                    must_be_new: bool, base_url: str | None) -> WriteResult:
         current = s.current(rtype, rid)
         if must_be_new and current is not None:
             raise Conflict(f"{rtype}/{rid} already exists")
@@ -215,7 +218,7 @@ class Repository:
             meta["versionId"] = str(version)
             meta["lastUpdated"] = last_updated
             body["meta"] = meta
-            extracted = self.extractor.extract(body)
+            extracted = self.extractor.extract(body, local_base=base_url)
             index, compartments = extracted.entries, sorted(extracted.compartments)
             body_text = jsonio.dumps(body)
         new = NewVersion(rtype=rtype, rid=rid, version=version, last_updated=last_updated,

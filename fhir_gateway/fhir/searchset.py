@@ -1,8 +1,8 @@
 """Search results as a `searchset` Bundle: paging, includes, subsetting, totals; $everything.
 
-Paging is keyset paging: the `next` link carries the sort key of the last row, so a page
-never repeats or skips a resource while data changes (a resource changed mid-paging moves
-to the end of the default order and is seen once more there; none is lost). Visibility is
+Paging is keyset paging: the `next` link carries the sort key of the last row, and ties
+are broken by (type, id), which updates never change; so while data changes a page never
+repeats or skips a resource that exists throughout. Visibility is
 decided before a page is cut: hidden resources are skipped and the page is refilled, so
 pages keep their size. Includes are bounded (depth and count) and each included resource
 passes the same visibility check as a match.
@@ -27,15 +27,18 @@ from .types import is_resource_type
 
 MAX_INCLUDE_DEPTH = 3
 MAX_INCLUDED = 1000
-_RELATIVE = re.compile(r"^(?:.*/)?([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})(?:/_history/.*)?$")
+#: A local reference (R4 3.1.1.4.12); another server's resources are never included.
+_LOCAL = re.compile(r"^([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})(?:/_history/[^/]+)?$")
 
 
 def search_type(ctx: FhirContext, req: FhirRequest, rtype: str) -> FhirResponse:
     params = list(req.params)
     if req.method == "POST" and isinstance(req.body, str):  # _search, form body (3.1.0.9)
         params += parse_qsl(req.body, keep_blank_values=True)
-    search = parse_search(rtype, params, ctx.repository.registry, strict=strict(req))
-    return FhirResponse(200, searchset(ctx, req, search, params, f"{req.base_url}/{rtype}"))
+    search = parse_search(rtype, params, ctx.repository.registry, strict=strict(req),
+                          base_url=req.base_url)
+    return FhirResponse(200, searchset(ctx, req, search, search.used,
+                                       f"{req.base_url}/{rtype}"))
 
 
 def everything(ctx: FhirContext, req: FhirRequest, rtype: str, rid: str) -> FhirResponse:
@@ -70,8 +73,8 @@ def everything(ctx: FhirContext, req: FhirRequest, rtype: str, rid: str) -> Fhir
     if unknown and strict(req):
         raise BadRequest(f"$everything does not support {', '.join(unknown)}",
                          code="not-supported")
-    bundle = searchset(ctx, req, search, list(req.params),
-                       f"{req.base_url}/{rtype}/{rid}/$everything")
+    used = [(k, v) for k, v in req.params if k in ("_since", "_type", "_count")]
+    bundle = searchset(ctx, req, search, used, f"{req.base_url}/{rtype}/{rid}/$everything")
     return FhirResponse(200, bundle)
 
 
@@ -85,7 +88,7 @@ def searchset(ctx: FhirContext, req: FhirRequest, search: SearchRequest,
         bundle["link"] = links
         return bundle
     if search.cursor:
-        query.after = _decode(search.cursor, len(query.sort) + 3)
+        query.after = _decode(search.cursor, len(query.sort) + 2)
     matches, more, last_key = _page(ctx, req, query, search.count)
     if more and last_key is not None:
         kept = [(k, v) for k, v in params if k != "_cursor"]
@@ -149,9 +152,10 @@ def _page(ctx: FhirContext, req: FhirRequest, query: IndexQuery,
 
 def _entry(req: FhirRequest, resource: dict[str, Any], mode: str,
            search: SearchRequest) -> dict[str, Any]:
-    if search.elements is not None:
+    # R4 3.1.1.5.9: _elements does not apply to included resources; nor does _summary here.
+    if mode == "match" and search.elements is not None:
         resource = select_elements(resource, search.elements)
-    elif search.summary is not None:
+    elif mode == "match" and search.summary is not None:
         resource = summarize(resource, search.summary)
     return {"fullUrl": f"{req.base_url}/{resource['resourceType']}/{resource.get('id')}",
             "resource": resource, "search": {"mode": mode}}
@@ -178,7 +182,7 @@ def _includes(ctx: FhirContext, req: FhirRequest, matches: list[dict[str, Any]],
             break
         found: list[StoredVersion] = []
         for inc in includes:
-            found += _forward(ctx, inc, frontier)
+            found += _forward(ctx, req, inc, frontier)
         for inc in revincludes:
             found += _reverse(ctx, inc, frontier)
         new = []
@@ -196,7 +200,7 @@ def _includes(ctx: FhirContext, req: FhirRequest, matches: list[dict[str, Any]],
     return included, False
 
 
-def _forward(ctx: FhirContext, inc: Include,
+def _forward(ctx: FhirContext, req: FhirRequest, inc: Include,
              frontier: list[dict[str, Any]]) -> list[StoredVersion]:
     registry = ctx.repository.registry
     targets: dict[str, set[str]] = {}
@@ -209,7 +213,9 @@ def _forward(ctx: FhirContext, inc: Include,
                 continue
             for node in param.evaluate(resource):
                 ref = node.get("reference") if isinstance(node, dict) else node
-                m = _RELATIVE.match(ref) if isinstance(ref, str) else None
+                if isinstance(ref, str) and req.base_url and ref.startswith(req.base_url + "/"):
+                    ref = ref[len(req.base_url) + 1:]
+                m = _LOCAL.match(ref) if isinstance(ref, str) else None
                 if m and (inc.target_type is None or m.group(1) == inc.target_type):
                     targets.setdefault(m.group(1), set()).add(m.group(2))
     out: list[StoredVersion] = []

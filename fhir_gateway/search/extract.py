@@ -28,7 +28,9 @@ from ..store.base import (
 from .registry import SearchParam, SearchRegistry
 from .values import MAX_INSTANT, MIN_INSTANT, BadDate, date_range, normalize, number_range
 
-_REF = re.compile(r"(?:^|/)([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})(?:/_history/[^/]+)?$")
+#: A local reference, `Type/id[/_history/v]` (R4 3.1.1.4.12). An absolute URL is another
+#: server's resource: indexed by its URL only, never as a local Patient.
+_REF = re.compile(r"^([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})(?:/_history/[^/]+)?$")
 
 
 @dataclass(slots=True)
@@ -50,11 +52,11 @@ def _tokens(node: Any) -> Iterable[TokenValue]:
     elif not isinstance(node, dict):
         return
     elif "coding" in node or ("text" in node and "value" not in node and "code" not in node):
-        text = node.get("text")  # CodeableConcept
+        text = node.get("text")  # CodeableConcept: :text searches its text and displays
         for coding in node.get("coding") or []:
             yield TokenValue(coding.get("system"), coding.get("code"),
-                             normalize(coding.get("display") or text or ""))
-        if text and not node.get("coding"):
+                             normalize(coding.get("display") or ""))
+        if text:
             yield TokenValue(None, None, normalize(text))
     elif "value" in node:  # Identifier (system|value) or ContactPoint (value)
         system = node.get("system")
@@ -99,29 +101,44 @@ def _dates(node: Any) -> Iterable[tuple[str, str]]:
         yield date_range(str(node))
 
 
-def _references(node: Any) -> Iterable[ReferenceValue]:
+def _references(node: Any, local_base: str | None = None) -> Iterable[ReferenceValue]:
     ref = node.get("reference") if isinstance(node, dict) else node
     if not isinstance(ref, str) or ref.startswith("#"):
         return
-    m = _REF.search(ref)
+    local = ref[len(local_base) + 1:] if local_base and ref.startswith(local_base + "/") \
+        else ref  # an absolute URL at this server's own base is a local reference
+    m = _REF.match(local)
     if m:
         yield ReferenceValue(m.group(1), m.group(2), ref)
     else:  # canonical or absolute URL to something not Type/id shaped
         yield ReferenceValue(None, None, ref)
 
 
-def _numbers(node: Any, quantity: bool) -> Iterable[NumberValue]:
+def _numbers(node: Any) -> Iterable[NumberValue]:
+    """A stored number is the value itself (R4 3.1.1.4.6: the search value carries the
+    implied precision, not the resource). A Quantity is findable by its unit code and by
+    its human unit (3.1.1.4.11)."""
     if isinstance(node, dict):
         if "value" not in node:
             return
-        lo, hi = number_range(node["value"])
-        yield NumberValue(lo, hi, node.get("system"), node.get("code") or node.get("unit"))
+        value = _number(node["value"])
+        units = {(node.get("system"), node.get("code"))} if node.get("code") else set()
+        if node.get("unit"):
+            units.add((node.get("system") if not node.get("code") else None, node["unit"]))
+        for system, code in sorted(units, key=str) or [(None, None)]:
+            yield NumberValue(value, value, system, code)
     elif not isinstance(node, bool) and node is not None:
-        lo, hi = number_range(node)
-        yield NumberValue(lo, hi)
+        value = _number(node)
+        yield NumberValue(value, value)
 
 
-def values_for(param: SearchParam, node: Any) -> list[IndexValue]:
+def _number(value: Any) -> float:
+    low, high = number_range(value)  # validates: ValueError for anything not a number
+    return (low + high) / 2
+
+
+def values_for(param: SearchParam, node: Any,
+               local_base: str | None = None) -> list[IndexValue]:
     if param.type == "token":
         return [v for v in _tokens(node) if v.code is not None or v.text]
     if param.type == "string":
@@ -131,9 +148,9 @@ def values_for(param: SearchParam, node: Any) -> list[IndexValue]:
     if param.type == "date":
         return [DateValue(lo, hi) for lo, hi in _dates(node)]
     if param.type == "reference":
-        return list(_references(node))
+        return list(_references(node, local_base))
     if param.type in ("number", "quantity"):
-        return list(_numbers(node, param.type == "quantity"))
+        return list(_numbers(node))
     return []
 
 
@@ -169,7 +186,9 @@ class IndexExtractor:
     def __init__(self, registry: SearchRegistry) -> None:
         self.registry = registry
 
-    def extract(self, resource: dict[str, Any]) -> Extracted:
+    def extract(self, resource: dict[str, Any], *, local_base: str | None = None) -> Extracted:
+        """`local_base`: this server's FHIR base URL, so absolute references to it index as
+        the local references they are (R4 3.1.1.4.12)."""
         rtype = resource["resourceType"]
         out = Extracted()
         compartment_params = patient_compartment().get(rtype, frozenset())
@@ -183,7 +202,7 @@ class IndexExtractor:
                 continue
             for node in nodes:
                 try:
-                    values = values_for(param, node)
+                    values = values_for(param, node, local_base)
                 except (BadDate, ValueError, TypeError, KeyError) as exc:
                     out.warnings.append(f"{rtype}.{code}: cannot index {str(node)[:60]!r}: {exc}")
                     continue

@@ -72,6 +72,8 @@ class SearchRequest:
     includes: list[Include] = field(default_factory=list)
     revincludes: list[Include] = field(default_factory=list)
     ignored: list[str] = field(default_factory=list)  # lenient: what was not applied
+    #: the parameters actually applied, for the self link (R4 3.1.1.6)
+    used: list[tuple[str, str]] = field(default_factory=list)
 
 
 def split_values(raw: str) -> list[str]:
@@ -93,27 +95,43 @@ def parse_search(
     registry: SearchRegistry,
     *,
     strict: bool = True,
+    base_url: str = "",
 ) -> SearchRequest:
-    parser = _Parser(rtype, registry)
+    """`base_url` is this server's FHIR base: a reference given as an absolute URL under
+    it is the local reference it names (R4 3.1.1.4.12)."""
+    parser = _Parser(rtype, registry, base_url)
     request = SearchRequest(query=IndexQuery(rtype=rtype))
     problems: list[Issue] = []
     for name, raw in params:
+        if raw == "" or name in ("_format", "_pretty"):
+            continue  # R4 3.1.1.3: empty parameters are ignored, not an error
         try:
             parser.apply(request, name, raw)
+        except UnsupportedModifier as exc:
+            problems.extend(exc.issues)
         except BadRequest as exc:
             if strict:
                 problems.extend(exc.issues)
             else:
                 request.ignored.append(f"{name}={raw}: {exc.diagnostics}")
+        else:
+            if name != "_cursor":
+                request.used.append((name, raw))
     if problems:
         raise BadRequest(problems[0].diagnostics, issues=problems)
     return request
 
 
+class UnsupportedModifier(BadRequest):
+    """A modifier the server does not support: refused even under `handling=lenient`,
+    since ignoring it would widen the result (R4 3.1.1.4.4: the server SHALL reject)."""
+
+
 class _Parser:
-    def __init__(self, rtype: str, registry: SearchRegistry) -> None:
+    def __init__(self, rtype: str, registry: SearchRegistry, base_url: str = "") -> None:
         self.rtype = rtype
         self.registry = registry
+        self.base_url = base_url.rstrip("/")
 
     def apply(self, request: SearchRequest, name: str, raw: str) -> None:
         base, _, modifier = name.partition(":")
@@ -129,6 +147,8 @@ class _Parser:
             request.query.criteria.append(self.chain(name, raw))
         else:
             param = self.param(self.rtype, base, name)
+            if param.type == "reference" and self.base_url:
+                raw = raw.replace(self.base_url + "/", "")
             request.query.criteria.append(_criterion(param, modifier, raw))
 
     def param(self, rtype: str, code: str, name: str) -> SearchParam:
@@ -196,6 +216,8 @@ class _Parser:
                 raise BadRequest(f"_count must be a whole number, not {raw!r}",
                                  expression="_count")
             request.count = min(int(raw), MAX_COUNT)
+            if request.count == 0:  # R4 3.1.1.5.3: the same as _summary=count
+                request.summary = "count"
         elif name == "_cursor":
             request.cursor = raw
         elif name == "_summary":
@@ -211,7 +233,8 @@ class _Parser:
         elif name == "_elements":
             request.elements = [e.strip() for e in raw.split(",") if e.strip()]
         elif name == "_sort":
-            request.query.sort = [self.sort_key(k.strip()) for k in raw.split(",") if k.strip()]
+            # A repeated _sort adds inner sort orders (R4 3.1.1.9).
+            request.query.sort += [self.sort_key(k.strip()) for k in raw.split(",") if k.strip()]
         elif name in ("_include", "_revinclude"):
             if modifier not in ("", "iterate", "recurse"):
                 raise BadRequest(f"{name}:{modifier} is not supported", expression=name)
@@ -243,7 +266,7 @@ def _criterion(param: SearchParam, modifier: str, raw: str) -> Criterion:
     allowed = _MODIFIERS.get(param.type, set())
     is_type_modifier = param.type == "reference" and modifier[:1].isupper()
     if modifier and modifier not in allowed and not is_type_modifier:
-        raise BadRequest(
+        raise UnsupportedModifier(
             f"modifier :{modifier} is not supported on {param.type} parameter {param.code!r}"
             f" (supported: {', '.join(sorted(allowed)) or 'none'})",
             code="not-supported", expression=f"{param.code}:{modifier}")
@@ -311,6 +334,10 @@ def _number(param: SearchParam, value: str) -> RangePredicate:
         lo, hi = number_range(parts[0])
     except ValueError as exc:
         raise BadRequest(f"{param.code}: {exc}", expression=param.code) from exc
+    if op not in ("eq", "ne", "ap"):
+        # R4 3.1.1.4.6: with gt lt ge le sa eb the search value is exact; only eq, ne
+        # (and ap) carry the implied precision of how it was written.
+        lo = hi = (lo + hi) / 2
     if op == "ap":  # R4 leaves "approximately" to the server: 10% either side
         spread = abs((lo + hi) / 2) * 0.1
         lo, hi = lo - spread, hi + spread

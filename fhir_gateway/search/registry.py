@@ -110,6 +110,24 @@ def expression_for(expression: str | None, rtype: str) -> str | None:
     return " | ".join(keep) or None
 
 
+def resolved_targets(expression: str | None, rtype: str) -> tuple[str, ...] | None:
+    """Target types the expression itself limits a reference to (`resolve() is Patient`
+    in every part for `rtype`), or None when it does not: `Observation.patient` points
+    only to Patients although the definition lists Patient and Group."""
+    if not expression:
+        return None
+    found: list[str] = []
+    for part in split_union(expression):
+        m = _LEADING_TYPE.match(part)
+        if m and m.group(1) not in (rtype, "Resource", "DomainResource"):
+            continue
+        t = _RESOLVE_IS.search(part)
+        if t is None:
+            return None
+        found.append(t.group(1))
+    return tuple(dict.fromkeys(found)) or None
+
+
 class SearchRegistry:
     """Search parameters per resource type, resolved once from the R4 definitions."""
 
@@ -124,7 +142,8 @@ class SearchRegistry:
                         code=d["code"],
                         type=d["type"],
                         expression=expression_for(d.get("expression"), rtype),
-                        targets=tuple(d.get("target") or ()),
+                        targets=resolved_targets(d.get("expression"), rtype)
+                        or tuple(d.get("target") or ()),
                         url=d.get("url", ""),
                         modifiers=tuple(d.get("modifier") or ()),
                         comparators=tuple(d.get("comparator") or ()),

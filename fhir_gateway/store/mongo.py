@@ -329,7 +329,7 @@ class MongoSession:
             path = f"$srt.{key.param}.{'d' if key.descending else 'a'}"
             added[f"k{i}"] = {"$ifNull": [path, lowest]}
             keys.append((f"k{i}", key.descending))
-        keys += [("lu", False), ("t", False), ("id", False)]
+        keys += [("t", False), ("id", False)]
         pipeline: list[dict[str, Any]] = [{"$match": flt}]
         if added:
             pipeline.append({"$addFields": added})

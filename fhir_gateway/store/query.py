@@ -5,7 +5,9 @@ it to SQL or a MongoDB filter. Values here are always data: engines bind them as
 parameters (SQLite) or place them as literal values (MongoDB), never splice them into
 query text.
 
-Order: results come sorted by the `sort` keys, then (last_updated, rtype, rid) ascending.
+Order: results come sorted by the `sort` keys, then (rtype, rid) ascending. The tie-break
+never changes when a resource is updated, so keyset paging neither repeats nor loses a
+resource that exists throughout (a resource created meanwhile may or may not be seen).
 A missing sort value sorts lowest (first ascending, last descending) on both engines.
 Keyset paging: `after` is the key of the last row of the previous page, as returned in
 `FindResult.keys`.

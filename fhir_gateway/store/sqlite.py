@@ -364,9 +364,9 @@ class SqliteSession:
     def find(self, query: IndexQuery) -> FindResult:
         sql, args = compile_query(query)
         rows = self.conn.execute(sql, args).fetchall()
-        # Key: the sort values, then (last_updated, rtype, rid): what `after` takes.
+        # Key: the sort values, then (rtype, rid): what `after` takes.
         return FindResult(rows=[_row(r) for r in rows],
-                          keys=[(*r[6:], r[3], r[0], r[1]) for r in rows])
+                          keys=[(*r[6:], r[0], r[1]) for r in rows])
 
     def count(self, query: IndexQuery) -> int:
         sql, args = compile_count(query)
@@ -405,7 +405,11 @@ def _like_escape(text: str) -> str:
 
 
 class _Compiler:
-    """Builds one SQL statement; every value goes into `args`, never into the text."""
+    """Builds one SQL statement; every value goes into `args`, never into the text.
+
+    Placeholders are positional, so each method binds its values in the order they
+    appear in the text it returns (build a fragment's prefix before its sub-queries).
+    """
 
     def __init__(self) -> None:
         self.args: list[object] = []
@@ -491,8 +495,9 @@ class _Compiler:
             return out
         if isinstance(pred, ChainPredicate):
             inner = self.alias()
+            head = f"target_type = {b(pred.target_type)}"  # bound before the inner query's
             where = self.where(pred.query, inner)
-            return (f"target_type = {b(pred.target_type)} AND target_id IN "
+            return (f"{head} AND target_id IN "
                     f"(SELECT {inner}.rid FROM resources {inner} WHERE {where})")
         raise ValueError(f"no SQL for {pred!r}")
 
@@ -533,8 +538,8 @@ def compile_query(query: IndexQuery) -> tuple[str, list[object]]:
     cols = ", ".join(f"r.{name.strip()}" for name in _COLUMNS.split(","))
     sorts = c.sort_columns(query, "r")
     where = c.where(query, "r")
-    keys = [*(f"k{i}" for i in range(len(sorts))), "last_updated", "rtype", "rid"]
-    directions = [*(d for _, d in sorts), False, False, False]
+    keys = [*(f"k{i}" for i in range(len(sorts))), "rtype", "rid"]
+    directions = [*(d for _, d in sorts), False, False]
     select = ", ".join([cols, *(f"{expr} AS k{i}" for i, (expr, _) in enumerate(sorts))])
     sql = f"SELECT * FROM (SELECT {select} FROM resources r WHERE {where})"
     if query.after is not None:
