@@ -7,7 +7,7 @@ SOURCES := pyproject.toml $(shell find fhir_gateway auth mappings profiles -type
 HOST ?= 127.0.0.1
 PORT ?= 8080
 
-.PHONY: run test lint bench spec-data clean
+.PHONY: run test lint bench spec-data profiles clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,12 @@ bench: $(VENV)/.installed
 # Re-extract the committed R4 data files from hl7.fhir.r4.examples@4.0.1 (needs npm).
 spec-data: $(BIN)/python
 	$(BIN)/python scripts/extract_spec_data.py
+
+# Regenerate profiles/generated/ from the FHIR Shorthand in profiles/input/fsh/ (SUSHI,
+# the FHIR R4 package and ../shared/ukcore; needs node and npm, and only the standard
+# library of Python, run from this tree). Commit the result.
+profiles: $(BIN)/python
+	$(BIN)/python -m fhir_gateway.validation.build_profiles
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -110,6 +110,12 @@ def dumps(value: Any) -> str:
     return simplejson.dumps(value, use_decimal=True, separators=(",", ":"), ensure_ascii=False)
 
 
+def canonical(value: Any) -> str:
+    """Key-order independent JSON text, for "is this the same content?" comparisons."""
+    return simplejson.dumps(value, use_decimal=True, separators=(",", ":"),
+                            ensure_ascii=False, sort_keys=True)
+
+
 def dump_bytes(value: Any) -> bytes:
     return dumps(value).encode("utf-8")
 

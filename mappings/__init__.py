@@ -1,1 +1,2 @@
-"""Partner mappings (declarative YAML/JSON), shipped as package data: issue 5, not written yet."""
+"""Partner mappings (declarative YAML) with their ConceptMaps and code systems, shipped as
+package data so an installed gateway finds them: see README.md in this folder."""

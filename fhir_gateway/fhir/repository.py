@@ -64,7 +64,7 @@ def _content(resource: dict[str, Any]) -> str:
         body["meta"] = meta
     else:
         body.pop("meta", None)
-    return jsonio.dumps(body)
+    return jsonio.canonical(body)
 
 
 class Repository:

@@ -105,19 +105,27 @@ class Loader:
 
     def ingest(self, items: Iterable[MappedRecord | Rejection], *,
                progress: Callable[[int], None] | None = None) -> Summary:
-        """Apply mapped records (from `ingest.map_file`), then retry held ones."""
+        """Apply mapped records (from `ingest.map_file`), then retry every held record:
+        one this run could not place may match a Patient this run created, and one held
+        earlier may match now. `held` counts this run's records still held at the end."""
         summary = Summary()
+        held_now: set[str] = set()
         for item in items:
             summary.read += 1
             if isinstance(item, Rejection):
                 self._reject(summary, item.source, item.field, item.reason)
             else:
-                summary.add(self.apply(item))
+                outcome = self.apply(item)
+                if outcome.held:
+                    held_now.add(record_key(item.source))
+                summary.add(dataclasses.replace(outcome, held=0, holds=[]))
+                summary.holds += outcome.holds
             if progress:
                 progress(1)
-        retried = self.retry_held()
-        summary.add(dataclasses.replace(retried, held=0, holds=[]))
-        summary.held = len(self.list_held())
+        summary.add(dataclasses.replace(self.retry_held(), held=0, holds=[]))
+        still = {key for key, _ in self.list_held()}
+        summary.held = len(held_now & still)
+        summary.holds = [h for h in summary.holds if h["key"] in still]
         return summary
 
     def apply(self, record: MappedRecord, *, patient_id: str | None = None,

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from .. import jsonio
+from ..ingest.model import NHS_NUMBER_SYSTEM
 
 #: Elements the gateway owns, never merged from a partner record.
 SERVER_ELEMENTS = frozenset({"resourceType", "id", "meta", "text"})
@@ -25,7 +26,7 @@ def stamp(event_time: str | None, partner: str, record_id: str | None) -> Stamp:
 
 
 def _same(a: Any, b: Any) -> bool:
-    return jsonio.dumps(a) == jsonio.dumps(b)
+    return jsonio.canonical(a) == jsonio.canonical(b)
 
 
 def merge(stored: dict[str, Any] | None, incoming: dict[str, Any],
@@ -55,6 +56,8 @@ def merge(stored: dict[str, Any] | None, incoming: dict[str, Any],
 
 
 def _union(stored: list[Any], incoming: list[Any]) -> list[Any]:
+    """Every identifier once, NHS number first, then by system and value: the same list
+    whatever order the partners' records arrived in."""
     out = list(stored)
     seen = {(i.get("system"), i.get("value")) for i in stored if isinstance(i, dict)}
     for ident in incoming:
@@ -62,7 +65,8 @@ def _union(stored: list[Any], incoming: list[Any]) -> list[Any]:
         if key not in seen:
             out.append(ident)
             seen.add(key)
-    return out
+    return sorted(out, key=lambda i: (i.get("system") != NHS_NUMBER_SYSTEM,
+                                      str(i.get("system")), str(i.get("value"))))
 
 
 _CHOICES = ("deceased", "multipleBirth", "effective", "value", "onset", "occurred",

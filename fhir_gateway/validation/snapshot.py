@@ -124,6 +124,9 @@ class _Builder:
         if ":" in last:
             name, slice_name = last.split(":", 1)
             sliced = self.ensure(f"{parent_id}.{name}")
+            found = self.find(eid)  # unfolding the sliced element may have brought it
+            if found is not None:
+                return found
             return self._add_slice(sliced, slice_name)
         if not self.has_children(parent):
             self._unfold(parent)
@@ -134,10 +137,18 @@ class _Builder:
 
     def _add_slice(self, sliced: int, slice_name: str) -> int:
         template = self.elements[sliced]
+        if "slicing" not in template and template["path"].rsplit(".", 1)[-1] in (
+                "extension", "modifierExtension"):
+            # Extensions are always sliced by url (R4 ElementDefinition, "Extension").
+            template["slicing"] = {"discriminator": [{"type": "value", "path": "url"}],
+                                   "rules": "open"}
         slice_el = copy.deepcopy(template)
         slice_el.pop("slicing", None)
         slice_el["id"] = f"{template['id']}:{slice_name}"
         slice_el["sliceName"] = slice_name
+        # A slice is a subset: the sliced element's minimum applies to the whole, not to
+        # each slice, so a new slice starts at 0 unless the differential says otherwise.
+        slice_el["min"] = 0
         # A slice of a choice element named after one type keeps only that type.
         if template["path"].endswith("[x]"):
             wanted = slice_name[len(template["path"].rsplit(".", 1)[-1][:-3]):]

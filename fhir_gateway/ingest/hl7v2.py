@@ -1,0 +1,220 @@
+"""HL7 v2 reader: a file (or MLLP stream) of messages, one `SourceRecord` per message.
+
+Handled: segments ended by CR, LF or CRLF; MLLP framing (VT ... FS CR) around each
+message; batch envelopes (FHS/BHS/BTS/FTS, skipped); the encoding characters each message
+declares in MSH-2 (parsed by the `hl7` package); escape sequences (\\F\\, \\S\\, ...); the
+HL7 null `""` (read as empty). A message that cannot be parsed, or lacks a segment the
+mapping requires (a truncated message), is `Unreadable`; the next message is read anyway.
+
+Field paths (what a mapping writes):
+
+    PID-5.1            segment PID, field 5, component 1 (repetition 1, subcomponent 1)
+    PID-3[2].1         repetition 2 of PID-3 (repetitions count from 1)
+    PID-3[5=NH|HN].1   the first repetition of PID-3 whose component 5 is NH or HN
+    PID-13[*].1        every repetition (a list)
+    MSH-9.2            the trigger event; MSH-1 and MSH-2 are the separators themselves
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+import hl7
+
+from .source import ReaderOptions, ReadResult, Unreadable, bad_bytes, clean, decode
+
+_PATH = re.compile(
+    r"(?P<seg>[A-Z][A-Z0-9]{2})-(?P<field>\d+)"
+    r"(?:\[(?:(?P<all>\*)|(?P<rep>\d+)|(?P<fc>\d+)=(?P<fv>[^\]]+))\])?"
+    r"(?:\.(?P<comp>\d+)(?:\.(?P<sub>\d+))?)?"
+)
+_ENVELOPE = ("FHS", "BHS", "BTS", "FTS")
+_SEGMENT_ID = re.compile(r"[A-Z][A-Z0-9]{2}")
+
+
+@dataclass(frozen=True, slots=True)
+class _Path:
+    segment: str
+    field: int
+    repetition: int | None  # 1-based; None with a filter or `all`
+    filter_component: int | None
+    filter_values: frozenset[str]
+    all: bool
+    component: int
+    subcomponent: int
+
+
+@cache
+def parse_path(path: str) -> _Path:
+    """Parse an HL7 field path; ValueError saying why when it is not one."""
+    m = _PATH.fullmatch(path.strip())
+    if not m:
+        raise ValueError(
+            f"{path!r} is not an HL7 v2 field path (e.g. PID-5.1, PID-3[5=NH|HN].1)"
+        )
+    return _Path(
+        segment=m["seg"],
+        field=int(m["field"]),
+        repetition=int(m["rep"]) if m["rep"] else (None if (m["fc"] or m["all"]) else 1),
+        filter_component=int(m["fc"]) if m["fc"] else None,
+        filter_values=frozenset(v.strip().upper() for v in (m["fv"] or "").split("|") if v),
+        all=bool(m["all"]),
+        component=int(m["comp"] or 1),
+        subcomponent=int(m["sub"] or 1),
+    )
+
+
+def check_path(path: str) -> None:
+    parse_path(path)
+
+
+def _parts(node: Any) -> list[Any]:
+    """A container's parts; a bare string is one part."""
+    return list(node) if isinstance(node, list) else [node]
+
+
+def _component(rep: Any, component: int, subcomponent: int) -> str:
+    """Component/subcomponent (1-based) of one repetition, as sent (still escaped)."""
+    parts = _parts(rep)
+    if component > len(parts):
+        return ""
+    subs = _parts(parts[component - 1])
+    if subcomponent > len(subs):
+        return ""
+    value = subs[subcomponent - 1]
+    while isinstance(value, list):  # deeper than asked for: HL7's rule is the first leaf
+        value = value[0] if value else ""
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class HL7Record:
+    """One parsed HL7 v2 message."""
+
+    position: str
+    raw: str
+    message: hl7.Message
+
+    def get(self, path: str) -> Any:
+        p = parse_path(path)
+        try:
+            segment = self.message.segment(p.segment)
+        except KeyError:
+            return [] if p.all else None
+        if p.field >= len(segment):
+            return [] if p.all else None
+        field = segment[p.field]
+        if p.segment == "MSH" and p.field in (1, 2):
+            return clean(str(field))
+        # A field without repetition separators holds one repetition.
+        reps = list(field) if any(isinstance(c, list) for c in field) else [field]
+        if p.filter_component is not None:
+            reps = [r for r in reps
+                    if self._value(r, p.filter_component, 1).upper() in p.filter_values]
+        elif not p.all:
+            assert p.repetition is not None
+            reps = reps[p.repetition - 1:p.repetition]
+        values = [v for v in (clean(self._value(r, p.component, p.subcomponent)) for r in reps)
+                  if v is not None]
+        if p.all:
+            return values
+        return values[0] if values else None
+
+    def _value(self, rep: Any, component: int, subcomponent: int) -> str:
+        value = _component(rep, component, subcomponent)
+        if value == '""':  # HL7 null: the sender says "no value"
+            return ""
+        try:
+            return self.message.unescape(value)
+        except Exception:  # a malformed escape sequence: keep the text as sent
+            return value
+
+
+def _split_messages(text: str) -> Iterator[tuple[list[str], list[str]]]:
+    """(segments, original lines) per message. MLLP frame characters end a segment."""
+    text = text.replace("\x0b", "\r").replace("\x1c", "\r")
+    segments: list[str] = []
+    lines: list[str] = []
+    for m in re.finditer(r"([^\r\n]*)(\r\n|\r|\n|$)", text):
+        line = m.group(0)
+        if not line:
+            continue
+        seg = m.group(1).strip()
+        if not seg:
+            if lines:
+                lines.append(line)
+            continue
+        if seg[:3] == "MSH" and len(seg) > 3:
+            if lines:
+                yield segments, lines
+            segments, lines = [], []
+        elif seg[:3] in _ENVELOPE:
+            continue
+        segments.append(seg)
+        lines.append(line)
+    if lines:
+        yield segments, lines
+
+
+def _check_msh(msh: str) -> str | None:
+    """Why an MSH segment cannot start a message, or None when it can."""
+    if len(msh) < 8:
+        return "MSH is too short to declare its separators (MSH-1, MSH-2)"
+    sep = msh[3]
+    end = msh.find(sep, 4)
+    encoding = msh[4:end] if end > 0 else ""
+    if sep.isalnum() or not 2 <= len(encoding) <= 5 or any(c.isalnum() for c in encoding):
+        return f"MSH-2 {msh[3:9]!r} does not declare HL7 encoding characters"
+    if len(set(sep + encoding)) != len(sep + encoding):
+        return "MSH-1 and MSH-2 repeat a separator character"
+    return None
+
+
+def _control_id(msh: str) -> str | None:
+    """MSH-10 found by plain splitting, to name a message too broken to parse."""
+    fields = msh.split(msh[3]) if len(msh) > 3 else []
+    return (fields[9].strip() or None) if len(fields) > 9 else None
+
+
+def read(data: bytes, options: ReaderOptions) -> ReadResult:
+    text = decode(data, options.encoding)
+    number = 0
+    for segments, lines in _split_messages(text):
+        raw = "".join(lines)
+        if not segments[0].startswith("MSH"):
+            yield Unreadable(f"before message {number + 1}", raw, "MSH",
+                             "segments before the first MSH belong to no message")
+            continue
+        number += 1
+        position = f"message {number}"
+        problem = bad_bytes(raw, options.encoding) or _check_msh(segments[0])
+        control_id = _control_id(segments[0])
+        if problem:
+            yield Unreadable(position, raw, "MSH", problem, control_id)
+            continue
+        bad_ids = [s[:3] for s in segments if not _SEGMENT_ID.fullmatch(s[:3])]
+        if bad_ids:
+            yield Unreadable(position, raw, bad_ids[0],
+                             f"{bad_ids[0]!r} is not a segment name; the message is damaged",
+                             control_id)
+            continue
+        try:
+            message = hl7.parse("\r".join(segments))
+        except Exception as exc:  # the hl7 package raises several types on bad input
+            yield Unreadable(position, raw, "MSH", f"cannot be parsed as HL7 v2 ({exc})",
+                             control_id)
+            continue
+        present = {s[:3] for s in segments}
+        missing = [s for s in options.required_segments if s not in present]
+        if missing:
+            yield Unreadable(
+                position, raw, missing[0],
+                f"the message has no {missing[0]} segment, which this feed's messages must "
+                f"have; it looks truncated (last segment: {segments[-1][:3]})", control_id,
+            )
+            continue
+        yield HL7Record(position, raw, message)

@@ -1,0 +1,91 @@
+"""JSON Lines reader: one JSON object per line, one `SourceRecord` per line.
+
+Blank lines are skipped; a UTF-8 byte-order mark is dropped. A line that is not a JSON
+object (bad JSON, undecodable bytes, an array, nesting deeper than `jsonio.MAX_DEPTH`) is
+`Unreadable`; the next line is read anyway. Numbers with a fraction keep their exact text
+(`jsonio.parse`).
+
+Field paths are dotted keys with optional 0-based list indexes, as in FHIRPath:
+`respect.cpr`, `name.first`, `admissions[0].id`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+from .. import jsonio
+from ..errors import BadRequest
+from .source import ReaderOptions, ReadResult, Unreadable, clean
+
+_STEP = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
+
+
+@cache
+def parse_path(path: str) -> tuple[str | int, ...]:
+    steps: list[str | int] = []
+    pos = 0
+    text = path.strip()
+    while pos < len(text):
+        if text[pos] == "." and steps and pos + 1 < len(text):
+            pos += 1
+        m = _STEP.match(text, pos)
+        if not m:
+            raise ValueError(f"{path!r} is not a JSON field path (e.g. respect.cpr, items[0].id)")
+        steps.append(m[1].strip() if m[1] is not None else int(m[2]))
+        pos = m.end()
+    if not steps or not isinstance(steps[0], str):
+        raise ValueError(f"{path!r} is not a JSON field path (e.g. respect.cpr, items[0].id)")
+    return tuple(steps)
+
+
+def check_path(path: str) -> None:
+    parse_path(path)
+
+
+def walk(value: Any, steps: tuple[str | int, ...]) -> Any:
+    """The value at `steps` inside `value`, or None. A key step on a list looks in its
+    first element (FHIR lists of one, such as `name.family`)."""
+    for step in steps:
+        if isinstance(step, int):
+            value = value[step] if isinstance(value, list) and step < len(value) else None
+        else:
+            if isinstance(value, list):
+                value = value[0] if value else None
+            value = value.get(step) if isinstance(value, dict) else None
+        if value is None:
+            return None
+    return clean(value)
+
+
+@dataclass(frozen=True, slots=True)
+class JsonRecord:
+    position: str
+    raw: str
+    data: dict[str, Any]
+
+    def get(self, path: str) -> Any:
+        return walk(self.data, parse_path(path))
+
+
+def read(data: bytes, options: ReaderOptions) -> ReadResult:
+    start = 3 if data.startswith(b"\xef\xbb\xbf") else 0
+    for number, line in enumerate(data[start:].splitlines(), start=1):
+        if not line.strip():
+            continue
+        position = f"line {number}"
+        raw = line.decode(options.encoding, errors="replace")
+        try:
+            if options.encoding.replace("-", "").lower() != "utf8":
+                line = line.decode(options.encoding).encode("utf-8")
+            value = jsonio.parse(line, where=position)
+        except (BadRequest, UnicodeDecodeError) as exc:
+            yield Unreadable(position, raw, "line", str(exc))
+            continue
+        if not isinstance(value, dict):
+            yield Unreadable(position, raw, "line",
+                             f"holds a JSON {type(value).__name__}, not an object")
+            continue
+        yield JsonRecord(position, raw, value)

@@ -1,0 +1,335 @@
+"""The mapping engine: a partner file's bytes in, `MappedRecord`s and `Rejection`s out.
+
+    map_file(partner, filename, data)  ->  Iterator[MappedRecord | Rejection]
+
+For each record the reader gives, the engine renders the mapping's `record` fields, the
+`patient` template (from which the `PersonKey` is taken), the `merge` identifiers and each
+resource rule (`when`, `for_each`, business identifier, resource template). Every Patient
+and resource is then checked with the fhir.resources R4B model, so what leaves here is
+valid R4 structure. Any unusable source value, and any value FHIR refuses, rejects the
+whole record, with every problem found named by its source field; the file goes on.
+
+Nothing here knows a partner: all of that is in the mapping files.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from fhir.resources.R4B import get_fhir_model_class
+from pydantic import ValidationError
+
+from . import values
+from .errors import FieldError
+from .model import (
+    NHS_NUMBER_SYSTEM,
+    BusinessId,
+    MappedRecord,
+    PersonKey,
+    Rejection,
+    SourceRef,
+)
+from .source import SourceRecord, Unreadable
+from .spec import Mapping, Rule, load_mapping, mapping_folders
+from .template import Context, Node, render, render_resource, test
+
+_cache: dict[tuple[str, str], tuple[tuple[Any, ...], Mapping]] = {}
+
+
+def _signature(partner: str, mapping_dir: str | Path | None) -> tuple[Any, ...]:
+    """File names and modification times a mapping depends on (to reload on edit)."""
+    stamp: list[Any] = []
+    for folder in mapping_folders(mapping_dir):
+        if not isinstance(folder, Path):  # e.g. a zipped install: it cannot change
+            continue
+        for path in (folder / f"{partner}.yaml", *sorted(folder.glob("conceptmaps/*.json"))):
+            try:
+                stamp.append((str(path), path.stat().st_mtime_ns))
+            except OSError:
+                continue
+    return tuple(stamp)
+
+
+def cached_mapping(partner: str, *, mapping_dir: str | Path | None = None) -> Mapping:
+    """`load_mapping`, reloaded only when the mapping or a ConceptMap file changed."""
+    key = (partner, str(mapping_dir))
+    signature = _signature(partner, mapping_dir)
+    hit = _cache.get(key)
+    if hit is not None and hit[0] == signature:
+        return hit[1]
+    mapping = load_mapping(partner, mapping_dir=mapping_dir)
+    _cache[key] = (signature, mapping)
+    return mapping
+
+
+def map_file(
+    partner: str | Mapping,
+    filename: str,
+    data: bytes,
+    *,
+    mapping_dir: str | Path | None = None,
+    today: dt.date | None = None,
+) -> Iterator[MappedRecord | Rejection]:
+    """Map every record of one partner file, in file order.
+
+    `partner` is a partner name (its mapping is loaded from `mapping_dir` or the installed
+    package) or an already loaded `Mapping`. `filename` is the file's name as it should be
+    cited (no directories needed). `today` is the date conditions such as `before: today`
+    compare with (default: today in the mapping's time zone). Raises only for a bad or
+    unknown mapping (`MappingError`, `UnknownPartner`), before reading anything.
+    """
+    mapping = partner if isinstance(partner, Mapping) else cached_mapping(
+        partner, mapping_dir=mapping_dir)
+    if today is None:
+        today = dt.datetime.now(values.zone(mapping.settings.timezone)).date()
+    name = Path(filename).name or filename
+    records = mapping.read(data)
+    while True:
+        try:
+            item = next(records)
+        except StopIteration:
+            return
+        except Exception as exc:  # a reader bug must not lose what was already read
+            source = _source(mapping, name, "rest of the file", None, None, "")
+            yield _reject(source, [FieldError("file", f"could not be read further "
+                                              f"({type(exc).__name__}: {exc})")])
+            return
+        if isinstance(item, Unreadable):
+            source = _source(mapping, name, item.position, item.record_id, None, item.raw)
+            yield _reject(source, [FieldError(item.field, item.problem)])
+            continue
+        try:
+            yield map_record(mapping, name, item, today=today)
+        except Exception as exc:  # an engine bug: keep the record for review, go on
+            source = _source(mapping, name, item.position, None, None, item.raw)
+            yield _reject(source, [FieldError("record", "could not be mapped because of an "
+                                              f"error in the gateway ({type(exc).__name__}: "
+                                              f"{exc}); please report it")])
+
+
+def _source(mapping: Mapping, file: str, position: str, record_id: str | None,
+            event_time: str | None, raw: str) -> SourceRef:
+    return SourceRef(
+        partner=mapping.partner, ods_code=mapping.ods_code, partner_name=mapping.name,
+        file=file, position=position, record_id=record_id, event_time=event_time,
+        mapping_version=mapping.version, raw=raw,
+    )
+
+
+def _reject(source: SourceRef, problems: list[FieldError]) -> Rejection:
+    ident = f" ({source.record_id})" if source.record_id else ""
+    details = "; ".join(f"{p.field}: {p.problem}" for p in problems)
+    reason = (f"{source.partner} record at {source.file} {source.position}{ident} was "
+              f"rejected. {details}.")
+    fields = ", ".join(dict.fromkeys(p.field for p in problems))
+    return Rejection(source=source, field=fields, reason=reason)
+
+
+def _first_value(nodes: tuple[Node, ...], ctx: Context, path: str) -> Any:
+    for node in nodes:
+        value = render(node, ctx, (path,))
+        if value is not None:
+            return value
+    return None
+
+
+def map_record(
+    mapping: Mapping, filename: str, record: SourceRecord, *, today: dt.date
+) -> MappedRecord | Rejection:
+    """Map one record read from `filename` (see `map_file`)."""
+    ctx = Context(record=record, settings=mapping.settings, today=today)
+    record_id = _as_text(_first_value(mapping.record_id, ctx, "record.id"))
+    event = _as_text(_first_value(mapping.event, ctx, "record.event"))
+    event_time = _as_text(_first_value(mapping.event_time, ctx, "record.event_time"))
+    source = _source(mapping, filename, record.position, record_id, event_time, record.raw)
+
+    patient = {"resourceType": "Patient", **render_resource(mapping.patient, ctx, ("Patient",))}
+    person = _person(patient, mapping, ctx)
+    merge_from = _merge_from(mapping, ctx)
+    resources: list[dict[str, Any]] = []
+    keys: list[BusinessId] = []
+    retracted: list[BusinessId] = []
+    if not ctx.problems:
+        _check(patient, ctx, "Patient")
+    for rule in mapping.rules:  # also after a problem, so that every problem is named
+        _apply(rule, ctx, resources, keys, retracted)
+    if ctx.problems:
+        return _reject(source, ctx.problems)
+    return MappedRecord(
+        source=source, person=person, patient=patient, resources=tuple(resources),
+        keys=tuple(keys), event=event, merge_from=merge_from, retracted=tuple(retracted),
+        warnings=tuple(dict.fromkeys(ctx.warnings)),
+    )
+
+
+def _as_text(value: Any) -> str | None:
+    if value is None:
+        return None
+    return value if isinstance(value, str) else str(value)
+
+
+def _nhs_identifiers(identifiers: list[Any], ctx: Context, field: str) -> str | None:
+    """Validate and normalise every NHS number identifier in place; the number, or None."""
+    found: set[str] = set()
+    for ident in identifiers:
+        if not isinstance(ident, dict) or ident.get("system") != NHS_NUMBER_SYSTEM:
+            continue
+        given = str(ident.get("value", ""))
+        try:
+            ident["value"] = values.nhs_number(given)
+        except ValueError as exc:
+            ctx.fail(field, str(exc))
+            continue
+        found.add(ident["value"])
+    if len(found) > 1:
+        ctx.fail(field, f"gives two different NHS numbers ({', '.join(sorted(found))})")
+        return None
+    return found.pop() if found else None
+
+
+def _first(items: Any) -> Any:
+    """The first element of a JSON list, or None (tolerates what a template passed on)."""
+    return items[0] if isinstance(items, list) and items else None
+
+
+def _text_or_none(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _local_id(identifiers: list[Any], system: str | None) -> str | None:
+    return next((_text_or_none(i.get("value")) for i in identifiers
+                 if isinstance(i, dict) and system and i.get("system") == system), None)
+
+
+def _nhs_given(ctx: Context, nhs: str | None) -> str | None:
+    return next((text for text, number in ctx.nhs_numbers if number == nhs), nhs)
+
+
+def _person(patient: dict[str, Any], mapping: Mapping, ctx: Context) -> PersonKey:
+    identifiers = patient.get("identifier")
+    identifiers = identifiers if isinstance(identifiers, list) else []
+    field = ", ".join(mapping.person_fields) or "Patient.identifier"
+    nhs = _nhs_identifiers(identifiers, ctx, field)
+    local = _local_id(identifiers, mapping.local_system)
+    if nhs is None and local is None and not ctx.problems:
+        ctx.fail(field, "the record has neither an NHS number nor the partner's own "
+                 "identifier for the person, so whom it is about is unknown")
+    name = _first(patient.get("name"))
+    name = name if isinstance(name, dict) else {}
+    address = _first(patient.get("address"))
+    code = _text_or_none(address.get("postalCode")) if isinstance(address, dict) else None
+    return PersonKey(
+        nhs_number=nhs, nhs_number_given=_nhs_given(ctx, nhs),
+        local_system=mapping.local_system if local else None, local_id=local,
+        family=_text_or_none(name.get("family")), given=_text_or_none(_first(name.get("given"))),
+        birth_date=_text_or_none(patient.get("birthDate")),
+        postcode=values.postcode(code) if code else None,
+        gender=_text_or_none(patient.get("gender")),
+    )
+
+
+def _merge_from(mapping: Mapping, ctx: Context) -> PersonKey | None:
+    if mapping.merge_identifier is None:
+        return None
+    if mapping.merge_when is not None and not test(mapping.merge_when, ctx):
+        return None
+    identifiers = render(mapping.merge_identifier, ctx, ("merge",))
+    identifiers = identifiers if isinstance(identifiers, list) else []
+    field = ", ".join(mapping.merge_fields) or "merge.identifier"
+    nhs = _nhs_identifiers(identifiers, ctx, field)
+    local = _local_id(identifiers, mapping.local_system)
+    if nhs is None and local is None:
+        ctx.fail(field, "a merge must say which identifiers the person had before; "
+                 "none was found")
+        return None
+    return PersonKey(nhs_number=nhs, nhs_number_given=_nhs_given(ctx, nhs),
+                     local_system=mapping.local_system if local else None, local_id=local)
+
+
+def _items(rule: Rule, ctx: Context) -> list[Any]:
+    if rule.for_each is None:
+        return [None]
+    found = ctx.lookup(rule.for_each)
+    if found is None:
+        return []
+    return found if isinstance(found, list) else [found]
+
+
+def _apply(rule: Rule, ctx: Context, resources: list[dict[str, Any]],
+           keys: list[BusinessId], retracted: list[BusinessId]) -> None:
+    for item in _items(rule, ctx):
+        ctx.scopes = {rule.alias: item} if rule.alias else {}
+        before = ctx.refusals
+        value = render(rule.value, ctx, ("identifier",))
+        refused_key = value is None and ctx.refusals > before  # already named by its field
+        known = ctx.refusals
+        body = None
+        if rule.when is None or test(rule.when, ctx):
+            body = render_resource(rule.resource, ctx, (rule.resource_type,))
+            if any(body.get(name) is None for name in rule.require):
+                body = None  # e.g. a local term its ConceptMap lists as having no code
+        if refused_key:
+            continue
+        if body is None:
+            if rule.retract_otherwise and value is not None:
+                retracted.append(BusinessId(rule.resource_type, rule.system, str(value)))
+            continue
+        if value is None:
+            fields = ", ".join(rule.value_fields) or rule.name
+            ctx.fail(fields, f"is empty, so the {rule.resource_type} of rule {rule.name!r} "
+                     "has no business identifier and cannot be kept up to date")
+            continue
+        key = BusinessId(rule.resource_type, rule.system, str(value))
+        if key in keys:
+            ctx.warnings.append(f"{rule.name}: a second item with the identifier {key.value!r} "
+                                "in this record was left out (the first is kept)")
+            continue
+        extra = [i for i in body.get("identifier", []) if i != key.identifier()]
+        resource = {"resourceType": rule.resource_type, "identifier": [key.identifier(), *extra],
+                    **{k: v for k, v in body.items() if k not in ("resourceType", "identifier")}}
+        # A value already refused is reported once, by its field, not again by the model.
+        if ctx.refusals == known and _check(resource, ctx, rule.name):
+            resources.append(resource)
+            keys.append(key)
+            ctx.warnings.extend(
+                f"{rule.name}: {element} is empty{f' ({fields})' if fields else ''}; the "
+                f"{rule.resource_type} is kept without it"
+                for element, fields in rule.expect if element not in resource)
+    ctx.scopes = {}
+
+
+def _check(resource: dict[str, Any], ctx: Context, rule: str) -> bool:
+    """Check `resource` with the R4B model; each problem is named by its source field."""
+    rtype = resource["resourceType"]
+    try:
+        get_fhir_model_class(rtype).model_validate(resource)
+    except ValidationError as exc:
+        for err in exc.errors(include_url=False):
+            loc = tuple(p for p in err.get("loc", ()) if p != "__root__")
+            element = ".".join([rtype, *map(str, loc)])
+            field = _origin(ctx, (rtype, *loc)) or f"{rule} ({element})"
+            if err.get("type") == "missing":
+                ctx.fail(field, f"leaves {element} empty, which FHIR R4 requires")
+                continue
+            shown = err.get("input")
+            value = f" {shown!r}" if isinstance(shown, str | int | float) else ""
+            ctx.fail(field, f"gives {element} the value{value}, which FHIR R4 does not "
+                     f"allow ({err.get('msg', 'invalid')})")
+        return False
+    except (ValueError, TypeError) as exc:
+        ctx.fail(rule, f"makes an invalid {rtype}: {exc}")
+        return False
+    return True
+
+
+def _origin(ctx: Context, path: tuple[Any, ...]) -> str | None:
+    """The source field behind the element at `path` (or its nearest parent)."""
+    for end in range(len(path), 0, -1):
+        found = ctx.origins.get(path[:end])
+        if found:
+            return found
+    return None
+

@@ -1,0 +1,103 @@
+"""What readers produce: a stream of `SourceRecord`s (or `Unreadable`s) from a file's bytes.
+
+A reader turns bytes into records and never raises on bad input: a record it cannot read
+becomes an `Unreadable` naming the position, the field (or structure) at fault and why,
+and reading goes on with the next record. Readers know formats, never partners: what a
+partner's file looks like (delimiter, encoding, required segments) comes from the mapping's
+`format` section as `ReaderOptions`.
+
+Each record answers `get(path)` for the field paths the mapping names; the path language
+is the format's own (`PID-3[5=NH|HN].1` for HL7 v2, a column header for CSV, a dotted
+path such as `respect.cpr` for JSON).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+#: Replacement character left where bytes were not valid in the declared encoding.
+BAD_BYTES = "\ufffd"
+
+
+@dataclass(frozen=True, slots=True)
+class ReaderOptions:
+    """A mapping's `format` section, as readers need it."""
+
+    reader: str
+    encoding: str = "utf-8"
+    delimiter: str | None = None  # CSV: None means sniff "," or ";" from the header line
+    required_segments: tuple[str, ...] = ()  # HL7 v2: segments every message must have
+    timezone: str = "Europe/London"
+    #: Field paths the mapping reads; a CSV reader checks its header holds each of them.
+    fields: frozenset[str] = frozenset()
+    #: STU3: resource types whose entries are records (others are context only).
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+class SourceRecord(Protocol):
+    """One record of a partner file, as a reader parsed it."""
+
+    position: str
+    raw: str
+
+    def get(self, path: str) -> Any:
+        """The value at `path`: a string (stripped; None when empty), or for JSON-like
+        sources a list, dict, number or boolean. None when absent."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Unreadable:
+    """A record a reader could not read: kept, with why, for a `Rejection`."""
+
+    position: str
+    raw: str
+    field: str
+    problem: str
+    record_id: str | None = None  # the record's own key, when it could still be found
+
+
+ReadResult = Iterator[SourceRecord | Unreadable]
+
+
+def clean(value: Any) -> Any:
+    """Strings stripped, empty strings as None; other values as they are."""
+    if isinstance(value, str):
+        value = value.strip()
+        return value or None
+    return value
+
+
+def decode(data: bytes, encoding: str) -> str:
+    """Text from bytes. A UTF-8 byte-order mark is dropped. Bytes invalid in `encoding`
+    become U+FFFD, so the records holding them can be rejected one by one (`bad_bytes`)
+    while the rest of the file still loads."""
+    if encoding.replace("-", "").lower() in ("utf8", "utf8sig"):
+        encoding = "utf-8-sig"
+    return data.decode(encoding, errors="replace")
+
+
+def bad_bytes(raw: str, encoding: str) -> str | None:
+    """The problem sentence when `raw` holds undecodable bytes, else None."""
+    if BAD_BYTES in raw:
+        return f"holds bytes that are not valid {encoding} text"
+    return None
+
+
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+
+
+def physical_lines(text: str) -> list[str]:
+    """Lines with their endings, split only at CR, LF or CRLF (not at the other Unicode
+    breaks `str.splitlines` knows, which may sit inside a field)."""
+    lines: list[str] = []
+    pos = 0
+    for m in _LINE_BREAK.finditer(text):
+        lines.append(text[pos:m.end()])
+        pos = m.end()
+    if pos < len(text):
+        lines.append(text[pos:])
+    return lines

@@ -1,0 +1,239 @@
+"""FHIR STU3 Bundle reader: one `SourceRecord` per entry, its resource converted to R4.
+
+Each entry's resource is checked with the fhir.resources STU3 model, then converted to R4
+by the tables below (renamed elements, changed codes, moved code system URLs). A record's
+fields are `resource` (the R4 dict), `patient` (the R4 Patient the resource is about: its
+subject/patient, or itself), `fullUrl` and `entry` (its number, from 1). References
+between entries of the Bundle are rewritten from the entry's fullUrl to `Type/id`.
+
+Date-times with a time but no offset ("2026-01-27T09:47", which STU3 forbids as R4 does)
+are read as local time in the mapping's time zone and completed before the check, so a
+sender's omission is repaired openly rather than the whole Bundle rejected.
+
+An entry that fails the STU3 check (or whose Patient does) is `Unreadable`, naming the
+element; the other entries are still read. A file that is not a Bundle is one `Unreadable`.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from fhir.resources.STU3 import get_fhir_model_class
+from pydantic import ValidationError
+
+from .. import jsonio
+from ..errors import BadRequest
+from .jsonlines import parse_path, walk
+from .source import ReaderOptions, ReadResult, Unreadable
+from .values import parse_datetime
+
+check_path = parse_path
+
+# --- STU3 -> R4, as data -----------------------------------------------------------------
+
+#: Elements renamed (or re-typed) between STU3 and R4, per resource type and path.
+#: "@canonical" turns STU3 `definition` references into R4 instantiatesCanonical (a FHIR
+#: resource) or instantiatesUri (anything else).
+RENAMED: dict[str, dict[str, str]] = {
+    "CarePlan": {"context": "encounter", "definition": "@canonical"},
+    "CarePlan.activity.detail": {"definition": "@canonical"},
+    "Observation": {"context": "encounter"},
+    "Condition": {"context": "encounter"},
+    "Procedure": {"context": "encounter", "definition": "@canonical"},
+    "DiagnosticReport": {"context": "encounter"},
+    "MedicationRequest": {"context": "encounter"},
+    "Encounter": {"incomingReferral": "basedOn", "reason": "reasonCode"},
+}
+
+#: Codes whose meaning moved (STU3 code -> R4 code), per resource type and element.
+RECODED: dict[tuple[str, str], dict[str, str]] = {
+    ("CarePlan", "status"): {"suspended": "on-hold", "cancelled": "revoked"},
+    ("Procedure", "status"): {"suspended": "on-hold", "aborted": "stopped"},
+}
+
+#: Code systems that left hl7.org/fhir for terminology.hl7.org in R4 (beyond v2/v3).
+MOVED_SYSTEMS: dict[str, str] = {
+    f"http://hl7.org/fhir/{name}": f"http://terminology.hl7.org/CodeSystem/{name}"
+    for name in (
+        "observation-category", "condition-clinical", "condition-ver-status",
+        "condition-category", "allergy-intolerance-clinical", "encounter-special-arrangements",
+        "discharge-disposition", "admit-source", "diet", "consentcategorycodes",
+        "consentscope", "consentaction", "flag-category", "care-plan-activity-category",
+        "medication-request-category", "allergyintolerance-clinical",
+    )
+}
+_V3 = re.compile(r"http://hl7\.org/fhir/v3/(.+)")
+_V2 = re.compile(r"http://hl7\.org/fhir/v2/(\d{4})")
+_LOCAL_DATETIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?")
+_RESOURCE_REF = re.compile(r"(?:https?://\S+/)?([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})")
+
+
+def r4_system(url: str) -> str:
+    """The R4 URL of an STU3 code system URL (unchanged when it did not move)."""
+    m = _V3.fullmatch(url)
+    if m:
+        return f"http://terminology.hl7.org/CodeSystem/v3-{m[1]}"
+    m = _V2.fullmatch(url)
+    if m:
+        return f"http://terminology.hl7.org/CodeSystem/v2-{m[1]}"
+    return MOVED_SYSTEMS.get(url, url)
+
+
+def _canonical(value: Any) -> tuple[str, list[str]]:
+    refs = value if isinstance(value, list) else [value]
+    urls = [r.get("reference") for r in refs if isinstance(r, dict) and r.get("reference")]
+    fhir = all(_RESOURCE_REF.fullmatch(u) for u in urls)
+    return ("instantiatesCanonical" if fhir else "instantiatesUri"), urls
+
+
+def _convert(node: Any, path: str) -> Any:
+    if isinstance(node, list):
+        return [_convert(item, path) for item in node]
+    if not isinstance(node, dict):
+        return node
+    renames = RENAMED.get(path, {})
+    out: dict[str, Any] = {}
+    for key, value in node.items():
+        child = f"{path}.{key}"
+        target = renames.get(key, key)
+        if target == "@canonical":
+            name, urls = _canonical(value)
+            out.setdefault(name, []).extend(urls)
+            continue
+        converted = _convert(value, child)
+        if key == "system" and isinstance(converted, str):
+            converted = r4_system(converted)
+        recode = RECODED.get((path, key))
+        if recode and isinstance(converted, str):
+            converted = recode.get(converted, converted)
+        head, _, rest = target.partition(".")
+        if rest:
+            out.setdefault(head, {})[rest] = converted
+        else:
+            out[target] = converted
+    return out
+
+
+def to_r4(resource: dict[str, Any]) -> dict[str, Any]:
+    """An STU3 resource dict converted to R4 (a new dict)."""
+    return _convert(resource, str(resource.get("resourceType")))
+
+
+# --- reading -----------------------------------------------------------------------------
+
+
+def _complete_local_datetimes(node: Any, tz: str) -> Any:
+    if isinstance(node, dict):
+        return {k: _complete_local_datetimes(v, tz) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_complete_local_datetimes(v, tz) for v in node]
+    if isinstance(node, str) and _LOCAL_DATETIME.fullmatch(node):
+        return parse_datetime(node, tz=tz)
+    return node
+
+
+def _stu3_problem(resource: Any) -> tuple[str, str] | None:
+    """(element, problem) when `resource` is not a valid STU3 resource, else None."""
+    if not isinstance(resource, dict) or not isinstance(resource.get("resourceType"), str):
+        return "resource", "is not a FHIR resource (no resourceType)"
+    rtype = resource["resourceType"]
+    try:
+        model = get_fhir_model_class(rtype)
+    except (KeyError, ValueError, AttributeError, ImportError):
+        return "resourceType", f"{rtype!r} is not an STU3 resource type"
+    try:
+        model.model_validate(resource)
+    except ValidationError as exc:
+        err = exc.errors(include_url=False)[0]
+        where = ".".join(str(p) for p in err.get("loc", ()) if p != "__root__")
+        more = f" (and {len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
+        return f"{rtype}.{where}".rstrip("."), f"{err.get('msg', 'invalid')}{more}"
+    except (ValueError, TypeError) as exc:
+        return rtype, str(exc)
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class BundleEntry:
+    position: str
+    raw: str
+    data: dict[str, Any]
+
+    def get(self, path: str) -> Any:
+        return walk(self.data, parse_path(path))
+
+
+def _rewrite_refs(node: Any, targets: dict[str, str]) -> Any:
+    if isinstance(node, dict):
+        out = {k: _rewrite_refs(v, targets) for k, v in node.items()}
+        ref = out.get("reference")
+        if isinstance(ref, str) and ref in targets:
+            out["reference"] = targets[ref]
+        return out
+    if isinstance(node, list):
+        return [_rewrite_refs(v, targets) for v in node]
+    return node
+
+
+def read(data: bytes, options: ReaderOptions) -> ReadResult:
+    text = data.decode("utf-8", errors="replace")
+    try:
+        bundle = jsonio.parse(data, where="the file")
+    except BadRequest as exc:
+        yield Unreadable("file", text, "Bundle", str(exc))
+        return
+    if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
+        yield Unreadable("file", text, "Bundle", "is not a FHIR Bundle")
+        return
+    entries = bundle.get("entry")
+    if not isinstance(entries, list):
+        yield Unreadable("file", text, "Bundle.entry", "the Bundle has no list of entries")
+        return
+    yield from _entries(entries, options)
+
+
+def _entries(entries: list[Any], options: ReaderOptions) -> Iterator[BundleEntry | Unreadable]:
+    checked: list[tuple[str, str, dict[str, Any] | None, tuple[str, str] | None]] = []
+    targets: dict[str, str] = {}  # fullUrl or Type/id -> Type/id
+    broken: set[str] = set()  # Type/id of entries that failed the check
+    for number, entry in enumerate(entries, start=1):
+        raw = jsonio.dumps(entry)
+        resource = entry.get("resource") if isinstance(entry, dict) else None
+        if isinstance(resource, dict):
+            resource = _complete_local_datetimes(copy.deepcopy(resource), options.timezone)
+        problem = _stu3_problem(resource)
+        checked.append((f"entry {number}", raw, resource, problem))
+        if isinstance(resource, dict) and isinstance(resource.get("id"), str):
+            local = f"{resource.get('resourceType')}/{resource['id']}"
+            targets[local] = local
+            if isinstance(entry.get("fullUrl"), str):
+                targets[entry["fullUrl"]] = local
+            if problem is not None:
+                broken.add(local)
+    converted = {
+        i: to_r4(_rewrite_refs(res, targets)) for i, (_, _, res, problem) in enumerate(checked)
+        if res is not None and problem is None
+    }
+    patients = {f"Patient/{r['id']}": r for r in converted.values()
+                if r.get("resourceType") == "Patient" and r.get("id")}
+    for i, (position, raw, _, problem) in enumerate(checked):
+        if problem is not None:
+            yield Unreadable(position, raw, problem[0], problem[1])
+            continue
+        resource = converted[i]
+        patient: dict[str, Any] | None = resource
+        if resource.get("resourceType") != "Patient":
+            ref = walk(resource, ("subject", "reference")) or walk(
+                resource, ("patient", "reference"))
+            if ref in broken:
+                yield Unreadable(position, raw, "subject", f"its Patient ({ref}) is not valid, "
+                                 "so whom it is about is unknown")
+                continue
+            patient = patients.get(ref) if isinstance(ref, str) else None
+        fields = {"resource": resource, "patient": patient,
+                  "fullUrl": entries[i].get("fullUrl"), "entry": i + 1}
+        yield BundleEntry(position, raw, fields)

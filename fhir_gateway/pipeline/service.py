@@ -1,0 +1,36 @@
+"""One entry point for partner data, shared by the CLI, `POST /ingest/{partner}` and MLLP."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import date
+from typing import Any
+
+from ..fhir.repository import Repository
+from ..ingest import map_file
+from .loader import Loader, Summary, Validator
+
+
+def default_validator() -> Validator | None:
+    """The profile validator, once `fhir_gateway.validation` provides one."""
+    try:
+        from ..validation import ingestion_validator  # type: ignore[attr-defined]
+    except ImportError:
+        return None
+    return ingestion_validator()
+
+
+class IngestService:
+    def __init__(self, repository: Repository, *, validator: Validator | None = None) -> None:
+        self.loader = Loader(repository, validator=validator)
+
+    def ingest(self, partner: str, filename: str, data: bytes, *,
+               progress: Callable[[int], None] | None = None,
+               today: date | None = None) -> Summary:
+        """Map and load one partner file. Unknown partner: `ingest.UnknownPartner`.
+        `today` pins what "current" means for date rules (tests); default: today."""
+        return self.loader.ingest(map_file(partner, filename, data, today=today),
+                                  progress=progress)
+
+    def summary_json(self, summary: Summary) -> dict[str, Any]:
+        return {**summary.counts(), "rejections": summary.rejections}

@@ -1,0 +1,164 @@
+"""Profile invariants (ElementDefinition.constraint), compiled once with fhirpathpy.
+
+Every invariant in the gateway's profiles is evaluated with its FHIRPath expression,
+with three refinements, each checked against fhirpathpy by
+``tests/validation/test_invariants.py``:
+
+- *Guards*: some base R4 invariants are true whenever an element is absent (``dom-2``
+  to ``dom-5`` when there is no ``contained``; ``obs-6`` without ``dataAbsentReason``;
+  ``obs-7`` without ``component``).
+  The guard skips the FHIRPath evaluation in that case; the result is the same.
+- *Native*: a few invariants evaluated on many elements have an exact Python equivalent
+  (``scr-id-1``, ``ext-1``, ``dom-6``), and one, ``dom-3``, that fhirpathpy cannot run
+  as R4 wrote it (``as()`` on a collection), is implemented in Python.
+- *Structural*: ``ele-1`` (every element has a value or children) is on every element
+  of every snapshot, and ``scr-nhs-1`` (the NHS number Modulus 11 check) applies to every
+  NHS number; the validator checks both while walking the resource instead.
+
+fhirpathpy 2.x lacks ``hasValue()``; it is supplied here (true for a single primitive).
+An invariant fhirpathpy cannot compile is not silently dropped: the plan keeps it as
+*unsupported* and ``ProfileValidator.unsupported_invariants`` lists it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import fhirpathpy
+from fhirpathpy.engine.nodes import ResourceNode
+from fhirpathpy.models import models
+
+_MODEL = models["r4"]
+
+
+def _has_value(inputs: list[Any]) -> list[bool]:
+    return [len(inputs) == 1 and not isinstance(inputs[0], (dict, list)) and
+            inputs[0] is not None]
+
+
+OPTIONS = {"userInvocationTable": {"hasValue": {"fn": _has_value, "arity": {0: []}}}}
+
+#: Invariants that are true whenever none of these child elements is present.
+GUARDS: dict[str, tuple[str, ...]] = {
+    "dom-2": ("contained",),
+    "dom-3": ("contained",),
+    "dom-4": ("contained",),
+    "dom-5": ("contained",),
+    "obs-6": ("dataAbsentReason",),
+    "obs-7": ("component",),
+    "cpl-3": ("detail",),
+    "sev-1": ("name",),
+}
+
+
+def _ext_1(node: Any) -> bool:
+    if not isinstance(node, dict):
+        return True
+    has_value = any(k.startswith("value") for k in node)
+    return ("extension" in node and bool(node["extension"])) != has_value
+
+
+def _strings(node: Any, out: set[str]) -> None:
+    if isinstance(node, dict):
+        for v in node.values():
+            _strings(v, out)
+    elif isinstance(node, list):
+        for v in node:
+            _strings(v, out)
+    elif isinstance(node, str) and node.startswith("#"):
+        out.add(node)
+
+
+def _dom_3(node: Any) -> bool:
+    """dom-3: each contained resource is referred to ('#id') from the resource, or itself
+    refers to its container ('#'). fhirpathpy cannot run the R4 expression (it applies
+    ``as()`` to collections), so this is the rule in Python; as the expression does, any
+    reference, canonical or uri in the resource counts (here: any string '#id')."""
+    contained = node.get("contained") if isinstance(node, dict) else None
+    if not contained:
+        return True
+    everywhere: set[str] = set()
+    _strings(node, everywhere)
+    for c in contained:
+        if not isinstance(c, dict):
+            continue
+        if f"#{c.get('id', '')}" in everywhere:
+            continue
+        inside: set[str] = set()
+        _strings(c, inside)
+        if "#" not in inside:
+            return False
+    return True
+
+
+def _dom_6(node: Any) -> bool:
+    text = node.get("text") if isinstance(node, dict) else None
+    return isinstance(text, dict) and bool(text.get("div"))
+
+
+def _scr_id_1(node: Any) -> bool:
+    return isinstance(node, dict) and "system" in node and "value" in node
+
+
+#: Exact Python equivalents of invariants evaluated on many elements.
+NATIVE: dict[str, Callable[[Any], bool]] = {
+    "dom-3": _dom_3,
+    "scr-id-1": _scr_id_1,
+    "ext-1": _ext_1,
+    "dom-6": _dom_6,
+}
+
+#: Checked by the validator's walk, not by expression: ele-1 on every element, and
+#: scr-nhs-1 (the NHS number check digit), which the walk applies to every Identifier
+#: with the NHS number system, in any profile, with :func:`is_valid_nhs_number`.
+STRUCTURAL = frozenset({"ele-1", "scr-nhs-1"})
+
+
+@dataclass(frozen=True, slots=True)
+class Invariant:
+    key: str
+    severity: str
+    human: str
+    expression: str
+    check: Callable[[Any, dict[str, Any]], bool]
+
+
+def compile_invariant(constraint: dict[str, Any], base: str | None = None) -> Invariant | None:
+    """An Invariant ready to run, or None when fhirpathpy cannot compile the expression.
+
+    `base` is the FHIR type (``Extension``) or element path (``Observation.component``) of
+    the nodes it will run on, so that fhirpathpy resolves choice elements (``value`` is
+    ``valueQuantity``) there as it does at a resource's root.
+    """
+    key = constraint["key"]
+    expression = constraint.get("expression", "")
+    native = NATIVE.get(key)
+    if native is not None:
+        def check(node: Any, env: dict[str, Any], _f: Callable[[Any], bool] = native) -> bool:
+            return _f(node)
+    else:
+        try:
+            compiled = fhirpathpy.compile(expression, _MODEL, OPTIONS)
+        except Exception:
+            return None
+        guard = GUARDS.get(key)
+
+        def check(node: Any, env: dict[str, Any], _c: Any = compiled,
+                  _g: tuple[str, ...] | None = guard, _b: str | None = base) -> bool:
+            if _g is not None and isinstance(node, dict) and not any(k in node for k in _g):
+                return True
+            if _b is not None and isinstance(node, dict):
+                node = ResourceNode.create_node(node, _b)
+            return _c(node, env) == [True]
+    return Invariant(key, constraint.get("severity", "error"), constraint.get("human", key),
+                     expression, check)
+
+
+def evaluate_fhirpath(expression: str, node: Any, env: dict[str, Any],
+                      base: str | None = None) -> list[Any]:
+    """Evaluate `expression` with fhirpathpy as the plan would without shortcuts (tests)."""
+    if base is not None and isinstance(node, dict):
+        node = ResourceNode.create_node(node, base)
+    return fhirpathpy.compile(expression, _MODEL, OPTIONS)(node, env)

@@ -1,0 +1,224 @@
+"""JSON Lines (hospice mapping) and FHIR STU3 Bundles (community mapping)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from ingest_helpers import by_code, mapped, of_type, only, rejected, run
+
+from fhir_gateway.ingest import stu3
+
+CLIENT: dict[str, Any] = {
+    "clientId": "MSH-1", "nhsNumber": "9434765919",
+    "name": {"first": "Patricia Ann", "last": "White"}, "dob": "1961-11-03", "gender": "female",
+    "address": {"line": "1 High St", "town": "Dudley", "postcode": "dy1 4dx"},
+    "admissions": [
+        {"id": "ADM-1", "unit": "IPU", "admitted": "2026-07-01T08:48",
+         "discharged": "2026-07-09T08:48", "reason": "respite"},
+        {"id": "ADM-2", "unit": "Day Hospice", "admitted": "2026-01-05T10:00"},
+    ],
+    "respect": {
+        "formId": "RSP-1", "version": "3", "completedOn": "2026-07-16", "cpr": "not-attempt",
+        "careFocus": "comfort", "preferredPlaceOfCare": "home",
+        "recommendations": "Comfort-focused care only", "capacity": "has-capacity",
+        "contacts": [
+            {"name": "Peter White", "relationship": "son", "phone": "07700 900502", "lpa": True},
+            {"name": "Ann Green", "relationship": "neighbour", "phone": "07700 900503",
+             "lpa": False},
+        ],
+        "clinician": {"name": "Dr Smith", "gmc": "6000676"},
+    },
+}
+
+
+def client(**changes: Any) -> str:
+    body = json.loads(json.dumps(CLIENT))
+    for key, value in changes.items():
+        target = body
+        *path, last = key.split("__")
+        for step in path:
+            target = target[step]
+        if value is None:
+            target.pop(last, None)
+        else:
+            target[last] = value
+    return json.dumps(body)
+
+
+def test_a_client_with_a_respect_form() -> None:
+    record = only(run("hospice", client() + "\n", "clients.jsonl"))
+    assert record.source.position == "line 1" and record.source.record_id == "MSH-1"
+    assert record.person.local_id == "MSH-1" and record.person.nhs_number == "9434765919"
+    assert record.person.postcode == "DY1 4DX"
+    [cpr] = by_code(record, "304251008")
+    assert cpr["valueCodeableConcept"]["coding"][0]["code"] == "450476008"
+    assert cpr["effectiveDateTime"] == "2026-07-16"
+    assert cpr["performer"][0]["identifier"] == {
+        "system": "https://fhir.hl7.org.uk/Id/gmc-number", "value": "6000676"}
+    [place] = by_code(record, "preferred-place-of-care")
+    assert place["valueCodeableConcept"]["coding"][0]["code"] == "21"
+    [plan] = of_type(record, "CarePlan")
+    assert plan["description"] == "Comfort-focused care only"
+    assert {"system": "https://hospice.example.org.uk/Id/respect-form",
+            "value": "RSP-1"} in plan["identifier"]
+    son, neighbour = of_type(record, "RelatedPerson")
+    codes = [c["code"] for r in son["relationship"] for c in r.get("coding", [])]
+    assert codes == ["C", "SONC", "HPOWATT"]
+    assert [c["code"] for r in neighbour["relationship"] for c in r.get("coding", [])] == [
+        "C", "NBOR"]
+    stay, day = of_type(record, "Encounter")
+    assert stay["status"] == "finished" and stay["class"]["code"] == "IMP"
+    assert stay["period"] == {"start": "2026-07-01T08:48:00+01:00",
+                              "end": "2026-07-09T08:48:00+01:00"}
+    assert day["status"] == "in-progress" and day["period"] == {
+        "start": "2026-01-05T10:00:00+00:00"}
+
+
+def test_a_client_without_a_form_retracts_what_the_form_said() -> None:
+    record = only(run("hospice", client(respect=None)))
+    assert by_code(record, "304251008") == [] and of_type(record, "CarePlan") == []
+    retracted = {k.system.rsplit("/", 1)[1] for k in record.retracted}
+    assert retracted == {"respect-plan", "cpr-decision", "preferred-place-of-care"}
+
+
+def test_bad_lines_are_rejected_and_reading_goes_on() -> None:
+    text = "\n".join([client(), "{not json", "", "[1, 2]", client(clientId="MSH-2")]) + "\n"
+    results = run("hospice", text, "clients.jsonl")
+    assert [r.source.position for r in results] == ["line 1", "line 2", "line 4", "line 5"]
+    bad_json, array = rejected(results)
+    assert "line 2" in bad_json.reason and "not valid JSON" in bad_json.reason
+    assert "clients.jsonl" in bad_json.reason and bad_json.source.raw == "{not json"
+    assert "not an object" in array.reason
+    assert len(mapped(results)) == 2
+
+
+def test_crlf_and_a_byte_order_mark() -> None:
+    results = run("hospice", b"\xef\xbb\xbf" + (client() + "\r\n" + client() + "\r\n").encode())
+    assert len(mapped(results)) == 2
+
+
+def test_bad_nhs_number_and_date_are_both_named() -> None:
+    [bad] = run("hospice", client(nhsNumber="12345", dob="not-a-date"), "clients.jsonl")
+    assert bad.field == "nhsNumber, dob"
+    for part in ("hospice", "clients.jsonl", "line 1", "nhsNumber", "dob"):
+        assert part in bad.reason
+
+
+def test_an_unknown_cpr_value_rejects_the_record() -> None:
+    [bad] = run("hospice", client(respect__cpr="maybe"))
+    assert bad.field == "respect.cpr"
+    assert "hospice-cpr" in bad.reason
+
+
+def test_an_admission_without_an_id_cannot_be_kept_up_to_date() -> None:
+    admissions = [{"unit": "IPU", "admitted": "2026-07-01T08:48"}]
+    [bad] = run("hospice", client(admissions=admissions))
+    assert bad.field == "admission.id"
+
+
+def test_an_unknown_relationship_is_kept_as_text() -> None:
+    contacts = [{"name": "Jo", "relationship": "godson", "phone": "1", "lpa": False}]
+    record = only(run("hospice", client(respect__contacts=contacts)))
+    [person] = of_type(record, "RelatedPerson")
+    assert {"text": "godson"} in person["relationship"]
+    assert record.warnings
+
+
+def test_the_same_contact_twice_is_kept_once_with_a_warning() -> None:
+    contact = {"name": "Jo", "relationship": "son", "phone": "1", "lpa": True}
+    record = only(run("hospice", client(respect__contacts=[contact, contact])))
+    assert len(of_type(record, "RelatedPerson")) == 1
+    assert any("second item" in w for w in record.warnings)
+
+
+# --- STU3 ---------------------------------------------------------------------------------
+
+
+def bundle(*entries: dict[str, Any]) -> str:
+    return json.dumps({"resourceType": "Bundle", "type": "collection", "entry": list(entries)})
+
+
+PATIENT = {"fullUrl": "urn:uuid:pat-1", "resource": {
+    "resourceType": "Patient", "id": "CMT1",
+    "identifier": [{"system": "https://fhir.nhs.uk/Id/nhs-number", "value": "9434765919"},
+                   {"system": "https://community.example.nhs.uk/Id/patient", "value": "CMT1"}],
+    "name": [{"family": "Jackson", "given": ["Ronald"]}], "gender": "male",
+    "birthDate": "1928-08-13"}}
+VISIT = {"fullUrl": "urn:uuid:enc-1", "resource": {
+    "resourceType": "Encounter", "id": "CMT1-E0", "status": "finished",
+    "class": {"system": "http://hl7.org/fhir/v3/ActCode", "code": "HH"},
+    "subject": {"reference": "urn:uuid:pat-1"},
+    "reason": [{"text": "breathless"}],
+    "period": {"start": "2026-01-27T09:47", "end": "2026-07-27T10:32"}}}
+PLAN = {"fullUrl": "urn:uuid:cp-1", "resource": {
+    "resourceType": "CarePlan", "id": "CMT1-CP", "status": "suspended", "intent": "plan",
+    "context": {"reference": "urn:uuid:enc-1"},
+    "definition": [{"reference": "PlanDefinition/community-palliative-pathway"}],
+    "subject": {"reference": "urn:uuid:pat-1"},
+    "activity": [{"detail": {"status": "in-progress", "description": "Pressure area care"}}]}}
+
+
+def test_stu3_entries_become_r4() -> None:
+    results = run("community", bundle(PATIENT, VISIT, PLAN), "bundle-1.json")
+    patient_only, visit, plan = mapped(results)
+    assert [r.source.position for r in results] == ["entry 1", "entry 2", "entry 3"]
+    assert patient_only.resources == () and patient_only.person.local_id == "CMT1"
+    [encounter] = visit.resources
+    assert encounter["class"]["system"] == "http://terminology.hl7.org/CodeSystem/v3-ActCode"
+    assert encounter["period"] == {"start": "2026-01-27T09:47:00+00:00",
+                                   "end": "2026-07-27T10:32:00+01:00"}
+    assert encounter["reasonCode"] == [{"text": "breathless"}]
+    [careplan] = plan.resources
+    assert careplan["status"] == "on-hold"
+    assert careplan["instantiatesCanonical"] == ["PlanDefinition/community-palliative-pathway"]
+    assert careplan["encounter"] == {"type": "Encounter", "identifier": {
+        "system": "https://community.example.nhs.uk/Id/encounter", "value": "CMT1-E0"}}
+    assert "context" not in careplan and "definition" not in careplan
+    assert plan.source.record_id == "urn:uuid:cp-1"
+
+
+def test_stu3_to_r4_tables() -> None:
+    assert stu3.r4_system("http://hl7.org/fhir/v3/RoleCode") == (
+        "http://terminology.hl7.org/CodeSystem/v3-RoleCode")
+    assert stu3.r4_system("http://hl7.org/fhir/v2/0203") == (
+        "http://terminology.hl7.org/CodeSystem/v2-0203")
+    assert stu3.r4_system("http://snomed.info/sct") == "http://snomed.info/sct"
+    converted = stu3.to_r4({"resourceType": "CarePlan", "status": "cancelled",
+                            "definition": [{"reference": "https://example.org/pathway.pdf"}],
+                            "activity": [{"detail": {"definition": {
+                                "reference": "PlanDefinition/x"}}}]})
+    assert converted["status"] == "revoked"
+    assert converted["instantiatesUri"] == ["https://example.org/pathway.pdf"]
+    assert converted["activity"][0]["detail"]["instantiatesCanonical"] == ["PlanDefinition/x"]
+
+
+def test_an_invalid_entry_is_rejected_the_others_are_read() -> None:
+    broken = json.loads(json.dumps(VISIT))
+    broken["resource"]["period"]["start"] = "the 27th"
+    results = run("community", bundle(PATIENT, broken, PLAN), "bundle-2.json")
+    [bad] = rejected(results)
+    assert bad.source.position == "entry 2" and bad.field == "Encounter.period.start"
+    assert "bundle-2.json" in bad.reason and "community" in bad.reason
+    assert len(mapped(results)) == 2
+
+
+def test_entries_of_an_invalid_patient_are_rejected() -> None:
+    broken = json.loads(json.dumps(PATIENT))
+    broken["resource"]["gender"] = 7
+    results = run("community", bundle(broken, VISIT))
+    assert [r.field for r in rejected(results)] == ["Patient.gender", "subject"]
+
+
+def test_a_patient_with_a_bad_nhs_number_is_rejected() -> None:
+    broken = json.loads(json.dumps(PATIENT))
+    broken["resource"]["identifier"][0]["value"] = "9434765918"
+    results = run("community", bundle(broken, VISIT))
+    assert all("check digit" in r.reason for r in results) and len(rejected(results)) == 2
+
+
+def test_files_that_are_not_bundles() -> None:
+    for text in ("{oops", json.dumps({"resourceType": "Patient"}), json.dumps([1])):
+        [bad] = run("community", text, "bundle-x.json")
+        assert bad.source.position == "file"
+        assert "bundle-x.json" in bad.reason

@@ -1,0 +1,135 @@
+"""The validator's shortcuts for invariants give the answers fhirpathpy gives.
+
+Guards skip an expression when the element it tests is absent; native checks replace an
+expression with Python. Both are checked here against fhirpathpy on every node of every
+example they apply to (ours, UK Core's and the R4 specification's), and on variants.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any
+
+import pytest
+
+from conftest import EXAMPLES, REPO, UKCORE
+from fhir_gateway.validation.invariants import (
+    GUARDS,
+    NATIVE,
+    compile_invariant,
+    evaluate_fhirpath,
+)
+
+CONSTRAINTS: dict[str, dict[str, Any]] = {}
+for path in sorted((REPO / "profiles" / "generated").glob("StructureDefinition-*.json")):
+    for element in json.loads(path.read_text())["snapshot"]["element"]:
+        for c in element.get("constraint", []):
+            CONSTRAINTS.setdefault(c["key"], c)
+
+
+def corpus() -> list[dict[str, Any]]:
+    files = [*EXAMPLES.glob("*.json"), *(UKCORE / "examples").glob("*.json"),
+             *(REPO / "tests" / "fixtures" / "r4-examples").glob("*/*.json")]
+    return [json.loads(p.read_text()) for p in sorted(files)]
+
+
+RESOURCES = corpus()
+
+
+def _under(resource: dict[str, Any], path: str) -> list[dict[str, Any]]:
+    """The nodes at `path` (dotted, from the resource) that are JSON objects."""
+    found: list[Any] = [resource]
+    for part in path.split("."):
+        nxt: list[Any] = []
+        for node in found:
+            value = node.get(part) if isinstance(node, dict) else None
+            nxt.extend(value if isinstance(value, list) else [value] if value else [])
+        found = nxt
+    return [n for n in found if isinstance(n, dict)]
+
+
+def _extensions(resource: dict[str, Any]) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+
+    def walk(value: Any) -> None:
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if key in ("extension", "modifierExtension") and isinstance(item, list):
+                    out.extend(i for i in item if isinstance(i, dict))
+                walk(item)
+        elif isinstance(value, list):
+            for item in value:
+                walk(item)
+
+    walk(resource)
+    return out
+
+
+#: key -> (resource type or None for any, nodes to test, the FHIRPath base of those nodes)
+WHERE = {
+    "dom-2": (None, lambda r: [r], None),
+    "dom-4": (None, lambda r: [r], None),
+    "dom-5": (None, lambda r: [r], None),
+    "dom-6": (None, lambda r: [r], None),
+    "obs-6": ("Observation", lambda r: [r], None),
+    "obs-7": ("Observation", lambda r: [r], None),
+    "cpl-3": ("CarePlan", lambda r: _under(r, "activity"), "CarePlan.activity"),
+    "sev-1": ("AuditEvent", lambda r: _under(r, "entity"), "AuditEvent.entity"),
+    "ext-1": (None, _extensions, "Extension"),
+    "scr-id-1": (None, lambda r: _under(r, "identifier"), "Identifier"),
+}
+
+
+def test_every_shortcut_is_compared() -> None:
+    assert set(WHERE) == (set(NATIVE) | set(GUARDS)) - {"dom-3"}
+
+
+@pytest.mark.parametrize("key", sorted(WHERE))
+def test_shortcut_matches_fhirpathpy(key: str) -> None:
+    constraint = CONSTRAINTS[key]
+    rtype, select, base = WHERE[key]
+    invariant = compile_invariant(constraint, base)
+    assert invariant is not None
+    checked = 0
+    for resource in RESOURCES:
+        if rtype and resource.get("resourceType") != rtype:
+            continue
+        env = {"resource": resource, "rootResource": resource}
+        for node in select(resource):
+            variants = [node]
+            for name in GUARDS.get(key, ()):  # also with the guarded element present
+                if name not in node:
+                    variants.append({**node, name: [{"text": "x"}]})
+            if key == "ext-1":  # both, and neither
+                variants.append({**node, "extension": [{"url": "u", "valueString": "x"}],
+                                 "valueString": "y"})
+                variants.append({"url": node.get("url", "u")})
+            if key == "scr-id-1":
+                variants.extend([{"value": "1"}, {"system": "urn:x"}])
+            for v in variants:
+                expected = evaluate_fhirpath(constraint["expression"], v, env, base) == [True]
+                assert invariant.check(v, env) == expected, (key, v)
+                checked += 1
+    assert checked >= 4
+
+
+def test_dom_3_native() -> None:
+    """dom-3 (fhirpathpy cannot run R4's expression): contained must be referenced."""
+    invariant = compile_invariant(CONSTRAINTS["dom-3"])
+    assert invariant is not None
+    obs = json.loads((EXAMPLES / "Observation-cpr.json").read_text())
+    assert invariant.check(obs, {})
+    obs["contained"] = [{"resourceType": "Patient", "id": "p"}]
+    assert not invariant.check(obs, {})  # contained but not referenced
+    referenced = copy.deepcopy(obs)
+    referenced["subject"] = {"reference": "#p"}
+    assert invariant.check(referenced, {})
+    back = copy.deepcopy(obs)  # the contained resource refers to its container
+    back["contained"][0]["link"] = [{"other": {"reference": "#"}, "type": "seealso"}]
+    assert invariant.check(back, {})
+
+
+def test_has_value_is_supplied_for_fhirpathpy() -> None:
+    assert evaluate_fhirpath("start.hasValue()", {"start": "2020-01-01"}, {}) == [True]
+    assert evaluate_fhirpath("start.hasValue()", {"end": "2020-01-01"}, {}) == [False]

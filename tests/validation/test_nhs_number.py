@@ -1,0 +1,69 @@
+"""The NHS number Modulus 11 check, and that the profile's FHIRPath (scr-nhs-1) agrees."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+
+from conftest import REPO
+from fhir_gateway.validation import is_valid_nhs_number
+from fhir_gateway.validation.invariants import compile_invariant
+from fhir_gateway.validation.nhs_number import check_digit
+
+
+@pytest.mark.parametrize("number", ["9434765919", "9990000018", "4010232137", "0000000000"])
+def test_valid(number: str) -> None:
+    assert is_valid_nhs_number(number)
+
+
+@pytest.mark.parametrize("number", [
+    "9434765918",     # wrong check digit
+    "943 476 5919",   # spaces are not part of the FHIR value
+    "943-476-5919",
+    "943476591",      # nine digits
+    "94347659190",    # eleven
+    "943476591X",
+    "",
+    "\uff19\uff14\uff13\uff14\uff17\uff16\uff15\uff19\uff11\uff19",  # full-width digits
+])
+def test_invalid(number: str) -> None:
+    assert not is_valid_nhs_number(number)
+
+
+def test_check_value_10_means_no_valid_number() -> None:
+    prefix = next(f"{n:09d}" for n in range(100000000, 100001000)
+                  if check_digit(f"{n:09d}") is None)
+    assert all(not is_valid_nhs_number(prefix + d) for d in "0123456789")
+
+
+def test_check_value_11_means_zero() -> None:
+    def weighted(nine: str) -> int:
+        return sum(int(d) * w for d, w in zip(nine, range(10, 1, -1), strict=True))
+
+    prefix = next(f"{n:09d}" for n in range(100000000, 100001000)
+                  if weighted(f"{n:09d}") % 11 == 0)
+    assert is_valid_nhs_number(prefix + "0")
+
+
+def test_not_a_string() -> None:
+    assert not is_valid_nhs_number(9434765919)  # type: ignore[arg-type]
+
+
+def test_profile_fhirpath_agrees_with_python() -> None:
+    """scr-nhs-1 as published in SCR-Patient gives the same answer as the Python check."""
+    sd = json.loads((REPO / "profiles" / "generated" /
+                     "StructureDefinition-SCR-Patient.json").read_text())
+    (expression,) = {c["expression"] for e in sd["snapshot"]["element"]
+                     for c in e.get("constraint", []) if c["key"] == "scr-nhs-1"}
+    rng = random.Random(1580)
+    samples = ["9434765919", "9434765918", "943476591", "94347659190", "abcdefghij",
+               "943 476 5919"]
+    for _ in range(150):
+        prefix = f"{rng.randrange(10**9):09d}"
+        samples.extend(prefix + d for d in rng.sample("0123456789", 3))
+    invariant = compile_invariant({"key": "scr-nhs-1", "expression": expression})
+    assert invariant is not None
+    for number in samples:
+        assert invariant.check(number, {}) == is_valid_nhs_number(number), number
