@@ -8,7 +8,7 @@ import logging
 import pytest
 from fastapi.testclient import TestClient
 
-from conftest import FHIR_JSON
+from gatewaykit import FHIR_JSON
 
 
 def test_one_json_line_per_request_without_identifying_values(

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from fastapi.testclient import TestClient
 
-from conftest import FHIR_JSON
+from gatewaykit import FHIR_JSON
 
 NHS = "https://fhir.nhs.uk/Id/nhs-number"
 

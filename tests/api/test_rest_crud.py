@@ -6,7 +6,7 @@ import threading
 
 from fastapi.testclient import TestClient
 
-from conftest import FHIR_JSON
+from gatewaykit import FHIR_JSON
 
 NHS = "https://fhir.nhs.uk/Id/nhs-number"
 

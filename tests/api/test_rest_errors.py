@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 
-from conftest import FHIR_JSON
+from gatewaykit import FHIR_JSON
 
 
 def outcome(r, status: int) -> str:

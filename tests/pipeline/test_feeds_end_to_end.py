@@ -17,7 +17,6 @@ from typing import Any
 
 import pytest
 
-from conftest import make_engine
 from fhir_gateway import jsonio
 from fhir_gateway.fhir.repository import Repository
 from fhir_gateway.ingest import load_mapping
@@ -28,6 +27,7 @@ from fhir_gateway.store.query import (
     ReferencePredicate,
     TokenPredicate,
 )
+from gatewaykit import make_engine
 
 FEEDS = Path(__file__).resolve().parents[1] / "fixtures" / "feeds"
 EXPECTED = json.loads((FEEDS / "expected.json").read_text())

@@ -12,7 +12,7 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
-from conftest import FHIR_JSON
+from gatewaykit import FHIR_JSON
 
 BASE = "http://gateway.test/fhir"
 NHS = "https://fhir.nhs.uk/Id/nhs-number"

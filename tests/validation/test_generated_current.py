@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 
-from conftest import REPO, UKCORE
 from fhir_gateway.validation import CANONICAL
 from fhir_gateway.validation.build_profiles import input_hashes
+from validation_kit import REPO, UKCORE
 
 OUT = REPO / "profiles" / "generated"
 

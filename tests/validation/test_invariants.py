@@ -13,13 +13,13 @@ from typing import Any
 
 import pytest
 
-from conftest import EXAMPLES, REPO, UKCORE
 from fhir_gateway.validation.invariants import (
     GUARDS,
     NATIVE,
     compile_invariant,
     evaluate_fhirpath,
 )
+from validation_kit import EXAMPLES, REPO, UKCORE
 
 CONSTRAINTS: dict[str, dict[str, Any]] = {}
 for path in sorted((REPO / "profiles" / "generated").glob("StructureDefinition-*.json")):

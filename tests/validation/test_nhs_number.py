@@ -7,10 +7,10 @@ import random
 
 import pytest
 
-from conftest import REPO
 from fhir_gateway.validation import is_valid_nhs_number
 from fhir_gateway.validation.invariants import compile_invariant
 from fhir_gateway.validation.nhs_number import check_digit
+from validation_kit import REPO
 
 
 @pytest.mark.parametrize("number", ["9434765919", "9990000018", "4010232137", "0000000000"])

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from conftest import BASE, EXAMPLES, example
 from fhir_gateway.validation import ProfileValidator
+from validation_kit import BASE, EXAMPLES, example
 
 VALID = sorted(p.stem for p in EXAMPLES.glob("*.json"))
 

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from conftest import BASE, UKCORE
 from fhir_gateway.validation import ProfileValidator
+from validation_kit import BASE, UKCORE
 
 TYPES = {"Patient", "Encounter", "CarePlan", "Observation", "Consent", "RelatedPerson",
          "Provenance", "AuditEvent", "DetectedIssue"}

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import copy
 
-from conftest import BASE, example
 from fhir_gateway.errors import operation_outcome
 from fhir_gateway.validation import ProfileValidator, default_validator
+from validation_kit import BASE, example
 
 US_CORE = "http://hl7.org/fhir/us/core/StructureDefinition/us-core-patient"
 
