@@ -15,8 +15,8 @@ import pytest
 import simplejson
 from fastapi.testclient import TestClient
 
-from conftest import FHIR_JSON
 from fhir_gateway import jsonio
+from gatewaykit import FHIR_JSON
 
 EXAMPLES = Path(__file__).parent / "fixtures" / "r4-examples"
 TYPES = ["Patient", "Encounter", "CarePlan", "Consent", "Observation", "Provenance"]
