@@ -18,7 +18,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import jsonio
-from ..errors import BadRequest, Conflict, Gone, NotFound, PreconditionFailed
+from ..errors import (
+    BadRequest,
+    Conflict,
+    Gone,
+    Issue,
+    NotFound,
+    PreconditionFailed,
+    Unprocessable,
+)
 from ..search.extract import IndexExtractor
 from ..search.query import SearchRequest
 from ..search.registry import SearchRegistry, default_registry
@@ -33,8 +41,12 @@ from ..store.base import (
     VersionConflict,
 )
 from ..store.query import IndexQuery, QueryTooBroad
+from ..validation import default_validator
 
 MAX_ATTEMPTS = 20
+
+#: Checks a resource against the profiles it names; returns every problem found.
+ProfileCheck = Callable[[dict[str, Any]], list[Issue]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,11 +86,15 @@ class Repository:
         *,
         registry: SearchRegistry | None = None,
         clock: Callable[[], str] = now_instant,
+        profiles: ProfileCheck | None = None,
     ) -> None:
+        """`profiles`: the profile check every write passes (default: the gateway's
+        profiles in `profiles/`); a resource naming one of them is held to it."""
         self.engine = engine
         self.registry = registry or default_registry()
         self.extractor = IndexExtractor(self.registry)
         self.clock = clock
+        self.profiles = profiles if profiles is not None else default_validator().validate
 
     # -- sessions --------------------------------------------------------------------
 
@@ -212,6 +228,11 @@ class Repository:
         body_text = None
         index, compartments = (), ()
         if resource is not None:
+            errors = [i for i in self.profiles(resource) if i.severity in ("error", "fatal")]
+            if errors:
+                raise Unprocessable(
+                    f"{rtype} breaks its profile: {len(errors)} problem(s); "
+                    + "; ".join(i.diagnostics for i in errors[:3]), issues=errors)
             body = copy.copy(resource)
             body["id"] = rid
             meta = dict(body.get("meta") or {})

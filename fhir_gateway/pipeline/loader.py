@@ -32,11 +32,11 @@ from ..ingest.model import (
 from ..search.values import now_instant
 from ..store.base import StoredVersion, StoreSession, VersionConflict
 from ..store.query import Criterion, IndexQuery, TokenPredicate
+from ..validation import ProfileValidator, default_validator
 from .identity import Held, Resolved, resolve
 from .merge import changed, merge, stamp
 from .provenance import provenance
 
-Validator = Callable[[dict[str, Any]], list[Issue]]
 MAX_ATTEMPTS = 10
 
 
@@ -95,10 +95,12 @@ def from_json(data: dict[str, Any]) -> MappedRecord:
 
 
 class Loader:
-    def __init__(self, repository: Repository, *, validator: Validator | None = None,
+    def __init__(self, repository: Repository, *, profiles: ProfileValidator | None = None,
                  clock: Callable[[], str] = now_instant) -> None:
+        """`profiles`: the gateway's profiles; every mapped resource is given the one it
+        meets (partner data is always profiled) or its record is rejected."""
         self.repo = repository
-        self.validator = validator
+        self.profiles = profiles or default_validator()
         self.clock = clock
 
     # -- runs ---------------------------------------------------------------------------
@@ -247,21 +249,32 @@ class Loader:
         if record.merge_from is not None:
             self._merge_patients(s, record.merge_from, patient, count)
         if written:
-            prov = provenance(record.source, written, received)
-            self._check(prov, record.source)
+            prov = self._check(provenance(record.source, written, received), record.source)
             self.repo.create(prov, session=s)
         return counts
 
-    def _check(self, resource: dict[str, Any], source: SourceRef) -> None:
-        if self.validator is None:
-            return
-        errors = [i for i in self.validator(resource) if i.severity in ("error", "fatal")]
-        if errors:
-            where = ", ".join(e for i in errors for e in i.expression) or resource["resourceType"]
-            detail = "; ".join(i.diagnostics for i in errors)
-            raise RecordRejected(where, f"{source.partner} {source.file} {source.position}: "
-                                        f"the mapped {resource['resourceType']} is invalid: "
-                                        f"{detail}")
+    def _check(self, resource: dict[str, Any], source: SourceRef) -> dict[str, Any]:
+        """The resource with `meta.profile` set to the gateway profile it meets; a record
+        whose resource meets none of its type's profiles is rejected, naming each problem."""
+        candidates = self.profiles.profiles_for(resource["resourceType"])
+        best: list[Issue] | None = None
+        for url in candidates:
+            errors = [i for i in self.profiles.validate(resource, profile=url)
+                      if i.severity in ("error", "fatal")]
+            if not errors:
+                meta = dict(resource.get("meta") or {})
+                meta["profile"] = [url]
+                return {**resource, "meta": meta}
+            if best is None or len(errors) < len(best):
+                best = errors
+        if best is None:
+            return resource  # a type the gateway has no profile for (none today)
+        where = ", ".join(dict.fromkeys(e for i in best for e in i.expression)) \
+            or resource["resourceType"]
+        detail = "; ".join(i.diagnostics for i in best)
+        raise RecordRejected(where, f"{source.partner} {source.file} {source.position}: "
+                                    f"the mapped {resource['resourceType']} meets none of "
+                                    f"its profiles: {detail}")
 
     def _patient(self, s: StoreSession, stored: StoredVersion | None, record: MappedRecord,
                  new_stamp: str, count: Callable[[WriteResult], None]) -> str:
@@ -276,8 +289,7 @@ class Loader:
                                         create_only=True):
                 raise VersionConflict(f"NHS number {nhs} claimed concurrently")
             merged, times = merge(None, incoming, {}, new_stamp)
-            merged["id"] = rid
-            self._check(merged, record.source)
+            merged = {**self._check(merged, record.source), "id": rid}
             count(self.repo.update(merged, rtype="Patient", rid=rid, session=s))
             s.record_put("etimes", f"Patient/{rid}", times)
             return rid
@@ -287,8 +299,8 @@ class Loader:
         if record.person.nhs_number and not any(
                 i.get("system") == NHS_NUMBER_SYSTEM for i in current.get("identifier", [])):
             s.record_put("person-nhs", record.person.nhs_number, {"patient": stored.rid})
+        merged = self._check(merged, record.source)
         if changed(current, merged):
-            self._check(merged, record.source)
             count(self.repo.update(merged, rtype="Patient", rid=stored.rid, session=s))
             s.record_put("etimes", f"Patient/{stored.rid}", new_times)
         else:
@@ -314,17 +326,16 @@ class Loader:
             current = jsonio.loads_trusted(stored.body or "{}")
             times = s.record_get("etimes", f"{key.resource_type}/{stored.rid}") or {}
             merged, new_times = merge(current, resource, times, new_stamp)
+            merged = self._check(merged, source)
             if not changed(current, merged):
                 count(WriteResult(stored, created=False, changed=False))
                 return
-            self._check(merged, source)
             count(self.repo.update(merged, rtype=key.resource_type, rid=stored.rid,
                                    session=s))
             s.record_put("etimes", f"{key.resource_type}/{stored.rid}", new_times)
             return
         merged, times = merge(None, resource, {}, new_stamp)
-        self._check(merged, source)
-        result = self.repo.create(merged, session=s)
+        result = self.repo.create(self._check(merged, source), session=s)
         count(result)
         s.record_put("etimes", f"{key.resource_type}/{result.stored.rid}", times)
 
@@ -365,8 +376,10 @@ class Loader:
         old_patient = jsonio.loads_trusted(found.patient.body or "{}")
         survivor_stored = self.repo.read("Patient", survivor, session=s)
         keep = jsonio.loads_trusted(survivor_stored.body or "{}")
+        # The survivor keeps its own NHS number; the merged record's local ids move over.
         keep["identifier"] = keep.get("identifier", []) + [
-            i for i in old_patient.get("identifier", []) if i not in keep.get("identifier", [])]
+            i for i in old_patient.get("identifier", [])
+            if i not in keep.get("identifier", []) and i.get("system") != NHS_NUMBER_SYSTEM]
         keep["link"] = [*keep.get("link", []), {"other": {"reference": f"Patient/{loser}"},
                                                  "type": "replaces"}]
         count(self.repo.update(keep, rtype="Patient", rid=survivor, session=s))

@@ -8,21 +8,12 @@ from typing import Any
 
 from ..fhir.repository import Repository
 from ..ingest import map_file
-from .loader import Loader, Summary, Validator
-
-
-def default_validator() -> Validator | None:
-    """The profile validator, once `fhir_gateway.validation` provides one."""
-    try:
-        from ..validation import ingestion_validator  # type: ignore[attr-defined]
-    except ImportError:
-        return None
-    return ingestion_validator()
+from .loader import Loader, Summary
 
 
 class IngestService:
-    def __init__(self, repository: Repository, *, validator: Validator | None = None) -> None:
-        self.loader = Loader(repository, validator=validator)
+    def __init__(self, repository: Repository) -> None:
+        self.loader = Loader(repository)
 
     def ingest(self, partner: str, filename: str, data: bytes, *,
                progress: Callable[[int], None] | None = None,

@@ -12,7 +12,6 @@ from typing import Any
 import pytest
 
 from fhir_gateway import jsonio
-from fhir_gateway.errors import Issue
 from fhir_gateway.fhir.repository import Repository
 from fhir_gateway.ingest.model import (
     NHS_NUMBER_SYSTEM,
@@ -187,25 +186,32 @@ def test_rejections_are_kept_with_raw_text(loader: Loader) -> None:
     assert kept[0][1]["raw"] == "raw row9" and kept[0][1]["field"] == "NHS Number"
 
 
-def test_invalid_mapped_resource_rejects_the_whole_record(engine: StoreEngine) -> None:
-    def validator(resource: dict[str, Any]) -> list[Issue]:
-        if resource["resourceType"] == "Encounter" and resource["status"] == "bogus":
-            return [Issue("status is not a valid code", expression=("Encounter.status",))]
-        return []
-
-    loader = Loader(Repository(engine), validator=validator, clock=clock)
+def test_resource_meeting_no_profile_rejects_the_whole_record(loader: Loader) -> None:
     summary = loader.ingest([record(person(), "acute", "m1",
                                     encounter("V1", "bogus", "2026-05-01"))])
-    assert summary.rejected == 1 and "Encounter.status" in summary.rejections[0]["field"]
+    assert summary.rejected == 1
+    assert "Encounter.status" in summary.rejections[0]["field"]
+    assert "acute acute.dat line 2" in summary.rejections[0]["reason"]
     assert all_of(loader.repo, "Patient") == []  # nothing partly written
     assert all_of(loader.repo, "Encounter") == []
+
+
+def test_stored_resources_carry_the_profile_they_meet(loader: Loader) -> None:
+    loader.ingest([record(person(), "acute", "m1", encounter("V1", "finished", "2026-05-01"),
+                          event_time="2026-05-01T10:00:00Z")])
+    base = "https://fhir.shared-care-record.example/StructureDefinition/"
+    for rtype, profile in (("Patient", "SCR-Patient"), ("Encounter", "SCR-Encounter"),
+                           ("Provenance", "SCR-Provenance")):
+        assert all_of(loader.repo, rtype)[0]["meta"]["profile"] == [base + profile]
 
 
 def test_retracted_fact_is_no_longer_current(loader: Loader) -> None:
     obs = {"resourceType": "Observation", "status": "final",
            "identifier": [{"system": "https://gp.example/Id/cpr", "value": "G1"}],
            "code": {"coding": [{"system": "http://snomed.info/sct", "code": "304251008"}]},
-           "subject": {"reference": PATIENT_REFERENCE}}
+           "valueCodeableConcept": {"coding": [{"system": "http://snomed.info/sct",
+                                                "code": "450476008"}]},
+           "effectiveDateTime": "2026-02-11", "subject": {"reference": PATIENT_REFERENCE}}
     loader.ingest([record(person(), "gp", "r1", obs)])
     assert len(all_of(loader.repo, "Observation")) == 1
     loader.ingest([record(person(), "gp", "r1b",
