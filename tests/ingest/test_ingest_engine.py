@@ -66,7 +66,10 @@ def test_shipped_conceptmaps_and_codesystems_are_valid_r4() -> None:
 
     folder = resources.files("fhir_gateway.mappings")
     local_codes: dict[str, set[str]] = {}
-    for path in folder.joinpath("codesystems").iterdir():
+    published = resources.files("fhir_gateway.profiles").joinpath("generated")
+    for path in published.iterdir():
+        if not path.name.startswith("CodeSystem-"):
+            continue
         body = json.loads(path.read_text())
         get_fhir_model_class("CodeSystem").model_validate(body)
         local_codes[body["url"]] = {c["code"] for c in body["concept"]}
