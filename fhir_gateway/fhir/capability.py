@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import __version__
 from ..search.registry import SearchRegistry
+from ..validation import default_validator
 from .request import FhirRequest, FhirResponse
 from .types import resource_types, unvalidated_types
 
@@ -58,13 +59,20 @@ def _static(registry: SearchRegistry) -> dict[str, Any]:
             "searchParam": [{"name": "_id", "type": "token"}, *(
                 p for p in params if p["name"] != "_id")],
         }
+        entry["operation"] = [{
+            "name": "validate",
+            "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate",
+        }]
         if rtype == "Patient":
-            entry["operation"] = [{
+            entry["operation"].append({
                 "name": "everything",
                 "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything",
                 "documentation": "The Patient's compartment (R4 CompartmentDefinition/patient),"
                                  " paged; _since, _type, _count.",
-            }]
+            })
+        profiles = default_validator().profiles_for(rtype)
+        if profiles:
+            entry["supportedProfile"] = profiles
         if rtype in unvalidated:
             entry["documentation"] = (
                 "R4-only type: the fhir.resources R4B models have no matching model, so only "

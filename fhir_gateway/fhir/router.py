@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..errors import GatewayError, MethodNotAllowed, NotFound
-from . import bundles, capability, interactions, searchset
+from . import bundles, capability, interactions, searchset, validate
 from .interactions import FhirContext
 from .interceptors import InterceptorChain
 from .repository import Repository
@@ -31,6 +31,9 @@ ROUTES: dict[tuple[str, ...], dict[str, tuple[str, Handler]]] = {
         "DELETE": ("delete", interactions.conditional_delete),
     },
     ("{type}", "_search"): {"POST": ("search-type", searchset.search_type)},
+    ("{type}", "$validate"): {"POST": ("operation", validate.validate)},
+    ("{type}", "{id}", "$validate"): {"POST": ("operation", validate.validate),
+                                      "GET": ("operation", validate.validate)},
     ("{type}", "{id}", "$everything"): {"GET": ("operation", searchset.everything)},
     ("{type}", "_history"): {"GET": ("history-type", interactions.history_type)},
     ("{type}", "{id}"): {
@@ -48,9 +51,9 @@ def _shape(segments: list[str]) -> tuple[tuple[str, ...], list[str]]:
     n = len(segments)
     if n == 1 and segments[0] in ("metadata", "_history"):
         return (segments[0],), []
-    if n == 2 and segments[1] in ("_search", "_history"):
+    if n == 2 and segments[1] in ("_search", "_history", "$validate"):
         return ("{type}", segments[1]), segments[:1]
-    if n == 3 and segments[2] in ("_history", "$everything"):
+    if n == 3 and segments[2] in ("_history", "$everything", "$validate"):
         return ("{type}", "{id}", segments[2]), segments[:2]
     if n == 4 and segments[2] == "_history":
         return ("{type}", "{id}", "_history", "{vid}"), [segments[0], segments[1], segments[3]]
