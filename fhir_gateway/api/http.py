@@ -42,7 +42,8 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 
 def check_format(request: Request) -> None:
-    """Refuse (406) a response format other than JSON (`_format`, `Accept`)."""
+    """Refuse (406) a response format other than JSON (`_format`, `Accept`). Operations
+    that also render HTML (`$emergency-summary`) read `Accept` themselves."""
     fmt = request.query_params.get("_format")
     if fmt is not None and fmt not in _FORMAT_OK:
         raise NotAcceptable(f"_format={fmt!r}: this server speaks FHIR JSON only",
@@ -94,11 +95,12 @@ def to_response(resp: FhirResponse, *, head: bool = False) -> Response:
     else:
         content = None
     headers = dict(resp.headers)
+    media_type = resp.media_type or FHIR_JSON
     if head:
         return Response(status_code=resp.status, headers=headers,
-                        media_type=FHIR_JSON if content else None)
+                        media_type=media_type if content else None)
     return Response(content=content, status_code=resp.status, headers=headers,
-                    media_type=FHIR_JSON if content is not None else None)
+                    media_type=media_type if content is not None else None)
 
 
 def error_response(error: GatewayError) -> Response:

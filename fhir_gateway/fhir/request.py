@@ -59,6 +59,8 @@ class FhirResponse:
     #: the stored JSON text, sent as is when nothing needs changing (the read fast path)
     raw: str | None = None
     headers: dict[str, str] = field(default_factory=dict)
+    #: set for a non-FHIR-JSON body in `raw` (e.g. "text/html; charset=utf-8")
+    media_type: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

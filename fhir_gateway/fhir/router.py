@@ -19,6 +19,13 @@ from .types import is_resource_type
 
 Handler = Callable[..., FhirResponse]
 
+
+def _emergency_summary(ctx: FhirContext, req: FhirRequest, rtype: str,
+                       rid: str | None = None) -> FhirResponse:
+    from ..summary.operation import emergency_summary  # the ambulance crews' operation
+
+    return emergency_summary(ctx, req, rtype, rid)
+
 # shape -> {method: (interaction name, handler)}; "{type}" "{id}" "{vid}" are captured.
 ROUTES: dict[tuple[str, ...], dict[str, tuple[str, Handler]]] = {
     (): {"POST": ("batch", bundles.batch_or_transaction)},
@@ -35,6 +42,8 @@ ROUTES: dict[tuple[str, ...], dict[str, tuple[str, Handler]]] = {
     ("{type}", "{id}", "$validate"): {"POST": ("operation", validate.validate),
                                       "GET": ("operation", validate.validate)},
     ("{type}", "{id}", "$everything"): {"GET": ("operation", searchset.everything)},
+    ("{type}", "$emergency-summary"): {"GET": ("operation", _emergency_summary)},
+    ("{type}", "{id}", "$emergency-summary"): {"GET": ("operation", _emergency_summary)},
     ("{type}", "_history"): {"GET": ("history-type", interactions.history_type)},
     ("{type}", "{id}"): {
         "GET": ("read", interactions.read),
@@ -51,9 +60,10 @@ def _shape(segments: list[str]) -> tuple[tuple[str, ...], list[str]]:
     n = len(segments)
     if n == 1 and segments[0] in ("metadata", "_history"):
         return (segments[0],), []
-    if n == 2 and segments[1] in ("_search", "_history", "$validate"):
+    if n == 2 and segments[1] in ("_search", "_history", "$validate", "$emergency-summary"):
         return ("{type}", segments[1]), segments[:1]
-    if n == 3 and segments[2] in ("_history", "$everything", "$validate"):
+    if n == 3 and segments[2] in ("_history", "$everything", "$validate",
+                                  "$emergency-summary"):
         return ("{type}", "{id}", segments[2]), segments[:2]
     if n == 4 and segments[2] == "_history":
         return ("{type}", "{id}", "_history", "{vid}"), [segments[0], segments[1], segments[3]]
