@@ -1,0 +1,105 @@
+"""End-to-end ingestion throughput: a synthetic partnership's five feeds into SQLite.
+
+Parse, map, validate (profiles), identity, index, provenance, commit: resources stored
+per second (created + updated), records per second, and the process's peak RSS. With
+`--compare-validation` the same load runs with profile validation off too (a fresh store
+each time, interleaved rounds), and the on/off ratio is printed: the profiles issue asks
+that validation not halve ingestion.
+
+    .venv/bin/python bench/ingest.py --people 2000 --rounds 3 --compare-validation
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import resource
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from fhir_gateway.demo import write_partnership
+from fhir_gateway.fhir.repository import Repository
+from fhir_gateway.pipeline.loader import Loader
+from fhir_gateway.store import open_store
+
+
+class NoProfiles:
+    """Validation off: every resource passes, none is given a profile."""
+
+    def profiles_for(self, resource_type: str) -> list[str]:
+        return []
+
+    def validate(self, resource: dict[str, Any], *, profile: str | None = None) -> list[Any]:
+        return []
+
+
+def load(feeds: dict[str, list[Path]], *, validate: bool, synchronous: str) -> dict[str, Any]:
+    from fhir_gateway.ingest import map_file
+
+    with tempfile.TemporaryDirectory(prefix="fhir-ingest-bench-") as tmp:
+        engine = open_store(f"sqlite:///{tmp}/bench.sqlite3", sqlite_synchronous=synchronous)
+        repo = Repository(engine, profiles=None if validate else NoProfiles().validate)
+        loader = Loader(repo, profiles=None if validate else NoProfiles())  # type: ignore[arg-type]
+        totals = {"read": 0, "created": 0, "updated": 0, "unchanged": 0, "rejected": 0,
+                  "held": 0}
+        started = time.perf_counter()
+        for partner, paths in feeds.items():
+            for path in paths:
+                summary = loader.ingest(map_file(partner, path.name, path.read_bytes()))
+                for key, value in summary.counts().items():
+                    totals[key] += value
+        elapsed = time.perf_counter() - started
+        engine.close()
+    stored = totals["created"] + totals["updated"]
+    return {**totals, "seconds": elapsed, "resources_per_s": stored / elapsed,
+            "records_per_s": totals["read"] / elapsed}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--people", type=int, default=2000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--synchronous", default="FULL", choices=["FULL", "NORMAL"])
+    parser.add_argument("--compare-validation", action="store_true")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="fhir-demo-") as tmp:
+        feeds = write_partnership(Path(tmp), people=args.people)
+        modes = [True, False] if args.compare_validation else [True]
+        results: dict[bool, list[dict[str, Any]]] = {m: [] for m in modes}
+        for r in range(args.rounds):
+            for mode in (modes if r % 2 == 0 else list(reversed(modes))):
+                results[mode].append(load(feeds, validate=mode, synchronous=args.synchronous))
+                last = results[mode][-1]
+                print(f"round {r + 1} validation {'on ' if mode else 'off'}: "
+                      f"{last['resources_per_s']:,.0f} resources/s "
+                      f"({last['created'] + last['updated']:,} in {last['seconds']:.1f} s)",
+                      file=sys.stderr)
+    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"\ningestion: {args.people:,} people, five feeds, SQLite synchronous="
+          f"{args.synchronous}, {args.rounds} rounds (medians)")
+    print(f"machine: nproc {os.cpu_count()}, Python {platform.python_version()}")
+    print(f"command: {' '.join([Path(sys.executable).name, *sys.argv])}")
+    print(f"{'validation':<12}{'records/s':>12}{'resources/s':>14}{'stored':>10}"
+          f"{'rejected':>10}{'held':>6}")
+    medians = {}
+    for mode, runs in results.items():
+        med = statistics.median(r["resources_per_s"] for r in runs)
+        medians[mode] = med
+        print(f"{'on' if mode else 'off':<12}"
+              f"{statistics.median(r['records_per_s'] for r in runs):>12,.0f}{med:>14,.0f}"
+              f"{runs[0]['created'] + runs[0]['updated']:>10,}{runs[0]['rejected']:>10}"
+              f"{runs[0]['held']:>6}")
+    if len(medians) == 2:
+        print(f"ratio validation on/off: {medians[True] / medians[False]:.2f} "
+              "(goal: >= 0.5)")
+    print(f"peak RSS of this process: {rss_mb:,.0f} MB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,101 @@
+"""Partner feeds over HTTP (`POST /ingest/{partner}`) and the identity review queue.
+
+The body is the partner's file as it stands (HL7 v2, CSV, NDJSON or an STU3 Bundle),
+answered with the same summary as `fhir-gateway ingest --json`. Who may do what is decided
+by the security layer through `app.state.ingest_guard(request, action, partner)` when it is
+installed (a feed may ingest only its own partner's data; review is for administrators).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import JSONResponse, Response
+
+from ..errors import BadRequest, GatewayError, NotFound, UnsupportedMediaType
+from .http import error_response, read_body
+
+FEED_TYPES = {"x-application/hl7-v2+er7", "application/hl7-v2", "text/csv", "text/plain",
+              "application/x-ndjson", "application/fhir+json", "application/json",
+              "application/octet-stream"}
+#: A partner's whole extract can be large; the limit still bounds memory.
+MAX_FEED_BYTES = 256 * 1024 * 1024
+
+router = APIRouter()
+
+
+def _guard(request: Request, action: str, partner: str | None) -> None:
+    guard = getattr(request.app.state, "ingest_guard", None)
+    if guard is not None:
+        guard(request, action, partner)
+
+
+@router.post("/ingest/{partner}")
+async def ingest(request: Request, partner: str, filename: str | None = None) -> Response:
+    from ..ingest import UnknownPartner
+
+    try:
+        _guard(request, "ingest", partner)
+        ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if ctype and ctype not in FEED_TYPES:
+            raise UnsupportedMediaType(f"Content-Type {ctype!r} is not a partner feed format")
+        data = await read_body(request, MAX_FEED_BYTES)
+        if not data:
+            raise BadRequest("the body is empty: send the partner's file")
+        service = request.app.state.ingest_service
+        try:
+            summary = await run_in_threadpool(service.ingest, partner,
+                                              filename or f"{partner}-upload", data)
+        except UnknownPartner as exc:
+            raise NotFound(str(exc)) from exc
+    except GatewayError as exc:
+        return error_response(exc)
+    body: dict[str, Any] = {**summary.counts(), "rejections": summary.rejections}
+    return JSONResponse(body, status_code=200)
+
+
+@router.get("/review/held")
+async def held(request: Request) -> Response:
+    try:
+        _guard(request, "review", None)
+    except GatewayError as exc:
+        return error_response(exc)
+    loader = request.app.state.ingest_service.loader
+    items = await run_in_threadpool(loader.list_held)
+    return JSONResponse([{"key": k, "reason": v["reason"], "candidates": v["candidates"],
+                          "source": v["record"]["source"]} for k, v in items])
+
+
+@router.get("/review/rejected")
+async def rejected(request: Request) -> Response:
+    try:
+        _guard(request, "review", None)
+    except GatewayError as exc:
+        return error_response(exc)
+    loader = request.app.state.ingest_service.loader
+    return JSONResponse([{"key": k, **v} for k, v in
+                         await run_in_threadpool(loader.list_rejected)])
+
+
+@router.post("/review/held/{key:path}")
+async def resolve(request: Request, key: str) -> Response:
+    """Body: `{"patient": "<id>"}` to attach, or `{"create": true}` for a new Patient."""
+    from .. import jsonio
+
+    try:
+        _guard(request, "review", None)
+        choice = jsonio.parse(await read_body(request, 64 * 1024))
+        if not isinstance(choice, dict) or not (choice.get("patient") or choice.get("create")):
+            raise BadRequest('send {"patient": "<id>"} or {"create": true}')
+        loader = request.app.state.ingest_service.loader
+        try:
+            summary = await run_in_threadpool(
+                loader.resolve_held, key,
+                patient_id=None if choice.get("create") else str(choice["patient"]))
+        except KeyError as exc:
+            raise NotFound(f"no held record {key!r}") from exc
+    except GatewayError as exc:
+        return error_response(exc)
+    return JSONResponse(summary.counts())

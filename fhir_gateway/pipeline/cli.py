@@ -1,0 +1,157 @@
+"""`fhir-gateway ingest`, `demo`, `review` and `mllp`: partner data from the command line.
+
+INTERFACE.md: `ingest --partner NAME PATH... [--json]` prints a summary (records read,
+resources created, updated, unchanged, rejected, held for review); `--json` prints it as
+one JSON object and exits 0 even when some records were rejected (1 only when nothing
+could be read). A progress bar (rich) is drawn only on a terminal.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from ..config import Settings
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    ingest = sub.add_parser("ingest", help="load partner files into the shared record")
+    ingest.add_argument("--partner", required=True, help="acute, gp, hospice, ...")
+    ingest.add_argument("paths", nargs="+", type=Path, metavar="PATH")
+    ingest.add_argument("--json", action="store_true", help="print the summary as JSON")
+    demo = sub.add_parser("demo", help="write (and load) a synthetic partnership")
+    demo.add_argument("--people", type=int, default=500)
+    demo.add_argument("--out", type=Path, default=None,
+                      help="write the feeds here and do not load them")
+    demo.add_argument("--seed", type=int, default=20261122)
+    review = sub.add_parser("review", help="records held for identity review")
+    rsub = review.add_subparsers(dest="review_command", required=True)
+    rsub.add_parser("list", help="list held and rejected records")
+    resolve = rsub.add_parser("resolve", help="settle a held record")
+    resolve.add_argument("key")
+    who = resolve.add_mutually_exclusive_group(required=True)
+    who.add_argument("--patient", help="attach it to this Patient id")
+    who.add_argument("--create", action="store_true", help="make a new Patient for it")
+    mllp = sub.add_parser("mllp", help="an MLLP listener for an HL7 v2 feed")
+    mllp.add_argument("--host", default="127.0.0.1")
+    mllp.add_argument("--port", type=int, required=True)
+    mllp.add_argument("--partner", default="acute")
+
+
+def _service(settings: Settings) -> Any:
+    from ..fhir.repository import Repository
+    from ..store import open_store
+    from .service import IngestService
+
+    store = open_store(settings.store_url, sqlite_synchronous=settings.sqlite_synchronous)
+    return IngestService(Repository(store))
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    if args.command == "ingest":
+        return _ingest(args, settings)
+    if args.command == "demo":
+        return _demo(args, settings)
+    if args.command == "review":
+        return _review(args, settings)
+    if args.command == "mllp":
+        return _mllp(args, settings)
+    return 2
+
+
+def _ingest(args: argparse.Namespace, settings: Settings) -> int:
+    from .loader import Summary
+
+    service = _service(settings)
+    total, unreadable = Summary(), []
+    for path in args.paths:
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            unreadable.append(f"{path}: {exc.strerror}")
+            continue
+        summary = _with_progress(service, args.partner, path.name, data,
+                                 show=not args.json and sys.stderr.isatty())
+        total.read += summary.read
+        total.add(summary)
+        total.held = summary.held if len(args.paths) == 1 else total.held + summary.held
+    counts = total.counts()
+    if args.json:
+        print(json.dumps({**counts, "rejections": total.rejections,
+                          "unreadable": unreadable}))
+    else:
+        print(", ".join(f"{k} {v}" for k, v in counts.items()))
+        for r in total.rejections:
+            print(f"rejected: {r['reason']}", file=sys.stderr)
+        for u in unreadable:
+            print(f"unreadable: {u}", file=sys.stderr)
+    if total.read == 0:
+        print("fhir-gateway: nothing could be read", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _with_progress(service: Any, partner: str, name: str, data: bytes, *, show: bool) -> Any:
+    if not show:
+        return service.ingest(partner, name, data)
+    from rich.progress import Progress, SpinnerColumn, TextColumn
+
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"),
+                  TextColumn("{task.completed} records"), transient=True) as bar:
+        task = bar.add_task(f"{partner}: {name}", total=None)
+        return service.ingest(partner, name, data,
+                              progress=lambda n: bar.advance(task, n))
+
+
+def _demo(args: argparse.Namespace, settings: Settings) -> int:
+    import tempfile
+
+    from ..demo import write_partnership
+
+    out = args.out or Path(tempfile.mkdtemp(prefix="fhir-gateway-demo-"))
+    files = write_partnership(out, people=args.people, seed=args.seed)
+    print(f"wrote {sum(len(v) for v in files.values())} files for {args.people} people "
+          f"under {out}", file=sys.stderr)
+    if args.out is not None:
+        return 0
+    service = _service(settings)
+    for partner, paths in files.items():
+        for path in paths:
+            summary = service.ingest(partner, path.name, path.read_bytes())
+            print(f"{partner} {path.name}: " +
+                  ", ".join(f"{k} {v}" for k, v in summary.counts().items()), file=sys.stderr)
+    return 0
+
+
+def _review(args: argparse.Namespace, settings: Settings) -> int:
+    loader = _service(settings).loader
+    if args.review_command == "list":
+        for key, held in loader.list_held():
+            print(json.dumps({"key": key, "reason": held["reason"],
+                              "candidates": held["candidates"],
+                              "position": held["record"]["source"]["position"],
+                              "file": held["record"]["source"]["file"]}))
+        for key, rejected in loader.list_rejected():
+            print(json.dumps({"rejected": key, "reason": rejected["reason"]}))
+        return 0
+    summary = loader.resolve_held(args.key, patient_id=None if args.create else args.patient)
+    print(json.dumps(summary.counts()))
+    return 0
+
+
+def _mllp(args: argparse.Namespace, settings: Settings) -> int:
+    import asyncio
+    import contextlib
+
+    from ..ingest import map_file
+    from ..mllp import loader_processor, serve
+
+    service = _service(settings)
+    process = loader_processor(service.loader, args.partner, map_file)
+    print(f"MLLP listening on {args.host}:{args.port} for {args.partner}", file=sys.stderr)
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve(args.host, args.port, process))
+    return 0
