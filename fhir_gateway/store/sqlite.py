@@ -424,9 +424,15 @@ class _Compiler:
         return f"r{self._aliases}"
 
     def where(self, query: IndexQuery, r: str) -> str:
+        """The WHERE clause. One criterion drives the lookup from its index (`pk IN`);
+        the type and every other criterion only probe the rows it found (`+r.rtype`,
+        correlated EXISTS on the pk index). Without this, SQLite walks every resource of
+        the type in (rtype, rid) order and tests each one: fine at 10k, 30 ms at 1M."""
+        driver = _driver(query)
         parts = [f"{r}.deleted = 0"]
         if query.rtype is not None:
-            parts.append(f"{r}.rtype = {self.bind(query.rtype)}")
+            unary = "+" if driver is not None else ""  # "+" keeps SQLite off that index
+            parts.append(f"{unary}{r}.rtype = {self.bind(query.rtype)}")
         if query.types:
             parts.append(f"{r}.rtype IN ({','.join(self.bind(t) for t in query.types)})")
         if query.ids is not None:
@@ -436,10 +442,12 @@ class _Compiler:
                          f"{self.bind(query.compartment)})")
         if query.since is not None:
             parts.append(f"{r}.last_updated >= {self.bind(query.since)}")
-        parts.extend(self.criterion(query.rtype, c, r) for c in query.criteria)
+        parts.extend(self.criterion(query.rtype, c, r, drive=c is driver)
+                     for c in query.criteria)
         return " AND ".join(parts)
 
-    def criterion(self, rtype: str | None, crit: Criterion, r: str) -> str:
+    def criterion(self, rtype: str | None, crit: Criterion, r: str, *,
+                  drive: bool = False) -> str:
         if crit.kind == "has":
             return " AND ".join(self.has(rtype, p, r) for p in crit.predicates
                                 if isinstance(p, HasPredicate))
@@ -449,13 +457,21 @@ class _Compiler:
             exists = (f"EXISTS (SELECT 1 FROM {table} i WHERE i.pk = {r}.pk "
                       f"AND i.param = {self.bind(crit.param)})")
             return f"NOT {exists}" if missing[0].missing else exists
-        # The type is bound as a value, not correlated, so SQLite drives the lookup from
-        # the (rtype, param, value) index instead of probing it once per resource.
-        head = f"rtype = {self.bind(rtype)}" if rtype is not None else "1"
-        head += f" AND param = {self.bind(crit.param)}"
+        if drive:
+            # The type is bound as a value, not correlated, so SQLite drives the lookup
+            # from the (rtype, param, value) index.
+            head = f"rtype = {self.bind(rtype)}" if rtype is not None else "1"
+            head += f" AND param = {self.bind(crit.param)}"
+            ors = " OR ".join(f"({self.predicate(p)})" for p in crit.predicates)
+            return f"{r}.pk IN (SELECT pk FROM {table} WHERE {head} AND ({ors}))"
+        # A probe of this resource's own index rows (idx_*_pk): cheap per candidate row.
+        head = f"x.pk = {r}.pk"
+        if rtype is not None:
+            head += f" AND +x.rtype = {self.bind(rtype)}"
+        head += f" AND x.param = {self.bind(crit.param)}"
         ors = " OR ".join(f"({self.predicate(p)})" for p in crit.predicates)
-        op = "NOT IN" if crit.negate else "IN"
-        return f"{r}.pk {op} (SELECT pk FROM {table} WHERE {head} AND ({ors}))"
+        exists = f"EXISTS (SELECT 1 FROM {table} x WHERE {head} AND ({ors}))"
+        return f"NOT {exists}" if crit.negate else exists
 
     def predicate(self, pred: object) -> str:
         b = self.bind
@@ -520,6 +536,26 @@ class _Compiler:
             out.append((f"COALESCE((SELECT {agg}({col}) FROM {table} s WHERE s.pk = {r}.pk "
                         f"AND s.param = {self.bind(key.param)}), {lowest})", key.descending))
         return out
+
+
+#: Which criterion should drive a query: the most selective kind of lookup first.
+_DRIVE_ORDER = {"reference": 0, "token": 1, "uri": 2, "string": 3, "date": 4,
+                "number": 5, "quantity": 5}
+
+
+def _driver(query: IndexQuery) -> Criterion | None:
+    """The criterion whose index finds the candidates (None: the type, ids or compartment
+    drive). Negated, :missing, _has and chained criteria only ever probe."""
+    candidates = [
+        c for c in query.criteria
+        if c.kind in _DRIVE_ORDER and not c.negate
+        and not any(isinstance(p, MissingPredicate | ChainPredicate) for p in c.predicates)
+        and not (c.kind == "token" and any(isinstance(p, TokenPredicate) and p.code is None
+                                           for p in c.predicates))
+    ]
+    if not candidates or query.ids is not None or query.compartment is not None:
+        return None
+    return min(candidates, key=lambda c: _DRIVE_ORDER[c.kind])
 
 
 def _keyset(columns: list[tuple[str, bool]], after: tuple[object, ...],
