@@ -666,7 +666,9 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
 
 
 def make_targets(args: argparse.Namespace, tmp: Path, rng: random.Random) -> list[Target]:
-    env = {**os.environ, "FHIR_GATEWAY_SQLITE_SYNCHRONOUS": args.synchronous}
+    # Storage cost alone: auth and audit are measured by bench/auth.py.
+    env = {**os.environ, "FHIR_GATEWAY_SQLITE_SYNCHRONOUS": args.synchronous,
+           "FHIR_GATEWAY_AUTH": "off"}
     for name in ("FHIR_GATEWAY_STORE", "FHIR_GATEWAY_BASE_URL"):
         env.pop(name, None)
     gw_port = free_port()

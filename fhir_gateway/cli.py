@@ -13,6 +13,8 @@ import sys
 from collections.abc import Sequence
 
 from .config import DEFAULT_STORE, Settings
+from .pipeline import cli as ingest_cli
+from .security import cli as security_cli
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -28,6 +30,8 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--store", dest="sub_store", default=None, help=argparse.SUPPRESS)
     serve.add_argument("--log-level", default="info",
                        choices=["critical", "error", "warning", "info", "debug"])
+    security_cli.add_commands(sub)
+    ingest_cli.add_commands(sub)
     return parser
 
 
@@ -44,8 +48,20 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     # Workers are separate processes: they read the store URL from the environment.
     os.environ["FHIR_GATEWAY_STORE"] = settings.store_url
     logging.basicConfig(level=args.log_level.upper(), format="%(message)s")
-    print(f"FHIR base: http://{args.host}:{args.port}/fhir  (store {settings.store_url})",
-          file=sys.stderr, flush=True)
+    base = f"http://{args.host}:{args.port}/fhir"
+    print(f"FHIR base: {base}  (store {settings.store_url})", file=sys.stderr, flush=True)
+    if settings.auth_enabled:
+        store = "" if settings.store_url == DEFAULT_STORE else f" --store {settings.store_url}"
+        print("Every /fhir call needs an access token. To get one:\n"
+              f"  fhir-gateway{store} client add me --role clinician --org Y00001 "
+              "--new-key me.jwk\n"
+              f"  TOKEN=$(fhir-gateway token me --key me.jwk --scope 'system/*.rs' "
+              f"--url {base})\n"
+              f"  curl -H \"Authorization: Bearer $TOKEN\" {base}/Patient",
+              file=sys.stderr, flush=True)
+    else:
+        print("Auth is OFF (FHIR_GATEWAY_AUTH=off): for tests and benches only.",
+              file=sys.stderr, flush=True)
     uvicorn.run("fhir_gateway.api.asgi:app", host=args.host, port=args.port,
                 workers=args.workers, log_level=args.log_level, access_log=False)
     return 0
@@ -58,6 +74,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "serve":
             return _serve(args, settings)
+        status = security_cli.run(args, settings)
+        if status is not None:
+            return status
+        if args.command in ("ingest", "demo", "review", "mllp"):
+            return ingest_cli.run(args, settings)
     except Exception as exc:
         print(f"fhir-gateway: {exc}", file=sys.stderr)
         return 1

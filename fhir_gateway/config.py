@@ -17,6 +17,24 @@ class Settings:
     sqlite_synchronous: str = "FULL"
     #: the public base URL, when the gateway sits behind a proxy; else taken from the request
     public_base_url: str | None = None
+    #: OAuth 2.0 (SMART Backend Services) on every /fhir call; off only for tests and benches
+    #: of pure FHIR behaviour (env FHIR_GATEWAY_AUTH=off)
+    auth_enabled: bool = True
+    #: an AuditEvent for every interaction; None (the default) follows `auth_enabled`
+    #: (env FHIR_GATEWAY_AUDIT=on|off)
+    audit_enabled: bool | None = None
+    #: a JWK Set of private EC P-384 keys every instance reads (first signs); else the
+    #: gateway keeps rotating keys in the store
+    signing_keys_file: str | None = None
+    signing_key_rotation_s: int = 24 * 3600
+    #: access token lifetime, at most 300 s (SMART Backend Services)
+    token_lifetime_s: int = 300
+    #: how often each audit writer anchors every chain's head
+    audit_anchor_interval_s: float = 60.0
+
+    @property
+    def auditing(self) -> bool:
+        return self.auth_enabled if self.audit_enabled is None else self.audit_enabled
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
@@ -26,6 +44,19 @@ class Settings:
             "max_body_bytes": int(env.get("FHIR_GATEWAY_MAX_BODY_BYTES", 16 * 1024 * 1024)),
             "sqlite_synchronous": env.get("FHIR_GATEWAY_SQLITE_SYNCHRONOUS", "FULL"),
             "public_base_url": env.get("FHIR_GATEWAY_BASE_URL") or None,
+            "auth_enabled": _flag(env.get("FHIR_GATEWAY_AUTH", "on"), "FHIR_GATEWAY_AUTH"),
+            "audit_enabled": (_flag(env["FHIR_GATEWAY_AUDIT"], "FHIR_GATEWAY_AUDIT")
+                              if env.get("FHIR_GATEWAY_AUDIT") else None),
+            "signing_keys_file": env.get("FHIR_GATEWAY_SIGNING_KEYS") or None,
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]
+
+
+def _flag(value: str, name: str) -> bool:
+    text = value.strip().lower()
+    if text in ("on", "1", "true", "yes"):
+        return True
+    if text in ("off", "0", "false", "no"):
+        return False
+    raise ValueError(f"{name}={value!r}: use on or off")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -32,9 +33,19 @@ def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreEngi
 
 @pytest.fixture
 def client(engine: StoreEngine) -> Iterator[TestClient]:
-    app = create_app(Settings(max_body_bytes=1024 * 1024), engine=engine)
+    # Pure FHIR behaviour: auth (and with it audit) explicitly off; tests/security turn it on.
+    app = create_app(Settings(max_body_bytes=1024 * 1024, auth_enabled=False), engine=engine)
     with TestClient(app, base_url="http://gateway.test") as c:
         yield c
 
 
 FHIR_JSON = {"Content-Type": "application/fhir+json"}
+
+
+@pytest.fixture
+def gw(engine: StoreEngine) -> Iterator[Any]:
+    """tests/security: the app with auth on (a `security_kit.Gateway`)."""
+    from security_kit import secured  # tests/security is on sys.path for its own tests
+
+    with secured(engine) as gateway:
+        yield gateway

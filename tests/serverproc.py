@@ -116,9 +116,11 @@ class GatewayProcess:
                 time.sleep(0.05)  # polling interval, not synchronisation
 
 
-def _start(store_url: str, env: Mapping[str, str] | None, log_path: Path) -> GatewayProcess:
+def _start(store_url: str, env: Mapping[str, str] | None, log_path: Path,
+           auth: bool) -> GatewayProcess:
     port = free_port()
-    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    full_env = {**os.environ, "PYTHONUNBUFFERED": "1",
+                "FHIR_GATEWAY_AUTH": "on" if auth else "off", **(env or {})}
     command = [*gateway_command(), "--store", store_url,
                "serve", "--host", HOST, "--port", str(port)]
     with log_path.open("wb") as log:
@@ -130,15 +132,18 @@ def _start(store_url: str, env: Mapping[str, str] | None, log_path: Path) -> Gat
 
 @contextmanager
 def running_gateway(store_url: str, *, env: Mapping[str, str] | None = None,
-                    start_timeout: float = START_TIMEOUT) -> Iterator[GatewayProcess]:
+                    start_timeout: float = START_TIMEOUT,
+                    auth: bool = False) -> Iterator[GatewayProcess]:
     """Serve `store_url` on a free loopback port until the block ends.
 
     Yields the `GatewayProcess` once GET `{base_url}/metadata` answers 200. `env` is
-    added to the inherited environment (e.g. `FHIR_GATEWAY_SQLITE_SYNCHRONOUS`).
+    added to the inherited environment (e.g. `FHIR_GATEWAY_SQLITE_SYNCHRONOUS`). Auth
+    (and audit) are off (`FHIR_GATEWAY_AUTH=off`) unless `auth=True`: most real-server
+    tests are about FHIR behaviour; tests/security turn it on.
     """
     with tempfile.TemporaryDirectory(prefix="fhir-gateway-") as tmp:
         for attempt in range(1, PORT_ATTEMPTS + 1):
-            gateway = _start(store_url, env, Path(tmp) / f"server-{attempt}.log")
+            gateway = _start(store_url, env, Path(tmp) / f"server-{attempt}.log", auth)
             try:
                 gateway.wait_ready(timeout=start_timeout)
                 break

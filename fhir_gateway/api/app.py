@@ -1,12 +1,14 @@
 """The ASGI application: FHIR R4 at `/fhir`, one catch-all route into the FHIR router.
 
 Everything FHIR-specific happens in `fhir_gateway.fhir`; this module wires settings, the
-store, the interceptor chain and the middleware together (the one place where routers
-are joined, so auth can wrap all of them when it lands).
+store, the interceptor chain and the middleware together: the one place where routers
+are joined, so security (OAuth tokens, roles, consent, audit: `fhir_gateway.security`)
+wraps every FHIR request. Auth is on unless the settings turn it off.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -19,11 +21,16 @@ from starlette.responses import Response
 
 from ..config import Settings
 from ..errors import GatewayError, MethodNotAllowed, NotFound
+from ..fhir.conformance import publish as publish_conformance
 from ..fhir.interceptors import InterceptorChain
 from ..fhir.repository import Repository
 from ..fhir.router import FhirRouter
+from ..pipeline.service import IngestService
+from ..security import Security
+from ..security.http import mount as mount_security
 from ..store import open_store
 from ..store.base import StoreEngine
+from . import ingest_routes
 from .http import check_format, error_response, parse_body, read_body, to_fhir_request, to_response
 from .middleware import RequestLogMiddleware
 
@@ -43,12 +50,29 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         store = engine or open_store(settings.store_url,
                                      sqlite_synchronous=settings.sqlite_synchronous)
-        state["router"] = FhirRouter(Repository(store), interceptors or InterceptorChain(),
-                                     settings=settings)
+        repository = Repository(store)
+        # Security first in the chain: a request is authenticated and authorised before
+        # any other interceptor sees it, and audited whatever happens after.
+        security = state["security"] = Security(repository, settings)
+        if settings.auditing:
+            # Requests wait for the audit writer thread's commit; with the default 5 ms
+            # GIL switch interval a busy thread makes the others (and the event loop)
+            # wait whole intervals for their turn. 0.5 ms halves audited read latency.
+            sys.setswitchinterval(0.0005)
+        chain = InterceptorChain([*security.interceptors(),
+                                  *(interceptors.interceptors if interceptors else [])])
+        state["router"] = FhirRouter(repository, chain, settings=settings)
+        state["handle"] = security.gate(state["router"]).handle
         app.state.fhir_router = state["router"]
+        app.state.security = security
+        app.state.ingest_service = IngestService(repository)
+        # The profiles, ValueSets, CodeSystems and ConceptMaps, readable and searchable;
+        # unchanged definitions make no new version, so this is cheap on every start.
+        await run_in_threadpool(publish_conformance, repository)
         try:
             yield
         finally:
+            security.close()
             if engine is None:
                 store.close()
 
@@ -66,11 +90,13 @@ def create_app(
             raw = await read_body(request, settings.max_body_bytes)
             body = parse_body(request, raw)
             req = to_fhir_request(request, path, body, base_url(request))
-            resp = await run_in_threadpool(state["router"].handle, req)
+            resp = await run_in_threadpool(state["handle"], req)
         except GatewayError as exc:
             return error_response(exc)
         return to_response(resp, head=request.method == "HEAD")
 
+    mount_security(app, security=lambda: state["security"], fhir_base=base_url)
+    app.include_router(ingest_routes.router)
     app.add_api_route("/fhir", fhir, methods=FHIR_METHODS, include_in_schema=False)
     app.add_api_route("/fhir/{path:path}", fhir, methods=FHIR_METHODS, include_in_schema=False)
 

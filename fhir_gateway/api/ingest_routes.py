@@ -1,9 +1,11 @@
 """Partner feeds over HTTP (`POST /ingest/{partner}`) and the identity review queue.
 
 The body is the partner's file as it stands (HL7 v2, CSV, NDJSON or an STU3 Bundle),
-answered with the same summary as `fhir-gateway ingest --json`. Who may do what is decided
-by the security layer through `app.state.ingest_guard(request, action, partner)` when it is
-installed (a feed may ingest only its own partner's data; review is for administrators).
+answered with the same summary as `fhir-gateway ingest --json`. The security layer decides
+who may: only that partner's feed client may load its files, and every ingest, allowed or
+refused, is audited (`security.http.authorize_ingest` / `record_ingest`). The review queue
+is for clinicians and administrators (with auth on); `fhir-gateway review` is the same
+on the command line.
 """
 
 from __future__ import annotations
@@ -26,18 +28,36 @@ MAX_FEED_BYTES = 256 * 1024 * 1024
 router = APIRouter()
 
 
-def _guard(request: Request, action: str, partner: str | None) -> None:
-    guard = getattr(request.app.state, "ingest_guard", None)
-    if guard is not None:
-        guard(request, action, partner)
+def _base(request: Request) -> str:
+    return str(request.base_url).rstrip("/") + "/fhir"
+
+
+def _reviewer(request: Request) -> None:
+    """Only clinicians and administrators see held records (they hold demographics)."""
+    sec = request.app.state.security
+    if sec.access is None:
+        return
+    from ..fhir.request import FhirRequest
+    from ..security.errors import Forbidden
+
+    freq = FhirRequest(method="GET", path="$review",
+                       headers={k.lower(): v for k, v in request.headers.items()},
+                       base_url=_base(request))
+    caller = sec.access.authenticate(freq)
+    if caller.role not in ("clinician", "admin"):
+        raise Forbidden("the review queue is for clinicians and administrators")
 
 
 @router.post("/ingest/{partner}")
 async def ingest(request: Request, partner: str, filename: str | None = None) -> Response:
+    from ..fhir.request import Caller
     from ..ingest import UnknownPartner
+    from ..security.http import authorize_ingest, record_ingest
 
+    sec, base = request.app.state.security, _base(request)
+    caller: Any = Caller()
     try:
-        _guard(request, "ingest", partner)
+        caller = authorize_ingest(sec, request, partner, base)
         ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if ctype and ctype not in FEED_TYPES:
             raise UnsupportedMediaType(f"Content-Type {ctype!r} is not a partner feed format")
@@ -51,15 +71,19 @@ async def ingest(request: Request, partner: str, filename: str | None = None) ->
         except UnknownPartner as exc:
             raise NotFound(str(exc)) from exc
     except GatewayError as exc:
+        await run_in_threadpool(record_ingest, sec, request, caller, partner, base,
+                                exc.status, None)
         return error_response(exc)
     body: dict[str, Any] = {**summary.counts(), "rejections": summary.rejections}
+    await run_in_threadpool(record_ingest, sec, request, caller, partner, base, 200,
+                            summary.counts())
     return JSONResponse(body, status_code=200)
 
 
 @router.get("/review/held")
 async def held(request: Request) -> Response:
     try:
-        _guard(request, "review", None)
+        _reviewer(request)
     except GatewayError as exc:
         return error_response(exc)
     loader = request.app.state.ingest_service.loader
@@ -71,7 +95,7 @@ async def held(request: Request) -> Response:
 @router.get("/review/rejected")
 async def rejected(request: Request) -> Response:
     try:
-        _guard(request, "review", None)
+        _reviewer(request)
     except GatewayError as exc:
         return error_response(exc)
     loader = request.app.state.ingest_service.loader
@@ -85,7 +109,7 @@ async def resolve(request: Request, key: str) -> Response:
     from .. import jsonio
 
     try:
-        _guard(request, "review", None)
+        _reviewer(request)
         choice = jsonio.parse(await read_body(request, 64 * 1024))
         if not isinstance(choice, dict) or not (choice.get("patient") or choice.get("create")):
             raise BadRequest('send {"patient": "<id>"} or {"create": true}')

@@ -142,9 +142,9 @@ def _page(ctx: FhirContext, req: FhirRequest, query: IndexQuery,
             if len(out) == count:
                 return out, True, last_key
             resource = visible(ctx, req, stored)
-            last_key = key
-            if resource is not None:
+            if resource is not None:  # a cursor never carries a hidden row's id or values
                 out.append(resource)
+                last_key = key
         if len(found.rows) < (query.limit or 0):
             return out, False, last_key
         query.after = found.keys[-1]

@@ -306,8 +306,11 @@ def _predicate(param: SearchParam, modifier: str, value: str) -> Predicate:
     if t == "string":
         if modifier == "exact":
             return StringPredicate("exact", value)
-        return StringPredicate("contains" if modifier == "contains" else "prefix",
-                               normalize(value))
+        text = normalize(value)
+        if not text:  # e.g. only control characters: it would match every value
+            raise BadRequest(f"{param.code}: {value!r} has nothing to search for",
+                             expression=param.code)
+        return StringPredicate("contains" if modifier == "contains" else "prefix", text)
     if t == "uri":
         return StringPredicate("exact", value)
     if t == "date":

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -115,6 +116,10 @@ class MongoEngine:
         except PyMongoError as exc:
             raise StoreUnavailable(f"MongoDB at {database!r}: {exc}") from exc
         self.transactions = self._supports_transactions() if transactions is None else transactions
+        # Without transactions, one writer at a time per process: the undo journal then
+        # reverses only its own writes. (mongomock's unique indexes are also not safe
+        # under threads; a real server enforces them across processes.)
+        self._writer = threading.RLock()
 
     def _supports_transactions(self) -> bool:
         try:
@@ -147,11 +152,12 @@ class MongoEngine:
                     raise
             return
         journal: list[tuple[str, Any]] = []
-        try:
-            yield MongoSession(self, None, journal)
-        except BaseException:
-            _undo(self, journal)
-            raise
+        with self._writer:
+            try:
+                yield MongoSession(self, None, journal)
+            except BaseException:
+                _undo(self, journal)
+                raise
 
     def close(self) -> None:
         close = getattr(self.client, "close", None)

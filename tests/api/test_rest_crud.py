@@ -115,9 +115,9 @@ def test_type_and_system_history_paged(client: TestClient) -> None:
     rest = client.get(nxt.replace("http://gateway.test", "")).json()
     got = [e["resource"]["id"] for e in page["entry"] + rest["entry"]]
     assert got == list(reversed(made))
-    system = client.get("/fhir/_history").json()
-    assert {e["resource"]["resourceType"] for e in system["entry"]} == {"Patient",
-                                                                        "Organization"}
+    system = client.get("/fhir/_history?_count=1000").json()
+    assert {"Patient", "Organization"} <= {e["resource"]["resourceType"]
+                                           for e in system["entry"]}
     assert client.get("/fhir/Patient/_history?_cursor=garbage").status_code == 400
 
 

@@ -1,0 +1,304 @@
+"""The access interceptor: who is asking (the bearer token), may they ask this (role and
+scopes, `policy`), and may they see this resource (role, scopes, partner ownership,
+consent, `can_see`) - for every interaction, each Bundle entry and each resource a search,
+`_include`, `_revinclude`, `$everything` or history would show.
+
+Chained parameters and `_has` select matches by looking at other resources; the engine
+evaluates them without asking who may see those. So a search that uses them is re-checked
+here, match by match, over visible resources only: a match is shown only when some
+resource this caller may see satisfies each chain or `_has` (otherwise a hidden record
+could be probed through a visible one). Counts that would include hidden records
+(`_summary=count`, `_total`) are refused to everyone but auditors on the audit trail.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import parse_qsl
+
+from .. import jsonio
+from ..auth.registry import ClientRegistry
+from ..auth.scopes import Scopes, role_ceiling
+from ..errors import BadRequest, GatewayError
+from ..fhir.interceptors import BaseInterceptor
+from ..fhir.repository import Repository
+from ..fhir.request import FhirRequest, Interaction
+from ..search.query import SearchRequest, parse_search
+from ..store.query import ChainPredicate, Criterion, HasPredicate, IndexQuery, ReferencePredicate
+from .consent import ODS_SYSTEM, PARTNER_TAG_SYSTEM, ConsentDecision, ConsentPolicy, reference_ids
+from .context import BREAK_GLASS_ROLES, MAX_REASON_CHARS, ROLE_PURPOSES, SecureCaller
+from .errors import Forbidden, Unauthorized
+from .policy import AUDIT_TYPES, EMERGENCY_SUMMARY, WRITES, authorize, hidden, operation_of
+from .tokens import AccessTokenVerifier, InvalidToken
+
+_BEARER = re.compile(r"Bearer +([A-Za-z0-9\-_.~+/]+=*)", re.IGNORECASE)
+MAX_INNER_MATCHES = 200
+#: req.state keys this module sets (the audit interceptor reads them)
+INTERACTION = "security.interaction"
+PATIENTS = "security.patients"
+OVERRODE = "security.overrode_consent"
+_CRITERIA = "security.criteria"
+
+
+def owned_by(resource: dict[str, Any], partner: str | None) -> bool:
+    tags = (resource.get("meta") or {}).get("tag") or []
+    return partner is not None and any(
+        t.get("system") == PARTNER_TAG_SYSTEM and t.get("code") == partner for t in tags)
+
+
+def search_params(req: FhirRequest) -> list[tuple[str, str]]:
+    params = list(req.params)
+    if req.method == "POST" and isinstance(req.body, str):
+        params += parse_qsl(req.body, keep_blank_values=True)
+    return params
+
+
+class AccessInterceptor(BaseInterceptor):
+    def __init__(self, repository: Repository, *, verifier: AccessTokenVerifier,
+                 issuer_for: Callable[[str], str]) -> None:
+        self.repository = repository
+        self.clients = ClientRegistry(repository.engine)
+        self.verifier = verifier
+        self.issuer_for = issuer_for
+        self.consent = ConsentPolicy(repository)
+
+    # -- on_request ---------------------------------------------------------------------
+
+    def on_request(self, request: FhirRequest, interaction: Interaction) -> None:
+        request.state[INTERACTION] = interaction
+        caller = request.caller
+        if not (isinstance(caller, SecureCaller) and caller.authenticated):
+            if interaction.name == "capabilities":
+                return
+            caller = self.authenticate(request)
+            request.caller = caller
+        params = search_params(request) if interaction.name == "search-type" else request.params
+        authorize(caller, request, interaction, params)
+        if interaction.name == "search-type":
+            self._check_search(caller, request, interaction.rtype or "", params)
+        if caller.role == "feed" and interaction.name in WRITES:
+            self._check_feed_write(caller, request, interaction)
+
+    def authenticate(self, req: FhirRequest) -> SecureCaller:
+        header = req.header("authorization")
+        if not header:
+            raise Unauthorized("this request needs an access token (Authorization: Bearer); "
+                               "see .well-known/smart-configuration", error="")
+        m = _BEARER.fullmatch(header.strip())
+        if not m:
+            raise Unauthorized("the Authorization header must be 'Bearer <access token>'",
+                               error="invalid_request")
+        try:
+            claims = self.verifier.verify(m.group(1), issuer=self.issuer_for(req.base_url),
+                                          audience=req.base_url)
+        except InvalidToken as exc:
+            raise Unauthorized(str(exc)) from exc
+        client = self.clients.get(claims["client_id"])
+        if client is None:
+            raise Unauthorized("the token's client is no longer registered")
+        scopes = Scopes.parse(claims.get("scope")).intersect(role_ceiling(client.role))
+        allowed = ROLE_PURPOSES.get(client.role, ())
+        purpose = (req.header("x-purpose-of-use") or (allowed[0] if allowed else "")).strip()
+        if purpose not in allowed:
+            raise Forbidden(f"X-Purpose-Of-Use {purpose[:20]!r}: the {client.role} role may "
+                            f"declare {', '.join(allowed) or 'none'}")
+        reason = (req.header("x-break-glass-reason") or "").strip() or None
+        if reason is not None:
+            if client.role not in BREAK_GLASS_ROLES:
+                raise Forbidden(f"the {client.role} role may not break the glass")
+            if purpose != "ETREAT":
+                raise Forbidden("breaking the glass needs X-Purpose-Of-Use: ETREAT")
+            if len(reason) > MAX_REASON_CHARS:
+                raise BadRequest(f"X-Break-Glass-Reason is limited to {MAX_REASON_CHARS} "
+                                 "characters")
+        caller = SecureCaller(client_id=client.client_id, role=client.role,
+                              organization=client.organization,
+                              scopes=frozenset(str(scopes).split()), purpose_of_use=purpose,
+                              partner=client.partner, break_glass=reason,
+                              token_id=claims.get("jti"))
+        caller.memo["scopes"] = scopes
+        return caller
+
+    def _check_search(self, caller: SecureCaller, req: FhirRequest, rtype: str,
+                      params: list[tuple[str, str]]) -> None:
+        auditing = caller.role == "auditor" and rtype in AUDIT_TYPES
+        for name, value in params:
+            if not auditing and ((name == "_summary" and value == "count") or
+                                 (name == "_total" and value in ("estimate", "accurate"))):
+                raise Forbidden(f"{name}={value}: a count would include records hidden "
+                                "from this client")
+        if not any(k.startswith("_has:") or "." in k for k, _ in params):
+            return
+        try:
+            search = parse_search(rtype, params, self.repository.registry, strict=False)
+        except GatewayError:
+            return  # the search itself reports what is wrong with it
+        criteria = _probing(search)
+        for other in _types_in(criteria):
+            if not self._type_visible(caller, other):
+                raise Forbidden(f"this search looks into {other}, which the {caller.role} "
+                                "role may not see")
+        req.state[_CRITERIA] = criteria
+
+    def _check_feed_write(self, caller: SecureCaller, req: FhirRequest,
+                          interaction: Interaction) -> None:
+        if isinstance(req.body, dict):
+            _stamp(req.body, caller)
+        rtype, rid = interaction.rtype or "", interaction.rid
+        if rid is not None:
+            try:
+                stored = self.repository.read(rtype, rid)
+            except GatewayError:
+                return  # absent or deleted: an update creates it, a delete is a no-op
+            if not owned_by(_loads(stored.body), caller.partner):
+                raise hidden(interaction)
+            return
+        condition = req.params if interaction.name != "create" else \
+            parse_qsl(req.header("if-none-exist") or "", keep_blank_values=True)
+        condition = [(k, v) for k, v in condition if k not in ("_format", "_pretty")]
+        if not condition:
+            return
+        if any(k.startswith("_has:") or "." in k for k, _ in condition):
+            raise Forbidden("a feed's conditional write may not use chains or _has")
+        search = parse_search(rtype, condition, self.repository.registry, strict=True)
+        search.query.limit = 2
+        for row in self.repository.find(search.query).rows:
+            if not owned_by(_loads(row.body), caller.partner):
+                raise Forbidden("the condition matches data this client may not change")
+
+    # -- can_see ------------------------------------------------------------------------
+
+    def can_see(self, request: FhirRequest, resource: dict[str, Any]) -> bool:
+        caller = request.caller
+        if not (isinstance(caller, SecureCaller) and caller.authenticated):
+            return False
+        patients = self._visible(caller, request, resource)
+        if patients is None:
+            return False
+        criteria = request.state.get(_CRITERIA)
+        interaction = request.state.get(INTERACTION)
+        if criteria and interaction is not None \
+                and resource.get("resourceType") == interaction.rtype \
+                and not self._holds_visibly(caller, request, resource, criteria):
+            return False
+        request.state.setdefault(PATIENTS, set()).update(patients)
+        return True
+
+    def _type_visible(self, caller: SecureCaller, rtype: str) -> bool:
+        acts = caller.memo["scopes"].actions(rtype)
+        if not ("r" in acts or "s" in acts):
+            return False
+        if caller.role == "auditor":
+            return rtype in AUDIT_TYPES
+        return caller.role in ("clinician", "feed") and rtype != "AuditEvent"
+
+    def _visible(self, caller: SecureCaller, req: FhirRequest,
+                 resource: dict[str, Any]) -> list[str] | None:
+        """The resource's patients when the caller may see it, else None."""
+        rtype = resource.get("resourceType") or ""
+        acts = caller.memo["scopes"].actions(rtype)
+        if not ("r" in acts or "s" in acts):
+            return None
+        role = caller.role
+        if role == "auditor":
+            return [] if rtype in AUDIT_TYPES else None
+        if role == "feed":
+            return self.consent.patients_of(resource) if owned_by(resource, caller.partner) \
+                else None
+        if role == "ambulance":
+            interaction = req.state.get(INTERACTION)
+            summary = operation_of(req) == EMERGENCY_SUMMARY
+            searching = interaction is not None and interaction.name == "search-type"
+            if not (summary and rtype != "AuditEvent") and not (searching and rtype == "Patient"):
+                return None
+        elif role != "clinician" or rtype == "AuditEvent":
+            return None
+        patients = self.consent.patients_of(resource)
+        for pid in patients:
+            if self._decision(caller, pid).hides_from(caller.organization):
+                if caller.break_glass is None:
+                    return None
+                req.state[OVERRODE] = True
+        return patients
+
+    def _decision(self, caller: SecureCaller, pid: str) -> ConsentDecision:
+        key = f"consent:{pid}"
+        if key not in caller.memo:
+            caller.memo[key] = self.consent.decide(pid)
+        return caller.memo[key]
+
+    def _holds_visibly(self, caller: SecureCaller, req: FhirRequest, resource: dict[str, Any],
+                       criteria: list[Criterion]) -> bool:
+        """Whether each chain / `_has` criterion is met by resources the caller may see."""
+        for criterion in criteria:
+            if not any(self._predicate_holds(caller, req, resource, criterion.param, p)
+                       for p in criterion.predicates):
+                return False
+        return True
+
+    def _predicate_holds(self, caller: SecureCaller, req: FhirRequest, resource: dict[str, Any],
+                         param_code: str, pred: Any) -> bool:
+        if isinstance(pred, ChainPredicate):
+            param = self.repository.registry.get(resource["resourceType"], param_code)
+            ids = reference_ids(param.evaluate(resource), pred.target_type) if param else []
+            if not ids:
+                return False
+            query = IndexQuery(rtype=pred.target_type, ids=sorted(set(ids)),
+                               criteria=list(pred.query.criteria), limit=MAX_INNER_MATCHES)
+            inner = _probing_criteria(pred.query.criteria)
+        elif isinstance(pred, HasPredicate):
+            query = IndexQuery(rtype=pred.source_type, criteria=[
+                *pred.query.criteria, Criterion(pred.param, "reference", [
+                    ReferencePredicate(resource["resourceType"], resource.get("id"))])],
+                limit=MAX_INNER_MATCHES)
+            inner = _probing_criteria(pred.query.criteria)
+        else:
+            return False
+        for row in self.repository.find(query).rows:
+            other = _loads(row.body)
+            if other and self._visible(caller, req, other) is not None and (
+                    not inner or self._holds_visibly(caller, req, other, inner)):
+                return True
+        return False
+
+
+def _loads(body: str | None) -> dict[str, Any]:
+    return jsonio.loads_trusted(body) if body else {}
+
+
+def _stamp(resource: dict[str, Any], caller: SecureCaller) -> None:
+    """Mark a feed's resource as its partner's (and its organisation's)."""
+    meta = resource.get("meta")
+    if not isinstance(meta, dict):
+        meta = {}
+    tags = [t for t in meta.get("tag") or [] if isinstance(t, dict)
+            and t.get("system") not in (PARTNER_TAG_SYSTEM, ODS_SYSTEM)]
+    tags.append({"system": PARTNER_TAG_SYSTEM, "code": caller.partner})
+    if caller.organization:
+        tags.append({"system": ODS_SYSTEM, "code": caller.organization})
+    meta["tag"] = tags
+    resource["meta"] = meta
+
+
+def _probing_criteria(criteria: list[Criterion]) -> list[Criterion]:
+    return [c for c in criteria if c.kind == "has"
+            or any(isinstance(p, ChainPredicate) for p in c.predicates)]
+
+
+def _probing(search: SearchRequest) -> list[Criterion]:
+    return _probing_criteria(search.query.criteria)
+
+
+def _types_in(criteria: list[Criterion]) -> set[str]:
+    out: set[str] = set()
+    for c in criteria:
+        for p in c.predicates:
+            if isinstance(p, ChainPredicate):
+                out.add(p.target_type)
+                out |= _types_in(p.query.criteria)
+            elif isinstance(p, HasPredicate):
+                out.add(p.source_type)
+                out |= _types_in(p.query.criteria)
+    return out

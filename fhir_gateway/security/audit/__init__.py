@@ -1,0 +1,9 @@
+"""The audit trail: an AuditEvent for every interaction, hash-chained per writer.
+
+- `events`: AuditEvents shaped like IHE Basic Audit Log Patterns (BALP).
+- `chain`: sealing (hash over content and the previous hash), the group-commit writer and
+  the in-transaction slots, chain heads and anchors in the store.
+- `verify`: `fhir-gateway audit verify`.
+- `interceptor`: the hook that audits every interaction, allowed or refused.
+- `reports`: the auditors' reports.
+"""

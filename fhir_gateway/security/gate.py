@@ -1,0 +1,114 @@
+"""The gate: how the HTTP edge runs a FHIR request when security is on.
+
+    handle(request)
+      ├─ a single write (create, update, delete): one store transaction holds the write
+      │  and its AuditEvent (sealed on an in-transaction slot), retried whole on a
+      │  version race; so no write is ever stored without its audit record
+      └─ anything else: the router as usual
+    then, before the response leaves: every other event of the request (reads, refusals,
+    Bundle entries, a crash) is written durably in one group commit. If that fails, the
+    request fails (503): nothing is answered without its audit record.
+
+Requests that never reach an interaction (no such endpoint, a server error) are audited
+here too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import suppress
+from typing import Any
+
+from ..errors import GatewayError
+from ..fhir.interactions import FhirContext
+from ..fhir.request import Caller, FhirRequest, FhirResponse
+from ..fhir.router import FhirRouter
+from ..store.base import VersionConflict
+from .audit.chain import AuditTrail, Slot
+from .audit.interceptor import COLLECTOR, SEEN, TX_EVENTS, AuditInterceptor
+
+WRITE_ATTEMPTS = 20
+_METHOD_SUBTYPE = {"GET": "read", "HEAD": "read", "POST": "create", "PUT": "update",
+                   "DELETE": "delete", "PATCH": "patch"}
+
+
+class SecureGate:
+    def __init__(self, router: FhirRouter, trail: AuditTrail | None,
+                 audit: AuditInterceptor | None, *,
+                 identify: Callable[[FhirRequest], Caller] | None = None) -> None:
+        self.router = router
+        self.trail = trail
+        self.audit = audit
+        #: who is asking, for the audit record of a request that never reached the router
+        self.identify = identify
+
+    def handle(self, req: FhirRequest) -> FhirResponse:
+        if self.trail is None or self.audit is None:
+            return self.router.handle(req)
+        pending: list[dict[str, Any]] = []
+        token = COLLECTOR.set(pending)
+        try:
+            if self._is_single_write(req):
+                return self._write(req)
+            return self.router.handle(req)
+        except GatewayError as exc:
+            if not req.state.get(SEEN):
+                self._identify(req)
+                pending.append(self.audit.event(
+                    req, _METHOD_SUBTYPE.get(req.method, "operation"), exc.status,
+                    description=f"{exc.status} {exc.diagnostics}"))
+            raise
+        except Exception as exc:
+            self._identify(req)
+            pending.append(self.audit.event(
+                req, _METHOD_SUBTYPE.get(req.method, "operation"), 500,
+                description=f"500 internal error ({type(exc).__name__})"))
+            raise
+        finally:
+            COLLECTOR.reset(token)
+            self.trail.record(pending)  # durable before any answer leaves
+
+    def _identify(self, req: FhirRequest) -> None:
+        if self.identify is None or getattr(req.caller, "client_id", None):
+            return
+        with suppress(GatewayError):  # an unauthenticated request is recorded as such
+            req.caller = self.identify(req)
+
+    def _is_single_write(self, req: FhirRequest) -> bool:
+        if req.method not in ("POST", "PUT", "DELETE"):
+            return False
+        try:
+            interaction = self.router.route(req)[0]
+        except GatewayError:
+            return False
+        return interaction.name in ("create", "update", "delete")
+
+    def _write(self, req: FhirRequest) -> FhirResponse:
+        repository = self.router.repository
+        for _attempt in range(WRITE_ATTEMPTS):
+            events: list[dict[str, Any]] = []
+            slot: Slot | None = None
+            req.state[TX_EVENTS] = events
+            try:
+                with repository.transaction() as session:
+                    ctx = FhirContext(repository, self.router.interceptors, session=session)
+                    response = self.router.handle(req, ctx=ctx)
+                    if events:
+                        slot = self.trail.slot()
+                        slot.append(session, events)
+            except VersionConflict:
+                if slot is not None:
+                    slot.finish(committed=False)
+                continue
+            except BaseException:
+                if slot is not None:
+                    slot.finish(committed=False)
+                raise
+            finally:
+                req.state.pop(TX_EVENTS, None)
+            if slot is not None:
+                slot.finish(committed=True)
+            return response
+        from ..errors import Conflict
+
+        raise Conflict("too many concurrent writers; nothing was written; try again")

@@ -1,0 +1,199 @@
+"""The security endpoints at the HTTP edge (mounted by `api.app.create_app`):
+
+- `POST /auth/token`: SMART Backend Services token endpoint (`auth.server`), audited;
+- `GET /auth/jwks`: the gateway's public signing keys;
+- `GET /fhir/.well-known/smart-configuration`: where those are, what is supported;
+- `GET /audit/report?kind=patient&patient=ID | kind=summary | kind=break-glass
+  [&from=DATE][&to=DATE][&_format=csv]`: the auditors' reports (auditor role), audited.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import parse_qs
+
+from fastapi import FastAPI
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from ..api.http import error_response
+from ..auth.assertion import MAX_ASSERTION_BYTES
+from ..auth.scopes import supported_scopes
+from ..auth.server import MAX_FORM_BYTES, Endpoints, TokenRequest, TokenResult
+from ..errors import BadRequest, GatewayError, PayloadTooLarge
+from ..fhir.request import Caller, FhirRequest
+from . import Security
+from .audit import reports
+from .audit.events import DCM, audit_event
+from .errors import Forbidden
+
+NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+REPORTS = ("patient", "summary", "break-glass")
+
+
+def mount(app: FastAPI, *, security: Callable[[], Security],
+          fhir_base: Callable[[Request], str]) -> None:
+    """Add the security routes to `app` (before the FHIR catch-all route)."""
+
+    async def smart_configuration(request: Request) -> Response:
+        ends = Endpoints.for_base(fhir_base(request))
+        return JSONResponse({
+            "issuer": ends.issuer,
+            "token_endpoint": ends.token_url,
+            "jwks_uri": ends.jwks_url,
+            "grant_types_supported": ["client_credentials"],
+            "token_endpoint_auth_methods_supported": ["private_key_jwt"],
+            "token_endpoint_auth_signing_alg_values_supported": ["RS384", "ES384"],
+            "scopes_supported": supported_scopes(),
+            "capabilities": ["client-confidential-asymmetric", "permission-v1",
+                             "permission-v2"],
+        })
+
+    async def jwks(request: Request) -> Response:
+        keys = await run_in_threadpool(security().keyring.jwks)
+        return JSONResponse(keys, headers={"Cache-Control": "max-age=60"})
+
+    async def token(request: Request) -> Response:
+        sec = security()
+        ends = Endpoints.for_base(fhir_base(request))
+        try:
+            form = await _form(request)
+        except GatewayError as exc:
+            return JSONResponse({"error": "invalid_request", "error_description":
+                                 exc.diagnostics}, status_code=400, headers=NO_STORE)
+        req = TokenRequest(method="POST", url=ends.token_url, issuer=ends.issuer,
+                           audience=fhir_base(request), form=form,
+                           headers={k.lower(): v for k, v in request.headers.items()})
+        result = await run_in_threadpool(_token_and_audit, sec, req, request)
+        return JSONResponse(result.body, status_code=result.status,
+                            headers={**result.headers, **NO_STORE})
+
+    async def report(request: Request) -> Response:
+        sec = security()
+        try:
+            return await run_in_threadpool(_report, sec, request, fhir_base(request))
+        except GatewayError as exc:
+            return error_response(exc)
+
+    app.add_api_route("/fhir/.well-known/smart-configuration", smart_configuration,
+                      methods=["GET"], include_in_schema=False)
+    app.add_api_route("/auth/token", token, methods=["POST"], include_in_schema=False)
+    app.add_api_route("/auth/jwks", jwks, methods=["GET"], include_in_schema=False)
+    app.add_api_route("/audit/report", report, methods=["GET"], include_in_schema=False)
+
+
+async def _form(request: Request) -> dict[str, list[str]]:
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype != "application/x-www-form-urlencoded":
+        raise BadRequest("send the token request as application/x-www-form-urlencoded")
+    size, chunks = 0, []
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_FORM_BYTES:
+            raise PayloadTooLarge(f"the token request is over {MAX_FORM_BYTES} bytes "
+                                  f"(an assertion may be at most {MAX_ASSERTION_BYTES})")
+        chunks.append(chunk)
+    try:
+        text = b"".join(chunks).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BadRequest("the token request is not UTF-8") from exc
+    return parse_qs(text, keep_blank_values=True)
+
+
+def _token_and_audit(sec: Security, req: TokenRequest, request: Request) -> TokenResult:
+    result = sec.token_endpoint.handle(req)
+    if sec.trail is not None:
+        client = result.client
+        caller = Caller(client_id=client.client_id if client else result.claimed_client,
+                        role=client.role if client else None,
+                        organization=client.organization if client else None)
+        description = (f"token issued, scope {result.scope}" if result.status == 200 else
+                       f"{result.status} {result.error}: "
+                       f"{result.body.get('error_description', '')}"
+                       + ("" if client else " (client not authenticated)"))
+        event = audit_event(
+            subtype="110122", subtype_system=DCM, action="E",
+            event_type={"system": DCM, "code": "110114", "display": "User Authentication"},
+            status=result.status, caller=caller, observer=f"fhir-gateway {sec.trail.instance}",
+            destination=req.url, request_id=getattr(request.state, "request_id", ""),
+            description=description)
+        sec.trail.record([event])
+    return result
+
+
+def _report(sec: Security, request: Request, base: str) -> Response:
+    params = request.query_params
+    freq = FhirRequest(method="GET", path="$audit-report", params=list(params.multi_items()),
+                       headers={k.lower(): v for k, v in request.headers.items()},
+                       base_url=base, request_id=getattr(request.state, "request_id", ""))
+    status, rows = 500, None
+    try:
+        if sec.access is None:
+            raise Forbidden("the audit reports need authentication, which is off")
+        freq.caller = sec.access.authenticate(freq)
+        if freq.caller.role != "auditor":
+            raise Forbidden(f"the {freq.caller.role} role may not read the audit reports")
+        rows = _rows(sec, params)
+        status = 200
+    except GatewayError as exc:
+        status = exc.status
+        raise
+    finally:
+        if sec.audit is not None:
+            sec.trail.record([sec.audit.event(freq, "operation", status)])
+    wants_csv = params.get("_format") == "csv" or "text/csv" in request.headers.get("accept", "")
+    if wants_csv:
+        return Response(reports.to_csv(rows), media_type="text/csv; charset=utf-8",
+                        headers=NO_STORE)
+    return JSONResponse({"report": params.get("kind"), "rows": rows}, headers=NO_STORE)
+
+
+def _rows(sec: Security, params: Any) -> list[dict[str, Any]]:
+    kind = params.get("kind")
+    start, end = params.get("from"), params.get("to")
+    if kind not in REPORTS:
+        raise BadRequest(f"kind must be one of {', '.join(REPORTS)}", expression="kind")
+    if kind == "patient":
+        patient = params.get("patient")
+        if not patient:
+            raise BadRequest("kind=patient needs patient=<Patient id>", expression="patient")
+        return reports.patient_access(sec.repository, patient, start=start, end=end)
+    if kind == "break-glass":
+        return reports.break_glass(sec.repository, start=start, end=end)
+    return reports.access_summary(sec.repository, start=start, end=end)
+
+
+def authorize_ingest(sec: Security, request: Request, partner: str, base: str) -> Caller:
+    """For `POST /ingest/{partner}` (INTERFACE.md): the feed client allowed to load this
+    partner's file, or a GatewayError (401 no or bad token, 403 another partner's feed or
+    another role). With auth off, an anonymous caller."""
+    if sec.access is None:
+        return Caller()
+    freq = FhirRequest(method="POST", path=f"$ingest/{partner}",
+                       headers={k.lower(): v for k, v in request.headers.items()},
+                       base_url=base, request_id=getattr(request.state, "request_id", ""))
+    caller = sec.access.authenticate(freq)
+    if caller.role != "feed" or getattr(caller, "partner", None) != partner:
+        raise Forbidden(f"only the {partner} feed may load {partner} files")
+    if not caller.memo["scopes"].allows("*", "c"):
+        raise Forbidden("loading a partner file needs system/*.c (create) scope")
+    return caller
+
+
+def record_ingest(sec: Security, request: Request, caller: Caller, partner: str, base: str,
+                  status: int, summary: dict[str, Any] | None) -> None:
+    """The AuditEvent of an ingest over HTTP, allowed or refused: written durably before
+    the answer is sent. `summary` is the ingest summary (read, created, ... held)."""
+    if sec.trail is None:
+        return
+    counts = ", ".join(f"{k} {v}" for k, v in (summary or {}).items()
+                       if isinstance(v, int | str))
+    event = audit_event(
+        subtype="create", action="C", status=status, caller=caller,
+        observer=f"fhir-gateway {sec.trail.instance}", destination=base,
+        request_id=getattr(request.state, "request_id", ""),
+        query=f"POST /ingest/{partner}",
+        description=f"ingest of a {partner} file: {counts or status}")
+    sec.trail.record([event])

@@ -1,0 +1,95 @@
+"""The ways partner data arrives: `fhir-gateway ingest`, `POST /ingest/{partner}`, MLLP."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import hl7
+from fastapi.testclient import TestClient
+
+from fhir_gateway.fhir.repository import Repository
+from fhir_gateway.ingest import map_file
+from fhir_gateway.mllp import END, START, loader_processor, serve
+from fhir_gateway.pipeline.service import IngestService
+from fhir_gateway.store.base import StoreEngine
+from fhir_gateway.store.query import IndexQuery
+
+FEEDS = Path(__file__).resolve().parents[1] / "fixtures" / "feeds"
+CLI = str(Path(sys.executable).with_name("fhir-gateway"))
+
+
+def test_cli_ingest_json_summary_and_exit_codes(tmp_path: Path) -> None:
+    store = f"sqlite:///{tmp_path / 'cli.sqlite3'}"
+    run = subprocess.run([CLI, "--store", store, "ingest", "--partner", "gp", "--json",
+                          str(FEEDS / "gp" / "palliative_register.csv")],
+                         capture_output=True, text=True, timeout=300, check=False)
+    assert run.returncode == 0, run.stderr  # 0 even though two rows were rejected
+    summary = json.loads(run.stdout)
+    assert {"read", "created", "updated", "unchanged", "rejected", "held"} <= set(summary)
+    rows = (FEEDS / "gp" / "palliative_register.csv").read_text().strip().count("\n")
+    assert summary["rejected"] == 2 and summary["read"] == rows  # every row but the header
+    again = json.loads(subprocess.run(
+        [CLI, "--store", store, "ingest", "--partner", "gp", "--json",
+         str(FEEDS / "gp" / "palliative_register.csv")],
+        capture_output=True, text=True, timeout=300, check=False).stdout)
+    assert (again["created"], again["updated"]) == (0, 0)
+    missing = subprocess.run([CLI, "--store", store, "ingest", "--partner", "gp", "--json",
+                              str(tmp_path / "nope.csv")],
+                             capture_output=True, text=True, timeout=120, check=False)
+    assert missing.returncode == 1 and "nothing could be read" in missing.stderr
+    unknown = subprocess.run([CLI, "--store", store, "ingest", "--partner", "pharmacy",
+                              str(FEEDS / "gp" / "palliative_register.csv")],
+                             capture_output=True, text=True, timeout=120, check=False)
+    assert unknown.returncode == 1 and len(unknown.stderr.strip().splitlines()) == 1
+
+
+def test_http_ingest_answers_the_summary(client: TestClient) -> None:
+    data = (FEEDS / "hospice" / "clients.jsonl").read_bytes()
+    r = client.post("/ingest/hospice?filename=clients.jsonl", content=data,
+                    headers={"Content-Type": "application/x-ndjson"})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["created"] > 0 and body["rejected"] == 1
+    assert "hospice" in body["rejections"][0]["reason"]
+    assert client.post("/ingest/pharmacy", content=data).status_code == 404
+    assert client.post("/ingest/hospice", content=b"",
+                       headers={"Content-Type": "application/x-ndjson"}).status_code == 400
+    bad_type = client.post("/ingest/hospice", content=data,
+                           headers={"Content-Type": "image/png"})
+    assert bad_type.status_code == 415
+    assert bad_type.json()["resourceType"] == "OperationOutcome"
+    held = client.get("/review/held")
+    assert held.status_code == 200 and isinstance(held.json(), list)
+
+
+def test_mllp_acknowledges_after_storing(engine: StoreEngine) -> None:
+    service = IngestService(Repository(engine))
+    process = loader_processor(service.loader, "acute", map_file)
+    messages = (FEEDS / "acute" / "adt.hl7").read_bytes().split(b"MSH|")[1:3]
+    good = [b"MSH|" + m for m in messages]
+    truncated = b"MSH|^~\\&|PAS|RXA|SCR|GATEWAY|202506172006||ADT^A01^ADT_A01|BADX|P|2.4\r"
+
+    async def exchange() -> list[bytes]:
+        ready: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        server = asyncio.create_task(serve("127.0.0.1", 0, process,
+                                           ready=ready.set_result))
+        port = await asyncio.wait_for(ready, 10)
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        acks = []
+        for frame in [*good, truncated]:
+            writer.write(START + frame + END)
+            await writer.drain()
+            acks.append(await asyncio.wait_for(reader.readuntil(END), 30))
+        writer.close()
+        server.cancel()
+        return acks
+
+    acks = asyncio.run(exchange())
+    codes = [str(hl7.parse(a[1:-2].decode()).segment("MSA")[1]) for a in acks]
+    assert codes[:2] == ["AA", "AA"] and codes[2] in ("AE", "AR")
+    assert "PID" in acks[2].decode()  # the reason names the missing segment
+    assert service.loader.repo.find(IndexQuery(rtype="Encounter")).rows  # stored before AA
