@@ -18,7 +18,14 @@ $(VENV)/.installed: $(BIN)/python $(SOURCES)
 	$(BIN)/pip install --quiet ".[test]"
 	touch $@
 
+DEMO_PEOPLE ?= 200
+
+# First start: load a synthetic partnership (all five partners' feeds) into the store.
 run: $(VENV)/.installed
+	@if [ -z "$$FHIR_GATEWAY_STORE" ] && [ ! -f var/gateway.sqlite3 ]; then \
+		echo "first start: loading a synthetic partnership of $(DEMO_PEOPLE) people"; \
+		$(BIN)/fhir-gateway demo --people $(DEMO_PEOPLE) || exit 1; \
+	fi
 	$(BIN)/fhir-gateway serve --host $(HOST) --port $(PORT)
 
 test: $(VENV)/.installed
