@@ -1,0 +1,522 @@
+"""The current facts of one person's record, per section of the emergency summary.
+
+Where they come from: one bounded read of the Patient's compartment (R4
+CompartmentDefinition/patient; the audit trail keeps AuditEvents out of it), then the
+Provenance of each resource used (those that also target the Patient are in the
+compartment already; for the others, one bounded search on `target` per resource). Each
+resource passes `visible` (the interceptors' `can_see`) before it is used: what this
+caller may not see is neither shown nor allowed to shape what is shown.
+
+What "current" means (the rules a crew relies on):
+- Source: the partner named (ODS code) by the Provenance of the resource's current
+  version (a Provenance naming the resource without a version also counts), else by the
+  partner tags a feed's REST write carries; else "source not recorded" (all such facts
+  count as one source).
+- CPR decision: an Observation coded 304251008 valued 450476008 / 450475007 (date:
+  `effectiveDateTime`); an active Flag coded 450476008 / 450475007 (the NHS England end
+  of life model; date: `period.start`); an active advance-directive Consent (scope `adr`)
+  of category `dnr`, i.e. not for CPR (date: `dateTime`). Per source only the newest
+  decision counts (by date, then by when it was stored): older ones are superseded and
+  not shown.
+- Review date: `Flag.period.end`, `Consent.provision.period.end`, or on an Observation the
+  review-date extension (`terms.REVIEW_DATE_EXTENSION`). A decision whose review date is
+  before today (Europe/London) has expired: it is shown as expired, never as current, and
+  its source has no current decision.
+- Conflict: the sources' current decisions differ. All are shown, newest first, with
+  dates and sources; none is chosen.
+- Preferred place of care / of death, place of death, ReSPECT and other end of life care
+  plans, ADRT / LPA, end of life alerts: the newest per source and kind. Plans count when
+  active or on hold and not replaced (`replaces`) by another; a plan whose period has
+  ended is shown as expired.
+- Contacts: every active RelatedPerson; care team: active CareTeams and the registered GP.
+- Records marked entered-in-error or cancelled are never facts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import date
+from functools import lru_cache
+from typing import Any
+
+from ..fhir.interactions import FhirContext, visible
+from ..fhir.request import FhirRequest
+from ..search.values import date_range
+from ..security.consent import PARTNER_TAG_SYSTEM
+from ..store.query import Criterion, IndexQuery, ReferencePredicate, SortKey
+from . import terms as t
+
+#: The compartment is read in one query of at most this many resources; a record that
+#: holds more is summarised from the first ones and the summary says it may be incomplete.
+MAX_COMPARTMENT = 5000
+#: Provenance read per resource (newest first: one per version the partners wrote).
+MAX_PROVENANCE = 50
+#: Types the summary reads; everything else in the compartment is skipped unparsed.
+USED_TYPES = frozenset({"Observation", "CarePlan", "RelatedPerson", "Consent", "Flag",
+                        "CareTeam", "DetectedIssue", "Provenance"})
+ACTIVE_PLAN = frozenset({"active", "on-hold"})
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """Who said it: the partner of a Provenance (or of a feed's tags), and when received."""
+
+    ods: str | None = None
+    name: str | None = None
+    recorded: str | None = None  # when the gateway received it
+    record: str | None = None  # the partner's source record, in words
+    provenance: dict[str, Any] | None = None
+
+    @property
+    def key(self) -> str:
+        return self.ods or self.name or ""
+
+    @property
+    def known(self) -> bool:
+        return bool(self.key)
+
+
+NO_SOURCE = Source()
+#: what the Patient itself says (GP practice, death) was merged from several partners'
+#: records: no single Provenance speaks for one element of it
+MERGED = "the person's details as merged from partners' records"
+
+
+@dataclass(frozen=True, slots=True)
+class Fact:
+    """One current fact: the resource that holds it, in words, with its source and date."""
+
+    kind: str  # cpr | plan | place | death-place | legal | contact | team | alert | issue
+    resource: dict[str, Any]
+    text: str
+    date: str | None = None
+    code: str | None = None  # machine value (the CPR decision, a place code, ...)
+    group: str = ""  # facts of one source are compared within a group (kind of place...)
+    details: tuple[str, ...] = ()
+    review: str | None = None
+    expired: bool = False
+    source: Source = NO_SOURCE
+
+    @property
+    def ref(self) -> str:
+        return f"{self.resource['resourceType']}/{self.resource['id']}"
+
+    @property
+    def newness(self) -> tuple[str, str]:
+        return _sortable(self.date), str((self.resource.get("meta") or {})
+                                         .get("lastUpdated") or "")
+
+
+@dataclass(slots=True)
+class Facts:
+    patient: dict[str, Any]
+    today: date
+    patient_source: Source = NO_SOURCE
+    cpr: list[Fact] = field(default_factory=list)  # current decisions, newest first
+    cpr_expired: list[Fact] = field(default_factory=list)
+    plans: list[Fact] = field(default_factory=list)  # ReSPECT first, then other plans
+    places: list[Fact] = field(default_factory=list)  # preferred places, newest first
+    death_places: list[Fact] = field(default_factory=list)
+    legal: list[Fact] = field(default_factory=list)
+    contacts: list[Fact] = field(default_factory=list)
+    team: list[Fact] = field(default_factory=list)
+    alerts: list[Fact] = field(default_factory=list)
+    last_fed: str | None = None
+    truncated: bool = False
+    #: "Type/id" -> the stored JSON text of each resource read (sent as is, not re-encoded)
+    bodies: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def conflict(self) -> bool:
+        return len({f.code for f in self.cpr}) > 1
+
+    @property
+    def deceased(self) -> str | None:
+        """The date (or "yes") of death the record holds, else None."""
+        when = self.patient.get("deceasedDateTime")
+        if when:
+            return str(when)
+        return "yes" if self.patient.get("deceasedBoolean") is True else None
+
+    @property
+    def has_plan(self) -> bool:
+        """Whether any emergency care plan is recorded (CPR, ReSPECT, ADRT, LPA)."""
+        return bool(self.cpr or self.cpr_expired or self.plans or self.legal)
+
+    def cited(self) -> list[Fact]:
+        seen: set[str] = set()
+        out = []
+        for f in (*self.death_places, *self.cpr, *self.cpr_expired, *self.plans,
+                  *self.places, *self.legal, *self.contacts, *self.team, *self.alerts):
+            if f.ref not in seen:
+                seen.add(f.ref)
+                out.append(f)
+        return out
+
+
+# -- gathering --------------------------------------------------------------------------
+
+
+def gather(ctx: FhirContext, req: FhirRequest, patient: dict[str, Any], *,
+           today: date) -> Facts:
+    """The facts of `patient` (already read and visible) that this caller may see."""
+    pid = patient["id"]
+    found = ctx.repository.find(IndexQuery(rtype=None, compartment=pid,
+                                           limit=MAX_COMPARTMENT + 1), session=ctx.session)
+    rows = found.rows[:MAX_COMPARTMENT]
+    resources: list[dict[str, Any]] = []
+    bodies: dict[str, str] = {}
+    for row in rows:
+        if row.rtype in USED_TYPES:
+            resource = visible(ctx, req, row)
+            if resource is not None and row.body is not None:
+                resources.append(resource)
+                bodies[f"{row.rtype}/{row.rid}"] = row.body
+    provenances = [r for r in resources if r["resourceType"] == "Provenance"]
+    candidates = [f for r in resources for f in _facts_of(r)]
+    candidates += _patient_facts(patient)
+    sources = _sources(ctx, req, [patient, *(f.resource for f in candidates)], provenances,
+                       bodies)
+    merged = Source(name=MERGED, recorded=(patient.get("meta") or {}).get("lastUpdated"))
+    candidates = [dataclasses.replace(f, source=merged if f.resource is patient
+                                      else sources.get(f.ref, NO_SOURCE))
+                  for f in candidates]
+    facts = _select(patient, candidates, today)
+    facts.patient_source = sources.get(f"Patient/{pid}", NO_SOURCE)
+    facts.truncated = len(found.rows) > MAX_COMPARTMENT
+    times = [str((r.get("meta") or {}).get("lastUpdated") or "") for r in (patient, *resources)]
+    times += [str(p.get("recorded") or "") for p in provenances]
+    times += [s.recorded or "" for s in sources.values()]
+    facts.last_fed = max((x for x in times if x), key=_sortable, default=None)
+    facts.bodies = bodies
+    return facts
+
+
+def _select(patient: dict[str, Any], candidates: list[Fact], today: date) -> Facts:
+    by_kind: dict[str, list[Fact]] = {}
+    for f in candidates:
+        f = dataclasses.replace(f, expired=_expired(f.review, today))
+        by_kind.setdefault(f.kind, []).append(f)
+    decisions = newest_per_source(by_kind.get("cpr", []))
+    replaced = {ref for f in by_kind.get("plan", []) for ref in _replaces(f.resource)}
+    plans = [f for f in by_kind.get("plan", []) if f.ref not in replaced]
+    return Facts(
+        patient=patient, today=today,
+        cpr=[f for f in decisions if not f.expired],
+        cpr_expired=[f for f in decisions if f.expired],
+        plans=sorted(newest_per_source(plans), key=lambda f: f.group),  # stable: newest first
+        places=newest_per_source(by_kind.get("place", [])),
+        death_places=newest_per_source(by_kind.get("death-place", [])),
+        legal=newest_per_source(by_kind.get("legal", [])) + by_kind.get("lpa-holder", []),
+        contacts=by_kind.get("contact", []),
+        team=by_kind.get("team", []),
+        alerts=by_kind.get("issue", []) + newest_per_source(by_kind.get("alert", [])),
+    )
+
+
+def newest_per_source(facts: Iterable[Fact]) -> list[Fact]:
+    """Per (source, group), the newest fact; all of them newest first."""
+    best: dict[tuple[str, str], Fact] = {}
+    for f in facts:
+        key = (f.source.key, f.group)
+        if key not in best or f.newness > best[key].newness:
+            best[key] = f
+    return sorted(best.values(), key=lambda f: f.newness, reverse=True)
+
+
+def _expired(review: str | None, today: date) -> bool:
+    return bool(review) and str(review)[:10] < today.isoformat()
+
+
+@lru_cache(maxsize=8192)
+def _sortable(value: str | None) -> str:
+    """A date or dateTime as a UTC instant text that sorts; "" when absent or invalid."""
+    if not value:
+        return ""
+    try:
+        return date_range(str(value))[0]
+    except (ValueError, TypeError):
+        return ""
+
+
+def _replaces(resource: dict[str, Any]) -> list[str]:
+    out = []
+    for ref in resource.get("replaces") or []:
+        text = ref.get("reference") if isinstance(ref, dict) else None
+        if isinstance(text, str) and "/" in text:
+            out.append("/".join(text.split("/_history/")[0].split("/")[-2:]))
+    return out
+
+
+# -- sources (Provenance) ---------------------------------------------------------------
+
+
+def _sources(ctx: FhirContext, req: FhirRequest, resources: list[dict[str, Any]],
+             known: list[dict[str, Any]], bodies: dict[str, str]) -> dict[str, Source]:
+    """Per "Type/id", the source of its current version (Provenance read are added to
+    `bodies`)."""
+    by_target: dict[str, list[dict[str, Any]]] = {}
+    seen: set[str] = set()
+
+    def index(prov: dict[str, Any]) -> None:
+        seen.add(prov["id"])
+        for target in prov.get("target") or []:
+            ref = target.get("reference") if isinstance(target, dict) else None
+            if isinstance(ref, str):
+                by_target.setdefault(_local(ref, req.base_url), []).append(prov)
+
+    for prov in known:
+        index(prov)
+    unique = list({_plain(r): r for r in resources}.values())
+    # One search per resource still without a source: each drives from the `target`
+    # index (several targets OR-ed in one criterion make SQLite scan every Provenance).
+    for r in unique:
+        if _versioned(r) in by_target:
+            continue
+        query = IndexQuery(rtype="Provenance", criteria=[Criterion("target", "reference", [
+            ReferencePredicate(r["resourceType"], r["id"])])],
+            sort=[SortKey("recorded", "date", descending=True)], limit=MAX_PROVENANCE)
+        for row in ctx.repository.find(query, session=ctx.session).rows:
+            if row.rid not in seen:
+                prov = visible(ctx, req, row)
+                if prov is not None and row.body is not None:
+                    bodies[f"Provenance/{row.rid}"] = row.body
+                    index(prov)
+    out = {}
+    for r in unique:
+        provs = by_target.get(_versioned(r)) or by_target.get(_plain(r)) or []
+        if provs:
+            out[_plain(r)] = source_of(max(provs, key=lambda p: _sortable(p.get("recorded"))))
+        else:
+            out[_plain(r)] = _tagged_source(r)
+    return out
+
+
+def source_of(prov: dict[str, Any]) -> Source:
+    """The partner a Provenance names: an agent's `who` or `onBehalfOf` with an ODS code."""
+    ods = name = None
+    for agent in prov.get("agent") or []:
+        for who in (agent.get("who"), agent.get("onBehalfOf")):
+            if not isinstance(who, dict):
+                continue
+            ident = who.get("identifier") or {}
+            if ident.get("system") == t.ODS_SYSTEM and ident.get("value"):
+                ods, name = str(ident["value"]), who.get("display") or name
+                break
+            name = name or who.get("display")
+        if ods:
+            break
+    record = None
+    for entity in prov.get("entity") or []:
+        what = entity.get("what") or {}
+        if entity.get("role") == "source" and isinstance(what, dict):
+            record = what.get("display") or (what.get("identifier") or {}).get("value")
+    return Source(ods=ods, name=name, recorded=prov.get("recorded"), record=record,
+                  provenance=prov)
+
+
+def _tagged_source(resource: dict[str, Any]) -> Source:
+    tags = (resource.get("meta") or {}).get("tag") or []
+    ods = next((g.get("code") for g in tags if g.get("system") == t.ODS_SYSTEM), None)
+    partner = next((g.get("code") for g in tags if g.get("system") == PARTNER_TAG_SYSTEM),
+                   None)
+    if not (ods or partner):
+        return NO_SOURCE
+    return Source(ods=ods, name=partner,
+                  recorded=(resource.get("meta") or {}).get("lastUpdated"))
+
+
+def _plain(resource: dict[str, Any]) -> str:
+    return f"{resource['resourceType']}/{resource['id']}"
+
+
+def _versioned(resource: dict[str, Any]) -> str:
+    return f"{_plain(resource)}/_history/{(resource.get('meta') or {}).get('versionId')}"
+
+
+def _local(ref: str, base_url: str) -> str:
+    if base_url and ref.startswith(base_url + "/"):
+        return ref[len(base_url) + 1:]
+    return ref
+
+
+# -- what each resource says ------------------------------------------------------------
+
+
+def _facts_of(r: dict[str, Any]) -> list[Fact]:
+    if r.get("status") in t.NOT_A_FACT:
+        return []
+    reader = _READERS.get(r["resourceType"])
+    return reader(r) if reader else []
+
+
+def _observation(r: dict[str, Any]) -> list[Fact]:
+    code, value, when = r.get("code"), r.get("valueCodeableConcept"), r.get("effectiveDateTime")
+    if t.has_code(code, t.SCT, {t.CPR_CODE}):
+        decision = t.CPR_DECISIONS.get(t.has_code(value, t.SCT, t.CPR_DECISIONS) or "")
+        if decision is None:
+            return []
+        details = [f"Decided by {p['display']}" for p in r.get("performer") or []
+                   if isinstance(p, dict) and p.get("display")]
+        details += [f"Recorded on: {d['display']}" for d in r.get("derivedFrom") or []
+                    if isinstance(d, dict) and d.get("display")]
+        if r.get("status") not in (None, "final", "amended", "corrected"):
+            details.append(f"Status: {r['status']}")
+        return [Fact("cpr", r, t.CPR_WORDS[decision], when, decision,
+                     details=tuple(details), review=_review_extension(r))]
+    kind = t.PLACE_KINDS.get(t.has_code(code, t.EOL_OBSERVATION, t.PLACE_KINDS) or "")
+    if kind is not None:
+        what = "Preferred place of care" if kind == "care" else "Preferred place of death"
+        return [Fact("place", r, f"{what}: {t.words_for(value)}", when,
+                     _first_code(value), group=kind)]
+    if t.has_code(code, t.EOL_OBSERVATION, {t.PLACE_OF_DEATH}):
+        return [Fact("death-place", r, f"Place of death: {t.words_for(value)}", when,
+                     _first_code(value))]
+    finding = t.has_code(code, t.SCT, t.PPD_FINDINGS)
+    if finding:
+        return [Fact("place", r, t.words_for(code), when, finding, group="death")]
+    legal = t.has_code(code, t.SCT, t.ADRT_CODES | t.LPA_CODES)
+    if legal:
+        return [Fact("legal", r, t.words_for(code), when, legal, group=legal)]
+    alert = t.has_code(code, t.SCT, t.ALERT_CODES)
+    if alert:
+        text = t.words_for(code) + (f": {t.words_for(value)}" if value else "")
+        return [Fact("alert", r, text, when, alert, group=alert)]
+    return []
+
+
+def _careplan(r: dict[str, Any]) -> list[Fact]:
+    if r.get("status") not in ACTIVE_PLAN:
+        return []
+    categories = r.get("category") or []
+    rank = next((i for i, code in enumerate((*t.RESPECT_PLANS, *t.OTHER_PLANS))
+                 if any(t.has_code(c, t.SCT, {code}) for c in categories)), None)
+    if rank is None:
+        return []
+    respect = rank < len(t.RESPECT_PLANS)
+    label = next((c.get("text") for c in categories if isinstance(c, dict) and c.get("text")),
+                 None) or t.words_for(categories[0] if categories else None)
+    text = f"{label}: {r['title']}" if r.get("title") and r.get("title") != label else label
+    details = []
+    if r.get("description"):
+        details.append(("Recommendations: " if respect else "") + str(r["description"]))
+    details += [str(n["text"]) for n in r.get("note") or [] if isinstance(n, dict)
+                and n.get("text")]
+    author = r.get("author") if isinstance(r.get("author"), dict) else {}
+    if author.get("display"):
+        details.append(f"Signed by {author['display']}")
+    period = r.get("period") or {}
+    return [Fact("plan", r, text, r.get("created") or period.get("start"),
+                 group=f"{rank}", details=tuple(details), review=period.get("end"))]
+
+
+def _related_person(r: dict[str, Any]) -> list[Fact]:
+    if r.get("active") is False:
+        return []
+    names = [n for n in r.get("name") or [] if isinstance(n, dict)]
+    name = _name(names[0]) if names else "Name not recorded"
+    relations, lpa = [], False
+    for rel in r.get("relationship") or []:
+        if t.has_code(rel, t.ROLE_CODE, {"HPOWATT"}):
+            lpa = True
+        elif not t.has_code(rel, t.CONTACT_ROLE, {"C"}):
+            relations.append(t.words_for(rel, ""))
+    phones = [str(c["value"]) for c in r.get("telecom") or []
+              if isinstance(c, dict) and c.get("value")]
+    details = [", ".join(x for x in relations if x)] if any(relations) else []
+    details += [f"Phone {p}" for p in phones] or ["No phone number recorded"]
+    if lpa:
+        details.append("Holds Lasting Power of Attorney for health and welfare")
+    out = [Fact("contact", r, name, code="lpa" if lpa else None, details=tuple(details))]
+    if lpa:
+        out.append(Fact("lpa-holder", r, f"Lasting Power of Attorney (health and welfare): "
+                                         f"{name}", details=tuple(details[:-1])))
+    return out
+
+
+def _consent(r: dict[str, Any]) -> list[Fact]:
+    if r.get("status") != "active" or not t.has_code(r.get("scope"), t.CONSENT_SCOPE, {"adr"}):
+        return []
+    categories = r.get("category") or []
+    review = ((r.get("provision") or {}).get("period") or {}).get("end")
+    where = (r.get("sourceAttachment") or {}).get("title")
+    details = (f"Where it is kept: {where}",) if where else ()
+    if any(t.has_code(c, t.CONSENT_CATEGORY, {"dnr"}) for c in categories):
+        return [Fact("cpr", r, t.CPR_WORDS["not-attempt"], r.get("dateTime"), "not-attempt",
+                     details=("Recorded as a DNACPR directive", *details), review=review)]
+    label = t.words_for(categories[0] if categories else None, "Advance directive")
+    code = next((c.get("code") for cat in categories for c in t.codings(cat)), label)
+    return [Fact("legal", r, label, r.get("dateTime"), code, group=str(code),
+                 details=details, review=review)]
+
+
+def _flag(r: dict[str, Any]) -> list[Fact]:
+    if r.get("status") != "active":
+        return []
+    period = r.get("period") or {}
+    decision = t.CPR_DECISIONS.get(t.has_code(r.get("code"), t.SCT, t.CPR_DECISIONS) or "")
+    if decision:
+        return [Fact("cpr", r, t.CPR_WORDS[decision], period.get("start"), decision,
+                     details=("Recorded as an alert flag",), review=period.get("end"))]
+    return [Fact("alert", r, t.words_for(r.get("code"), "Alert"), period.get("start"),
+                 group=f"flag/{r['id']}", review=period.get("end"))]
+
+
+def _care_team(r: dict[str, Any]) -> list[Fact]:
+    if r.get("status") not in (None, "active"):
+        return []
+    details = []
+    for p in r.get("participant") or []:
+        member = (p.get("member") or {}).get("display") if isinstance(p, dict) else None
+        roles = ", ".join(t.words_for(x, "") for x in p.get("role") or []) if member else ""
+        if member:
+            details.append(f"{member}" + (f" ({roles})" if roles else ""))
+    phones = [f"{c.get('use', '')} {c['value']}".strip() for c in r.get("telecom") or []
+              if isinstance(c, dict) and c.get("value")]
+    details += [f"Phone {p}" for p in phones]
+    return [Fact("team", r, str(r.get("name") or "Care team"), code="phone" if phones else None,
+                 details=tuple(details))]
+
+
+def _detected_issue(r: dict[str, Any]) -> list[Fact]:
+    return [Fact("issue", r, f"Recorded issue: {r.get('detail') or t.words_for(r.get('code'))}",
+                 r.get("identifiedDateTime"))]
+
+
+def _patient_facts(patient: dict[str, Any]) -> list[Fact]:
+    out = []
+    for gp in patient.get("generalPractitioner") or []:
+        if not isinstance(gp, dict):
+            continue
+        ods = (gp.get("identifier") or {}).get("value")
+        label = gp.get("display") or (f"GP practice {ods}" if ods else None)
+        if label:
+            out.append(Fact("team", patient, f"Registered GP practice: {label}"))
+    return out
+
+
+_READERS: dict[str, Callable[[dict[str, Any]], list[Fact]]] = {
+    "Observation": _observation, "CarePlan": _careplan, "RelatedPerson": _related_person,
+    "Consent": _consent, "Flag": _flag, "CareTeam": _care_team,
+    "DetectedIssue": _detected_issue,
+}
+
+
+def _review_extension(r: dict[str, Any]) -> str | None:
+    for ext in r.get("extension") or []:
+        if isinstance(ext, dict) and ext.get("url") == t.REVIEW_DATE_EXTENSION:
+            return ext.get("valueDate") or ext.get("valueDateTime")
+    return None
+
+
+def _first_code(concept: Any) -> str | None:
+    return next((str(c["code"]) for c in t.codings(concept) if c.get("code")), None)
+
+
+def _name(name: dict[str, Any]) -> str:
+    if name.get("text"):
+        return str(name["text"])
+    parts = [*(name.get("prefix") or []), *(name.get("given") or []), name.get("family")]
+    return " ".join(str(p) for p in parts if p) or "Name not recorded"

@@ -1,0 +1,180 @@
+"""`$emergency-summary` (INTERFACE.md): the entry the router calls. No HTTP framework here.
+
+    GET Patient/$emergency-summary?identifier=https://fhir.nhs.uk/Id/nhs-number|NNNNNNNNNN
+    GET Patient/{id}/$emergency-summary
+
+`Accept: text/html` (preferred over FHIR JSON) gives the printable page; anything else the
+FHIR `document` Bundle. Both come from the same facts and sentences.
+
+The person: by NHS number (ten digits, spaces allowed, Modulus 11 checked: 400 naming the
+problem) or by id; 404 when unknown and, in the same words, when this caller may not see
+them (consent): "not there" and "not for you" look alike. A Patient merged into another
+(`link` replaced-by) is summarised as the record it was merged into. Every resource read
+goes through `visible` (the interceptors' `can_see`), so role, consent and break-glass
+apply resource by resource, and the audit interceptor sees whose record was shown.
+
+A page request that fails (400, 404, 409) gets a page saying why, with the same status;
+a JSON request gets the OperationOutcome.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+from ..errors import BadRequest, Conflict, GatewayError, NotFound
+from ..fhir.interactions import FhirContext, require_id, visible
+from ..fhir.request import FhirRequest, FhirResponse
+from ..search.values import now_instant
+from ..store.base import StoredVersion
+from ..store.query import Criterion, IndexQuery, TokenPredicate
+from ..validation import is_valid_nhs_number
+from . import document, html
+from . import terms as t
+from .facts import gather
+from .words import LONDON, sections
+
+#: matches read for one NHS number (more than one is refused, never guessed between)
+MAX_MATCHES = 5
+_PASSIVE = frozenset({"_format", "_pretty"})
+_HTML = ("text/html", "application/xhtml+xml")
+_JSON = ("application/fhir+json", "application/json", "application/json+fhir")
+
+
+def emergency_summary(ctx: FhirContext, req: FhirRequest, rtype: str, rid: str | None = None,
+                      *, today: date | None = None, now: str | None = None) -> FhirResponse:
+    """The summary of one Patient. `today` (Europe/London) decides which review dates
+    have passed; `now` stamps the document; both default to the clock."""
+    page = prefers_html(req.header("accept"))
+    try:
+        if rtype != "Patient":
+            raise NotFound(f"$emergency-summary is an operation on Patient, not {rtype}")
+        if ctx.session is not None:
+            return _summary(ctx, req, rid, page, today, now)
+        # One read transaction: the person, their facts and the Provenance of each come
+        # from one snapshot of the store, whatever partners write meanwhile.
+        with ctx.repository.engine.session(write=False) as session:
+            return _summary(FhirContext(ctx.repository, ctx.interceptors, session=session),
+                            req, rid, page, today, now)
+    except GatewayError as exc:
+        if not page:
+            raise
+        return FhirResponse(exc.status, raw=html.error_page(exc.status, exc.diagnostics),
+                            headers={**exc.headers, **html.HEADERS}, media_type=html.MEDIA_TYPE)
+
+
+def _summary(ctx: FhirContext, req: FhirRequest, rid: str | None, page: bool,
+             today: date | None, now: str | None) -> FhirResponse:
+    patient, body = find_patient(ctx, req, rid)
+    generated = now or now_instant()
+    facts = gather(ctx, req, patient, today=today or datetime.now(LONDON).date())
+    facts.bodies.setdefault(f"Patient/{patient['id']}", body)
+    said = sections(facts, generated=generated)
+    if page:
+        return FhirResponse(200, raw=html.page(said, patient), headers=dict(html.HEADERS),
+                            media_type=html.MEDIA_TYPE)
+    return FhirResponse(200, raw=document.bundle(facts, said, base_url=req.base_url,
+                                                 generated=generated),
+                        headers={"Cache-Control": "no-store"})
+
+
+def prefers_html(accept: str | None) -> bool:
+    """Whether `Accept` ranks an HTML type above every FHIR JSON type (RFC 9110 12.5.1;
+    `*/*` counts for JSON, the FHIR default)."""
+    if not accept:
+        return False
+    best = {"html": 0.0, "json": 0.0}
+    for part in accept.split(","):
+        kind, *params = [p.strip() for p in part.split(";")]
+        q = 1.0
+        for p in params:
+            name, _, value = p.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    q = float(value)
+                except ValueError:
+                    q = 0.0
+        kind = kind.lower()
+        if kind in _HTML:
+            best["html"] = max(best["html"], q)
+        elif kind in _JSON or kind in ("*/*", "application/*"):
+            best["json"] = max(best["json"], q)
+    return best["html"] > 0 and best["html"] > best["json"]
+
+
+def find_patient(ctx: FhirContext, req: FhirRequest,
+                 rid: str | None) -> tuple[dict[str, Any], str]:
+    """The Patient asked for (by id, or by the `identifier` NHS number) and its stored
+    text; 404 when unknown or not visible to this caller, in the same words."""
+    if rid is not None:
+        _no_params(req, set())
+        stored = ctx.repository.read("Patient", require_id(rid), session=ctx.session)
+        patient = visible(ctx, req, stored)
+        if patient is None:
+            raise NotFound(f"Patient/{rid} is not known", expression="Patient")
+        found = [(patient, stored)]
+    else:
+        nhs = nhs_number(req)
+        query = IndexQuery(rtype="Patient", criteria=[Criterion(
+            "identifier", "token", [TokenPredicate(t.NHS_NUMBER_SYSTEM, nhs)])],
+            limit=MAX_MATCHES)
+        found = [(p, row) for row in ctx.repository.find(query, session=ctx.session).rows
+                 if (p := visible(ctx, req, row)) is not None]
+        if not found:
+            raise NotFound(f"no record is known for NHS number {_spaced(nhs)}",
+                           expression="identifier")
+        if len(found) > 1:
+            raise Conflict(f"{len(found)} records hold NHS number {_spaced(nhs)}; the "
+                           "summary will not choose between them: ask for them to be merged",
+                           expression="identifier")
+    patient, stored = _merged_into(ctx, req, *found[0])
+    return patient, stored.body or ""
+
+
+def nhs_number(req: FhirRequest) -> str:
+    """The NHS number of `identifier=system|NNNNNNNNNN`, checked (400 naming the problem)."""
+    _no_params(req, {"identifier"})
+    values = [v for k, v in req.params if k == "identifier"]
+    example = f"identifier={t.NHS_NUMBER_SYSTEM}|NNNNNNNNNN"
+    if len(values) != 1:
+        raise BadRequest(f"give exactly one NHS number: {example}", expression="identifier")
+    system, bar, value = values[0].rpartition("|")
+    if bar and system != t.NHS_NUMBER_SYSTEM:
+        raise BadRequest(f"the identifier must be an NHS number ({example}), not "
+                         f"{system[:100]!r}", expression="identifier")
+    digits = value.replace(" ", "")
+    if len(digits) != 10 or not digits.isascii() or not digits.isdigit():
+        raise BadRequest(f"NHS number {value[:40]!r} is not ten digits", expression="identifier")
+    if not is_valid_nhs_number(digits):
+        raise BadRequest(f"NHS number {_spaced(digits)} is not valid: its check digit "
+                         "(Modulus 11) is wrong; check the number", expression="identifier")
+    return digits
+
+
+def _no_params(req: FhirRequest, allowed: set[str]) -> None:
+    unknown = sorted({k for k, _ in req.params} - allowed - _PASSIVE)
+    if unknown:
+        takes = ", ".join(sorted(allowed)) or "no parameters"
+        raise BadRequest(f"$emergency-summary takes {takes}; not {', '.join(unknown)}",
+                         code="not-supported")
+
+
+def _merged_into(ctx: FhirContext, req: FhirRequest, patient: dict[str, Any],
+                 stored: StoredVersion) -> tuple[dict[str, Any], StoredVersion]:
+    """The Patient `patient` was merged into (one hop), when there is one to show."""
+    for link in patient.get("link") or []:
+        ref = (link.get("other") or {}).get("reference") if isinstance(link, dict) else None
+        if link.get("type") == "replaced-by" and isinstance(ref, str) \
+                and ref.startswith("Patient/"):
+            try:
+                survivor = ctx.repository.read("Patient", ref.split("/")[1],
+                                               session=ctx.session)
+            except GatewayError:
+                return patient, stored
+            shown = visible(ctx, req, survivor)
+            return (shown, survivor) if shown is not None else (patient, stored)
+    return patient, stored
+
+
+def _spaced(nhs: str) -> str:
+    return f"{nhs[:3]} {nhs[3:6]} {nhs[6:]}" if len(nhs) == 10 else nhs

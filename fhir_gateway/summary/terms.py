@@ -1,0 +1,78 @@
+"""Codes the summary recognises (DOMAIN.md, profiles/) and the plain words it uses for them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+SCT = "http://snomed.info/sct"
+NHS_NUMBER_SYSTEM = "https://fhir.nhs.uk/Id/nhs-number"
+ODS_SYSTEM = "https://fhir.nhs.uk/Id/ods-organization-code"
+CANONICAL = "https://fhir.shared-care-record.example"
+EOL_OBSERVATION = f"{CANONICAL}/CodeSystem/end-of-life-observation"
+DETECTED_ISSUE_TYPE = f"{CANONICAL}/CodeSystem/detected-issue-type"
+DETECTED_ISSUE_PROFILE = f"{CANONICAL}/StructureDefinition/SCR-DetectedIssue"
+#: Proposed (no profile defines it yet): the date a CPR decision Observation is to be
+#: reviewed by, as `valueDate` or `valueDateTime`. Flags and Consents carry theirs in
+#: `period.end` / `provision.period.end`, which R4 defines.
+REVIEW_DATE_EXTENSION = f"{CANONICAL}/StructureDefinition/review-date"
+CONSENT_SCOPE = "http://terminology.hl7.org/CodeSystem/consentscope"
+CONSENT_CATEGORY = "http://terminology.hl7.org/CodeSystem/consentcategorycodes"
+ROLE_CODE = "http://terminology.hl7.org/CodeSystem/v3-RoleCode"
+CONTACT_ROLE = "http://terminology.hl7.org/CodeSystem/v2-0131"
+
+SUMMARY_TYPE = {"system": SCT, "code": "861421000000109",
+                "display": "End of life care coordination summary"}
+
+CPR_CODE = "304251008"  # Resuscitation status (observable entity)
+NOT_FOR_CPR = "450476008"
+FOR_CPR = "450475007"
+#: SNOMED CT value -> the decision as expected.json names it
+CPR_DECISIONS = {NOT_FOR_CPR: "not-attempt", FOR_CPR: "attempt"}
+CPR_WORDS = {"not-attempt": "Not for attempted CPR", "attempt": "For attempted CPR"}
+
+#: CarePlan categories shown with the ReSPECT recommendations, in the order shown
+RESPECT_PLANS = ("1382601000000107", "735324008")  # ReSPECT form, treatment escalation plan
+OTHER_PLANS = ("736366004", "736373009")  # advance care plan, end of life care plan
+
+ADRT_CODES = frozenset({"816301000000100", "816321000000109"})
+LPA_CODES = frozenset({"816361000000101", "816381000000105"})
+#: end-of-life status findings a crew should see first (prognosis, anticipatory meds)
+ALERT_CODES = ("511401000000102", "955231000000109", "376201000000102", "414937009",
+               "526631000000108")
+#: "preferred place of death: declined / not appropriate / undecided / unable to express"
+PPD_FINDINGS = frozenset({"766391000000108", "517131000000106", "517161000000101",
+                          "517111000000103"})
+PLACE_KINDS = {"preferred-place-of-care": "care", "preferred-place-of-death": "death"}
+PLACE_OF_DEATH = "place-of-death"
+
+#: statuses that make a record not a fact at all (withdrawn, or recorded in error)
+NOT_A_FACT = frozenset({"entered-in-error", "cancelled"})
+
+
+def codings(concept: Any) -> list[dict[str, Any]]:
+    if not isinstance(concept, dict):
+        return []
+    return [c for c in concept.get("coding") or [] if isinstance(c, dict)]
+
+
+def has_code(concept: Any, system: str, codes: Any) -> str | None:
+    """The first code of `concept` in `system` that is one of `codes`, else None."""
+    for c in codings(concept):
+        if c.get("system") == system and c.get("code") in codes:
+            return str(c["code"])
+    return None
+
+
+def words_for(concept: Any, fallback: str = "not stated") -> str:
+    """How a CodeableConcept reads: its first display, else its text, else a code."""
+    if not isinstance(concept, dict):
+        return fallback
+    for c in codings(concept):
+        if c.get("display"):
+            return str(c["display"])
+    if concept.get("text"):
+        return str(concept["text"])
+    for c in codings(concept):
+        if c.get("code"):
+            return str(c["code"])
+    return fallback

@@ -1,0 +1,210 @@
+"""The summary in words: sections of plain sentences, shared by the FHIR document's
+narrative and the printable page, so both always say the same thing.
+
+Order: deceased (when the record says so) first; then partners' disagreement on CPR; then
+the CPR decision; ReSPECT and other plans; preferred places; legal; contacts; care team;
+alerts; and what the summary is made from (when the record was last fed).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from .facts import MERGED, Fact, Facts, Source
+
+LONDON = ZoneInfo("Europe/London")
+#: what a fact's date is, by kind
+DATE_WORDS = {"cpr": "decided", "plan": "completed", "place": "recorded",
+              "death-place": "died", "legal": "recorded", "lpa-holder": "",
+              "contact": "", "team": "", "alert": "recorded", "issue": "identified"}
+HEADLINES = {"not-attempt": "NOT FOR ATTEMPTED CPR", "attempt": "FOR ATTEMPTED CPR"}
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    text: str
+    details: tuple[str, ...] = ()
+    when: str = ""  # "decided 22 Jul 2026"
+    source: str = ""  # "Borough Hospice (X9H01), received 23 Nov 2026 00:59"
+    status: str = ""  # "EXPIRED: ..."
+    ref: str | None = None  # the resource cited
+
+
+@dataclass(frozen=True, slots=True)
+class Section:
+    key: str
+    title: str
+    items: tuple[Item, ...] = ()
+    notes: tuple[str, ...] = ()  # sentences not about one resource
+    empty: str = ""  # said when there is nothing to list
+    headline: str = ""  # the CPR box / banners
+    tone: str = ""  # deceased | conflict | not-attempt | attempt | expired | none
+
+    @property
+    def refs(self) -> list[str]:
+        return list(dict.fromkeys(i.ref for i in self.items if i.ref))
+
+
+def day(value: str | None) -> str:
+    """'2026-07-22...' -> '22 Jul 2026' (a dateTime in London time); '' when absent."""
+    if not value:
+        return ""
+    text = str(value)
+    try:
+        if len(text) > 10:
+            moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+            if moment.tzinfo is not None:
+                moment = moment.astimezone(LONDON)
+            return f"{moment.day} {moment:%b %Y}"
+        if len(text) == 10:
+            parsed = datetime.strptime(text, "%Y-%m-%d")
+            return f"{parsed.day} {parsed:%b %Y}"
+    except ValueError:
+        pass
+    return text
+
+
+def instant(value: str | None) -> str:
+    """An instant in London time, to the minute: '23 Nov 2026 00:59'."""
+    if not value:
+        return ""
+    try:
+        moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return str(value)
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(LONDON)
+    return f"{moment.day} {moment:%b %Y %H:%M}"
+
+
+def patient_name(patient: dict[str, Any]) -> str:
+    names = [n for n in patient.get("name") or [] if isinstance(n, dict)]
+    if not names:
+        return "Name not recorded"
+    n = next((n for n in names if n.get("use") == "official"), names[0])
+    if n.get("text"):
+        return str(n["text"])
+    return " ".join(str(x) for x in (*(n.get("given") or []), n.get("family")) if x) \
+        or "Name not recorded"
+
+
+def source_words(source: Source) -> str:
+    if not source.known:
+        return "source not recorded"
+    who = f"{source.name} ({source.ods})" if source.name and source.ods and \
+        source.name != source.ods else (source.name or source.ods or "")
+    if source.name == MERGED:
+        return who + (f", last changed {instant(source.recorded)}" if source.recorded else "")
+    return who + (f", received {instant(source.recorded)}" if source.recorded else "")
+
+
+def item(fact: Fact) -> Item:
+    verb = DATE_WORDS.get(fact.kind, "dated")
+    when = f"{verb} {day(fact.date)}".strip() if fact.date else \
+        ("date not recorded" if verb else "")
+    status = ""
+    if fact.expired:
+        status = f"EXPIRED: review date {day(fact.review)} has passed; not current"
+    elif fact.review:
+        status = f"review by {day(fact.review)}"
+    return Item(fact.text, fact.details, when, source_words(fact.source), status, fact.ref)
+
+
+def sections(facts: Facts, *, generated: str) -> list[Section]:
+    out = []
+    if facts.deceased:
+        out.append(_deceased(facts))
+    if facts.conflict:
+        out.append(Section("conflict", "Partners disagree on CPR",
+                           tuple(item(f) for f in facts.cpr),
+                           notes=(conflict_detail(facts.cpr),),
+                           headline="PARTNERS DISAGREE ON CPR", tone="conflict"))
+    out.append(_cpr(facts))
+    out.append(Section("respect", "ReSPECT recommendations and care focus",
+                       tuple(item(f) for f in facts.plans),
+                       empty="No ReSPECT form or end of life care plan recorded."))
+    out.append(Section("places", "Preferred place of care and of death",
+                       tuple(item(f) for f in facts.places),
+                       empty="No preferred place of care or of death recorded."))
+    out.append(Section("legal", "Legal: advance decision (ADRT), Lasting Power of Attorney",
+                       tuple(item(f) for f in facts.legal),
+                       empty="No advance decision to refuse treatment or Lasting Power of "
+                             "Attorney recorded."))
+    out.append(Section("contacts", "Contacts", tuple(item(f) for f in facts.contacts),
+                       empty="No contacts recorded."))
+    phones = any(f.code == "phone" for f in facts.team)
+    out.append(Section("team", "Care team and 24-hour numbers",
+                       tuple(item(f) for f in facts.team),
+                       notes=() if phones else ("No 24-hour number recorded.",),
+                       empty="No care team recorded."))
+    out.append(Section("alerts", "Alerts", tuple(item(f) for f in facts.alerts),
+                       empty="No alerts recorded."))
+    out.append(_about(facts, generated))
+    return out
+
+
+def conflict_detail(decisions: list[Fact]) -> str:
+    """One sentence naming every partner's current decision, newest first."""
+    parts = [f"{source_words_short(f.source)} records '{f.text}' ({day(f.date) or 'undated'})"
+             for f in decisions]
+    return "; ".join(parts) + "."
+
+
+def source_words_short(source: Source) -> str:
+    if not source.known:
+        return "An unnamed source"
+    return f"{source.name} ({source.ods})" if source.name and source.ods and \
+        source.name != source.ods else (source.name or source.ods or "")
+
+
+def last_fed_words(facts: Facts) -> str:
+    return f"Record last fed {instant(facts.last_fed)}." if facts.last_fed else \
+        "No partner has fed this record."
+
+
+def _deceased(facts: Facts) -> Section:
+    when = facts.deceased or ""
+    text = "The shared record says this person has died" + \
+        (f" ({day(when)})." if when and when != "yes" else ".")
+    merged = Source(name=MERGED, recorded=(facts.patient.get("meta") or {}).get("lastUpdated"))
+    return Section("deceased", "Deceased", (Item(text, ref=f"Patient/{facts.patient['id']}",
+                                                 source=source_words(merged)),
+                                            *(item(f) for f in facts.death_places)),
+                   headline="DECEASED" + (f" {day(when)}" if when and when != "yes" else ""),
+                   tone="deceased")
+
+
+def _cpr(facts: Facts) -> Section:
+    items = tuple(item(f) for f in (*facts.cpr, *facts.cpr_expired))
+    notes: tuple[str, ...] = ()
+    if facts.conflict:
+        headline, tone = "PARTNERS DISAGREE ON CPR", "conflict"
+        notes = ("Their newest decisions differ. The summary does not choose: check the "
+                 "patient's forms and clinicians.",)
+    elif facts.cpr:
+        headline, tone = HEADLINES[facts.cpr[0].code or ""], facts.cpr[0].code or ""
+        if len(facts.cpr) > 1:
+            notes = (f"{len(facts.cpr)} partners record the same decision.",)
+    elif facts.cpr_expired:
+        headline, tone = "NO CURRENT CPR DECISION", "expired"
+        notes = ("Every CPR decision on the record has passed its review date.",)
+    elif not facts.has_plan:
+        headline, tone = "NO EMERGENCY CARE PLAN RECORDED", "none"
+        notes = ("No CPR decision, ReSPECT form, advance decision or Lasting Power of "
+                 "Attorney is recorded on the shared record.", last_fed_words(facts))
+    else:
+        headline, tone = "NO CPR DECISION RECORDED", "none"
+    return Section("cpr", "Resuscitation (CPR) decision", items, notes=notes,
+                   empty="No CPR decision recorded.", headline=headline, tone=tone)
+
+
+def _about(facts: Facts, generated: str) -> Section:
+    notes = [last_fed_words(facts), f"Summary made {instant(generated)} from the shared "
+             "record; each fact shows the partner that sent it and when."]
+    if facts.truncated:
+        notes.append("WARNING: this record is larger than the summary reads at once; "
+                     "some facts may be missing. Check the full record.")
+    return Section("about", "About this summary", notes=tuple(notes))
