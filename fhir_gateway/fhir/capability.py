@@ -70,6 +70,15 @@ def _static(registry: SearchRegistry) -> dict[str, Any]:
                 "documentation": "The Patient's compartment (R4 CompartmentDefinition/patient),"
                                  " paged; _since, _type, _count.",
             })
+            entry["operation"].append({
+                "name": "emergency-summary",
+                "definition": "https://fhir.shared-care-record.example/OperationDefinition/"
+                              "emergency-summary",
+                "documentation": "For ambulance crews: a document Bundle of the current "
+                                 "emergency care facts (CPR decision first), by id or "
+                                 "?identifier=https://fhir.nhs.uk/Id/nhs-number|N; "
+                                 "Accept: text/html gives a printable page.",
+            })
         profiles = default_validator().profiles_for(rtype)
         if profiles:
             entry["supportedProfile"] = profiles

@@ -462,6 +462,11 @@ class _Compiler:
             # from the (rtype, param, value) index.
             head = f"rtype = {self.bind(rtype)}" if rtype is not None else "1"
             head += f" AND param = {self.bind(crit.param)}"
+            refs = [p for p in crit.predicates if isinstance(p, ReferencePredicate)]
+            if len(refs) > 1 and len(refs) == len(crit.predicates) and \
+                    all(p.url is None for p in refs):
+                # Several targets: `target_id IN (...)` keeps the index; OR-ed pairs do not.
+                head += f" AND target_id IN ({','.join(self.bind(p.target_id) for p in refs)})"
             ors = " OR ".join(f"({self.predicate(p)})" for p in crit.predicates)
             return f"{r}.pk IN (SELECT pk FROM {table} WHERE {head} AND ({ors}))"
         # A probe of this resource's own index rows (idx_*_pk): cheap per candidate row.
