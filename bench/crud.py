@@ -72,6 +72,8 @@ from typing import Any
 
 import httpx
 
+from fhir_gateway.demo import nhs_number
+
 HOST = "127.0.0.1"  # loopback only
 BENCH_DIR = Path(__file__).resolve().parent
 STARTUP_TIMEOUT_S = 30.0
@@ -83,18 +85,6 @@ CLIENT_BOUND_CORES = 0.8  # the load generator is one Python process: about 1 co
 
 
 # ---------------------------------------------------------------------------- test data
-
-
-def nhs_number(rng: random.Random) -> str:
-    """A 10-digit NHS number in the 999 test range with a valid modulus 11 check digit."""
-    while True:
-        digits = [9, 9, 9] + [rng.randrange(10) for _ in range(6)]
-        total = sum(d * w for d, w in zip(digits, range(10, 1, -1), strict=True))
-        check = 11 - total % 11
-        if check == 11:
-            check = 0
-        if check != 10:
-            return "".join(map(str, digits)) + str(check)
 
 
 GIVEN = ["Oliver", "Amelia", "George", "Isla", "Arthur", "Ava", "Noah", "Mia", "Leo", "Ivy",
