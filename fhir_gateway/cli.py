@@ -52,10 +52,12 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     print(f"FHIR base: {base}  (store {settings.store_url})", file=sys.stderr, flush=True)
     if settings.auth_enabled:
         store = "" if settings.store_url == DEFAULT_STORE else f" --store {settings.store_url}"
+        prog = sys.argv[0] if sys.argv and sys.argv[0].endswith("fhir-gateway") \
+            else "fhir-gateway"  # e.g. .venv/bin/fhir-gateway under `make run`
         print("Every /fhir call needs an access token. To get one:\n"
-              f"  fhir-gateway{store} client add me --role clinician --org Y00001 "
+              f"  {prog}{store} client add me --role clinician --org Y00001 "
               "--new-key me.jwk\n"
-              f"  TOKEN=$(fhir-gateway token me --key me.jwk --scope 'system/*.rs' "
+              f"  TOKEN=$({prog} token me --key me.jwk --scope 'system/*.rs' "
               f"--url {base})\n"
               f"  curl -H \"Authorization: Bearer $TOKEN\" {base}/Patient",
               file=sys.stderr, flush=True)
