@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,16 +11,8 @@ from fastapi.testclient import TestClient
 
 from fhir_gateway.api.app import create_app
 from fhir_gateway.config import Settings
-from fhir_gateway.store import open_store
 from fhir_gateway.store.base import StoreEngine
-
-ENGINES = ["sqlite", "mongomock"]
-
-
-def make_engine(kind: str, tmp_path: Path) -> StoreEngine:
-    if kind == "sqlite":
-        return open_store(f"sqlite:///{tmp_path / 'store.sqlite3'}")
-    return open_store(f"mongomock://test/db{uuid.uuid4().hex[:8]}")
+from gatewaykit import ENGINES, make_engine
 
 
 @pytest.fixture(params=ENGINES)
@@ -38,8 +29,6 @@ def client(engine: StoreEngine) -> Iterator[TestClient]:
     with TestClient(app, base_url="http://gateway.test") as c:
         yield c
 
-
-FHIR_JSON = {"Content-Type": "application/fhir+json"}
 
 
 @pytest.fixture
