@@ -13,7 +13,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 from .. import jsonio
-from ..errors import BadRequest, NotFound, PreconditionFailed, information
+from ..errors import BadRequest, Gone, NotFound, PreconditionFailed, information
 from ..search.query import parse_search
 from ..search.values import date_range
 from ..store.base import StoredVersion, StoreSession
@@ -257,6 +257,8 @@ def _history(ctx: FhirContext, req: FhirRequest, rtype: str | None,
         url = f"{v.rtype}/{v.rid}"
         entry: dict[str, Any] = {"fullUrl": f"{req.base_url}/{url}"}
         if v.deleted:
+            if ctx.interceptors.interceptors and not _deleted_visible(ctx, req, v):
+                continue  # a tombstone would reveal the id of something hidden
             entry["request"] = {"method": "DELETE", "url": url}
             entry["response"] = {"status": "410 Gone", "etag": etag(v.version)}
         else:
@@ -278,6 +280,19 @@ def _history(ctx: FhirContext, req: FhirRequest, rtype: str | None,
                        ("_cursor", page.next_cursor)])})
     return FhirResponse(200, {"resourceType": "Bundle", "type": "history",
                               "link": links, "entry": entries})
+
+
+def _deleted_visible(ctx: FhirContext, req: FhirRequest, tombstone: StoredVersion) -> bool:
+    """May the caller know of this deletion? Only if it may see what was deleted (the
+    version before the tombstone)."""
+    if tombstone.version <= 1:
+        return False
+    try:
+        previous = ctx.repository.vread(tombstone.rtype, tombstone.rid,
+                                        tombstone.version - 1, session=ctx.session)
+    except (NotFound, Gone):  # deleted twice in a row: look no further back
+        return False
+    return visible(ctx, req, previous) is not None
 
 
 def _with_query(url: str, params: list[tuple[str, str]]) -> str:
