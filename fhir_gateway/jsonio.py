@@ -9,7 +9,6 @@ emit a Decimal as a number.
 from __future__ import annotations
 
 import decimal
-from collections.abc import Iterator
 from typing import Any
 
 import simplejson
@@ -125,16 +124,3 @@ def loads_trusted(text: str | bytes) -> Any:
     if isinstance(text, bytes):
         text = text.decode("utf-8")
     return _decoder.decode(text)
-
-
-def iter_strings(value: Any) -> Iterator[str]:
-    """Every string inside a JSON value (used to reject NUL bytes, find references, ...)."""
-    stack = [value]
-    while stack:
-        node = stack.pop()
-        if isinstance(node, str):
-            yield node
-        elif isinstance(node, dict):
-            stack.extend(node.values())
-        elif isinstance(node, list):
-            stack.extend(node)

@@ -74,10 +74,9 @@ async def ingest(request: Request, partner: str, filename: str | None = None) ->
         await run_in_threadpool(record_ingest, sec, request, caller, partner, base,
                                 exc.status, None)
         return error_response(exc)
-    body: dict[str, Any] = {**summary.counts(), "rejections": summary.rejections}
     await run_in_threadpool(record_ingest, sec, request, caller, partner, base, 200,
                             summary.counts())
-    return JSONResponse(body, status_code=200)
+    return JSONResponse(summary.to_json(), status_code=200)
 
 
 @router.get("/review/held")

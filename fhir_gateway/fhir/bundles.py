@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
 
+from .. import jsonio
 from ..errors import BadRequest, Conflict, GatewayError, Issue, PreconditionFailed
 from ..store.base import VersionConflict
 from .interactions import FhirContext, conditional_matches
@@ -90,8 +91,6 @@ def _resource_of(resp: FhirResponse) -> dict[str, Any] | None:
     if resp.resource is not None:
         return resp.resource
     if resp.raw is not None:
-        from .. import jsonio
-
         return jsonio.loads_trusted(resp.raw)
     return None
 

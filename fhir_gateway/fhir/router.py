@@ -96,7 +96,7 @@ class FhirRouter:
                 headers={"Allow": ", ".join(sorted(methods))})
         name, handler = methods[method]
         if name == "batch" and isinstance(req.body, dict):
-            name = req.body.get("type") if req.body.get("type") in ("transaction",) else "batch"
+            name = "transaction" if req.body.get("type") == "transaction" else "batch"
         rtype = captured[0] if captured and shape[0] == "{type}" else None
         rid = captured[1] if len(captured) > 1 else None
         return Interaction(name, rtype, rid), handler, captured

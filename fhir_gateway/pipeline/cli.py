@@ -76,12 +76,10 @@ def _ingest(args: argparse.Namespace, settings: Settings) -> int:
         summary = _with_progress(service, args.partner, path.name, data,
                                  show=not args.json and sys.stderr.isatty())
         total.read += summary.read
-        total.add(summary)
-        total.held = summary.held if len(args.paths) == 1 else total.held + summary.held
+        total.add(summary)  # held included: each file counts its own records still held
     counts = total.counts()
     if args.json:
-        print(json.dumps({**counts, "rejections": total.rejections,
-                          "unreadable": unreadable}))
+        print(json.dumps({**total.to_json(), "unreadable": unreadable}))
     else:
         print(", ".join(f"{k} {v}" for k, v in counts.items()))
         for r in total.rejections:

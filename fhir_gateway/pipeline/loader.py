@@ -57,6 +57,10 @@ class Summary:
         return {k: getattr(self, k) for k in
                 ("read", "created", "updated", "unchanged", "rejected", "held")}
 
+    def to_json(self) -> dict[str, Any]:
+        """What `ingest --json` prints and `POST /ingest/{partner}` answers."""
+        return {**self.counts(), "rejections": self.rejections}
+
     def add(self, other: Summary) -> None:
         for key in ("created", "updated", "unchanged", "rejected", "held"):
             setattr(self, key, getattr(self, key) + getattr(other, key))

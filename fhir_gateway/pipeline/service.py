@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import date
-from typing import Any
 
 from ..fhir.repository import Repository
 from ..ingest import map_file
@@ -22,6 +21,3 @@ class IngestService:
         `today` pins what "current" means for date rules (tests); default: today."""
         return self.loader.ingest(map_file(partner, filename, data, today=today),
                                   progress=progress)
-
-    def summary_json(self, summary: Summary) -> dict[str, Any]:
-        return {**summary.counts(), "rejections": summary.rejections}

@@ -78,11 +78,6 @@ def now_instant() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f") + "Z"
 
 
-def instant_key(instant: str) -> str:
-    """A FHIR instant as written by `now_instant`, in the index's range form."""
-    return date_range(instant)[0]
-
-
 def number_range(value: object) -> tuple[float, float]:
     """The range a decimal's written precision implies: 1.5 -> [1.45, 1.55]."""
     try:

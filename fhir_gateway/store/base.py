@@ -16,7 +16,7 @@ two concurrent updates can never silently overwrite each other.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Protocol
@@ -171,8 +171,3 @@ class StoreEngine(Protocol):
     def session(self, *, write: bool) -> AbstractContextManager[StoreSession]: ...
 
     def close(self) -> None: ...
-
-
-def iter_chunks(items: Sequence[str], size: int) -> Iterator[Sequence[str]]:
-    for i in range(0, len(items), size):
-        yield items[i : i + size]
