@@ -91,11 +91,6 @@ def nhs_check_digit(nine: str) -> int | None:
     return None if check == 10 else check
 
 
-def is_valid_nhs_number(number: str) -> bool:
-    return (len(number) == 10 and number.isdigit()
-            and nhs_check_digit(number[:9]) == int(number[9]))
-
-
 def _test_range_numbers() -> list[str]:
     """Every valid NHS number of the 999 range (never issued): 909,091 of them."""
     out = []
