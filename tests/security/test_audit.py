@@ -185,3 +185,17 @@ def test_reports_as_json_and_csv(gw: Gateway) -> None:
     assert len(search["entry"]) == 2
     assert gw.http.get("/audit/report?kind=patient&patient=p1", headers=ward).status_code == 403
     assert gw.http.get("/audit/report?kind=nonsense", headers=auditor).status_code == 400
+
+
+def test_audit_events_are_found_by_last_updated(gw: Gateway) -> None:
+    """`_lastUpdated` (meta, stamped by the trail when it seals) is indexed like any
+    other resource's: an auditor's "since" query finds the reads, a later bound none."""
+    gw.put(patient("p1", "9434765919", "Jones"))
+    ward = gw.login("ward", "clinician", org="RXX01")
+    assert gw.http.get("/fhir/Patient/p1", headers=ward).status_code == 200
+    auditor = gw.login("audit-team", "auditor", org="X26")
+    since = gw.http.get("/fhir/AuditEvent?_lastUpdated=ge2000-01-01&patient=Patient/p1",
+                        headers=auditor).json()
+    assert [e["resource"]["meta"]["versionId"] for e in since["entry"]] == ["1"]
+    later = gw.http.get("/fhir/AuditEvent?_lastUpdated=ge2999-01-01", headers=auditor).json()
+    assert later.get("entry", []) == []

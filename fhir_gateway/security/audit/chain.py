@@ -38,13 +38,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ... import jsonio
 from ...errors import GatewayError
 from ...fhir.repository import Repository
 from ...search.registry import SearchRegistry
 from ...search.values import now_instant
 from ...store.base import IndexEntry, NewVersion, StoreSession, VersionConflict
-from .index import audit_index
+from .index import audit_index, stamped_index
 
 log = logging.getLogger("fhir_gateway.audit")
 CHAIN_EXTENSION = "https://fhir.example.org/shared-care-record/StructureDefinition/audit-chain"
@@ -119,7 +118,9 @@ class Prepared:
 def prepare(registry: SearchRegistry, event: dict[str, Any]) -> Prepared:
     if "extension" in event or "meta" in event:
         raise ValueError("an audit event is sealed and stamped by the trail, not before")
-    return Prepared(event["id"], canonical(event), jsonio.dumps(event),
+    content = canonical(event)
+    # The stored text is the hashed content itself (keys sorted): one encoding, not two.
+    return Prepared(event["id"], content, content.decode("utf-8"),
                     audit_index(registry, event))
 
 
@@ -149,15 +150,16 @@ class Chain:
         return seq, head, texts
 
 
-def write_sealed(session: StoreSession, chain: Chain,
+def write_sealed(session: StoreSession, registry: SearchRegistry, chain: Chain,
                  items: list[Prepared]) -> tuple[int, str]:
     """Seal and store `items` and the chain head in `session`; the new (seq, head)."""
     stamped = now_instant()
     seq, head, texts = chain.seal(items, stamped)
+    on_meta = stamped_index(registry, stamped)
     for item, text in zip(items, texts, strict=True):
         session.put(NewVersion(rtype="AuditEvent", rid=item.rid, version=1,
-                               last_updated=stamped, body=text, index=item.index,
-                               compartments=()))
+                               last_updated=stamped, body=text,
+                               index=[*item.index, *on_meta], compartments=()))
     session.record_put(HEAD_KIND, chain.chain_id, {"seq": seq, "hash": head, "at": stamped})
     return seq, head
 
@@ -184,7 +186,8 @@ class Slot:
 
     def append(self, session: StoreSession, events: list[dict[str, Any]]) -> None:
         registry = self.trail.repository.registry
-        self._pending = write_sealed(session, self.chain, [prepare(registry, e) for e in events])
+        self._pending = write_sealed(session, registry, self.chain,
+                                     [prepare(registry, e) for e in events])
 
     def finish(self, *, committed: bool) -> None:
         if committed and self._pending is not None:
@@ -258,7 +261,8 @@ class AuditTrail:
         for attempt in range(WRITE_ATTEMPTS):
             try:
                 with self.repository.transaction() as s:
-                    state = write_sealed(s, self.chain, events) if events else None
+                    state = write_sealed(s, self.repository.registry, self.chain,
+                                         events) if events else None
                     anchor_state = self._write_anchor(s) if anchor else None
                 if state is not None:
                     self.chain.seq, self.chain.head = state

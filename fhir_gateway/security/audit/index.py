@@ -15,6 +15,7 @@ the index, not the compartment, and still work.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from ...search.extract import _companions, values_for
@@ -58,6 +59,7 @@ NODES: dict[str, Callable[[dict[str, Any]], list[Any]]] = {
     "agent-name": lambda e: _present([a.get("name") for a in _agents(e)]),
     "agent-role": lambda e: _flat([a.get("role") for a in _agents(e)]),
     "altid": lambda e: _present([a.get("altId") for a in _agents(e)]),
+    "_id": lambda e: _present([e.get("id")]),
     "date": lambda e: _present([e.get("recorded")]),
     "entity": lambda e: _present([x.get("what") for x in _entities(e)]),
     "entity-name": lambda e: _present([x.get("name") for x in _entities(e)]),
@@ -74,30 +76,105 @@ NODES: dict[str, Callable[[dict[str, Any]], list[Any]]] = {
 }
 
 
+#: Parameters whose elements are the same for every request of one client (its agents,
+#: the gateway as source, the event type): their entries are memoised per group, keyed by
+#: the group's elements, so a request pays one `repr` per group instead of one per node.
+GROUPS: dict[str, tuple[str, ...]] = {
+    "agent": ("address", "agent", "agent-name", "agent-role", "altid", "policy"),
+    "source": ("site", "source"),
+    "type": ("action", "outcome", "subtype", "type"),
+}
+_GROUP_OF = {code: group for group, codes in GROUPS.items() for code in codes}
+_GROUP_INPUT: dict[str, Callable[[dict[str, Any]], Any]] = {
+    "agent": lambda e: e.get("agent"),
+    "source": lambda e: e.get("source"),
+    "type": lambda e: (e.get("action"), e.get("outcome"), e.get("subtype"), e.get("type")),
+}
+#: Set by the trail when it stamps `meta` (`stamped_index`); the event has no `meta` yet.
+META_PARAMS = frozenset({"_lastUpdated", "_profile", "_security", "_source", "_tag"})
+
+#: Parameters of `_Plan.each` whose nodes repeat (codings): memoised per node. The others
+#: (the id, the date, references naming this request's patient and resource) are new
+#: with nearly every event and would only churn the memo.
+REPEATING = frozenset({"entity-name", "entity-role", "entity-type"})
+
 _MEMO: dict[tuple[str, str], tuple[IndexEntry, ...]] = {}
 _MEMO_SIZE = 4096
 
 
-def _entries(param: SearchParam, node: Any) -> tuple[IndexEntry, ...]:
-    """A node's index entries, memoised: most nodes (codings, the client, the gateway)
-    repeat from event to event, and `values_for` is a pure function of (param, node)."""
-    key = (param.code, repr(node))
+def _remember(key: tuple[str, str], make: Callable[[], tuple[IndexEntry, ...]]
+              ) -> tuple[IndexEntry, ...]:
     found = _MEMO.get(key)
     if found is None:
-        found = (*(IndexEntry(param.code, v) for v in values_for(param, node)),
-                 *_companions(param, node))
+        found = make()
         if len(_MEMO) >= _MEMO_SIZE:
             _MEMO.clear()
         _MEMO[key] = found
     return found
 
 
-def audit_index(registry: SearchRegistry, event: dict[str, Any]) -> list[IndexEntry]:
-    entries: list[IndexEntry] = []
-    for code, param in registry.params("AuditEvent").items():
-        if not param.indexed:
-            continue
+def _node_entries(param: SearchParam, node: Any) -> tuple[IndexEntry, ...]:
+    return (*(IndexEntry(param.code, v) for v in values_for(param, node)),
+            *_companions(param, node))
+
+
+def _entries(param: SearchParam, node: Any) -> tuple[IndexEntry, ...]:
+    """A node's index entries, memoised: most nodes (codings, the client, the gateway)
+    repeat from event to event, and `values_for` is a pure function of (param, node)."""
+    return _remember((param.code, repr(node)), lambda: _node_entries(param, node))
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """What to index for an AuditEvent under one registry, worked out once."""
+
+    groups: tuple[tuple[str, tuple[tuple[SearchParam, Callable[..., list[Any]]], ...]], ...]
+    each: tuple[tuple[SearchParam, Callable[..., list[Any]] | None], ...]
+
+
+_PLANS: dict[int, tuple[SearchRegistry, _Plan]] = {}
+
+
+def _plan(registry: SearchRegistry) -> _Plan:
+    known = _PLANS.get(id(registry))
+    if known is not None and known[0] is registry:
+        return known[1]
+    params = {code: p for code, p in registry.params("AuditEvent").items()
+              if p.indexed and code not in META_PARAMS}
+    grouped: dict[str, list[tuple[SearchParam, Callable[..., list[Any]]]]] = {}
+    each: list[tuple[SearchParam, Callable[..., list[Any]] | None]] = []
+    for code, param in params.items():
         pick = NODES.get(code)
+        if pick is not None and code in _GROUP_OF:
+            grouped.setdefault(_GROUP_OF[code], []).append((param, pick))
+        else:
+            each.append((param, pick))
+    plan = _Plan(tuple((g, tuple(ps)) for g, ps in grouped.items()), tuple(each))
+    _PLANS[id(registry)] = (registry, plan)
+    return plan
+
+
+def audit_index(registry: SearchRegistry, event: dict[str, Any]) -> list[IndexEntry]:
+    """The index entries of an AuditEvent not yet stamped (no `meta`): every indexed
+    parameter but those on `meta`, which `stamped_index` adds when the trail stamps it."""
+    plan = _plan(registry)
+    entries: list[IndexEntry] = []
+    for group, params in plan.groups:
+        def make(params: tuple[tuple[SearchParam, Callable[..., list[Any]]], ...] = params
+                 ) -> tuple[IndexEntry, ...]:
+            return tuple(e for param, pick in params for node in pick(event)
+                         for e in _node_entries(param, node))
+        entries.extend(_remember((group, repr(_GROUP_INPUT[group](event))), make))
+    for param, pick in plan.each:
+        entries_of = _entries if param.code in REPEATING else _node_entries
         for node in pick(event) if pick else param.evaluate(event):
-            entries.extend(_entries(param, node))
+            entries.extend(entries_of(param, node))
     return entries
+
+
+def stamped_index(registry: SearchRegistry, stamped: str) -> tuple[IndexEntry, ...]:
+    """The `_lastUpdated` entry of an event stamped `stamped` (its `meta.lastUpdated`)."""
+    param = registry.params("AuditEvent").get("_lastUpdated")
+    if param is None or not param.indexed:
+        return ()
+    return _node_entries(param, stamped)
