@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import statistics
 import subprocess
@@ -50,7 +49,7 @@ import httpx
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))
-from serverproc import running_gateway  # noqa: E402
+from serverproc import process_tree_cpu, running_gateway  # noqa: E402
 
 CLI = str(Path(sys.executable).with_name("fhir-gateway"))
 CONFIGS = {
@@ -98,12 +97,6 @@ def cli(store: str, *args: str) -> str:
     return result.stdout.strip()
 
 
-def server_cpu(pid: int) -> float:
-    """User+system CPU seconds of a process and its children that have exited."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def load(base: str, ids: list[str], headers: dict[str, str], n: int, concurrency: int,
          pid: int, seed_: int) -> Phase:
     rng = random.Random(seed_)
@@ -126,7 +119,7 @@ def load(base: str, ids: list[str], headers: dict[str, str], n: int, concurrency
         with lock:
             latencies.extend(mine)
 
-    cpu0 = server_cpu(pid)
+    cpu0 = process_tree_cpu(pid)
     started = time.perf_counter()
     threads = [threading.Thread(target=worker, args=(c,)) for c in chunks]
     for t in threads:
@@ -134,7 +127,7 @@ def load(base: str, ids: list[str], headers: dict[str, str], n: int, concurrency
     for t in threads:
         t.join()
     elapsed = time.perf_counter() - started
-    cpu = server_cpu(pid) - cpu0
+    cpu = process_tree_cpu(pid) - cpu0
     latencies.sort()
     return Phase(rps=n / elapsed, p50=latencies[len(latencies) // 2] * 1000,
                  p99=latencies[int(len(latencies) * 0.99)] * 1000,
@@ -149,6 +142,8 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--patients", type=int, default=200)
     ap.add_argument("--synchronous", default="FULL", choices=["FULL", "NORMAL"])
+    ap.add_argument("--workers", type=int, default=1,
+                    help="uvicorn worker processes per server, the same for all three (1)")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
 
@@ -166,7 +161,8 @@ def main() -> int:
         env_common = {"FHIR_GATEWAY_SQLITE_SYNCHRONOUS": args.synchronous}
         with ExitStack() as stack:
             servers = {name: stack.enter_context(running_gateway(
-                stores[name], env={**env_common, **env}, auth=name != "off"))
+                stores[name], env={**env_common, **env}, auth=name != "off",
+                workers=args.workers))
                 for name, env in CONFIGS.items()}
             order = list(CONFIGS)
             for rnd in range(args.rounds):
@@ -200,7 +196,8 @@ def main() -> int:
 
     print()
     print(f"reads, {args.rounds} rounds x {args.requests} requests, concurrency "
-          f"{args.concurrency}, SQLite synchronous={args.synchronous}")
+          f"{args.concurrency}, {args.workers} worker(s) per server, SQLite "
+          f"synchronous={args.synchronous}")
     print(f"{'':>12} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'cpu ms/req':>11} "
           f"{'req/s ratio':>12} {'cpu ratio':>10}")
     summary: dict[str, Any] = {}

@@ -117,12 +117,12 @@ class GatewayProcess:
 
 
 def _start(store_url: str, env: Mapping[str, str] | None, log_path: Path,
-           auth: bool) -> GatewayProcess:
+           auth: bool, workers: int = 1) -> GatewayProcess:
     port = free_port()
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1",
                 "FHIR_GATEWAY_AUTH": "on" if auth else "off", **(env or {})}
     command = [*gateway_command(), "--store", store_url,
-               "serve", "--host", HOST, "--port", str(port)]
+               "serve", "--host", HOST, "--port", str(port), "--workers", str(workers)]
     with log_path.open("wb") as log:
         proc = subprocess.Popen(command, env=full_env, stdin=subprocess.DEVNULL,
                                 stdout=log, stderr=subprocess.STDOUT,
@@ -133,7 +133,7 @@ def _start(store_url: str, env: Mapping[str, str] | None, log_path: Path,
 @contextmanager
 def running_gateway(store_url: str, *, env: Mapping[str, str] | None = None,
                     start_timeout: float = START_TIMEOUT,
-                    auth: bool = False) -> Iterator[GatewayProcess]:
+                    auth: bool = False, workers: int = 1) -> Iterator[GatewayProcess]:
     """Serve `store_url` on a free loopback port until the block ends.
 
     Yields the `GatewayProcess` once GET `{base_url}/metadata` answers 200. `env` is
@@ -143,7 +143,8 @@ def running_gateway(store_url: str, *, env: Mapping[str, str] | None = None,
     """
     with tempfile.TemporaryDirectory(prefix="fhir-gateway-") as tmp:
         for attempt in range(1, PORT_ATTEMPTS + 1):
-            gateway = _start(store_url, env, Path(tmp) / f"server-{attempt}.log", auth)
+            gateway = _start(store_url, env, Path(tmp) / f"server-{attempt}.log", auth,
+                             workers)
             try:
                 gateway.wait_ready(timeout=start_timeout)
                 break
@@ -159,3 +160,29 @@ def running_gateway(store_url: str, *, env: Mapping[str, str] | None = None,
             yield gateway
         finally:
             gateway.stop()
+
+
+def process_tree_cpu(pid: int) -> float:
+    """User+system CPU seconds of `pid` and of its live descendants (uvicorn's workers).
+
+    From /proc (Linux), in clock ticks of 10 ms. A descendant that has already exited is
+    counted by its parent's cutime/cstime only once its parent has reaped it."""
+    children: dict[int, list[int]] = {}
+    stats: dict[int, list[str]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # exited while we looked
+        stats[int(entry.name)] = fields
+        children.setdefault(int(fields[1]), []).append(int(entry.name))
+    total, todo = 0, [pid]
+    while todo:
+        current = todo.pop()
+        fields = stats.get(current)
+        if fields is not None:
+            total += int(fields[11]) + int(fields[12])
+        todo.extend(children.get(current, ()))
+    return total / os.sysconf("SC_CLK_TCK")
