@@ -131,6 +131,15 @@ class StoreSession(Protocol):
 
     def put(self, new: NewVersion) -> None: ...
 
+    def savepoint(self) -> AbstractContextManager[None]:
+        """A nested all-or-nothing step inside this write session: when the block raises,
+        every write it made (versions, index rows, system records) is undone and the
+        exception propagates; the session's earlier and later writes are kept. Lets one
+        transaction carry many independent records, each of which may fail alone.
+        On MongoDB a VersionConflict (or any write error) inside a real transaction may
+        have aborted the whole transaction: callers must not swallow it."""
+        ...
+
     def history(
         self,
         *,

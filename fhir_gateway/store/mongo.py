@@ -140,7 +140,8 @@ class MongoEngine:
                     write_concern=pymongo.write_concern.WriteConcern("majority"),
                 )
                 try:
-                    yield MongoSession(self, s, None)
+                    # The journal serves savepoints only; a failed transaction is aborted.
+                    yield MongoSession(self, s, [])
                 except BaseException:
                     s.abort_transaction()
                     raise
@@ -165,17 +166,22 @@ class MongoEngine:
             close()
 
 
-def _undo(engine: MongoEngine, journal: list[tuple[str, Any]]) -> None:
-    """Reverse a failed session's writes, newest first (no-transaction mode only)."""
+def _undo(engine: MongoEngine, journal: list[tuple[str, Any]], **kw: Any) -> None:
+    """Reverse writes, newest first: a failed session's (no-transaction mode) or a failed
+    savepoint's (both modes; `kw` carries the transaction's session)."""
     for action, arg in reversed(journal):
         if action == "version":
-            engine.versions.delete_one({"_id": arg})
+            engine.versions.delete_one({"_id": arg}, **kw)
         elif action == "insert":
-            engine.resources.delete_one({"_id": arg})
+            engine.resources.delete_one({"_id": arg}, **kw)
         elif action == "replace":
-            engine.resources.replace_one({"_id": arg["_id"]}, arg)
+            engine.resources.replace_one({"_id": arg["_id"]}, arg, **kw)
         elif action == "record":
-            engine.records.delete_one({"_id": arg})
+            key, previous = arg
+            if previous is None:
+                engine.records.delete_one({"_id": key}, **kw)
+            else:
+                engine.records.replace_one({"_id": key}, previous, upsert=True, **kw)
 
 
 class MongoSession:
@@ -189,6 +195,24 @@ class MongoSession:
 
     def _kw(self) -> dict[str, Any]:
         return {"session": self.s} if self.s is not None else {}
+
+    @contextmanager
+    def savepoint(self) -> Iterator[None]:
+        if self.journal is None:
+            raise base.StoreError("savepoint() in a read-only session")
+        mark = len(self.journal)
+        try:
+            yield
+        except BaseException:
+            undone = self.journal[mark:]
+            del self.journal[mark:]
+            try:
+                _undo(self.e, undone, **self._kw())
+            except PyMongoError as exc:
+                # The transaction is already aborted (a write conflict): only a retry of
+                # the whole transaction can help.
+                raise VersionConflict(f"savepoint could not be undone: {exc}") from exc
+            raise
 
     def current(self, rtype: str, rid: str) -> StoredVersion | None:
         doc = self.e.resources.find_one(
@@ -301,22 +325,31 @@ class MongoSession:
         doc = {"_id": f"{kind}/{key}", "kind": kind, "key": key, "expires": expires,
                "value": json.dumps(value, separators=(",", ":"), sort_keys=True)}
         if not create_only:
-            self.e.records.replace_one({"_id": doc["_id"]}, doc, upsert=True, **self._kw())
+            # The previous value is kept so an undo restores it (not just deletes).
+            previous = self.e.records.find_one_and_replace(
+                {"_id": doc["_id"]}, doc, upsert=True, **self._kw())
+            self._journal_record(doc["_id"], previous)
             return True
-        self.e.records.delete_one({"_id": doc["_id"], "expires": {"$ne": None, "$lte": now or ""}},
-                                  **self._kw())
+        expired = self.e.records.find_one_and_delete(
+            {"_id": doc["_id"], "expires": {"$ne": None, "$lte": now or ""}}, **self._kw())
         try:
             self.e.records.insert_one(doc, **self._kw())
         except DuplicateKeyError:
             return False
-        if self.journal is not None:
-            self.journal.append(("record", doc["_id"]))
+        self._journal_record(doc["_id"], expired)
         return True
+
+    def _journal_record(self, key: str, previous: dict[str, Any] | None) -> None:
+        if self.journal is not None:
+            self.journal.append(("record", (key, previous)))
 
     def record_delete(self, kind: str, key: str) -> bool:
         if not self.write:
             raise base.StoreError("record_delete() in a read-only session")
-        return self.e.records.delete_one({"_id": f"{kind}/{key}"}, **self._kw()).deleted_count > 0
+        previous = self.e.records.find_one_and_delete({"_id": f"{kind}/{key}"}, **self._kw())
+        if previous is not None:
+            self._journal_record(previous["_id"], previous)
+        return previous is not None
 
     def record_list(self, kind: str, *, after: str | None = None,
                     limit: int = 1000) -> list[tuple[str, dict]]:

@@ -214,6 +214,20 @@ class SqliteSession:
         self.conn = conn
         self.write = write
 
+    @contextmanager
+    def savepoint(self) -> Iterator[None]:
+        if not self.write:
+            raise base.StoreError("savepoint() in a read-only session")
+        # One name serves nested use too: ROLLBACK TO / RELEASE act on the newest of a name.
+        self.conn.execute("SAVEPOINT step")
+        try:
+            yield
+        except BaseException:
+            self.conn.execute("ROLLBACK TO step")
+            self.conn.execute("RELEASE step")
+            raise
+        self.conn.execute("RELEASE step")
+
     def current(self, rtype: str, rid: str) -> StoredVersion | None:
         row = self.conn.execute(
             f"SELECT {_COLUMNS} FROM resources WHERE rtype=? AND rid=?", (rtype, rid)

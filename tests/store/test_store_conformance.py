@@ -99,6 +99,56 @@ def test_failed_session_writes_nothing(engine: StoreEngine) -> None:
         assert s.current("Patient", "b") is None
 
 
+def test_failed_savepoint_undoes_only_its_own_writes(engine: StoreEngine) -> None:
+    # One transaction carrying several steps (ingestion batches records this way): a step
+    # that raises leaves nothing behind, not even system records it overwrote or deleted,
+    # and the steps before and after it commit. mongomock: the undo journal.
+    put(engine, "a", 1, body='{"v":1}')
+    with engine.session(write=True) as s:
+        s.record_put("etimes", "kept", {"n": 1})
+        s.record_put("etimes", "overwritten", {"n": 1})
+        s.record_put("etimes", "deleted", {"n": 1})
+    with engine.session(write=True) as s:
+        with s.savepoint():
+            s.put(NewVersion("Patient", "before", 1, "2026-01-01T00:00:02.000000Z", "{}"))
+        with pytest.raises(RuntimeError), s.savepoint():
+            s.put(NewVersion("Patient", "a", 2, "2026-01-01T00:00:02.000000Z", '{"v":2}',
+                             (IndexEntry("identifier", TokenValue("s", "2")),)))
+            s.put(NewVersion("Patient", "b", 1, "2026-01-01T00:00:02.000000Z", '{"b":1}'))
+            assert s.record_put("person-nhs", "9434765919", {"p": "b"}, create_only=True)
+            s.record_put("etimes", "overwritten", {"n": 2})
+            assert s.record_delete("etimes", "deleted")
+            assert s.current("Patient", "b") is not None  # visible inside the step
+            raise RuntimeError("this record is bad")
+        s.put(NewVersion("Patient", "after", 1, "2026-01-01T00:00:03.000000Z", "{}"))
+    with engine.session(write=False) as s:
+        assert s.current("Patient", "a").version == 1
+        assert s.version("Patient", "a", 2) is None
+        assert s.current("Patient", "b") is None
+        assert s.current("Patient", "before") is not None
+        assert s.current("Patient", "after") is not None
+        assert s.record_get("person-nhs", "9434765919") is None
+        assert s.record_get("etimes", "overwritten") == {"n": 1}
+        assert s.record_get("etimes", "deleted") == {"n": 1}
+        assert s.record_get("etimes", "kept") == {"n": 1}
+    assert ids(engine, Criterion("identifier", "token", [TokenPredicate("s", "2")])) == set()
+    with engine.session(write=True) as s:  # the claim was undone, so it can be made again
+        assert s.record_put("person-nhs", "9434765919", {"p": "c"}, create_only=True)
+
+
+def test_failed_session_undoes_overwritten_and_deleted_records(engine: StoreEngine) -> None:
+    with engine.session(write=True) as s:
+        s.record_put("etimes", "x", {"n": 1})
+        s.record_put("etimes", "y", {"n": 1})
+    with pytest.raises(RuntimeError), engine.session(write=True) as s:
+        s.record_put("etimes", "x", {"n": 2})
+        s.record_delete("etimes", "y")
+        raise RuntimeError("fail mid-transaction")
+    with engine.session(write=False) as s:
+        assert s.record_get("etimes", "x") == {"n": 1}
+        assert s.record_get("etimes", "y") == {"n": 1}
+
+
 def test_history_newest_first_with_keyset_paging(engine: StoreEngine) -> None:
     for i in range(1, 6):
         put(engine, "a", i, lu=f"2026-01-01T00:00:{i:02d}.000000Z")
