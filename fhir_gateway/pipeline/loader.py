@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import itertools
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,6 +40,10 @@ from .merge import changed, merge, stamp
 from .provenance import provenance
 
 MAX_ATTEMPTS = 10
+#: Records per store transaction, and the longest a transaction stays open (other
+#: writers, e.g. the REST API, wait for it).
+BATCH_RECORDS = 200
+BATCH_SECONDS = 0.5
 
 
 @dataclass(slots=True)
@@ -100,12 +106,15 @@ def from_json(data: dict[str, Any]) -> MappedRecord:
 
 class Loader:
     def __init__(self, repository: Repository, *, profiles: ProfileValidator | None = None,
-                 clock: Callable[[], str] = now_instant) -> None:
+                 clock: Callable[[], str] = now_instant, batch_records: int = BATCH_RECORDS,
+                 batch_seconds: float = BATCH_SECONDS) -> None:
         """`profiles`: the gateway's profiles; every mapped resource is given the one it
         meets (partner data is always profiled) or its record is rejected."""
         self.repo = repository
         self.profiles = profiles or default_validator()
         self.clock = clock
+        self.batch_records = max(1, batch_records)
+        self.batch_seconds = batch_seconds
 
     # -- runs ---------------------------------------------------------------------------
 
@@ -113,26 +122,86 @@ class Loader:
                progress: Callable[[int], None] | None = None) -> Summary:
         """Apply mapped records (from `ingest.map_file`), then retry every held record:
         one this run could not place may match a Patient this run created, and one held
-        earlier may match now. `held` counts this run's records still held at the end."""
+        earlier may match now. `held` counts this run's records still held at the end.
+
+        Records are applied in batches, one store transaction per batch and a savepoint
+        per record: a record that fails is undone alone (and kept as rejected), and the
+        batch commits (fsync) once instead of once per record. Nothing is reported (the
+        summary, `progress`) before its batch has committed."""
         summary = Summary()
         held_now: set[str] = set()
-        for item in items:
-            summary.read += 1
-            if isinstance(item, Rejection):
-                self._reject(summary, item.source, item.field, item.reason)
-            else:
-                outcome = self.apply(item)
-                if outcome.held:
-                    held_now.add(record_key(item.source))
-                summary.add(dataclasses.replace(outcome, held=0, holds=[]))
-                summary.holds += outcome.holds
-            if progress:
-                progress(1)
-        summary.add(dataclasses.replace(self.retry_held(), held=0, holds=[]))
+        pending = iter(items)
+        while batch := list(itertools.islice(pending, self.batch_records)):
+            summary.read += len(batch)
+            self._apply_batch(batch, summary, held_now, progress)
+        summary.add(self.retry_held())
         still = {key for key, _ in self.list_held()}
         summary.held = len(held_now & still)
         summary.holds = [h for h in summary.holds if h["key"] in still]
         return summary
+
+    def _apply_batch(self, batch: list[MappedRecord | Rejection], summary: Summary,
+                     held_now: set[str], progress: Callable[[int], None] | None) -> None:
+        """Apply `batch` in as few transactions as the time limit allows; results are
+        added to `summary` only after their transaction has committed."""
+        rest = batch
+        while rest:
+            done, done_held, applied = Summary(), set(), 0
+            failure: Exception | None = None
+            try:
+                with self.repo.transaction() as s:
+                    deadline = time.monotonic() + self.batch_seconds
+                    for item in rest:
+                        try:
+                            self._apply_in(s, item, done, done_held)
+                        except VersionConflict:
+                            raise
+                        except Exception as exc:
+                            # Undone alone by its savepoint; the records before it are
+                            # complete, so they commit, as one transaction each used to.
+                            failure = exc
+                            break
+                        applied += 1
+                        if time.monotonic() >= deadline:
+                            break  # bound how long other writers wait for the store
+            except VersionConflict:
+                # Another writer got there first (MongoDB): nothing of this transaction
+                # was kept; apply its records one per transaction, each with retries.
+                done, done_held, applied, failure = Summary(), set(), 0, None
+                for item in rest:
+                    if isinstance(item, Rejection):
+                        self._reject(done, item.source, item.field, item.reason)
+                    else:
+                        self._count(done, done_held, item, self.apply(item))
+                    applied += 1
+            summary.add(done)
+            held_now |= done_held
+            if progress and applied:
+                progress(applied)
+            if failure is not None:
+                raise failure
+            rest = rest[applied:]
+
+    def _apply_in(self, s: StoreSession, item: MappedRecord | Rejection, done: Summary,
+                  done_held: set[str]) -> None:
+        """One record inside a batch's transaction, in its own savepoint."""
+        if isinstance(item, Rejection):
+            self._reject(done, item.source, item.field, item.reason, session=s)
+            return
+        try:
+            with s.savepoint():
+                outcome = self._attempt(s, item, self.clock(), None, False)
+        except RecordRejected as exc:
+            self._reject(done, item.source, exc.field, exc.reason, session=s)
+            return
+        self._count(done, done_held, item, outcome)
+
+    @staticmethod
+    def _count(done: Summary, done_held: set[str], item: MappedRecord,
+               outcome: Summary) -> None:
+        if outcome.held:
+            done_held.add(record_key(item.source))
+        done.add(outcome)
 
     def apply(self, record: MappedRecord, *, patient_id: str | None = None,
               create: bool = False) -> Summary:
@@ -142,20 +211,7 @@ class Loader:
         for _attempt in range(MAX_ATTEMPTS):
             try:
                 with self.repo.transaction() as s:
-                    outcome = self._apply(s, record, received, patient_id, create)
-                    if isinstance(outcome, Held):
-                        s.record_put("held", record_key(record.source), {
-                            "reason": outcome.reason, "candidates": list(outcome.candidates),
-                            "received": received, "record": to_json(record)})
-                        summary.held += 1
-                        summary.holds.append({"key": record_key(record.source),
-                                              "reason": outcome.reason,
-                                              "position": record.source.position})
-                        return summary
-                    s.record_delete("held", record_key(record.source))
-                    for key in ("created", "updated", "unchanged"):
-                        setattr(summary, key, outcome[key])
-                    return summary
+                    return self._attempt(s, record, received, patient_id, create)
             except VersionConflict:
                 continue
             except RecordRejected as exc:
@@ -164,13 +220,43 @@ class Loader:
         self._reject(summary, record.source, "-", "the store stayed busy; try again")
         return summary
 
-    def retry_held(self) -> Summary:
-        """Apply held records again: a Patient they could not find may exist now."""
+    def _attempt(self, s: StoreSession, record: MappedRecord, received: str,
+                 patient_id: str | None, create: bool) -> Summary:
+        """Apply `record` in `s`: its writes, or its hold for review. Raises
+        RecordRejected (the caller undoes its writes) or VersionConflict."""
         summary = Summary()
-        for _key, held in self.list_held():
-            outcome = self.apply(from_json(held["record"]))
-            if not outcome.held:
-                summary.add(outcome)
+        outcome = self._apply(s, record, received, patient_id, create)
+        if isinstance(outcome, Held):
+            s.record_put("held", record_key(record.source), {
+                "reason": outcome.reason, "candidates": list(outcome.candidates),
+                "received": received, "record": to_json(record)})
+            summary.held += 1
+            summary.holds.append({"key": record_key(record.source),
+                                  "reason": outcome.reason,
+                                  "position": record.source.position})
+            return summary
+        s.record_delete("held", record_key(record.source))
+        for key in ("created", "updated", "unchanged"):
+            setattr(summary, key, outcome[key])
+        return summary
+
+    def retry_held(self) -> Summary:
+        """Apply held records again: a Patient they could not find may exist now.
+        Identity is looked up first in a read-only session; only a record whose person
+        is now found, or whose reason for the hold changed, is applied again (a record
+        still held for the same reason would rewrite its hold and change nothing else)."""
+        summary = Summary()
+        ready: list[MappedRecord | Rejection] = []
+        with self.repo.engine.session(write=False) as s:
+            for _key, held in self.list_held():
+                record = from_json(held["record"])
+                found = resolve(self.repo, s, record.person)
+                if not (isinstance(found, Held) and found.reason == held["reason"]
+                        and list(found.candidates) == held["candidates"]):
+                    ready.append(record)
+        if ready:
+            self._apply_batch(ready, summary, set(), None)
+        summary.held, summary.holds = 0, []
         return summary
 
     def list_held(self) -> list[tuple[str, dict[str, Any]]]:
@@ -202,16 +288,19 @@ class Loader:
                 after = page[-1][0]
 
     def _reject(self, summary: Summary, source: SourceRef, field_name: str,
-                reason: str) -> None:
+                reason: str, *, session: StoreSession | None = None) -> None:
         summary.rejected += 1
         entry = {"partner": source.partner, "file": source.file, "position": source.position,
                  "field": field_name, "reason": reason}
         summary.rejections.append(entry)
         key = f"{source.partner}/{source.file}/{source.position}/" \
               f"{hashlib.sha256(source.raw.encode()).hexdigest()[:12]}"
+        value = {**entry, "raw": source.raw, "received": self.clock()}
+        if session is not None:
+            session.record_put("rejected", key, value)
+            return
         with self.repo.transaction() as s:
-            s.record_put("rejected", key, {**entry, "raw": source.raw,
-                                           "received": self.clock()})
+            s.record_put("rejected", key, value)
 
     # -- one record -----------------------------------------------------------------------
 

@@ -243,3 +243,74 @@ def test_a40_merges_patients(loader: Loader) -> None:
     assert loser["link"][0]["other"]["reference"] == f"Patient/{keep['id']}"
     enc = all_of(loader.repo, "Encounter")[0]
     assert enc["subject"]["reference"] == f"Patient/{keep['id']}"
+
+
+# -- batches: many records per transaction, one savepoint each ----------------------------
+
+
+def _other(nhs: str, local: str) -> PersonKey:
+    return PersonKey(nhs_number=nhs, local_system="https://acute.example/Id/person",
+                     local_id=local, family="Adeyemi", given="Tunde",
+                     birth_date="1941-07-02", postcode="DY2 8PA", gender="male")
+
+
+def test_bad_record_inside_a_batch_is_undone_alone(engine: StoreEngine) -> None:
+    # The bad record's Patient is written before its Encounter fails its profile: the
+    # savepoint must take the Patient back while the records around it are kept.
+    loader = Loader(Repository(engine), clock=clock, batch_records=10)
+    summary = loader.ingest([
+        record(_other("9434765803", "A1"), "acute", "m1", encounter("V1", "finished", "2026-05-01")),
+        record(person(), "acute", "m2", encounter("V2", "bogus", "2026-05-01")),
+        record(_other("9434765811", "A3"), "acute", "m3", encounter("V3", "finished", "2026-05-02")),
+    ])
+    assert (summary.read, summary.rejected) == (3, 1)
+    assert summary.rejections[0]["reason"].startswith("acute acute.dat line 2")
+    nhs = sorted(i["value"] for p in all_of(loader.repo, "Patient") for i in p["identifier"]
+                 if i["system"] == NHS_NUMBER_SYSTEM)
+    assert nhs == ["9434765803", "9434765811"]
+    visits = sorted(e["identifier"][0]["value"] for e in all_of(loader.repo, "Encounter"))
+    assert visits == ["V1", "V3"]
+    assert len(all_of(loader.repo, "Provenance")) == 2
+    assert len(loader.list_rejected()) == 1
+
+
+def test_failure_mid_batch_keeps_the_records_before_it(engine: StoreEngine) -> None:
+    # A mapped record that breaks the loader's own contract (a key per resource) is not
+    # bad input but a fault: it propagates. The records before it in the batch are
+    # complete and committed; nothing of it, nor of the records after it, is written.
+    loader = Loader(Repository(engine), clock=clock, batch_records=10)
+    good = record(_other("9434765803", "A1"), "acute", "m1",
+                  encounter("V1", "finished", "2026-05-01"))
+    broken = MappedRecord(source=source("acute", "m2"), person=person(),
+                          patient=patient_of(person()),
+                          resources=(encounter("V2", "finished", "2026-05-01"),), keys=())
+    after = record(_other("9434765811", "A3"), "acute", "m3",
+                   encounter("V3", "finished", "2026-05-02"))
+    with pytest.raises(ValueError):
+        loader.ingest([good, broken, after])
+    patients = all_of(loader.repo, "Patient")
+    assert [p["identifier"][0]["value"] for p in patients] == ["9434765803"]
+    assert [e["identifier"][0]["value"] for e in all_of(loader.repo, "Encounter")] == ["V1"]
+
+
+@pytest.mark.parametrize("batch_records", [1, 2, 50])
+def test_batch_size_does_not_change_the_result(engine: StoreEngine,
+                                               batch_records: int) -> None:
+    loader = Loader(Repository(engine), clock=clock, batch_records=batch_records)
+    council = person(nhs=None, local="C1", partner="socialcare")
+    reported: list[int] = []
+    summary = loader.ingest([
+        record(council, "socialcare", "s1"),  # held: nobody to match yet
+        record(person(), "acute", "m1", encounter("V1", "in-progress", "2026-05-01")),
+        record(person(), "acute", "m2", encounter("V1", "finished", "2026-05-01",
+                                                  "2026-05-03")),
+        record(person(), "acute", "m2", encounter("V1", "finished", "2026-05-01",
+                                                  "2026-05-03")),  # redelivered
+        Rejection(source=source("gp", "row9"), field="NHS Number", reason="bad"),
+    ], progress=reported.append)
+    assert sum(reported) == 5
+    assert (summary.read, summary.rejected, summary.held) == (5, 1, 0)
+    assert len(all_of(loader.repo, "Patient")) == 1  # the held record matched at the end
+    (enc,) = all_of(loader.repo, "Encounter")
+    assert enc["status"] == "finished" and enc["period"]["end"] == "2026-05-03"
+    assert loader.list_held() == []
