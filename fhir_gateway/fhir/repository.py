@@ -62,6 +62,18 @@ class WriteResult:
         return jsonio.loads_trusted(self.stored.body) if self.stored.body else None
 
 
+@dataclass(frozen=True, slots=True, eq=False)
+class ProfileChecked:
+    """What `Repository.check_profiles` hands back when a resource passed: the exact
+    content it checked. A write given it skips its own check only when it comes from the
+    same repository and the resource written still has exactly that content (pass the
+    same resource, unchanged), so validation runs once on the ingestion path and every
+    other write is checked as before."""
+
+    owner: object
+    content: str
+
+
 def new_id() -> str:
     return str(uuid.uuid4())
 
@@ -163,19 +175,31 @@ class Repository:
 
     # -- writes ----------------------------------------------------------------------
 
+    def check_profiles(self, resource: dict[str, Any]) -> tuple[list[Issue], ProfileChecked | None]:
+        """The errors of the profile check every write runs; with none, a ProfileChecked
+        that a write of this very content may pass (`checked=`) instead of checking again."""
+        errors = [i for i in self.profiles(resource) if i.severity in ("error", "fatal")]
+        if errors:
+            return errors, None
+        return [], ProfileChecked(self, jsonio.canonical(resource))
+
     def create(self, resource: dict[str, Any], *, session: StoreSession | None = None,
-               rid: str | None = None, base_url: str | None = None) -> WriteResult:
+               rid: str | None = None, base_url: str | None = None,
+               checked: ProfileChecked | None = None) -> WriteResult:
         """Create with a server-assigned id (or `rid`, pre-assigned by a transaction).
-        `base_url`: this server's FHIR base as the caller sees it (for indexing)."""
+        `base_url`: this server's FHIR base as the caller sees it (for indexing).
+        `checked`: from `check_profiles` on this resource (see ProfileChecked)."""
         return self._write(resource["resourceType"], rid or new_id(), resource,
-                           session=session, must_be_new=True, base_url=base_url)
+                           session=session, must_be_new=True, base_url=base_url,
+                           checked=checked)
 
     def update(self, resource: dict[str, Any], *, rtype: str, rid: str,
                if_match: int | None = None, session: StoreSession | None = None,
-               base_url: str | None = None) -> WriteResult:
+               base_url: str | None = None,
+               checked: ProfileChecked | None = None) -> WriteResult:
         """Update, or create with the client's id when there is no such resource."""
         return self._write(rtype, rid, resource, if_match=if_match, session=session,
-                           base_url=base_url)
+                           base_url=base_url, checked=checked)
 
     def delete(self, rtype: str, rid: str, *, if_match: int | None = None,
                session: StoreSession | None = None) -> WriteResult | None:
@@ -187,8 +211,9 @@ class Repository:
 
     def _write(self, rtype: str, rid: str, resource: dict[str, Any] | None, *,
                if_match: int | None = None, must_be_new: bool = False,
-               session: StoreSession | None = None, base_url: str | None = None) -> WriteResult:
-        args = (rtype, rid, resource, if_match, must_be_new, base_url)
+               session: StoreSession | None = None, base_url: str | None = None,
+               checked: ProfileChecked | None = None) -> WriteResult:
+        args = (rtype, rid, resource, if_match, must_be_new, base_url, checked)
         for _attempt in range(MAX_ATTEMPTS):
             try:
                 if session is not None:  # the caller's transaction retries as a whole
@@ -202,7 +227,8 @@ class Repository:
 
     def _write_once(self, s: StoreSession, rtype: str, rid: str,
                     resource: dict[str, Any] | None, if_match: int | None,
-                    must_be_new: bool, base_url: str | None) -> WriteResult:
+                    must_be_new: bool, base_url: str | None,
+                    checked: ProfileChecked | None = None) -> WriteResult:
         current = s.current(rtype, rid)
         if must_be_new and current is not None:
             raise Conflict(f"{rtype}/{rid} already exists")
@@ -228,7 +254,12 @@ class Repository:
         body_text = None
         index, compartments = (), ()
         if resource is not None:
-            errors = [i for i in self.profiles(resource) if i.severity in ("error", "fatal")]
+            if checked is not None and checked.owner is self \
+                    and checked.content == jsonio.canonical(resource):
+                errors = []  # this repository's check passed this exact content
+            else:
+                errors = [i for i in self.profiles(resource)
+                          if i.severity in ("error", "fatal")]
             if errors:
                 raise Unprocessable(
                     f"{rtype} breaks its profile: {len(errors)} problem(s); "

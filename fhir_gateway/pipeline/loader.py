@@ -21,7 +21,7 @@ from typing import Any
 
 from .. import jsonio
 from ..errors import Issue
-from ..fhir.repository import Repository, WriteResult, new_id
+from ..fhir.repository import ProfileChecked, Repository, WriteResult, new_id
 from ..ingest.model import (
     NHS_NUMBER_SYSTEM,
     PATIENT_REFERENCE,
@@ -342,26 +342,30 @@ class Loader:
         if record.merge_from is not None:
             self._merge_patients(s, record.merge_from, patient, count)
         if written:
-            prov = self._check(provenance(record.source, written, received), record.source)
-            self.repo.create(prov, session=s)
+            prov, checked = self._check(provenance(record.source, written, received),
+                                        record.source)
+            self.repo.create(prov, session=s, checked=checked)
         return counts
 
-    def _check(self, resource: dict[str, Any], source: SourceRef) -> dict[str, Any]:
-        """The resource with `meta.profile` set to the gateway profile it meets; a record
-        whose resource meets none of its type's profiles is rejected, naming each problem."""
+    def _check(self, resource: dict[str, Any],
+               source: SourceRef) -> tuple[dict[str, Any], ProfileChecked | None]:
+        """The resource with `meta.profile` set to the gateway profile it meets, and the
+        repository's proof that it passed (so the write does not check it again); a record
+        whose resource meets none of its type's profiles is rejected, naming each problem.
+        Each candidate is checked exactly as it would be stored (naming that profile)."""
         candidates = self.profiles.profiles_for(resource["resourceType"])
         best: list[Issue] | None = None
         for url in candidates:
-            errors = [i for i in self.profiles.validate(resource, profile=url)
-                      if i.severity in ("error", "fatal")]
+            meta = dict(resource.get("meta") or {})
+            meta["profile"] = [url]
+            candidate = {**resource, "meta": meta}
+            errors, checked = self.repo.check_profiles(candidate)
             if not errors:
-                meta = dict(resource.get("meta") or {})
-                meta["profile"] = [url]
-                return {**resource, "meta": meta}
+                return candidate, checked
             if best is None or len(errors) < len(best):
                 best = errors
         if best is None:
-            return resource  # a type the gateway has no profile for (none today)
+            return resource, None  # a type the gateway has no profile for (none today)
         where = ", ".join(dict.fromkeys(e for i in best for e in i.expression)) \
             or resource["resourceType"]
         detail = "; ".join(i.diagnostics for i in best)
@@ -382,8 +386,9 @@ class Loader:
                                         create_only=True):
                 raise VersionConflict(f"NHS number {nhs} claimed concurrently")
             merged, times = merge(None, incoming, {}, new_stamp)
-            merged = {**self._check(merged, record.source), "id": rid}
-            count(self.repo.update(merged, rtype="Patient", rid=rid, session=s))
+            merged, checked = self._check({**merged, "id": rid}, record.source)
+            count(self.repo.update(merged, rtype="Patient", rid=rid, session=s,
+                                   checked=checked))
             s.record_put("etimes", f"Patient/{rid}", times)
             return rid
         current = jsonio.loads_trusted(stored.body or "{}")
@@ -392,9 +397,10 @@ class Loader:
         if record.person.nhs_number and not any(
                 i.get("system") == NHS_NUMBER_SYSTEM for i in current.get("identifier", [])):
             s.record_put("person-nhs", record.person.nhs_number, {"patient": stored.rid})
-        merged = self._check(merged, record.source)
+        merged, checked = self._check(merged, record.source)
         if changed(current, merged):
-            count(self.repo.update(merged, rtype="Patient", rid=stored.rid, session=s))
+            count(self.repo.update(merged, rtype="Patient", rid=stored.rid, session=s,
+                                   checked=checked))
             s.record_put("etimes", f"Patient/{stored.rid}", new_times)
         else:
             count(WriteResult(stored, created=False, changed=False))
@@ -419,16 +425,17 @@ class Loader:
             current = jsonio.loads_trusted(stored.body or "{}")
             times = s.record_get("etimes", f"{key.resource_type}/{stored.rid}") or {}
             merged, new_times = merge(current, resource, times, new_stamp)
-            merged = self._check(merged, source)
+            merged, checked = self._check(merged, source)
             if not changed(current, merged):
                 count(WriteResult(stored, created=False, changed=False))
                 return
             count(self.repo.update(merged, rtype=key.resource_type, rid=stored.rid,
-                                   session=s))
+                                   session=s, checked=checked))
             s.record_put("etimes", f"{key.resource_type}/{stored.rid}", new_times)
             return
         merged, times = merge(None, resource, {}, new_stamp)
-        result = self.repo.create(self._check(merged, source), session=s)
+        checked_resource, checked = self._check(merged, source)
+        result = self.repo.create(checked_resource, session=s, checked=checked)
         count(result)
         s.record_put("etimes", f"{key.resource_type}/{result.stored.rid}", times)
 
