@@ -5,19 +5,23 @@ returns, so an acknowledged write survives `kill -9` of the server and power los
 `NORMAL` survives a killed process but may lose the last commits on power loss.
 
 Concurrency: one connection per thread; write sessions take `BEGIN IMMEDIATE`, so
-writers queue (busy_timeout) instead of failing, and readers keep reading the last
-committed snapshot (WAL). The versions primary key is the last line of defence against a
+writers queue instead of failing (first on a lock per process, then on an advisory
+`flock` on `<file>-writers` shared by every process, then busy_timeout), and readers keep
+reading the last committed snapshot (WAL). The versions primary key is the last line of defence against a
 lost version.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
+from typing import Any
 
 from . import base
 from .base import (
@@ -156,8 +160,11 @@ class SqliteEngine:
         self._lock = threading.Lock()
         # Writers of this process queue here, in order, instead of in SQLite's busy
         # handler, whose growing sleeps gave creates a p99 of hundreds of ms under load.
-        # Other processes (workers) still meet at BEGIN IMMEDIATE and busy_timeout.
         self._writer = threading.Lock()
+        # ...and writers of every process (uvicorn workers, a CLI) then queue on an
+        # advisory lock on a file beside the database, which wakes the next writer as
+        # soon as one commits; busy_timeout stays as the guard for anyone else.
+        self._writer_file: tuple[int, Any] | None = None
         conn = self._connection()
         conn.executescript(SCHEMA)
 
@@ -182,8 +189,14 @@ class SqliteEngine:
         if depth:  # nested use inside an open session on this thread shares it
             yield SqliteSession(conn, write=write)
             return
+        locked: int | None = None
         if write:
             self._writer.acquire()
+            try:
+                locked = self._lock_writers()
+            except BaseException:
+                self._writer.release()
+                raise
         try:
             conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
             self._local.depth = 1
@@ -198,9 +211,26 @@ class SqliteEngine:
                 self._local.depth = 0
         finally:
             if write:
+                if locked is not None:
+                    fcntl.flock(locked, fcntl.LOCK_UN)
                 self._writer.release()
 
+    def _lock_writers(self) -> int | None:
+        """Take the cross-process writer lock (held with `_writer`); its descriptor."""
+        if str(self.path) == ":memory:":
+            return None
+        if self._writer_file is None or self._writer_file[0] != os.getpid():
+            # per process: a descriptor inherited across fork would share the lock
+            self._writer_file = (os.getpid(), open(f"{self.path}-writers", "ab"))  # noqa: SIM115
+        fd = self._writer_file[1].fileno()
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        return fd
+
     def close(self) -> None:
+        with self._writer:
+            if self._writer_file is not None:
+                self._writer_file[1].close()
+                self._writer_file = None
         with self._lock:
             for conn in self._all:
                 with suppress(sqlite3.ProgrammingError):

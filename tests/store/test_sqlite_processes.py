@@ -1,0 +1,56 @@
+"""SQLite with several processes (uvicorn workers, a CLI beside a server): writers of all
+processes are serialised, on the advisory lock beside the database and SQLite's own."""
+
+from __future__ import annotations
+
+import fcntl
+import multiprocessing
+from pathlib import Path
+
+import pytest
+
+from fhir_gateway.store.sqlite import SqliteEngine
+
+ROUNDS = 150
+
+
+def _count_up(path: str, rounds: int) -> None:
+    engine = SqliteEngine(path)
+    for _ in range(rounds):
+        with engine.session(write=True) as s:
+            current = s.record_get("counter", "c") or {"n": 0}
+            s.record_put("counter", "c", {"n": current["n"] + 1})
+    engine.close()
+
+
+def test_read_modify_write_in_two_processes_loses_no_update(tmp_path: Path) -> None:
+    path = str(tmp_path / "shared.sqlite3")
+    SqliteEngine(path).close()
+    spawn = multiprocessing.get_context("spawn")
+    workers = [spawn.Process(target=_count_up, args=(path, ROUNDS)) for _ in range(2)]
+    for w in workers:
+        w.start()
+    _count_up(path, ROUNDS)
+    for w in workers:
+        w.join(timeout=120)
+        assert w.exitcode == 0
+    engine = SqliteEngine(path)
+    with engine.session(write=False) as s:
+        assert s.record_get("counter", "c") == {"n": 3 * ROUNDS}
+    engine.close()
+
+
+def test_a_write_session_holds_the_lock_other_processes_queue_on(tmp_path: Path) -> None:
+    path = tmp_path / "shared.sqlite3"
+    engine = SqliteEngine(str(path))
+    with open(f"{path}-writers", "ab") as other:  # another process's descriptor
+        with engine.session(write=True) as s:
+            s.record_put("counter", "c", {"n": 1})
+            with pytest.raises(BlockingIOError):
+                fcntl.flock(other.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(other.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)  # free after commit
+        fcntl.flock(other.fileno(), fcntl.LOCK_UN)
+        with engine.session(write=False):
+            fcntl.flock(other.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)  # readers take none
+            fcntl.flock(other.fileno(), fcntl.LOCK_UN)
+    engine.close()
