@@ -7,8 +7,8 @@ returns, so an acknowledged write survives `kill -9` of the server and power los
 Concurrency: one connection per thread; write sessions take `BEGIN IMMEDIATE`, so
 writers queue instead of failing (first on a lock per process, then on an advisory
 `flock` on `<file>-writers` shared by every process, then busy_timeout), and readers keep
-reading the last committed snapshot (WAL). The versions primary key is the last line of defence against a
-lost version.
+reading the last committed snapshot (WAL). The versions primary key is the last line of
+defence against a lost version.
 """
 
 from __future__ import annotations
@@ -187,6 +187,9 @@ class SqliteEngine:
         conn = self._connection()
         depth = getattr(self._local, "depth", 0)
         if depth:  # nested use inside an open session on this thread shares it
+            if write and not self._local.writing:
+                # it would write in a read transaction, outside the writer locks
+                raise base.StoreError("a write session cannot be opened inside a read one")
             yield SqliteSession(conn, write=write)
             return
         locked: int | None = None
@@ -199,7 +202,7 @@ class SqliteEngine:
                 raise
         try:
             conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
-            self._local.depth = 1
+            self._local.depth, self._local.writing = 1, write
             try:
                 yield SqliteSession(conn, write=write)
             except BaseException:
@@ -444,6 +447,19 @@ _SORT_COLUMNS = {
 }
 
 
+def _prefix_bounds(text: str) -> tuple[str, str] | None:
+    """[text, upper): every string starting with `text`, in BINARY (UTF-8 byte, so code
+    point) order; None when no such range is sure to match what LIKE matches."""
+    if not text or any("A" <= ch <= "Z" for ch in text):
+        return None  # LIKE would also match other ASCII cases
+    last = ord(text[-1]) + 1
+    if 0xD800 <= last <= 0xDFFF:
+        last = 0xE000  # surrogates cannot be stored as UTF-8
+    if last > 0x10FFFF:
+        return None
+    return text, text[:-1] + chr(last)
+
+
 def _like_escape(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
@@ -541,7 +557,13 @@ class _Compiler:
             pattern = _like_escape(pred.text) + "%"
             if pred.mode == "contains":
                 pattern = "%" + pattern
-            return f"norm LIKE {b(pattern)} ESCAPE '\\'"
+            bounds = _prefix_bounds(pred.text) if pred.mode != "contains" else None
+            # LIKE (case-insensitive) cannot use the BINARY index: the range can, and
+            # finds the same rows, since `norm` is casefolded (StringValue). Bound in
+            # the order the text reads.
+            head = "" if bounds is None else \
+                f"norm >= {b(bounds[0])} AND norm < {b(bounds[1])} AND "
+            return f"{head}norm LIKE {b(pattern)} ESCAPE '\\'"
         if isinstance(pred, RangePredicate):
             sql, order = _RANGE_SQL[pred.op]
             values = {"l": pred.low, "h": pred.high}

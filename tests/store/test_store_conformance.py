@@ -280,6 +280,24 @@ def test_like_wildcards_match_literally(engine: StoreEngine) -> None:
     assert q("prefix", "a%") == set()
 
 
+def test_prefix_finds_exactly_the_strings_that_start_with_it(engine: StoreEngine) -> None:
+    # SQLite answers a prefix from the index as a range [prefix, next): the edges of that
+    # range, non-ASCII text and an upper-case prefix must match what "starts with" means.
+    names = {"e1": "smith", "e2": "smiths", "e3": "smiti", "e4": "smit", "e5": "smith\U0010ffff",
+             "e6": "søren", "e7": "sóren", "e8": "sz", "e9": "\ud7ffx"}
+    for rid, norm in names.items():
+        put(engine, rid, 1, index=(IndexEntry("name", StringValue(norm, norm)),))
+
+    def q(text: str) -> set[str]:
+        return ids(engine, Criterion("name", "string", [StringPredicate("prefix", text)]))
+
+    assert q("smith") == {"e1", "e2", "e5"}
+    assert q("smit") == {"e1", "e2", "e3", "e4", "e5"}
+    assert q("sø") == {"e6"}
+    assert q("s") == {"e1", "e2", "e3", "e4", "e5", "e6", "e7", "e8"}
+    assert q("\ud7ff") == {"e9"}
+
+
 def test_date_range_predicates(engine: StoreEngine) -> None:
     _indexed(engine)
     y1950 = ("1950-01-01T00:00:00.000000", "1950-12-31T23:59:59.999999")
