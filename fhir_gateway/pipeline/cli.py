@@ -63,20 +63,33 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _ingest(args: argparse.Namespace, settings: Settings) -> int:
-    from .loader import Summary
-
     service = _service(settings)
-    total, unreadable = Summary(), []
-    for path in args.paths:
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            unreadable.append(f"{path}: {exc.strerror}")
-            continue
-        summary = _with_progress(service, args.partner, path.name, data,
-                                 show=not args.json and sys.stderr.isatty())
-        total.read += summary.read
-        total.add(summary)  # held included: each file counts its own records still held
+    unreadable: list[str] = []
+    show = not args.json and sys.stderr.isatty()
+
+    def files(describe: Any = None) -> Any:
+        for path in args.paths:
+            try:
+                data = path.read_bytes()
+            except OSError as exc:
+                unreadable.append(f"{path}: {exc.strerror}")
+                continue
+            if describe:
+                describe(f"{args.partner}: {path.name}")
+            yield path.name, data
+
+    # All the files are one run: held records are retried once, after the last file.
+    if show:
+        from rich.progress import Progress, SpinnerColumn, TextColumn
+
+        with Progress(SpinnerColumn(), TextColumn("{task.description}"),
+                      TextColumn("{task.completed} records"), transient=True) as bar:
+            task = bar.add_task(args.partner, total=None)
+            total = service.ingest_files(
+                args.partner, files(lambda text: bar.update(task, description=text)),
+                progress=lambda n: bar.advance(task, n))
+    else:
+        total = service.ingest_files(args.partner, files())
     counts = total.counts()
     if args.json:
         print(json.dumps({**total.to_json(), "unreadable": unreadable}))
@@ -92,18 +105,6 @@ def _ingest(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _with_progress(service: Any, partner: str, name: str, data: bytes, *, show: bool) -> Any:
-    if not show:
-        return service.ingest(partner, name, data)
-    from rich.progress import Progress, SpinnerColumn, TextColumn
-
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"),
-                  TextColumn("{task.completed} records"), transient=True) as bar:
-        task = bar.add_task(f"{partner}: {name}", total=None)
-        return service.ingest(partner, name, data,
-                              progress=lambda n: bar.advance(task, n))
-
-
 def _demo(args: argparse.Namespace, settings: Settings) -> int:
     import tempfile
 
@@ -117,10 +118,9 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     service = _service(settings)
     for partner, paths in files.items():
-        for path in paths:
-            summary = service.ingest(partner, path.name, path.read_bytes())
-            print(f"{partner} {path.name}: " +
-                  ", ".join(f"{k} {v}" for k, v in summary.counts().items()), file=sys.stderr)
+        summary = service.ingest_files(partner, ((p.name, p.read_bytes()) for p in paths))
+        print(f"{partner} ({len(paths)} file{'s' if len(paths) > 1 else ''}): " +
+              ", ".join(f"{k} {v}" for k, v in summary.counts().items()), file=sys.stderr)
     return 0
 
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import itertools
+from collections.abc import Callable, Iterable
 from datetime import date
 
 from ..fhir.repository import Repository
@@ -21,3 +22,13 @@ class IngestService:
         `today` pins what "current" means for date rules (tests); default: today."""
         return self.loader.ingest(map_file(partner, filename, data, today=today),
                                   progress=progress)
+
+    def ingest_files(self, partner: str, files: Iterable[tuple[str, bytes]], *,
+                     progress: Callable[[int], None] | None = None,
+                     today: date | None = None) -> Summary:
+        """Several files of one partner as one run (`fhir-gateway ingest PATH...`): held
+        records are retried once, after the last file, not after each one. `files` is
+        read lazily, so one file at a time is held in memory."""
+        records = itertools.chain.from_iterable(
+            map_file(partner, name, data, today=today) for name, data in files)
+        return self.loader.ingest(records, progress=progress)
