@@ -28,6 +28,7 @@ from .audit.chain import AuditTrail, Slot
 from .audit.interceptor import COLLECTOR, SEEN, TX_EVENTS, AuditInterceptor
 
 WRITE_ATTEMPTS = 20
+_READ_METHODS = frozenset({"GET", "HEAD"})
 _METHOD_SUBTYPE = {"GET": "read", "HEAD": "read", "POST": "create", "PUT": "update",
                    "DELETE": "delete", "PATCH": "patch"}
 
@@ -44,13 +45,13 @@ class SecureGate:
 
     def handle(self, req: FhirRequest) -> FhirResponse:
         if self.trail is None or self.audit is None:
-            return self.router.handle(req)
+            return self._route(req)
         pending: list[dict[str, Any]] = []
         token = COLLECTOR.set(pending)
         try:
             if self._is_single_write(req):
                 return self._write(req)
-            return self.router.handle(req)
+            return self._route(req)
         except GatewayError as exc:
             if not req.state.get(SEEN):
                 self._identify(req)
@@ -67,6 +68,16 @@ class SecureGate:
         finally:
             COLLECTOR.reset(token)
             self.trail.record(pending)  # durable before any answer leaves
+
+    def _route(self, req: FhirRequest) -> FhirResponse:
+        if req.method not in _READ_METHODS:
+            return self.router.handle(req)
+        # A read runs in one read transaction: the interaction, the caller's client and
+        # consent checks and any includes see one snapshot of the store, and pay for one
+        # BEGIN/COMMIT instead of one per lookup. It ends before the audit commit is
+        # awaited, so no snapshot is held open while waiting.
+        with self.router.repository.engine.session(write=False):
+            return self.router.handle(req)
 
     def _identify(self, req: FhirRequest) -> None:
         if self.identify is None or getattr(req.caller, "client_id", None):

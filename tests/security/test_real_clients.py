@@ -123,3 +123,47 @@ def test_a_crash_loses_no_audit_record_of_an_answered_request(tmp_path: Path) ->
         engine.close()
     assert answered and set(answered) <= recorded, set(answered) - recorded
     assert cli(store, "audit", "verify").startswith("audit trail intact")
+
+
+def test_two_workers_serve_one_record_and_audit_every_request(tmp_path: Path) -> None:
+    """`serve --workers 2` on a fresh store: both processes start (keys, conformance
+    resources), tokens from either verify on both, concurrent reads from both are all
+    answered, and every answered request is audited exactly once, on the chain of the
+    worker that answered it, and `audit verify` passes."""
+    store = f"sqlite:///{tmp_path / 'gw.sqlite3'}"
+    cli(store, "client", "add", "ward", "--role", "clinician", "--org", "RXX01",
+        "--new-key", str(tmp_path / "ward.jwk"))
+    answered: list[str] = []
+    lock = threading.Lock()
+    with running_gateway(store, auth=True, workers=2) as gw:
+        token = cli(store, "token", "ward", "--key", str(tmp_path / "ward.jwk"),
+                    "--scope", "system/*.rs", "--url", gw.base_url)
+
+        def load(n: int) -> None:
+            for i in range(40):  # a new connection each time, so both workers take some
+                rid = f"two-{n}-{i}"
+                resp = httpx.get(f"{gw.base_url}/Patient?name=x", timeout=30,
+                                 headers={"Authorization": f"Bearer {token}",
+                                          "X-Request-Id": rid})
+                assert resp.status_code == 200, resp.text
+                with lock:
+                    answered.append(rid)
+
+        threads = [threading.Thread(target=load, args=(n,)) for n in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    engine = open_store(store)
+    try:
+        recorded: list[str] = []
+        for _where, _version, event in iter_events(Repository(engine)):
+            assert chain_link(event) is not None
+            for entity in event.get("entity", []):
+                value = (entity.get("what") or {}).get("identifier", {}).get("value")
+                if value and value.startswith("two-"):
+                    recorded.append(value)
+    finally:
+        engine.close()
+    assert sorted(recorded) == sorted(answered) and len(answered) == 160
+    assert cli(store, "audit", "verify").startswith("audit trail intact")
