@@ -10,9 +10,10 @@ What it does
        (signing keys, clients, an AuditEvent per request) and the cache must stay as built.
        The copy is reused by later runs; `--fresh-copy` makes a new one.
     2. The servers: `fhir-gateway serve` on the copy (`tests/serverproc.running_gateway`:
-       uvicorn, 1 worker) with auth and audit as `--auth` / `--audit` say, SQLite
+       uvicorn, `--server-workers` processes, 1 by default) with auth and audit as `--auth`
+       / `--audit` say, SQLite
        synchronous as `--synchronous`; and the bare FastAPI baseline (`bench/baseline_app.py`,
-       `GET /item/{id}`) under uvicorn, 1 worker, log level warning, no access log.
+       `GET /item/{id}`) under uvicorn with as many workers, log level warning, no access log.
     3. With auth on: an `ambulance` client (`fhir-gateway client add --new-key`), and before
        every phase a fresh token from the real token endpoint (`fhir-gateway token`).
        Requests carry `X-Purpose-Of-Use: ETREAT`, as a crew's would.
@@ -39,7 +40,7 @@ How to read it
 Usage
     .venv/bin/python bench/summary.py [--size 1000000] [--auth on|off] [--audit on|off]
         [--requests 2000] [--warmup 200] [--rounds 3] [--concurrency 8] [--patients 300]
-        [--synchronous FULL|NORMAL] [--fresh-copy] [--rebuild] [--json FILE]
+        [--synchronous FULL|NORMAL] [--server-workers 1] [--fresh-copy] [--rebuild] [--json FILE]
 """
 
 from __future__ import annotations
@@ -76,7 +77,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 import search_scale  # noqa: E402
 import synthetic  # noqa: E402
 
-from serverproc import running_gateway  # noqa: E402
+from serverproc import process_tree_cpu, running_gateway  # noqa: E402
 
 OUT_DIR = BENCH_DIR / "out" / "summary"
 HOST = "127.0.0.1"
@@ -108,11 +109,6 @@ class Phase:
 def quantile(values: Sequence[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 # ============================================================================ the store
@@ -179,10 +175,11 @@ class Baseline:
 
 
 @contextmanager
-def running_baseline(log_path: Path) -> Iterator[Baseline]:
+def running_baseline(log_path: Path, workers: int) -> Iterator[Baseline]:
     port = free_port()
     argv = [sys.executable, "-m", "uvicorn", "baseline_app:app", "--app-dir", str(BENCH_DIR),
-            "--host", HOST, "--port", str(port), "--workers", "1", "--log-level", "warning",
+            "--host", HOST, "--port", str(port), "--workers", str(workers),
+            "--log-level", "warning",
             "--no-access-log"]
     with log_path.open("wb") as out:
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out,
@@ -243,13 +240,13 @@ def load(name: str, urls: list[str], headers: dict[str, str], concurrency: int,
     threads = [threading.Thread(target=worker, args=(c,)) for c in chunks]
     for t in threads:
         t.start()
-    cpu0 = cpu_seconds(server_pid)
+    cpu0 = process_tree_cpu(server_pid)
     start_line.wait()
     started = time.perf_counter()
     for t in threads:
         t.join()
     elapsed = time.perf_counter() - started
-    cpu = cpu_seconds(server_pid) - cpu0
+    cpu = process_tree_cpu(server_pid) - cpu0
     return Phase(name, len(urls), elapsed, quantile(latencies, 0.5), quantile(latencies, 0.99),
                  cpu / len(urls) * 1000, failures)
 
@@ -310,6 +307,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--fresh-copy", action="store_true", help="copy the cached store again")
     p.add_argument("--rebuild", action="store_true", help="rebuild the cached store")
     p.add_argument("--workers", type=int, default=2, help="loader processes (when building)")
+    p.add_argument("--server-workers", type=int, default=1,
+                   help="uvicorn worker processes of the gateway and of the baseline (1)")
     p.add_argument("--batch", type=int, default=5000, help="resources per load transaction")
     p.add_argument("--json", type=Path, help="write the figures here too")
     args = p.parse_args(argv)
@@ -341,8 +340,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             cli(store, "client", "add", CLIENT_ID, "--role", "ambulance", "--org", "RYC",
                 "--new-key", str(key))
         gw = stack.enter_context(running_gateway(store, env=env, auth=secured,
-                                                 start_timeout=120))
-        base = stack.enter_context(running_baseline(Path(tmp) / "baseline.log"))
+                                                 start_timeout=120,
+                                                 workers=args.server_workers))
+        base = stack.enter_context(running_baseline(Path(tmp) / "baseline.log",
+                                                    args.server_workers))
 
         def headers() -> dict[str, str]:
             if not secured:
@@ -431,7 +432,8 @@ def report(args: argparse.Namespace, command: str, mode: str, types: dict[str, i
     print(f"# measured: {mode}; {sum(types.values()):,} resources stored "
           f"({types.get('Patient', 0):,} Patients); {patients} register patients sampled "
           f"(answers checked; {conflicts} with partners disagreeing); {args.rounds} rounds x "
-          f"{args.requests} requests, {args.concurrency} connections")
+          f"{args.requests} requests, {args.concurrency} connections, "
+          f"{args.server_workers} uvicorn worker(s) per server")
     print()
     print(f"{'':<44}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'cpu ms/req':>12}")
     rows = (("summary", "GET Patient/$emergency-summary?identifier"),

@@ -9,6 +9,7 @@ emit a Decimal as a number.
 from __future__ import annotations
 
 import decimal
+import json
 from typing import Any
 
 import simplejson
@@ -107,6 +108,17 @@ def max_depth(value: Any) -> int:
 def dumps(value: Any) -> str:
     """Compact JSON text, decimals exactly as they were parsed."""
     return simplejson.dumps(value, use_decimal=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def dumps_generated(value: Any) -> str:
+    """`dumps` for what the gateway builds itself (documents, narratives, URLs), where
+    decimals are not expected: the standard library's encoder is cheaper to call than
+    simplejson's decimal-aware one and gives the same text; a decimal that does turn up
+    is written exactly, by `dumps`."""
+    try:
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    except TypeError:
+        return dumps(value)
 
 
 def canonical(value: Any) -> str:

@@ -70,7 +70,7 @@ def bundle(facts: Facts, sections: list[Section], *, base_url: str, generated: s
         "title": "Emergency care summary",
         "section": [_section(s, issue) for s in sections],
     }
-    entries = [_entry(f"urn:uuid:{composition_id}", jsonio.dumps(composition))]
+    entries = [_entry(f"urn:uuid:{composition_id}", jsonio.dumps_generated(composition))]
     seen: set[str] = set()
 
     def add(resource: dict[str, Any]) -> None:
@@ -82,7 +82,7 @@ def bundle(facts: Facts, sections: list[Section], *, base_url: str, generated: s
 
     add(patient)
     if issue is not None:
-        entries.append(_entry(f"urn:uuid:{issue['id']}", jsonio.dumps(issue)))
+        entries.append(_entry(f"urn:uuid:{issue['id']}", jsonio.dumps_generated(issue)))
     cited = facts.cited()
     for fact in cited:
         add(fact.resource)
@@ -90,7 +90,7 @@ def bundle(facts: Facts, sections: list[Section], *, base_url: str, generated: s
         if source.provenance is not None:
             add(source.provenance)
     bundle_id = str(uuid.uuid4())
-    head = jsonio.dumps({"resourceType": "Bundle", "id": bundle_id,
+    head = jsonio.dumps_generated({"resourceType": "Bundle", "id": bundle_id,
                          "identifier": {"system": "urn:ietf:rfc:3986",
                                         "value": f"urn:uuid:{bundle_id}"},
                          "type": "document", "timestamp": generated})
@@ -98,7 +98,7 @@ def bundle(facts: Facts, sections: list[Section], *, base_url: str, generated: s
 
 
 def _entry(full_url: str, resource_json: str) -> str:
-    return f'{{"fullUrl":{jsonio.dumps(full_url)},"resource":{resource_json}}}'
+    return f'{{"fullUrl":{jsonio.dumps_generated(full_url)},"resource":{resource_json}}}'
 
 
 def _section(section: Section, issue: dict[str, Any] | None) -> dict[str, Any]:

@@ -267,23 +267,31 @@ def _sources(ctx: FhirContext, req: FhirRequest, resources: list[dict[str, Any]]
             if isinstance(ref, str):
                 by_target.setdefault(_local(ref, req.base_url), []).append(prov)
 
-    for prov in known:
-        index(prov)
-    unique = list({_plain(r): r for r in resources}.values())
-    # One search per resource still without a source: each drives from the `target`
-    # index (several targets OR-ed in one criterion make SQLite scan every Provenance).
-    for r in unique:
-        if _versioned(r) in by_target:
-            continue
+    def read(targets: list[dict[str, Any]]) -> bool:
+        """Read the Provenance of `targets`, newest first; False when the bound cut it."""
+        limit = MAX_PROVENANCE * len(targets)
         query = IndexQuery(rtype="Provenance", criteria=[Criterion("target", "reference", [
-            ReferencePredicate(r["resourceType"], r["id"])])],
-            sort=[SortKey("recorded", "date", descending=True)], limit=MAX_PROVENANCE)
-        for row in ctx.repository.find(query, session=ctx.session).rows:
+            ReferencePredicate(r["resourceType"], r["id"]) for r in targets])],
+            sort=[SortKey("recorded", "date", descending=True)], limit=limit)
+        rows = ctx.repository.find(query, session=ctx.session).rows
+        for row in rows:
             if row.rid not in seen:
                 prov = visible(ctx, req, row)
                 if prov is not None and row.body is not None:
                     bodies[f"Provenance/{row.rid}"] = row.body
                     index(prov)
+        return len(rows) < limit
+
+    for prov in known:
+        index(prov)
+    unique = list({_plain(r): r for r in resources}.values())
+    # The resources still without a source: one search for all of them (it drives from
+    # the `target` index). If the bound cut it, one resource's many Provenances may have
+    # crowded out another's: then each is read on its own, as the bound means per resource.
+    missing = [r for r in unique if _versioned(r) not in by_target]
+    if missing and not read(missing) and len(missing) > 1:
+        for r in missing:
+            read([r])
     out = {}
     for r in unique:
         provs = by_target.get(_versioned(r)) or by_target.get(_plain(r)) or []
