@@ -418,3 +418,27 @@ def test_a_record_too_large_to_read_at_once_says_it_may_be_incomplete(
     monkeypatch.setattr(facts, "MAX_COMPARTMENT", 2)
     doc = summary(http, rec.nhs)
     assert "some facts may be missing" in doc.text("about")
+
+
+def test_a_fact_with_many_provenances_does_not_hide_anothers_source(
+        http: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Provenance is read for all unsourced facts at once, newest first, up to a bound per
+    fact; when one fact's many newer Provenances fill the bound, the others' are still
+    read (each on its own), so no fact loses its source."""
+    from fhir_gateway.summary import facts
+
+    rec = Record(http)
+    rec.cpr("not-attempt", "2026-01-01", GP)  # its Provenance: recorded 1 May 2026
+    busy = {"resourceType": "Observation", "id": "p1-busy", "status": "final",
+            "code": {"coding": [{"system": SCT, "code": "304251008"}]},
+            "subject": {"reference": "Patient/p1"}, "effectiveDateTime": "2026-02-01",
+            "valueCodeableConcept": {"coding": [{"system": SCT, "code": "450476008"}]}}
+    for day in range(1, 6):  # five versions, each with a newer Provenance
+        rec.put({**busy, "note": [{"text": f"reviewed {day}"}]}, HOSPICE,
+                recorded=f"2026-06-0{day}T10:00:00Z")
+    monkeypatch.setattr(facts, "MAX_PROVENANCE", 1)
+    doc = summary(http, rec.nhs)
+    assert [doc.partner_of(o) for o in doc.cited("cpr")] == ["hospice", "gp"]
+    text = doc.text("cpr")
+    assert "Source: Borough Hospice (X9H01), received 5 Jun 2026" in text
+    assert "Source: Borough GP (X9G01), received 1 May 2026" in text
