@@ -12,7 +12,6 @@ that validation not halve ingestion.
 from __future__ import annotations
 
 import argparse
-import itertools
 import os
 import platform
 import resource
@@ -25,6 +24,7 @@ from typing import Any
 
 from fhir_gateway.demo import write_partnership
 from fhir_gateway.fhir.repository import Repository
+from fhir_gateway.ingest.background import map_paths
 from fhir_gateway.pipeline.loader import Loader
 from fhir_gateway.store import open_store
 
@@ -39,9 +39,8 @@ class NoProfiles:
         return []
 
 
-def load(feeds: dict[str, list[Path]], *, validate: bool, synchronous: str) -> dict[str, Any]:
-    from fhir_gateway.ingest import map_file
-
+def load(feeds: dict[str, list[Path]], *, validate: bool, synchronous: str,
+         background: bool | None) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="fhir-ingest-bench-") as tmp:
         engine = open_store(f"sqlite:///{tmp}/bench.sqlite3", sqlite_synchronous=synchronous)
         repo = Repository(engine, profiles=None if validate else NoProfiles().validate)
@@ -50,10 +49,9 @@ def load(feeds: dict[str, list[Path]], *, validate: bool, synchronous: str) -> d
                   "held": 0}
         started = time.perf_counter()
         for partner, paths in feeds.items():
-            # One run per partner, as `fhir-gateway ingest --partner P FILE...` does.
-            records = itertools.chain.from_iterable(
-                map_file(partner, path.name, path.read_bytes()) for path in paths)
-            summary = loader.ingest(records)
+            # One run per partner, as `fhir-gateway ingest --partner P FILE...` does
+            # (mapping in a second process for large inputs, unless --map-in-process).
+            summary = loader.ingest(map_paths(partner, paths, background=background))
             for key, value in summary.counts().items():
                 totals[key] += value
         elapsed = time.perf_counter() - started
@@ -69,26 +67,41 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--synchronous", default="FULL", choices=["FULL", "NORMAL"])
     parser.add_argument("--compare-validation", action="store_true")
+    parser.add_argument("--map-in-process", action="store_true",
+                        help="map in this process too (default: as the CLI, a second "
+                             "process maps large inputs while this one stores)")
     args = parser.parse_args()
+    background = False if args.map_in_process else None
+    load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="fhir-demo-") as tmp:
+        started = time.perf_counter()
         feeds = write_partnership(Path(tmp), people=args.people)
+        generated = time.perf_counter() - started
+        size = sum(p.stat().st_size for paths in feeds.values() for p in paths)
+        print(f"feeds: {sum(len(v) for v in feeds.values()):,} files, {size / 2**20:,.0f} MiB, "
+              f"written in {generated:.0f} s", file=sys.stderr)
         modes = [True, False] if args.compare_validation else [True]
         results: dict[bool, list[dict[str, Any]]] = {m: [] for m in modes}
         for r in range(args.rounds):
             for mode in (modes if r % 2 == 0 else list(reversed(modes))):
-                results[mode].append(load(feeds, validate=mode, synchronous=args.synchronous))
+                results[mode].append(load(feeds, validate=mode, synchronous=args.synchronous,
+                                          background=background))
                 last = results[mode][-1]
                 print(f"round {r + 1} validation {'on ' if mode else 'off'}: "
                       f"{last['resources_per_s']:,.0f} resources/s "
                       f"({last['created'] + last['updated']:,} in {last['seconds']:.1f} s)",
                       file=sys.stderr)
+    load_after = os.getloadavg()
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    child_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     print(f"\ningestion: {args.people:,} people, five feeds, SQLite synchronous="
-          f"{args.synchronous}, {args.rounds} rounds (medians)")
-    print(f"machine: nproc {os.cpu_count()}, Python {platform.python_version()}")
+          f"{args.synchronous}, {args.rounds} rounds (medians), mapping "
+          f"{'in process' if args.map_in_process else 'in a second process when large'}")
+    print(f"machine: nproc {os.cpu_count()}, Python {platform.python_version()}, load average "
+          f"{load_before[0]:.2f} before, {load_after[0]:.2f} after")
     print(f"command: {' '.join([Path(sys.executable).name, *sys.argv])}")
     print(f"{'validation':<12}{'records/s':>12}{'resources/s':>14}{'stored':>10}"
-          f"{'rejected':>10}{'held':>6}")
+          f"{'rejected':>10}{'held':>6}{'seconds':>9}")
     medians = {}
     for mode, runs in results.items():
         med = statistics.median(r["resources_per_s"] for r in runs)
@@ -96,11 +109,12 @@ def main() -> int:
         print(f"{'on' if mode else 'off':<12}"
               f"{statistics.median(r['records_per_s'] for r in runs):>12,.0f}{med:>14,.0f}"
               f"{runs[0]['created'] + runs[0]['updated']:>10,}{runs[0]['rejected']:>10}"
-              f"{runs[0]['held']:>6}")
+              f"{runs[0]['held']:>6}{statistics.median(r['seconds'] for r in runs):>9.0f}")
     if len(medians) == 2:
         print(f"ratio validation on/off: {medians[True] / medians[False]:.2f} "
               "(goal: >= 0.5)")
-    print(f"peak RSS of this process: {rss_mb:,.0f} MB")
+    print(f"peak RSS: this process {rss_mb:,.0f} MB (feed generation included), "
+          f"largest child (the mapping process) {child_mb:,.0f} MB")
     return 0
 
 

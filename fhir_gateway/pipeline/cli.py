@@ -66,18 +66,6 @@ def _ingest(args: argparse.Namespace, settings: Settings) -> int:
     service = _service(settings)
     unreadable: list[str] = []
     show = not args.json and sys.stderr.isatty()
-
-    def files(describe: Any = None) -> Any:
-        for path in args.paths:
-            try:
-                data = path.read_bytes()
-            except OSError as exc:
-                unreadable.append(f"{path}: {exc.strerror}")
-                continue
-            if describe:
-                describe(f"{args.partner}: {path.name}")
-            yield path.name, data
-
     # All the files are one run: held records are retried once, after the last file.
     if show:
         from rich.progress import Progress, SpinnerColumn, TextColumn
@@ -85,11 +73,13 @@ def _ingest(args: argparse.Namespace, settings: Settings) -> int:
         with Progress(SpinnerColumn(), TextColumn("{task.description}"),
                       TextColumn("{task.completed} records"), transient=True) as bar:
             task = bar.add_task(args.partner, total=None)
-            total = service.ingest_files(
-                args.partner, files(lambda text: bar.update(task, description=text)),
+            total = service.ingest_paths(
+                args.partner, args.paths, on_unreadable=unreadable.append,
+                on_file=lambda name: bar.update(task, description=f"{args.partner}: {name}"),
                 progress=lambda n: bar.advance(task, n))
     else:
-        total = service.ingest_files(args.partner, files())
+        total = service.ingest_paths(args.partner, args.paths,
+                                     on_unreadable=unreadable.append)
     counts = total.counts()
     if args.json:
         print(json.dumps({**total.to_json(), "unreadable": unreadable}))
@@ -118,7 +108,7 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     service = _service(settings)
     for partner, paths in files.items():
-        summary = service.ingest_files(partner, ((p.name, p.read_bytes()) for p in paths))
+        summary = service.ingest_paths(partner, paths)
         print(f"{partner} ({len(paths)} file{'s' if len(paths) > 1 else ''}): " +
               ", ".join(f"{k} {v}" for k, v in summary.counts().items()), file=sys.stderr)
     return 0

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Sequence
 from datetime import date
+from pathlib import Path
 
 from ..fhir.repository import Repository
 from ..ingest import map_file
+from ..ingest.background import map_paths
 from .loader import Loader, Summary
 
 
@@ -23,12 +24,14 @@ class IngestService:
         return self.loader.ingest(map_file(partner, filename, data, today=today),
                                   progress=progress)
 
-    def ingest_files(self, partner: str, files: Iterable[tuple[str, bytes]], *,
+    def ingest_paths(self, partner: str, paths: Sequence[Path], *,
                      progress: Callable[[int], None] | None = None,
-                     today: date | None = None) -> Summary:
+                     on_unreadable: Callable[[str], None] | None = None,
+                     on_file: Callable[[str], None] | None = None,
+                     background: bool | None = None) -> Summary:
         """Several files of one partner as one run (`fhir-gateway ingest PATH...`): held
-        records are retried once, after the last file, not after each one. `files` is
-        read lazily, so one file at a time is held in memory."""
-        records = itertools.chain.from_iterable(
-            map_file(partner, name, data, today=today) for name, data in files)
-        return self.loader.ingest(records, progress=progress)
+        records are retried once, after the last file, not after each one. Large inputs
+        are mapped in a second process while this one stores (`ingest.background`)."""
+        return self.loader.ingest(
+            map_paths(partner, paths, on_unreadable=on_unreadable, on_file=on_file,
+                      background=background), progress=progress)

@@ -1,0 +1,151 @@
+"""Mapping partner files in a second process while the caller stores what is mapped.
+
+Reading, parsing, mapping and the R4 model check of each record need nothing from the
+store, so a child process does them for a whole run of files and streams the results, in
+file order, through a bounded queue: the parent (the one store writer) never waits for
+mapping once the queue has filled, and at most `depth` chunks are in flight, so memory
+stays bounded whatever the size of the files. The records are exactly what `map_file`
+gives in-process (same code, same order); only the process differs.
+
+The child is started with "spawn" (never fork): the parent may hold open SQLite
+connections and threads. Starting it costs about a second of imports, so small inputs
+are mapped in-process (`map_paths` decides).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import multiprocessing
+import pickle
+import queue as queue_module
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from .errors import IngestError
+from .mapping import map_file
+from .model import MappedRecord, Rejection
+
+#: Below this many bytes in all, files are mapped in-process (no child to start).
+BACKGROUND_MIN_BYTES = 1024 * 1024
+CHUNK = 64  # records per message: pickling many small messages costs more than it saves
+DEPTH = 32  # chunks in flight at most
+
+
+def map_paths(partner: str, paths: Sequence[Path], *, today: dt.date | None = None,
+              on_unreadable: Callable[[str], None] | None = None,
+              on_file: Callable[[str], None] | None = None,
+              background: bool | None = None) -> Iterator[MappedRecord | Rejection]:
+    """Every record of `paths` (one partner's files) in order, as `map_file` maps them.
+    A file that cannot be read is reported to `on_unreadable` ("path: reason") and
+    skipped; `on_file` is told each file's name as its records start. `background`: map
+    in a child process (None: when the files hold at least BACKGROUND_MIN_BYTES)."""
+    if background is None:
+        background = _size(paths) >= BACKGROUND_MIN_BYTES
+    if background:
+        return _in_child(partner, list(paths), today, on_unreadable, on_file)
+    return _here(partner, paths, today, on_unreadable, on_file)
+
+
+def _size(paths: Sequence[Path]) -> int:
+    total = 0
+    for path in paths:
+        try:
+            total += path.stat().st_size
+        except OSError:
+            continue  # reported when it is read
+    return total
+
+
+def _here(partner: str, paths: Sequence[Path], today: dt.date | None,
+          on_unreadable: Callable[[str], None] | None,
+          on_file: Callable[[str], None] | None) -> Iterator[MappedRecord | Rejection]:
+    for path in paths:
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            if on_unreadable:
+                on_unreadable(f"{path}: {exc.strerror}")
+            continue
+        if on_file:
+            on_file(path.name)
+        yield from map_file(partner, path.name, data, today=today)
+
+
+def _produce(partner: str, paths: list[Path], today: dt.date | None,
+             out: Any) -> None:
+    """The child: map every file and send ("items", [...]) chunks, ("file", name),
+    ("unreadable", text), then ("done", None) or ("error", pickled exception)."""
+    try:
+        chunk: list[MappedRecord | Rejection] = []
+
+        def unreadable(text: str) -> None:
+            out.put(("unreadable", text))
+
+        def file_started(name: str) -> None:
+            if chunk:
+                out.put(("items", list(chunk)))
+                chunk.clear()
+            out.put(("file", name))
+
+        for item in _here(partner, paths, today, unreadable, file_started):
+            chunk.append(item)
+            if len(chunk) >= CHUNK:
+                out.put(("items", list(chunk)))
+                chunk.clear()
+        if chunk:
+            out.put(("items", chunk))
+        out.put(("done", None))
+    except BaseException as exc:  # sent to the parent, which raises it
+        out.put(("error", _portable(exc)))
+
+
+def _portable(exc: BaseException) -> bytes:
+    """The exception pickled, or an IngestError with its text when it does not survive
+    pickling (MappingError's constructor takes three arguments)."""
+    try:
+        data = pickle.dumps(exc)
+        pickle.loads(data)
+        return data
+    except Exception:
+        return pickle.dumps(IngestError(f"{type(exc).__name__}: {exc}"))
+
+
+def _in_child(partner: str, paths: list[Path], today: dt.date | None,
+              on_unreadable: Callable[[str], None] | None,
+              on_file: Callable[[str], None] | None) -> Iterator[MappedRecord | Rejection]:
+    ctx = multiprocessing.get_context("spawn")
+    channel: Any = ctx.Queue(maxsize=DEPTH)
+    child = ctx.Process(target=_produce, args=(partner, paths, today, channel),
+                        name=f"fhir-gateway map {partner}", daemon=True)
+    child.start()
+    try:
+        while True:
+            try:
+                kind, payload = channel.get(timeout=1.0)
+            except queue_module.Empty:
+                if not child.is_alive():
+                    raise IngestError(f"the mapping process for {partner} stopped "
+                                      f"(exit code {child.exitcode}) before the end of "
+                                      "the files; nothing after the last stored record "
+                                      "was read") from None
+                continue
+            if kind == "items":
+                yield from payload
+            elif kind == "file":
+                if on_file:
+                    on_file(payload)
+            elif kind == "unreadable":
+                if on_unreadable:
+                    on_unreadable(payload)
+            elif kind == "error":
+                raise pickle.loads(payload)
+            else:
+                return
+    finally:
+        # Also when the consumer stops early (an exception while storing): no orphan.
+        if child.is_alive():
+            child.terminate()
+        child.join(timeout=10)
+        channel.close()
+        channel.cancel_join_thread()

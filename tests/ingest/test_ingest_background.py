@@ -1,0 +1,64 @@
+"""Mapping in a second process gives exactly what mapping in-process gives, in order;
+unreadable files are reported, configuration errors reach the caller, and a consumer that
+stops early leaves no child process behind."""
+
+from __future__ import annotations
+
+import multiprocessing
+from pathlib import Path
+
+import pytest
+from ingest_helpers import FEEDS, TODAY
+
+from fhir_gateway.ingest import IngestError, UnknownPartner, map_file
+from fhir_gateway.ingest.background import map_paths
+
+COMMUNITY = sorted((FEEDS / "community").glob("bundle-*.json"))
+ACUTE = [FEEDS / "acute" / "adt.hl7", FEEDS / "acute" / "adt-redelivered.hl7"]
+
+
+@pytest.mark.parametrize(("partner", "paths"), [("community", COMMUNITY), ("acute", ACUTE)])
+def test_child_maps_exactly_what_the_parent_would(partner: str, paths: list[Path]) -> None:
+    here = [item for p in paths for item in map_file(partner, p.name, p.read_bytes(),
+                                                     today=TODAY)]
+    files: list[str] = []
+    there = list(map_paths(partner, paths, today=TODAY, background=True,
+                           on_file=files.append))
+    assert there == here and len(here) > 10
+    assert files == [p.name for p in paths]
+
+
+def test_unreadable_files_are_reported_and_the_rest_mapped(tmp_path: Path) -> None:
+    missing = tmp_path / "gone.json"
+    unreadable: list[str] = []
+    there = list(map_paths("community", [COMMUNITY[0], missing, COMMUNITY[1]], today=TODAY,
+                           background=True, on_unreadable=unreadable.append))
+    here = [item for p in COMMUNITY[:2] for item in map_file("community", p.name,
+                                                             p.read_bytes(), today=TODAY)]
+    assert there == here
+    assert len(unreadable) == 1 and unreadable[0].startswith(f"{missing}: ")
+
+
+def test_configuration_error_in_the_child_reaches_the_caller() -> None:
+    with pytest.raises(UnknownPartner):
+        list(map_paths("pharmacy", COMMUNITY[:1], background=True))
+
+
+def test_stopping_early_ends_the_child() -> None:
+    records = map_paths("community", COMMUNITY, today=TODAY, background=True)
+    first = next(records)
+    assert first is not None
+    assert multiprocessing.active_children()  # the child is mapping
+    records.close()  # what happens when storing fails mid-run
+    assert multiprocessing.active_children() == []
+
+
+def test_portable_error_keeps_the_text_of_an_unpicklable_exception() -> None:
+    import pickle
+
+    from fhir_gateway.ingest.background import _portable
+    from fhir_gateway.ingest.errors import MappingError
+
+    error = pickle.loads(_portable(MappingError("gp.yaml", "fields[2]", "no such element")))
+    assert isinstance(error, IngestError)
+    assert "gp.yaml at fields[2]: no such element" in str(error)
