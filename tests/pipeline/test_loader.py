@@ -259,9 +259,11 @@ def test_bad_record_inside_a_batch_is_undone_alone(engine: StoreEngine) -> None:
     # savepoint must take the Patient back while the records around it are kept.
     loader = Loader(Repository(engine), clock=clock, batch_records=10)
     summary = loader.ingest([
-        record(_other("9434765803", "A1"), "acute", "m1", encounter("V1", "finished", "2026-05-01")),
+        record(_other("9434765803", "A1"), "acute", "m1",
+               encounter("V1", "finished", "2026-05-01")),
         record(person(), "acute", "m2", encounter("V2", "bogus", "2026-05-01")),
-        record(_other("9434765811", "A3"), "acute", "m3", encounter("V3", "finished", "2026-05-02")),
+        record(_other("9434765811", "A3"), "acute", "m3",
+               encounter("V3", "finished", "2026-05-02")),
     ])
     assert (summary.read, summary.rejected) == (3, 1)
     assert summary.rejections[0]["reason"].startswith("acute acute.dat line 2")
