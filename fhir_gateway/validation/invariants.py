@@ -11,6 +11,9 @@ with three refinements, each checked against fhirpathpy by
 - *Native*: a few invariants evaluated on many elements have an exact Python equivalent
   (``scr-id-1``, ``ext-1``, ``dom-6``), and one, ``dom-3``, that fhirpathpy cannot run
   as R4 wrote it (``as()`` on a collection), is implemented in Python.
+- *Fast*: the two Provenance invariants (``scr-prov-1``, ``scr-prov-2``), run on every
+  ingested record's Provenance, are answered in Python for the shapes R4 allows (lists of
+  objects, string values, no primitive extensions); any other shape goes to fhirpathpy.
 - *Structural*: ``ele-1`` (every element has a value or children) is on every element
   of every snapshot, and ``scr-nhs-1`` (the NHS number Modulus 11 check) applies to every
   NHS number; the validator checks both while walking the resource instead.
@@ -110,6 +113,54 @@ NATIVE: dict[str, Callable[[Any], bool]] = {
     "dom-6": _dom_6,
 }
 
+ODS_SYSTEM = "https://fhir.nhs.uk/Id/ods-organization-code"
+
+
+def _dicts(value: Any) -> list[dict[str, Any]] | None:
+    """`value` as a list of JSON objects (absent: empty); None for any other shape."""
+    if value is None:
+        return []
+    if isinstance(value, list) and all(isinstance(v, dict) for v in value):
+        return value
+    return None
+
+
+def _scr_prov_1(node: Any) -> bool | None:
+    """agent.where(who.identifier.system = ODS and who.identifier.value.exists()).exists()"""
+    agents = _dicts(node.get("agent")) if isinstance(node, dict) else None
+    if agents is None:
+        return None
+    idents = []
+    for agent in agents:  # every agent's shape first: an odd one anywhere defers
+        who = agent.get("who")
+        ident = who.get("identifier") if isinstance(who, dict) else None
+        if (who is not None and not isinstance(who, dict)) or \
+                (ident is not None and not isinstance(ident, dict)):
+            return None
+        if ident and ("_system" in ident or "_value" in ident
+                      or not isinstance(ident.get("system", ""), str)
+                      or not isinstance(ident.get("value", ""), str)):
+            return None  # primitive extensions, nulls, odd types: fhirpathpy decides
+        idents.append(ident or {})
+    return any(i.get("system") == ODS_SYSTEM and "value" in i for i in idents)
+
+
+def _scr_prov_2(node: Any) -> bool | None:
+    """entity.where(role = 'source').exists()"""
+    entities = _dicts(node.get("entity")) if isinstance(node, dict) else None
+    if entities is None or any("_role" in e or not isinstance(e.get("role", ""), str)
+                               for e in entities):
+        return None
+    return any(e.get("role") == "source" for e in entities)
+
+
+#: Python for invariants on every ingested resource, for the shapes R4 allows; None
+#: (anything else) leaves the answer to fhirpathpy.
+FAST: dict[str, Callable[[Any], bool | None]] = {
+    "scr-prov-1": _scr_prov_1,
+    "scr-prov-2": _scr_prov_2,
+}
+
 #: Checked by the validator's walk, not by expression: ele-1 on every element, and
 #: scr-nhs-1 (the NHS number check digit), which the walk applies to every Identifier
 #: with the NHS number system, in any profile, with :func:`is_valid_nhs_number`.
@@ -144,11 +195,15 @@ def compile_invariant(constraint: dict[str, Any], base: str | None = None) -> In
         except Exception:
             return None
         guard = GUARDS.get(key)
+        fast = FAST.get(key)
 
         def check(node: Any, env: dict[str, Any], _c: Any = compiled,
-                  _g: tuple[str, ...] | None = guard, _b: str | None = base) -> bool:
+                  _g: tuple[str, ...] | None = guard, _b: str | None = base,
+                  _f: Callable[[Any], bool | None] | None = fast) -> bool:
             if _g is not None and isinstance(node, dict) and not any(k in node for k in _g):
                 return True
+            if _f is not None and (answer := _f(node)) is not None:
+                return answer
             if _b is not None and isinstance(node, dict):
                 node = ResourceNode.create_node(node, _b)
             return _c(node, env) == [True]
