@@ -8,13 +8,16 @@ Concurrency: one connection per thread; write sessions take `BEGIN IMMEDIATE`, s
 writers queue instead of failing (first on a lock per process, then on an advisory
 `flock` on `<file>-writers` shared by every process, then busy_timeout), and readers keep
 reading the last committed snapshot (WAL). The versions primary key is the last line of
-defence against a lost version.
+defence against a lost version. WAL checkpoints run on a background thread every
+`CHECKPOINT_INTERVAL_S` (PASSIVE), so no commit, and no request waiting on one, pays for
+copying the WAL back into the database.
 """
 
 from __future__ import annotations
 
 import fcntl
 import json
+import logging
 import os
 import sqlite3
 import threading
@@ -49,6 +52,8 @@ from .query import (
     TokenPredicate,
     TokenTextPredicate,
 )
+
+log = logging.getLogger("fhir_gateway.store.sqlite")
 
 # Indexes are declared here, created idempotently at open, and listed in the README.
 SCHEMA = """
@@ -133,6 +138,10 @@ KIND_TABLE = {
     "quantity": "idx_number",
 }
 SYNCHRONOUS_MODES = ("OFF", "NORMAL", "FULL", "EXTRA")
+#: how often the checkpointer thread copies the WAL into the database
+CHECKPOINT_INTERVAL_S = 0.5
+#: a commit checkpoints inline only past this many WAL pages (SQLite's default is 1000)
+BACKSTOP_CHECKPOINT_PAGES = 20_000
 _COLUMNS = "rtype, rid, version, last_updated, deleted, body"
 
 
@@ -165,6 +174,11 @@ class SqliteEngine:
         # advisory lock on a file beside the database, which wakes the next writer as
         # soon as one commits; busy_timeout stays as the guard for anyone else.
         self._writer_file: tuple[int, Any] | None = None
+        # WAL checkpoints run on a thread of their own (`_checkpoints`), not inside the
+        # commit that happens to cross the threshold: every request waiting on that
+        # commit (an audited read waits for its AuditEvent's) would wait for it too.
+        self._checkpointer: threading.Thread | None = None
+        self._stopping = threading.Event()
         conn = self._connection()
         conn.executescript(SCHEMA)
 
@@ -177,6 +191,9 @@ class SqliteEngine:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute(f"PRAGMA synchronous={self.synchronous}")
             conn.execute("PRAGMA busy_timeout=60000")
+            if self._on_disk:
+                # a backstop only: the checkpointer keeps the WAL well below this
+                conn.execute(f"PRAGMA wal_autocheckpoint={BACKSTOP_CHECKPOINT_PAGES}")
             self._local.conn = conn
             with self._lock:
                 self._all.append(conn)
@@ -210,6 +227,8 @@ class SqliteEngine:
                 raise
             else:
                 conn.execute("COMMIT")
+                if write and self._checkpointer is None and self._on_disk:
+                    self._start_checkpointer()
             finally:
                 self._local.depth = 0
         finally:
@@ -229,7 +248,36 @@ class SqliteEngine:
         fcntl.flock(fd, fcntl.LOCK_EX)
         return fd
 
+    @property
+    def _on_disk(self) -> bool:
+        return str(self.path) != ":memory:"
+
+    def _start_checkpointer(self) -> None:
+        with self._lock:
+            if self._checkpointer is None and not self._stopping.is_set():
+                self._checkpointer = threading.Thread(
+                    target=self._checkpoints, name="sqlite-checkpointer", daemon=True)
+                self._checkpointer.start()
+
+    def _checkpoints(self) -> None:
+        """Copy committed WAL frames into the database every CHECKPOINT_INTERVAL_S. PASSIVE:
+        it never waits for, or blocks, readers and writers; what it cannot copy yet it
+        copies next time (another process's checkpointer may do it meanwhile)."""
+        conn = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
+        try:
+            conn.execute("PRAGMA busy_timeout=0")
+            while not self._stopping.wait(CHECKPOINT_INTERVAL_S):
+                try:
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                except sqlite3.Error:
+                    log.debug("WAL checkpoint skipped", exc_info=True)
+        finally:
+            conn.close()
+
     def close(self) -> None:
+        self._stopping.set()
+        if self._checkpointer is not None:
+            self._checkpointer.join(timeout=10)
         with self._writer:
             if self._writer_file is not None:
                 self._writer_file[1].close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import fcntl
 import multiprocessing
+import time
 from pathlib import Path
 
 import pytest
@@ -70,3 +71,27 @@ def test_a_write_cannot_open_inside_a_read_session(tmp_path: Path) -> None:
     with engine.session(write=False) as s:
         assert s.record_get("counter", "c") == {"n": 1}
     engine.close()
+
+
+def test_the_wal_is_copied_into_the_database_in_the_background(tmp_path: Path) -> None:
+    """Commits leave checkpoints to the checkpointer thread (inline only past a large
+    backstop): the database file takes the committed pages without another commit or
+    any reader asking, and close() stops the thread."""
+    path = tmp_path / "bg.sqlite3"
+    engine = SqliteEngine(str(path))
+    with engine.session(write=True) as s:
+        for i in range(200):
+            s.record_put("blob", f"b{i}", {"text": "x" * 4000})
+    before = path.stat().st_size
+    deadline = time.monotonic() + 30
+    while path.stat().st_size <= before + 200 * 4000 and time.monotonic() < deadline:
+        time.sleep(0.05)  # waiting for the thread, not timing it
+    assert path.stat().st_size > before + 200 * 4000
+    checkpointer = engine._checkpointer
+    assert checkpointer is not None and checkpointer.is_alive()
+    engine.close()
+    assert not checkpointer.is_alive()
+    reopened = SqliteEngine(str(path))
+    with reopened.session(write=False) as s:
+        assert s.record_get("blob", "b199") == {"text": "x" * 4000}
+    reopened.close()
