@@ -25,6 +25,7 @@ from typing import Any
 from fhir_gateway.demo import write_partnership
 from fhir_gateway.fhir.repository import Repository
 from fhir_gateway.ingest.background import map_paths
+from fhir_gateway.pipeline.cli import BULK_CACHE_MIB
 from fhir_gateway.pipeline.loader import Loader
 from fhir_gateway.store import open_store
 
@@ -40,9 +41,10 @@ class NoProfiles:
 
 
 def load(feeds: dict[str, list[Path]], *, validate: bool, synchronous: str,
-         background: bool | None) -> dict[str, Any]:
+         background: bool | None, cache_mib: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="fhir-ingest-bench-") as tmp:
-        engine = open_store(f"sqlite:///{tmp}/bench.sqlite3", sqlite_synchronous=synchronous)
+        engine = open_store(f"sqlite:///{tmp}/bench.sqlite3", sqlite_synchronous=synchronous,
+                            sqlite_cache_mib=cache_mib or None)
         repo = Repository(engine, profiles=None if validate else NoProfiles().validate)
         loader = Loader(repo, profiles=None if validate else NoProfiles())  # type: ignore[arg-type]
         totals = {"read": 0, "created": 0, "updated": 0, "unchanged": 0, "rejected": 0,
@@ -70,6 +72,9 @@ def main() -> int:
     parser.add_argument("--map-in-process", action="store_true",
                         help="map in this process too (default: as the CLI, a second "
                              "process maps large inputs while this one stores)")
+    parser.add_argument("--cache-mib", type=int, default=BULK_CACHE_MIB,
+                        help="SQLite page cache of the writer, as `fhir-gateway ingest` sets "
+                             f"it ({BULK_CACHE_MIB}); 0: SQLite's default (2 MiB)")
     args = parser.parse_args()
     background = False if args.map_in_process else None
     load_before = os.getloadavg()
@@ -85,7 +90,7 @@ def main() -> int:
         for r in range(args.rounds):
             for mode in (modes if r % 2 == 0 else list(reversed(modes))):
                 results[mode].append(load(feeds, validate=mode, synchronous=args.synchronous,
-                                          background=background))
+                                          background=background, cache_mib=args.cache_mib))
                 last = results[mode][-1]
                 print(f"round {r + 1} validation {'on ' if mode else 'off'}: "
                       f"{last['resources_per_s']:,.0f} resources/s "
@@ -95,7 +100,8 @@ def main() -> int:
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     child_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     print(f"\ningestion: {args.people:,} people, five feeds, SQLite synchronous="
-          f"{args.synchronous}, {args.rounds} rounds (medians), mapping "
+          f"{args.synchronous}, cache {args.cache_mib or 2} MiB, {args.rounds} rounds (medians), "
+          "mapping "
           f"{'in process' if args.map_in_process else 'in a second process when large'}")
     print(f"machine: nproc {os.cpu_count()}, Python {platform.python_version()}, load average "
           f"{load_before[0]:.2f} before, {load_after[0]:.2f} after")

@@ -41,12 +41,17 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     mllp.add_argument("--partner", default="acute")
 
 
-def _service(settings: Settings) -> Any:
+#: The SQLite page cache of a bulk load's one writer (`ingest`, `demo`): see SqliteEngine.
+BULK_CACHE_MIB = 256
+
+
+def _service(settings: Settings, *, bulk: bool = False) -> Any:
     from ..fhir.repository import Repository
     from ..store import open_store
     from .service import IngestService
 
-    store = open_store(settings.store_url, sqlite_synchronous=settings.sqlite_synchronous)
+    store = open_store(settings.store_url, sqlite_synchronous=settings.sqlite_synchronous,
+                       sqlite_cache_mib=BULK_CACHE_MIB if bulk else None)
     return IngestService(Repository(store))
 
 
@@ -63,7 +68,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _ingest(args: argparse.Namespace, settings: Settings) -> int:
-    service = _service(settings)
+    service = _service(settings, bulk=True)
     unreadable: list[str] = []
     show = not args.json and sys.stderr.isatty()
     # All the files are one run: held records are retried once, after the last file.
@@ -106,7 +111,7 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
           f"under {out}", file=sys.stderr)
     if args.out is not None:
         return 0
-    service = _service(settings)
+    service = _service(settings, bulk=True)
     for partner, paths in files.items():
         summary = service.ingest_paths(partner, paths)
         print(f"{partner} ({len(paths)} file{'s' if len(paths) > 1 else ''}): " +

@@ -7,8 +7,9 @@ from urllib.parse import urlsplit
 from .base import StoreEngine, StoreUnavailable
 
 
-def open_store(url: str, *, sqlite_synchronous: str = "FULL") -> StoreEngine:
-    """Open the engine a store URL names.
+def open_store(url: str, *, sqlite_synchronous: str = "FULL",
+               sqlite_cache_mib: int | None = None) -> StoreEngine:
+    """Open the engine a store URL names (`sqlite_cache_mib`: see SqliteEngine).
 
     `sqlite:///relative/path`, `sqlite:////absolute/path`, `mongodb://host/db?...`
     (pymongo; `mongodb+srv://` too) and, for tests, `mongomock://anything/db`.
@@ -21,7 +22,7 @@ def open_store(url: str, *, sqlite_synchronous: str = "FULL") -> StoreEngine:
         path = url[len("sqlite:///"):] if url.startswith("sqlite:///") else ""
         if not path:
             raise StoreUnavailable(f"store URL {url!r}: expected sqlite:///PATH")
-        return SqliteEngine(path, synchronous=sqlite_synchronous)
+        return SqliteEngine(path, synchronous=sqlite_synchronous, cache_mib=sqlite_cache_mib)
     if scheme in ("mongodb", "mongodb+srv"):
         import pymongo
 
