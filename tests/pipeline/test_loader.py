@@ -145,6 +145,27 @@ def test_no_nhs_number_matches_local_id_then_demographics(loader: Loader) -> Non
     assert again.held == 0 and len(all_of(loader.repo, "Patient")) == 1
 
 
+def test_demographic_match_takes_the_postcode_as_written_anywhere(loader: Loader) -> None:
+    # The stored postcode is written loosely (lower case, two spaces); the council's is
+    # tidy. The same person; a neighbour one postcode away with the same name and birth
+    # date is not them.
+    gp = person(partner="gp", local="G1")
+    loose = MappedRecord(source=source("gp", "r1"), person=gp,
+                         patient={**patient_of(gp), "address": [{"postalCode": "dy1  4dx"}]},
+                         resources=(), keys=())
+    loader.ingest([loose])
+    council = person(nhs=None, local="SC1", partner="socialcare")
+    assert loader.ingest([record(council, "socialcare", "s1")]).held == 0
+    neighbour = PersonKey(nhs_number=None, local_system="https://socialcare.example/Id/person",
+                          local_id="SC2", family="Okafor", given="Grace",
+                          birth_date="1938-03-14", postcode="DY1 4DY", gender="female")
+    summary = loader.ingest([record(neighbour, "socialcare", "s2")])
+    assert summary.held == 1
+    (patient,) = all_of(loader.repo, "Patient")
+    assert ("https://socialcare.example/Id/person", "SC1") in {
+        (i["system"], i["value"]) for i in patient["identifier"]}
+
+
 def test_unsure_identity_is_held_then_retried_and_resolvable(loader: Loader) -> None:
     council = person(nhs=None, local="SC9", partner="socialcare")
     held = loader.ingest([record(council, "socialcare", "s1")])
