@@ -71,7 +71,14 @@ class ProfileChecked:
     other write is checked as before."""
 
     owner: object
-    content: str
+    content: str  # `_fingerprint` of what was checked
+
+
+def _fingerprint(resource: dict[str, Any]) -> str:
+    """Exact content for "is this what was checked?": repr keeps every type and value
+    (1 vs 1.0 vs True, a decimal's digits, list vs tuple, key order), and is cheaper than
+    JSON text. Any difference, even a harmless one, only means checking again."""
+    return repr(resource)
 
 
 def new_id() -> str:
@@ -181,7 +188,7 @@ class Repository:
         errors = [i for i in self.profiles(resource) if i.severity in ("error", "fatal")]
         if errors:
             return errors, None
-        return [], ProfileChecked(self, jsonio.canonical(resource))
+        return [], ProfileChecked(self, _fingerprint(resource))
 
     def create(self, resource: dict[str, Any], *, session: StoreSession | None = None,
                rid: str | None = None, base_url: str | None = None,
@@ -255,7 +262,7 @@ class Repository:
         index, compartments = (), ()
         if resource is not None:
             if checked is not None and checked.owner is self \
-                    and checked.content == jsonio.canonical(resource):
+                    and checked.content == _fingerprint(resource):
                 errors = []  # this repository's check passed this exact content
             else:
                 errors = [i for i in self.profiles(resource)

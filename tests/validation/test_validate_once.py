@@ -70,6 +70,16 @@ def test_proof_for_other_content_does_not_let_a_bad_resource_in(repo: Repository
         repo.create(good, checked=checked)
 
 
+def test_any_change_of_type_after_the_check_means_checking_again(repo: Repository) -> None:
+    # The same JSON text, but not the same Python value: the proof is not taken.
+    enc = example("Encounter-scr")
+    _, checked = repo.check_profiles(enc)
+    enc["identifier"] = tuple(enc["identifier"])
+    with pytest.raises(Unprocessable):  # the validator does not take a tuple for a list
+        repo.create(enc, checked=checked)
+    assert _counted(repo) == ["Encounter", "Encounter"]
+
+
 def test_proof_from_another_repository_is_not_taken(repo: Repository, tmp_path: Path) -> None:
     other = Repository(SqliteEngine(tmp_path / "other.sqlite3"))
     enc = example("Encounter-scr")
