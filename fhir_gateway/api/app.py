@@ -31,6 +31,8 @@ from ..security import Security
 from ..security.http import mount as mount_security
 from ..store import open_store
 from ..store.base import StoreEngine
+from ..summary import html as summary_html
+from ..summary.operation import prefers_html
 from . import ingest_routes
 from .http import check_format, error_response, parse_body, read_body, to_fhir_request, to_response
 from .middleware import RequestLogMiddleware
@@ -101,6 +103,14 @@ def create_app(
             req = to_fhir_request(request, path, body, base_url(request))
             resp = await run_in_threadpool(state["handle"], req)
         except GatewayError as exc:
+            if path.endswith("$emergency-summary") and \
+                    prefers_html(request.headers.get("accept")):
+                # a crew's browser refused before the operation ran (no token, wrong
+                # role): a page saying why, like the operation's own refusals
+                return Response(summary_html.error_page(exc.status, exc.diagnostics),
+                                status_code=exc.status,
+                                headers={**exc.headers, **summary_html.HEADERS},
+                                media_type=summary_html.MEDIA_TYPE)
             return error_response(exc)
         return to_response(resp, head=request.method == "HEAD")
 

@@ -90,3 +90,22 @@ def test_consent_refusal_looks_like_absence_and_break_glass_opens_it(record: Gat
     # the organisation that holds the record sees it without breaking the glass
     gp = record.login("gp-ward", "clinician", org="X9G01")
     assert record.http.get(by_nhs(NHS_NUMBER), headers=gp).status_code == 200
+
+
+def test_a_page_request_refused_at_the_door_gets_a_page(record: Gateway) -> None:
+    """No token, or a role without the summary: a crew's browser is told why on a page
+    (with the same status and WWW-Authenticate); a FHIR client still gets the
+    OperationOutcome; neither shows anything from the record."""
+    page = {"Accept": "text/html"}
+    anonymous = record.http.get(by_nhs(NHS_NUMBER), headers=page)
+    assert anonymous.status_code == 401
+    assert anonymous.headers["content-type"].startswith("text/html")
+    assert "www-authenticate" in anonymous.headers
+    assert "SIGN-IN NEEDED" in anonymous.text and "HTTP status 401" in anonymous.text
+    auditor = record.login("audit-team", "auditor", org="X26")
+    refused = record.http.get(by_nhs(NHS_NUMBER), headers={**auditor, **page})
+    assert refused.status_code == 403 and "NOT ALLOWED" in refused.text
+    for resp in (anonymous, refused):
+        assert "Example" not in resp.text and "CPR" not in resp.text
+    fhir = record.http.get(by_nhs(NHS_NUMBER))
+    assert fhir.status_code == 401 and fhir.json()["resourceType"] == "OperationOutcome"
