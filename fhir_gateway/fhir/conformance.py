@@ -2,8 +2,9 @@
 searched like any resource (`StructureDefinition?url=...`, `ValueSet?name=...`).
 
 Sources, shipped as package data: the profiles, ValueSets and CodeSystems generated from
-`profiles/input/fsh` (`profiles/generated/`), and the partner ConceptMaps beside the
-mappings (`mappings/conceptmaps/`). Publishing is idempotent: an unchanged definition
+`profiles/input/fsh` (`profiles/generated/`), the OperationDefinitions of the gateway's
+own operations (`profiles/operations/`, written by hand), and the partner ConceptMaps
+beside the mappings (`mappings/conceptmaps/`). Publishing is idempotent: an unchanged definition
 makes no new version, so every start-up may run it.
 """
 
@@ -16,11 +17,13 @@ from typing import Any
 
 from .repository import Repository
 
-PUBLISHED_TYPES = ("StructureDefinition", "ValueSet", "CodeSystem", "ConceptMap")
+PUBLISHED_TYPES = ("StructureDefinition", "ValueSet", "CodeSystem", "ConceptMap",
+                   "OperationDefinition")
 
 
 def definitions() -> Iterator[dict[str, Any]]:
-    folders = (resources.files("fhir_gateway.profiles").joinpath("generated"),
+    profiles = resources.files("fhir_gateway.profiles")
+    folders = (profiles.joinpath("generated"), profiles.joinpath("operations"),
                resources.files("fhir_gateway.mappings").joinpath("conceptmaps"))
     for folder in folders:
         if not folder.is_dir():

@@ -116,3 +116,23 @@ def test_conformance_resources_are_published_readable_and_searchable(
     cs = client.get("/fhir/CodeSystem/death-location-type")
     assert cs.status_code == 200
     assert copy.deepcopy(cs.json())["url"].endswith("death-location-type")
+
+
+def test_the_emergency_summary_operation_definition_is_published_and_cited(
+        client: TestClient) -> None:
+    """The CapabilityStatement's `definition` for $emergency-summary resolves to a valid
+    R4 OperationDefinition the gateway serves, describing what the operation does."""
+    from fhir.resources.R4B.operationdefinition import OperationDefinition
+
+    cs = client.get("/fhir/metadata").json()
+    patient = next(r for r in cs["rest"][0]["resource"] if r["type"] == "Patient")
+    (op,) = [o for o in patient["operation"] if o["name"] == "emergency-summary"]
+    found = client.get("/fhir/OperationDefinition", params={"url": op["definition"]}).json()
+    (entry,) = found["entry"]
+    definition = entry["resource"]
+    OperationDefinition.model_validate({k: v for k, v in definition.items() if k != "meta"})
+    assert (definition["code"], definition["resource"], definition["type"],
+            definition["instance"], definition["affectsState"]) == \
+        ("emergency-summary", ["Patient"], True, True, False)
+    assert {p["name"]: p["use"] for p in definition["parameter"]} == \
+        {"identifier": "in", "return": "out"}
