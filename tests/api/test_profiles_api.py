@@ -136,3 +136,19 @@ def test_the_emergency_summary_operation_definition_is_published_and_cited(
         ("emergency-summary", ["Patient"], True, True, False)
     assert {p["name"]: p["use"] for p in definition["parameter"]} == \
         {"identifier": "in", "return": "out"}
+
+
+def test_the_review_date_extension_is_defined_and_sliced_on_cpr_decisions(
+        client: TestClient) -> None:
+    """The review date the emergency summary reads on a CPR decision has a published
+    definition, and the CPR decision profile names it."""
+    from fhir_gateway.summary.terms import REVIEW_DATE_EXTENSION
+
+    found = client.get("/fhir/StructureDefinition", params={"url": REVIEW_DATE_EXTENSION})
+    (entry,) = found.json()["entry"]
+    assert entry["resource"]["type"] == "Extension"
+    assert [c["expression"] for c in entry["resource"]["context"]] == ["Observation"]
+    cpr = client.get("/fhir/StructureDefinition/SCR-CPRDecision").json()
+    slices = [e for e in cpr["differential"]["element"]
+              if e.get("sliceName") == "reviewDate"]
+    assert slices and slices[0]["type"][0]["profile"] == [REVIEW_DATE_EXTENSION]

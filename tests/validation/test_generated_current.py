@@ -24,10 +24,9 @@ from validation_kit import REPO, UKCORE
 OUT = REPO / "profiles" / "generated"
 
 MANIFEST = json.loads((OUT / "manifest.json").read_text())
-PROFILES = {
-    sd["id"]: sd for sd in (json.loads(p.read_text())
-                            for p in sorted(OUT.glob("StructureDefinition-*.json")))
-}
+DEFINITIONS = [json.loads(p.read_text()) for p in sorted(OUT.glob("StructureDefinition-*.json"))]
+PROFILES = {sd["id"]: sd for sd in DEFINITIONS if sd["kind"] == "resource"}
+EXTENSIONS = {sd["id"]: sd for sd in DEFINITIONS if sd["type"] == "Extension"}
 
 
 def test_inputs_unchanged_since_generation() -> None:
@@ -75,6 +74,22 @@ def test_profile_shape(sd_id: str) -> None:
         assert sd["baseDefinition"] == f"http://hl7.org/fhir/StructureDefinition/{sd['type']}"
     ids = [e["id"] for e in sd["snapshot"]["element"]]
     assert len(ids) == len(set(ids)), "duplicate element ids in the snapshot"
+
+
+def test_every_definition_is_a_profile_or_an_extension() -> None:
+    assert sorted(sd["id"] for sd in DEFINITIONS) == sorted([*PROFILES, *EXTENSIONS])
+    assert "review-date" in EXTENSIONS
+
+
+@pytest.mark.parametrize("sd_id", sorted(EXTENSIONS))
+def test_extension_shape(sd_id: str) -> None:
+    sd = EXTENSIONS[sd_id]
+    assert sd["url"] == f"{CANONICAL}/StructureDefinition/{sd_id}"
+    assert (sd["derivation"], sd["kind"]) == ("constraint", "complex-type")
+    assert sd["baseDefinition"] == "http://hl7.org/fhir/StructureDefinition/Extension"
+    assert sd["context"] and sd["description"]
+    value = next(e for e in sd["snapshot"]["element"] if e["id"] == "Extension.value[x]")
+    assert value["min"] == 1 and value["type"]
 
 
 def _max(value: str) -> float:

@@ -15,6 +15,8 @@ Description: "A cardiopulmonary resuscitation decision: resuscitation status (SN
 * value[x] only CodeableConcept
 * value[x] from SCRCPRDecisionValue (required)
 * dataAbsentReason 0..0
+* extension contains SCRReviewDate named reviewDate 0..1
+* extension[reviewDate] ^short = "When the decision is to be reviewed (expired after it)"
 
 Profile: SCRPreferredPlace
 Parent: $UKCore-Observation
@@ -56,3 +58,12 @@ Description: "A recorded end-of-life status of the person, as the SNOMED CT find
 * subject 1..1
 * subject only Reference(SCRPatient)
 * effective[x] ^short = "When it was recorded or took effect (e.g. the date added to the register)"
+
+Extension: SCRReviewDate
+Id: review-date
+Title: "Review date"
+Description: "When the decision is to be reviewed. Past this date (Europe/London) the emergency summary shows the decision as expired, never as current, and its partner has no current decision until a new one is recorded."
+Context: Observation
+* ^status = #draft
+* value[x] only date or dateTime
+* value[x] 1..1
