@@ -1,12 +1,15 @@
 """The ingestion run: map a partner file, resolve identity, merge, validate, store, cite.
 
-Each record is applied in one store transaction: everything it implies (Patient,
-resources, retractions, Provenance) is written, or nothing is. A record that cannot be
-applied is rejected with a reason naming partner, file, position and field, and kept with
-its raw text for review (system records, kind "rejected"); a record whose person cannot be
-confidently identified is held (kind "held") and retried after every run, so the order in
-which partners' files arrive does not change the result. Redelivered records change
-nothing: merging equal content is a no-op and no Provenance is written for it.
+Each record is applied all or nothing: everything it implies (Patient, resources,
+retractions, Provenance) is written, or nothing is. Records share a store transaction in
+batches (one commit, so one fsync, per batch) and each has a savepoint of its own, so a
+failing record is undone alone; nothing is reported before its batch commits. A record
+that cannot be applied is rejected with a reason naming partner, file, position and
+field, and kept with its raw text for review (system records, kind "rejected"); a record
+whose person cannot be confidently identified is held (kind "held") and retried after
+every run, so the order in which partners' files arrive does not change the result.
+Redelivered records change nothing: merging equal content is a no-op and no Provenance
+is written for it.
 """
 
 from __future__ import annotations
