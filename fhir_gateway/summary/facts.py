@@ -372,8 +372,14 @@ def _observation(r: dict[str, Any]) -> list[Fact]:
                     if isinstance(d, dict) and d.get("display")]
         if r.get("status") not in (None, "final", "amended", "corrected"):
             details.append(f"Status: {r['status']}")
+        review = _review_extension(r)
+        if review is None and _has_review_extension(r):
+            # a review date was sent but cannot be read: whether the decision has expired
+            # is unknown, and the crew is told so rather than shown nothing
+            details.append("A review date was recorded but cannot be read: check with "
+                           "the source whether this decision is still current")
         return [Fact("cpr", r, t.CPR_WORDS[decision], when, decision,
-                     details=tuple(details), review=_review_extension(r))]
+                     details=tuple(details), review=review)]
     kind = t.PLACE_KINDS.get(t.has_code(code, t.EOL_OBSERVATION, t.PLACE_KINDS) or "")
     if kind is not None:
         what = "Preferred place of care" if kind == "care" else "Preferred place of death"
@@ -513,10 +519,17 @@ _READERS: dict[str, Callable[[dict[str, Any]], list[Fact]]] = {
 
 
 def _review_extension(r: dict[str, Any]) -> str | None:
+    """The review date (`valueDate` or `valueDateTime`), when it reads as a date."""
     for ext in r.get("extension") or []:
         if isinstance(ext, dict) and ext.get("url") == t.REVIEW_DATE_EXTENSION:
-            return ext.get("valueDate") or ext.get("valueDateTime")
+            value = ext.get("valueDate") or ext.get("valueDateTime")
+            return value if isinstance(value, str) and _sortable(value) else None
     return None
+
+
+def _has_review_extension(r: dict[str, Any]) -> bool:
+    return any(isinstance(ext, dict) and ext.get("url") == t.REVIEW_DATE_EXTENSION
+               for ext in r.get("extension") or [])
 
 
 def _first_code(concept: Any) -> str | None:

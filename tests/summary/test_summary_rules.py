@@ -108,6 +108,21 @@ def test_decision_past_its_review_date_is_expired_not_current(http: TestClient) 
     assert "review by 1 Jun 2026" in doc.text("cpr")
 
 
+def test_an_unreadable_review_date_is_said_not_ignored(http: TestClient) -> None:
+    """A review date that cannot be read (a string, not a date) leaves the decision shown
+    as recorded, with a warning that whether it is still current is unknown."""
+    rec = Record(http)
+    rec.cpr("not-attempt", "2025-01-01", GP, extension=[
+        {"url": REVIEW_DATE_EXTENSION, "valueString": "next spring"}])
+    doc = summary(http, rec.nhs)
+    assert "NOT FOR ATTEMPTED CPR" in headline(doc)
+    assert "A review date was recorded but cannot be read" in doc.text("cpr")
+    rec2 = Record(http, pid="p2", nhs=valid_nhs(500))
+    rec2.cpr("not-attempt", "2025-01-01", GP, extension=[
+        {"url": REVIEW_DATE_EXTENSION, "valueDate": "2030-01-01"}])
+    assert "cannot be read" not in summary(http, rec2.nhs).text("cpr")
+
+
 def test_an_expired_decision_does_not_make_a_conflict(http: TestClient) -> None:
     rec = Record(http)
     rec.cpr("not-attempt", "2025-01-01", GP, extension=[
