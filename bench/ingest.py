@@ -24,9 +24,10 @@ from typing import Any
 
 from fhir_gateway.demo import write_partnership
 from fhir_gateway.fhir.repository import Repository
+from fhir_gateway.ingest import background as background_mapping
 from fhir_gateway.ingest.background import map_paths
 from fhir_gateway.pipeline.cli import BULK_CACHE_MIB
-from fhir_gateway.pipeline.loader import Loader
+from fhir_gateway.pipeline.loader import BATCH_RECORDS, BATCH_SECONDS, Loader
 from fhir_gateway.store import open_store
 
 
@@ -41,25 +42,34 @@ class NoProfiles:
 
 
 def load(feeds: dict[str, list[Path]], *, validate: bool, synchronous: str,
-         background: bool | None, cache_mib: int) -> dict[str, Any]:
+         background: bool | None, cache_mib: int,
+         batch: tuple[int, float]) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="fhir-ingest-bench-") as tmp:
         engine = open_store(f"sqlite:///{tmp}/bench.sqlite3", sqlite_synchronous=synchronous,
                             sqlite_cache_mib=cache_mib or None)
         repo = Repository(engine, profiles=None if validate else NoProfiles().validate)
-        loader = Loader(repo, profiles=None if validate else NoProfiles())  # type: ignore[arg-type]
+        loader = Loader(repo, profiles=None if validate else NoProfiles(),  # type: ignore[arg-type]
+                        batch_records=batch[0], batch_seconds=batch[1])
         totals = {"read": 0, "created": 0, "updated": 0, "unchanged": 0, "rejected": 0,
                   "held": 0}
         started = time.perf_counter()
         for partner, paths in feeds.items():
             # One run per partner, as `fhir-gateway ingest --partner P FILE...` does
             # (mapping in a second process for large inputs, unless --map-in-process).
+            begun = time.perf_counter()
             summary = loader.ingest(map_paths(partner, paths, background=background))
             for key, value in summary.counts().items():
                 totals[key] += value
+            took = time.perf_counter() - begun
+            print(f"  {partner}: {summary.read:,} records, "
+                  f"{summary.created + summary.updated:,} resources stored in {took:.0f} s "
+                  f"({(summary.created + summary.updated) / took:,.0f}/s), "
+                  f"{summary.held} held, {summary.rejected} rejected", file=sys.stderr)
         elapsed = time.perf_counter() - started
+        size = sum(f.stat().st_size for f in Path(tmp).iterdir())
         engine.close()
     stored = totals["created"] + totals["updated"]
-    return {**totals, "seconds": elapsed, "resources_per_s": stored / elapsed,
+    return {**totals, "seconds": elapsed, "resources_per_s": stored / elapsed, "bytes": size,
             "records_per_s": totals["read"] / elapsed}
 
 
@@ -75,6 +85,10 @@ def main() -> int:
     parser.add_argument("--cache-mib", type=int, default=BULK_CACHE_MIB,
                         help="SQLite page cache of the writer, as `fhir-gateway ingest` sets "
                              f"it ({BULK_CACHE_MIB}); 0: SQLite's default (2 MiB)")
+    parser.add_argument("--batch-records", type=int, default=BATCH_RECORDS,
+                        help=f"records per store transaction at most ({BATCH_RECORDS})")
+    parser.add_argument("--batch-seconds", type=float, default=BATCH_SECONDS,
+                        help=f"longest a store transaction stays open ({BATCH_SECONDS})")
     args = parser.parse_args()
     background = False if args.map_in_process else None
     load_before = os.getloadavg()
@@ -90,7 +104,8 @@ def main() -> int:
         for r in range(args.rounds):
             for mode in (modes if r % 2 == 0 else list(reversed(modes))):
                 results[mode].append(load(feeds, validate=mode, synchronous=args.synchronous,
-                                          background=background, cache_mib=args.cache_mib))
+                                          background=background, cache_mib=args.cache_mib,
+                                          batch=(args.batch_records, args.batch_seconds)))
                 last = results[mode][-1]
                 print(f"round {r + 1} validation {'on ' if mode else 'off'}: "
                       f"{last['resources_per_s']:,.0f} resources/s "
@@ -98,9 +113,10 @@ def main() -> int:
                       file=sys.stderr)
     load_after = os.getloadavg()
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    child_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    child_mb = background_mapping.child_peak_rss_kib / 1024
     print(f"\ningestion: {args.people:,} people, five feeds, SQLite synchronous="
-          f"{args.synchronous}, cache {args.cache_mib or 2} MiB, {args.rounds} rounds (medians), "
+          f"{args.synchronous}, cache {args.cache_mib or 2} MiB, batches of {args.batch_records} "
+          f"records / {args.batch_seconds} s, {args.rounds} rounds (medians), "
           "mapping "
           f"{'in process' if args.map_in_process else 'in a second process when large'}")
     print(f"machine: nproc {os.cpu_count()}, Python {platform.python_version()}, load average "
@@ -119,8 +135,11 @@ def main() -> int:
     if len(medians) == 2:
         print(f"ratio validation on/off: {medians[True] / medians[False]:.2f} "
               "(goal: >= 0.5)")
+    print(f"store: {results[True][0]['bytes'] / 2**30:,.2f} GiB on disk at the end "
+          "(database, WAL)")
     print(f"peak RSS: this process {rss_mb:,.0f} MB (feed generation included), "
-          f"largest child (the mapping process) {child_mb:,.0f} MB")
+          f"mapping process {child_mb:,.0f} MB"
+          f"{'' if child_mb else ' (not used)'}")
     return 0
 
 

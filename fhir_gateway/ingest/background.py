@@ -18,6 +18,7 @@ import datetime as dt
 import multiprocessing
 import pickle
 import queue as queue_module
+import resource
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,8 @@ from .model import MappedRecord, Rejection
 BACKGROUND_MIN_BYTES = 1024 * 1024
 CHUNK = 64  # records per message: pickling many small messages costs more than it saves
 DEPTH = 32  # chunks in flight at most
+#: The largest peak RSS (KiB) a mapping child of this process reported (bench/ingest.py).
+child_peak_rss_kib = 0
 
 
 def map_paths(partner: str, paths: Sequence[Path], *, today: dt.date | None = None,
@@ -75,7 +78,8 @@ def _here(partner: str, paths: Sequence[Path], today: dt.date | None,
 def _produce(partner: str, paths: list[Path], today: dt.date | None,
              out: Any) -> None:
     """The child: map every file and send ("items", [...]) chunks, ("file", name),
-    ("unreadable", text), then ("done", None) or ("error", pickled exception)."""
+    ("unreadable", text), then ("done", its peak RSS in KiB) or ("error", pickled
+    exception)."""
     try:
         chunk: list[MappedRecord | Rejection] = []
 
@@ -95,7 +99,7 @@ def _produce(partner: str, paths: list[Path], today: dt.date | None,
                 chunk.clear()
         if chunk:
             out.put(("items", chunk))
-        out.put(("done", None))
+        out.put(("done", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss))
     except BaseException as exc:  # sent to the parent, which raises it
         out.put(("error", _portable(exc)))
 
@@ -141,6 +145,10 @@ def _in_child(partner: str, paths: list[Path], today: dt.date | None,
             elif kind == "error":
                 raise pickle.loads(payload)
             else:
+                # The child's own peak (RUSAGE_CHILDREN would count the parent's pages
+                # the child held between fork and exec).
+                global child_peak_rss_kib
+                child_peak_rss_kib = max(child_peak_rss_kib, int(payload))
                 return
     finally:
         # Also when the consumer stops early (an exception while storing): no orphan.
