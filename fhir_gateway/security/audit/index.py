@@ -164,7 +164,7 @@ def audit_index(registry: SearchRegistry, event: dict[str, Any]) -> list[IndexEn
                  ) -> tuple[IndexEntry, ...]:
             return tuple(e for param, pick in params for node in pick(event)
                          for e in _node_entries(param, node))
-        entries.extend(_remember((group, repr(_GROUP_INPUT[group](event))), make))
+        entries.extend(_remember((f"group:{group}", repr(_GROUP_INPUT[group](event))), make))
     for param, pick in plan.each:
         entries_of = _entries if param.code in REPEATING else _node_entries
         for node in pick(event) if pick else param.evaluate(event):
