@@ -8,9 +8,10 @@ Concurrency: one connection per thread; write sessions take `BEGIN IMMEDIATE`, s
 writers queue instead of failing (first on a lock per process, then on an advisory
 `flock` on `<file>-writers` shared by every process, then busy_timeout), and readers keep
 reading the last committed snapshot (WAL). The versions primary key is the last line of
-defence against a lost version. WAL checkpoints run on a background thread every
-`CHECKPOINT_INTERVAL_S` (PASSIVE), so no commit, and no request waiting on one, pays for
-copying the WAL back into the database.
+defence against a lost version. WAL checkpoints also run on a background thread every
+`CHECKPOINT_INTERVAL_S` (PASSIVE), so that under light writing the WAL stays short and
+commits rarely pay for copying it back; under heavy writing SQLite's own checkpoint at
+1,000 pages still bounds it.
 """
 
 from __future__ import annotations
@@ -140,8 +141,11 @@ KIND_TABLE = {
 SYNCHRONOUS_MODES = ("OFF", "NORMAL", "FULL", "EXTRA")
 #: how often the checkpointer thread copies the WAL into the database
 CHECKPOINT_INTERVAL_S = 0.5
-#: a commit checkpoints inline only past this many WAL pages (SQLite's default is 1000)
-BACKSTOP_CHECKPOINT_PAGES = 20_000
+#: a commit still checkpoints inline past this many WAL pages (SQLite's default): under
+#: steady reads and writes a PASSIVE checkpoint cannot always finish, and a WAL let grow
+#: to tens of MB (tried: 20,000 pages) made reads slower and the inline checkpoint, when
+#: it came, a long stall
+BACKSTOP_CHECKPOINT_PAGES = 1000
 _COLUMNS = "rtype, rid, version, last_updated, deleted, body"
 
 
@@ -179,9 +183,9 @@ class SqliteEngine:
         # advisory lock on a file beside the database, which wakes the next writer as
         # soon as one commits; busy_timeout stays as the guard for anyone else.
         self._writer_file: tuple[int, Any] | None = None
-        # WAL checkpoints run on a thread of their own (`_checkpoints`), not inside the
-        # commit that happens to cross the threshold: every request waiting on that
-        # commit (an audited read waits for its AuditEvent's) would wait for it too.
+        # WAL checkpoints also run on a thread of their own (`_checkpoints`), so that the
+        # commit that crosses the threshold, which every request waiting on it (an
+        # audited read waits for its AuditEvent's) would wait for too, comes rarely.
         self._checkpointer: threading.Thread | None = None
         self._stopping = threading.Event()
         conn = self._connection()
@@ -199,7 +203,6 @@ class SqliteEngine:
             if self.cache_mib:
                 conn.execute(f"PRAGMA cache_size=-{int(self.cache_mib) * 1024}")
             if self._on_disk:
-                # a backstop only: the checkpointer keeps the WAL well below this
                 conn.execute(f"PRAGMA wal_autocheckpoint={BACKSTOP_CHECKPOINT_PAGES}")
             self._local.conn = conn
             with self._lock:

@@ -74,9 +74,9 @@ def test_a_write_cannot_open_inside_a_read_session(tmp_path: Path) -> None:
 
 
 def test_the_wal_is_copied_into_the_database_in_the_background(tmp_path: Path) -> None:
-    """Commits leave checkpoints to the checkpointer thread (inline only past a large
-    backstop): the database file takes the committed pages without another commit or
-    any reader asking, and close() stops the thread."""
+    """Below SQLite's own 1,000-page checkpoint, the checkpointer thread copies committed
+    pages into the database file without another commit or any reader asking; close()
+    stops the thread."""
     path = tmp_path / "bg.sqlite3"
     engine = SqliteEngine(str(path))
     with engine.session(write=True) as s:
