@@ -99,9 +99,22 @@ def _produce(partner: str, paths: list[Path], today: dt.date | None,
                 chunk.clear()
         if chunk:
             out.put(("items", chunk))
-        out.put(("done", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss))
+        out.put(("done", _peak_rss_kib()))
     except BaseException as exc:  # sent to the parent, which raises it
         out.put(("error", _portable(exc)))
+
+
+def _peak_rss_kib() -> int:
+    """This process's own peak RSS. VmHWM belongs to the memory map, which exec replaced;
+    ru_maxrss also counts the parent's pages the child shared before exec."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
 def _portable(exc: BaseException) -> bytes:
@@ -146,7 +159,7 @@ def _in_child(partner: str, paths: list[Path], today: dt.date | None,
                 raise pickle.loads(payload)
             else:
                 # The child's own peak (RUSAGE_CHILDREN would count the parent's pages
-                # the child held between fork and exec).
+                # the child shared before exec).
                 global child_peak_rss_kib
                 child_peak_rss_kib = max(child_peak_rss_kib, int(payload))
                 return
