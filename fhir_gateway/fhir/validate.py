@@ -19,13 +19,19 @@ from .validation import check_resource
 
 def _from_parameters(body: dict[str, Any]) -> tuple[Any, str | None]:
     resource, profile = None, None
-    for p in body.get("parameter") or []:
+    parameters = body.get("parameter") or []
+    if not isinstance(parameters, list):
+        raise BadRequest("Parameters.parameter must be a list", expression="parameter")
+    for p in parameters:
         if not isinstance(p, dict):
             continue
         if p.get("name") == "resource":
             resource = p.get("resource")
         elif p.get("name") == "profile":
             profile = p.get("valueUri") or p.get("valueCanonical")
+            if not isinstance(profile, str):
+                raise BadRequest("the 'profile' parameter needs a valueUri or "
+                                 "valueCanonical string", expression="profile")
     return resource, profile
 
 
@@ -44,7 +50,8 @@ def validate(ctx: FhirContext, req: FhirRequest, rtype: str,
                          "'resource' parameter", expression="resource")
     validator = default_validator()
     issues: list[Issue] = []
-    if profile and not validator.known(profile):
+    known = bool(profile) and validator.known(profile)
+    if profile and not known:
         issues.append(Issue(f"profile {profile} is not one this gateway knows",
                             code="not-supported", expression=("profile",)))
     try:
@@ -55,8 +62,7 @@ def validate(ctx: FhirContext, req: FhirRequest, rtype: str,
         if rid is not None and resource.get("id") not in (None, rid):
             issues.append(Issue(f"the resource's id {resource['id']!r} is not {rid!r}",
                                 expression=(f"{rtype}.id",)))
-        issues += validator.validate(resource, profile=profile if profile and
-                                     validator.known(profile) else None)
+        issues += validator.validate(resource, profile=profile if known else None)
     if not issues:
         return FhirResponse(200, information("no problems found"))
     return FhirResponse(200, operation_outcome(issues))

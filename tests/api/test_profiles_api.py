@@ -152,3 +152,12 @@ def test_the_review_date_extension_is_defined_and_sliced_on_cpr_decisions(
     slices = [e for e in cpr["differential"]["element"]
               if e.get("sliceName") == "reviewDate"]
     assert slices and slices[0]["type"][0]["profile"] == [REVIEW_DATE_EXTENSION]
+
+
+def test_validate_with_malformed_parameters_is_400_not_500(client: TestClient) -> None:
+    for body, where in (({"resourceType": "Parameters", "parameter": 5}, "parameter"),
+                        ({"resourceType": "Parameters", "parameter": [
+                            {"name": "profile", "valueUri": 5}]}, "profile")):
+        resp = client.post("/fhir/Patient/$validate", json=body, headers=FHIR_JSON)
+        assert resp.status_code == 400, resp.text
+        assert resp.json()["issue"][0]["expression"] == [where]
