@@ -16,7 +16,6 @@ element; the other entries are still read. A file that is not a Bundle is one `U
 
 from __future__ import annotations
 
-import copy
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -203,9 +202,13 @@ def _entries(entries: list[Any], options: ReaderOptions) -> Iterator[BundleEntry
     for number, entry in enumerate(entries, start=1):
         raw = jsonio.dumps(entry)
         resource = entry.get("resource") if isinstance(entry, dict) else None
+        problem: tuple[str, str] | None = None
         if isinstance(resource, dict):
-            resource = _complete_local_datetimes(copy.deepcopy(resource), options.timezone)
-        problem = _stu3_problem(resource)
+            try:  # builds a new tree: the parsed Bundle is left as it was
+                resource = _complete_local_datetimes(resource, options.timezone)
+            except (ValueError, OverflowError) as exc:  # this entry only, not the Bundle
+                problem = ("resource", f"has a date-time that is not valid: {exc}")
+        problem = problem or _stu3_problem(resource)
         checked.append((f"entry {number}", raw, resource, problem))
         if isinstance(resource, dict) and isinstance(resource.get("id"), str):
             local = f"{resource.get('resourceType')}/{resource['id']}"

@@ -203,6 +203,19 @@ def test_an_invalid_entry_is_rejected_the_others_are_read() -> None:
     assert len(mapped(results)) == 2
 
 
+def test_an_impossible_local_date_time_rejects_its_entry_only() -> None:
+    """A local date-time that looks right but is no date (month 13) is that entry's
+    problem, kept with its raw text; the Bundle's other entries are read."""
+    broken = json.loads(json.dumps(VISIT))
+    broken["resource"]["period"]["start"] = "2026-13-45T09:47"
+    results = run("community", bundle(PATIENT, broken, PLAN), "bundle-3.json")
+    [bad] = rejected(results)
+    assert bad.source.position == "entry 2" and "date-time" in bad.reason
+    assert "2026-13-45T09:47" in bad.source.raw
+    assert len(mapped(results)) == 2
+    assert VISIT["resource"]["period"]["start"] == "2026-01-27T09:47"  # input untouched
+
+
 def test_entries_of_an_invalid_patient_are_rejected() -> None:
     broken = json.loads(json.dumps(PATIENT))
     broken["resource"]["gender"] = 7
