@@ -50,14 +50,21 @@ class VerifiedAssertion:
     alg: str
 
 
-def _b64json(segment: str, what: str) -> dict[str, Any]:
+def b64url_json_object(segment: str) -> dict[str, Any] | None:
+    """A compact JWS segment decoded (base64url, then JSON): the object, or None when it
+    is not base64url JSON, is nested too deep to parse, or is not an object. For the
+    client assertions here and the gateway's access tokens (`security.tokens`)."""
     try:
-        raw = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
-        value = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise AssertionRefused(f"the assertion's {what} is not base64url JSON") from exc
-    if not isinstance(value, dict):
-        raise AssertionRefused(f"the assertion's {what} is not a JSON object")
+        value = json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _b64json(segment: str, what: str) -> dict[str, Any]:
+    value = b64url_json_object(segment)
+    if value is None:
+        raise AssertionRefused(f"the assertion's {what} is not base64url JSON (an object)")
     return value
 
 

@@ -14,8 +14,6 @@ use. The memo is bounded and holds nothing another instance would need.
 
 from __future__ import annotations
 
-import base64
-import json
 import threading
 import time
 from collections.abc import Callable
@@ -24,6 +22,7 @@ from typing import Any
 from joserfc import jws
 from joserfc.errors import JoseError
 
+from ..auth.assertion import b64url_json_object
 from ..auth.keys import ALGORITHM, KeyRing
 from ..auth.server import ACCESS_TOKEN_LIFETIME_S
 
@@ -93,10 +92,7 @@ def _numeric(value: Any) -> bool:
 
 
 def _b64json(segment: str) -> dict[str, Any]:
-    try:
-        value = json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidToken("the bearer token is not a JWT this gateway issued") from exc
-    if not isinstance(value, dict):
+    value = b64url_json_object(segment)
+    if value is None:
         raise InvalidToken("the bearer token is not a JWT this gateway issued")
     return value

@@ -60,6 +60,11 @@ def test_forged_and_altered_tokens_are_refused(gw: Gateway) -> None:
     assert _status(gw, token[:-4] + "AAAA") == 401
 
 
+def test_a_token_nested_too_deep_to_parse_is_401_not_500(gw: Gateway) -> None:
+    nested = base64.urlsafe_b64encode(b"[" * 2000).rstrip(b"=").decode()
+    assert _status(gw, f"{nested}.e30.sig") == 401
+
+
 def test_hs256_signed_with_the_gateways_public_key_is_refused(gw: Gateway) -> None:
     token = gw.login("ward", "clinician")["Authorization"].split()[1]
     header, claims, _ = _parts(token)

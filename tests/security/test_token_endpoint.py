@@ -85,6 +85,8 @@ def _refusals(gw: Gateway) -> dict[str, str]:
             "nobody", TOKEN_URL, client.key, client.kid, "ES384"),
         "no-jti": _signed(client, {}, claims={"jti": None}),
         "garbage": "not.a.jwt",
+        "nested-too-deep": base64.urlsafe_b64encode(b"[" * 2000).rstrip(b"=").decode()
+        + ".e30.sig",
     }
 
 
@@ -105,7 +107,8 @@ WHY = {"expired": "expired", "far-future": "more than 300 seconds ahead",
        "embedded-jwk": "'jwk' header is not accepted",
        "unregistered-jku": "'jku' header is not accepted", "oversized": "at most 4096 bytes",
        "signed-by-another-key": "signature does not verify", "unknown-client": "unknown client",
-       "no-jti": "jti is required", "garbage": "not base64url JSON"}
+       "no-jti": "jti is required", "garbage": "not base64url JSON",
+       "nested-too-deep": "not base64url JSON"}
 
 
 def test_every_bad_assertion_is_refused_for_its_own_reason_without_a_500(gw: Gateway) -> None:
