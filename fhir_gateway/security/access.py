@@ -271,8 +271,12 @@ def _loads(body: str | None) -> dict[str, Any]:
 def _stamp(resource: dict[str, Any], caller: SecureCaller) -> None:
     """Mark a feed's resource as its partner's (and its organisation's)."""
     meta = resource.get("meta")
-    if not isinstance(meta, dict):
+    if meta is None:
         meta = {}
+    if not isinstance(meta, dict) or not isinstance(meta.get("tag") or [], list):
+        # named here: stamping would otherwise drop or trip over it before validation
+        raise BadRequest("meta must be an object and meta.tag an array",
+                         expression=f"{resource.get('resourceType')}.meta")
     tags = [t for t in meta.get("tag") or [] if isinstance(t, dict)
             and t.get("system") not in (PARTNER_TAG_SYSTEM, ODS_SYSTEM)]
     tags.append({"system": PARTNER_TAG_SYSTEM, "code": caller.partner})

@@ -49,6 +49,16 @@ def test_ambulance_gets_patient_by_nhs_number_only(gw: Gateway) -> None:
     assert purpose.status_code == 403
 
 
+def test_a_feed_write_with_malformed_meta_is_400_not_500(gw: Gateway) -> None:
+    hospice = gw.login("hospice-feed", "feed", partner="hospice", org="RH1",
+                       scope="system/*.cruds")
+    for meta in ({"tag": 5}, "x"):
+        resp = gw.http.post("/fhir/Observation", json={**OBS, "meta": meta},
+                            headers={**hospice, **FHIR_JSON})
+        assert resp.status_code == 400, resp.text
+        assert resp.json()["issue"][0]["expression"] == ["Observation.meta"]
+
+
 def test_feed_writes_only_its_own_partners_data(gw: Gateway) -> None:
     gp = gw.login("gp-feed", "feed", partner="gp", org="B86001", scope="system/*.cruds")
     hospice = gw.login("hospice-feed", "feed", partner="hospice", org="RH1",
