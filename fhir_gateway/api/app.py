@@ -114,6 +114,7 @@ def create_app(
             return error_response(exc)
         return to_response(resp, head=request.method == "HEAD")
 
+    app.state.fhir_base = base_url  # one answer for every route (ingest, review too)
     mount_security(app, security=lambda: state["security"], fhir_base=base_url)
     app.include_router(ingest_routes.router)
     app.add_api_route("/fhir", fhir, methods=FHIR_METHODS, include_in_schema=False)

@@ -29,7 +29,8 @@ router = APIRouter()
 
 
 def _base(request: Request) -> str:
-    return str(request.base_url).rstrip("/") + "/fhir"
+    """The FHIR base tokens are issued for: the app's (FHIR_GATEWAY_BASE_URL honoured)."""
+    return str(request.app.state.fhir_base(request))
 
 
 def _reviewer(request: Request) -> None:

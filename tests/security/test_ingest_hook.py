@@ -8,7 +8,8 @@ from starlette.requests import Request
 
 from fhir_gateway.errors import GatewayError
 from fhir_gateway.security.http import authorize_ingest, record_ingest
-from security_kit import FHIR, Gateway
+from fhir_gateway.store.base import StoreEngine
+from security_kit import FHIR, Gateway, secured
 
 
 def _request(headers: dict[str, str]) -> Request:
@@ -31,3 +32,18 @@ def test_only_the_partners_own_feed_may_ingest_and_each_attempt_is_audited(gw: G
     events = [e for e in gw.audit_events(subtype="create")
               if "ingest" in e.get("outcomeDesc", "")]
     assert len(events) == 1 and "created 2" in events[0]["outcomeDesc"]
+
+
+def test_behind_a_proxy_ingest_and_review_accept_tokens_for_the_public_base(
+        engine: StoreEngine) -> None:
+    """With FHIR_GATEWAY_BASE_URL set, tokens are issued for the public base; the ingest
+    and review endpoints check them against the same base as /fhir does."""
+    public = "https://pub.example/fhir"
+    with secured(engine, public_base_url=public) as gw:
+        ward = gw.register("ward", "clinician", org="RXX01")
+        assertion = ward.assertion(aud="https://pub.example/auth/token")
+        resp = gw.token_response(assertion)
+        assert resp.status_code == 200, resp.text
+        bearer = {"Authorization": f"Bearer {resp.json()['access_token']}"}
+        assert gw.http.get("/fhir/Patient", headers=bearer).status_code == 200
+        assert gw.http.get("/review/held", headers=bearer).status_code == 200
