@@ -20,7 +20,7 @@ from urllib.parse import parse_qsl
 
 from .. import jsonio
 from ..auth.registry import ClientRegistry
-from ..auth.scopes import Scopes, role_ceiling
+from ..auth.scopes import grant
 from ..errors import BadRequest, GatewayError
 from ..fhir.interceptors import BaseInterceptor
 from ..fhir.repository import Repository
@@ -98,7 +98,7 @@ class AccessInterceptor(BaseInterceptor):
         client = self.clients.get(claims["client_id"])
         if client is None:
             raise Unauthorized("the token's client is no longer registered")
-        scopes = Scopes.parse(claims.get("scope")).intersect(role_ceiling(client.role))
+        scopes = grant(claims.get("scope"), client.role)
         allowed = ROLE_PURPOSES.get(client.role, ())
         purpose = (req.header("x-purpose-of-use") or (allowed[0] if allowed else "")).strip()
         if purpose not in allowed:
