@@ -9,7 +9,6 @@ Public API::
     validator.validate(resource, profile=url)
     validator.profiles_for("Observation")    # supportedProfile URLs
     validator.known(url)
-    ingestion_validator()                    # validate, as partner ingestion calls it
 
 Build-time modules (not used at run time): ``snapshot`` (snapshot generation) and
 ``build_profiles`` (``make profiles``). ``ProfileValidator`` is imported on first use, so
@@ -18,18 +17,15 @@ the build runs with the standard library alone.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from .nhs_number import is_valid_nhs_number
 
 if TYPE_CHECKING:
-    from ..errors import Issue
     from .validator import ProfileValidator
 
-__all__ = ["CANONICAL", "ProfileValidator", "default_validator", "ingestion_validator",
-           "is_valid_nhs_number"]
+__all__ = ["CANONICAL", "ProfileValidator", "default_validator", "is_valid_nhs_number"]
 
 #: The canonical base of the gateway's conformance resources.
 CANONICAL = "https://fhir.shared-care-record.example"
@@ -50,9 +46,3 @@ def default_validator() -> ProfileValidator:
 
     return ProfileValidator()
 
-
-def ingestion_validator() -> Callable[[dict[str, Any]], list[Issue]]:
-    """The check partner ingestion runs on each mapped resource (``pipeline.loader``):
-    ``validate`` of the process-wide validator, so a resource is held to the gateway
-    profiles it names in ``meta.profile``."""
-    return default_validator().validate
