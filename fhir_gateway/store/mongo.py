@@ -120,6 +120,7 @@ class MongoEngine:
         # reverses only its own writes. (mongomock's unique indexes are also not safe
         # under threads; a real server enforces them across processes.)
         self._writer = threading.RLock()
+        self._local = threading.local()  # how deep, and how the outer session began
 
     def _supports_transactions(self) -> bool:
         try:
@@ -130,6 +131,21 @@ class MongoEngine:
 
     @contextmanager
     def session(self, *, write: bool) -> Iterator[MongoSession]:
+        depth = getattr(self._local, "depth", 0)
+        if depth and write and not self._local.outer_write:
+            # as on SQLite: a write is not hidden inside a read (the gate's GETs)
+            raise base.StoreError("a write session cannot be opened inside a read one")
+        if not depth:
+            self._local.outer_write = write
+        self._local.depth = depth + 1
+        try:
+            with self._open(write=write) as session:
+                yield session
+        finally:
+            self._local.depth = depth
+
+    @contextmanager
+    def _open(self, *, write: bool) -> Iterator[MongoSession]:
         if not write:
             yield MongoSession(self, None, None)
             return

@@ -18,6 +18,7 @@ from fhir_gateway.store.base import (
     NumberValue,
     ReferenceValue,
     StoreEngine,
+    StoreError,
     StringValue,
     TokenValue,
     VersionConflict,
@@ -420,3 +421,17 @@ def test_records_roll_back_with_the_session(engine: StoreEngine) -> None:
         raise RuntimeError("fail")
     with engine.session(write=False) as s:
         assert s.record_get("jti", "x") is None
+
+
+def test_a_write_cannot_open_inside_a_read_session(engine: StoreEngine) -> None:
+    """A write nested in a read session (e.g. in a GET the gate runs in one read session)
+    would escape the writer's locks or transaction: refused on both engines."""
+    with engine.session(write=False), pytest.raises(StoreError), \
+            engine.session(write=True) as s:
+        s.record_put("counter", "c", {"n": 1})
+    with engine.session(write=True) as s:  # a write session may nest a read one
+        with engine.session(write=False) as inner:
+            assert inner.record_get("counter", "c") is None
+        s.record_put("counter", "c", {"n": 1})
+    with engine.session(write=False) as s:
+        assert s.record_get("counter", "c") == {"n": 1}
