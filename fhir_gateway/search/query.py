@@ -147,8 +147,11 @@ class _Parser:
             request.query.criteria.append(self.chain(name, raw))
         else:
             param = self.param(self.rtype, base, name)
-            if param.type == "reference" and self.base_url:
-                raw = raw.replace(self.base_url + "/", "")
+            if param.type == "reference" and self.base_url and modifier != "identifier":
+                # an absolute reference to this server is the local one it names; only a
+                # value that starts with the base (an identifier's system may hold it too)
+                prefix = self.base_url + "/"
+                raw = ",".join(v.removeprefix(prefix) for v in re.split(r"(?<!\\),", raw))
             request.query.criteria.append(_criterion(param, modifier, raw))
 
     def param(self, rtype: str, code: str, name: str) -> SearchParam:

@@ -145,6 +145,22 @@ def test_absolute_url_at_this_server_matches_relative_references(client: TestCli
         == {relative, absolute}
 
 
+def test_only_a_leading_base_is_taken_as_this_server(client: TestClient) -> None:
+    """Each of several values may be an absolute URL at this server; a base inside an
+    identifier's system (`:identifier`) is part of that system, not stripped."""
+    grace = patient(client, "Okafor", "Grace")
+    tom = patient(client, "Okafor", "Tom")
+    g = resus_status(client, grace, NOT_FOR_CPR, "2026-05-10T09:30:00+01:00")
+    t = resus_status(client, tom, NOT_FOR_CPR, "2026-05-11T09:30:00+01:00")
+    assert ids(client, "Observation", {
+        "subject": f"{BASE}/Patient/{grace},{BASE}/Patient/{tom}"}) == {g, t}
+    system = f"{BASE}/ids"
+    tagged = resus_status(client, grace, NOT_FOR_CPR, "2026-05-12T09:30:00+01:00",
+                          subject={"identifier": {"system": system, "value": "X1"}})
+    assert ids(client, "Observation", {"subject:identifier": f"{system}|X1"}) == {tagged}
+    assert ids(client, "Observation", {"subject:identifier": "ids|X1"}) == set()
+
+
 def test_reference_to_another_server_is_not_a_local_patient(client: TestClient) -> None:
     grace = patient(client, "Okafor", "Grace")
     here = resus_status(client, grace, NOT_FOR_CPR, "2026-05-10T09:30:00+01:00")
