@@ -49,6 +49,7 @@ import httpx
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))
+from serverproc import gateway_cli as cli  # noqa: E402
 from serverproc import process_tree_cpu, running_gateway  # noqa: E402
 
 CLI = str(Path(sys.executable).with_name("fhir-gateway"))
@@ -87,14 +88,6 @@ def seed(store: str, patients: int) -> list[str]:
             ids.append(pid)
     engine.close()
     return ids
-
-
-def cli(store: str, *args: str) -> str:
-    result = subprocess.run([CLI, "--store", store, *args], capture_output=True, text=True,
-                            timeout=60, check=False)
-    if result.returncode != 0:
-        raise SystemExit(f"fhir-gateway {' '.join(args[:2])} failed: {result.stderr.strip()}")
-    return result.stdout.strip()
 
 
 def load(base: str, ids: list[str], headers: dict[str, str], n: int, concurrency: int,

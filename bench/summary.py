@@ -77,11 +77,11 @@ sys.path.insert(0, str(ROOT / "tests"))
 import search_scale  # noqa: E402
 import synthetic  # noqa: E402
 
-from serverproc import process_tree_cpu, running_gateway  # noqa: E402
+from serverproc import GatewayCliError, process_tree_cpu, running_gateway  # noqa: E402
+from serverproc import gateway_cli as cli  # noqa: E402
 
 OUT_DIR = BENCH_DIR / "out" / "summary"
 HOST = "127.0.0.1"
-CLI = str(Path(sys.executable).with_name("fhir-gateway"))
 NHS = "https://fhir.nhs.uk/Id/nhs-number"
 CLIENT_ID = "bench-crew"
 GOALS = {"p50_ms": 10.0, "p99_ms": 30.0, "rps_ratio": 0.5}
@@ -148,14 +148,6 @@ def census(db: Path) -> dict[str, int]:
 
 
 # ============================================================================ servers
-
-
-def cli(store: str, *args: str) -> str:
-    result = subprocess.run([CLI, "--store", store, *args], capture_output=True, text=True,
-                            timeout=120, check=False)
-    if result.returncode != 0:
-        raise SystemExit(f"fhir-gateway {' '.join(args[:2])} failed: {result.stderr.strip()}")
-    return result.stdout.strip()
 
 
 def free_port() -> int:
@@ -335,7 +327,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-summary-") as tmp, ExitStack() as stack:
         key = Path(tmp) / "crew.jwk"
         if secured:
-            with suppress(SystemExit):
+            with suppress(GatewayCliError):
                 cli(store, "client", "remove", CLIENT_ID)
             cli(store, "client", "add", CLIENT_ID, "--role", "ambulance", "--org", "RYC",
                 "--new-key", str(key))

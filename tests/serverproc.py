@@ -45,6 +45,20 @@ def gateway_command() -> list[str]:
     return [sys.executable, "-m", "fhir_gateway"]
 
 
+class GatewayCliError(RuntimeError):
+    """A `fhir-gateway` command exited non-zero; the message carries its stderr."""
+
+
+def gateway_cli(store_url: str, *args: str, timeout: float = 120.0) -> str:
+    """Run `fhir-gateway --store STORE ARGS...` and return its stdout, stripped."""
+    result = subprocess.run([*gateway_command(), "--store", store_url, *args],
+                            capture_output=True, text=True, timeout=timeout, check=False)
+    if result.returncode != 0:
+        raise GatewayCliError(f"fhir-gateway {' '.join(args[:2])} failed: "
+                              f"{result.stderr.strip()}")
+    return result.stdout.strip()
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((HOST, 0))

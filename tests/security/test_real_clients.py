@@ -4,8 +4,6 @@ loses no audit record of an answered request."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import threading
 from pathlib import Path
 
@@ -19,17 +17,10 @@ from fhir_gateway.fhir.repository import Repository
 from fhir_gateway.security.audit.chain import chain_link
 from fhir_gateway.security.audit.verify import iter_events
 from fhir_gateway.store import open_store
+from serverproc import gateway_cli as cli
 from serverproc import running_gateway
 
-CLI = str(Path(sys.executable).with_name("fhir-gateway"))
 NHS = "https://fhir.nhs.uk/Id/nhs-number"
-
-
-def cli(store: str, *args: str) -> str:
-    result = subprocess.run([CLI, "--store", store, *args], capture_output=True, text=True,
-                            timeout=60, check=False)
-    assert result.returncode == 0, result.stderr
-    return result.stdout.strip()
 
 
 def test_real_clients_read_the_record_with_a_token(tmp_path: Path) -> None:
