@@ -31,7 +31,7 @@ from ..security import Security
 from ..security.http import mount as mount_security
 from ..store import open_store
 from ..store.base import StoreEngine
-from ..summary import html as summary_html
+from ..summary.operation import error_page as summary_error_page
 from ..summary.operation import prefers_html
 from . import ingest_routes
 from .http import check_format, error_response, parse_body, read_body, to_fhir_request, to_response
@@ -107,10 +107,7 @@ def create_app(
                     prefers_html(request.headers.get("accept")):
                 # a crew's browser refused before the operation ran (no token, wrong
                 # role): a page saying why, like the operation's own refusals
-                return Response(summary_html.error_page(exc.status, exc.diagnostics),
-                                status_code=exc.status,
-                                headers={**exc.headers, **summary_html.HEADERS},
-                                media_type=summary_html.MEDIA_TYPE)
+                return to_response(summary_error_page(exc))
             return error_response(exc)
         return to_response(resp, head=request.method == "HEAD")
 

@@ -59,8 +59,15 @@ def emergency_summary(ctx: FhirContext, req: FhirRequest, rtype: str, rid: str |
     except GatewayError as exc:
         if not page:
             raise
-        return FhirResponse(exc.status, raw=html.error_page(exc.status, exc.diagnostics),
-                            headers={**exc.headers, **html.HEADERS}, media_type=html.MEDIA_TYPE)
+        return error_page(exc)
+
+
+def error_page(exc: GatewayError) -> FhirResponse:
+    """A refused page request's answer: a page saying why, with the error's status and
+    headers (WWW-Authenticate too). Also used by the HTTP edge for refusals that come
+    before the operation runs (no token, wrong role)."""
+    return FhirResponse(exc.status, raw=html.error_page(exc.status, exc.diagnostics),
+                        headers={**exc.headers, **html.HEADERS}, media_type=html.MEDIA_TYPE)
 
 
 def _summary(ctx: FhirContext, req: FhirRequest, rid: str | None, page: bool,
