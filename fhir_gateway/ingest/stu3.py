@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 from fhir.resources.STU3 import get_fhir_model_class
@@ -26,7 +25,7 @@ from pydantic import ValidationError
 
 from .. import jsonio
 from ..errors import BadRequest
-from .jsonlines import parse_path, walk
+from .jsonlines import JsonRecord, parse_path, walk
 from .source import ReaderOptions, ReadResult, Unreadable
 from .values import parse_datetime
 
@@ -156,14 +155,8 @@ def _stu3_problem(resource: Any) -> tuple[str, str] | None:
     return None
 
 
-@dataclass(frozen=True, slots=True)
-class BundleEntry:
-    position: str
-    raw: str
-    data: dict[str, Any]
-
-    def get(self, path: str) -> Any:
-        return walk(self.data, parse_path(path))
+#: One entry, read like a JSON Lines record (its fields by path)
+BundleEntry = JsonRecord
 
 
 def _rewrite_refs(node: Any, targets: dict[str, str]) -> Any:
