@@ -48,8 +48,8 @@ class Security:
         if settings.auditing:
             self.trail = AuditTrail(repository,
                                     anchor_interval_s=settings.audit_anchor_interval_s)
-            self.audit = AuditInterceptor(self.trail,
-                                          patients_of=ConsentPolicy(repository).patients_of)
+            consent = self.access.consent if self.access else ConsentPolicy(repository)
+            self.audit = AuditInterceptor(self.trail, patients_of=consent.patients_of)
 
     def interceptors(self) -> list[Interceptor]:
         return [i for i in (self.access, self.audit) if i is not None]
