@@ -38,13 +38,10 @@ def _reviewer(request: Request) -> None:
     sec = request.app.state.security
     if sec.access is None:
         return
-    from ..fhir.request import FhirRequest
     from ..security.errors import Forbidden
+    from ..security.http import edge_request
 
-    freq = FhirRequest(method="GET", path="$review",
-                       headers={k.lower(): v for k, v in request.headers.items()},
-                       base_url=_base(request))
-    caller = sec.access.authenticate(freq)
+    caller = sec.access.authenticate(edge_request(request, "$review", _base(request)))
     if caller.role not in ("clinician", "admin"):
         raise Forbidden("the review queue is for clinicians and administrators")
 

@@ -123,11 +123,18 @@ def _token_and_audit(sec: Security, req: TokenRequest, request: Request) -> Toke
     return result
 
 
-def _report(sec: Security, request: Request, base: str) -> Response:
-    params = request.query_params
-    freq = FhirRequest(method="GET", path="$audit-report", params=list(params.multi_items()),
+def edge_request(request: Request, path: str, base: str,
+                 params: list[tuple[str, str]] | None = None) -> FhirRequest:
+    """The FhirRequest the access and audit interceptors see for a request to one of the
+    gateway's non-FHIR endpoints (reports, ingest, review): its method, headers and id."""
+    return FhirRequest(method=request.method, path=path, params=params or [],
                        headers={k.lower(): v for k, v in request.headers.items()},
                        base_url=base, request_id=getattr(request.state, "request_id", ""))
+
+
+def _report(sec: Security, request: Request, base: str) -> Response:
+    params = request.query_params
+    freq = edge_request(request, "$audit-report", base, params=list(params.multi_items()))
     status, rows = 500, None
     try:
         if sec.access is None:
@@ -171,9 +178,7 @@ def authorize_ingest(sec: Security, request: Request, partner: str, base: str) -
     another role). With auth off, an anonymous caller."""
     if sec.access is None:
         return Caller()
-    freq = FhirRequest(method="POST", path=f"$ingest/{partner}",
-                       headers={k.lower(): v for k, v in request.headers.items()},
-                       base_url=base, request_id=getattr(request.state, "request_id", ""))
+    freq = edge_request(request, f"$ingest/{partner}", base)
     caller = sec.access.authenticate(freq)
     if caller.role != "feed" or getattr(caller, "partner", None) != partner:
         raise Forbidden(f"only the {partner} feed may load {partner} files")
