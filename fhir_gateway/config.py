@@ -31,6 +31,10 @@ class Settings:
     token_lifetime_s: int = 300
     #: how often each audit writer anchors every chain's head
     audit_anchor_interval_s: float = 60.0
+    #: where audit events are journalled before they are stored (security/audit/journal):
+    #: None = beside a SQLite database file, else straight to the store; "off" = straight
+    #: to the store; else a directory (env FHIR_GATEWAY_AUDIT_JOURNAL)
+    audit_journal: str | None = None
 
     @property
     def auditing(self) -> bool:
@@ -48,6 +52,7 @@ class Settings:
             "audit_enabled": (_flag(env["FHIR_GATEWAY_AUDIT"], "FHIR_GATEWAY_AUDIT")
                               if env.get("FHIR_GATEWAY_AUDIT") else None),
             "signing_keys_file": env.get("FHIR_GATEWAY_SIGNING_KEYS") or None,
+            "audit_journal": env.get("FHIR_GATEWAY_AUDIT_JOURNAL") or None,
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]

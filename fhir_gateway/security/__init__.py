@@ -5,6 +5,8 @@
      │                                 break-glass; `can_see` for every resource shown
      ├── audit.AuditInterceptor        an AuditEvent for every interaction
      ├── audit.chain.AuditTrail        per-writer hash chains, group commit, anchors
+ │   └── audit.journal             journal first: durable in a local file before the
+ │                                 answer, stored in the background (the default on SQLite)
      ├── gate.SecureGate               runs each HTTP request: writes and their audit in
      │                                 one transaction, every other event durable before
      │                                 the answer
@@ -25,6 +27,7 @@ from ..fhir.router import FhirRouter
 from .access import AccessInterceptor
 from .audit.chain import AuditTrail
 from .audit.interceptor import AuditInterceptor
+from .audit.journal import JournalledAuditTrail, journal_directory
 from .consent import ConsentPolicy
 from .gate import SecureGate
 from .tokens import AccessTokenVerifier
@@ -46,8 +49,7 @@ class Security:
         self.trail: AuditTrail | None = None
         self.audit: AuditInterceptor | None = None
         if settings.auditing:
-            self.trail = AuditTrail(repository,
-                                    anchor_interval_s=settings.audit_anchor_interval_s)
+            self.trail = open_trail(repository, settings)
             consent = self.access.consent if self.access else ConsentPolicy(repository)
             self.audit = AuditInterceptor(self.trail, patients_of=consent.patients_of)
 
@@ -63,4 +65,14 @@ class Security:
             self.trail.close()
 
 
-__all__ = ["Security"]
+def open_trail(repository: Repository, settings: Any) -> AuditTrail:
+    """The journalled trail where there is a journal directory (configured, or beside a
+    SQLite file), else the group-commit writer straight into the store."""
+    directory = journal_directory(settings.audit_journal, repository.engine)
+    if directory is None:
+        return AuditTrail(repository, anchor_interval_s=settings.audit_anchor_interval_s)
+    return JournalledAuditTrail(repository, directory,
+                                anchor_interval_s=settings.audit_anchor_interval_s)
+
+
+__all__ = ["Security", "open_trail"]

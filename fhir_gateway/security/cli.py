@@ -99,11 +99,21 @@ def _token(args: argparse.Namespace) -> int:
 def _audit_verify(settings: Any) -> int:
     from ..fhir.repository import Repository
     from ..store import open_store
+    from .audit.journal import journal_directory, recover
     from .audit.verify import verify
 
     store = open_store(settings.store_url, sqlite_synchronous=settings.sqlite_synchronous)
     try:
-        report = verify(Repository(store))
+        repository = Repository(store)
+        # A stopped or crashed server's journal holds events its chain goes on with:
+        # stored first, as the next start would, so they are verified too.
+        directory = journal_directory(settings.audit_journal, store)
+        if directory is not None:
+            found = recover(repository, directory)
+            if found.journals:
+                print(f"stored {found.events} audit events from {found.journals} journals "
+                      "left by a stopped or crashed server", file=sys.stderr)
+        report = verify(repository)
     finally:
         store.close()
     if report.intact:

@@ -33,6 +33,16 @@ _METHOD_SUBTYPE = {"GET": "read", "HEAD": "read", "POST": "create", "PUT": "upda
                    "DELETE": "delete", "PATCH": "patch"}
 
 
+def may_read_audit(req: FhirRequest) -> bool:
+    """Whether a request could return AuditEvents: it names them (type, compartment,
+    `_type`, `_include`/`_revinclude`, `_has`), or works across types (whole-system
+    search or history, batch/transaction). Only these wait for the journal's import."""
+    first = req.segments[0] if req.segments else ""
+    if not first or first[0] in "_$" or "AuditEvent" in req.path:
+        return True
+    return any("AuditEvent" in k or "AuditEvent" in v for k, v in req.params)
+
+
 class SecureGate:
     def __init__(self, router: FhirRouter, trail: AuditTrail | None,
                  audit: AuditInterceptor | None, *,
@@ -46,6 +56,10 @@ class SecureGate:
     def handle(self, req: FhirRequest) -> FhirResponse:
         if self.trail is None or self.audit is None:
             return self._route(req)
+        if may_read_audit(req):
+            # Before any snapshot is taken: the events this process journalled are
+            # stored, so an auditor finds the accesses just answered.
+            self.trail.catch_up()
         pending: list[dict[str, Any]] = []
         token = COLLECTOR.set(pending)
         try:

@@ -159,6 +159,8 @@ def _report(sec: Security, request: Request, base: str) -> Response:
 
 def _rows(sec: Security, params: Any) -> list[dict[str, Any]]:
     kind = params.get("kind")
+    if sec.trail is not None:
+        sec.trail.catch_up()
     start, end = params.get("from"), params.get("to")
     if kind not in REPORTS:
         raise BadRequest(f"kind must be one of {', '.join(REPORTS)}", expression="kind")

@@ -131,6 +131,14 @@ class StoreSession(Protocol):
 
     def put(self, new: NewVersion) -> None: ...
 
+    def put_new(self, news: Sequence[NewVersion]) -> None:
+        """Store many first versions (version 1, with a body) of resources not stored
+        before, as `put` would one by one; VersionConflict if any exists (the session
+        must then be abandoned). For bulk writers (the audit importer): SQLite does each
+        table in one statement, so the writing thread gives up the interpreter lock a few
+        times per batch instead of ~25 times per resource."""
+        ...
+
     def savepoint(self) -> AbstractContextManager[None]:
         """A nested all-or-nothing step inside this write session: when the block raises,
         every write it made (versions, index rows, system records) is undone and the

@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -289,6 +289,14 @@ class MongoSession:
             if exc.has_error_label("TransientTransactionError"):
                 raise VersionConflict(str(exc)) from exc
             raise
+
+    def put_new(self, news: Sequence[NewVersion]) -> None:
+        # One by one: each is a round trip; an insert_many here would need the savepoint
+        # journal to learn which documents of a failed bulk insert went in.
+        if any(n.version != 1 or n.body is None for n in news):
+            raise ValueError("put_new() stores first versions with a body only")
+        for new in news:
+            self.put(new)
 
     def history(
         self,

@@ -85,9 +85,17 @@ class Gateway:
                                         rid=resource["id"])
         return json.loads(result.stored.body)
 
+    def verify(self) -> Any:
+        """`audit verify` on this gateway's store, after what it journalled is stored."""
+        from fhir_gateway.security.audit.verify import verify
+
+        self.http.app.state.security.trail.catch_up()
+        return verify(self.repository)
+
     def audit_events(self, **criteria: str) -> list[dict[str, Any]]:
         from fhir_gateway.search.query import parse_search
 
+        self.http.app.state.security.trail.catch_up()  # as the gate does before a search
         search = parse_search("AuditEvent", list(criteria.items()), self.repository.registry)
         search.query.limit = 10_000
         return [json.loads(r.body) for r in self.repository.find(search.query).rows]

@@ -9,7 +9,6 @@ import threading
 from typing import Any
 
 from fhir_gateway.security.audit.chain import HEAD_KIND, chain_link
-from fhir_gateway.security.audit.verify import verify
 from fhir_gateway.store.base import NewVersion
 from security_kit import Gateway, patient
 
@@ -101,7 +100,7 @@ def test_verify_passes_on_an_intact_trail_under_concurrency(gw: Gateway) -> None
     for t in threads:
         t.join()
     assert not errors
-    report = verify(gw.repository)
+    report = gw.verify()
     assert report.intact, report.problems
     assert report.events >= 90 and report.chains >= 2
 
@@ -121,7 +120,7 @@ def _events_in_chain(gw: Gateway) -> list[dict[str, Any]]:
     for _ in range(4):
         gw.http.get("/fhir/Patient/p1", headers=h)
     events = [e for e in gw.audit_events() if chain_link(e)[0].endswith("-w")]
-    assert verify(gw.repository).intact
+    assert gw.verify().intact
     return sorted(events, key=lambda e: chain_link(e)[1])
 
 
@@ -129,14 +128,14 @@ def test_verify_fails_on_an_edited_event(gw: Gateway) -> None:
     events = _events_in_chain(gw)
     edited = {**events[2], "outcome": "4"}
     _tamper(gw, events[2], body=edited)
-    report = verify(gw.repository)
+    report = gw.verify()
     assert not report.intact and any("edited" in p for p in report.problems)
 
 
 def test_verify_fails_on_a_removed_event(gw: Gateway) -> None:
     events = _events_in_chain(gw)
     _tamper(gw, events[1], body=None)
-    report = verify(gw.repository)
+    report = gw.verify()
     assert not report.intact and any("missing" in p for p in report.problems)
 
 
@@ -147,7 +146,7 @@ def test_verify_fails_on_reordered_events(gw: Gateway) -> None:
     swapped_b = {**first, "id": second["id"]}
     _tamper(gw, first, body=swapped_a)
     _tamper(gw, second, body=swapped_b)
-    assert not verify(gw.repository).intact
+    assert not gw.verify().intact
 
 
 def test_verify_catches_a_chain_cut_back_with_its_head(gw: Gateway) -> None:
@@ -158,7 +157,7 @@ def test_verify_catches_a_chain_cut_back_with_its_head(gw: Gateway) -> None:
     _tamper(gw, last, body=None)
     with gw.engine.session(write=True) as s:  # hide the cut: move the head back too
         s.record_put(HEAD_KIND, chain, {"seq": seq - 1, "hash": prev})
-    report = verify(gw.repository)
+    report = gw.verify()
     assert not report.intact and any("anchored" in p for p in report.problems), report.problems
 
 

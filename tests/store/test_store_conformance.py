@@ -68,6 +68,62 @@ def test_existing_version_is_a_conflict_and_changes_nothing(engine: StoreEngine)
         assert s.current("Patient", "a").body == '{"v":1}'
 
 
+def _bulk(rid: str, n: int, *, number: bool = False) -> NewVersion:
+    index = [IndexEntry("identifier", TokenValue("s", f"code-{n % 3}", f"text {n}")),
+             IndexEntry("name", StringValue(f"smith{n % 2}", f"Smith{n % 2}")),
+             IndexEntry("birthdate", DateValue(f"2026-01-0{n % 4 + 1}",
+                                               f"2026-01-0{n % 4 + 1}T23:59:59")),
+             IndexEntry("general-practitioner",
+                        ReferenceValue("Practitioner", f"gp{n % 2}", f"Practitioner/gp{n % 2}"))]
+    if number:
+        index.append(IndexEntry("length", NumberValue(float(n), float(n) + 0.5)))
+    return NewVersion("Patient", rid, 1, f"2026-01-01T00:00:{n:02d}.000000Z",
+                      f'{{"n":{n},"s":"\\"quoted\\" \\u00e9"}}', tuple(index))
+
+
+@pytest.mark.parametrize("number", [False, True], ids=["bulk", "with-number-values"])
+def test_put_new_stores_and_indexes_exactly_as_put_does(engine: StoreEngine,
+                                                        number: bool) -> None:
+    one_by_one = [_bulk(f"put-{n}", n, number=number) for n in range(12)]
+    many = [_bulk(f"new-{n}", n, number=number) for n in range(12)]
+    with engine.session(write=True) as s:
+        for new in one_by_one:
+            s.put(new)
+        s.put_new(many)
+    with engine.session(write=False) as s:
+        for a, b in zip(one_by_one, many, strict=True):
+            x, y = s.current("Patient", a.rid), s.current("Patient", b.rid)
+            assert (y.version, y.body, y.last_updated, y.deleted) == \
+                (x.version, x.body, x.last_updated, False)
+            assert s.version("Patient", b.rid, 1).body == b.body
+    criteria = [Criterion("identifier", "token", [TokenPredicate("s", "code-1")]),
+                Criterion("identifier", "token", [TokenTextPredicate("text 1")]),
+                Criterion("name", "string", [StringPredicate("prefix", "smith1")]),
+                Criterion("birthdate", "date", [RangePredicate("eq", "2026-01-02",
+                                                               "2026-01-02T23:59:59")]),
+                Criterion("general-practitioner", "reference",
+                          [ReferencePredicate("Practitioner", "gp0")])]
+    if number:
+        criteria.append(Criterion("length", "number", [RangePredicate("ge", 5.0, 5.0)]))
+    for criterion in criteria:
+        found = ids(engine, criterion)
+        put_ids = {r.removeprefix("put-") for r in found if r.startswith("put-")}
+        new_ids = {r.removeprefix("new-") for r in found if r.startswith("new-")}
+        assert put_ids and put_ids == new_ids, criterion
+
+
+def test_put_new_of_an_existing_resource_is_a_conflict(engine: StoreEngine) -> None:
+    put(engine, "a", 1, body='{"v":1}')
+    with pytest.raises(VersionConflict), engine.session(write=True) as s:
+        s.put_new([_bulk("b", 1), NewVersion("Patient", "a", 1, "2026-01-01T00:00:09Z",
+                                             '{"v":"other"}')])
+    with engine.session(write=False) as s:
+        assert s.current("Patient", "a").body == '{"v":1}'
+        assert s.current("Patient", "b") is None
+    with pytest.raises(ValueError), engine.session(write=True) as s:
+        s.put_new([NewVersion("Patient", "c", 2, "2026-01-01T00:00:09Z", "{}")])
+
+
 def test_older_version_than_current_is_a_conflict(engine: StoreEngine) -> None:
     put(engine, "a", 1)
     put(engine, "a", 3)

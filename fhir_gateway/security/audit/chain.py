@@ -19,6 +19,9 @@ region). Each process has its own writers, and each writer its own chain:
   from a pool (a new one when none is free), so concurrent writes never wait for each
   other here. A slot's state moves on only when its transaction commits.
 
+(`journal.JournalledAuditTrail`, the default on a SQLite file, replaces the group-commit
+writer with a per-process journal file and a background importer.)
+
 Chain heads (kind `audit-head`) are stored with the events they point at. Anchors (kind
 `audit-anchor`, hash-chained per writer) record every chain's head from time to time, at
 start and at stop, so a chain cut back to an earlier head, or removed whole, is caught.
@@ -34,7 +37,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -104,24 +107,34 @@ def chain_link(event: dict[str, Any]) -> tuple[str, int, str, str] | None:
 
 
 @dataclass(frozen=True, slots=True)
-class Prepared:
-    """An event made ready by the thread that records it: its canonical content, its JSON
-    text and its index values. The one writer of a chain then only links and stores, so
-    it holds the interpreter lock as briefly as it can while requests wait for it."""
+class Unsealed:
+    """An event as hashed: its canonical content and JSON text (the same bytes: one
+    encoding, not two), not yet linked into a chain."""
 
     rid: str
     content: bytes
     text: str
+
+    @classmethod
+    def of(cls, event: dict[str, Any]) -> Unsealed:
+        if "extension" in event or "meta" in event:
+            raise ValueError("an audit event is sealed and stamped by the trail, not before")
+        content = canonical(event)
+        return cls(event["id"], content, content.decode("utf-8"))
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared(Unsealed):
+    """An event made ready by the thread that records it, index values included. The one
+    writer of a chain then only links and stores, so it holds the interpreter lock as
+    briefly as it can while requests wait for it."""
+
     index: list[IndexEntry]
 
 
 def prepare(registry: SearchRegistry, event: dict[str, Any]) -> Prepared:
-    if "extension" in event or "meta" in event:
-        raise ValueError("an audit event is sealed and stamped by the trail, not before")
-    content = canonical(event)
-    # The stored text is the hashed content itself (keys sorted): one encoding, not two.
-    return Prepared(event["id"], content, content.decode("utf-8"),
-                    audit_index(registry, event))
+    u = Unsealed.of(event)
+    return Prepared(u.rid, u.content, u.text, audit_index(registry, event))
 
 
 @dataclass(slots=True)
@@ -132,7 +145,7 @@ class Chain:
     seq: int = 0
     head: str = GENESIS
 
-    def seal(self, items: list[Prepared], stamped: str) -> tuple[int, str, list[str]]:
+    def seal(self, items: Sequence[Unsealed], stamped: str) -> tuple[int, str, list[str]]:
         """Link `items` after (seq, head): the new (seq, head), without moving, and each
         item's stored text (its JSON with the chain link and meta, stamped, added)."""
         seq, head, texts = self.seq, self.head, []
@@ -156,10 +169,10 @@ def write_sealed(session: StoreSession, registry: SearchRegistry, chain: Chain,
     stamped = now_instant()
     seq, head, texts = chain.seal(items, stamped)
     on_meta = stamped_index(registry, stamped)
-    for item, text in zip(items, texts, strict=True):
-        session.put(NewVersion(rtype="AuditEvent", rid=item.rid, version=1,
-                               last_updated=stamped, body=text,
-                               index=[*item.index, *on_meta], compartments=()))
+    session.put_new([NewVersion(rtype="AuditEvent", rid=item.rid, version=1,
+                                last_updated=stamped, body=text,
+                                index=[*item.index, *on_meta], compartments=())
+                     for item, text in zip(items, texts, strict=True)])
     session.record_put(HEAD_KIND, chain.chain_id, {"seq": seq, "hash": head, "at": stamped})
     return seq, head
 
@@ -197,6 +210,9 @@ class Slot:
 
 
 class AuditTrail:
+    #: a request's `record` waits for the writer thread (see create_app's switch interval)
+    requests_wait_for_thread = True
+
     def __init__(self, repository: Repository, *, instance: str | None = None,
                  anchor_interval_s: float = 60.0,
                  clock: Callable[[], float] = time.monotonic) -> None:
@@ -235,6 +251,11 @@ class AuditTrail:
         if pending.error is not None:
             raise AuditUnavailable("the audit trail could not be written, so the request "
                                    "was not answered; try again") from pending.error
+
+    def catch_up(self) -> None:
+        """Return once every event recorded so far is in the store (searchable). Here at
+        once: `record` returns only after the store commit. (The journalled trail
+        imports in the background, so it has work to do.)"""
 
     def _run(self) -> None:
         while True:
