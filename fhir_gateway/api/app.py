@@ -28,6 +28,7 @@ from ..fhir.repository import Repository
 from ..fhir.router import FhirRouter
 from ..pipeline.service import IngestService
 from ..security import Security
+from ..security.gate import DEFER_DURABILITY, audit_settled
 from ..security.http import mount as mount_security
 from ..store import open_store
 from ..store.base import StoreEngine
@@ -102,7 +103,11 @@ def create_app(
             raw = await read_body(request, settings.max_body_bytes)
             body = parse_body(request, raw)
             req = to_fhir_request(request, path, body, base_url(request))
-            resp = await run_in_threadpool(state["handle"], req)
+            req.state[DEFER_DURABILITY] = True
+            try:
+                resp = await run_in_threadpool(state["handle"], req)
+            finally:
+                await audit_settled(req)  # nothing is answered before its audit is durable
         except GatewayError as exc:
             if path.endswith("$emergency-summary") and \
                     prefers_html(request.headers.get("accept")):

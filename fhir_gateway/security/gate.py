@@ -33,6 +33,19 @@ _METHOD_SUBTYPE = {"GET": "read", "HEAD": "read", "POST": "create", "PUT": "upda
                    "DELETE": "delete", "PATCH": "patch"}
 
 
+#: req.state keys: set by an async caller that will await `audit_settled` before answering
+DEFER_DURABILITY = "audit.defer_durability"
+DURABILITY = "audit.durability"
+
+
+async def audit_settled(req: FhirRequest) -> None:
+    """Wait (without holding a worker thread) until the request's audit events are
+    durable; raises AuditUnavailable (503) if they cannot be. Call before answering."""
+    durability = req.state.pop(DURABILITY, None)
+    if durability is not None:
+        await durability.settled()
+
+
 def may_read_audit(req: FhirRequest) -> bool:
     """Whether a request could return AuditEvents: it names them (type, compartment,
     `_type`, `_include`/`_revinclude`, `_has`), or works across types (whole-system
@@ -81,7 +94,11 @@ class SecureGate:
             raise
         finally:
             COLLECTOR.reset(token)
-            self.trail.record(pending)  # durable before any answer leaves
+            if req.state.get(DEFER_DURABILITY):
+                # the HTTP edge awaits it (`audit_settled`) before anything is sent
+                req.state[DURABILITY] = self.trail.submit(pending)
+            else:
+                self.trail.record(pending)  # durable before any answer leaves
 
     def _route(self, req: FhirRequest) -> FhirResponse:
         if req.method not in _READ_METHODS:

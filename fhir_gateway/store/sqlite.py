@@ -149,19 +149,6 @@ BACKSTOP_CHECKPOINT_PAGES = 1000
 _COLUMNS = "rtype, rid, version, last_updated, deleted, body"
 
 
-def _bulk_index(table: str, columns: int) -> str:
-    """INSERT of one index table's rows from a JSON array of [rtype, rid, param, ...]."""
-    values = ", ".join(f"j.value->>{i}" for i in range(2, 3 + columns))
-    return (f"INSERT INTO {table} SELECT r.pk, r.rtype, {values} FROM json_each(?) AS j "
-            "JOIN resources AS r ON r.rtype = j.value->>0 AND r.rid = j.value->>1")
-
-
-_BULK_INDEX = {"idx_token": _bulk_index("idx_token", 3),
-               "idx_string": _bulk_index("idx_string", 2),
-               "idx_date": _bulk_index("idx_date", 2),
-               "idx_reference": _bulk_index("idx_reference", 3)}
-
-
 def _row(row: tuple) -> StoredVersion:
     return StoredVersion(
         rtype=row[0], rid=row[1], version=row[2], last_updated=row[3],
@@ -392,18 +379,27 @@ class SqliteSession:
         # Each table in one statement over a JSON array (json_each), so a batch costs a
         # handful of sqlite3_step calls, each of which releases and retakes the GIL.
         rows = json.dumps([[n.rtype, n.rid, n.last_updated, n.body] for n in news])
+        insert = (f"({_COLUMNS}) SELECT value->>0, value->>1, 1, value->>2, 0, value->>3 "
+                  "FROM json_each(?) ORDER BY key")
         try:
-            for table in ("versions", "resources"):
-                self.conn.execute(
-                    f"INSERT INTO {table} ({_COLUMNS}) SELECT value->>0, value->>1, 1, "
-                    "value->>2, 0, value->>3 FROM json_each(?)", (rows,))
+            self.conn.execute(f"INSERT INTO versions {insert}", (rows,))
+            first = self.conn.execute("SELECT coalesce(max(pk), 0) + 1 FROM resources"
+                                      ).fetchone()[0]
+            last = self.conn.execute(f"INSERT INTO resources {insert}", (rows,)).lastrowid
         except sqlite3.IntegrityError as exc:
             raise VersionConflict(f"one of {len(news)} new resources exists") from exc
-        tables: dict[str, list[list[Any]]] = {t: [] for t in _BULK_INDEX}
-        for n in news:
-            for entry in n.index:
+        if last == first + len(news) - 1:  # new rowids are max + 1, in insertion order
+            pks = range(first, last + 1)
+        else:  # past the largest rowid SQLite picks free ones at random: look them up
+            found = {(t, r): pk for t, r, pk in self.conn.execute(
+                "SELECT rtype, rid, pk FROM resources WHERE (rtype, rid) IN "
+                "(SELECT value->>0, value->>1 FROM json_each(?))", (rows,))}
+            pks = [found[(n.rtype, n.rid)] for n in news]
+        tables: dict[str, list[list[Any]]] = {t: [] for t in INDEX_TABLES if t != "idx_number"}
+        for pk, n in zip(pks, news, strict=True):
+            for entry in dict.fromkeys(n.index):  # a repeated value needs one row
                 v = entry.value
-                head = [n.rtype, n.rid, entry.param]
+                head = [pk, n.rtype, entry.param]
                 if isinstance(v, TokenValue):
                     tables["idx_token"].append([*head, v.system, v.code, v.text])
                 elif isinstance(v, StringValue):
@@ -414,7 +410,9 @@ class SqliteSession:
                     tables["idx_reference"].append([*head, v.target_type, v.target_id, v.url])
         for table, values in tables.items():
             if values:
-                self.conn.execute(_BULK_INDEX[table], (json.dumps(values),))
+                marks = ", ".join(f"value->>{i}" for i in range(len(values[0])))
+                self.conn.execute(f"INSERT INTO {table} SELECT {marks} FROM json_each(?)",
+                                  (json.dumps(values),))
 
     def _write_index(self, pk: int, new: NewVersion) -> None:
         rows: dict[str, list[tuple]] = {t: [] for t in INDEX_TABLES}

@@ -280,3 +280,26 @@ def test_an_auditor_sees_the_access_just_answered(tmp_path: Path,
                if "identifier" in (e.get("what") or {})]
         assert "just-now" in ids
     engine.close()
+
+
+def test_a_request_whose_audit_cannot_be_made_durable_is_not_answered(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The HTTP edge awaits the journal's fsync on the event loop: when it fails, the
+    # answer (here a 200 with the patient) is replaced by a 503, never sent.
+    engine = open_store(f"sqlite:///{tmp_path / 'gw.sqlite3'}")
+    with secured(engine) as gw:
+        gw.put({"resourceType": "Patient", "id": "p1"})
+        ward = gw.login("ward", "clinician", org="RXX01")
+        assert gw.http.get("/fhir/Patient/p1", headers=ward).status_code == 200
+
+        def failing(fd: int) -> None:
+            raise OSError(errno.EIO, "Input/output error")
+
+        monkeypatch.setattr(journal_module.os, "fdatasync", failing)
+        resp = gw.http.get("/fhir/Patient/p1", headers=ward)
+        assert resp.status_code == 503
+        assert resp.json()["resourceType"] == "OperationOutcome"
+        assert "audit" in resp.text
+        monkeypatch.undo()
+        assert gw.http.get("/fhir/Patient/p1", headers=ward).status_code == 503  # stays shut
+    engine.close()

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from fhir_gateway.store import open_store
+from fhir_gateway.store.base import IndexEntry, NewVersion, TokenValue
+from fhir_gateway.store.query import Criterion, IndexQuery, TokenPredicate
 from fhir_gateway.store.sqlite import SqliteEngine, SqliteSession
 
 
@@ -22,3 +24,24 @@ def test_cache_mib_sizes_every_connections_page_cache(tmp_path: Path) -> None:
     assert _cache_size(default) == -2000  # SQLite's own default, untouched
     engine.close()
     default.close()
+
+
+def test_put_new_finds_its_rows_when_sqlite_picks_rowids_at_random(tmp_path: Path) -> None:
+    # Past the largest rowid, SQLite gives new rows free rowids at random, so put_new
+    # cannot count them from max(pk) + 1: it must look each one up, and index it there.
+    engine = SqliteEngine(tmp_path / "gw.sqlite3")
+    try:
+        with engine.session(write=True) as s:
+            s.conn.execute("INSERT INTO resources (pk, rtype, rid, version, last_updated, "
+                           "deleted, body) VALUES (9223372036854775807, 'Patient', 'last', "
+                           "1, '2026-01-01T00:00:00Z', 0, '{}')")
+            s.put_new([NewVersion("Patient", f"p{n}", 1, "2026-01-01T00:00:01Z", "{}",
+                                  (IndexEntry("identifier", TokenValue("s", f"c{n}")),))
+                       for n in range(5)])
+        for n in range(5):
+            with engine.session(write=False) as s:
+                found = s.find(IndexQuery(rtype="Patient", criteria=[Criterion(
+                    "identifier", "token", [TokenPredicate("s", f"c{n}")])])).rows
+            assert [r.rid for r in found] == [f"p{n}"]
+    finally:
+        engine.close()

@@ -182,6 +182,17 @@ def instance_name() -> str:
            f"{uuid.uuid4().hex[:6]}"
 
 
+class Durability:
+    """What `AuditTrail.submit` returns: a way to wait, from the event loop, until the
+    submitted events are durable. This one is already settled (`submit` blocked)."""
+
+    async def settled(self) -> None:
+        return None
+
+
+SETTLED = Durability()
+
+
 @dataclass(slots=True)
 class _Pending:
     events: list[Prepared]
@@ -251,6 +262,12 @@ class AuditTrail:
         if pending.error is not None:
             raise AuditUnavailable("the audit trail could not be written, so the request "
                                    "was not answered; try again") from pending.error
+
+    def submit(self, events: list[dict[str, Any]]) -> Durability:
+        """Start making `events` durable; the caller must await `settled()` on the result
+        before it answers. Here `record` itself (it blocks until the commit)."""
+        self.record(events)
+        return SETTLED
 
     def catch_up(self) -> None:
         """Return once every event recorded so far is in the store (searchable). Here at

@@ -32,6 +32,7 @@ here within about IMPORT_DELAY_S (each process imports its own journal).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import fcntl
 import json
@@ -50,8 +51,10 @@ from ...search.values import now_instant
 from ...store.base import NewVersion, StoreSession
 from .chain import (
     HEAD_KIND,
+    SETTLED,
     AuditTrail,
     AuditUnavailable,
+    Durability,
     Unsealed,
     _content,
     chain_link,
@@ -234,6 +237,12 @@ class JournalledAuditTrail(AuditTrail):
         self._broken: BaseException | None = None
         self._stopped = False
         self.recovered = recover(repository, directory, own=self.path)
+        self._waiting = threading.Condition()
+        self._waiters: list[tuple[int, asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
+        self._sync_stopped = False
+        self._syncer = threading.Thread(target=self._sync_loop, name="audit-journal-sync",
+                                        daemon=True)
+        self._syncer.start()
         super().__init__(repository, instance=instance, anchor_interval_s=anchor_interval_s,
                          clock=clock)
 
@@ -241,8 +250,17 @@ class JournalledAuditTrail(AuditTrail):
 
     def record(self, events: list[dict[str, Any]]) -> None:
         """Journal `events` durably; returns once they are fsynced (raises if not)."""
-        if not events:
-            return
+        if events:
+            self._make_durable(self._append(events))
+
+    def submit(self, events: list[dict[str, Any]]) -> Durability:
+        """Append `events`; the fsync is left to the syncer thread, so the request's
+        worker thread is free at once and the event loop awaits `settled()` (one fsync
+        and one wake-up of the loop serve every request waiting at that moment)."""
+        return _Appended(self, self._append(events)) if events else SETTLED
+
+    def _append(self, events: list[dict[str, Any]]) -> int:
+        """Seal and append `events`: the journal position they end at."""
         items = [Unsealed.of(e) for e in events]
         with self._append_lock:
             if self._stopped or self._closing or self._broken is not None:
@@ -258,8 +276,7 @@ class JournalledAuditTrail(AuditTrail):
                                        "request was not answered; try again") from exc
             self.chain.seq, self.chain.head = seq, head
             self._written += len(data)
-            end = self._written
-        self._make_durable(end)
+            return self._written
 
     def _undo_partial_append(self, exc: OSError) -> None:
         """Cut a partly written append back off (called holding _append_lock), so the
@@ -290,6 +307,52 @@ class JournalledAuditTrail(AuditTrail):
                 raise AuditUnavailable("the audit journal could not be made durable; "
                                        "nothing was answered") from exc
             self._synced = target
+
+    # -- the syncer (the event loop's waiters) ----------------------------------------------
+
+    async def _settled(self, end: int) -> None:
+        if self._synced >= end:
+            return
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        with self._waiting:
+            if self._broken is not None or self._sync_stopped:
+                raise AuditUnavailable("the audit journal failed or is closed; nothing was "
+                                       "answered")
+            self._waiters.append((end, loop, future))
+            self._waiting.notify()
+        await future
+
+    def _sync_loop(self) -> None:
+        while True:
+            with self._waiting:
+                self._waiting.wait_for(lambda: self._waiters or self._sync_stopped)
+                if not self._waiters:
+                    return
+                end = max(w[0] for w in self._waiters)
+            error: BaseException | None = None
+            try:
+                self._make_durable(end)
+            except AuditUnavailable as exc:
+                error = exc
+            with self._waiting:
+                ready = [w for w in self._waiters if error or w[0] <= self._synced]
+                self._waiters = [w for w in self._waiters if not (error or w[0] <= self._synced)]
+            by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
+            for _end, loop, future in ready:
+                by_loop.setdefault(loop, []).append(future)
+            for loop, futures in by_loop.items():
+                with contextlib.suppress(RuntimeError):  # that loop has closed
+                    loop.call_soon_threadsafe(_settle, futures, error)
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Settle every waiter (fsync what is appended), then stop the importer, which
+        stores the rest and removes the journal."""
+        with self._waiting:
+            self._sync_stopped = True
+            self._waiting.notify()
+        self._syncer.join(timeout)
+        super().close(timeout)
 
     def catch_up(self, timeout: float = CATCH_UP_TIMEOUT_S) -> None:
         target = self._synced
@@ -382,6 +445,26 @@ class JournalledAuditTrail(AuditTrail):
         if not done:
             log.error("audit journal %s not fully stored at stop; the next start imports "
                       "it", self.path)
+
+
+@dataclass(frozen=True, slots=True)
+class _Appended(Durability):
+    trail: JournalledAuditTrail
+    end: int
+
+    async def settled(self) -> None:
+        await self.trail._settled(self.end)
+
+
+def _settle(futures: list[asyncio.Future[None]], error: BaseException | None) -> None:
+    for future in futures:
+        if future.done():  # the request was cancelled (client gone)
+            continue
+        if error is None:
+            future.set_result(None)
+        else:
+            future.set_exception(AuditUnavailable("the audit journal could not be made "
+                                                  "durable; nothing was answered"))
 
 
 def _write_all(fd: int, data: bytes) -> None:
