@@ -225,9 +225,14 @@ class JournalledAuditTrail(AuditTrail):
         self.directory = directory
         self.path = directory / f"{instance}{SUFFIX}"
         self.import_delay_s = IMPORT_DELAY_S if import_delay_s is None else import_delay_s
-        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC,
-                           0o600)
+        # Locked before it can be seen under its name: another process's `recover` must
+        # never take a live journal for a dead one (and remove it from under us). A
+        # `.new` file is left only by a writer that died in between, and is empty.
+        hidden = self.path.with_suffix(".new")
+        self._fd = os.open(hidden, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_APPEND |
+                           os.O_CLOEXEC, 0o600)
         fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # ours for as long as we live
+        hidden.rename(self.path)
         # Positions are logical byte counts since start, never reset; the file holds
         # [_file_start, _written). Lock order: _sync_lock, then _append_lock, then _cond.
         self._append_lock = threading.Lock()
@@ -352,6 +357,8 @@ class JournalledAuditTrail(AuditTrail):
             self._sync_stopped = True
             self._waiting.notify()
         self._syncer.join(timeout)
+        with contextlib.suppress(AuditUnavailable):  # appended, nobody waited (cancelled)
+            self._make_durable(self._written)
         super().close(timeout)
 
     def catch_up(self, timeout: float = CATCH_UP_TIMEOUT_S) -> None:
