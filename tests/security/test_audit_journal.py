@@ -303,3 +303,28 @@ def test_a_request_whose_audit_cannot_be_made_durable_is_not_answered(
         monkeypatch.undo()
         assert gw.http.get("/fhir/Patient/p1", headers=ward).status_code == 503  # stays shut
     engine.close()
+
+
+def test_an_import_that_fails_is_retried_and_stores_each_event_once(
+        repository: Repository, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    real = journal_module.store_lines
+    calls: list[int] = []
+
+    def flaky(session: Any, registry: Any, lines: list[Any]) -> int:
+        calls.append(len(lines))
+        stored = real(session, registry, lines)
+        if len(calls) == 1:
+            raise RuntimeError("store went away mid-import")  # its transaction rolls back
+        return stored
+
+    monkeypatch.setattr(journal_module, "store_lines", flaky)
+    trail = JournalledAuditTrail(repository, tmp_path / JOURNAL, import_delay_s=0.01)
+    try:
+        for n in range(5):
+            trail.record([event(n)])
+        trail.catch_up()
+    finally:
+        trail.close()
+    assert len(calls) >= 2
+    assert stored_request_ids(repository) == sorted(f"req-{n}" for n in range(5))
+    assert verify(repository).intact

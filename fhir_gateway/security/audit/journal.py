@@ -65,11 +65,15 @@ from .index import audit_index, stamped_index
 log = logging.getLogger("fhir_gateway.audit")
 SUFFIX = ".journal"
 DAMAGED_SUFFIX = ".damaged"
-IMPORT_DELAY_S = 0.25
+# Small, frequent imports: the importer's Python work per batch holds the interpreter
+# lock, so at 0.25 s the batches showed in the tail latency of requests (summary p99 at
+# 2 workers ~30 ms; at 0.05 s ~26 ms, same throughput: bench/summary.py).
+IMPORT_DELAY_S = 0.05
 IMPORT_BATCH = 2000  # events per store transaction
 READ_LIMIT = 16 * 1024 * 1024  # bytes of journal read per import round
 TRUNCATE_AT = 4 * 1024 * 1024
 CATCH_UP_TIMEOUT_S = 60.0
+MAX_RETRY_S = 5.0
 
 
 def journal_directory(setting: str | None, engine: Any) -> Path | None:
@@ -239,6 +243,7 @@ class JournalledAuditTrail(AuditTrail):
         self._sync_lock = threading.Lock()
         self._file_start = self._written = self._synced = self._imported = 0
         self._wanted = 0
+        self._failures = 0
         self._broken: BaseException | None = None
         self._stopped = False
         self.recovered = recover(repository, directory, own=self.path)
@@ -418,10 +423,15 @@ class JournalledAuditTrail(AuditTrail):
                         self._anchor_due, self._last_anchor = False, self.clock()
                         anchor = False
             except Exception:
-                # The lines stay in the journal (durable); the next round tries again.
-                log.exception("audit import failed; retrying in %.2f s", self.import_delay_s)
-                time.sleep(self.import_delay_s)
+                # The lines stay in the journal (durable); a later round tries again,
+                # backing off to once every few seconds while the store stays down.
+                self._failures += 1
+                wait = min(self.import_delay_s * 2 ** self._failures, MAX_RETRY_S)
+                log.exception("audit import failed (%d in a row); retrying in %.2f s",
+                              self._failures, wait)
+                time.sleep(wait)
                 return
+            self._failures = 0
             self._truncate_if_done(start + used)
             with self._cond:
                 self._imported = start + used
