@@ -67,7 +67,7 @@ def create_app(
             # Requests wait for the audit writer thread's commit; with the default 5 ms
             # GIL switch interval a busy thread makes the others (and the event loop)
             # wait whole intervals for their turn. 0.5 ms halves audited read latency.
-            # (The journalled trail syncs on the request's own thread: no change there.)
+            # (The journalled trail's requests wait on the event loop instead: unneeded.)
             sys.setswitchinterval(0.0005)
         chain = InterceptorChain([*security.interceptors(),
                                   *(interceptors.interceptors if interceptors else [])])

@@ -5,8 +5,8 @@
      │                                 break-glass; `can_see` for every resource shown
      ├── audit.AuditInterceptor        an AuditEvent for every interaction
      ├── audit.chain.AuditTrail        per-writer hash chains, group commit, anchors
- │   └── audit.journal             journal first: durable in a local file before the
- │                                 answer, stored in the background (the default on SQLite)
+     │   └── audit.journal             journal first: durable in a local file before the
+     │                                 answer, stored in the background (default on SQLite)
      ├── gate.SecureGate               runs each HTTP request: writes and their audit in
      │                                 one transaction, every other event durable before
      │                                 the answer
