@@ -328,3 +328,23 @@ def test_an_import_that_fails_is_retried_and_stores_each_event_once(
     assert len(calls) >= 2
     assert stored_request_ids(repository) == sorted(f"req-{n}" for n in range(5))
     assert verify(repository).intact
+
+
+def test_the_journal_works_on_either_engine_when_configured(engine: Any,
+                                                            tmp_path: Path) -> None:
+    # On MongoDB the journal is used only when FHIR_GATEWAY_AUDIT_JOURNAL names a
+    # directory; the importer and recovery go through the store contract alone.
+    repository = Repository(engine)
+    journal = tmp_path / "audit-journal"
+    trail = JournalledAuditTrail(repository, journal, import_delay_s=NEVER)
+    try:
+        trail.record([event(1), event(2)])
+        trail.catch_up()
+        assert stored_request_ids(repository) == ["req-1", "req-2"]
+        trail.record([event(3)])
+    finally:
+        trail.close()
+    assert stored_request_ids(repository) == ["req-1", "req-2", "req-3"]
+    report = verify(repository)
+    assert report.intact and report.events == 3, report.problems
+    assert not list(journal.glob("*.journal"))
