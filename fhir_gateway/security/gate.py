@@ -6,8 +6,11 @@
       │  version race; so no write is ever stored without its audit record
       └─ anything else: the router as usual
     then, before the response leaves: every other event of the request (reads, refusals,
-    Bundle entries, a crash) is written durably in one group commit. If that fails, the
-    request fails (503): nothing is answered without its audit record.
+    Bundle entries, a crash) is made durable (journalled and fsynced, or committed in a
+    group commit). If that fails, the request fails (503): nothing is answered without
+    its audit record. The HTTP edge asks (DEFER_DURABILITY) to wait for that on the event
+    loop (`audit_settled`) rather than on a worker thread. An auditor's request that may
+    read AuditEvents first waits until this process's journal is stored.
 
 Requests that never reach an interaction (no such endpoint, a server error) are audited
 here too.
@@ -69,7 +72,7 @@ class SecureGate:
     def handle(self, req: FhirRequest) -> FhirResponse:
         if self.trail is None or self.audit is None:
             return self._route(req)
-        if may_read_audit(req):
+        if self._may_be_shown_audit(req):
             # Before any snapshot is taken: the events this process journalled are
             # stored, so an auditor finds the accesses just answered.
             self.trail.catch_up()
@@ -99,6 +102,20 @@ class SecureGate:
                 req.state[DURABILITY] = self.trail.submit(pending)
             else:
                 self.trail.record(pending)  # durable before any answer leaves
+
+    def _may_be_shown_audit(self, req: FhirRequest) -> bool:
+        """Whether the request may read AuditEvents and its caller may see them: only an
+        auditor ever is (anyone, with auth off), so a clinician's batch or a feed's
+        transaction does not wait for the journal's import."""
+        if not may_read_audit(req):
+            return False
+        if self.identify is None:
+            return True
+        try:
+            req.caller = self.identify(req)  # the access check reuses it
+        except GatewayError:
+            return False  # refused by the access check, with its own audit record
+        return req.caller.role == "auditor"
 
     def _route(self, req: FhirRequest) -> FhirResponse:
         if req.method not in _READ_METHODS:

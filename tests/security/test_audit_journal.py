@@ -348,3 +348,31 @@ def test_the_journal_works_on_either_engine_when_configured(engine: Any,
     report = verify(repository)
     assert report.intact and report.events == 3, report.problems
     assert not list(journal.glob("*.journal"))
+
+
+def test_only_an_auditor_waits_for_the_import(tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    # A clinician's batch and a whole-system search may name AuditEvents but never show
+    # one to a clinician: they do not wait for the journal's import. An auditor's do.
+    engine = open_store(f"sqlite:///{tmp_path / 'gw.sqlite3'}")
+    with secured(engine) as gw:
+        ward = gw.login("ward", "clinician", org="RXX01")
+        auditor = gw.login("audit", "auditor", scope="system/AuditEvent.rs")
+        trail = gw.http.app.state.security.trail
+        waits: list[int] = []
+        real = trail.catch_up
+        monkeypatch.setattr(trail, "catch_up", lambda: (waits.append(1), real())[1])
+        batch = {"resourceType": "Bundle", "type": "batch", "entry": [
+            {"request": {"method": "GET", "url": "AuditEvent?patient=Patient/p1"}}]}
+        json_headers = {"Content-Type": "application/fhir+json"}
+        assert gw.http.post("/fhir", json=batch,
+                            headers={**ward, **json_headers}).status_code == 200
+        assert gw.http.get("/fhir/Patient/p1", headers=ward).status_code == 404
+        assert gw.http.get("/fhir/AuditEvent", headers={
+            "Authorization": "Bearer not-a-token"}).status_code == 401
+        assert waits == []
+        assert gw.http.get("/fhir/AuditEvent", headers=auditor).status_code == 200
+        assert gw.http.post("/fhir", json=batch,
+                            headers={**auditor, **json_headers}).status_code == 200
+        assert len(waits) == 2
+    engine.close()
