@@ -75,7 +75,7 @@ def link_hash(prev: str, chain: str, seq: int, content: bytes) -> str:
     return hashlib.sha256(f"{prev}\n{chain}\n{seq}\n".encode() + content).hexdigest()
 
 
-def _content(event: dict[str, Any]) -> dict[str, Any]:
+def unsealed_content(event: dict[str, Any]) -> dict[str, Any]:
     """What the hash covers: the event without `meta` and without its chain link."""
     body = {k: v for k, v in event.items() if k != "meta"}
     others = [e for e in event.get("extension") or [] if e.get("url") != CHAIN_EXTENSION]
@@ -91,7 +91,7 @@ def content_hash(event: dict[str, Any], prev: str) -> str:
     link = chain_link(event)
     if link is None:
         return ""
-    return link_hash(prev, link[0], link[1], canonical(_content(event)))
+    return link_hash(prev, link[0], link[1], canonical(unsealed_content(event)))
 
 
 def chain_link(event: dict[str, Any]) -> tuple[str, int, str, str] | None:

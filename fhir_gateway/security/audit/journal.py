@@ -4,11 +4,15 @@ file, and stored (indexed, searchable) in the background in large batches.
 Why: with the group-commit writer (`chain.AuditTrail`) each audited read waited ~5 ms
 for a writer thread's store transaction (about 25 SQLite calls per event, each giving up
 and retaking the interpreter lock while request threads held it), though the handler took
-~0.3 ms. Appending a sealed line and one `fdatasync` takes tens of microseconds, done on
-the request's own thread, so the request no longer waits for the store.
+~0.3 ms. Appending a sealed line and one `fdatasync` take tens of microseconds, so the
+request no longer waits for the store.
 
-    record(events)  request thread: seal on the writer's chain, append the lines, fsync;
-                    one fsync serves every request waiting on it (group commit on a file)
+    submit(events)  the HTTP edge's way (gate.audit_settled): the request's worker thread
+                    seals the events on the writer's chain and appends the lines; the
+                    event loop then awaits the syncer thread's fsync, one fsync and one
+                    wake-up of the loop for every request waiting at that moment
+    record(events)  any other caller: append, then fsync on the caller's thread (one
+                    fsync serves every caller waiting on it: group commit on a file)
     importer        the trail's thread: every IMPORT_DELAY_S, the durable lines not yet
                     stored become AuditEvents, with the chain head (and an anchor when
                     due), in one store transaction; the file is emptied once all of it is
@@ -56,9 +60,9 @@ from .chain import (
     AuditUnavailable,
     Durability,
     Unsealed,
-    _content,
     chain_link,
     instance_name,
+    unsealed_content,
 )
 from .index import audit_index, stamped_index
 
@@ -148,7 +152,7 @@ def store_lines(session: StoreSession, registry: SearchRegistry,
             heads[line.chain] = session.record_get(HEAD_KIND, line.chain) or {"seq": 0}
         if line.seq <= heads[line.chain]["seq"]:
             continue
-        index = [*audit_index(registry, _content(line.event)),
+        index = [*audit_index(registry, unsealed_content(line.event)),
                  *stamped_index(registry, line.stamped)]
         new.append(NewVersion(rtype="AuditEvent", rid=line.event["id"], version=1,
                               last_updated=line.stamped, body=line.text, index=index,
