@@ -47,7 +47,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from ...fhir.repository import Repository
 from ...search.registry import SearchRegistry
@@ -67,6 +67,7 @@ from .chain import (
 from .index import audit_index, stamped_index
 
 log = logging.getLogger("fhir_gateway.audit")
+T = TypeVar("T")
 SUFFIX = ".journal"
 DAMAGED_SUFFIX = ".damaged"
 # Small, frequent imports: the importer's Python work per batch holds the interpreter
@@ -166,6 +167,19 @@ def store_lines(session: StoreSession, registry: SearchRegistry,
     return len(new)
 
 
+def store_in_batches(repository: Repository, lines: list[JournalLine],
+                     last: Callable[[StoreSession], T] | None = None) -> tuple[int, T | None]:
+    """`store_lines` in transactions of IMPORT_BATCH lines; `last` (if any) runs in the
+    last transaction, even with no lines. The number stored, and what `last` returned."""
+    stored, result = 0, None
+    for first in range(0, max(len(lines), 1 if last else 0), IMPORT_BATCH):
+        with repository.transaction() as s:
+            stored += store_lines(s, repository.registry, lines[first:first + IMPORT_BATCH])
+            if last is not None and first + IMPORT_BATCH >= len(lines):
+                result = last(s)
+    return stored, result
+
+
 @dataclass
 class Recovery:
     """What start-up (or `audit verify`) found in journals nobody holds."""
@@ -198,10 +212,7 @@ def recover(repository: Repository, directory: Path, *, own: Path | None = None)
             with open(fd, "rb", closefd=False) as f:
                 data = f.read()
             lines, _end, problems = read_lines(data, path.name)
-            for start in range(0, len(lines), IMPORT_BATCH):
-                with repository.transaction() as s:
-                    found.events += store_lines(s, repository.registry,
-                                                lines[start:start + IMPORT_BATCH])
+            found.events += store_in_batches(repository, lines)[0]
             found.journals += 1
             if problems:
                 found.problems += problems
@@ -416,16 +427,8 @@ class JournalledAuditTrail(AuditTrail):
                           self.path, READ_LIMIT)
                 return
             try:
-                for first in range(0, max(len(lines), 1), IMPORT_BATCH):
-                    batch = lines[first:first + IMPORT_BATCH]
-                    last = first + IMPORT_BATCH >= len(lines)
-                    with self.repository.transaction() as s:
-                        store_lines(s, self.repository.registry, batch)
-                        anchor_state = self._write_anchor(s) if anchor and last else None
-                    if anchor_state is not None:
-                        self._anchor.seq, self._anchor.head = anchor_state
-                        self._anchor_due, self._last_anchor = False, self.clock()
-                        anchor = False
+                _stored, anchor_state = store_in_batches(
+                    self.repository, lines, self._write_anchor if anchor else None)
             except Exception:
                 # The lines stay in the journal (durable); a later round tries again,
                 # backing off to once every few seconds while the store stays down.
@@ -436,6 +439,9 @@ class JournalledAuditTrail(AuditTrail):
                 time.sleep(wait)
                 return
             self._failures = 0
+            if anchor_state is not None:
+                self._anchor.seq, self._anchor.head = anchor_state
+                self._anchor_due, self._last_anchor, anchor = False, self.clock(), False
             self._truncate_if_done(start + used)
             with self._cond:
                 self._imported = start + used
