@@ -14,8 +14,6 @@ it in a worker thread.
 
 from __future__ import annotations
 
-import base64
-import json
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -36,7 +34,7 @@ from authlib.oauth2.rfc6749.requests import BasicOAuth2Payload
 from joserfc import jwt
 
 from ..store.base import StoreEngine
-from .assertion import ASSERTION_TYPE, AssertionRefused, verify_assertion
+from .assertion import ASSERTION_TYPE, AssertionRefused, b64url_json_object, verify_assertion
 from .keys import ALGORITHM, KeyRing
 from .registry import Client, ClientRegistry
 from .scopes import grant
@@ -124,12 +122,9 @@ class _PrivateKeyJwt:
 
 def _claimed_client(assertion: str) -> str | None:
     """The unverified `iss` of an assertion, for the audit trail of a refusal."""
-    try:
-        part = assertion.split(".")[1]
-        claims = json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
-        iss = claims.get("iss")
-    except (IndexError, ValueError, AttributeError, UnicodeDecodeError):
-        return None
+    parts = assertion.split(".")
+    claims = b64url_json_object(parts[1]) if len(parts) > 1 else None
+    iss = claims.get("iss") if claims is not None else None
     return iss[:64] if isinstance(iss, str) else None
 
 

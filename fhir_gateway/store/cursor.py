@@ -21,7 +21,7 @@ def decode_cursor(cursor: str) -> list:
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         key = json.loads(base64.urlsafe_b64decode(padded.encode()))
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # deep nesting too
         raise BadCursor(f"not a cursor this gateway issued: {cursor[:40]!r}") from exc
     if not isinstance(key, list) or not all(isinstance(k, str | int) for k in key):
         raise BadCursor(f"not a cursor this gateway issued: {cursor[:40]!r}")

@@ -9,6 +9,7 @@ for a sort parameter sorts lowest (first ascending, last descending)."""
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 from eol_search_kit import (
@@ -286,3 +287,5 @@ def test_bad_paging_values_are_refused(client: TestClient) -> None:
     refused(client, "Patient", {"_summary": "maybe"})
     refused(client, "Patient", {"_total": "exact"})
     refused(client, "Patient", {"_cursor": "not-a-cursor"})
+    nested = base64.urlsafe_b64encode(b"[" * 2000).rstrip(b"=").decode()
+    refused(client, "Patient", {"_cursor": nested})  # too deep to parse: 400, not 500

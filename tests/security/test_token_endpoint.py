@@ -87,6 +87,10 @@ def _refusals(gw: Gateway) -> dict[str, str]:
         "garbage": "not.a.jwt",
         "nested-too-deep": base64.urlsafe_b64encode(b"[" * 2000).rstrip(b"=").decode()
         + ".e30.sig",
+        # the payload is read (unverified) for the audit record before anything else
+        "payload-nested-too-deep": base64.urlsafe_b64encode(
+            b'{"alg":"ES384","kid":"ward-key"}').rstrip(b"=").decode() + "."
+        + base64.urlsafe_b64encode(b"[" * 2000).rstrip(b"=").decode() + ".sig",
     }
 
 
@@ -108,7 +112,7 @@ WHY = {"expired": "expired", "far-future": "more than 300 seconds ahead",
        "unregistered-jku": "'jku' header is not accepted", "oversized": "at most 4096 bytes",
        "signed-by-another-key": "signature does not verify", "unknown-client": "unknown client",
        "no-jti": "jti is required", "garbage": "not base64url JSON",
-       "nested-too-deep": "not base64url JSON"}
+       "nested-too-deep": "not base64url JSON", "payload-nested-too-deep": "not base64url JSON"}
 
 
 def test_every_bad_assertion_is_refused_for_its_own_reason_without_a_500(gw: Gateway) -> None:
