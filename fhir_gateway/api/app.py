@@ -30,6 +30,7 @@ from ..pipeline.service import IngestService
 from ..security import Security
 from ..security.gate import DEFER_DURABILITY, audit_settled
 from ..security.http import mount as mount_security
+from ..security.policy import EMERGENCY_SUMMARY
 from ..store import open_store
 from ..store.base import StoreEngine
 from ..summary.operation import error_page as summary_error_page
@@ -109,7 +110,7 @@ def create_app(
             finally:
                 await audit_settled(req)  # nothing is answered before its audit is durable
         except GatewayError as exc:
-            if path.endswith("$emergency-summary") and \
+            if path.rstrip("/").endswith(EMERGENCY_SUMMARY) and \
                     prefers_html(request.headers.get("accept")):
                 # a crew's browser refused before the operation ran (no token, wrong
                 # role): a page saying why, like the operation's own refusals

@@ -17,7 +17,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse, Response
 
 from ..errors import BadRequest, GatewayError, NotFound, UnsupportedMediaType
-from .http import error_response, read_body
+from .http import error_response, read_body, to_fhir_request
 
 FEED_TYPES = {"x-application/hl7-v2+er7", "application/hl7-v2", "text/csv", "text/plain",
               "application/x-ndjson", "application/fhir+json", "application/json",
@@ -39,9 +39,8 @@ def _reviewer(request: Request) -> None:
     if sec.access is None:
         return
     from ..security.errors import Forbidden
-    from ..security.http import edge_request
 
-    caller = sec.access.authenticate(edge_request(request, "$review", _base(request)))
+    caller = sec.access.authenticate(to_fhir_request(request, "$review", None, _base(request)))
     if caller.role not in ("clinician", "admin"):
         raise Forbidden("the review queue is for clinicians and administrators")
 

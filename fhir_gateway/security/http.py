@@ -18,12 +18,12 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from ..api.http import error_response
+from ..api.http import error_response, to_fhir_request
 from ..auth.assertion import MAX_ASSERTION_BYTES
 from ..auth.scopes import supported_scopes
 from ..auth.server import MAX_FORM_BYTES, Endpoints, TokenRequest, TokenResult
 from ..errors import BadRequest, GatewayError, PayloadTooLarge
-from ..fhir.request import Caller, FhirRequest
+from ..fhir.request import Caller
 from . import Security
 from .audit import reports
 from .audit.events import DCM, audit_event
@@ -123,18 +123,9 @@ def _token_and_audit(sec: Security, req: TokenRequest, request: Request) -> Toke
     return result
 
 
-def edge_request(request: Request, path: str, base: str,
-                 params: list[tuple[str, str]] | None = None) -> FhirRequest:
-    """The FhirRequest the access and audit interceptors see for a request to one of the
-    gateway's non-FHIR endpoints (reports, ingest, review): its method, headers and id."""
-    return FhirRequest(method=request.method, path=path, params=params or [],
-                       headers={k.lower(): v for k, v in request.headers.items()},
-                       base_url=base, request_id=getattr(request.state, "request_id", ""))
-
-
 def _report(sec: Security, request: Request, base: str) -> Response:
     params = request.query_params
-    freq = edge_request(request, "$audit-report", base, params=list(params.multi_items()))
+    freq = to_fhir_request(request, "$audit-report", None, base)
     status, rows = 500, None
     try:
         if sec.access is None:
@@ -158,16 +149,15 @@ def _report(sec: Security, request: Request, base: str) -> Response:
 
 
 def _rows(sec: Security, params: Any) -> list[dict[str, Any]]:
-    kind = params.get("kind")
-    if sec.trail is not None:
-        sec.trail.catch_up()
+    kind, patient = params.get("kind"), params.get("patient")
     start, end = params.get("from"), params.get("to")
     if kind not in REPORTS:
         raise BadRequest(f"kind must be one of {', '.join(REPORTS)}", expression="kind")
+    if kind == "patient" and not patient:
+        raise BadRequest("kind=patient needs patient=<Patient id>", expression="patient")
+    if sec.trail is not None:
+        sec.trail.catch_up()  # the accesses this process just answered are in the report
     if kind == "patient":
-        patient = params.get("patient")
-        if not patient:
-            raise BadRequest("kind=patient needs patient=<Patient id>", expression="patient")
         return reports.patient_access(sec.repository, patient, start=start, end=end)
     if kind == "break-glass":
         return reports.break_glass(sec.repository, start=start, end=end)
@@ -180,7 +170,7 @@ def authorize_ingest(sec: Security, request: Request, partner: str, base: str) -
     another role). With auth off, an anonymous caller."""
     if sec.access is None:
         return Caller()
-    freq = edge_request(request, f"$ingest/{partner}", base)
+    freq = to_fhir_request(request, f"$ingest/{partner}", None, base)
     caller = sec.access.authenticate(freq)
     if caller.role != "feed" or getattr(caller, "partner", None) != partner:
         raise Forbidden(f"only the {partner} feed may load {partner} files")

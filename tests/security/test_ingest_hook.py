@@ -13,7 +13,9 @@ from security_kit import FHIR, Gateway, secured
 
 
 def _request(headers: dict[str, str]) -> Request:
+    # an ASGI HTTP scope has a query string, empty or not
     return Request({"type": "http", "method": "POST", "path": "/ingest/gp", "state": {},
+                    "query_string": b"",
                     "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()]})
 
 

@@ -105,7 +105,9 @@ def test_a_page_request_refused_at_the_door_gets_a_page(record: Gateway) -> None
     auditor = record.login("audit-team", "auditor", org="X26")
     refused = record.http.get(by_nhs(NHS_NUMBER), headers={**auditor, **page})
     assert refused.status_code == 403 and "NOT ALLOWED" in refused.text
-    for resp in (anonymous, refused):
+    slash = record.http.get(by_nhs(NHS_NUMBER).replace("?", "/?"), headers=page)
+    assert slash.status_code == 401 and "SIGN-IN NEEDED" in slash.text  # a trailing "/"
+    for resp in (anonymous, refused, slash):
         assert "Example" not in resp.text and "CPR" not in resp.text
     fhir = record.http.get(by_nhs(NHS_NUMBER))
     assert fhir.status_code == 401 and fhir.json()["resourceType"] == "OperationOutcome"
