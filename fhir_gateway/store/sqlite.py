@@ -22,7 +22,8 @@ import logging
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ from .base import (
     DateValue,
     FindResult,
     HistoryPage,
+    IndexEntry,
     NewVersion,
     NumberValue,
     ReferenceValue,
@@ -147,6 +149,31 @@ CHECKPOINT_INTERVAL_S = 0.5
 #: it came, a long stall
 BACKSTOP_CHECKPOINT_PAGES = 1000
 _COLUMNS = "rtype, rid, version, last_updated, deleted, body"
+#: how long a writer waits for another process's write to end (as busy_timeout)
+WRITER_WAIT_S = 60.0
+
+
+def _json_columns(count: int, start: int = 0) -> str:
+    """`json_each` row elements start..start+count-1 as columns (json_extract, SQLite 3.9+)."""
+    return ", ".join(f"json_extract(value, '$[{i}]')" for i in range(start, start + count))
+
+
+def _index_rows(pk: int, rtype: str, entries: Iterable[IndexEntry]
+                ) -> Iterator[tuple[str, tuple]]:
+    """(table, row) for each index entry of resource `pk`."""
+    for entry in entries:
+        v = entry.value
+        head = (pk, rtype, entry.param)
+        if isinstance(v, TokenValue):
+            yield "idx_token", (*head, v.system, v.code, v.text)
+        elif isinstance(v, StringValue):
+            yield "idx_string", (*head, v.normalized, v.exact)
+        elif isinstance(v, DateValue):
+            yield "idx_date", (*head, v.low, v.high)
+        elif isinstance(v, ReferenceValue):
+            yield "idx_reference", (*head, v.target_type, v.target_id, v.url)
+        elif isinstance(v, NumberValue):
+            yield "idx_number", (*head, v.low, v.high, v.system, v.code)
 
 
 def _row(row: tuple) -> StoredVersion:
@@ -171,7 +198,8 @@ class SqliteEngine:
         self.path = Path(path)
         self.synchronous = synchronous.upper()
         self.cache_mib = cache_mib
-        if str(self.path) != ":memory:":
+        self._on_disk = str(self.path) != ":memory:"
+        if self._on_disk:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
@@ -180,8 +208,9 @@ class SqliteEngine:
         # handler, whose growing sleeps gave creates a p99 of hundreds of ms under load.
         self._writer = threading.Lock()
         # ...and writers of every process (uvicorn workers, a CLI) then queue on an
-        # advisory lock on a file beside the database, which wakes the next writer as
-        # soon as one commits; busy_timeout stays as the guard for anyone else.
+        # advisory lock on a file beside the database (`_lock_writers`), taken within
+        # ~2 ms of its release and waited for at most WRITER_WAIT_S; busy_timeout stays
+        # as the guard against anyone else.
         self._writer_file: tuple[int, Any] | None = None
         # WAL checkpoints also run on a thread of their own (`_checkpoints`), so that the
         # commit that crosses the threshold, which every request waiting on it (an
@@ -233,7 +262,8 @@ class SqliteEngine:
             try:
                 yield SqliteSession(conn, write=write)
             except BaseException:
-                conn.execute("ROLLBACK")
+                if conn.in_transaction:  # else SQLite rolled it back itself
+                    conn.execute("ROLLBACK")
                 raise
             else:
                 conn.execute("COMMIT")
@@ -249,18 +279,27 @@ class SqliteEngine:
 
     def _lock_writers(self) -> int | None:
         """Take the cross-process writer lock (held with `_writer`); its descriptor."""
-        if str(self.path) == ":memory:":
+        if not self._on_disk:
             return None
         if self._writer_file is None or self._writer_file[0] != os.getpid():
             # per process: a descriptor inherited across fork would share the lock
             self._writer_file = (os.getpid(), open(f"{self.path}-writers", "ab"))  # noqa: SIM115
         fd = self._writer_file[1].fileno()
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        return fd
-
-    @property
-    def _on_disk(self) -> bool:
-        return str(self.path) != ":memory:"
+        # Bounded like busy_timeout (a hung holder must not hang every writer for ever).
+        # Only one thread per process polls here (the others queue on `_writer`), and
+        # the pause stays short, so a released lock is taken within ~2 ms.
+        deadline, pause = time.monotonic() + WRITER_WAIT_S, 0.0001
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return fd
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise sqlite3.OperationalError(
+                        f"database is locked: another process has held the writer lock "
+                        f"for {WRITER_WAIT_S:g} s") from None
+                time.sleep(pause)
+                pause = min(pause * 2, 0.002)
 
     def _start_checkpointer(self) -> None:
         with self._lock:
@@ -276,6 +315,7 @@ class SqliteEngine:
         conn = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
         try:
             conn.execute("PRAGMA busy_timeout=0")
+            conn.execute(f"PRAGMA synchronous={self.synchronous}")
             while not self._stopping.wait(CHECKPOINT_INTERVAL_S):
                 try:
                     conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
@@ -314,8 +354,11 @@ class SqliteSession:
         try:
             yield
         except BaseException:
-            self.conn.execute("ROLLBACK TO step")
-            self.conn.execute("RELEASE step")
+            # SQLite may already have rolled the whole transaction back (disk full, I/O
+            # error): then there is nothing to undo here and the error itself propagates.
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK TO step")
+                self.conn.execute("RELEASE step")
             raise
         self.conn.execute("RELEASE step")
 
@@ -371,8 +414,8 @@ class SqliteSession:
             return
         if any(n.version != 1 or n.body is None for n in news):
             raise ValueError("put_new() stores first versions with a body only")
-        numbers = [n for n in news for e in n.index if isinstance(e.value, NumberValue)]
-        if numbers or any(n.compartments for n in news):
+        if any(n.compartments or any(isinstance(e.value, NumberValue) for e in n.index)
+               for n in news):
             for n in news:  # rare for bulk writers; JSON has no inf/nan for REAL bounds
                 self.put(n)
             return
@@ -383,8 +426,8 @@ class SqliteSession:
         # lock to a request thread and back, it gave the better throughput (bench/auth.py
         # --workers 2: 0.64-0.66 vs 0.57-0.61 of the unaudited rate).
         rows = json.dumps([[n.rtype, n.rid, n.last_updated, n.body] for n in news])
-        insert = (f"({_COLUMNS}) SELECT value->>0, value->>1, 1, value->>2, 0, value->>3 "
-                  "FROM json_each(?) ORDER BY key")
+        insert = (f"({_COLUMNS}) SELECT {_json_columns(2)}, 1, {_json_columns(1, 2)}, 0, "
+                  f"{_json_columns(1, 3)} FROM json_each(?) ORDER BY key")
         try:
             self.conn.execute(f"INSERT INTO versions {insert}", (rows,))
             first = self.conn.execute("SELECT coalesce(max(pk), 0) + 1 FROM resources"
@@ -397,42 +440,22 @@ class SqliteSession:
         else:  # past the largest rowid SQLite picks free ones at random: look them up
             found = {(t, r): pk for t, r, pk in self.conn.execute(
                 "SELECT rtype, rid, pk FROM resources WHERE (rtype, rid) IN "
-                "(SELECT value->>0, value->>1 FROM json_each(?))", (rows,))}
+                f"(SELECT {_json_columns(2)} FROM json_each(?))", (rows,))}
             pks = [found[(n.rtype, n.rid)] for n in news]
-        tables: dict[str, list[list[Any]]] = {t: [] for t in INDEX_TABLES if t != "idx_number"}
+        tables: dict[str, list[tuple]] = {t: [] for t in INDEX_TABLES}
         for pk, n in zip(pks, news, strict=True):
-            for entry in dict.fromkeys(n.index):  # a repeated value needs one row
-                v = entry.value
-                head = [pk, n.rtype, entry.param]
-                if isinstance(v, TokenValue):
-                    tables["idx_token"].append([*head, v.system, v.code, v.text])
-                elif isinstance(v, StringValue):
-                    tables["idx_string"].append([*head, v.normalized, v.exact])
-                elif isinstance(v, DateValue):
-                    tables["idx_date"].append([*head, v.low, v.high])
-                elif isinstance(v, ReferenceValue):
-                    tables["idx_reference"].append([*head, v.target_type, v.target_id, v.url])
+            # a repeated value needs one row
+            for table, row in _index_rows(pk, n.rtype, dict.fromkeys(n.index)):
+                tables[table].append(row)
         for table, values in tables.items():
             if values:
-                marks = ", ".join(f"value->>{i}" for i in range(len(values[0])))
-                self.conn.execute(f"INSERT INTO {table} SELECT {marks} FROM json_each(?)",
-                                  (json.dumps(values),))
+                self.conn.execute(f"INSERT INTO {table} SELECT {_json_columns(len(values[0]))} "
+                                  "FROM json_each(?)", (json.dumps(values),))
 
     def _write_index(self, pk: int, new: NewVersion) -> None:
         rows: dict[str, list[tuple]] = {t: [] for t in INDEX_TABLES}
-        for entry in new.index:
-            v = entry.value
-            head = (pk, new.rtype, entry.param)
-            if isinstance(v, TokenValue):
-                rows["idx_token"].append((*head, v.system, v.code, v.text))
-            elif isinstance(v, StringValue):
-                rows["idx_string"].append((*head, v.normalized, v.exact))
-            elif isinstance(v, DateValue):
-                rows["idx_date"].append((*head, v.low, v.high))
-            elif isinstance(v, ReferenceValue):
-                rows["idx_reference"].append((*head, v.target_type, v.target_id, v.url))
-            elif isinstance(v, NumberValue):
-                rows["idx_number"].append((*head, v.low, v.high, v.system, v.code))
+        for table, row in _index_rows(pk, new.rtype, new.index):
+            rows[table].append(row)
         for table, values in rows.items():
             if values:
                 marks = ",".join("?" * len(values[0]))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from fhir_gateway.store import open_store
 from fhir_gateway.store.base import IndexEntry, NewVersion, TokenValue
 from fhir_gateway.store.query import Criterion, IndexQuery, TokenPredicate
@@ -43,5 +45,22 @@ def test_put_new_finds_its_rows_when_sqlite_picks_rowids_at_random(tmp_path: Pat
                 found = s.find(IndexQuery(rtype="Patient", criteria=[Criterion(
                     "identifier", "token", [TokenPredicate("s", f"c{n}")])])).rows
             assert [r.rid for r in found] == [f"p{n}"]
+    finally:
+        engine.close()
+
+
+def test_an_error_that_ended_the_transaction_is_the_one_raised(tmp_path: Path) -> None:
+    # When SQLite has already rolled the whole transaction back (disk full, I/O error),
+    # undoing the savepoint and the session must not bury the error under "no such
+    # savepoint" / "no transaction is active".
+    engine = SqliteEngine(tmp_path / "gw.sqlite3")
+    try:
+        with pytest.raises(ValueError, match="the original error"), \
+                engine.session(write=True) as s, s.savepoint():
+            s.record_put("counter", "c", {"n": 1})
+            s.conn.execute("ROLLBACK")  # as SQLite does itself on SQLITE_FULL
+            raise ValueError("the original error")
+        with engine.session(write=False) as s:
+            assert s.record_get("counter", "c") is None
     finally:
         engine.close()

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import fcntl
 import multiprocessing
+import sqlite3
 import time
 from pathlib import Path
 
 import pytest
 
+from fhir_gateway.store import sqlite as sqlite_module
 from fhir_gateway.store.sqlite import SqliteEngine
 
 ROUNDS = 150
@@ -54,6 +56,25 @@ def test_a_write_session_holds_the_lock_other_processes_queue_on(tmp_path: Path)
         with engine.session(write=False):
             fcntl.flock(other.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)  # readers take none
             fcntl.flock(other.fileno(), fcntl.LOCK_UN)
+    engine.close()
+
+
+def test_a_writer_stuck_in_another_process_is_waited_for_only_so_long(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # As busy_timeout did before the lock: "database is locked", not a wait for ever.
+    monkeypatch.setattr(sqlite_module, "WRITER_WAIT_S", 0.3)
+    path = tmp_path / "shared.sqlite3"
+    engine = SqliteEngine(str(path))
+    with open(f"{path}-writers", "ab") as other:  # another process's descriptor
+        fcntl.flock(other.fileno(), fcntl.LOCK_EX)
+        with pytest.raises(sqlite3.OperationalError, match="database is locked"), \
+                engine.session(write=True) as s:
+            s.record_put("counter", "c", {"n": 1})
+        fcntl.flock(other.fileno(), fcntl.LOCK_UN)
+    with engine.session(write=True) as s:  # the lock was let go: writing works again
+        s.record_put("counter", "c", {"n": 2})
+    with engine.session(write=False) as s:
+        assert s.record_get("counter", "c") == {"n": 2}
     engine.close()
 
 
