@@ -50,9 +50,8 @@ import httpx
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))
 from serverproc import gateway_cli as cli  # noqa: E402
-from serverproc import process_tree_cpu, running_gateway  # noqa: E402
+from serverproc import gateway_command, process_tree_cpu, running_gateway  # noqa: E402
 
-CLI = str(Path(sys.executable).with_name("fhir-gateway"))
 CONFIGS = {
     "off": {"FHIR_GATEWAY_AUTH": "off"},
     "auth": {"FHIR_GATEWAY_AUTH": "on", "FHIR_GATEWAY_AUDIT": "off"},
@@ -177,7 +176,8 @@ def main() -> int:
                     print(f"round {rnd + 1} {name:>10}: {phase.rps:8.0f} req/s  "
                           f"p50 {phase.p50:6.2f} ms  p99 {phase.p99:7.2f} ms  "
                           f"server cpu {phase.cpu_ms:5.2f} ms/req", flush=True)
-        verified = subprocess.run([CLI, "--store", stores["auth+audit"], "audit", "verify"],
+        verified = subprocess.run([*gateway_command(), "--store", stores["auth+audit"],
+                                   "audit", "verify"],
                                   capture_output=True, text=True, check=False)
 
     def med(name: str, attr: str) -> float:

@@ -197,6 +197,8 @@ def process_tree_cpu(pid: int) -> float:
         current = todo.pop()
         fields = stats.get(current)
         if fields is not None:
-            total += int(fields[11]) + int(fields[12])
+            # utime, stime, and cutime, cstime: what reaped children (a worker that
+            # exited) used, which a live-tree walk would otherwise miss
+            total += sum(int(f) for f in fields[11:15])
         todo.extend(children.get(current, ()))
     return total / os.sysconf("SC_CLK_TCK")
