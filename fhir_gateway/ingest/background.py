@@ -78,28 +78,32 @@ def _here(partner: str, paths: Sequence[Path], today: dt.date | None,
 def _produce(partner: str, paths: list[Path], today: dt.date | None,
              out: Any) -> None:
     """The child: map every file and send ("items", [...]) chunks, ("file", name),
-    ("unreadable", text), then ("done", its peak RSS in KiB) or ("error", pickled
-    exception)."""
+    ("unreadable", text), then ("done", (its peak RSS in KiB, records sent)) or ("error",
+    pickled exception)."""
     try:
         chunk: list[MappedRecord | Rejection] = []
+        sent = 0
+
+        def flush() -> None:
+            nonlocal sent
+            if chunk:
+                out.put(("items", list(chunk)))
+                sent += len(chunk)
+                chunk.clear()
 
         def unreadable(text: str) -> None:
             out.put(("unreadable", text))
 
         def file_started(name: str) -> None:
-            if chunk:
-                out.put(("items", list(chunk)))
-                chunk.clear()
+            flush()
             out.put(("file", name))
 
         for item in _here(partner, paths, today, unreadable, file_started):
             chunk.append(item)
             if len(chunk) >= CHUNK:
-                out.put(("items", list(chunk)))
-                chunk.clear()
-        if chunk:
-            out.put(("items", chunk))
-        out.put(("done", _peak_rss_kib()))
+                flush()
+        flush()
+        out.put(("done", (_peak_rss_kib(), sent)))
     except BaseException as exc:  # sent to the parent, which raises it
         out.put(("error", _portable(exc)))
 
@@ -119,7 +123,7 @@ def _peak_rss_kib() -> int:
 
 def _portable(exc: BaseException) -> bytes:
     """The exception pickled, or an IngestError with its text when it does not survive
-    pickling (MappingError's constructor takes three arguments)."""
+    pickling (an exception whose constructor takes other arguments than its message)."""
     try:
         data = pickle.dumps(exc)
         pickle.loads(data)
@@ -137,32 +141,7 @@ def _in_child(partner: str, paths: list[Path], today: dt.date | None,
                         name=f"fhir-gateway map {partner}", daemon=True)
     child.start()
     try:
-        while True:
-            try:
-                kind, payload = channel.get(timeout=1.0)
-            except queue_module.Empty:
-                if not child.is_alive():
-                    raise IngestError(f"the mapping process for {partner} stopped "
-                                      f"(exit code {child.exitcode}) before the end of "
-                                      "the files; nothing after the last stored record "
-                                      "was read") from None
-                continue
-            if kind == "items":
-                yield from payload
-            elif kind == "file":
-                if on_file:
-                    on_file(payload)
-            elif kind == "unreadable":
-                if on_unreadable:
-                    on_unreadable(payload)
-            elif kind == "error":
-                raise pickle.loads(payload)
-            else:
-                # The child's own peak (RUSAGE_CHILDREN would count the parent's pages
-                # the child shared before exec).
-                global child_peak_rss_kib
-                child_peak_rss_kib = max(child_peak_rss_kib, int(payload))
-                return
+        yield from _received(channel, child, partner, on_unreadable, on_file)
     finally:
         # Also when the consumer stops early (an exception while storing): no orphan.
         if child.is_alive():
@@ -170,3 +149,45 @@ def _in_child(partner: str, paths: list[Path], today: dt.date | None,
         child.join(timeout=10)
         channel.close()
         channel.cancel_join_thread()
+
+
+def _received(channel: Any, child: Any, partner: str,
+              on_unreadable: Callable[[str], None] | None,
+              on_file: Callable[[str], None] | None) -> Iterator[MappedRecord | Rejection]:
+    """The child's messages turned back into records (and `on_file`/`on_unreadable`
+    calls), until it says it is done; raises what it raised, or if it died."""
+    received = 0
+    while True:
+        try:
+            kind, payload = channel.get(timeout=1.0)
+        except queue_module.Empty:
+            if not child.is_alive():
+                raise IngestError(f"the mapping process for {partner} stopped "
+                                  f"(exit code {child.exitcode}) before the end of "
+                                  "the files; nothing after the last stored record "
+                                  "was read") from None
+            continue
+        if kind == "items":
+            received += len(payload)
+            yield from payload
+        elif kind == "file":
+            if on_file:
+                on_file(payload)
+        elif kind == "unreadable":
+            if on_unreadable:
+                on_unreadable(payload)
+        elif kind == "error":
+            raise pickle.loads(payload)
+        else:
+            peak, sent = payload
+            if sent != received:
+                # a queue drops a message it cannot pickle, with only a traceback on
+                # the child's stderr: never let that pass as a complete run
+                raise IngestError(f"the mapping process for {partner} sent {sent} "
+                                  f"records but {received} arrived; the run is "
+                                  "incomplete (loading the files again is safe)")
+            # The child's own peak (RUSAGE_CHILDREN would count the parent's pages
+            # the child shared before exec).
+            global child_peak_rss_kib
+            child_peak_rss_kib = max(child_peak_rss_kib, int(peak))
+            return

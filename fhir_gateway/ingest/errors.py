@@ -14,6 +14,8 @@ a `Rejection`. Only a bad *mapping* (the gateway's own configuration) raises.
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class IngestError(Exception):
     """Base of the errors ingestion raises to its caller."""
@@ -33,6 +35,9 @@ class MappingError(IngestError):
         at = f" at {where}" if where else ""
         super().__init__(f"{file}{at}: {problem}")
 
+    def __reduce__(self) -> tuple[Any, ...]:  # pickled whole (a mapping child sends it)
+        return type(self), (self.file, self.where, self.problem)
+
 
 class FieldError(Exception):
     """A source field's value cannot be used (bad check digit, impossible date, ...)."""
@@ -41,3 +46,6 @@ class FieldError(Exception):
         self.field = field
         self.problem = problem
         super().__init__(f"{field}: {problem}")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return type(self), (self.field, self.problem)

@@ -57,8 +57,57 @@ def test_portable_error_keeps_the_text_of_an_unpicklable_exception() -> None:
     import pickle
 
     from fhir_gateway.ingest.background import _portable
-    from fhir_gateway.ingest.errors import MappingError
+
+    class Odd(Exception):
+        def __init__(self, a: str, b: str) -> None:
+            super().__init__(f"{a}/{b}")
+
+    error = pickle.loads(_portable(Odd("x", "y")))
+    assert isinstance(error, IngestError)
+    assert "Odd: x/y" in str(error)
+
+
+def test_a_mapping_error_crosses_from_the_child_whole() -> None:
+    import pickle
+
+    from fhir_gateway.ingest.background import _portable
+    from fhir_gateway.ingest.errors import FieldError, MappingError
 
     error = pickle.loads(_portable(MappingError("gp.yaml", "fields[2]", "no such element")))
-    assert isinstance(error, IngestError)
-    assert "gp.yaml at fields[2]: no such element" in str(error)
+    assert type(error) is MappingError
+    assert (error.file, error.where, error.problem) == ("gp.yaml", "fields[2]",
+                                                        "no such element")
+    field = pickle.loads(pickle.dumps(FieldError("PID-3", "bad check digit")))
+    assert (field.field, field.problem) == ("PID-3", "bad check digit")
+
+
+class _Channel:
+    """The child's side of the queue, scripted: what reached the parent."""
+
+    def __init__(self, messages: list[tuple[str, object]]) -> None:
+        self.messages = messages
+
+    def get(self, timeout: float) -> tuple[str, object]:
+        return self.messages.pop(0)
+
+
+class _Child:
+    exitcode = None
+
+    def is_alive(self) -> bool:
+        return True
+
+
+def test_records_lost_on_the_way_from_the_child_fail_the_run() -> None:
+    # A queue drops a message it cannot pickle (a traceback on the child's stderr, no
+    # error): the child says how many records it sent, and a shortfall is an error.
+    from fhir_gateway.ingest.background import _received
+
+    here = [item for item in map_file("community", COMMUNITY[0].name,
+                                      COMMUNITY[0].read_bytes(), today=TODAY)]
+    assert len(here) > 1
+    whole = [("items", here), ("done", (1000, len(here)))]
+    assert list(_received(_Channel(whole), _Child(), "community", None, None)) == here
+    short = [("items", here[:1]), ("done", (1000, len(here)))]
+    with pytest.raises(IngestError, match=f"sent {len(here)} records but 1 arrived"):
+        list(_received(_Channel(short), _Child(), "community", None, None))
