@@ -182,10 +182,13 @@ class Repository:
 
     # -- writes ----------------------------------------------------------------------
 
+    def _profile_errors(self, resource: dict[str, Any]) -> list[Issue]:
+        return [i for i in self.profiles(resource) if i.severity in ("error", "fatal")]
+
     def check_profiles(self, resource: dict[str, Any]) -> tuple[list[Issue], ProfileChecked | None]:
         """The errors of the profile check every write runs; with none, a ProfileChecked
         that a write of this very content may pass (`checked=`) instead of checking again."""
-        errors = [i for i in self.profiles(resource) if i.severity in ("error", "fatal")]
+        errors = self._profile_errors(resource)
         if errors:
             return errors, None
         return [], ProfileChecked(self, _fingerprint(resource))
@@ -265,8 +268,7 @@ class Repository:
                     and checked.content == _fingerprint(resource):
                 errors = []  # this repository's check passed this exact content
             else:
-                errors = [i for i in self.profiles(resource)
-                          if i.severity in ("error", "fatal")]
+                errors = self._profile_errors(resource)
             if errors:
                 raise Unprocessable(
                     f"{rtype} breaks its profile: {len(errors)} problem(s); "

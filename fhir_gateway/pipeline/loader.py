@@ -111,8 +111,9 @@ class Loader:
     def __init__(self, repository: Repository, *, profiles: ProfileValidator | None = None,
                  clock: Callable[[], str] = now_instant, batch_records: int = BATCH_RECORDS,
                  batch_seconds: float = BATCH_SECONDS) -> None:
-        """`profiles`: the gateway's profiles; every mapped resource is given the one it
-        meets (partner data is always profiled) or its record is rejected."""
+        """`profiles`: offers the profiles a mapped resource may claim (partner data is
+        always profiled); the repository's own profile check, run on every write, judges
+        the claim, and a resource meeting none rejects its record."""
         self.repo = repository
         self.profiles = profiles or default_validator()
         self.clock = clock

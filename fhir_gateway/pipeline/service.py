@@ -27,11 +27,10 @@ class IngestService:
     def ingest_paths(self, partner: str, paths: Sequence[Path], *,
                      progress: Callable[[int], None] | None = None,
                      on_unreadable: Callable[[str], None] | None = None,
-                     on_file: Callable[[str], None] | None = None,
-                     background: bool | None = None) -> Summary:
+                     on_file: Callable[[str], None] | None = None) -> Summary:
         """Several files of one partner as one run (`fhir-gateway ingest PATH...`): held
         records are retried once, after the last file, not after each one. Large inputs
         are mapped in a second process while this one stores (`ingest.background`)."""
         return self.loader.ingest(
-            map_paths(partner, paths, on_unreadable=on_unreadable, on_file=on_file,
-                      background=background), progress=progress)
+            map_paths(partner, paths, on_unreadable=on_unreadable, on_file=on_file),
+            progress=progress)

@@ -76,9 +76,12 @@ class SearchRequest:
     used: list[tuple[str, str]] = field(default_factory=list)
 
 
+_UNESCAPED_COMMA = re.compile(r"(?<!\\),")
+
+
 def split_values(raw: str) -> list[str]:
     """Split at commas not escaped with a backslash; unescape `\\,` `\\|` `\\$` `\\\\`."""
-    parts = re.split(r"(?<!\\),", raw)
+    parts = _UNESCAPED_COMMA.split(raw)
     return [re.sub(r"\\([,|$\\])", r"\1", p) for p in parts]
 
 
@@ -151,7 +154,7 @@ class _Parser:
                 # an absolute reference to this server is the local one it names; only a
                 # value that starts with the base (an identifier's system may hold it too)
                 prefix = self.base_url + "/"
-                raw = ",".join(v.removeprefix(prefix) for v in re.split(r"(?<!\\),", raw))
+                raw = ",".join(v.removeprefix(prefix) for v in _UNESCAPED_COMMA.split(raw))
             request.query.criteria.append(_criterion(param, modifier, raw))
 
     def param(self, rtype: str, code: str, name: str) -> SearchParam:
