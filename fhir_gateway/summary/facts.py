@@ -291,7 +291,10 @@ def _sources(ctx: FhirContext, req: FhirRequest, resources: list[dict[str, Any]]
     missing = [r for r in unique if _versioned(r) not in by_target]
     if missing and not read(missing) and len(missing) > 1:
         for r in missing:
-            read([r])
+            # Rows came newest first: if any of r's own (versioned) Provenances came,
+            # its newest did, and reading r alone could not change its source.
+            if _versioned(r) not in by_target:
+                read([r])
     out = {}
     for r in unique:
         provs = by_target.get(_versioned(r)) or by_target.get(_plain(r)) or []
@@ -372,8 +375,8 @@ def _observation(r: dict[str, Any]) -> list[Fact]:
                     if isinstance(d, dict) and d.get("display")]
         if r.get("status") not in (None, "final", "amended", "corrected"):
             details.append(f"Status: {r['status']}")
-        review = _review_extension(r)
-        if review is None and _has_review_extension(r):
+        sent, review = _review_extension(r)
+        if sent and review is None:
             # a review date was sent but cannot be read: whether the decision has expired
             # is unknown, and the crew is told so rather than shown nothing
             details.append("A review date was recorded but cannot be read: check with "
@@ -518,18 +521,14 @@ _READERS: dict[str, Callable[[dict[str, Any]], list[Fact]]] = {
 }
 
 
-def _review_extension(r: dict[str, Any]) -> str | None:
-    """The review date (`valueDate` or `valueDateTime`), when it reads as a date."""
+def _review_extension(r: dict[str, Any]) -> tuple[bool, str | None]:
+    """Whether a review date was sent, and it (`valueDate` or `valueDateTime`) when it
+    reads as a date."""
     for ext in r.get("extension") or []:
         if isinstance(ext, dict) and ext.get("url") == t.REVIEW_DATE_EXTENSION:
             value = ext.get("valueDate") or ext.get("valueDateTime")
-            return value if isinstance(value, str) and _sortable(value) else None
-    return None
-
-
-def _has_review_extension(r: dict[str, Any]) -> bool:
-    return any(isinstance(ext, dict) and ext.get("url") == t.REVIEW_DATE_EXTENSION
-               for ext in r.get("extension") or [])
+            return True, value if isinstance(value, str) and _sortable(value) else None
+    return False, None
 
 
 def _first_code(concept: Any) -> str | None:
