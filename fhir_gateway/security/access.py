@@ -273,12 +273,13 @@ def _stamp(resource: dict[str, Any], caller: SecureCaller) -> None:
     meta = resource.get("meta")
     if meta is None:
         meta = {}
-    if not isinstance(meta, dict) or not isinstance(meta.get("tag") or [], list):
+    tag = meta.get("tag") if isinstance(meta, dict) else None
+    if not isinstance(meta, dict) or not (
+            tag is None or (isinstance(tag, list) and all(isinstance(t, dict) for t in tag))):
         # named here: stamping would otherwise drop or trip over it before validation
-        raise BadRequest("meta must be an object and meta.tag an array",
+        raise BadRequest("meta must be an object and meta.tag an array of Codings",
                          expression=f"{resource.get('resourceType')}.meta")
-    tags = [t for t in meta.get("tag") or [] if isinstance(t, dict)
-            and t.get("system") not in (PARTNER_TAG_SYSTEM, ODS_SYSTEM)]
+    tags = [t for t in tag or [] if t.get("system") not in (PARTNER_TAG_SYSTEM, ODS_SYSTEM)]
     tags.append({"system": PARTNER_TAG_SYSTEM, "code": caller.partner})
     if caller.organization:
         tags.append({"system": ODS_SYSTEM, "code": caller.organization})
