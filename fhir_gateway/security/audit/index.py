@@ -14,6 +14,7 @@ the index, not the compartment, and still work.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -126,32 +127,35 @@ def _entries(param: SearchParam, node: Any) -> tuple[IndexEntry, ...]:
 
 @dataclass(frozen=True, slots=True)
 class _Plan:
-    """What to index for an AuditEvent under one registry, worked out once."""
+    """What to index for an AuditEvent under one registry, worked out once: the grouped
+    parameters, and each other one with how its nodes are read and turned into entries."""
 
     groups: tuple[tuple[str, tuple[tuple[SearchParam, Callable[..., list[Any]]], ...]], ...]
-    each: tuple[tuple[SearchParam, Callable[..., list[Any]] | None], ...]
+    each: tuple[tuple[SearchParam, Callable[..., list[Any]],
+                      Callable[[SearchParam, Any], tuple[IndexEntry, ...]]], ...]
 
 
-_PLANS: dict[int, tuple[SearchRegistry, _Plan]] = {}
-
-
+@functools.cache  # a registry per gateway (tests make more): each keeps its plan
 def _plan(registry: SearchRegistry) -> _Plan:
-    known = _PLANS.get(id(registry))
-    if known is not None and known[0] is registry:
-        return known[1]
     params = {code: p for code, p in registry.params("AuditEvent").items()
               if p.indexed and code not in META_PARAMS}
     grouped: dict[str, list[tuple[SearchParam, Callable[..., list[Any]]]]] = {}
-    each: list[tuple[SearchParam, Callable[..., list[Any]] | None]] = []
+    each: list[tuple[SearchParam, Callable[..., list[Any]],
+                     Callable[[SearchParam, Any], tuple[IndexEntry, ...]]]] = []
     for code, param in params.items():
         pick = NODES.get(code)
         if pick is not None and code in _GROUP_OF:
             grouped.setdefault(_GROUP_OF[code], []).append((param, pick))
         else:
-            each.append((param, pick))
-    plan = _Plan(tuple((g, tuple(ps)) for g, ps in grouped.items()), tuple(each))
-    _PLANS[id(registry)] = (registry, plan)
-    return plan
+            each.append((param, pick or param.evaluate,
+                         _entries if code in REPEATING else _node_entries))
+    return _Plan(tuple((g, tuple(ps)) for g, ps in grouped.items()), tuple(each))
+
+
+def _group_entries(params: tuple[tuple[SearchParam, Callable[..., list[Any]]], ...],
+                   event: dict[str, Any]) -> tuple[IndexEntry, ...]:
+    return tuple(e for param, pick in params for node in pick(event)
+                 for e in _node_entries(param, node))
 
 
 def audit_index(registry: SearchRegistry, event: dict[str, Any]) -> list[IndexEntry]:
@@ -160,14 +164,10 @@ def audit_index(registry: SearchRegistry, event: dict[str, Any]) -> list[IndexEn
     plan = _plan(registry)
     entries: list[IndexEntry] = []
     for group, params in plan.groups:
-        def make(params: tuple[tuple[SearchParam, Callable[..., list[Any]]], ...] = params
-                 ) -> tuple[IndexEntry, ...]:
-            return tuple(e for param, pick in params for node in pick(event)
-                         for e in _node_entries(param, node))
-        entries.extend(_remember((f"group:{group}", repr(_GROUP_INPUT[group](event))), make))
-    for param, pick in plan.each:
-        entries_of = _entries if param.code in REPEATING else _node_entries
-        for node in pick(event) if pick else param.evaluate(event):
+        entries.extend(_remember((f"group:{group}", repr(_GROUP_INPUT[group](event))),
+                                 functools.partial(_group_entries, params, event)))
+    for param, pick, entries_of in plan.each:
+        for node in pick(event):
             entries.extend(entries_of(param, node))
     return entries
 
