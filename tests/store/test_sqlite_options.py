@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -45,6 +46,27 @@ def test_put_new_finds_its_rows_when_sqlite_picks_rowids_at_random(tmp_path: Pat
                 found = s.find(IndexQuery(rtype="Patient", criteria=[Criterion(
                     "identifier", "token", [TokenPredicate("s", f"c{n}")])])).rows
             assert [r.rid for r in found] == [f"p{n}"]
+    finally:
+        engine.close()
+
+
+def test_put_new_splits_its_inserts_at_sqlites_limit_on_bound_variables(tmp_path: Path
+                                                                        ) -> None:
+    # A build of SQLite may allow as few as 999 bound variables per statement; put_new
+    # must split a large batch rather than fail (here: 20, so three rows per statement).
+    engine = SqliteEngine(tmp_path / "gw.sqlite3")
+    try:
+        with engine.session(write=True) as s:
+            s.conn.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 20)
+            s.put_new([NewVersion("Patient", f"p{n}", 1, "2026-01-01T00:00:01Z",
+                                  f'{{"n":{n}}}',
+                                  (IndexEntry("identifier", TokenValue("s", f"c{n}")),))
+                       for n in range(10)])
+        for n in range(10):
+            with engine.session(write=False) as s:
+                found = s.find(IndexQuery(rtype="Patient", criteria=[Criterion(
+                    "identifier", "token", [TokenPredicate("s", f"c{n}")])])).rows
+            assert [(r.rid, r.body) for r in found] == [(f"p{n}", f'{{"n":{n}}}')]
     finally:
         engine.close()
 

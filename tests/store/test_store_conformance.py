@@ -78,7 +78,8 @@ def _bulk(rid: str, n: int, *, number: bool = False) -> NewVersion:
     if number:
         index.append(IndexEntry("length", NumberValue(float(n), float(n) + 0.5)))
     return NewVersion("Patient", rid, 1, f"2026-01-01T00:00:{n:02d}.000000Z",
-                      f'{{"n":{n},"s":"\\"quoted\\" \\u00e9"}}', tuple(index))
+                      f'{{"n":{n},"s":"\\"quoted\\" \\u00e9"}}', tuple(index),
+                      compartments=(f"patient-{n % 2}",))
 
 
 @pytest.mark.parametrize("number", [False, True], ids=["bulk", "with-number-values"])
@@ -110,6 +111,10 @@ def test_put_new_stores_and_indexes_exactly_as_put_does(engine: StoreEngine,
         put_ids = {r.removeprefix("put-") for r in found if r.startswith("put-")}
         new_ids = {r.removeprefix("new-") for r in found if r.startswith("new-")}
         assert put_ids and put_ids == new_ids, criterion
+    with engine.session(write=False) as s:
+        found = s.find(IndexQuery(rtype="Patient", criteria=[], compartment="patient-1",
+                                  limit=100)).rows
+    assert {r.rid for r in found} == {f"{w}-{n}" for w in ("put", "new") for n in range(1, 12, 2)}
 
 
 def test_put_new_of_an_existing_resource_is_a_conflict(engine: StoreEngine) -> None:
