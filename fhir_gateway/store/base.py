@@ -135,8 +135,8 @@ class StoreSession(Protocol):
         """Store many first versions (version 1, with a body) of resources not stored
         before, as `put` would one by one; VersionConflict if any exists (the session
         must then be abandoned). For bulk writers (the audit importer): SQLite does each
-        table in one statement, so the writing thread gives up the interpreter lock a few
-        times per batch instead of ~25 times per resource."""
+        table in one multi-row statement (or a few), so the writing thread gives up the
+        interpreter lock a few times per batch instead of ~25 times per resource."""
         ...
 
     def savepoint(self) -> AbstractContextManager[None]:
