@@ -194,3 +194,17 @@ def record_ingest(sec: Security, request: Request, caller: Caller, partner: str,
         query=f"POST /ingest/{partner}",
         description=f"ingest of a {partner} file: {counts or status}")
     sec.trail.record([event])
+
+
+def record_review(sec: Security, request: Request, caller: Caller, base: str, status: int,
+                  what: str, patient: str | None) -> None:
+    """The AuditEvent of a review-queue request (listing partners' raw records, or
+    attaching a held one to `patient`), allowed or refused, durable before the answer."""
+    if sec.trail is None:
+        return
+    event = audit_event(
+        subtype="operation", action="R" if what.startswith("GET") else "U", status=status,
+        caller=caller, observer=f"fhir-gateway {sec.trail.instance}", destination=base,
+        request_id=getattr(request.state, "request_id", ""), query=what,
+        patients={patient} if patient else (), description=f"review queue: {what}")
+    sec.trail.record([event])

@@ -43,9 +43,12 @@ def test_behind_a_proxy_ingest_and_review_accept_tokens_for_the_public_base(
     public = "https://pub.example/fhir"
     with secured(engine, public_base_url=public) as gw:
         ward = gw.register("ward", "clinician", org="RXX01")
-        assertion = ward.assertion(aud="https://pub.example/auth/token")
-        resp = gw.token_response(assertion)
-        assert resp.status_code == 200, resp.text
-        bearer = {"Authorization": f"Bearer {resp.json()['access_token']}"}
-        assert gw.http.get("/fhir/Patient", headers=bearer).status_code == 200
-        assert gw.http.get("/review/held", headers=bearer).status_code == 200
+        feed = gw.register("gp-feed", "feed", partner="gp", org="B86001")
+        bearers = []
+        for client, scope in ((ward, "system/*.rs"), (feed, "system/*.cruds")):
+            assertion = client.assertion(aud="https://pub.example/auth/token")
+            resp = gw.token_response(assertion, scope=scope)
+            assert resp.status_code == 200, resp.text
+            bearers.append({"Authorization": f"Bearer {resp.json()['access_token']}"})
+        assert gw.http.get("/fhir/Patient", headers=bearers[0]).status_code == 200
+        assert gw.http.get("/review/held", headers=bearers[1]).status_code == 200
