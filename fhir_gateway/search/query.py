@@ -217,6 +217,11 @@ class _Parser:
             source, ref_code, IndexQuery(rtype=source, criteria=[inner]))])
 
     def result_param(self, request: SearchRequest, name: str, modifier: str, raw: str) -> None:
+        if modifier and name not in ("_include", "_revinclude"):
+            # Refused even under lenient handling: dropping the modifier would apply the
+            # value anyway (`_summary:x=count` counting past the gate's guard).
+            raise UnsupportedModifier(f"{name}:{modifier}: {name} takes no modifier",
+                                      code="not-supported", expression=f"{name}:{modifier}")
         if name == "_count":
             if not raw.isdigit():
                 raise BadRequest(f"_count must be a whole number, not {raw!r}",

@@ -8,7 +8,13 @@ evaluates them without asking who may see those. So a search that uses them is r
 here, match by match, over visible resources only: a match is shown only when some
 resource this caller may see satisfies each chain or `_has` (otherwise a hidden record
 could be probed through a visible one). Counts that would include hidden records
-(`_summary=count`, `_total`) are refused to everyone but auditors on the audit trail.
+(`_summary=count`, `_count=0`, `_total=estimate|accurate`, judged on the parsed search)
+are refused to everyone but auditors on the audit trail.
+
+A partner feed writes its own partner's resources only, and its writes answer nothing
+about anyone else's: another's id (live, deleted or consent-hidden) gets the words an
+unknown id gets, conditions match the feed's own resources only, and a Provenance or
+Consent it writes may name no organisation but its own (consent trusts those names).
 """
 
 from __future__ import annotations
@@ -16,21 +22,45 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlencode
 
 from .. import jsonio
 from ..auth.registry import ClientRegistry
 from ..auth.scopes import grant
-from ..errors import BadRequest, GatewayError
+from ..errors import BadRequest, Conflict, GatewayError
 from ..fhir.interceptors import BaseInterceptor
 from ..fhir.repository import Repository
 from ..fhir.request import FhirRequest, Interaction
 from ..search.query import SearchRequest, parse_search
-from ..store.query import ChainPredicate, Criterion, HasPredicate, IndexQuery, ReferencePredicate
-from .consent import ODS_SYSTEM, PARTNER_TAG_SYSTEM, ConsentDecision, ConsentPolicy, reference_ids
+from ..store.query import (
+    ChainPredicate,
+    Criterion,
+    HasPredicate,
+    IndexQuery,
+    ReferencePredicate,
+    TokenPredicate,
+)
+from .consent import (
+    ODS_SYSTEM,
+    PARTNER_TAG_SYSTEM,
+    ConsentDecision,
+    ConsentPolicy,
+    is_privacy_consent,
+    last_written,
+    ods_codes,
+    reference_ids,
+)
 from .context import BREAK_GLASS_ROLES, MAX_REASON_CHARS, ROLE_PURPOSES, SecureCaller
 from .errors import Forbidden, Unauthorized
-from .policy import AUDIT_TYPES, EMERGENCY_SUMMARY, WRITES, authorize, hidden, operation_of
+from .policy import (
+    AUDIT_TYPES,
+    EMERGENCY_SUMMARY,
+    NHS_NUMBER_SYSTEM,
+    WRITES,
+    authorize,
+    hidden,
+    operation_of,
+)
 from .tokens import AccessTokenVerifier, InvalidToken
 
 _BEARER = re.compile(r"Bearer +([A-Za-z0-9\-_.~+/]+=*)", re.IGNORECASE)
@@ -123,19 +153,20 @@ class AccessInterceptor(BaseInterceptor):
 
     def _check_search(self, caller: SecureCaller, req: FhirRequest, rtype: str,
                       params: list[tuple[str, str]]) -> None:
-        auditing = caller.role == "auditor" and rtype in AUDIT_TYPES
-        for name, value in params:
-            if not auditing and ((name == "_summary" and value == "count") or
-                                 (name == "_total" and value in ("estimate", "accurate"))):
-                raise Forbidden(f"{name}={value}: a count would include records hidden "
-                                "from this client")
-        if not any(k.startswith("_has:") or "." in k for k, _ in params):
-            return
         try:
-            search = parse_search(rtype, params, self.repository.registry, strict=False)
+            # Parsed as the search will be (lenient: what strict handling applies too), so
+            # the guard sees what is applied, not how the parameter happens to be spelt.
+            search = parse_search(rtype, params, self.repository.registry, strict=False,
+                                  base_url=req.base_url)
         except GatewayError:
-            return  # the search itself reports what is wrong with it
+            return  # the search itself fails the same way and reports it
+        auditing = caller.role == "auditor" and rtype in AUDIT_TYPES
+        if not auditing and _counts(search):
+            raise Forbidden("a count (_summary=count, _count=0, _total=estimate or accurate) "
+                            "would include records hidden from this client")
         criteria = _probing(search)
+        if not criteria:
+            return
         for other in _types_in(criteria):
             if not self._type_visible(caller, other):
                 raise Forbidden(f"this search looks into {other}, which the {caller.role} "
@@ -144,29 +175,81 @@ class AccessInterceptor(BaseInterceptor):
 
     def _check_feed_write(self, caller: SecureCaller, req: FhirRequest,
                           interaction: Interaction) -> None:
-        if isinstance(req.body, dict):
-            _stamp(req.body, caller)
+        """A feed changes its own partner's resources only, and learns nothing from the
+        answer about anyone else's: another's record (live, deleted or hidden) is answered
+        exactly as an id no one holds, and conditions match its own resources only."""
         rtype, rid = interaction.rtype or "", interaction.rid
+        if isinstance(req.body, dict):
+            _check_attribution(req.body, caller)
+            self._check_one_patient_per_person(caller, req.body, rid)
+            _stamp(req.body, caller)
+            body_id = req.body.get("id")
+            if rid is None and interaction.name == "update" and isinstance(body_id, str):
+                # a conditional update that matches nothing updates-as-creates this id
+                self._check_writable(caller, rtype, body_id, interaction.name)
         if rid is not None:
-            try:
-                stored = self.repository.read(rtype, rid)
-            except GatewayError:
-                return  # absent or deleted: an update creates it, a delete is a no-op
-            if not owned_by(_loads(stored.body), caller.partner):
-                raise hidden(interaction)
+            self._check_writable(caller, rtype, rid, interaction.name)
             return
-        condition = req.params if interaction.name != "create" else \
-            parse_qsl(req.header("if-none-exist") or "", keep_blank_values=True)
-        condition = [(k, v) for k, v in condition if k not in ("_format", "_pretty")]
-        if not condition:
+        self._own_condition(caller, req, interaction)
+
+    def _check_one_patient_per_person(self, caller: SecureCaller, body: dict[str, Any],
+                                      rid: str | None) -> None:
+        """409 when a Patient the feed does not own already holds an NHS number this
+        Patient carries. Since another partner's match counts as no match for a feed's
+        conditional create, that create would otherwise make a second Patient for one
+        person, and a split record leaves crews without a summary (two records for one
+        NHS number are refused, never chosen between). Saying the number is on the
+        shared record tells a partner of the partnership nothing it may not know: the
+        record exists to hold one Patient per person."""
+        if body.get("resourceType") != "Patient":
+            return
+        numbers = {i.get("value") for i in body.get("identifier") or []
+                   if isinstance(i, dict) and i.get("system") == NHS_NUMBER_SYSTEM
+                   and isinstance(i.get("value"), str)}
+        for nhs in sorted(numbers):
+            query = IndexQuery(rtype="Patient", criteria=[Criterion(
+                "identifier", "token", [TokenPredicate(NHS_NUMBER_SYSTEM, nhs)])], limit=5)
+            for row in self.repository.find(query).rows:
+                if row.rid != rid and not owned_by(_loads(row.body), caller.partner):
+                    raise Conflict(f"NHS number {nhs} is already on the shared record: one "
+                                   "Patient per person. A partner's data about them is "
+                                   "linked by ingest (POST /ingest/{partner}), not by a "
+                                   "second Patient", expression="Patient.identifier")
+
+    def _check_writable(self, caller: SecureCaller, rtype: str, rid: str, name: str) -> None:
+        """Raise, in the words an unknown record gets, unless the feed may write this id.
+
+        Its own resource (live or deleted) it may change; an id no one ever used it may
+        create (update-as-create); anyone else's, deleted ones included, it may not touch.
+        Deleting an id no one ever used gets the same 404 as deleting another's record, so
+        a delete's answer never tells whether someone else holds that id."""
+        last = last_written(self.repository, rtype, rid)
+        if last is None:
+            if name == "delete":
+                raise hidden(Interaction(name, rtype, rid))
+            return
+        if not owned_by(last, caller.partner):
+            raise hidden(Interaction(name, rtype, rid))
+
+    def _own_condition(self, caller: SecureCaller, req: FhirRequest,
+                       interaction: Interaction) -> None:
+        """Narrow a conditional write's condition to the feed's own resources, so another
+        partner's (or a hidden) match is no match: nothing of it is changed, returned or
+        counted towards "more than one"."""
+        create = interaction.name == "create"
+        condition = parse_qsl(req.header("if-none-exist") or "", keep_blank_values=True) \
+            if create else req.params
+        if not [k for k, _ in condition if k not in ("_format", "_pretty")]:
             return
         if any(k.startswith("_has:") or "." in k for k, _ in condition):
             raise Forbidden("a feed's conditional write may not use chains or _has")
-        search = parse_search(rtype, condition, self.repository.registry, strict=True)
-        search.query.limit = 2
-        for row in self.repository.find(search.query).rows:
-            if not owned_by(_loads(row.body), caller.partner):
-                raise Forbidden("the condition matches data this client may not change")
+        own = ("_tag", f"{PARTNER_TAG_SYSTEM}|{caller.partner}")
+        if own in condition:
+            return  # narrowed already (a transaction checks an entry before it runs it)
+        if create:
+            req.headers["if-none-exist"] = urlencode([*condition, own])
+        else:
+            req.params = [*condition, own]
 
     # -- can_see ------------------------------------------------------------------------
 
@@ -205,8 +288,8 @@ class AccessInterceptor(BaseInterceptor):
         if role == "auditor":
             return [] if rtype in AUDIT_TYPES else None
         if role == "feed":
-            return self.consent.patients_of(resource) if owned_by(resource, caller.partner) \
-                else None
+            return self.consent.patients_behind(resource, caller.memo) \
+                if owned_by(resource, caller.partner) else None
         if role == "ambulance":
             interaction = req.state.get(INTERACTION)
             summary = operation_of(req) == EMERGENCY_SUMMARY
@@ -215,7 +298,7 @@ class AccessInterceptor(BaseInterceptor):
                 return None
         elif role != "clinician" or rtype == "AuditEvent":
             return None
-        patients = self.consent.patients_of(resource)
+        patients = self.consent.patients_behind(resource, caller.memo)
         for pid in patients:
             if self._decision(caller, pid).hides_from(caller.organization):
                 if caller.break_glass is None:
@@ -285,6 +368,41 @@ def _stamp(resource: dict[str, Any], caller: SecureCaller) -> None:
         tags.append({"system": ODS_SYSTEM, "code": caller.organization})
     meta["tag"] = tags
     resource["meta"] = meta
+
+
+def _counts(search: SearchRequest) -> bool:
+    """Whether the answer would carry a count of every match, hidden ones included (the
+    engine counts what the index holds; the gate cannot filter a number)."""
+    return search.summary == "count" or search.count == 0 or \
+        search.total in ("estimate", "accurate")
+
+
+def _check_attribution(resource: dict[str, Any], caller: SecureCaller) -> None:
+    """A feed speaks for its own organisation only. Consent decisions trust the ODS codes a
+    Provenance names as agents and a Consent names as its organization (`consent.py`): a
+    feed naming another organisation there could open a hidden record to it, or lift a
+    patient's objection in a partner's name."""
+    rtype = resource.get("resourceType")
+    if rtype == "Provenance":
+        agents = [a for a in resource.get("agent") or [] if isinstance(a, dict)]
+        named = ods_codes([a.get("who") for a in agents] + [a.get("onBehalfOf") for a in agents])
+        if any(code != caller.organization for code in named):
+            raise Forbidden("a feed's Provenance may name only its own organisation "
+                            f"({caller.organization or 'none registered'}) as an agent")
+    elif rtype == "Consent":
+        named = ods_codes(_list(resource.get("organization")) + _list(resource.get("performer")))
+        if any(code != caller.organization for code in named):
+            raise Forbidden("a feed's Consent may name only its own organisation "
+                            f"({caller.organization or 'none registered'}) as organization "
+                            "or performer")
+        if is_privacy_consent(resource) and caller.organization not in named:
+            raise Forbidden("a feed's patient-privacy Consent must name its own organisation "
+                            f"({caller.organization or 'none registered'}) as organization "
+                            f"or performer, by identifier ({ODS_SYSTEM})")
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
 
 
 def _probing_criteria(criteria: list[Criterion]) -> list[Criterion]:

@@ -7,8 +7,14 @@ The deciding Consent is the patient's latest active `patient-privacy` Consent (b
 agents of the Provenance written for its resources (what ingest records), the ownership
 tags a partner feed's REST writes carry, and the Consent's own `organization`. A caller
 whose `--org` is one of them sees the record; anyone else sees nothing of it (every
-resource of the patient's compartment, the Patient included), unless they break the
-glass, which is recorded (see `access` and `audit`).
+resource of the patient's compartment, the Patient included, and every Provenance about
+one of them), unless they break the glass, which is recorded (see `access` and `audit`).
+
+What a partner feed wrote over REST (it carries the partner tag) speaks for the writer's
+own organisation only, the ODS tag the feed write path stamped on it: a Provenance agent
+or Consent organization naming anyone else is not believed (the write path refuses such
+resources; this also covers any stored before it did). A feed's permit that does not name
+its own organisation is not a decision at all; a deny always is (it can only hide).
 
 Decisions are read from the store for each request (memoised on the request's caller,
 never across requests), so a Consent written by any instance or by ingest applies at once.
@@ -21,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import jsonio
+from ..errors import NotFound
 from ..fhir.repository import Repository
 from ..search.extract import patient_compartment
 from ..store.query import Criterion, IndexQuery, ReferencePredicate, TokenPredicate
@@ -29,6 +36,9 @@ CONSENT_SCOPE_SYSTEM = "http://terminology.hl7.org/CodeSystem/consentscope"
 ODS_SYSTEM = "https://fhir.nhs.uk/Id/ods-organization-code"
 PARTNER_TAG_SYSTEM = "https://fhir.example.org/shared-care-record/CodeSystem/partner"
 MAX_RECORD_SCAN = 5000
+#: deleted Provenance targets looked up one by one (their last version) per Provenance
+MAX_DELETED_TARGETS = 10
+_TARGET_MEMO = "consent.target-patients:"
 _REF = re.compile(r"^(?:.*/)?([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})(?:/_history/.*)?$")
 
 
@@ -60,6 +70,16 @@ class ConsentPolicy:
         self.repository = repository
         self._params: dict[str, list[Any]] = {}
 
+    def patients_behind(self, resource: dict[str, Any], memo: dict[str, Any]) -> list[str]:
+        """The Patients whose record `resource` tells of: its compartment's and, for a
+        Provenance, its targets' (ingest's Provenance names only the resources a record
+        changed, which leaves it outside the compartment when the Patient was unchanged;
+        it is hidden exactly when a target is). `memo`: per request, never shared."""
+        patients = self.patients_of(resource)
+        if resource.get("resourceType") == "Provenance":
+            patients += self._target_patients(resource, memo)
+        return patients
+
     def patients_of(self, resource: dict[str, Any]) -> list[str]:
         """The Patients whose compartment holds `resource` (R4 CompartmentDefinition)."""
         rtype = resource.get("resourceType")
@@ -79,6 +99,34 @@ class ConsentPolicy:
                 continue
         return out
 
+    def _target_patients(self, prov: dict[str, Any], memo: dict[str, Any]) -> list[str]:
+        """The patients of a Provenance's non-Patient targets: one read for all of them (a
+        deleted target costs a look at its last version, up to MAX_DELETED_TARGETS)."""
+        compartment = patient_compartment()
+        wanted = {(t, i) for t, i in _local_refs(prov.get("target") or [])
+                  if t != "Patient" and t in compartment}
+        todo = sorted(k for k in wanted if f"{_TARGET_MEMO}{k[0]}/{k[1]}" not in memo)
+        if todo:
+            found = self._current_patients(todo)
+            missing = [k for k in todo if k not in found][:MAX_DELETED_TARGETS]
+            for rtype, rid in missing:
+                found[(rtype, rid)] = self.patients_of(
+                    last_written(self.repository, rtype, rid) or {})
+            for rtype, rid in todo:
+                memo[f"{_TARGET_MEMO}{rtype}/{rid}"] = found.get((rtype, rid), [])
+        return [p for t, i in sorted(wanted)
+                for p in memo.get(f"{_TARGET_MEMO}{t}/{i}", [])]
+
+    def _current_patients(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], list[str]]:
+        types = sorted({t for t, _ in keys})
+        ids = sorted({i for _, i in keys})
+        query = IndexQuery(rtype=None, types=types, ids=ids, limit=len(types) * len(ids))
+        out: dict[tuple[str, str], list[str]] = {}
+        for row in self.repository.find(query).rows:
+            if (row.rtype, row.rid) in keys and row.body:
+                out[(row.rtype, row.rid)] = self.patients_of(jsonio.loads_trusted(row.body))
+        return out
+
     def decide(self, patient_id: str) -> ConsentDecision:
         query = IndexQuery(rtype="Consent", criteria=[
             Criterion("patient", "reference", [ReferencePredicate("Patient", patient_id)]),
@@ -87,7 +135,7 @@ class ConsentPolicy:
             limit=100)
         consents = [jsonio.loads_trusted(r.body) for r in self.repository.find(query).rows
                     if r.body]
-        active = [c for c in consents if c.get("status") == "active"]
+        active = [c for c in consents if c.get("status") == "active" and _decides(c)]
         if not active:
             return ALLOWED
         latest = max(active, key=lambda c: (c.get("dateTime") or "",
@@ -97,7 +145,7 @@ class ConsentPolicy:
         return ConsentDecision(True, frozenset(self._holders(patient_id, latest)))
 
     def _holders(self, patient_id: str, consent: dict[str, Any]) -> set[str]:
-        holders = set(_ods_codes(consent.get("organization") or []))
+        holders = set(vouched_codes(consent, ods_codes(consent.get("organization") or [])))
         rows = self.repository.find(IndexQuery(rtype=None, compartment=patient_id,
                                                limit=MAX_RECORD_SCAN)).rows
         targets = []
@@ -109,18 +157,91 @@ class ConsentPolicy:
                 if tag.get("system") == ODS_SYSTEM and tag.get("code"):
                     holders.add(tag["code"])
             if resource.get("resourceType") == "Provenance":
-                holders.update(_ods_codes(a.get("who") for a in resource.get("agent") or []))
+                holders.update(_agents(resource))
             targets.append(ReferencePredicate(row.rtype, row.rid))
         for i in range(0, len(targets), 200):
             query = IndexQuery(rtype="Provenance", criteria=[
                 Criterion("target", "reference", targets[i:i + 200])], limit=MAX_RECORD_SCAN)
             for row in self.repository.find(query).rows:
-                prov = jsonio.loads_trusted(row.body) if row.body else {}
-                holders.update(_ods_codes(a.get("who") for a in prov.get("agent") or []))
+                holders.update(_agents(jsonio.loads_trusted(row.body) if row.body else {}))
         return holders
 
 
-def _ods_codes(references: Any) -> list[str]:
+def last_written(repository: Repository, rtype: str, rid: str) -> dict[str, Any] | None:
+    """The resource as last written, before any deletion (whose it was and whom it was
+    about outlive it); None if there never was one, {} if its last two versions are both
+    deletions. One read."""
+    try:
+        versions = repository.history(rtype=rtype, rid=rid, limit=2).versions
+    except NotFound:
+        return None
+    live = next((v for v in versions if v.body), None)
+    return jsonio.loads_trusted(live.body) if live is not None and live.body else {}
+
+
+def is_privacy_consent(consent: dict[str, Any]) -> bool:
+    codings = (consent.get("scope") or {}).get("coding") if isinstance(
+        consent.get("scope"), dict) else None
+    return any(isinstance(c, dict) and c.get("system") == CONSENT_SCOPE_SYSTEM
+               and c.get("code") == "patient-privacy" for c in codings or [])
+
+
+def vouched_codes(resource: dict[str, Any], codes: list[str]) -> list[str]:
+    """The ODS codes among `codes` that the resource's writer can speak for: every one for
+    what the gateway wrote itself (ingest carries no partner tag); for a partner feed's
+    REST write, only the writer's own organisation, as the feed write path stamped it
+    (`access._stamp`, which drops any ODS or partner tag the feed sent)."""
+    if not _feed_written(resource):
+        return codes
+    own = {t.get("code") for t in _tags(resource) if t.get("system") == ODS_SYSTEM}
+    return [c for c in codes if c in own]
+
+
+def _feed_written(resource: dict[str, Any]) -> bool:
+    return any(t.get("system") == PARTNER_TAG_SYSTEM for t in _tags(resource))
+
+
+def _tags(resource: dict[str, Any]) -> list[dict[str, Any]]:
+    meta = resource.get("meta")
+    tags = meta.get("tag") if isinstance(meta, dict) else None
+    return [t for t in tags if isinstance(t, dict)] if isinstance(tags, list) else []
+
+
+def _agents(prov: dict[str, Any]) -> list[str]:
+    """The organisations a Provenance vouchably names as agents (record holders)."""
+    agents = [a for a in prov.get("agent") or [] if isinstance(a, dict)]
+    return vouched_codes(prov, ods_codes(a.get("who") for a in agents))
+
+
+def _decides(consent: dict[str, Any]) -> bool:
+    """Whether a Consent takes part in the decision. A deny always does (at worst it hides
+    too much); so does what the gateway wrote itself. A feed's permit does only when it
+    names its writer's organisation and no other, so no feed lifts an objection in another
+    organisation's name."""
+    if (consent.get("provision") or {}).get("type") == "deny" or not _feed_written(consent):
+        return True
+    named = ods_codes([*_as_list(consent.get("organization")),
+                       *_as_list(consent.get("performer"))])
+    return bool(named) and vouched_codes(consent, named) == named
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _local_refs(nodes: Any) -> list[tuple[str, str]]:
+    out = []
+    for node in nodes if isinstance(nodes, list) else []:
+        ref = node.get("reference") if isinstance(node, dict) else None
+        m = _REF.match(ref) if isinstance(ref, str) else None
+        if m:
+            out.append((m.group(1), m.group(2)))
+    return out
+
+
+def ods_codes(references: Any) -> list[str]:
+    """The ODS codes of References given by identifier (how Provenance agents and Consent
+    organizations name partners)."""
     out = []
     for ref in references:
         ident = ref.get("identifier") if isinstance(ref, dict) else None

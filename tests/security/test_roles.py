@@ -75,8 +75,12 @@ def test_feed_writes_only_its_own_partners_data(gw: Gateway) -> None:
                        headers={**gp, **FHIR_JSON}).status_code == 404
     assert gw.http.delete(f"/fhir/Observation/{oid}", headers=gp).status_code == 404
     assert gw.http.get(f"/fhir/Observation/{oid}", headers=gp).status_code == 404
-    assert gw.http.put(f"/fhir/Observation?_id={oid}", json={**OBS, "status": "amended"},
-                       headers={**gp, **FHIR_JSON}).status_code == 403
+    # another partner's match is no match (as for a condition matching nothing): the
+    # conditional update creates the gp's own and leaves the hospice's untouched
+    other = gw.http.put(f"/fhir/Observation?_id={oid}", json={**OBS, "status": "amended"},
+                        headers={**gp, **FHIR_JSON})
+    assert other.status_code == 201 and other.json()["id"] != oid
+    assert '"final"' in (gw.repository.read("Observation", oid).body or "")
     forged_tag = {**OBS, "meta": {"tag": [{"system": "https://fhir.example.org/shared-care-"
                                                      "record/CodeSystem/partner",
                                            "code": "hospice"}]}}
