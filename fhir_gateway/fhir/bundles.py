@@ -9,13 +9,15 @@ transaction; the first failure rolls everything back and is reported with its en
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
 
 from .. import jsonio
 from ..errors import BadRequest, Conflict, GatewayError, Issue, PreconditionFailed
-from ..store.base import VersionConflict
-from .interactions import FhirContext, conditional_matches
+from ..store.base import StoredVersion, VersionConflict
+from .interactions import TRANSACTION_MATCH, FhirContext, visible_matches
 from .repository import new_id
 from .request import FhirRequest, FhirResponse
 from .validation import check_resource
@@ -128,25 +130,15 @@ def _transaction_once(ctx: FhirContext, router: FhirRouter, requests: list[FhirR
     results: dict[int, FhirResponse] = {}
     with repo.transaction() as session:
         tctx = FhirContext(repo, ctx.interceptors, session=session)
-        urn_map = _assign_ids(tctx, requests)
+        urn_map = _assign_ids(tctx, router, requests)
         for sub in requests:
             if sub.body is not None and urn_map:
                 sub.body = _rewrite_references(sub.body, urn_map)
         for sub in sorted(requests, key=lambda r: _ORDER[r.method]):
-            index = sub.state["entry"]
-            if sub.state.get("existing") is not None:  # conditional create matched
-                results[index] = sub.state["existing"]
-                continue
-            try:
-                results[index] = router.handle(sub, ctx=tctx)
-            except GatewayError as exc:
-                exc.issues = [Issue(
-                    diagnostics=f"Bundle.entry[{index}] ({sub.method} {sub.path}): "
-                                f"{i.diagnostics}; nothing in the transaction was written",
-                    code=i.code, severity=i.severity,
-                    expression=i.expression or (f"Bundle.entry[{index}]",))
-                    for i in exc.issues]
-                raise
+            # every entry goes through the router, a matched conditional create too: its
+            # answer is checked, and audited, like any other
+            with _failing_entry(sub):
+                results[sub.state["entry"]] = router.handle(sub, ctx=tctx)
     out = []
     for i in range(len(requests)):
         resp = results[i]
@@ -161,7 +153,24 @@ def _transaction_once(ctx: FhirContext, router: FhirRouter, requests: list[FhirR
                               "entry": out})
 
 
-def _assign_ids(ctx: FhirContext, requests: list[FhirRequest]) -> dict[str, str]:
+@contextmanager
+def _failing_entry(sub: FhirRequest) -> Iterator[None]:
+    """Name the entry in a transaction's failure, and say that nothing was written."""
+    try:
+        yield
+    except GatewayError as exc:
+        index = sub.state["entry"]
+        exc.issues = [Issue(
+            diagnostics=f"Bundle.entry[{index}] ({sub.method} {sub.path}): "
+                        f"{i.diagnostics}; nothing in the transaction was written",
+            code=i.code, severity=i.severity,
+            expression=i.expression or (f"Bundle.entry[{index}]",))
+            for i in exc.issues]
+        raise
+
+
+def _assign_ids(ctx: FhirContext, router: FhirRouter,
+                requests: list[FhirRequest]) -> dict[str, str]:
     """Give every POST entry its id up front; map each `urn:uuid:` fullUrl to Type/id."""
     urn_map: dict[str, str] = {}
     for sub in requests:
@@ -172,25 +181,43 @@ def _assign_ids(ctx: FhirContext, requests: list[FhirRequest]) -> dict[str, str]
             continue
         rtype = sub.segments[0]
         condition = sub.header("if-none-exist")
+        matched = None
         if condition:
-            found = conditional_matches(ctx, rtype, condition, "ifNoneExist")
-            if len(found) > 1:
-                raise PreconditionFailed(
-                    f"Bundle.entry[{sub.state['entry']}]: ifNoneExist {condition!r} matches "
-                    f"more than one {rtype}; nothing in the transaction was written")
-            if found:
-                stored = found[0]
-                sub.state["existing"] = FhirResponse(200, raw=stored.body, headers={
-                    "Location": f"{sub.base_url}/{rtype}/{stored.rid}/_history/{stored.version}",
-                    "ETag": f'W/"{stored.version}"'})
-                if isinstance(full_url, str):
-                    urn_map[full_url] = f"{rtype}/{stored.rid}"
-                continue
-        rid = new_id()
-        sub.state["assigned_id"] = rid
+            with _failing_entry(sub):
+                matched = _conditional_match(ctx, router, sub, rtype, condition)
+            sub.state[TRANSACTION_MATCH] = matched
+        rid = matched.rid if matched is not None else new_id()
+        if matched is None:
+            sub.state["assigned_id"] = rid
         if isinstance(full_url, str):
             urn_map[full_url] = f"{rtype}/{rid}"
     return {k: v for k, v in urn_map.items() if k.startswith("urn:")}
+
+
+def _conditional_match(ctx: FhirContext, router: FhirRouter, sub: FhirRequest, rtype: str,
+                       condition: str) -> StoredVersion | None:
+    """The one match of an entry's ifNoneExist that the caller may see, or None to create.
+
+    This runs before any entry (the match's id is needed to rewrite `urn:uuid:`
+    references), so first the checks the entry itself will meet: the caller must be
+    allowed this create at all, whatever matches. Then only matches the caller may see
+    count; a hidden one counts as none, as for a create outside a transaction."""
+    _check_request(router, sub)
+    found = visible_matches(ctx, sub, rtype, condition, "ifNoneExist")
+    if len(found) > 1:
+        raise PreconditionFailed(f"ifNoneExist {condition!r} matches more than one {rtype}")
+    return found[0] if found else None
+
+
+def _check_request(router: FhirRouter, sub: FhirRequest) -> None:
+    """The interceptors' on_request for an entry, refused (and audited) as the router
+    refuses; the router runs it again when the entry itself runs."""
+    interaction, _, _ = router.route(sub)
+    try:
+        router.interceptors.on_request(sub, interaction)
+    except GatewayError as exc:
+        router.interceptors.on_failure(sub, interaction, exc)
+        raise
 
 
 def _rewrite_references(value: Any, urn_map: dict[str, str]) -> Any:

@@ -7,6 +7,8 @@ frameworks; `api/` translates, and `bundles.py` calls the same functions per ent
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Callable
 from dataclasses import dataclass
 from email.utils import format_datetime
 from typing import Any
@@ -14,14 +16,23 @@ from urllib.parse import parse_qsl, urlencode
 
 from .. import jsonio
 from ..errors import BadRequest, Gone, NotFound, PreconditionFailed, information
-from ..search.query import parse_search
+from ..search.query import SearchRequest, parse_search
 from ..search.values import date_range
-from ..store.base import StoredVersion, StoreSession
+from ..store.base import HistoryPage, StoredVersion, StoreSession
 from ..store.cursor import BadCursor
 from .interceptors import InterceptorChain
-from .repository import Repository, WriteResult
+from .repository import Repository, WriteResult, unknown
 from .request import FhirRequest, FhirResponse
 from .validation import check_resource, is_valid_id
+
+#: rows read at a time when looking for visible conditional matches past hidden ones
+_MATCH_BATCH = 20
+#: versions read at a time when looking past hidden ones for one that makes a `next` link
+_LOOKAHEAD = 20
+
+#: req.state key: a transaction's verdict on an entry's ifNoneExist (the visible match, or
+#: None for "create"), reached before any entry ran so `urn:uuid:` references resolve
+TRANSACTION_MATCH = "fhir.transaction_match"
 
 
 @dataclass(slots=True)
@@ -107,35 +118,109 @@ def visible(ctx: FhirContext, req: FhirRequest, stored: StoredVersion) -> dict[s
     return resource if ctx.interceptors.can_see(req, resource) else None
 
 
-def _shown_raw(ctx: FhirContext, req: FhirRequest, stored: StoredVersion) -> FhirResponse:
-    if ctx.interceptors.interceptors and visible(ctx, req, stored) is None:
-        raise NotFound(f"{stored.rtype}/{stored.rid} is not known")  # hidden looks absent
+def _hidden(ctx: FhirContext, req: FhirRequest, stored: StoredVersion) -> bool:
+    # no interceptors: nothing is hidden, and the body need not be parsed to know it
+    return bool(ctx.interceptors.interceptors) and visible(ctx, req, stored) is None
+
+
+def _may_know_of(ctx: FhirContext, req: FhirRequest, current: StoredVersion | None) -> bool:
+    """May the caller learn that this resource exists (its current version, or for a
+    deleted one, what was deleted)? Everything short of that answers as if it never did."""
+    if current is None:
+        return False
+    if current.deleted:
+        return not ctx.interceptors.interceptors or _deletion_visible(
+            ctx, req, current.rtype, current.rid, current.version)
+    return not _hidden(ctx, req, current)
+
+
+def read_visible(ctx: FhirContext, req: FhirRequest, rtype: str, rid: str) -> StoredVersion:
+    """The current version if the caller may see it; otherwise exactly what an absent
+    resource gets. A deletion is 410 only to a caller who could see what was deleted: a
+    410 would otherwise confirm that a hidden resource existed."""
+    try:
+        stored = ctx.repository.read(rtype, rid, session=ctx.session)
+    except Gone:
+        if _may_know_of(ctx, req, ctx.repository.current(rtype, rid, session=ctx.session)):
+            raise
+        raise unknown(rtype, rid) from None
+    if _hidden(ctx, req, stored):
+        raise unknown(rtype, rid)
+    return stored
+
+
+def _shown_raw(req: FhirRequest, stored: StoredVersion) -> FhirResponse:
     return FhirResponse(200, raw=stored.body, headers=version_headers(stored, req.base_url))
 
 
-def conditional_matches(ctx: FhirContext, rtype: str, query: str | list[tuple[str, str]],
-                        where: str) -> list[StoredVersion]:
+def _conditional_search(ctx: FhirContext, rtype: str, query: str | list[tuple[str, str]],
+                        where: str) -> SearchRequest:
     params = parse_qsl(query, keep_blank_values=True) if isinstance(query, str) else query
     params = [(k, v) for k, v in params if k not in ("_format", "_pretty")]
     if not params:
         raise BadRequest(f"{where} has no search criteria", expression=where)
-    search = parse_search(rtype, params, ctx.repository.registry, strict=True)
+    return parse_search(rtype, params, ctx.repository.registry, strict=True)
+
+
+def conditional_matches(ctx: FhirContext, rtype: str, query: str | list[tuple[str, str]],
+                        where: str) -> list[StoredVersion]:
+    """Up to two matches of a conditional update or delete, whoever may see them: the
+    write checks (interceptors' on_request) decide whether the caller may touch them."""
+    search = _conditional_search(ctx, rtype, query, where)
     search.query.limit = 2
     return ctx.repository.search(search, session=ctx.session)
+
+
+def visible_matches(ctx: FhirContext, req: FhirRequest, rtype: str,
+                    query: str | list[tuple[str, str]], where: str) -> list[StoredVersion]:
+    """Up to two matches of a conditional create that the caller may see. A hidden match
+    counts as no match: answering "it exists" (200 with its body, or a refusal only a
+    match causes) would show or betray what the caller may not see, so the caller gets
+    what no match gets. The caller's write check has run before this (R4 3.1.0.8)."""
+    if not ctx.interceptors.interceptors:
+        return conditional_matches(ctx, rtype, query, where)
+    search = _conditional_search(ctx, rtype, query, where).query
+    search.limit = _MATCH_BATCH
+    out: list[StoredVersion] = []
+    while True:  # past hidden rows, in keyset order, until two visible ones or the end
+        found = ctx.repository.find(search, session=ctx.session)
+        out += [row for row in found.rows if visible(ctx, req, row) is not None]
+        if len(out) >= 2 or len(found.rows) < _MATCH_BATCH:
+            return out[:2]
+        search.after = found.keys[-1]
 
 
 # -- instance level ---------------------------------------------------------------------
 
 
 def read(ctx: FhirContext, req: FhirRequest, rtype: str, rid: str) -> FhirResponse:
-    stored = ctx.repository.read(rtype, require_id(rid), session=ctx.session)
-    return _shown_raw(ctx, req, stored)
+    return _shown_raw(req, read_visible(ctx, req, rtype, require_id(rid)))
 
 
 def vread(ctx: FhirContext, req: FhirRequest, rtype: str, rid: str, vid: str) -> FhirResponse:
-    stored = ctx.repository.vread(rtype, require_id(rid), parse_version(vid),
-                                  session=ctx.session)
-    return _shown_raw(ctx, req, stored)
+    require_id(rid)
+    version = parse_version(vid)
+    try:
+        stored = ctx.repository.vread(rtype, rid, version, session=ctx.session)
+    except Gone:  # a tombstone is judged by what it deleted, as history judges it
+        if not ctx.interceptors.interceptors or _deletion_visible(ctx, req, rtype, rid,
+                                                                  version):
+            raise
+        raise _no_version(ctx, req, rtype, rid, version) from None
+    except NotFound:
+        raise _no_version(ctx, req, rtype, rid, version) from None
+    if _hidden(ctx, req, stored):
+        raise _no_version(ctx, req, rtype, rid, version)
+    return _shown_raw(req, stored)
+
+
+def _no_version(ctx: FhirContext, req: FhirRequest, rtype: str, rid: str,
+                version: int) -> NotFound:
+    """A version missing or hidden: "has no version N" only to a caller who may know the
+    resource exists; anyone else hears what a resource that is not there gets."""
+    if _may_know_of(ctx, req, ctx.repository.current(rtype, rid, session=ctx.session)):
+        return NotFound(f"{rtype}/{rid} has no version {version}", expression=rtype)
+    return unknown(rtype, rid)
 
 
 def update(ctx: FhirContext, req: FhirRequest, rtype: str, rid: str) -> FhirResponse:
@@ -163,7 +248,11 @@ def delete(ctx: FhirContext, req: FhirRequest, rtype: str, rid: str) -> FhirResp
 
 
 def history_instance(ctx: FhirContext, req: FhirRequest, rtype: str, rid: str) -> FhirResponse:
-    return _history(ctx, req, rtype, require_id(rid))
+    require_id(rid)
+    # an empty history would say "it exists, but not for you": 404, as for no resource
+    if not _may_know_of(ctx, req, ctx.repository.current(rtype, rid, session=ctx.session)):
+        raise unknown(rtype, rid)
+    return _history(ctx, req, rtype, rid)
 
 
 # -- type level -------------------------------------------------------------------------
@@ -171,9 +260,12 @@ def history_instance(ctx: FhirContext, req: FhirRequest, rtype: str, rid: str) -
 
 def create(ctx: FhirContext, req: FhirRequest, rtype: str) -> FhirResponse:
     resource = check_resource(req.body, expected_type=rtype)
-    condition = req.header("if-none-exist")
-    if condition is not None:
-        found = conditional_matches(ctx, rtype, condition, "If-None-Exist")
+    if TRANSACTION_MATCH in req.state:  # a transaction judged the condition up front
+        matched = req.state[TRANSACTION_MATCH]
+        if matched is not None:
+            return write_response(ctx, req, WriteResult(matched, created=False, changed=False))
+    elif (condition := req.header("if-none-exist")) is not None:
+        found = visible_matches(ctx, req, rtype, condition, "If-None-Exist")
         if len(found) > 1:
             raise PreconditionFailed(
                 f"If-None-Exist {condition!r} matches more than one {rtype}")
@@ -247,49 +339,102 @@ def _history(ctx: FhirContext, req: FhirRequest, rtype: str | None,
     if unknown and strict(req):
         raise BadRequest(f"history does not support {', '.join(sorted(unknown))}",
                          code="not-supported")
-    try:
-        page = ctx.repository.history(rtype=rtype, rid=rid, since=since,
-                                      cursor=params.get("_cursor"), limit=_page_size(req))
-    except BadCursor as exc:
-        raise BadRequest(str(exc), expression="_cursor") from exc
-    entries = []
-    for v in page.versions:
-        url = f"{v.rtype}/{v.rid}"
-        entry: dict[str, Any] = {"fullUrl": f"{req.base_url}/{url}"}
-        if v.deleted:
-            if ctx.interceptors.interceptors and not _deleted_visible(ctx, req, v):
-                continue  # a tombstone would reveal the id of something hidden
-            entry["request"] = {"method": "DELETE", "url": url}
-            entry["response"] = {"status": "410 Gone", "etag": etag(v.version)}
-        else:
-            resource = visible(ctx, req, v)
-            if resource is None:
-                continue
-            entry["resource"] = resource
-            entry["request"] = {"method": "POST" if v.version == 1 else "PUT",
-                                "url": url if v.version > 1 else v.rtype}
-            entry["response"] = {"status": "201 Created" if v.version == 1 else "200 OK",
-                                 "etag": etag(v.version), "lastModified": v.last_updated}
-        entries.append(entry)
+    def rows(cursor: str | None, limit: int) -> HistoryPage:
+        try:
+            return ctx.repository.history(rtype=rtype, rid=rid, since=since, cursor=cursor,
+                                          limit=limit)
+        except BadCursor as exc:
+            raise BadRequest(str(exc), expression="_cursor") from exc
+
+    entries, next_cursor = _history_page(ctx, req, rows, params.get("_cursor"),
+                                         _page_size(req))
     path = "/".join(p for p in (rtype, rid) if p)
     self_url = f"{req.base_url}/{path + '/' if path else ''}_history"
     links = [{"relation": "self", "url": _with_query(self_url, req.params)}]
-    if page.next_cursor:
+    if next_cursor:
         links.append({"relation": "next", "url": _with_query(
             self_url, [*[(k, v) for k, v in req.params if k != "_cursor"],
-                       ("_cursor", page.next_cursor)])})
+                       ("_cursor", next_cursor)])})
     return FhirResponse(200, {"resourceType": "Bundle", "type": "history",
                               "link": links, "entry": entries})
 
 
-def _deleted_visible(ctx: FhirContext, req: FhirRequest, tombstone: StoredVersion) -> bool:
-    """May the caller know of this deletion? Only if it may see what was deleted (the
-    version before the tombstone)."""
-    if tombstone.version <= 1:
+def _history_page(ctx: FhirContext, req: FhirRequest,
+                  rows: Callable[[str | None, int], HistoryPage], cursor: str | None,
+                  count: int) -> tuple[list[dict[str, Any]], str | None]:
+    """Up to `count` entries the caller may see, refilled past hidden versions, and the
+    cursor of the next page: only when a visible version follows, since a link to an
+    empty page would say that hidden versions exist.
+
+    The store's cursor is opaque (a position after the last version it returned), so each
+    refill asks for no more versions than there are slots left: a page that fills the
+    last slot ends on a shown version, and its cursor is where the next page starts."""
+    entries: list[dict[str, Any]] = []
+    while len(entries) < count:
+        page = rows(cursor, count - len(entries))
+        entries += [e for v in page.versions if (e := _history_entry(ctx, req, v)) is not None]
+        cursor = page.next_cursor
+        if cursor is None:
+            return entries, None
+    if not ctx.interceptors.interceptors:
+        return entries, cursor  # nothing is hidden: the store's "more" is the answer
+    probe: str | None = cursor
+    while probe is not None:  # look past hidden versions for one the caller would see
+        page = rows(probe, _LOOKAHEAD)
+        if any(would_see(ctx, req, v) for v in page.versions):
+            return entries, cursor
+        probe = page.next_cursor
+    return entries, None
+
+
+def _history_entry(ctx: FhirContext, req: FhirRequest,
+                   v: StoredVersion) -> dict[str, Any] | None:
+    """The Bundle entry for one version, or None when the caller may not see it."""
+    url = f"{v.rtype}/{v.rid}"
+    entry: dict[str, Any] = {"fullUrl": f"{req.base_url}/{url}"}
+    if v.deleted:
+        if ctx.interceptors.interceptors and not _deletion_visible(ctx, req, v.rtype,
+                                                                   v.rid, v.version):
+            return None  # a tombstone would reveal the id of something hidden
+        entry["request"] = {"method": "DELETE", "url": url}
+        entry["response"] = {"status": "410 Gone", "etag": etag(v.version)}
+        return entry
+    resource = visible(ctx, req, v)
+    if resource is None:
+        return None
+    entry["resource"] = resource
+    entry["request"] = {"method": "POST" if v.version == 1 else "PUT",
+                        "url": url if v.version > 1 else v.rtype}
+    entry["response"] = {"status": "201 Created" if v.version == 1 else "200 OK",
+                         "etag": etag(v.version), "lastModified": v.last_updated}
+    return entry
+
+
+def would_see(ctx: FhirContext, req: FhirRequest, stored: StoredVersion) -> bool:
+    """Whether the caller may see a version it is not being shown (one after a full page,
+    to decide on a `next` link). Interceptors note on the request what they let through
+    (the patients an audit records, a consent override); this one is not shown, so their
+    notes are put back as they were."""
+    if not ctx.interceptors.interceptors:
+        return True
+    before = {k: copy.copy(v) for k, v in req.state.items()}
+    try:
+        if stored.deleted:
+            return _deletion_visible(ctx, req, stored.rtype, stored.rid, stored.version)
+        return visible(ctx, req, stored) is not None
+    finally:
+        req.state.clear()
+        req.state.update(before)
+
+
+def _deletion_visible(ctx: FhirContext, req: FhirRequest, rtype: str, rid: str,
+                      version: int) -> bool:
+    """May the caller know of the deletion that is `version`? Only if it may see what was
+    deleted (the version before the tombstone)."""
+    if version <= 1:
         return False
     try:
-        previous = ctx.repository.vread(tombstone.rtype, tombstone.rid,
-                                        tombstone.version - 1, session=ctx.session)
+        previous = ctx.repository.vread(rtype, rid, version - 1, session=ctx.session)
     except (NotFound, Gone):  # deleted twice in a row: look no further back
         return False
     return visible(ctx, req, previous) is not None

@@ -85,6 +85,13 @@ def new_id() -> str:
     return str(uuid.uuid4())
 
 
+def unknown(rtype: str, rid: str) -> NotFound:
+    """The answer for a resource that is not there. A resource hidden from the caller gets
+    exactly this too (security.policy.hidden says the same words): "forbidden" and "not
+    there" must not be told apart."""
+    return NotFound(f"{rtype}/{rid} is not known", expression=rtype)
+
+
 def _content(resource: dict[str, Any]) -> str:
     """The resource without server-assigned meta, for "did anything change?"."""
     body = dict(resource)
@@ -133,11 +140,16 @@ class Repository:
 
     # -- reads -----------------------------------------------------------------------
 
-    def read(self, rtype: str, rid: str, *, session: StoreSession | None = None) -> StoredVersion:
+    def current(self, rtype: str, rid: str, *,
+                session: StoreSession | None = None) -> StoredVersion | None:
+        """The latest version, a deletion's tombstone included; None if there never was one."""
         with self._reading(session) as s:
-            current = s.current(rtype, rid)
+            return s.current(rtype, rid)
+
+    def read(self, rtype: str, rid: str, *, session: StoreSession | None = None) -> StoredVersion:
+        current = self.current(rtype, rid, session=session)
         if current is None:
-            raise NotFound(f"{rtype}/{rid} is not known", expression=rtype)
+            raise unknown(rtype, rid)
         if current.deleted:
             raise Gone(f"{rtype}/{rid} was deleted (version {current.version})",
                        headers={"ETag": f'W/"{current.version}"'})
@@ -147,8 +159,11 @@ class Repository:
               session: StoreSession | None = None) -> StoredVersion:
         with self._reading(session) as s:
             found = s.version(rtype, rid, version)
+            exists = found is not None or s.current(rtype, rid) is not None
+        if not exists:  # no such resource at all: the same words as read
+            raise unknown(rtype, rid)
         if found is None:
-            raise NotFound(f"{rtype}/{rid} has no version {version}")
+            raise NotFound(f"{rtype}/{rid} has no version {version}", expression=rtype)
         if found.deleted:
             raise Gone(f"{rtype}/{rid} version {version} is a deletion")
         return found
@@ -158,7 +173,7 @@ class Repository:
                 limit: int = 50) -> HistoryPage:
         with self.engine.session(write=False) as s:
             if rtype is not None and rid is not None and s.current(rtype, rid) is None:
-                raise NotFound(f"{rtype}/{rid} is not known")
+                raise unknown(rtype, rid)
             return s.history(rtype=rtype, rid=rid, since=since, cursor=cursor, limit=limit)
 
     def find(self, query: IndexQuery, *, session: StoreSession | None = None) -> FindResult:

@@ -4,8 +4,9 @@ Paging is keyset paging: the `next` link carries the sort key of the last row, a
 are broken by (type, id), which updates never change; so while data changes a page never
 repeats or skips a resource that exists throughout. Visibility is
 decided before a page is cut: hidden resources are skipped and the page is refilled, so
-pages keep their size. Includes are bounded (depth and count) and each included resource
-passes the same visibility check as a match.
+pages keep their size, and a `next` link is offered only when a visible match follows (a
+link to an empty page would betray hidden matches). Includes are bounded (depth and
+count) and each included resource passes the same visibility check as a match.
 """
 
 from __future__ import annotations
@@ -14,19 +15,21 @@ import re
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
-from ..errors import BadRequest, NotFound
+from ..errors import BadRequest
 from ..search.query import Include, SearchRequest, parse_search
 from ..search.values import date_range
 from ..store.base import StoredVersion
 from ..store.cursor import BadCursor, decode_cursor, encode_cursor
 from ..store.query import Criterion, IndexQuery, ReferencePredicate
-from .interactions import FhirContext, strict, visible
+from .interactions import FhirContext, read_visible, strict, visible, would_see
 from .request import FhirRequest, FhirResponse
 from .subsetting import select_elements, summarize
 from .types import is_resource_type
 
 MAX_INCLUDE_DEPTH = 3
 MAX_INCLUDED = 1000
+#: rows read at a time when looking past hidden rows for one that makes a `next` link
+_LOOKAHEAD = 20
 #: A local reference (R4 3.1.1.4.12); another server's resources are never included.
 _LOCAL = re.compile(r"^([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})(?:/_history/[^/]+)?$")
 
@@ -43,9 +46,7 @@ def search_type(ctx: FhirContext, req: FhirRequest, rtype: str) -> FhirResponse:
 
 def everything(ctx: FhirContext, req: FhirRequest, rtype: str, rid: str) -> FhirResponse:
     """Patient/{id}/$everything: the Patient's compartment, every partner's resources."""
-    stored = ctx.repository.read(rtype, rid, session=ctx.session)
-    if visible(ctx, req, stored) is None:
-        raise NotFound(f"{rtype}/{rid} is not known")
+    read_visible(ctx, req, rtype, rid)  # hidden, absent or deleted: as read answers
     query = IndexQuery(rtype=None, compartment=rid)
     search = SearchRequest(query=query)
     unknown = []
@@ -132,15 +133,23 @@ def _decode(cursor: str, width: int) -> tuple[object, ...]:
 
 def _page(ctx: FhirContext, req: FhirRequest, query: IndexQuery,
           count: int) -> tuple[list[dict[str, Any]], bool, tuple[object, ...] | None]:
-    """One page of visible matches, refilled past hidden ones; (rows, more?, last key)."""
+    """One page of visible matches, refilled past hidden ones; (rows, more?, last key).
+
+    "More" (a `next` link, and no total) means a *visible* match follows the page: a
+    hidden one must not count, or the link itself would say that hidden matches exist.
+    The cursor is the last shown row's key, so the next page starts right after it."""
     out: list[dict[str, Any]] = []
     last_key = None
     while True:
-        query.limit = count - len(out) + 1
+        # one row past the page tells "more" when it is visible; past hidden rows, read
+        # a batch at a time so a run of them costs few queries
+        query.limit = count - len(out) + 1 if len(out) < count else _LOOKAHEAD
         found = ctx.repository.find(query, session=ctx.session)
         for stored, key in zip(found.rows, found.keys, strict=True):
             if len(out) == count:
-                return out, True, last_key
+                if would_see(ctx, req, stored):
+                    return out, True, last_key
+                continue
             resource = visible(ctx, req, stored)
             if resource is not None:  # a cursor never carries a hidden row's id or values
                 out.append(resource)
