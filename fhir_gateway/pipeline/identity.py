@@ -8,12 +8,16 @@ Rules (in order):
 3. Else normalised family name + first given name + birth date + postcode, and only when
    exactly one Patient matches all four.
 Anything short of one confident match is held for review: never merged by guess, never
-dropped. Two Patients holding one NHS number is itself a reason to hold.
+dropped. Two Patients holding one NHS number is itself a reason to hold, and so is an NHS
+number no Patient holds any more though one was made for it (an HL7 A40 merge takes the
+merged-away record's number off it): a new Patient would be a second record for someone
+the partnership has already said is one person.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from .. import jsonio
 from ..fhir.repository import Repository
@@ -27,6 +31,9 @@ from ..store.query import (
     StringPredicate,
     TokenPredicate,
 )
+
+#: the records (`StoreSession.record_*`) of which Patient was made for an NHS number
+NHS_CLAIMS = "person-nhs"
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +92,33 @@ def _demographic(repo: Repository, s: StoreSession, person: PersonKey) -> list[S
     return out
 
 
+def _claimed(s: StoreSession, nhs: str) -> Held | None:
+    """Held when a Patient was made for `nhs` but no longer holds it (see the module
+    docstring); None when the number was never given to a Patient."""
+    rid = (s.record_get(NHS_CLAIMS, nhs) or {}).get("patient")
+    if not isinstance(rid, str):
+        return None
+    stored = s.current("Patient", rid)
+    body = jsonio.loads_trusted(stored.body) if stored and stored.body else {}
+    survivor = replaced_by(body)
+    if survivor is not None:
+        return Held(f"NHS number {nhs} was on Patient/{rid}, merged into Patient/{survivor} "
+                    "by an HL7 A40, which holds another NHS number: check which record "
+                    "this belongs to", (survivor,))
+    return Held(f"NHS number {nhs} was given to Patient/{rid}, which no longer holds it",
+                (rid,))
+
+
+def replaced_by(patient: dict[str, Any]) -> str | None:
+    """The id of the Patient `patient` was merged into (its `link` replaced-by), or None."""
+    for link in patient.get("link") or []:
+        ref = (link.get("other") or {}).get("reference") if isinstance(link, dict) else None
+        if link.get("type") == "replaced-by" and isinstance(ref, str) \
+                and ref.startswith("Patient/"):
+            return ref.split("/", 1)[1]
+    return None
+
+
 def resolve(repo: Repository, s: StoreSession, person: PersonKey) -> Resolved | Held:
     local = (_by_identifier(repo, s, person.local_system, person.local_id)
              if person.local_system and person.local_id else [])
@@ -109,7 +143,7 @@ def resolve(repo: Repository, s: StoreSession, person: PersonKey) -> Resolved | 
                 return Held(f"local id {person.local_id} is on Patient/{local[0].rid}, which "
                             f"has another NHS number", (local[0].rid,))
             return Resolved(local[0], "local-id")
-        return Resolved(None, "new")
+        return _claimed(s, person.nhs_number) or Resolved(None, "new")
     if local:
         return Resolved(local[0], "local-id")
     matches = _demographic(repo, s, person)

@@ -38,8 +38,8 @@ from ..search.values import now_instant
 from ..store.base import StoredVersion, StoreSession, VersionConflict
 from ..store.query import Criterion, IndexQuery, TokenPredicate
 from ..validation import ProfileValidator, default_validator
-from .identity import Held, Resolved, resolve
-from .merge import changed, merge, stamp
+from .identity import NHS_CLAIMS, Held, Resolved, resolve
+from .merge import REPOINT_ACTIVITY, changed, merge, stamp
 from .provenance import provenance
 
 MAX_ATTEMPTS = 10
@@ -343,11 +343,19 @@ class Loader:
                 if result is not None and result.changed:
                     counts["updated"] += 1
                     written.append((key.resource_type, stored.rid, result.stored.version, False))
+        repointed: list[tuple[str, str, int, bool]] = []
         if record.merge_from is not None:
-            self._merge_patients(s, record.merge_from, patient, count)
+            self._merge_patients(s, record.merge_from, patient, count,
+                                 _counted(counts, repointed))
         if written:
             prov, checked = self._check(provenance(record.source, written, received),
                                         record.source)
+            self.repo.create(prov, session=s, checked=checked)
+        if repointed:
+            # A Provenance of its own, marked as a merge: the re-pointed versions keep the
+            # content their partners wrote, so they must not be credited to this partner.
+            prov, checked = self._check(repoint_provenance(record.source, repointed,
+                                                           received), record.source)
             self.repo.create(prov, session=s, checked=checked)
         return counts
 
@@ -386,7 +394,7 @@ class Loader:
             nhs = record.person.nhs_number
             # A claim on the NHS number in the same transaction: two concurrent first
             # records for one person cannot both make a Patient (unique key, not a check).
-            if nhs and not s.record_put("person-nhs", nhs, {"patient": rid},
+            if nhs and not s.record_put(NHS_CLAIMS, nhs, {"patient": rid},
                                         create_only=True):
                 raise VersionConflict(f"NHS number {nhs} claimed concurrently")
             merged, times = merge(None, incoming, {}, new_stamp)
@@ -400,7 +408,7 @@ class Loader:
         merged, new_times = merge(current, incoming, times, new_stamp)
         if record.person.nhs_number and not any(
                 i.get("system") == NHS_NUMBER_SYSTEM for i in current.get("identifier", [])):
-            s.record_put("person-nhs", record.person.nhs_number, {"patient": stored.rid})
+            s.record_put(NHS_CLAIMS, record.person.nhs_number, {"patient": stored.rid})
         merged, checked = self._check(merged, record.source)
         if changed(current, merged):
             count(self.repo.update(merged, rtype="Patient", rid=stored.rid, session=s,
@@ -463,8 +471,10 @@ class Loader:
         return walk(resource)
 
     def _merge_patients(self, s: StoreSession, old: PersonKey, survivor: str,
-                        count: Callable[[WriteResult], None]) -> None:
-        """HL7 A40: the Patient known by `old` is merged into `survivor`."""
+                        count: Callable[[WriteResult], None],
+                        repoint: Callable[[WriteResult], None]) -> None:
+        """HL7 A40: the Patient known by `old` is merged into `survivor`. The two Patients'
+        writes go to `count`; the resources only re-pointed to the survivor to `repoint`."""
         found = resolve(self.repo, s, old)
         if isinstance(found, Held) or found.patient is None or found.patient.rid == survivor:
             return
@@ -475,8 +485,8 @@ class Loader:
                 continue
             text = stored.body.replace(f'"Patient/{loser}"', f'"Patient/{survivor}"')
             if text != stored.body:
-                count(self.repo.update(jsonio.loads_trusted(text), rtype=stored.rtype,
-                                       rid=stored.rid, session=s))
+                repoint(self.repo.update(jsonio.loads_trusted(text), rtype=stored.rtype,
+                                         rid=stored.rid, session=s))
         old_patient = jsonio.loads_trusted(found.patient.body or "{}")
         survivor_stored = self.repo.read("Patient", survivor, session=s)
         keep = jsonio.loads_trusted(survivor_stored.body or "{}")
@@ -495,6 +505,31 @@ class Loader:
         if old_patient["identifier"] is None:
             old_patient.pop("identifier")
         count(self.repo.update(old_patient, rtype="Patient", rid=loser, session=s))
+
+
+def _counted(counts: dict[str, int],
+             into: list[tuple[str, str, int, bool]]) -> Callable[[WriteResult], None]:
+    """A `count` for writes that get a Provenance apart from the record's own."""
+
+    def count(result: WriteResult) -> None:
+        if not result.changed:
+            counts["unchanged"] += 1
+            return
+        counts["created" if result.created else "updated"] += 1
+        into.append((result.stored.rtype, result.stored.rid, result.stored.version,
+                     result.created))
+
+    return count
+
+
+def repoint_provenance(source: SourceRef, targets: list[tuple[str, str, int, bool]],
+                       received: str) -> dict[str, Any]:
+    """The Provenance of the versions a merge made by re-pointing resources to the
+    surviving Patient: the partner that sent the merge, its message, activity "merge"."""
+    prov = provenance(source, targets, received)
+    prov["activity"] = {"coding": [dict(REPOINT_ACTIVITY)],
+                        "text": "Moved to the surviving record by a merge of two records"}
+    return prov
 
 
 def _with_patient(resource: dict[str, Any], reference: str) -> dict[str, Any]:

@@ -18,6 +18,21 @@ from ..ingest.model import NHS_NUMBER_SYSTEM
 #: Elements the gateway owns, never merged from a partner record.
 SERVER_ELEMENTS = frozenset({"resourceType", "id", "meta", "text"})
 Stamp = str
+#: `Provenance.activity` of the versions an A40 merge made by only re-pointing a resource
+#: from the merged-away Patient to the survivor (ISO 21089 record lifecycle "merge", as
+#: FHIR R5's Patient $merge records it). The partner that sent the merge is its agent, but
+#: it did not author the content: whoever wrote the version before did, and readers of
+#: Provenance (the emergency summary) credit the fact to them.
+REPOINT_ACTIVITY = {"system": "http://terminology.hl7.org/CodeSystem/iso-21089-lifecycle",
+                    "code": "merge", "display": "Merge Record Lifecycle Event"}
+
+
+def is_repoint(provenance: dict[str, Any]) -> bool:
+    """Whether a Provenance records only a merge's re-pointing (`REPOINT_ACTIVITY`)."""
+    activity = provenance.get("activity")
+    codings = activity.get("coding") if isinstance(activity, dict) else None
+    return any(isinstance(c, dict) and c.get("system") == REPOINT_ACTIVITY["system"]
+               and c.get("code") == REPOINT_ACTIVITY["code"] for c in codings or [])
 
 
 def stamp(event_time: str | None, partner: str, record_id: str | None) -> Stamp:

@@ -1,29 +1,42 @@
 """The current facts of one person's record, per section of the emergency summary.
 
-Where they come from: one bounded read of the Patient's compartment (R4
-CompartmentDefinition/patient; the audit trail keeps AuditEvents out of it), then the
-Provenance of each resource used (those that also target the Patient are in the
+Where they come from: one bounded read per type the summary uses of the Patient's
+compartment (R4 CompartmentDefinition/patient; the audit trail keeps AuditEvents out of
+it; types it does not use are never read, so they cannot crowd out the ones it does), then
+the Provenance of each resource used (those that also target the Patient are in the
 compartment already; for the others, one bounded search on `target` per resource). Each
 resource passes `visible` (the interceptors' `can_see`) before it is used: what this
-caller may not see is neither shown nor allowed to shape what is shown.
+caller may not see is neither shown nor allowed to shape what is shown. When a read of a
+type is cut off by its bound, the summary says, in its headline, that it may be incomplete.
 
 What "current" means (the rules a crew relies on):
-- Source: the partner named (ODS code) by the Provenance of the resource's current
-  version (a Provenance naming the resource without a version also counts), else by the
-  partner tags a feed's REST write carries; else "source not recorded" (all such facts
-  count as one source).
-- CPR decision: an Observation coded 304251008 valued 450476008 / 450475007 (date:
-  `effectiveDateTime`); an active Flag coded 450476008 / 450475007 (the NHS England end
-  of life model; date: `period.start`); an active advance-directive Consent (scope `adr`)
-  of category `dnr`, i.e. not for CPR (date: `dateTime`). Per source only the newest
-  decision counts (by date, then by when it was stored): older ones are superseded and
-  not shown.
+- Source: the partner named (ODS code) by the Provenance of the version that last changed
+  the resource's content: its current version's, except that versions an A40 merge made by
+  only re-pointing the resource to the surviving Patient (Provenance activity "merge",
+  `pipeline.merge.REPOINT_ACTIVITY`) are passed over to the version before them. A
+  Provenance naming the resource without a version also counts; else the partner tags a
+  feed's REST write carries; else "source not recorded", and then each resource is a
+  source of its own (unsourced facts are never merged into one source).
+- CPR decision: an Observation coded 304251008 valued 450476008 / 450475007, or an
+  Observation coded 450476008 / 450475007 itself (date: `effectiveDateTime`); an active
+  Flag coded 450476008 / 450475007 (the NHS England end of life model; date:
+  `period.start`); an active advance-directive Consent (scope `adr`) of category `dnr`,
+  i.e. not for CPR (date: `dateTime`). A resuscitation-status record (Observation or Flag
+  coded 304251008) whose value the summary cannot read is a decision "not understood",
+  shown with its words, source and date, and it counts in conflicts: never dropped.
+  Per source only the newest decision counts (by date, compared at the coarser precision
+  of the two, then by when it was stored): older ones are superseded and not shown. Two
+  that the dates cannot order (the same day, one without a time; or one undated) and that
+  differ are both current: a conflict, not a choice.
 - Review date: `Flag.period.end`, `Consent.provision.period.end`, or on an Observation the
   review-date extension (`terms.REVIEW_DATE_EXTENSION`). A decision whose review date is
-  before today (Europe/London) has expired: it is shown as expired, never as current, and
-  its source has no current decision.
+  before today (Europe/London; a dateTime counts on its London day, a partial date such as
+  "2026-06" at the end of its period) has expired: it is shown as expired, never as
+  current, and its source has no current decision.
 - Conflict: the sources' current decisions differ. All are shown, newest first, with
   dates and sources; none is chosen.
+- Death: the Patient's `deceased[x]`, or a current place-of-death record: either means the
+  record says the person has died.
 - Preferred place of care / of death, place of death, ReSPECT and other end of life care
   plans, ADRT / LPA, end of life alerts: the newest per source and kind. Plans count when
   active or on hold and not replaced (`replaces`) by another; a plan whose period has
@@ -34,29 +47,39 @@ What "current" means (the rules a crew relies on):
 
 from __future__ import annotations
 
+import calendar
 import dataclasses
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from functools import lru_cache
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from ..fhir.interactions import FhirContext, visible
 from ..fhir.request import FhirRequest
+from ..pipeline.merge import is_repoint
 from ..search.values import date_range
 from ..security.consent import PARTNER_TAG_SYSTEM
 from ..store.query import Criterion, IndexQuery, ReferencePredicate, SortKey
 from . import terms as t
 
-#: The compartment is read in one query of at most this many resources; a record that
-#: holds more is summarised from the first ones and the summary says it may be incomplete.
+#: Each type of the compartment is read in one query of at most this many resources; a
+#: record that holds more is summarised from the first ones and the summary says, in its
+#: headline, that it may be incomplete.
 MAX_COMPARTMENT = 5000
 #: Provenance read per resource (newest first: one per version the partners wrote).
 MAX_PROVENANCE = 50
 #: Types the summary reads; everything else in the compartment is skipped unparsed.
 USED_TYPES = frozenset({"Observation", "CarePlan", "RelatedPerson", "Consent", "Flag",
                         "CareTeam", "DetectedIssue", "Provenance"})
+#: what the summary reads, in order: the Patient and every type it uses (the operation
+#: refuses a caller whose scopes cannot read all of them)
+READ_TYPES = ("Patient", *sorted(USED_TYPES))
 ACTIVE_PLAN = frozenset({"active", "on-hold"})
+LONDON = ZoneInfo("Europe/London")
+#: a decision the summary holds but cannot read (`Fact.code`)
+NOT_UNDERSTOOD = "not-understood"
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +148,9 @@ class Facts:
     alerts: list[Fact] = field(default_factory=list)
     last_fed: str | None = None
     truncated: bool = False
+    #: said first with the CPR decision: how the record was found when that is not plain
+    #: (an NHS number or id merged into this record)
+    found_as: str | None = None
     #: "Type/id" -> the stored JSON text of each resource read (sent as is, not re-encoded)
     bodies: dict[str, str] = field(default_factory=dict)
 
@@ -134,11 +160,17 @@ class Facts:
 
     @property
     def deceased(self) -> str | None:
-        """The date (or "yes") of death the record holds, else None."""
+        """The date (or "yes") of death the Patient holds, else None."""
         when = self.patient.get("deceasedDateTime")
         if when:
             return str(when)
         return "yes" if self.patient.get("deceasedBoolean") is True else None
+
+    @property
+    def died(self) -> bool:
+        """Whether the record says this person has died: the Patient says so, or a
+        partner has recorded a place of death."""
+        return bool(self.deceased or self.death_places)
 
     @property
     def has_plan(self) -> bool:
@@ -163,13 +195,18 @@ def gather(ctx: FhirContext, req: FhirRequest, patient: dict[str, Any], *,
            today: date) -> Facts:
     """The facts of `patient` (already read and visible) that this caller may see."""
     pid = patient["id"]
-    found = ctx.repository.find(IndexQuery(rtype=None, compartment=pid,
-                                           limit=MAX_COMPARTMENT + 1), session=ctx.session)
-    rows = found.rows[:MAX_COMPARTMENT]
     resources: list[dict[str, Any]] = []
     bodies: dict[str, str] = {}
-    for row in rows:
-        if row.rtype in USED_TYPES:
+    truncated = False
+    for rtype in sorted(USED_TYPES):
+        # One bounded read per type, so a type the summary uses is never crowded out by
+        # another (thousands of observations must not push the Consents out of the read).
+        found = ctx.repository.find(IndexQuery(rtype=None, compartment=pid, types=[rtype],
+                                               limit=MAX_COMPARTMENT + 1),
+                                    session=ctx.session)
+        # Provenance cut off loses no fact: each fact's is searched for by its target.
+        truncated |= len(found.rows) > MAX_COMPARTMENT and rtype != "Provenance"
+        for row in found.rows[:MAX_COMPARTMENT]:
             resource = visible(ctx, req, row)
             if resource is not None and row.body is not None:
                 resources.append(resource)
@@ -185,7 +222,7 @@ def gather(ctx: FhirContext, req: FhirRequest, patient: dict[str, Any], *,
                   for f in candidates]
     facts = _select(patient, candidates, today)
     facts.patient_source = sources.get(f"Patient/{pid}", NO_SOURCE)
-    facts.truncated = len(found.rows) > MAX_COMPARTMENT
+    facts.truncated = truncated
     times = [str((r.get("meta") or {}).get("lastUpdated") or "") for r in (patient, *resources)]
     times += [str(p.get("recorded") or "") for p in provenances]
     times += [s.recorded or "" for s in sources.values()]
@@ -197,6 +234,8 @@ def gather(ctx: FhirContext, req: FhirRequest, patient: dict[str, Any], *,
 def _select(patient: dict[str, Any], candidates: list[Fact], today: date) -> Facts:
     by_kind: dict[str, list[Fact]] = {}
     for f in candidates:
+        if f.review and _review_day(f.review) is None and UNREADABLE_REVIEW not in f.details:
+            f = dataclasses.replace(f, details=(*f.details, UNREADABLE_REVIEW))
         f = dataclasses.replace(f, expired=_expired(f.review, today))
         by_kind.setdefault(f.kind, []).append(f)
     decisions = newest_per_source(by_kind.get("cpr", []))
@@ -217,17 +256,99 @@ def _select(patient: dict[str, Any], candidates: list[Fact], today: date) -> Fac
 
 
 def newest_per_source(facts: Iterable[Fact]) -> list[Fact]:
-    """Per (source, group), the newest fact; all of them newest first."""
-    best: dict[tuple[str, str], Fact] = {}
+    """Per (source, group), the newest fact; all of them newest first.
+
+    "Newest" is a partial order: dates are compared at the coarser precision of the two
+    (a date-only value is no earlier than a time on the same day), and an undated fact
+    cannot be ordered at all. A source's facts that no other of its facts is known to
+    follow are all current; of those, one per value (`code`) is kept, the last stored, so
+    values the dates cannot order that disagree are all shown (a conflict), never one
+    picked. A fact without a known source is a source of its own: unsourced facts of
+    different resources are never taken for one partner's."""
+    groups: dict[tuple[str, str], list[Fact]] = {}
     for f in facts:
-        key = (f.source.key, f.group)
-        if key not in best or f.newness > best[key].newness:
-            best[key] = f
-    return sorted(best.values(), key=lambda f: f.newness, reverse=True)
+        key = (f.source.key or f"unsourced:{f.ref}", f.group)
+        groups.setdefault(key, []).append(f)
+    out: list[Fact] = []
+    for group in groups.values():
+        # f is known to be older than g when f's latest possible moment is before g's
+        # earliest: so the current ones are those whose latest is not before the
+        # latest earliest moment of the group (undated ones always are)
+        spans = [(f, _span(f.date)) for f in group]
+        latest_start = max((span[0] for _, span in spans if span), default=None)
+        top = [f for f, span in spans if span is None or latest_start is None
+               or span[1] >= latest_start]
+        by_code: dict[str | None, Fact] = {}
+        for f in top:
+            if f.code not in by_code or _stored(f) > _stored(by_code[f.code]):
+                by_code[f.code] = f
+        out += by_code.values()
+    return sorted(out, key=lambda f: f.newness, reverse=True)
+
+
+def _stored(fact: Fact) -> str:
+    return str((fact.resource.get("meta") or {}).get("lastUpdated") or "")
+
+
+Moment = tuple[str, str]  # (London calendar date, UTC instant): sorts as time does
+
+
+@lru_cache(maxsize=8192)
+def _span(value: str | None) -> tuple[Moment, Moment] | None:
+    """The earliest and latest moment a date or dateTime may mean, comparable with any
+    other's; None when absent or unreadable. A dateTime is one moment; a date ("2026",
+    "2026-02", "2026-02-01") is all of its London period, so it is neither before nor
+    after a time within it: compared at the coarser precision of the two."""
+    if not _sortable(value):
+        return None
+    text = str(value)
+    if len(text) <= 10:
+        # ("2026-02", "") sorts before ("2026-02-15", ...) and ("2026-02\uffff", "")
+        # after: the month holds every day and time in it
+        return (text, ""), (text + "\uffff", "")
+    moment = (_london_day(text).isoformat(), _sortable(text))
+    return moment, moment
+
+
+def _london_day(text: str) -> date:
+    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if moment.tzinfo is not None:  # FHIR requires a zone with a time; if absent, local
+        moment = moment.astimezone(LONDON)
+    return moment.date()
+
+
+#: said with a fact whose review date cannot be read as a date
+UNREADABLE_REVIEW = ("A review date was recorded but cannot be read: check with the source "
+                     "whether this decision is still current")
+
+
+@lru_cache(maxsize=8192)
+def _review_day(review: str | None) -> date | None:
+    """The last London day a review date allows: a dateTime's London date; a partial
+    date ("2026-06", "2026") the last day of its period; None when unreadable."""
+    if not review or not _sortable(review):
+        return None
+    text = str(review)
+    try:
+        if len(text) > 10:
+            return _london_day(text)
+        if len(text) == 10:
+            return date.fromisoformat(text)
+        if len(text) == 7:
+            year, month = int(text[:4]), int(text[5:7])
+            return date(year, month, calendar.monthrange(year, month)[1])
+        if len(text) == 4:
+            return date(int(text), 12, 31)
+    except ValueError:
+        return None
+    return None
 
 
 def _expired(review: str | None, today: date) -> bool:
-    return bool(review) and str(review)[:10] < today.isoformat()
+    """Whether the review date has passed (a review due today is still current; one that
+    cannot be read is not taken as passed: the fact says it cannot be read)."""
+    last = _review_day(review)
+    return last is not None and last < today
 
 
 @lru_cache(maxsize=8192)
@@ -288,21 +409,39 @@ def _sources(ctx: FhirContext, req: FhirRequest, resources: list[dict[str, Any]]
     # The resources still without a source: one search for all of them (it drives from
     # the `target` index). If the bound cut it, one resource's many Provenances may have
     # crowded out another's: then each is read on its own, as the bound means per resource.
-    missing = [r for r in unique if _versioned(r) not in by_target]
+    missing = [r for r in unique if _authored(r, by_target) is None]
     if missing and not read(missing) and len(missing) > 1:
         for r in missing:
             # Rows came newest first: if any of r's own (versioned) Provenances came,
             # its newest did, and reading r alone could not change its source.
-            if _versioned(r) not in by_target:
+            if _authored(r, by_target) is None:
                 read([r])
     out = {}
     for r in unique:
-        provs = by_target.get(_versioned(r)) or by_target.get(_plain(r)) or []
+        provs = _authored(r, by_target) or by_target.get(_plain(r)) or []
         if provs:
             out[_plain(r)] = source_of(max(provs, key=lambda p: _sortable(p.get("recorded"))))
         else:
             out[_plain(r)] = _tagged_source(r)
     return out
+
+
+def _authored(resource: dict[str, Any],
+              by_target: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]] | None:
+    """The Provenances of the version that last changed `resource`'s content: its current
+    version's, passing over versions a merge only re-pointed to the surviving Patient
+    (their Provenance names the partner that sent the merge, not the content's author);
+    None when that version has no Provenance read."""
+    version = str((resource.get("meta") or {}).get("versionId") or "")
+    while version:
+        provs = by_target.get(f"{_plain(resource)}/_history/{version}")
+        if not provs:
+            return None
+        authored = [p for p in provs if not is_repoint(p)]
+        if authored:
+            return authored
+        version = str(int(version) - 1) if version.isdigit() and int(version) > 1 else ""
+    return None
 
 
 def source_of(prov: dict[str, Any]) -> Source:
@@ -365,24 +504,8 @@ def _facts_of(r: dict[str, Any]) -> list[Fact]:
 
 def _observation(r: dict[str, Any]) -> list[Fact]:
     code, value, when = r.get("code"), r.get("valueCodeableConcept"), r.get("effectiveDateTime")
-    if t.has_code(code, t.SCT, {t.CPR_CODE}):
-        decision = t.CPR_DECISIONS.get(t.has_code(value, t.SCT, t.CPR_DECISIONS) or "")
-        if decision is None:
-            return []
-        details = [f"Decided by {p['display']}" for p in r.get("performer") or []
-                   if isinstance(p, dict) and p.get("display")]
-        details += [f"Recorded on: {d['display']}" for d in r.get("derivedFrom") or []
-                    if isinstance(d, dict) and d.get("display")]
-        if r.get("status") not in (None, "final", "amended", "corrected"):
-            details.append(f"Status: {r['status']}")
-        sent, review = _review_extension(r)
-        if sent and review is None:
-            # a review date was sent but cannot be read: whether the decision has expired
-            # is unknown, and the crew is told so rather than shown nothing
-            details.append("A review date was recorded but cannot be read: check with "
-                           "the source whether this decision is still current")
-        return [Fact("cpr", r, t.CPR_WORDS[decision], when, decision,
-                     details=tuple(details), review=review)]
+    if t.has_code(code, t.SCT, {t.CPR_CODE}) or t.has_code(code, t.SCT, t.CPR_DECISIONS):
+        return [_cpr_observation(r)]
     kind = t.PLACE_KINDS.get(t.has_code(code, t.EOL_OBSERVATION, t.PLACE_KINDS) or "")
     if kind is not None:
         what = "Preferred place of care" if kind == "care" else "Preferred place of death"
@@ -402,6 +525,59 @@ def _observation(r: dict[str, Any]) -> list[Fact]:
         text = t.words_for(code) + (f": {t.words_for(value)}" if value else "")
         return [Fact("alert", r, text, when, alert, group=alert)]
     return []
+
+
+def _cpr_observation(r: dict[str, Any]) -> Fact:
+    """A resuscitation-status Observation: a decision, or one recorded but not understood
+    (shown with its words, never dropped)."""
+    decision = _observation_decision(r)
+    details = [f"Decided by {p['display']}" for p in r.get("performer") or []
+               if isinstance(p, dict) and p.get("display")]
+    details += [f"Recorded on: {d['display']}" for d in r.get("derivedFrom") or []
+                if isinstance(d, dict) and d.get("display")]
+    if r.get("status") not in (None, "final", "amended", "corrected"):
+        details.append(f"Status: {r['status']}")
+    sent, review = _review_extension(r)
+    if sent and review is None:
+        # a review date was sent but cannot be read: whether the decision has expired
+        # is unknown, and the crew is told so rather than shown nothing
+        details.append(UNREADABLE_REVIEW)
+    if decision is None:
+        return Fact("cpr", r, not_understood(_value_words(r)), r.get("effectiveDateTime"),
+                    NOT_UNDERSTOOD, details=tuple(details), review=review)
+    return Fact("cpr", r, t.CPR_WORDS[decision], r.get("effectiveDateTime"), decision,
+                details=tuple(details), review=review)
+
+
+def _observation_decision(r: dict[str, Any]) -> str | None:
+    """The decision an Observation records, when it can be read: coded 304251008 with a
+    decision as its value, or coded as the decision itself (as a Flag is) with no value or
+    the same decision as its value (any other value is not understood)."""
+    value = r.get("valueCodeableConcept")
+    valued = t.CPR_DECISIONS.get(t.has_code(value, t.SCT, t.CPR_DECISIONS) or "")
+    if t.has_code(r.get("code"), t.SCT, {t.CPR_CODE}):
+        return valued
+    coded = t.CPR_DECISIONS[t.has_code(r.get("code"), t.SCT, t.CPR_DECISIONS) or ""]
+    has_value = any(k.startswith("value") for k in r)
+    if not has_value or r.get("valueBoolean") is True or valued == coded:
+        return coded
+    return None
+
+
+def not_understood(words: str) -> str:
+    return f"CPR status recorded but not understood: {words}"
+
+
+def _value_words(r: dict[str, Any]) -> str:
+    """A record's value in words, whatever its type."""
+    for key, value in r.items():
+        if key == "valueCodeableConcept":
+            return t.words_for(value, "no value recorded")
+        if key.startswith("value") and value not in (None, "", [], {}):
+            return str(value)
+    note = next((n.get("text") for n in r.get("note") or [] if isinstance(n, dict)
+                 and n.get("text")), None)
+    return str(note) if note else "no value recorded"
 
 
 def _careplan(r: dict[str, Any]) -> list[Fact]:
@@ -477,6 +653,12 @@ def _flag(r: dict[str, Any]) -> list[Fact]:
     if decision:
         return [Fact("cpr", r, t.CPR_WORDS[decision], period.get("start"), decision,
                      details=("Recorded as an alert flag",), review=period.get("end"))]
+    if t.has_code(r.get("code"), t.SCT, {t.CPR_CODE}):
+        # a resuscitation-status alert that does not say which: the crew must see it
+        words = (r.get("code") or {}).get("text") or "no decision stated"
+        return [Fact("cpr", r, not_understood(str(words)), period.get("start"),
+                     NOT_UNDERSTOOD, details=("Recorded as an alert flag",),
+                     review=period.get("end"))]
     return [Fact("alert", r, t.words_for(r.get("code"), "Alert"), period.get("start"),
                  group=f"flag/{r['id']}", review=period.get("end"))]
 

@@ -3,7 +3,9 @@
 Same sections and sentences as the document's narrative (`words`). Large type; a
 deceased banner first when the record says so; then the CPR decision in a coloured box
 (red: not for CPR, green: for CPR, amber: partners disagree - both shown, grey: none
-current); then every other section, each fact with its source partner and dates.
+current; the sentence naming each partner's decision when they disagree, as the
+document's "Partners disagree on CPR" section says it); then every other section, each
+fact with its source partner and dates.
 No scripts, no external resources (a Content-Security-Policy says so too); every value
 from the record is escaped.
 """
@@ -65,7 +67,10 @@ def page(sections: list[Section], patient: dict[str, Any]) -> str:
     by_key = {s.key: s for s in sections}
     if "deceased" in by_key:
         body.append(_box(by_key["deceased"], "banner", None))
-    body.append(_box(by_key["cpr"], "box", _identity(patient, name)))
+    # The disagreement section lists the same decisions as the CPR box: its sentence
+    # (who records what, when) goes in the box, so the page says what the document says.
+    conflict = by_key["conflict"].notes if "conflict" in by_key else ()
+    body.append(_box(by_key["cpr"], "box", _identity(patient, name), conflict))
     for s in sections:
         if s.key in ("deceased", "cpr", "conflict", "about"):
             continue
@@ -91,14 +96,15 @@ def error_page(status: int, message: str) -> str:
             "</body></html>\n")
 
 
-def _box(section: Section, css: str, identity: str | None) -> str:
+def _box(section: Section, css: str, identity: str | None,
+         more: tuple[str, ...] = ()) -> str:
     bg, fg = TONES.get(section.tone, TONES["none"])
     parts = [f'<div class="{css}" style="background:{bg};color:{fg}">',
              f"<h1>{_e(section.headline or section.title)}</h1>"]
     if identity:
         parts.append(f'<p class="who">{identity}</p>')
     parts.append(_items(section.items))
-    parts += [f"<p>{_e(n)}</p>" for n in section.notes]
+    parts += [f"<p>{_e(n)}</p>" for n in (*more, *section.notes)]
     parts.append("</div>")
     return "".join(parts)
 

@@ -6,12 +6,22 @@
 `Accept: text/html` (preferred over FHIR JSON) gives the printable page; anything else the
 FHIR `document` Bundle. Both come from the same facts and sentences.
 
+Scopes: an authenticated caller whose token's scopes cannot read every type the summary
+uses (`facts.READ_TYPES`) is refused, 403, naming the scopes it needs. Scopes are the
+client's configuration, not the patient's wish: a summary made without, say, Provenance or
+Consent would look complete while hiding who recorded a decision or a DNACPR directive.
+(Consent hiding a record is different: that is the patient's wish, and break-glass exists.)
+
 The person: by NHS number (ten digits, spaces allowed, Modulus 11 checked: 400 naming the
 problem) or by id; 404 when unknown and, in the same words, when this caller may not see
 them (consent): "not there" and "not for you" look alike. A Patient merged into another
-(`link` replaced-by) is summarised as the record it was merged into. Every resource read
-goes through `visible` (the interceptors' `can_see`), so role, consent and break-glass
-apply resource by resource, and the audit interceptor sees whose record was shown.
+(`link` replaced-by) is summarised as the record it was merged into, and the summary says
+so first. An A40 merge takes the NHS number off the merged-away Patient (two Patients must
+never hold one), so an NHS number no Patient holds is looked up in the pipeline's claim on
+it (`person-nhs`): when that names a merged-away Patient, its survivor is summarised.
+Every resource read goes through `visible` (the interceptors' `can_see`), so role, consent
+and break-glass apply resource by resource, and the audit interceptor sees whose record
+was shown.
 
 A page request that fails (400, 404, 409) gets a page saying why, with the same status;
 a JSON request gets the OperationOutcome.
@@ -22,16 +32,19 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
+from ..auth.scopes import Scopes
 from ..errors import BadRequest, Conflict, GatewayError, NotFound
 from ..fhir.interactions import FhirContext, require_id, visible
 from ..fhir.request import FhirRequest, FhirResponse
+from ..pipeline.identity import NHS_CLAIMS, replaced_by
 from ..search.values import now_instant
+from ..security.errors import Forbidden
 from ..store.base import StoredVersion
 from ..store.query import Criterion, IndexQuery, TokenPredicate
 from ..validation import is_valid_nhs_number
 from . import document, html
 from . import terms as t
-from .facts import gather
+from .facts import READ_TYPES, gather
 from .words import LONDON, sections
 
 #: matches read for one NHS number (more than one is refused, never guessed between)
@@ -49,6 +62,7 @@ def emergency_summary(ctx: FhirContext, req: FhirRequest, rtype: str, rid: str |
     try:
         if rtype != "Patient":
             raise NotFound(f"$emergency-summary is an operation on Patient, not {rtype}")
+        require_scopes(req)
         if ctx.session is not None:
             return _summary(ctx, req, rid, page, today, now)
         # One read transaction: the person, their facts and the Provenance of each come
@@ -72,9 +86,10 @@ def error_page(exc: GatewayError) -> FhirResponse:
 
 def _summary(ctx: FhirContext, req: FhirRequest, rid: str | None, page: bool,
              today: date | None, now: str | None) -> FhirResponse:
-    patient, body = find_patient(ctx, req, rid)
+    patient, body, found_as = find_patient(ctx, req, rid)
     generated = now or now_instant()
     facts = gather(ctx, req, patient, today=today or datetime.now(LONDON).date())
+    facts.found_as = found_as
     facts.bodies.setdefault(f"Patient/{patient['id']}", body)
     said = sections(facts, generated=generated)
     if page:
@@ -83,6 +98,26 @@ def _summary(ctx: FhirContext, req: FhirRequest, rid: str | None, page: bool,
     return FhirResponse(200, raw=document.bundle(facts, said, base_url=req.base_url,
                                                  generated=generated),
                         headers={"Cache-Control": "no-store"})
+
+
+def require_scopes(req: FhirRequest) -> None:
+    """Refuse (403) a caller whose scopes cannot read every type the summary uses: what
+    they would hide (a partner's decision, its source, a DNACPR directive) would leave a
+    summary that looks complete and is wrong. Without a caller (auth off) there are no
+    scopes to judge."""
+    caller = req.caller
+    if caller.role is None:
+        return
+    granted = Scopes.parse(" ".join(sorted(caller.scopes)))
+    # read or search opens a type to `can_see`: the same test, so exactly what would be
+    # hidden is refused
+    missing = [rtype for rtype in READ_TYPES if not granted.actions(rtype) & {"r", "s"}]
+    if missing:
+        raise Forbidden(
+            "the emergency summary reads " + ", ".join(READ_TYPES) + "; this token's "
+            "scopes do not allow reading " + ", ".join(missing) + ", so a CPR decision, "
+            "a DNACPR directive or who recorded it could be hidden. Ask for system/*.rs, "
+            "or add " + " ".join(f"system/{rtype}.rs" for rtype in missing))
 
 
 def prefers_html(accept: str | None) -> bool:
@@ -110,32 +145,47 @@ def prefers_html(accept: str | None) -> bool:
 
 
 def find_patient(ctx: FhirContext, req: FhirRequest,
-                 rid: str | None) -> tuple[dict[str, Any], str]:
-    """The Patient asked for (by id, or by the `identifier` NHS number) and its stored
-    text; 404 when unknown or not visible to this caller, in the same words."""
+                 rid: str | None) -> tuple[dict[str, Any], str, str | None]:
+    """The Patient asked for (by id, or by the `identifier` NHS number), its stored text,
+    and, when it is the survivor of a merge rather than the record asked for, a sentence
+    saying so; 404 when unknown or not visible to this caller, in the same words."""
     if rid is not None:
         _no_params(req, set())
+        unknown = NotFound(f"Patient/{rid} is not known", expression="Patient")
         stored = ctx.repository.read("Patient", require_id(rid), session=ctx.session)
         patient = visible(ctx, req, stored)
         if patient is None:
-            raise NotFound(f"Patient/{rid} is not known", expression="Patient")
+            raise unknown
         found = [(patient, stored)]
+        asked = f"Patient/{rid}"
     else:
         nhs = nhs_number(req)
+        unknown = NotFound(f"no record is known for NHS number {_spaced(nhs)}",
+                           expression="identifier")
         query = IndexQuery(rtype="Patient", criteria=[Criterion(
             "identifier", "token", [TokenPredicate(t.NHS_NUMBER_SYSTEM, nhs)])],
             limit=MAX_MATCHES)
         found = [(p, row) for row in ctx.repository.find(query, session=ctx.session).rows
                  if (p := visible(ctx, req, row)) is not None]
         if not found:
-            raise NotFound(f"no record is known for NHS number {_spaced(nhs)}",
-                           expression="identifier")
+            found = _merged_away(ctx, req, nhs)
+        if not found:
+            raise unknown
         if len(found) > 1:
             raise Conflict(f"{len(found)} records hold NHS number {_spaced(nhs)}; the "
                            "summary will not choose between them: ask for them to be merged",
                            expression="identifier")
-    patient, stored = _merged_into(ctx, req, *found[0])
-    return patient, stored.body or ""
+        asked = f"NHS number {_spaced(nhs)}"
+    shown = _merged_into(ctx, req, *found[0])
+    if shown is None:  # merged into a record this caller may not see (or gone)
+        raise unknown
+    patient, stored = shown
+    found_as = None
+    if patient["id"] != found[0][0]["id"]:
+        found_as = (f"Found by {asked}, which was merged into this record "
+                    f"({_known_as(patient)}): this is the surviving record, holding what "
+                    "partners recorded under both.")
+    return patient, stored.body or "", found_as
 
 
 def nhs_number(req: FhirRequest) -> str:
@@ -167,20 +217,47 @@ def _no_params(req: FhirRequest, allowed: set[str]) -> None:
 
 
 def _merged_into(ctx: FhirContext, req: FhirRequest, patient: dict[str, Any],
-                 stored: StoredVersion) -> tuple[dict[str, Any], StoredVersion]:
-    """The Patient `patient` was merged into (one hop), when there is one to show."""
-    for link in patient.get("link") or []:
-        ref = (link.get("other") or {}).get("reference") if isinstance(link, dict) else None
-        if link.get("type") == "replaced-by" and isinstance(ref, str) \
-                and ref.startswith("Patient/"):
-            try:
-                survivor = ctx.repository.read("Patient", ref.split("/")[1],
-                                               session=ctx.session)
-            except GatewayError:
-                return patient, stored
-            shown = visible(ctx, req, survivor)
-            return (shown, survivor) if shown is not None else (patient, stored)
-    return patient, stored
+                 stored: StoredVersion) -> tuple[dict[str, Any], StoredVersion] | None:
+    """The Patient `patient` was merged into (one hop), else `patient` itself; None when
+    it was merged into one this caller may not see or that is gone. The merged-away record
+    is never summarised in its place: its facts moved to the survivor, so it would say
+    "no plan recorded" about a person who has one."""
+    survivor_id = replaced_by(patient)
+    if survivor_id is None:
+        return patient, stored
+    try:
+        survivor = ctx.repository.read("Patient", survivor_id, session=ctx.session)
+    except GatewayError:
+        return None
+    shown = visible(ctx, req, survivor)
+    return (shown, survivor) if shown is not None else None
+
+
+def _merged_away(ctx: FhirContext, req: FhirRequest,
+                 nhs: str) -> list[tuple[dict[str, Any], StoredVersion]]:
+    """The merged-away Patient the pipeline made for `nhs` (an A40 took the number off
+    it), when this caller may see it; else nothing. Only a Patient that really was
+    merged (a replaced-by link) counts: the claim alone never stands for a record."""
+    if ctx.session is None:
+        return []
+    claim = ctx.session.record_get(NHS_CLAIMS, nhs) or {}
+    rid = claim.get("patient")
+    if not isinstance(rid, str):
+        return []
+    try:
+        stored = ctx.repository.read("Patient", rid, session=ctx.session)
+    except GatewayError:
+        return []
+    patient = visible(ctx, req, stored)
+    if patient is None or replaced_by(patient) is None:
+        return []
+    return [(patient, stored)]
+
+
+def _known_as(patient: dict[str, Any]) -> str:
+    nhs = next((str(i.get("value")) for i in patient.get("identifier") or []
+                if isinstance(i, dict) and i.get("system") == t.NHS_NUMBER_SYSTEM), None)
+    return f"NHS number {_spaced(nhs)}" if nhs else f"Patient/{patient['id']}"
 
 
 def _spaced(nhs: str) -> str:

@@ -1,9 +1,11 @@
 """The summary in words: sections of plain sentences, shared by the FHIR document's
 narrative and the printable page, so both always say the same thing.
 
-Order: deceased (when the record says so) first; then partners' disagreement on CPR; then
-the CPR decision; ReSPECT and other plans; preferred places; legal; contacts; care team;
-alerts; and what the summary is made from (when the record was last fed).
+Order: deceased (when the record says so: the Patient's death, or a partner's place of
+death) first; then partners' disagreement on CPR; then the CPR decision; ReSPECT and other
+plans; preferred places; legal; contacts; care team; alerts; and what the summary is made
+from (when the record was last fed). When a read was cut off, the CPR headline says the
+summary may be incomplete: never "no plan recorded".
 """
 
 from __future__ import annotations
@@ -13,14 +15,18 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from .facts import MERGED, Fact, Facts, Source
+from .facts import MERGED, NOT_UNDERSTOOD, Fact, Facts, Source
 
 LONDON = ZoneInfo("Europe/London")
 #: what a fact's date is, by kind
 DATE_WORDS = {"cpr": "decided", "plan": "completed", "place": "recorded",
               "death-place": "died", "legal": "recorded", "lpa-holder": "",
               "contact": "", "team": "", "alert": "recorded", "issue": "identified"}
-HEADLINES = {"not-attempt": "NOT FOR ATTEMPTED CPR", "attempt": "FOR ATTEMPTED CPR"}
+HEADLINES = {"not-attempt": "NOT FOR ATTEMPTED CPR", "attempt": "FOR ATTEMPTED CPR",
+             NOT_UNDERSTOOD: "CPR STATUS RECORDED BUT NOT UNDERSTOOD"}
+#: the CPR box's colour per decision (a status not understood is a warning, as a conflict)
+TONES = {"not-attempt": "not-attempt", "attempt": "attempt", NOT_UNDERSTOOD: "conflict"}
+INCOMPLETE = "SUMMARY MAY BE INCOMPLETE"
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +55,8 @@ class Section:
 
 
 def day(value: str | None) -> str:
-    """'2026-07-22...' -> '22 Jul 2026' (a dateTime in London time); '' when absent."""
+    """'2026-07-22...' -> '22 Jul 2026' (a dateTime in London time), '2026-07' -> 'Jul
+    2026'; '' when absent."""
     if not value:
         return ""
     text = str(value)
@@ -62,6 +69,8 @@ def day(value: str | None) -> str:
         if len(text) == 10:
             parsed = datetime.strptime(text, "%Y-%m-%d")
             return f"{parsed.day} {parsed:%b %Y}"
+        if len(text) == 7:  # a partial date says only the month: so do we
+            return f"{datetime.strptime(text, '%Y-%m'):%b %Y}"
     except ValueError:
         pass
     return text
@@ -115,7 +124,7 @@ def item(fact: Fact) -> Item:
 
 def sections(facts: Facts, *, generated: str) -> list[Section]:
     out = []
-    if facts.deceased:
+    if facts.died:
         out.append(_deceased(facts))
     if facts.conflict:
         out.append(Section("conflict", "Partners disagree on CPR",
@@ -167,13 +176,23 @@ def last_fed_words(facts: Facts) -> str:
 
 def _deceased(facts: Facts) -> Section:
     when = facts.deceased or ""
-    text = "The shared record says this person has died" + \
-        (f" ({day(when)})." if when and when != "yes" else ".")
-    merged = Source(name=MERGED, recorded=(facts.patient.get("meta") or {}).get("lastUpdated"))
-    return Section("deceased", "Deceased", (Item(text, ref=f"Patient/{facts.patient['id']}",
-                                                 source=source_words(merged)),
-                                            *(item(f) for f in facts.death_places)),
-                   headline="DECEASED" + (f" {day(when)}" if when and when != "yes" else ""),
+    dated = bool(when) and when != "yes"
+    items = [item(f) for f in facts.death_places]
+    if facts.deceased:
+        text = "The shared record says this person has died" + \
+            (f" ({day(when)})." if dated else ".")
+        merged = Source(name=MERGED,
+                        recorded=(facts.patient.get("meta") or {}).get("lastUpdated"))
+        items.insert(0, Item(text, ref=f"Patient/{facts.patient['id']}",
+                             source=source_words(merged)))
+        notes: tuple[str, ...] = ()
+    else:
+        # a partner recorded where the person died: that says they died, even though the
+        # person's details do not (yet) hold a date of death
+        notes = ("The shared record says this person has died: a place of death is "
+                 "recorded. The person's details hold no date of death.",)
+    return Section("deceased", "Deceased", tuple(items), notes=notes,
+                   headline="DECEASED" + (f" {day(when)}" if dated else ""),
                    tone="deceased")
 
 
@@ -184,27 +203,46 @@ def _cpr(facts: Facts) -> Section:
         headline, tone = "PARTNERS DISAGREE ON CPR", "conflict"
         notes = ("Their newest decisions differ. The summary does not choose: check the "
                  "patient's forms and clinicians.",)
+        if len({f.source.key or f.ref for f in facts.cpr}) < len(facts.cpr):
+            notes += ("One partner holds more than one of these, with dates that cannot "
+                      "tell which is newer.",)
     elif facts.cpr:
-        headline, tone = HEADLINES[facts.cpr[0].code or ""], facts.cpr[0].code or ""
-        if len(facts.cpr) > 1:
+        code = facts.cpr[0].code or ""
+        headline, tone = HEADLINES[code], TONES[code]
+        if code == NOT_UNDERSTOOD:
+            notes = ("A CPR status is recorded in a form the summary cannot read: check "
+                     "the record and the patient's forms.",)
+        elif len(facts.cpr) > 1:
             notes = (f"{len(facts.cpr)} partners record the same decision.",)
     elif facts.cpr_expired:
         headline, tone = "NO CURRENT CPR DECISION", "expired"
         notes = ("Every CPR decision on the record has passed its review date.",)
+    elif facts.truncated:
+        # what was not read may hold a plan: never say there is none
+        headline, tone = f"{INCOMPLETE}: NO CPR DECISION FOUND IN WHAT WAS READ", "conflict"
     elif not facts.has_plan:
         headline, tone = "NO EMERGENCY CARE PLAN RECORDED", "none"
         notes = ("No CPR decision, ReSPECT form, advance decision or Lasting Power of "
                  "Attorney is recorded on the shared record.", last_fed_words(facts))
     else:
         headline, tone = "NO CPR DECISION RECORDED", "none"
+    if facts.truncated:
+        if INCOMPLETE not in headline:
+            headline = f"{headline} ({INCOMPLETE})"
+        notes = (TRUNCATED_WORDS, *notes)
+    if facts.found_as:
+        notes = (facts.found_as, *notes)
     return Section("cpr", "Resuscitation (CPR) decision", items, notes=notes,
                    empty="No CPR decision recorded.", headline=headline, tone=tone)
+
+
+TRUNCATED_WORDS = ("WARNING: this record is larger than the summary reads at once; some "
+                   "facts may be missing. Check the full record.")
 
 
 def _about(facts: Facts, generated: str) -> Section:
     notes = [last_fed_words(facts), f"Summary made {instant(generated)} from the shared "
              "record; each fact shows the partner that sent it and when."]
     if facts.truncated:
-        notes.append("WARNING: this record is larger than the summary reads at once; "
-                     "some facts may be missing. Check the full record.")
+        notes.append(TRUNCATED_WORDS)
     return Section("about", "About this summary", notes=tuple(notes))

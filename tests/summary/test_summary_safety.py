@@ -1,0 +1,446 @@
+"""Clinical-safety rules of the emergency summary a crew relies on: it never quietly shows
+one CPR decision while a disagreeing one is on record, and never says "no plan recorded"
+when one is (a merge, narrow scopes, an unfamiliar representation, review dates across
+midnight, same-day decisions, a place of death, a record too big to read at once)."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from summary_kit import (
+    GP,
+    HOSPICE,
+    RULES_TODAY,
+    SCT,
+    Doc,
+    Record,
+    by_nhs,
+    cpr_of,
+    pin_today,
+    valid_nhs,
+)
+
+from fhir_gateway.fhir.repository import Repository
+from fhir_gateway.fhir.validation import check_resource
+from fhir_gateway.pipeline.service import IngestService
+from fhir_gateway.summary.terms import REVIEW_DATE_EXTENSION
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "security"))
+from security_kit import Gateway, patient, provenance
+
+TODAY = RULES_TODAY  # 1 June 2026 (Europe/London)
+CPR_URL = "https://fhir.shared-care-record.example/StructureDefinition/SCR-CPRDecision"
+
+
+@pytest.fixture
+def http(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> TestClient:
+    pin_today(monkeypatch, TODAY)
+    return client
+
+
+def summary(http: TestClient, url: str, **headers: str) -> Doc:
+    resp = http.get(url, headers=headers)
+    assert resp.status_code == 200, resp.text
+    doc = Doc(resp.json())
+    check_resource(doc.bundle, expected_type="Bundle")
+    return doc
+
+
+def headline(doc: Doc) -> str:
+    return doc.composition["text"]["div"]
+
+
+def plain(html: str) -> str:
+    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html)).replace("&#x27;", "'")
+
+
+def source_of(doc: Doc, resource: dict[str, Any]) -> str | None:
+    """The ODS code the summary credits a cited resource to (its words: "Source: ...")."""
+    for section in doc.composition["section"]:
+        refs = [e["reference"] for e in section.get("entry", [])]
+        ref = f"{resource['resourceType']}/{resource['id']}"
+        if ref in refs:
+            items = re.findall(r"<li>(.*?)</li>", section["text"]["div"])
+            item = items[refs.index(ref) - (1 if refs[0].startswith("urn:") else 0)]
+            found = re.search(r"Source: .*?\((\w+)\), received", item)
+            return found.group(1) if found else None
+    return None
+
+
+# -- 1. an A40 merge keeps each fact's authoring partner ----------------------------------
+
+GP_HEADER = ("NHS Number,Surname,Forename,Date of Birth,Sex,Practice Code,Usual GP,"
+             "Palliative Register Date,GSF Code,Preferred Place of Death,PPD Recorded,DNACPR,"
+             "DNACPR Date,Care Plan Summary,Last Reviewed,Date of Death,Place of Death\n")
+
+
+def _spaced(nhs: str) -> str:
+    return f"{nhs[:3]} {nhs[3:6]} {nhs[6:]}"
+
+
+def _merge_feeds(http: TestClient, old: str, survivor: str) -> None:
+    """GP DNACPR and hospice ReSPECT 'for CPR' on `old`; the acute trust admits the person
+    as `survivor` and then merges `old` into it (A40)."""
+    service = IngestService(Repository(http.app.state.fhir_router.repository.engine))
+    gp = GP_HEADER + (f"{_spaced(old)},WHITE,Ann,03/11/1940,F,Y90028,Dr Clarke,29/11/2025,"
+                      "Amber,Home,25/12/2025,Y,11/02/2026,Plan,11/03/2026,,\n")
+    service.ingest("gp", "gp.csv", gp.encode(), today=TODAY)
+    hospice = json.dumps({
+        "clientId": "MSH-1", "nhsNumber": old, "name": {"first": "Ann", "last": "White"},
+        "dob": "1940-11-03", "gender": "female", "respect": {
+            "formId": "RSP-1", "version": "3", "completedOn": "2026-03-01", "cpr": "attempt",
+            "careFocus": "life-sustaining", "preferredPlaceOfCare": "home",
+            "recommendations": "Full treatment", "capacity": "has-capacity", "contacts": [],
+            "clinician": {"name": "Dr Smith", "gmc": "6000676"}}}) + "\n"
+    service.ingest("hospice", "clients.jsonl", hospice.encode(), today=TODAY)
+    adt = ("MSH|^~\\&|PAS|RXA|SCR|GATEWAY|202604010900||ADT^A01^ADT_A01|M1|P|2.4\r"
+           "EVN|A01|202604010900\r"
+           f"PID|1||{survivor}^^^NHS^NH~RXA1^^^RXA^MR||WHITE^ANN||19401103|F\r"
+           "PV1|1|I|WARD 7^BAY C^BED 1^RXA||||C1^DOC^A|||300|||||||||V1|||||||||||||||||||||||"
+           "||202604010900|\r"
+           "MSH|^~\\&|PAS|RXA|SCR|GATEWAY|202604020900||ADT^A40^ADT_A39|M2|P|2.4\r"
+           "EVN|A40|202604020900\r"
+           f"PID|1||{survivor}^^^NHS^NH~RXA1^^^RXA^MR||WHITE^ANN||19401103|F\r"
+           f"MRG|{old}^^^NHS^NH\r")
+    summary_ = service.ingest("acute", "adt.hl7", adt.encode(), today=TODAY)
+    assert summary_.rejected == 0, summary_.rejections
+
+
+def test_a_merge_keeps_every_partners_decision_and_its_author(http: TestClient) -> None:
+    old, survivor = valid_nhs(100), valid_nhs(300)
+    _merge_feeds(http, old, survivor)
+    doc = summary(http, by_nhs(survivor))
+    decisions = {(cpr_of(o), source_of(doc, o)) for o in doc.cited("cpr")}
+    assert decisions == {("not-attempt", "X9G01"), ("attempt", "X9H01")}
+    assert "PARTNERS DISAGREE ON CPR" in headline(doc)
+    (issue,) = doc.of_type("DetectedIssue")
+    assert "Borough Hospitals" not in issue["detail"]
+    # the plans stay their authors' (the hospice's ReSPECT form, the GP's plan), none
+    # becomes the hospital's that merged the records
+    assert {source_of(doc, p) for p in doc.cited("respect")} == {"X9H01", "X9G01"}
+    for key in ("cpr", "respect", "places", "contacts", "alerts"):
+        assert "Borough Hospitals" not in doc.text(key), key
+    # each cited fact's authoring Provenance is in the Bundle
+    provs = doc.of_type("Provenance")
+    for obs in doc.cited("cpr"):
+        assert any(t["reference"].startswith(f"Observation/{obs['id']}/_history/")
+                   and p["agent"][0]["who"]["identifier"]["value"] != "RXA"
+                   for p in provs for t in p["target"])
+
+
+def test_the_merged_away_nhs_number_gives_the_surviving_record_clearly(
+        http: TestClient) -> None:
+    old, survivor = valid_nhs(100), valid_nhs(300)
+    _merge_feeds(http, old, survivor)
+    doc = summary(http, by_nhs(old))
+    kept = doc.of_type("Patient")[0]
+    assert any(i["value"] == survivor for i in kept["identifier"])
+    words = plain(headline(doc))
+    assert f"NHS number {_spaced(old)}" in words and "merged" in words
+    assert f"NHS number {_spaced(survivor)}" in words
+    assert {cpr_of(o) for o in doc.cited("cpr")} == {"attempt", "not-attempt"}
+    page = plain(http.get(by_nhs(old), headers={"Accept": "text/html"}).text)
+    assert f"NHS number {_spaced(old)}" in page and "merged" in page
+
+
+def test_a_record_merged_into_one_the_caller_cannot_see_is_not_shown_empty(
+        http: TestClient) -> None:
+    """Its facts moved to the survivor: summarising the merged-away record instead would
+    say "no plan recorded" about a person who has one."""
+    from fhir_gateway.fhir.interceptors import BaseInterceptor
+    from fhir_gateway.fhir.request import FhirRequest
+
+    survivor = Record(http, pid="keep", nhs=valid_nhs(20))
+    survivor.cpr("not-attempt", "2026-01-01", GP)
+    Record(http, pid="old", nhs=valid_nhs(40),
+           link=[{"other": {"reference": "Patient/keep"}, "type": "replaced-by"}])
+    shown = summary(http, "/fhir/Patient/old/$emergency-summary")
+    assert "Found by Patient/old, which was merged into this record" in headline(shown)
+
+    class HideSurvivor(BaseInterceptor):
+        def can_see(self, request: FhirRequest, resource: dict[str, Any]) -> bool:
+            return resource.get("id") != "keep"
+
+    http.app.state.fhir_router.interceptors.add(HideSurvivor())
+    assert http.get("/fhir/Patient/old/$emergency-summary").status_code == 404
+
+
+# -- 2. scopes that cannot read everything the summary uses are refused -------------------
+
+
+def _two_partner_record(gw: Gateway) -> None:
+    def obs(rid: str, code: str, when: str) -> dict[str, Any]:
+        return {"resourceType": "Observation", "id": rid, "status": "final",
+                "code": {"coding": [{"system": SCT, "code": "304251008"}]},
+                "subject": {"reference": "Patient/amb-1"}, "effectiveDateTime": when,
+                "valueCodeableConcept": {"coding": [{"system": SCT, "code": code}]}}
+
+    gw.put(patient("amb-1", "9434765919", "Example"))
+    gw.put(obs("cpr-gp", "450476008", "2026-01-05"))
+    gw.put(provenance("Observation/cpr-gp", "X9G01", "amb-1"))
+    gw.put(obs("cpr-hosp", "450475007", "2026-03-01"))
+    gw.put(provenance("Observation/cpr-hosp", "X9H01", "amb-1"))
+
+
+@pytest.mark.parametrize("scope", ["system/Patient.rs system/Observation.rs",
+                                   "system/Patient.rs", "system/Patient.read"])
+def test_narrow_scopes_are_refused_naming_what_is_needed(gw: Gateway, scope: str) -> None:
+    _two_partner_record(gw)
+    crew = gw.login("crew", "ambulance", org="RYC", scope=scope)
+    resp = gw.http.get(by_nhs("9434765919"), headers=crew)
+    assert resp.status_code == 403, resp.text
+    outcome = resp.json()
+    assert outcome["resourceType"] == "OperationOutcome"
+    said = outcome["issue"][0]["diagnostics"]
+    assert "system/Provenance.rs" in said and "system/Consent.rs" in said
+    assert "Example" not in resp.text and "attempted CPR" not in resp.text
+    by_id = gw.http.get("/fhir/Patient/amb-1/$emergency-summary", headers=crew)
+    assert by_id.status_code == 403
+    page = gw.http.get(by_nhs("9434765919"), headers={**crew, "Accept": "text/html"})
+    assert page.status_code == 403 and "system/Provenance.rs" in page.text
+
+
+@pytest.mark.parametrize("scope", [
+    "system/*.rs", "system/*.read",
+    "system/Patient.rs system/Observation.rs system/CarePlan.rs system/RelatedPerson.rs "
+    "system/Consent.rs system/Flag.rs system/CareTeam.rs system/DetectedIssue.rs "
+    "system/Provenance.rs"])
+def test_scopes_covering_every_type_get_the_disagreement(gw: Gateway, scope: str) -> None:
+    _two_partner_record(gw)
+    crew = gw.login("crew", "ambulance", org="RYC", scope=scope)
+    resp = gw.http.get(by_nhs("9434765919"), headers=crew)
+    assert resp.status_code == 200, resp.text
+    doc = Doc(resp.json())
+    assert "PARTNERS DISAGREE ON CPR" in headline(doc)
+    assert len(doc.of_type("DetectedIssue")) == 1
+
+
+def test_unsourced_decisions_of_different_resources_are_never_one_source(
+        http: TestClient) -> None:
+    rec = Record(http)
+    rec.cpr("not-attempt", "2026-01-05", None)
+    rec.cpr("attempt", "2026-03-01", None)
+    doc = summary(http, by_nhs(rec.nhs))
+    assert {cpr_of(o) for o in doc.cited("cpr")} == {"attempt", "not-attempt"}
+    assert "PARTNERS DISAGREE ON CPR" in headline(doc)
+    assert len(doc.of_type("DetectedIssue")) == 1
+
+
+# -- 3. CPR decisions in a form the summary does not fully read ----------------------------
+
+
+def _observation(rec: Record, code: str, **more: Any) -> dict[str, Any]:
+    return rec.put({"resourceType": "Observation", "status": "final",
+                    "code": {"coding": [{"system": SCT, "code": code}]},
+                    "subject": {"reference": f"Patient/{rec.pid}"},
+                    "effectiveDateTime": "2026-02-01", **more}, GP)
+
+
+@pytest.mark.parametrize(("code", "words", "decision"), [
+    ("450476008", "NOT FOR ATTEMPTED CPR", "not-attempt"),
+    ("450475007", "FOR ATTEMPTED CPR", "attempt")])
+def test_an_observation_coded_as_the_decision_is_a_decision(
+        http: TestClient, code: str, words: str, decision: str) -> None:
+    rec = Record(http)
+    obs = _observation(rec, code)
+    doc = summary(http, by_nhs(rec.nhs))
+    assert [o["id"] for o in doc.cited("cpr")] == [obs["id"]]
+    assert f"<b>{words}</b>" in headline(doc)
+    assert "NO EMERGENCY CARE PLAN" not in headline(doc)
+
+
+def test_an_unreadable_resuscitation_status_is_shown_not_dropped(http: TestClient) -> None:
+    rec = Record(http)
+    obs = _observation(rec, "304251008",
+                       valueCodeableConcept={"text": "DNACPR - not for resuscitation"})
+    doc = summary(http, by_nhs(rec.nhs))
+    assert [o["id"] for o in doc.cited("cpr")] == [obs["id"]]
+    text = plain(doc.text("cpr"))
+    assert "CPR status recorded but not understood: DNACPR - not for resuscitation" in text
+    assert "Borough GP (X9G01)" in text and "1 Feb 2026" in text
+    assert "NO EMERGENCY CARE PLAN" not in headline(doc)
+    assert "NO CPR DECISION" not in headline(doc)
+
+
+def test_an_unreadable_status_beside_a_readable_one_is_a_conflict(http: TestClient) -> None:
+    rec = Record(http)
+    rec.cpr("attempt", "2026-03-01", HOSPICE)
+    _observation(rec, "304251008", valueString="see paper form: no CPR")
+    doc = summary(http, by_nhs(rec.nhs))
+    assert "PARTNERS DISAGREE ON CPR" in headline(doc)
+    assert len(doc.of_type("DetectedIssue")) == 1
+    assert "FOR ATTEMPTED CPR</b>" not in headline(doc).replace("DISAGREE ON CPR</b>", "")
+
+
+# -- 4. review dates are judged on the London day; partial dates at their end --------------
+
+
+def test_a_review_datetime_is_judged_on_the_london_day(http: TestClient) -> None:
+    rec = Record(http)
+    rec.cpr("not-attempt", "2026-01-10", GP, meta={"profile": [CPR_URL]}, extension=[
+        {"url": REVIEW_DATE_EXTENSION, "valueDateTime": "2026-05-31T23:30:00Z"}])
+    doc = summary(http, by_nhs(rec.nhs))  # 00:30 on 1 June in London: due today
+    assert "NOT FOR ATTEMPTED CPR" in headline(doc) and "EXPIRED" not in doc.text("cpr")
+    assert "review by 1 Jun 2026" in doc.text("cpr")
+    rec2 = Record(http, pid="p2", nhs=valid_nhs(60))
+    rec2.cpr("not-attempt", "2026-01-10", GP, meta={"profile": [CPR_URL]}, extension=[
+        {"url": REVIEW_DATE_EXTENSION, "valueDateTime": "2026-05-31T22:30:00Z"}])
+    doc = summary(http, by_nhs(rec2.nhs))  # 23:30 on 31 May in London: passed
+    assert "NO CURRENT CPR DECISION" in headline(doc) and "EXPIRED" in doc.text("cpr")
+
+
+@pytest.mark.parametrize(("end", "expired"), [("2026-06", False), ("2026", False),
+                                              ("2026-05", True), ("2025", True)])
+def test_a_partial_review_date_lasts_to_the_end_of_its_period(
+        http: TestClient, end: str, expired: bool) -> None:
+    rec = Record(http)
+    rec.put({"resourceType": "Flag", "status": "active",
+             "subject": {"reference": f"Patient/{rec.pid}"},
+             "code": {"coding": [{"system": SCT, "code": "450476008"}]},
+             "period": {"start": "2025-01-10", "end": end}}, GP)
+    doc = summary(http, by_nhs(rec.nhs))
+    assert ("EXPIRED" in doc.text("cpr")) is expired
+    assert ("NOT FOR ATTEMPTED CPR" in headline(doc)) is not expired
+    if end == "2026-06":
+        assert "review by Jun 2026" in doc.text("cpr")
+
+
+# -- 5. decisions the dates cannot order are both shown -----------------------------------
+
+
+def test_same_partner_same_day_date_and_datetime_disagreeing_shows_both(
+        http: TestClient) -> None:
+    rec = Record(http)
+    a = rec.cpr("attempt", "2026-02-01T08:00:00Z", GP)
+    b = rec.cpr("not-attempt", "2026-02-01", GP)
+    doc = summary(http, by_nhs(rec.nhs))
+    assert {o["id"] for o in doc.cited("cpr")} == {a["id"], b["id"]}
+    assert "PARTNERS DISAGREE ON CPR" in headline(doc)
+    (issue,) = doc.of_type("DetectedIssue")
+    assert {i["reference"] for i in issue["implicated"]} == {f"Observation/{a['id']}",
+                                                            f"Observation/{b['id']}"}
+
+
+def test_same_partner_a_later_day_still_supersedes(http: TestClient) -> None:
+    rec = Record(http)
+    rec.cpr("attempt", "2026-02-01T08:00:00Z", GP)
+    newer = rec.cpr("not-attempt", "2026-02-02", GP)
+    doc = summary(http, by_nhs(rec.nhs))
+    assert [o["id"] for o in doc.cited("cpr")] == [newer["id"]]
+    assert not doc.of_type("DetectedIssue")
+    # and two times of one day are ordered by the time
+    rec2 = Record(http, pid="p2", nhs=valid_nhs(70))
+    rec2.cpr("not-attempt", "2026-02-01T20:00:00Z", GP)
+    rec2.cpr("attempt", "2026-02-01T08:00:00Z", GP)
+    doc = summary(http, by_nhs(rec2.nhs))
+    assert [cpr_of(o) for o in doc.cited("cpr")] == ["not-attempt"]
+
+
+def test_same_partner_same_day_agreeing_is_one_decision(http: TestClient) -> None:
+    rec = Record(http)
+    rec.cpr("not-attempt", "2026-02-01T08:00:00Z", GP)
+    rec.cpr("not-attempt", "2026-02-01", GP)
+    doc = summary(http, by_nhs(rec.nhs))
+    assert len(doc.cited("cpr")) == 1 and not doc.of_type("DetectedIssue")
+
+
+def test_an_undated_decision_cannot_be_superseded_by_a_dated_one(http: TestClient) -> None:
+    rec = Record(http)
+    undated = rec.put({
+        "resourceType": "Consent", "status": "active",
+        "scope": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentscope",
+                              "code": "adr"}]},
+        "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/"
+                                            "consentcategorycodes", "code": "dnr"}]}],
+        "patient": {"reference": f"Patient/{rec.pid}"}, "policyRule": {"text": "DNACPR"}},
+        GP)
+    dated = rec.cpr("attempt", "2026-02-01", GP)
+    doc = summary(http, by_nhs(rec.nhs))
+    assert {f"{o['resourceType']}/{o['id']}" for o in doc.cited("cpr")} == {
+        f"Consent/{undated['id']}", f"Observation/{dated['id']}"}
+    assert len(doc.of_type("DetectedIssue")) == 1
+
+
+# -- 6. a recorded place of death says the person died ------------------------------------
+
+
+def test_a_place_of_death_says_the_person_died_first(http: TestClient) -> None:
+    rec = Record(http)
+    rec.cpr("not-attempt", "2026-01-01", GP)
+    eol = "https://fhir.shared-care-record.example/CodeSystem/end-of-life-observation"
+    loc = "https://fhir.shared-care-record.example/CodeSystem/death-location-type"
+    pod = rec.put({"resourceType": "Observation", "status": "final",
+                   "code": {"coding": [{"system": eol, "code": "place-of-death"}]},
+                   "subject": {"reference": f"Patient/{rec.pid}"},
+                   "effectiveDateTime": "2026-05-20",
+                   "valueCodeableConcept": {"coding": [{"system": loc, "code": "10",
+                                                        "display": "Hospital"}]}}, GP)
+    doc = summary(http, by_nhs(rec.nhs))
+    assert doc.titles()[0] == "Deceased"
+    assert f"Observation/{pod['id']}" in [f"{r['resourceType']}/{r['id']}"
+                                          for r in doc.cited("deceased")]
+    text = plain(doc.text("deceased"))
+    assert "has died" in text and "Place of death: Hospital" in text
+    assert "Borough GP (X9G01)" in text
+    assert headline(doc).index("DECEASED") < headline(doc).index("NOT FOR")
+    page = http.get(by_nhs(rec.nhs), headers={"Accept": "text/html"}).text
+    assert page.index("DECEASED") < page.index("NOT FOR ATTEMPTED CPR")
+    assert "Place of death: Hospital" in page
+
+
+# -- 7. a record too big to read at once never says "no plan recorded" --------------------
+
+
+def test_a_cut_read_says_the_summary_may_be_incomplete_in_the_headline(
+        http: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    from fhir_gateway.summary import facts
+
+    rec = Record(http)
+    for day in range(1, 5):  # other Observations fill the read before the decision
+        _observation(rec, "376201000000102", effectiveDateTime=f"2026-01-0{day}")
+    rec.cpr("not-attempt", "2026-02-01", GP)
+    monkeypatch.setattr(facts, "MAX_COMPARTMENT", 4)
+    doc = summary(http, by_nhs(rec.nhs))
+    assert "NO EMERGENCY CARE PLAN RECORDED" not in headline(doc)
+    assert "MAY BE INCOMPLETE" in headline(doc)
+    page = http.get(by_nhs(rec.nhs), headers={"Accept": "text/html"}).text
+    assert "NO EMERGENCY CARE PLAN RECORDED" not in page and "MAY BE INCOMPLETE" in page
+
+
+def test_types_the_summary_does_not_use_do_not_fill_its_read(
+        http: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    from fhir_gateway.summary import facts
+
+    rec = Record(http)
+    for _ in range(4):
+        rec.put({"resourceType": "Encounter", "status": "finished", "class": {
+            "system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "HH"},
+            "subject": {"reference": f"Patient/{rec.pid}"}}, None)
+    rec.cpr("not-attempt", "2026-02-01", GP)
+    monkeypatch.setattr(facts, "MAX_COMPARTMENT", 4)
+    doc = summary(http, by_nhs(rec.nhs))
+    assert "<b>NOT FOR ATTEMPTED CPR</b>" in headline(doc)
+    assert "some facts may be missing" not in doc.text("about")
+
+
+# -- 8. the page says what the document says -----------------------------------------------
+
+
+def test_the_page_carries_the_disagreement_sentence_near_the_cpr_box(
+        http: TestClient) -> None:
+    rec = Record(http)
+    rec.cpr("not-attempt", "2026-01-01", GP)
+    rec.cpr("attempt", "2026-03-01", HOSPICE)
+    doc = summary(http, by_nhs(rec.nhs))
+    sentence = plain(doc.text("conflict")).split("check the patient's forms")[0]
+    detail = re.search(r"Borough Hospice \(X9H01\) records [^.]*\.", sentence)
+    assert detail is not None
+    page = plain(http.get(by_nhs(rec.nhs), headers={"Accept": "text/html"}).text)
+    assert detail.group(0) in page
+    assert page.index(detail.group(0)) < page.index("ReSPECT recommendations")
