@@ -34,7 +34,7 @@ from typing import Any
 
 from ..auth.scopes import Scopes
 from ..errors import BadRequest, Conflict, GatewayError, NotFound
-from ..fhir.interactions import FhirContext, require_id, visible
+from ..fhir.interactions import FhirContext, read_visible, require_id, visible
 from ..fhir.request import FhirRequest, FhirResponse
 from ..pipeline.identity import NHS_CLAIMS, replaced_by
 from ..search.values import now_instant
@@ -152,7 +152,8 @@ def find_patient(ctx: FhirContext, req: FhirRequest,
     if rid is not None:
         _no_params(req, set())
         unknown = NotFound(f"Patient/{rid} is not known", expression="Patient")
-        stored = ctx.repository.read("Patient", require_id(rid), session=ctx.session)
+        # a deletion is 410 only to a caller who could see what was deleted
+        stored = read_visible(ctx, req, "Patient", require_id(rid))
         patient = visible(ctx, req, stored)
         if patient is None:
             raise unknown

@@ -54,3 +54,14 @@ def test_other_roles_cannot_use_the_summary(record: Gateway) -> None:
                            headers=auditor).status_code == 404
     feed = record.login("gp-feed", "feed", partner="gp", scope="system/*.cruds")
     assert record.http.get(BY_NHS.format("9434765919"), headers=feed).status_code == 403
+
+
+def test_a_deleted_hidden_patient_answers_as_one_never_recorded(record: Gateway) -> None:
+    """410 would confirm that a consent-hidden record existed: by id, a deleted hidden
+    Patient's summary answers exactly as an id no one used."""
+    record.repository.delete("Patient", "hid")
+    crew = record.login("crew", "ambulance", org="RYC")
+    gone = record.http.get("/fhir/Patient/hid/$emergency-summary", headers=crew)
+    never = record.http.get("/fhir/Patient/nobody/$emergency-summary", headers=crew)
+    assert gone.status_code == never.status_code == 404
+    assert gone.text.replace("hid", "X") == never.text.replace("nobody", "X")
