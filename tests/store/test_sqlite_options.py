@@ -10,7 +10,7 @@ import pytest
 from fhir_gateway.store import open_store
 from fhir_gateway.store.base import IndexEntry, NewVersion, TokenValue
 from fhir_gateway.store.query import Criterion, IndexQuery, TokenPredicate
-from fhir_gateway.store.sqlite import SqliteEngine, SqliteSession
+from fhir_gateway.store.sqlite import SqliteEngine, SqliteSession, compile_query
 
 
 def _cache_size(engine: SqliteEngine) -> int:
@@ -84,5 +84,30 @@ def test_an_error_that_ended_the_transaction_is_the_one_raised(tmp_path: Path) -
             raise ValueError("the original error")
         with engine.session(write=False) as s:
             assert s.record_get("counter", "c") is None
+    finally:
+        engine.close()
+
+
+@pytest.mark.parametrize("types", [["Observation"], ["Observation", "Consent", "Flag"]])
+def test_a_patients_compartment_of_some_types_is_read_through_the_compartment(
+        tmp_path: Path, types: list[str]) -> None:
+    # The type's index would walk every Observation on the record (the emergency summary
+    # read each type so: 42 ms CPU a summary at 1M resources); the patient's compartment
+    # holds a few hundred rows. The plan must drive from the compartment whatever the
+    # statistics say, so the type is kept off its index.
+    engine = SqliteEngine(tmp_path / "gw.sqlite3")
+    try:
+        with engine.session(write=True) as s:
+            for n in range(30):
+                s.put(NewVersion("Observation", f"o{n}", 1, "2026-01-01T00:00:01Z", "{}",
+                                 compartments=(f"p{n % 3}",)))
+        with engine.session(write=False) as s:
+            query = IndexQuery(rtype=None, compartment="p1", types=types, limit=100)
+            sql, args = compile_query(query)
+            plan = " | ".join(row[3] for row in s.conn.execute(f"EXPLAIN QUERY PLAN {sql}",
+                                                                args))
+            found = s.find(query).rows
+        assert "compartment_patient" in plan and "(rtype=?)" not in plan, plan
+        assert sorted(r.rid for r in found) == sorted(f"o{n}" for n in range(1, 30, 3))
     finally:
         engine.close()
