@@ -261,10 +261,11 @@ def newest_per_source(facts: Iterable[Fact]) -> list[Fact]:
     "Newest" is a partial order: dates are compared at the coarser precision of the two
     (a date-only value is no earlier than a time on the same day), and an undated fact
     cannot be ordered at all. A source's facts that no other of its facts is known to
-    follow are all current; of those, one per value (`code`) is kept, the last stored, so
-    values the dates cannot order that disagree are all shown (a conflict), never one
-    picked. A fact without a known source is a source of its own: unsourced facts of
-    different resources are never taken for one partner's."""
+    follow are all current; of those, one per value (`code`) is kept (`_preferred`: a
+    current one before an expired one, then the newer), so values the dates cannot order
+    that disagree are all shown (a conflict), never one picked. A fact without a known
+    source is a source of its own: unsourced facts of different resources are never taken
+    for one partner's."""
     groups: dict[tuple[str, str], list[Fact]] = {}
     for f in facts:
         key = (f.source.key or f"unsourced:{f.ref}", f.group)
@@ -280,14 +281,17 @@ def newest_per_source(facts: Iterable[Fact]) -> list[Fact]:
                or span[1] >= latest_start]
         by_code: dict[str | None, Fact] = {}
         for f in top:
-            if f.code not in by_code or _stored(f) > _stored(by_code[f.code]):
+            if f.code not in by_code or _preferred(f) > _preferred(by_code[f.code]):
                 by_code[f.code] = f
         out += by_code.values()
     return sorted(out, key=lambda f: f.newness, reverse=True)
 
 
-def _stored(fact: Fact) -> str:
-    return str((fact.resource.get("meta") or {}).get("lastUpdated") or "")
+def _preferred(fact: Fact) -> tuple[bool, tuple[str, str]]:
+    """Which of one source's same-value facts the dates cannot order is shown: a current
+    one before an expired one (an expired one stored later must not hide a current
+    decision), then the more precisely dated and newer, then the last stored."""
+    return not fact.expired, fact.newness
 
 
 Moment = tuple[str, str]  # (London calendar date, UTC instant): sorts as time does

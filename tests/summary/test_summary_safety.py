@@ -367,6 +367,22 @@ def test_an_undated_decision_cannot_be_superseded_by_a_dated_one(http: TestClien
     assert len(doc.of_type("DetectedIssue")) == 1
 
 
+def test_an_expired_decision_never_hides_a_current_one_the_dates_cannot_order(
+        http: TestClient) -> None:
+    """Of one partner's decisions the dates cannot order, the same value once: the
+    current one, not whichever was stored last (an expired one stored later hid it)."""
+    rec = Record(http)
+    current = rec.put({"resourceType": "Flag", "status": "active",  # undated
+                       "subject": {"reference": f"Patient/{rec.pid}"},
+                       "code": {"coding": [{"system": SCT, "code": "450476008"}]}}, GP)
+    rec.cpr("not-attempt", "2025-01-10", GP, meta={"profile": [CPR_URL]}, extension=[
+        {"url": REVIEW_DATE_EXTENSION, "valueDateTime": "2025-06-01"}])  # expired
+    doc = summary(http, by_nhs(rec.nhs))
+    assert "NOT FOR ATTEMPTED CPR" in headline(doc), headline(doc)
+    assert [f"{o['resourceType']}/{o['id']}" for o in doc.cited("cpr")][0] == \
+        f"Flag/{current['id']}"
+
+
 # -- 6. a recorded place of death says the person died ------------------------------------
 
 
