@@ -45,6 +45,7 @@ from .consent import (
     PARTNER_TAG_SYSTEM,
     ConsentDecision,
     ConsentPolicy,
+    as_list,
     is_privacy_consent,
     last_written,
     ods_codes,
@@ -203,7 +204,7 @@ class AccessInterceptor(BaseInterceptor):
         record exists to hold one Patient per person."""
         if body.get("resourceType") != "Patient":
             return
-        numbers = {i.get("value") for i in body.get("identifier") or []
+        numbers = {i.get("value") for i in as_list(body.get("identifier"))
                    if isinstance(i, dict) and i.get("system") == NHS_NUMBER_SYSTEM
                    and isinstance(i.get("value"), str)}
         for nhs in sorted(numbers):
@@ -384,13 +385,14 @@ def _check_attribution(resource: dict[str, Any], caller: SecureCaller) -> None:
     patient's objection in a partner's name."""
     rtype = resource.get("resourceType")
     if rtype == "Provenance":
-        agents = [a for a in resource.get("agent") or [] if isinstance(a, dict)]
+        agents = [a for a in as_list(resource.get("agent")) if isinstance(a, dict)]
         named = ods_codes([a.get("who") for a in agents] + [a.get("onBehalfOf") for a in agents])
         if any(code != caller.organization for code in named):
             raise Forbidden("a feed's Provenance may name only its own organisation "
                             f"({caller.organization or 'none registered'}) as an agent")
     elif rtype == "Consent":
-        named = ods_codes(_list(resource.get("organization")) + _list(resource.get("performer")))
+        named = ods_codes(as_list(resource.get("organization")) +
+                          as_list(resource.get("performer")))
         if any(code != caller.organization for code in named):
             raise Forbidden("a feed's Consent may name only its own organisation "
                             f"({caller.organization or 'none registered'}) as organization "
@@ -399,10 +401,6 @@ def _check_attribution(resource: dict[str, Any], caller: SecureCaller) -> None:
             raise Forbidden("a feed's patient-privacy Consent must name its own organisation "
                             f"({caller.organization or 'none registered'}) as organization "
                             f"or performer, by identifier ({ODS_SYSTEM})")
-
-
-def _list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else []
 
 
 def _probing_criteria(criteria: list[Criterion]) -> list[Criterion]:

@@ -220,12 +220,13 @@ def _decides(consent: dict[str, Any]) -> bool:
     organisation's name."""
     if (consent.get("provision") or {}).get("type") == "deny" or not _feed_written(consent):
         return True
-    named = ods_codes([*_as_list(consent.get("organization")),
-                       *_as_list(consent.get("performer"))])
+    named = ods_codes([*as_list(consent.get("organization")),
+                       *as_list(consent.get("performer"))])
     return bool(named) and vouched_codes(consent, named) == named
 
 
-def _as_list(value: Any) -> list[Any]:
+def as_list(value: Any) -> list[Any]:
+    """`value` when it is a JSON array, else empty (bodies are checked after access)."""
     return value if isinstance(value, list) else []
 
 

@@ -8,6 +8,7 @@ consent. A GP clinician (B86001) and an acute clinician (RXX) are other organisa
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import httpx
@@ -349,3 +350,19 @@ def test_provenance_of_a_deleted_hidden_resource_stays_hidden(record: Gateway) -
     record.repository.delete("Observation", "cpr-hid")
     gp = record.login("gp-ward", "clinician", org="B86001")
     assert record.http.get(f"/fhir/Provenance/{hidden}", headers=gp).status_code == 404
+
+
+@pytest.mark.parametrize("body", [
+    {"resourceType": "Provenance", "agent": 5},
+    {"resourceType": "Provenance", "agent": [5, {"who": 5}]},
+    {"resourceType": "Consent", "organization": "RH1", "performer": 5},
+    {"resourceType": "Consent", "organization": [5], "scope": 5, "category": 5},
+    {"resourceType": "Patient", "identifier": 5},
+    {"resourceType": "Patient", "identifier": [5, {"system": NHS, "value": 5}]},
+], ids=lambda b: f"{b['resourceType']}-{json.dumps(b)[:40]}")
+def test_a_feeds_malformed_body_gets_a_clear_answer_not_a_500(record: Gateway,
+                                                              body: dict[str, Any]) -> None:
+    feed = gp_feed(record)
+    r = record.http.post(f"/fhir/{body['resourceType']}", json=body, headers=feed)
+    assert 400 <= r.status_code < 500, r.text
+    assert r.json()["resourceType"] == "OperationOutcome"
