@@ -203,6 +203,8 @@ def _conditional_match(ctx: FhirContext, router: FhirRouter, sub: FhirRequest, r
     allowed this create at all, whatever matches. Then only matches the caller may see
     count; a hidden one counts as none, as for a create outside a transaction."""
     _check_request(router, sub)
+    # the check may narrow the condition (a feed's matches only its own resources)
+    condition = sub.header("if-none-exist") or condition
     found = visible_matches(ctx, sub, rtype, condition, "ifNoneExist")
     if len(found) > 1:
         raise PreconditionFailed(f"ifNoneExist {condition!r} matches more than one {rtype}")

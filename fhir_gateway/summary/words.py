@@ -206,6 +206,9 @@ def _cpr(facts: Facts) -> Section:
         if len({f.source.key or f.ref for f in facts.cpr}) < len(facts.cpr):
             notes += ("One partner holds more than one of these, with dates that cannot "
                       "tell which is newer.",)
+        if any(not f.source.key for f in facts.cpr):
+            notes += ("Who recorded one or more of these is not on the record, so whether "
+                      "one replaced another cannot be told: all are shown.",)
     elif facts.cpr:
         code = facts.cpr[0].code or ""
         headline, tone = HEADLINES[code], TONES[code]

@@ -230,6 +230,7 @@ def test_unsourced_decisions_of_different_resources_are_never_one_source(
     assert {cpr_of(o) for o in doc.cited("cpr")} == {"attempt", "not-attempt"}
     assert "PARTNERS DISAGREE ON CPR" in headline(doc)
     assert len(doc.of_type("DetectedIssue")) == 1
+    assert "Who recorded one or more of these is not on the record" in doc.text("cpr")
 
 
 # -- 3. CPR decisions in a form the summary does not fully read ----------------------------
