@@ -332,7 +332,8 @@ class Loader:
             written.append((result.stored.rtype, result.stored.rid, result.stored.version,
                             result.created))
 
-        patient = self._patient(s, found.patient, record, new_stamp, count)
+        patient = self._patient(s, found.patient, record, new_stamp, count,
+                                reviewed=found.how == "reviewer")
         pref = f"Patient/{patient}"
         for resource, key in zip(record.resources, record.keys, strict=True):
             self._upsert(s, record.source, key, _with_patient(resource, pref), new_stamp,
@@ -386,7 +387,11 @@ class Loader:
                                     f"its profiles: {detail}")
 
     def _patient(self, s: StoreSession, stored: StoredVersion | None, record: MappedRecord,
-                 new_stamp: str, count: Callable[[WriteResult], None]) -> str:
+                 new_stamp: str, count: Callable[[WriteResult], None], *,
+                 reviewed: bool = False) -> str:
+        """The record's Patient, made or merged into. `reviewed`: a reviewer chose this
+        (`review resolve`), so a new Patient takes the NHS number's claim even if one was
+        made before (say, the record merged away by an A40 that left the claim behind)."""
         incoming = dict(record.patient)
         incoming["resourceType"] = "Patient"
         if stored is None:
@@ -395,7 +400,7 @@ class Loader:
             # A claim on the NHS number in the same transaction: two concurrent first
             # records for one person cannot both make a Patient (unique key, not a check).
             if nhs and not s.record_put(NHS_CLAIMS, nhs, {"patient": rid},
-                                        create_only=True):
+                                        create_only=not reviewed):
                 raise VersionConflict(f"NHS number {nhs} claimed concurrently")
             merged, times = merge(None, incoming, {}, new_stamp)
             merged, checked = self._check({**merged, "id": rid}, record.source)

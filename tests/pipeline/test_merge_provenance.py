@@ -136,3 +136,17 @@ def test_a_record_for_a_merged_away_nhs_number_is_held_naming_the_survivor(
     assert f"merged into Patient/{survivor['id']}" in held["reason"]
     assert held["candidates"] == [survivor["id"]]
     assert len(all_of(repo, "Patient")) == patients
+
+
+def test_a_reviewer_may_still_make_a_new_patient_for_a_merged_away_nhs_number(
+        merged: Loader) -> None:
+    late = PersonKey(nhs_number="9000000009", local_system=None, local_id=None,
+                     family="Okafor", given="Grace", birth_date="1938-03-14",
+                     postcode="DY1 4DX", gender="female")
+    merged.ingest([record(late, "gp", "r9")])
+    (key, _held), = merged.list_held()
+    settled = merged.resolve_held(key)  # the reviewer: a new Patient
+    assert (settled.created, settled.rejected) == (1, 0), settled
+    holders = [p for p in all_of(merged.repo, "Patient")
+               if {"system": NHS_NUMBER_SYSTEM, "value": "9000000009"} in p.get("identifier", [])]
+    assert len(holders) == 1 and merged.list_held() == []
