@@ -43,6 +43,7 @@ from ..store.query import (
 from .consent import (
     ODS_SYSTEM,
     PARTNER_TAG_SYSTEM,
+    UNJUDGED,
     ConsentDecision,
     ConsentPolicy,
     as_list,
@@ -289,8 +290,10 @@ class AccessInterceptor(BaseInterceptor):
         if role == "auditor":
             return [] if rtype in AUDIT_TYPES else None
         if role == "feed":
-            return self.consent.patients_behind(resource, caller.memo) \
-                if owned_by(resource, caller.partner) else None
+            if not owned_by(resource, caller.partner):
+                return None
+            return [p for p in self.consent.patients_behind(resource, caller.memo)
+                    if p != UNJUDGED]
         if role == "ambulance":
             interaction = req.state.get(INTERACTION)
             summary = operation_of(req) == EMERGENCY_SUMMARY
@@ -300,6 +303,8 @@ class AccessInterceptor(BaseInterceptor):
         elif role != "clinician" or rtype == "AuditEvent":
             return None
         patients = self.consent.patients_behind(resource, caller.memo)
+        if UNJUDGED in patients:
+            return None  # too many deleted targets to judge: fail closed
         for pid in patients:
             if self._decision(caller, pid).hides_from(caller.organization):
                 if caller.break_glass is None:

@@ -38,6 +38,9 @@ PARTNER_TAG_SYSTEM = "https://fhir.example.org/shared-care-record/CodeSystem/par
 MAX_RECORD_SCAN = 5000
 #: deleted Provenance targets looked up one by one (their last version) per Provenance
 MAX_DELETED_TARGETS = 10
+#: stands for the patients of a target not judged (past MAX_DELETED_TARGETS): whatever
+#: it is among the patients behind is hidden from everyone consent applies to
+UNJUDGED = "#unjudged"
 _TARGET_MEMO = "consent.target-patients:"
 _REF = re.compile(r"^(?:.*/)?([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})(?:/_history/.*)?$")
 
@@ -108,10 +111,11 @@ class ConsentPolicy:
         todo = sorted(k for k in wanted if f"{_TARGET_MEMO}{k[0]}/{k[1]}" not in memo)
         if todo:
             found = self._current_patients(todo)
-            missing = [k for k in todo if k not in found][:MAX_DELETED_TARGETS]
-            for rtype, rid in missing:
-                found[(rtype, rid)] = self.patients_of(
-                    last_written(self.repository, rtype, rid) or {})
+            missing = [k for k in todo if k not in found]
+            for n, (rtype, rid) in enumerate(missing):
+                # past the bound, not judged: fail closed (UNJUDGED hides what it is in)
+                found[(rtype, rid)] = [UNJUDGED] if n >= MAX_DELETED_TARGETS else \
+                    self.patients_of(last_written(self.repository, rtype, rid) or {})
             for rtype, rid in todo:
                 memo[f"{_TARGET_MEMO}{rtype}/{rid}"] = found.get((rtype, rid), [])
         return [p for t, i in sorted(wanted)

@@ -17,6 +17,7 @@ import pytest
 from fhir_gateway.errors import GatewayError
 from fhir_gateway.ingest.model import SourceRef
 from fhir_gateway.pipeline.provenance import provenance as ingest_provenance
+from fhir_gateway.security.consent import MAX_DELETED_TARGETS
 from fhir_gateway.store.query import IndexQuery
 from security_kit import NHS, ODS, Gateway, deny_consent, patient, provenance
 
@@ -319,10 +320,14 @@ def test_feed_write_refusals_in_a_batch_match_the_direct_ones(record: Gateway) -
 
 
 def ingest_written(gw: Gateway, target: tuple[str, str, int, bool]) -> str:
+    return ingest_written_all(gw, [target])
+
+
+def ingest_written_all(gw: Gateway, targets: list[tuple[str, str, int, bool]]) -> str:
     source = SourceRef(partner="hospice", ods_code="RH1", partner_name="Borough Hospice",
                        file="respect_export.csv", position="row 17", record_id="HSP-000123",
                        event_time="2026-01-05T10:00:00Z", mapping_version="1", raw="...")
-    prov = ingest_provenance(source, [target], "2026-01-05T10:01:00Z")
+    prov = ingest_provenance(source, targets, "2026-01-05T10:01:00Z")
     return gw.repository.create(prov).stored.rid
 
 
@@ -350,6 +355,26 @@ def test_provenance_of_a_deleted_hidden_resource_stays_hidden(record: Gateway) -
     record.repository.delete("Observation", "cpr-hid")
     gp = record.login("gp-ward", "clinician", org="B86001")
     assert record.http.get(f"/fhir/Provenance/{hidden}", headers=gp).status_code == 404
+
+
+def test_a_provenance_with_too_many_deleted_targets_to_judge_is_hidden(
+        record: Gateway) -> None:
+    """Deleted targets are judged one by one, up to a bound; past it the Provenance is
+    hidden (fail closed), not judged by the targets that happened to come first."""
+    targets = []
+    for n in range(MAX_DELETED_TARGETS):
+        record.put(obs(f"a{n}", "vis"))
+        targets.append(("Observation", f"a{n}", 1, True))
+    record.put(obs("z-hid", "hid"))  # sorts after every visible one
+    targets.append(("Observation", "z-hid", 1, True))
+    prov = ingest_written_all(record, targets)
+    for _, rid, _, _ in targets:
+        record.repository.delete("Observation", rid)
+    gp = record.login("gp-ward", "clinician", org="B86001")
+    assert record.http.get(f"/fhir/Provenance/{prov}", headers=gp).status_code == 404
+    feed = record.login("hospice-feed", "feed", partner="hospice", org="RH1",
+                        scope="system/*.cruds")
+    assert record.http.get("/fhir/Provenance", headers=feed).status_code == 200
 
 
 @pytest.mark.parametrize("body", [
