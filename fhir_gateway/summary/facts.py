@@ -61,6 +61,7 @@ from ..fhir.request import FhirRequest
 from ..pipeline.merge import is_repoint
 from ..search.values import date_range
 from ..security.consent import PARTNER_TAG_SYSTEM
+from ..store.base import StoredVersion
 from ..store.query import Criterion, IndexQuery, ReferencePredicate, SortKey
 from . import terms as t
 
@@ -197,20 +198,12 @@ def gather(ctx: FhirContext, req: FhirRequest, patient: dict[str, Any], *,
     pid = patient["id"]
     resources: list[dict[str, Any]] = []
     bodies: dict[str, str] = {}
-    truncated = False
-    for rtype in sorted(USED_TYPES):
-        # One bounded read per type, so a type the summary uses is never crowded out by
-        # another (thousands of observations must not push the Consents out of the read).
-        found = ctx.repository.find(IndexQuery(rtype=None, compartment=pid, types=[rtype],
-                                               limit=MAX_COMPARTMENT + 1),
-                                    session=ctx.session)
-        # Provenance cut off loses no fact: each fact's is searched for by its target.
-        truncated |= len(found.rows) > MAX_COMPARTMENT and rtype != "Provenance"
-        for row in found.rows[:MAX_COMPARTMENT]:
-            resource = visible(ctx, req, row)
-            if resource is not None and row.body is not None:
-                resources.append(resource)
-                bodies[f"{row.rtype}/{row.rid}"] = row.body
+    rows, truncated = _compartment_rows(ctx, pid)
+    for row in rows:
+        resource = visible(ctx, req, row)
+        if resource is not None and row.body is not None:
+            resources.append(resource)
+            bodies[f"{row.rtype}/{row.rid}"] = row.body
     provenances = [r for r in resources if r["resourceType"] == "Provenance"]
     candidates = [f for r in resources for f in _facts_of(r)]
     candidates += _patient_facts(patient)
@@ -229,6 +222,28 @@ def gather(ctx: FhirContext, req: FhirRequest, patient: dict[str, Any], *,
     facts.last_fed = max((x for x in times if x), key=_sortable, default=None)
     facts.bodies = bodies
     return facts
+
+
+def _compartment_rows(ctx: FhirContext, pid: str) -> tuple[list[StoredVersion], bool]:
+    """The patient's resources of the types the summary uses, and whether some were left
+    unread. One bounded read usually holds them all; when it does not, each type is read
+    on its own (bounded too), so a type the summary uses is never crowded out by another
+    (thousands of Observations must not push the Consents out of the read)."""
+    def read(types: list[str]) -> list[StoredVersion]:
+        return ctx.repository.find(IndexQuery(rtype=None, compartment=pid, types=types,
+                                              limit=MAX_COMPARTMENT + 1),
+                                   session=ctx.session).rows
+
+    rows = read(sorted(USED_TYPES))
+    if len(rows) <= MAX_COMPARTMENT:
+        return rows, False
+    rows, truncated = [], False
+    for rtype in sorted(USED_TYPES):
+        found = read([rtype])
+        # Provenance cut off loses no fact: each fact's is searched for by its target.
+        truncated |= len(found) > MAX_COMPARTMENT and rtype != "Provenance"
+        rows += found[:MAX_COMPARTMENT]
+    return rows, truncated
 
 
 def _select(patient: dict[str, Any], candidates: list[Fact], today: date) -> Facts:

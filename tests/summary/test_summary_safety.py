@@ -446,6 +446,25 @@ def test_types_the_summary_does_not_use_do_not_fill_its_read(
     assert "some facts may be missing" not in doc.text("about")
 
 
+def test_a_type_is_never_crowded_out_of_the_read_by_another(
+        http: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Read together, the patient's Observations would fill the bound before the
+    RelatedPerson (read in type order); then each type is read on its own."""
+    from fhir_gateway.summary import facts
+
+    rec = Record(http)
+    for day in range(1, 5):
+        _observation(rec, "376201000000102", effectiveDateTime=f"2026-01-0{day}")
+    rec.put({"resourceType": "RelatedPerson", "active": True,
+             "patient": {"reference": f"Patient/{rec.pid}"},
+             "relationship": [{"text": "daughter"}], "name": [{"text": "Ruth Okafor"}],
+             "telecom": [{"system": "phone", "value": "07700 900123"}]}, HOSPICE)
+    monkeypatch.setattr(facts, "MAX_COMPARTMENT", 4)
+    doc = summary(http, by_nhs(rec.nhs))
+    assert "Ruth Okafor" in doc.text("contacts")
+    assert "MAY BE INCOMPLETE" not in headline(doc)
+
+
 # -- 8. the page says what the document says -----------------------------------------------
 
 
