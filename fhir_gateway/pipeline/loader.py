@@ -323,15 +323,7 @@ class Loader:
                           record.source.record_id)
         counts = {"created": 0, "updated": 0, "unchanged": 0}
         written: list[tuple[str, str, int, bool]] = []
-
-        def count(result: WriteResult) -> None:
-            if not result.changed:
-                counts["unchanged"] += 1
-                return
-            counts["created" if result.created else "updated"] += 1
-            written.append((result.stored.rtype, result.stored.rid, result.stored.version,
-                            result.created))
-
+        count = _counted(counts, written)
         patient = self._patient(s, found.patient, record, new_stamp, count,
                                 reviewed=found.how == "reviewer")
         pref = f"Patient/{patient}"
@@ -514,7 +506,8 @@ class Loader:
 
 def _counted(counts: dict[str, int],
              into: list[tuple[str, str, int, bool]]) -> Callable[[WriteResult], None]:
-    """A `count` for writes that get a Provenance apart from the record's own."""
+    """A `count` of writes: tallied in `counts`, each changed version listed in `into`
+    (the targets of the Provenance that cites them)."""
 
     def count(result: WriteResult) -> None:
         if not result.changed:

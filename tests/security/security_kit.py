@@ -131,3 +131,26 @@ def deny_consent(pid: str, ods: str) -> dict[str, Any]:
             "policyRule": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode",
                                        "code": "OPTOUT"}]},
             "provision": {"type": "deny"}}
+
+
+# The consent-hidden record most access tests use: Patient `hid` (a deny consent, held by
+# the hospice RH1 through the Provenance ingest wrote) with an ADRT Observation, and
+# Patient `vis` with no consent.
+FHIR_JSON = {"Content-Type": "application/fhir+json"}
+SECRET_CODE = "816301000000100"  # has ADRT
+HIDDEN_NHS = "9434765919"
+VISIBLE_NHS = "9990000018"
+
+
+def obs(oid: str, pid: str, **extra: Any) -> dict[str, Any]:
+    return {"resourceType": "Observation", "id": oid, "status": "final",
+            "code": {"coding": [{"system": "http://snomed.info/sct", "code": SECRET_CODE}]},
+            "subject": {"reference": f"Patient/{pid}"}, **extra}
+
+
+def seed_hidden_record(gw: Gateway, **hidden_obs: Any) -> None:
+    gw.put(patient("hid", HIDDEN_NHS, "Secretname"))
+    gw.put(obs("o-hid", "hid", **hidden_obs))
+    gw.put(provenance("Observation/o-hid", "RH1", "hid"))
+    gw.put(deny_consent("hid", "RH1"))
+    gw.put(patient("vis", VISIBLE_NHS, "Openname"))

@@ -20,26 +20,20 @@ from fhir_gateway.config import Settings
 from fhir_gateway.fhir.interceptors import BaseInterceptor, InterceptorChain
 from fhir_gateway.fhir.request import Caller, FhirRequest, Interaction
 from fhir_gateway.store.base import StoreEngine
-from security_kit import NHS, Gateway, deny_consent, patient, provenance
-
-FHIR_JSON = {"Content-Type": "application/fhir+json"}
-SECRET_CODE = "816301000000100"  # has ADRT
-HIDDEN_NHS = "9434765919"
-
-
-def obs(oid: str, pid: str, **extra: Any) -> dict[str, Any]:
-    return {"resourceType": "Observation", "id": oid, "status": "final",
-            "code": {"coding": [{"system": "http://snomed.info/sct", "code": SECRET_CODE}]},
-            "subject": {"reference": f"Patient/{pid}"}, **extra}
+from security_kit import (
+    FHIR_JSON,
+    HIDDEN_NHS,
+    NHS,
+    SECRET_CODE,
+    Gateway,
+    obs,
+    seed_hidden_record,
+)
 
 
 @pytest.fixture
 def record(gw: Gateway) -> Gateway:
-    gw.put(patient("hid", HIDDEN_NHS, "Secretname"))
-    gw.put(obs("o-hid", "hid"))
-    gw.put(provenance("Observation/o-hid", "RH1", "hid"))
-    gw.put(deny_consent("hid", "RH1"))
-    gw.put(patient("vis", "9990000018", "Openname"))
+    seed_hidden_record(gw)
     return gw
 
 

@@ -13,26 +13,19 @@ from typing import Any
 
 import pytest
 
-from security_kit import Gateway, deny_consent, patient, provenance
-
-FHIR_JSON = {"Content-Type": "application/fhir+json"}
-SECRET_CODE = "816301000000100"  # has ADRT
-
-
-def obs(oid: str, pid: str, **extra: Any) -> dict[str, Any]:
-    return {"resourceType": "Observation", "id": oid, "status": "final",
-            "code": {"coding": [{"system": "http://snomed.info/sct", "code": SECRET_CODE}]},
-            "subject": {"reference": f"Patient/{pid}"}, **extra}
+from security_kit import (
+    FHIR_JSON,
+    SECRET_CODE,
+    Gateway,
+    obs,
+    seed_hidden_record,
+)
 
 
 @pytest.fixture
 def record(gw: Gateway) -> Gateway:
     gw.put({"resourceType": "Organization", "id": "org1", "name": "Borough Hospice"})
-    gw.put(patient("hid", "9434765919", "Secretname"))
-    gw.put(obs("o-hid", "hid", performer=[{"reference": "Organization/org1"}]))
-    gw.put(provenance("Observation/o-hid", "RH1", "hid"))
-    gw.put(deny_consent("hid", "RH1"))
-    gw.put(patient("vis", "9990000018", "Openname"))
+    seed_hidden_record(gw, performer=[{"reference": "Organization/org1"}])
     # a visible resource pointing at the hidden patient: the doors that follow references
     gw.put({**obs("o-vis", "vis"), "code": {"text": "note"},
             "focus": [{"reference": "Patient/hid"}]})

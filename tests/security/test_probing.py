@@ -19,29 +19,26 @@ from fhir_gateway.ingest.model import SourceRef
 from fhir_gateway.pipeline.provenance import provenance as ingest_provenance
 from fhir_gateway.security.consent import MAX_DELETED_TARGETS
 from fhir_gateway.store.query import IndexQuery
-from security_kit import NHS, ODS, Gateway, deny_consent, patient, provenance
+from security_kit import (
+    FHIR_JSON,
+    HIDDEN_NHS,
+    NHS,
+    ODS,
+    SECRET_CODE,
+    Gateway,
+    deny_consent,
+    obs,
+    seed_hidden_record,
+)
 
-FHIR_JSON = {"Content-Type": "application/fhir+json"}
 LENIENT = {"Prefer": "handling=lenient"}
-SECRET_CODE = "816301000000100"  # has ADRT
 PARTNER = "https://fhir.example.org/shared-care-record/CodeSystem/partner"
-HIDDEN_NHS = "9434765919"
 ABSENT_NHS = "9990000026"
-
-
-def obs(oid: str, pid: str, **extra: Any) -> dict[str, Any]:
-    return {"resourceType": "Observation", "id": oid, "status": "final",
-            "code": {"coding": [{"system": "http://snomed.info/sct", "code": SECRET_CODE}]},
-            "subject": {"reference": f"Patient/{pid}"}, **extra}
 
 
 @pytest.fixture
 def record(gw: Gateway) -> Gateway:
-    gw.put(patient("hid", HIDDEN_NHS, "Secretname"))
-    gw.put(obs("o-hid", "hid"))
-    gw.put(provenance("Observation/o-hid", "RH1", "hid"))
-    gw.put(deny_consent("hid", "RH1"))
-    gw.put(patient("vis", "9990000018", "Openname"))
+    seed_hidden_record(gw)
     gw.put({**obs("o-vis", "vis"), "code": {"text": "note"}})
     return gw
 
