@@ -26,6 +26,15 @@ AUTHOR = "Shared care record gateway (a summary of partners' records)"
 FACT_SECTIONS = frozenset({"cpr", "respect", "places", "legal", "contacts", "team", "alerts"})
 
 
+def _issue_text(facts: Facts) -> str:
+    sources = [f.source.key for f in facts.cpr]
+    if all(sources) and len(set(sources)) == len(sources):
+        return "Partners hold different current CPR decisions"
+    # one partner's decisions the dates cannot order, or decisions whose recorder is not
+    # on the record: "partners" would say more than is known
+    return "The shared record holds different current CPR decisions"
+
+
 def detected_issue(facts: Facts, *, identified: str) -> dict[str, Any] | None:
     """The SCR-DetectedIssue for partners whose current CPR decisions differ, else None."""
     if not facts.conflict:
@@ -43,7 +52,7 @@ def detected_issue(facts: Facts, *, identified: str) -> dict[str, Any] | None:
         "status": "preliminary",
         "code": {"coding": [{"system": t.DETECTED_ISSUE_TYPE, "code": "partner-conflict",
                              "display": "Partners disagree"}],
-                 "text": "Partners hold different current CPR decisions"},
+                 "text": _issue_text(facts)},
         "severity": "high",
         "patient": {"reference": f"Patient/{facts.patient['id']}"},
         "identifiedDateTime": identified,

@@ -85,6 +85,7 @@ def test_partners_disagreeing_shows_both_and_a_detected_issue(http: TestClient) 
     assert {i["reference"] for i in issue["implicated"]} == {f"Observation/{gp['id']}",
                                                             f"Observation/{hospice['id']}"}
     assert "Borough GP (X9G01)" in issue["detail"] and "Borough Hospice" in issue["detail"]
+    assert issue["code"]["text"] == "Partners hold different current CPR decisions"
     assert "1 Jan 2026" in issue["detail"] and "1 Mar 2026" in issue["detail"]
     # the same disagreement always gets the same issue id
     assert Doc(http.get(by_nhs(rec.nhs)).json()).of_type("DetectedIssue")[0]["id"] == issue["id"]

@@ -231,6 +231,8 @@ def test_unsourced_decisions_of_different_resources_are_never_one_source(
     assert "PARTNERS DISAGREE ON CPR" in headline(doc)
     assert len(doc.of_type("DetectedIssue")) == 1
     assert "Who recorded one or more of these is not on the record" in doc.text("cpr")
+    assert doc.of_type("DetectedIssue")[0]["code"]["text"] == \
+        "The shared record holds different current CPR decisions"
 
 
 # -- 3. CPR decisions in a form the summary does not fully read ----------------------------
@@ -326,6 +328,7 @@ def test_same_partner_same_day_date_and_datetime_disagreeing_shows_both(
     (issue,) = doc.of_type("DetectedIssue")
     assert {i["reference"] for i in issue["implicated"]} == {f"Observation/{a['id']}",
                                                             f"Observation/{b['id']}"}
+    assert issue["code"]["text"] == "The shared record holds different current CPR decisions"
 
 
 def test_same_partner_a_later_day_still_supersedes(http: TestClient) -> None:
