@@ -62,12 +62,32 @@ def merge(stored: dict[str, Any] | None, incoming: dict[str, Any],
             previous = [k for k in result if _choice_base(k) == base and k != key]
         else:
             previous = []
-        if kept.get(base, "") <= new_stamp:
+        date_of_death = _date_of_death(result, key, value) if base == "deceased" else None
+        if date_of_death is not None:
+            # "deceased: true" and a date of death say the same, and the date says more:
+            # whichever partner's came last, and in whatever order, the date is kept
+            for old in previous:
+                result.pop(old, None)
+            result["deceasedDateTime"] = date_of_death
+            kept[base] = max(kept.get(base, ""), new_stamp)
+        elif kept.get(base, "") <= new_stamp:
             for old in previous:
                 result.pop(old, None)
             result[key] = value
             kept[base] = new_stamp
     return result, kept
+
+
+def _date_of_death(result: dict[str, Any], key: str, value: Any) -> str | None:
+    """The date of death to keep when one partner says only "deceased: true" and another
+    gives the date; None otherwise (then the newer stamp decides, as for any element)."""
+    if key == "deceasedBoolean" and value is True and \
+            isinstance(result.get("deceasedDateTime"), str):
+        return result["deceasedDateTime"]
+    if key == "deceasedDateTime" and isinstance(value, str) and \
+            result.get("deceasedBoolean") is True:
+        return value
+    return None
 
 
 def _union(stored: list[Any], incoming: list[Any]) -> list[Any]:
