@@ -110,6 +110,8 @@ class AccessInterceptor(BaseInterceptor):
         authorize(caller, request, interaction, params)
         if interaction.name == "search-type":
             self._check_search(caller, request, interaction.rtype or "", params)
+            if caller.role == "feed":
+                _own_resources_only(caller, request, params)
         if caller.role == "feed" and interaction.name in WRITES:
             self._check_feed_write(caller, request, interaction)
 
@@ -374,6 +376,16 @@ def _stamp(resource: dict[str, Any], caller: SecureCaller) -> None:
         tags.append({"system": ODS_SYSTEM, "code": caller.organization})
     meta["tag"] = tags
     resource["meta"] = meta
+
+
+def _own_resources_only(caller: SecureCaller, req: FhirRequest,
+                        params: list[tuple[str, str]]) -> None:
+    """A feed sees its own partner's resources only, so its search asks the index for
+    those alone: the same answer, without reading (and hiding one by one) every other
+    partner's rows to fill a page or to look for a next one."""
+    own = ("_tag", f"{PARTNER_TAG_SYSTEM}|{caller.partner}")
+    if own not in params:
+        req.params = [*req.params, own]
 
 
 def _counts(search: SearchRequest) -> bool:

@@ -388,3 +388,31 @@ def test_a_feeds_malformed_body_gets_a_clear_answer_not_a_500(record: Gateway,
     r = record.http.post(f"/fhir/{body['resourceType']}", json=body, headers=feed)
     assert 400 <= r.status_code < 500, r.text
     assert r.json()["resourceType"] == "OperationOutcome"
+
+
+def test_a_feeds_search_reads_only_its_own_partners_rows(
+        record: Gateway, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same answer either way (a feed sees its own resources only), but the store is
+    asked for the feed's own rows: another partner's thousands are neither read nor
+    hidden one by one to fill a page or look for a next one."""
+    from fhir_gateway.fhir.repository import Repository
+
+    for n in range(60):
+        record.put({**obs(f"acute-{n}", "vis"),
+                    "meta": {"tag": [{"system": PARTNER, "code": "acute"}]}})
+    feed = gp_feed(record)
+    mine = record.http.post("/fhir/Observation", json=obs("gp-1", "vis"), headers=feed)
+    assert mine.status_code == 201, mine.text
+    rows_read: list[int] = []
+    find = Repository.find
+
+    def counting(self: Repository, *args: Any, **kwargs: Any) -> Any:
+        found = find(self, *args, **kwargs)
+        rows_read.append(len(found.rows))
+        return found
+
+    monkeypatch.setattr(Repository, "find", counting)
+    page = record.http.get("/fhir/Observation?_count=1", headers=feed).json()
+    assert [e["resource"]["id"] for e in page.get("entry", [])] == [mine.json()["id"]]
+    assert not any(link["relation"] == "next" for link in page.get("link", []))
+    assert sum(rows_read) < 10, rows_read
