@@ -127,16 +127,22 @@ def secret_patient(c: TestClient) -> str:
     return resp.json()["id"]
 
 
-def test_transaction_conditional_create_treats_a_hidden_match_as_no_match(
-        hiding: TestClient) -> None:
-    sid = secret_patient(hiding)
-    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
+def patient_if_none_with_observation() -> dict[str, Any]:
+    """A transaction: the Patient with the hidden NHS number unless one exists, and an
+    Observation of whichever Patient that is."""
+    return {"resourceType": "Bundle", "type": "transaction", "entry": [
         {"fullUrl": "urn:uuid:p", "resource": {"resourceType": "Patient", "identifier": [NHS_ID]},
          "request": {"method": "POST", "url": "Patient",
                      "ifNoneExist": f"identifier={NHS}|{HIDDEN_NHS}"}},
         {"resource": {"resourceType": "Observation", "status": "final",
                       "code": {"text": "x"}, "subject": {"reference": "urn:uuid:p"}},
          "request": {"method": "POST", "url": "Observation"}}]}
+
+
+def test_transaction_conditional_create_treats_a_hidden_match_as_no_match(
+        hiding: TestClient) -> None:
+    sid = secret_patient(hiding)
+    bundle = patient_if_none_with_observation()
     resp = hiding.post("/fhir", json=bundle, headers=FHIR_JSON)
     assert resp.status_code == 200, resp.text
     assert sid not in resp.text and "Secretname" not in resp.text
@@ -163,13 +169,7 @@ def test_conditional_create_treats_a_hidden_match_as_no_match(hiding: TestClient
 
 def test_transaction_conditional_create_reuses_a_visible_match(hiding: TestClient) -> None:
     sid = secret_patient(hiding)
-    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
-        {"fullUrl": "urn:uuid:p", "resource": {"resourceType": "Patient", "identifier": [NHS_ID]},
-         "request": {"method": "POST", "url": "Patient",
-                     "ifNoneExist": f"identifier={NHS}|{HIDDEN_NHS}"}},
-        {"resource": {"resourceType": "Observation", "status": "final",
-                      "code": {"text": "x"}, "subject": {"reference": "urn:uuid:p"}},
-         "request": {"method": "POST", "url": "Observation"}}]}
+    bundle = patient_if_none_with_observation()
     resp = hiding.post("/fhir", json=bundle, headers={**FHIR_JSON, "x-may-see": "yes"})
     assert resp.status_code == 200, resp.text
     entries = resp.json()["entry"]

@@ -29,6 +29,18 @@ def test_cache_mib_sizes_every_connections_page_cache(tmp_path: Path) -> None:
     default.close()
 
 
+def _coded(n: int, body: str = "{}") -> NewVersion:
+    return NewVersion("Patient", f"p{n}", 1, "2026-01-01T00:00:01Z", body,
+                      (IndexEntry("identifier", TokenValue("s", f"c{n}")),))
+
+
+def _found_by_code(engine: SqliteEngine, n: int) -> list[tuple[str, str | None]]:
+    with engine.session(write=False) as s:
+        rows = s.find(IndexQuery(rtype="Patient", criteria=[Criterion(
+            "identifier", "token", [TokenPredicate("s", f"c{n}")])])).rows
+    return [(r.rid, r.body) for r in rows]
+
+
 def test_put_new_finds_its_rows_when_sqlite_picks_rowids_at_random(tmp_path: Path) -> None:
     # Past the largest rowid, SQLite gives new rows free rowids at random, so put_new
     # cannot count them from max(pk) + 1: it must look each one up, and index it there.
@@ -38,14 +50,9 @@ def test_put_new_finds_its_rows_when_sqlite_picks_rowids_at_random(tmp_path: Pat
             s.conn.execute("INSERT INTO resources (pk, rtype, rid, version, last_updated, "
                            "deleted, body) VALUES (9223372036854775807, 'Patient', 'last', "
                            "1, '2026-01-01T00:00:00Z', 0, '{}')")
-            s.put_new([NewVersion("Patient", f"p{n}", 1, "2026-01-01T00:00:01Z", "{}",
-                                  (IndexEntry("identifier", TokenValue("s", f"c{n}")),))
-                       for n in range(5)])
+            s.put_new([_coded(n) for n in range(5)])
         for n in range(5):
-            with engine.session(write=False) as s:
-                found = s.find(IndexQuery(rtype="Patient", criteria=[Criterion(
-                    "identifier", "token", [TokenPredicate("s", f"c{n}")])])).rows
-            assert [r.rid for r in found] == [f"p{n}"]
+            assert _found_by_code(engine, n) == [(f"p{n}", "{}")]
     finally:
         engine.close()
 
@@ -58,15 +65,9 @@ def test_put_new_splits_its_inserts_at_sqlites_limit_on_bound_variables(tmp_path
     try:
         with engine.session(write=True) as s:
             s.conn.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 20)
-            s.put_new([NewVersion("Patient", f"p{n}", 1, "2026-01-01T00:00:01Z",
-                                  f'{{"n":{n}}}',
-                                  (IndexEntry("identifier", TokenValue("s", f"c{n}")),))
-                       for n in range(10)])
+            s.put_new([_coded(n, f'{{"n":{n}}}') for n in range(10)])
         for n in range(10):
-            with engine.session(write=False) as s:
-                found = s.find(IndexQuery(rtype="Patient", criteria=[Criterion(
-                    "identifier", "token", [TokenPredicate("s", f"c{n}")])])).rows
-            assert [(r.rid, r.body) for r in found] == [(f"p{n}", f'{{"n":{n}}}')]
+            assert _found_by_code(engine, n) == [(f"p{n}", f'{{"n":{n}}}')]
     finally:
         engine.close()
 

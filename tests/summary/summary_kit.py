@@ -12,6 +12,7 @@ from typing import Any
 from fastapi.testclient import TestClient
 
 from fhir_gateway.fhir.repository import Repository
+from fhir_gateway.fhir.validation import check_resource
 from fhir_gateway.ingest import load_mapping
 from fhir_gateway.pipeline.service import IngestService
 from fhir_gateway.store.base import StoreEngine
@@ -182,6 +183,19 @@ class Doc:
                 ods = prov["agent"][0]["who"]["identifier"]["value"]
                 return PARTNER_BY_ODS.get(ods, ods)
         return None
+
+
+def document(http: TestClient, url: str, **headers: str) -> Doc:
+    """GET a summary that must answer 200 with a valid R4 Bundle."""
+    resp = http.get(url, headers=headers)
+    assert resp.status_code == 200, resp.text
+    doc = Doc(resp.json())
+    check_resource(doc.bundle, expected_type="Bundle")
+    return doc
+
+
+def headline(doc: Doc) -> str:
+    return doc.composition["text"]["div"]
 
 
 def cpr_of(obs: dict[str, Any]) -> str:

@@ -20,13 +20,14 @@ from summary_kit import (
     Record,
     by_nhs,
     cpr_of,
+    document,
+    headline,
     pin_today,
     valid_nhs,
 )
 
 from fhir_gateway.fhir.interceptors import BaseInterceptor
 from fhir_gateway.fhir.request import FhirRequest
-from fhir_gateway.fhir.validation import check_resource
 from fhir_gateway.summary.operation import prefers_html
 from fhir_gateway.summary.terms import REVIEW_DATE_EXTENSION
 
@@ -41,15 +42,7 @@ def http(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> TestClient:
 
 
 def summary(http: TestClient, nhs: str, **headers: str) -> Doc:
-    resp = http.get(by_nhs(nhs), headers=headers)
-    assert resp.status_code == 200, resp.text
-    doc = Doc(resp.json())
-    check_resource(doc.bundle, expected_type="Bundle")
-    return doc
-
-
-def headline(doc: Doc) -> str:
-    return doc.composition["text"]["div"]
+    return document(http, by_nhs(nhs), **headers)
 
 
 # -- current facts ----------------------------------------------------------------------

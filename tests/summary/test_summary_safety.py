@@ -22,12 +22,13 @@ from summary_kit import (
     Record,
     by_nhs,
     cpr_of,
+    document,
+    headline,
     pin_today,
     valid_nhs,
 )
 
 from fhir_gateway.fhir.repository import Repository
-from fhir_gateway.fhir.validation import check_resource
 from fhir_gateway.pipeline.service import IngestService
 from fhir_gateway.summary.terms import REVIEW_DATE_EXTENSION
 
@@ -42,18 +43,6 @@ CPR_URL = "https://fhir.shared-care-record.example/StructureDefinition/SCR-CPRDe
 def http(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> TestClient:
     pin_today(monkeypatch, TODAY)
     return client
-
-
-def summary(http: TestClient, url: str, **headers: str) -> Doc:
-    resp = http.get(url, headers=headers)
-    assert resp.status_code == 200, resp.text
-    doc = Doc(resp.json())
-    check_resource(doc.bundle, expected_type="Bundle")
-    return doc
-
-
-def headline(doc: Doc) -> str:
-    return doc.composition["text"]["div"]
 
 
 def plain(html: str) -> str:
@@ -115,7 +104,7 @@ def _merge_feeds(http: TestClient, old: str, survivor: str) -> None:
 def test_a_merge_keeps_every_partners_decision_and_its_author(http: TestClient) -> None:
     old, survivor = valid_nhs(100), valid_nhs(300)
     _merge_feeds(http, old, survivor)
-    doc = summary(http, by_nhs(survivor))
+    doc = document(http, by_nhs(survivor))
     decisions = {(cpr_of(o), source_of(doc, o)) for o in doc.cited("cpr")}
     assert decisions == {("not-attempt", "X9G01"), ("attempt", "X9H01")}
     assert "PARTNERS DISAGREE ON CPR" in headline(doc)
@@ -138,7 +127,7 @@ def test_the_merged_away_nhs_number_gives_the_surviving_record_clearly(
         http: TestClient) -> None:
     old, survivor = valid_nhs(100), valid_nhs(300)
     _merge_feeds(http, old, survivor)
-    doc = summary(http, by_nhs(old))
+    doc = document(http, by_nhs(old))
     kept = doc.of_type("Patient")[0]
     assert any(i["value"] == survivor for i in kept["identifier"])
     words = plain(headline(doc))
@@ -160,7 +149,7 @@ def test_a_record_merged_into_one_the_caller_cannot_see_is_not_shown_empty(
     survivor.cpr("not-attempt", "2026-01-01", GP)
     Record(http, pid="old", nhs=valid_nhs(40),
            link=[{"other": {"reference": "Patient/keep"}, "type": "replaced-by"}])
-    shown = summary(http, "/fhir/Patient/old/$emergency-summary")
+    shown = document(http, "/fhir/Patient/old/$emergency-summary")
     assert "Found by Patient/old, which was merged into this record" in headline(shown)
 
     class HideSurvivor(BaseInterceptor):
@@ -226,7 +215,7 @@ def test_unsourced_decisions_of_different_resources_are_never_one_source(
     rec = Record(http)
     rec.cpr("not-attempt", "2026-01-05", None)
     rec.cpr("attempt", "2026-03-01", None)
-    doc = summary(http, by_nhs(rec.nhs))
+    doc = document(http, by_nhs(rec.nhs))
     assert {cpr_of(o) for o in doc.cited("cpr")} == {"attempt", "not-attempt"}
     assert "PARTNERS DISAGREE ON CPR" in headline(doc)
     assert len(doc.of_type("DetectedIssue")) == 1
@@ -252,7 +241,7 @@ def test_an_observation_coded_as_the_decision_is_a_decision(
         http: TestClient, code: str, words: str, decision: str) -> None:
     rec = Record(http)
     obs = _observation(rec, code)
-    doc = summary(http, by_nhs(rec.nhs))
+    doc = document(http, by_nhs(rec.nhs))
     assert [o["id"] for o in doc.cited("cpr")] == [obs["id"]]
     assert f"<b>{words}</b>" in headline(doc)
     assert "NO EMERGENCY CARE PLAN" not in headline(doc)
@@ -262,7 +251,7 @@ def test_an_unreadable_resuscitation_status_is_shown_not_dropped(http: TestClien
     rec = Record(http)
     obs = _observation(rec, "304251008",
                        valueCodeableConcept={"text": "DNACPR - not for resuscitation"})
-    doc = summary(http, by_nhs(rec.nhs))
+    doc = document(http, by_nhs(rec.nhs))
     assert [o["id"] for o in doc.cited("cpr")] == [obs["id"]]
     text = plain(doc.text("cpr"))
     assert "CPR status recorded but not understood: DNACPR - not for resuscitation" in text
@@ -275,7 +264,7 @@ def test_an_unreadable_status_beside_a_readable_one_is_a_conflict(http: TestClie
     rec = Record(http)
     rec.cpr("attempt", "2026-03-01", HOSPICE)
     _observation(rec, "304251008", valueString="see paper form: no CPR")
-    doc = summary(http, by_nhs(rec.nhs))
+    doc = document(http, by_nhs(rec.nhs))
     assert "PARTNERS DISAGREE ON CPR" in headline(doc)
     assert len(doc.of_type("DetectedIssue")) == 1
     assert "FOR ATTEMPTED CPR</b>" not in headline(doc).replace("DISAGREE ON CPR</b>", "")
@@ -288,13 +277,13 @@ def test_a_review_datetime_is_judged_on_the_london_day(http: TestClient) -> None
     rec = Record(http)
     rec.cpr("not-attempt", "2026-01-10", GP, meta={"profile": [CPR_URL]}, extension=[
         {"url": REVIEW_DATE_EXTENSION, "valueDateTime": "2026-05-31T23:30:00Z"}])
-    doc = summary(http, by_nhs(rec.nhs))  # 00:30 on 1 June in London: due today
+    doc = document(http, by_nhs(rec.nhs))  # 00:30 on 1 June in London: due today
     assert "NOT FOR ATTEMPTED CPR" in headline(doc) and "EXPIRED" not in doc.text("cpr")
     assert "review by 1 Jun 2026" in doc.text("cpr")
     rec2 = Record(http, pid="p2", nhs=valid_nhs(60))
     rec2.cpr("not-attempt", "2026-01-10", GP, meta={"profile": [CPR_URL]}, extension=[
         {"url": REVIEW_DATE_EXTENSION, "valueDateTime": "2026-05-31T22:30:00Z"}])
-    doc = summary(http, by_nhs(rec2.nhs))  # 23:30 on 31 May in London: passed
+    doc = document(http, by_nhs(rec2.nhs))  # 23:30 on 31 May in London: passed
     assert "NO CURRENT CPR DECISION" in headline(doc) and "EXPIRED" in doc.text("cpr")
 
 
@@ -307,7 +296,7 @@ def test_a_partial_review_date_lasts_to_the_end_of_its_period(
              "subject": {"reference": f"Patient/{rec.pid}"},
              "code": {"coding": [{"system": SCT, "code": "450476008"}]},
              "period": {"start": "2025-01-10", "end": end}}, GP)
-    doc = summary(http, by_nhs(rec.nhs))
+    doc = document(http, by_nhs(rec.nhs))
     assert ("EXPIRED" in doc.text("cpr")) is expired
     assert ("NOT FOR ATTEMPTED CPR" in headline(doc)) is not expired
     if end == "2026-06":
@@ -322,7 +311,7 @@ def test_same_partner_same_day_date_and_datetime_disagreeing_shows_both(
     rec = Record(http)
     a = rec.cpr("attempt", "2026-02-01T08:00:00Z", GP)
     b = rec.cpr("not-attempt", "2026-02-01", GP)
-    doc = summary(http, by_nhs(rec.nhs))
+    doc = document(http, by_nhs(rec.nhs))
     assert {o["id"] for o in doc.cited("cpr")} == {a["id"], b["id"]}
     assert "PARTNERS DISAGREE ON CPR" in headline(doc)
     (issue,) = doc.of_type("DetectedIssue")
@@ -335,14 +324,14 @@ def test_same_partner_a_later_day_still_supersedes(http: TestClient) -> None:
     rec = Record(http)
     rec.cpr("attempt", "2026-02-01T08:00:00Z", GP)
     newer = rec.cpr("not-attempt", "2026-02-02", GP)
-    doc = summary(http, by_nhs(rec.nhs))
+    doc = document(http, by_nhs(rec.nhs))
     assert [o["id"] for o in doc.cited("cpr")] == [newer["id"]]
     assert not doc.of_type("DetectedIssue")
     # and two times of one day are ordered by the time
     rec2 = Record(http, pid="p2", nhs=valid_nhs(70))
     rec2.cpr("not-attempt", "2026-02-01T20:00:00Z", GP)
     rec2.cpr("attempt", "2026-02-01T08:00:00Z", GP)
-    doc = summary(http, by_nhs(rec2.nhs))
+    doc = document(http, by_nhs(rec2.nhs))
     assert [cpr_of(o) for o in doc.cited("cpr")] == ["not-attempt"]
 
 
@@ -350,7 +339,7 @@ def test_same_partner_same_day_agreeing_is_one_decision(http: TestClient) -> Non
     rec = Record(http)
     rec.cpr("not-attempt", "2026-02-01T08:00:00Z", GP)
     rec.cpr("not-attempt", "2026-02-01", GP)
-    doc = summary(http, by_nhs(rec.nhs))
+    doc = document(http, by_nhs(rec.nhs))
     assert len(doc.cited("cpr")) == 1 and not doc.of_type("DetectedIssue")
 
 
@@ -365,7 +354,7 @@ def test_an_undated_decision_cannot_be_superseded_by_a_dated_one(http: TestClien
         "patient": {"reference": f"Patient/{rec.pid}"}, "policyRule": {"text": "DNACPR"}},
         GP)
     dated = rec.cpr("attempt", "2026-02-01", GP)
-    doc = summary(http, by_nhs(rec.nhs))
+    doc = document(http, by_nhs(rec.nhs))
     assert {f"{o['resourceType']}/{o['id']}" for o in doc.cited("cpr")} == {
         f"Consent/{undated['id']}", f"Observation/{dated['id']}"}
     assert len(doc.of_type("DetectedIssue")) == 1
@@ -381,7 +370,7 @@ def test_an_expired_decision_never_hides_a_current_one_the_dates_cannot_order(
                        "code": {"coding": [{"system": SCT, "code": "450476008"}]}}, GP)
     rec.cpr("not-attempt", "2025-01-10", GP, meta={"profile": [CPR_URL]}, extension=[
         {"url": REVIEW_DATE_EXTENSION, "valueDateTime": "2025-06-01"}])  # expired
-    doc = summary(http, by_nhs(rec.nhs))
+    doc = document(http, by_nhs(rec.nhs))
     assert "NOT FOR ATTEMPTED CPR" in headline(doc), headline(doc)
     first = doc.cited("cpr")[0]
     assert (first["resourceType"], first["id"]) == ("Flag", current["id"])
@@ -401,7 +390,7 @@ def test_a_place_of_death_says_the_person_died_first(http: TestClient) -> None:
                    "effectiveDateTime": "2026-05-20",
                    "valueCodeableConcept": {"coding": [{"system": loc, "code": "10",
                                                         "display": "Hospital"}]}}, GP)
-    doc = summary(http, by_nhs(rec.nhs))
+    doc = document(http, by_nhs(rec.nhs))
     assert doc.titles()[0] == "Deceased"
     assert f"Observation/{pod['id']}" in [f"{r['resourceType']}/{r['id']}"
                                           for r in doc.cited("deceased")]
@@ -426,7 +415,7 @@ def test_a_cut_read_says_the_summary_may_be_incomplete_in_the_headline(
         _observation(rec, "376201000000102", effectiveDateTime=f"2026-01-0{day}")
     rec.cpr("not-attempt", "2026-02-01", GP)
     monkeypatch.setattr(facts, "MAX_COMPARTMENT", 4)
-    doc = summary(http, by_nhs(rec.nhs))
+    doc = document(http, by_nhs(rec.nhs))
     assert "NO EMERGENCY CARE PLAN RECORDED" not in headline(doc)
     assert "MAY BE INCOMPLETE" in headline(doc)
     page = http.get(by_nhs(rec.nhs), headers={"Accept": "text/html"}).text
@@ -444,7 +433,7 @@ def test_types_the_summary_does_not_use_do_not_fill_its_read(
             "subject": {"reference": f"Patient/{rec.pid}"}}, None)
     rec.cpr("not-attempt", "2026-02-01", GP)
     monkeypatch.setattr(facts, "MAX_COMPARTMENT", 4)
-    doc = summary(http, by_nhs(rec.nhs))
+    doc = document(http, by_nhs(rec.nhs))
     assert "<b>NOT FOR ATTEMPTED CPR</b>" in headline(doc)
     assert "some facts may be missing" not in doc.text("about")
 
@@ -463,7 +452,7 @@ def test_a_type_is_never_crowded_out_of_the_read_by_another(
              "relationship": [{"text": "daughter"}], "name": [{"text": "Ruth Okafor"}],
              "telecom": [{"system": "phone", "value": "07700 900123"}]}, HOSPICE)
     monkeypatch.setattr(facts, "MAX_COMPARTMENT", 4)
-    doc = summary(http, by_nhs(rec.nhs))
+    doc = document(http, by_nhs(rec.nhs))
     assert "Ruth Okafor" in doc.text("contacts")
     assert "MAY BE INCOMPLETE" not in headline(doc)
 
@@ -476,7 +465,7 @@ def test_the_page_carries_the_disagreement_sentence_near_the_cpr_box(
     rec = Record(http)
     rec.cpr("not-attempt", "2026-01-01", GP)
     rec.cpr("attempt", "2026-03-01", HOSPICE)
-    doc = summary(http, by_nhs(rec.nhs))
+    doc = document(http, by_nhs(rec.nhs))
     sentence = plain(doc.text("conflict")).split("check the patient's forms")[0]
     detail = re.search(r"Borough Hospice \(X9H01\) records [^.]*\.", sentence)
     assert detail is not None
