@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import decimal
 import json
+import re
 from typing import Any
 
 import simplejson
@@ -19,6 +20,8 @@ from .errors import BadRequest
 #: Deeper than any real resource (Questionnaire items nest, but not this far); bounds the
 #: work a hostile body can cause in validation and indexing.
 MAX_DEPTH = 64
+#: a \uD800-\uDFFF escape: half of a UTF-16 pair, which JSON text may hold unpaired
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
 
 
 
@@ -77,6 +80,11 @@ def parse(body: bytes, *, where: str = "request body") -> Any:
         ) from exc
     except ValueError as exc:  # NaN / Infinity
         raise BadRequest(f"{where} is not valid JSON: {exc}", code="structure") from exc
+    if _SURROGATE_ESCAPE.search(text) and not _encodable(value):
+        # Such a string cannot be stored, compared with stored text or answered (UTF-8
+        # has no lone surrogates): refused here, before any layer can trip on it.
+        raise BadRequest(f"{where} holds an unpaired UTF-16 surrogate escape (\\uD800-"
+                         "\\uDFFF not part of a pair): not a character", code="structure")
     depth = max_depth(value)
     if depth > MAX_DEPTH:
         raise BadRequest(
@@ -84,6 +92,14 @@ def parse(body: bytes, *, where: str = "request body") -> Any:
             code="structure",
         )
     return value
+
+
+def _encodable(value: Any) -> bool:
+    try:
+        simplejson.dumps(value, ensure_ascii=False, use_decimal=True).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def max_depth(value: Any) -> int:

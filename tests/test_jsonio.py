@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from fhir_gateway import jsonio
+from fhir_gateway.errors import BadRequest
 
 
 @pytest.mark.parametrize("value", [
@@ -19,3 +20,16 @@ def test_generated_text_is_what_dumps_writes(value: object) -> None:
 def test_a_decimal_in_generated_content_is_still_written_exactly() -> None:
     value = {"valueDecimal": jsonio.FhirDecimal("1.50"), "exp": jsonio.FhirDecimal("1e2")}
     assert jsonio.dumps_generated(value) == '{"valueDecimal":1.50,"exp":1e2}'
+
+
+@pytest.mark.parametrize("body", [b'{"id": "\\ud800"}', b'{"\\uDFFF": 1}',
+                                  b'["ok", "\\ud83d"]', b'{"a": "\\ude00\\ud83d"}'])
+def test_an_unpaired_surrogate_escape_is_refused_where_it_is_parsed(body: bytes) -> None:
+    # nothing can store, compare or answer such a string: later layers would fail with a
+    # 500 (SQLite cannot encode it), so it is a 400 here
+    with pytest.raises(BadRequest, match="unpaired UTF-16 surrogate"):
+        jsonio.parse(body)
+
+
+def test_a_surrogate_pair_is_a_character() -> None:
+    assert jsonio.parse(b'{"a": "\\ud83d\\ude00"}') == {"a": "\U0001F600"}

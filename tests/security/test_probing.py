@@ -381,11 +381,13 @@ def test_a_provenance_with_too_many_deleted_targets_to_judge_is_hidden(
     {"resourceType": "Consent", "organization": [5], "scope": 5, "category": 5},
     {"resourceType": "Patient", "identifier": 5},
     {"resourceType": "Patient", "identifier": [5, {"system": NHS, "value": 5}]},
+    {"resourceType": "Patient", "identifier": [{"system": NHS, "value": "\ud800"}]},
 ], ids=lambda b: f"{b['resourceType']}-{json.dumps(b)[:40]}")
 def test_a_feeds_malformed_body_gets_a_clear_answer_not_a_500(record: Gateway,
                                                               body: dict[str, Any]) -> None:
     feed = gp_feed(record)
-    r = record.http.post(f"/fhir/{body['resourceType']}", json=body, headers=feed)
+    r = record.http.post(f"/fhir/{body['resourceType']}", content=json.dumps(body).encode(),
+                         headers={**feed, **FHIR_JSON})  # json.dumps escapes "\ud800"
     assert 400 <= r.status_code < 500, r.text
     assert r.json()["resourceType"] == "OperationOutcome"
 
