@@ -140,15 +140,17 @@ async def rejected(request: Request) -> Response:
 async def resolve(request: Request, key: str) -> Response:
     """Body: `{"patient": "<id>"}` to attach, or `{"create": true}` for a new Patient."""
     from .. import jsonio
+    from ..fhir.interactions import require_id
 
     caller, patient = None, None
     try:
         caller = _caller(request)
         _check_reviewer(caller)
         choice = jsonio.parse(await read_body(request, 64 * 1024))
-        if not isinstance(choice, dict) or not (choice.get("patient") or choice.get("create")):
+        if not isinstance(choice, dict) or not (choice.get("create") is True
+                                                or isinstance(choice.get("patient"), str)):
             raise BadRequest('send {"patient": "<id>"} or {"create": true}')
-        patient = None if choice.get("create") else str(choice["patient"])
+        patient = None if choice.get("create") is True else require_id(choice["patient"])
         loader = request.app.state.ingest_service.loader
         if not _mine(caller, await run_in_threadpool(_partner_of_held, loader, key)):
             raise NotFound(f"no held record {key!r}")  # another partner's: as absent

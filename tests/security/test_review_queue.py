@@ -87,3 +87,13 @@ def test_other_roles_are_refused_and_every_request_is_audited(gw: Gateway) -> No
     assert by_client["ward"] == by_client["crew"] == by_client["audit"] == ["4"] * 3
     assert by_client["sc-feed"] == ["0"] * 3
     assert by_client["anonymous"] == ["4"]
+
+
+def test_a_resolve_body_must_name_a_patient_id_or_ask_for_a_new_one(gw: Gateway) -> None:
+    social, _ = _load(gw)
+    key = gw.http.get("/review/held", headers=social).json()[0]["key"]
+    for body in ({"patient": 5}, {"patient": {"id": "x"}}, {"create": "yes"},
+                 {"patient": "not an id!"}, [], {"patient": ""}):
+        r = gw.http.post(f"/review/held/{key}", json=body, headers=social)
+        assert r.status_code == 400, (body, r.text)
+    assert len(gw.http.get("/review/held", headers=social).json()) == 1  # untouched
