@@ -92,11 +92,18 @@ def _demographic(repo: Repository, s: StoreSession, person: PersonKey) -> list[S
     return out
 
 
+def claimed_patient(s: StoreSession, nhs: str) -> str | None:
+    """The id of the Patient the pipeline made for `nhs` (kept after a merge took the
+    number off it), or None when the number was never given to a Patient."""
+    rid = (s.record_get(NHS_CLAIMS, nhs) or {}).get("patient")
+    return rid if isinstance(rid, str) else None
+
+
 def _claimed(s: StoreSession, nhs: str) -> Held | None:
     """Held when a Patient was made for `nhs` but no longer holds it (see the module
     docstring); None when the number was never given to a Patient."""
-    rid = (s.record_get(NHS_CLAIMS, nhs) or {}).get("patient")
-    if not isinstance(rid, str):
+    rid = claimed_patient(s, nhs)
+    if rid is None:
         return None
     stored = s.current("Patient", rid)
     body = jsonio.loads_trusted(stored.body) if stored and stored.body else {}
@@ -112,9 +119,11 @@ def _claimed(s: StoreSession, nhs: str) -> Held | None:
 def replaced_by(patient: dict[str, Any]) -> str | None:
     """The id of the Patient `patient` was merged into (its `link` replaced-by), or None."""
     for link in patient.get("link") or []:
-        ref = (link.get("other") or {}).get("reference") if isinstance(link, dict) else None
-        if link.get("type") == "replaced-by" and isinstance(ref, str) \
-                and ref.startswith("Patient/"):
+        if not isinstance(link, dict) or link.get("type") != "replaced-by":
+            continue
+        other = link.get("other")
+        ref = other.get("reference") if isinstance(other, dict) else None
+        if isinstance(ref, str) and ref.startswith("Patient/"):
             return ref.split("/", 1)[1]
     return None
 

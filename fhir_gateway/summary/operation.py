@@ -36,7 +36,7 @@ from ..auth.scopes import Scopes
 from ..errors import BadRequest, Conflict, GatewayError, NotFound
 from ..fhir.interactions import FhirContext, read_visible, require_id, visible
 from ..fhir.request import FhirRequest, FhirResponse
-from ..pipeline.identity import NHS_CLAIMS, replaced_by
+from ..pipeline.identity import claimed_patient, replaced_by
 from ..search.values import now_instant
 from ..security.errors import Forbidden
 from ..store.base import StoredVersion
@@ -49,6 +49,8 @@ from .words import LONDON, sections
 
 #: matches read for one NHS number (more than one is refused, never guessed between)
 MAX_MATCHES = 5
+#: merges followed from a merged-away record to the one that holds its facts now
+MAX_MERGE_HOPS = 10
 _PASSIVE = frozenset({"_format", "_pretty"})
 _HTML = ("text/html", "application/xhtml+xml")
 _JSON = ("application/fhir+json", "application/json", "application/json+fhir")
@@ -219,19 +221,24 @@ def _no_params(req: FhirRequest, allowed: set[str]) -> None:
 
 def _merged_into(ctx: FhirContext, req: FhirRequest, patient: dict[str, Any],
                  stored: StoredVersion) -> tuple[dict[str, Any], StoredVersion] | None:
-    """The Patient `patient` was merged into (one hop), else `patient` itself; None when
-    it was merged into one this caller may not see or that is gone. The merged-away record
-    is never summarised in its place: its facts moved to the survivor, so it would say
-    "no plan recorded" about a person who has one."""
-    survivor_id = replaced_by(patient)
-    if survivor_id is None:
-        return patient, stored
-    try:
-        survivor = ctx.repository.read("Patient", survivor_id, session=ctx.session)
-    except GatewayError:
-        return None
-    shown = visible(ctx, req, survivor)
-    return (shown, survivor) if shown is not None else None
+    """The Patient `patient` was last merged into (A into B, then B into C: C), else
+    `patient` itself; None when the chain leads to one this caller may not see, one that
+    is gone, or round in a circle. A merged-away record is never summarised in its place:
+    its facts moved on, so it would say "no plan recorded" about a person who has one."""
+    seen = {patient["id"]}
+    while (survivor_id := replaced_by(patient)) is not None:
+        if survivor_id in seen or len(seen) > MAX_MERGE_HOPS:
+            return None
+        seen.add(survivor_id)
+        try:
+            stored = ctx.repository.read("Patient", survivor_id, session=ctx.session)
+        except GatewayError:
+            return None
+        shown = visible(ctx, req, stored)
+        if shown is None:
+            return None
+        patient = shown
+    return patient, stored
 
 
 def _merged_away(ctx: FhirContext, req: FhirRequest,
@@ -239,11 +246,8 @@ def _merged_away(ctx: FhirContext, req: FhirRequest,
     """The merged-away Patient the pipeline made for `nhs` (an A40 took the number off
     it), when this caller may see it; else nothing. Only a Patient that really was
     merged (a replaced-by link) counts: the claim alone never stands for a record."""
-    if ctx.session is None:
-        return []
-    claim = ctx.session.record_get(NHS_CLAIMS, nhs) or {}
-    rid = claim.get("patient")
-    if not isinstance(rid, str):
+    rid = claimed_patient(ctx.session, nhs) if ctx.session is not None else None
+    if rid is None:
         return []
     try:
         stored = ctx.repository.read("Patient", rid, session=ctx.session)

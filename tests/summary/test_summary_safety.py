@@ -160,6 +160,26 @@ def test_a_record_merged_into_one_the_caller_cannot_see_is_not_shown_empty(
     assert http.get("/fhir/Patient/old/$emergency-summary").status_code == 404
 
 
+def test_a_chain_of_merges_leads_to_the_record_that_holds_the_facts(
+        http: TestClient) -> None:
+    """A merged into B, then B into C: asking for A shows C (where the facts are), never B
+    (empty: "no plan recorded"); a circle of links is refused, not followed for ever."""
+    def merged(pid: str, into: str, n: int) -> None:
+        Record(http, pid=pid, nhs=valid_nhs(n),
+               link=[{"other": {"reference": f"Patient/{into}"}, "type": "replaced-by"}])
+
+    last = Record(http, pid="c", nhs=valid_nhs(20))
+    last.cpr("not-attempt", "2026-01-01", GP)
+    merged("b", "c", 40)
+    merged("a", "b", 60)
+    doc = document(http, "/fhir/Patient/a/$emergency-summary")
+    assert doc.of_type("Patient")[0]["id"] == "c"
+    assert "NOT FOR ATTEMPTED CPR" in headline(doc)
+    merged("x", "y", 80)
+    merged("y", "x", 100)
+    assert http.get("/fhir/Patient/x/$emergency-summary").status_code == 404
+
+
 # -- 2. scopes that cannot read everything the summary uses are refused -------------------
 
 
