@@ -143,11 +143,15 @@ def test_a_torn_last_line_was_never_acknowledged_and_is_left_out(
     assert verify(repository).intact
 
 
+@pytest.mark.parametrize("bad", [
+    b"this is not an audit event", b"[1]", b'"x"', b'{"meta": 5}',
+    b'{"extension": ["a"], "meta": {}}', b"[" * 100_000,
+], ids=["text", "array", "string", "meta", "extension", "deep"])
 def test_an_unreadable_line_keeps_the_journal_for_review_and_verify_shows_the_gap(
-        repository: Repository, tmp_path: Path) -> None:
+        repository: Repository, tmp_path: Path, bad: bytes) -> None:
     journal = die_after_recording(tmp_path, 0, 6)
     lines = journal.read_bytes().splitlines(keepends=True)
-    lines[2] = b"this is not an audit event\n"
+    lines[2] = bad + b"\n"
     journal.write_bytes(b"".join(lines))
     found = recover(repository, tmp_path / JOURNAL)
     assert found.events == 5

@@ -97,8 +97,9 @@ def content_hash(event: dict[str, Any], prev: str) -> str:
 def chain_link(event: dict[str, Any]) -> tuple[str, int, str, str] | None:
     """(chain, seq, prev, hash) of a sealed event, or None."""
     for ext in event.get("extension") or []:
-        if ext.get("url") == CHAIN_EXTENSION:
-            parts = {e.get("url"): e.get("valueString") for e in ext.get("extension") or []}
+        if isinstance(ext, dict) and ext.get("url") == CHAIN_EXTENSION:
+            parts = {e.get("url"): e.get("valueString") for e in ext.get("extension") or []
+                     if isinstance(e, dict)}
             try:
                 return parts["chain"], int(parts["seq"]), parts["prev"], parts["hash"]
             except (KeyError, TypeError, ValueError):

@@ -131,12 +131,16 @@ def _sealed(raw: bytes) -> JournalLine | None:
     try:
         text = raw.decode("utf-8")
         event = json.loads(text)
+        if not isinstance(event, dict) or not isinstance(event.get("meta"), dict):
+            return None
         link = chain_link(event)
-        stamped = event["meta"]["lastUpdated"]
+        stamped = event["meta"].get("lastUpdated")
         if link is None or event.get("resourceType") != "AuditEvent" or \
                 not isinstance(event.get("id"), str) or not isinstance(stamped, str):
             return None
-    except (UnicodeDecodeError, ValueError, KeyError, TypeError):
+    # RecursionError: a line nested too deep for json; whatever the line, it is reported
+    # as not a sealed event (and its journal kept as .damaged), never a crash at start-up
+    except (UnicodeDecodeError, ValueError, KeyError, TypeError, RecursionError):
         return None
     return JournalLine(link[0], link[1], link[3], stamped, text, event)
 
