@@ -72,13 +72,14 @@ class SecureGate:
     def handle(self, req: FhirRequest) -> FhirResponse:
         if self.trail is None or self.audit is None:
             return self._route(req)
-        if self._may_be_shown_audit(req):
-            # Before any snapshot is taken: the events this process journalled are
-            # stored, so an auditor finds the accesses just answered.
-            self.trail.catch_up()
         pending: list[dict[str, Any]] = []
         token = COLLECTOR.set(pending)
         try:
+            if self._may_be_shown_audit(req):
+                # Before any snapshot is taken: the events this process journalled are
+                # stored, so an auditor finds the accesses just answered. Inside the try:
+                # a trail that cannot catch up (503) is audited like any refusal.
+                self.trail.catch_up()
             if self._is_single_write(req):
                 return self._write(req)
             return self._route(req)

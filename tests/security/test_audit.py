@@ -198,3 +198,22 @@ def test_audit_events_are_found_by_last_updated(gw: Gateway) -> None:
     assert [e["resource"]["meta"]["versionId"] for e in since["entry"]] == ["1"]
     later = gw.http.get("/fhir/AuditEvent?_lastUpdated=ge2999-01-01", headers=auditor).json()
     assert later.get("entry", []) == []
+
+
+def test_an_auditor_refused_because_the_trail_cannot_catch_up_is_audited(
+        gw: Gateway, monkeypatch: Any) -> None:
+    from fhir_gateway.security.audit.chain import AuditUnavailable
+
+    auditor = gw.login("audit-team", "auditor", scope="system/AuditEvent.rs")
+    trail = gw.http.app.state.security.trail
+    real_catch_up = trail.catch_up
+
+    def stuck(*args: Any, **kwargs: Any) -> None:
+        raise AuditUnavailable("the audit trail is behind")
+
+    monkeypatch.setattr(trail, "catch_up", stuck)
+    assert gw.http.get("/fhir/AuditEvent", headers=auditor).status_code == 503
+    monkeypatch.setattr(trail, "catch_up", real_catch_up)
+    failed = [e for e in gw.audit_events() if e["outcome"] == "8"]
+    assert len(failed) == 1, failed
+    assert failed[0]["agent"][0]["who"]["identifier"]["value"] == "audit-team"
