@@ -25,10 +25,9 @@ from .repository import Repository, WriteResult, unknown
 from .request import FhirRequest, FhirResponse
 from .validation import check_resource, is_valid_id
 
-#: rows read at a time when looking for visible conditional matches past hidden ones
-_MATCH_BATCH = 20
-#: versions read at a time when looking past hidden ones for one that makes a `next` link
-_LOOKAHEAD = 20
+#: rows (or versions) read at a time when looking past hidden ones: for visible
+#: conditional matches, or for one that makes a `next` link (searchset.py too)
+LOOKAHEAD = 20
 
 #: req.state key: a transaction's verdict on an entry's ifNoneExist (the visible match, or
 #: None for "create"), reached before any entry ran so `urn:uuid:` references resolve
@@ -180,12 +179,12 @@ def visible_matches(ctx: FhirContext, req: FhirRequest, rtype: str,
     if not ctx.interceptors.interceptors:
         return conditional_matches(ctx, rtype, query, where)
     search = _conditional_search(ctx, rtype, query, where).query
-    search.limit = _MATCH_BATCH
+    search.limit = LOOKAHEAD
     out: list[StoredVersion] = []
     while True:  # past hidden rows, in keyset order, until two visible ones or the end
         found = ctx.repository.find(search, session=ctx.session)
         out += [row for row in found.rows if visible(ctx, req, row) is not None]
-        if len(out) >= 2 or len(found.rows) < _MATCH_BATCH:
+        if len(out) >= 2 or len(found.rows) < LOOKAHEAD:
             return out[:2]
         search.after = found.keys[-1]
 
@@ -380,7 +379,7 @@ def _history_page(ctx: FhirContext, req: FhirRequest,
         return entries, cursor  # nothing is hidden: the store's "more" is the answer
     probe: str | None = cursor
     while probe is not None:  # look past hidden versions for one the caller would see
-        page = rows(probe, _LOOKAHEAD)
+        page = rows(probe, LOOKAHEAD)
         if any(would_see(ctx, req, v) for v in page.versions):
             return entries, cursor
         probe = page.next_cursor

@@ -87,8 +87,8 @@ def new_id() -> str:
 
 def unknown(rtype: str, rid: str) -> NotFound:
     """The answer for a resource that is not there. A resource hidden from the caller gets
-    exactly this too (security.policy.hidden says the same words): "forbidden" and "not
-    there" must not be told apart."""
+    exactly this too (security.policy.hidden calls this): "forbidden" and "not there" must
+    not be told apart."""
     return NotFound(f"{rtype}/{rid} is not known", expression=rtype)
 
 

@@ -21,15 +21,13 @@ from ..search.values import date_range
 from ..store.base import StoredVersion
 from ..store.cursor import BadCursor, decode_cursor, encode_cursor
 from ..store.query import Criterion, IndexQuery, ReferencePredicate
-from .interactions import FhirContext, read_visible, strict, visible, would_see
+from .interactions import LOOKAHEAD, FhirContext, read_visible, strict, visible, would_see
 from .request import FhirRequest, FhirResponse
 from .subsetting import select_elements, summarize
 from .types import is_resource_type
 
 MAX_INCLUDE_DEPTH = 3
 MAX_INCLUDED = 1000
-#: rows read at a time when looking past hidden rows for one that makes a `next` link
-_LOOKAHEAD = 20
 #: A local reference (R4 3.1.1.4.12); another server's resources are never included.
 _LOCAL = re.compile(r"^([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})(?:/_history/[^/]+)?$")
 
@@ -143,7 +141,7 @@ def _page(ctx: FhirContext, req: FhirRequest, query: IndexQuery,
     while True:
         # one row past the page tells "more" when it is visible; past hidden rows, read
         # a batch at a time so a run of them costs few queries
-        query.limit = count - len(out) + 1 if len(out) < count else _LOOKAHEAD
+        query.limit = count - len(out) + 1 if len(out) < count else LOOKAHEAD
         found = ctx.repository.find(query, session=ctx.session)
         for stored, key in zip(found.rows, found.keys, strict=True):
             if len(out) == count:

@@ -21,6 +21,7 @@ import re
 
 from ..auth.scopes import Scopes
 from ..errors import MethodNotAllowed, NotFound
+from ..fhir.repository import unknown
 from ..fhir.request import FhirRequest, Interaction
 from .context import SecureCaller
 from .errors import Forbidden
@@ -45,8 +46,7 @@ def operation_of(req: FhirRequest) -> str | None:
 
 def hidden(interaction: Interaction) -> NotFound:
     """The refusal for one record: exactly what an absent record gets."""
-    return NotFound(f"{interaction.rtype}/{interaction.rid} is not known",
-                    expression=interaction.rtype)
+    return unknown(interaction.rtype or "", interaction.rid or "")
 
 
 def refuse(caller: SecureCaller, interaction: Interaction, why: str) -> Exception:
