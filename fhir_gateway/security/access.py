@@ -157,6 +157,8 @@ class AccessInterceptor(BaseInterceptor):
 
     def _check_search(self, caller: SecureCaller, req: FhirRequest, rtype: str,
                       params: list[tuple[str, str]]) -> None:
+        if not any(_guarded(name) for name, _ in params):
+            return  # nothing that counts or probes: the plain search needs no guard
         try:
             # Parsed as the search will be (lenient: what strict handling applies too), so
             # the guard sees what is applied, not how the parameter happens to be spelt.
@@ -386,6 +388,13 @@ def _own_resources_only(caller: SecureCaller, req: FhirRequest,
     own = ("_tag", f"{PARTNER_TAG_SYSTEM}|{caller.partner}")
     if own not in params:
         req.params = [*req.params, own]
+
+
+def _guarded(name: str) -> bool:
+    """Whether a parameter (whatever its modifier) could count or probe hidden records:
+    what `_check_search` must parse the search to judge."""
+    return name.split(":", 1)[0] in ("_summary", "_count", "_total") or \
+        name.startswith("_has") or "." in name
 
 
 def _counts(search: SearchRequest) -> bool:

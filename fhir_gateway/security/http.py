@@ -203,7 +203,7 @@ def record_review(sec: Security, request: Request, caller: Caller, base: str, st
     if sec.trail is None:
         return
     event = audit_event(
-        subtype="operation", action="R" if what.startswith("GET") else "U", status=status,
+        subtype="operation", action="R" if request.method == "GET" else "U", status=status,
         caller=caller, observer=f"fhir-gateway {sec.trail.instance}", destination=base,
         request_id=getattr(request.state, "request_id", ""), query=what,
         patients={patient} if patient else (), description=f"review queue: {what}")
