@@ -52,7 +52,7 @@ from typing import Any, TypeVar
 from ...fhir.repository import Repository
 from ...search.registry import SearchRegistry
 from ...search.values import now_instant
-from ...store.base import NewVersion, StoreSession
+from ...store.base import IndexEntry, NewVersion, StoreSession
 from .chain import (
     HEAD_KIND,
     SETTLED,
@@ -152,13 +152,15 @@ def store_lines(session: StoreSession, registry: SearchRegistry,
     stored."""
     heads: dict[str, dict[str, Any]] = {}
     new: list[NewVersion] = []
+    stamps: dict[str, tuple[IndexEntry, ...]] = {}  # one stamp per append: shared
     for line in lines:
         if line.chain not in heads:
             heads[line.chain] = session.record_get(HEAD_KIND, line.chain) or {"seq": 0}
         if line.seq <= heads[line.chain]["seq"]:
             continue
-        index = [*audit_index(registry, unsealed_content(line.event)),
-                 *stamped_index(registry, line.stamped)]
+        if line.stamped not in stamps:
+            stamps[line.stamped] = stamped_index(registry, line.stamped)
+        index = [*audit_index(registry, unsealed_content(line.event)), *stamps[line.stamped]]
         new.append(NewVersion(rtype="AuditEvent", rid=line.event["id"], version=1,
                               last_updated=line.stamped, body=line.text, index=index,
                               compartments=()))
