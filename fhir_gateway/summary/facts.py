@@ -54,7 +54,6 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from functools import lru_cache
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from ..fhir.interactions import FhirContext, visible
 from ..fhir.request import FhirRequest
@@ -64,6 +63,7 @@ from ..security.consent import PARTNER_TAG_SYSTEM
 from ..store.base import StoredVersion
 from ..store.query import Criterion, IndexQuery, ReferencePredicate, SortKey
 from . import terms as t
+from .terms import LONDON
 
 #: Each type of the compartment is read in one query of at most this many resources; a
 #: record that holds more is summarised from the first ones and the summary says, in its
@@ -78,7 +78,6 @@ USED_TYPES = frozenset({"Observation", "CarePlan", "RelatedPerson", "Consent", "
 #: refuses a caller whose scopes cannot read all of them)
 READ_TYPES = ("Patient", *sorted(USED_TYPES))
 ACTIVE_PLAN = frozenset({"active", "on-hold"})
-LONDON = ZoneInfo("Europe/London")
 #: a decision the summary holds but cannot read (`Fact.code`)
 NOT_UNDERSTOOD = "not-understood"
 

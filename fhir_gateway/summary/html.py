@@ -133,13 +133,10 @@ def _items(items: tuple[Item, ...]) -> str:
 
 
 def _identity(patient: dict[str, Any], name: str) -> str:
-    nhs = next((str(i.get("value")) for i in patient.get("identifier") or []
-                if isinstance(i, dict) and i.get("system") == t.NHS_NUMBER_SYSTEM), None)
+    nhs = t.nhs_number_of(patient)
     parts = [_e(name)]
-    if nhs and len(nhs) == 10:
-        parts.append(f"NHS number {_e(nhs[:3])} {_e(nhs[3:6])} {_e(nhs[6:])}")
-    elif nhs:
-        parts.append(f"NHS number {_e(nhs)}")
+    if nhs:
+        parts.append(f"NHS number {_e(t.spaced(nhs))}")
     if patient.get("birthDate"):
         parts.append(f"born {_e(day(str(patient['birthDate'])))}")
     if patient.get("gender"):

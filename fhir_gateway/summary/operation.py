@@ -45,7 +45,8 @@ from ..validation import is_valid_nhs_number
 from . import document, html
 from . import terms as t
 from .facts import READ_TYPES, gather
-from .words import LONDON, sections
+from .terms import LONDON
+from .words import sections
 
 #: matches read for one NHS number (more than one is refused, never guessed between)
 MAX_MATCHES = 5
@@ -163,7 +164,7 @@ def find_patient(ctx: FhirContext, req: FhirRequest,
         asked = f"Patient/{rid}"
     else:
         nhs = nhs_number(req)
-        unknown = NotFound(f"no record is known for NHS number {_spaced(nhs)}",
+        unknown = NotFound(f"no record is known for NHS number {t.spaced(nhs)}",
                            expression="identifier")
         query = IndexQuery(rtype="Patient", criteria=[Criterion(
             "identifier", "token", [TokenPredicate(t.NHS_NUMBER_SYSTEM, nhs)])],
@@ -175,10 +176,10 @@ def find_patient(ctx: FhirContext, req: FhirRequest,
         if not found:
             raise unknown
         if len(found) > 1:
-            raise Conflict(f"{len(found)} records hold NHS number {_spaced(nhs)}; the "
+            raise Conflict(f"{len(found)} records hold NHS number {t.spaced(nhs)}; the "
                            "summary will not choose between them: ask for them to be merged",
                            expression="identifier")
-        asked = f"NHS number {_spaced(nhs)}"
+        asked = f"NHS number {t.spaced(nhs)}"
     shown = _merged_into(ctx, req, *found[0])
     if shown is None:  # merged into a record this caller may not see (or gone)
         raise unknown
@@ -206,7 +207,7 @@ def nhs_number(req: FhirRequest) -> str:
     if len(digits) != 10 or not digits.isascii() or not digits.isdigit():
         raise BadRequest(f"NHS number {value[:40]!r} is not ten digits", expression="identifier")
     if not is_valid_nhs_number(digits):
-        raise BadRequest(f"NHS number {_spaced(digits)} is not valid: its check digit "
+        raise BadRequest(f"NHS number {t.spaced(digits)} is not valid: its check digit "
                          "(Modulus 11) is wrong; check the number", expression="identifier")
     return digits
 
@@ -260,10 +261,5 @@ def _merged_away(ctx: FhirContext, req: FhirRequest,
 
 
 def _known_as(patient: dict[str, Any]) -> str:
-    nhs = next((str(i.get("value")) for i in patient.get("identifier") or []
-                if isinstance(i, dict) and i.get("system") == t.NHS_NUMBER_SYSTEM), None)
-    return f"NHS number {_spaced(nhs)}" if nhs else f"Patient/{patient['id']}"
-
-
-def _spaced(nhs: str) -> str:
-    return f"{nhs[:3]} {nhs[3:6]} {nhs[6:]}" if len(nhs) == 10 else nhs
+    nhs = t.nhs_number_of(patient)
+    return f"NHS number {t.spaced(nhs)}" if nhs else f"Patient/{patient['id']}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+from zoneinfo import ZoneInfo
 
 SCT = "http://snomed.info/sct"
 NHS_NUMBER_SYSTEM = "https://fhir.nhs.uk/Id/nhs-number"
@@ -19,6 +20,21 @@ CONSENT_SCOPE = "http://terminology.hl7.org/CodeSystem/consentscope"
 CONSENT_CATEGORY = "http://terminology.hl7.org/CodeSystem/consentcategorycodes"
 ROLE_CODE = "http://terminology.hl7.org/CodeSystem/v3-RoleCode"
 CONTACT_ROLE = "http://terminology.hl7.org/CodeSystem/v2-0131"
+
+#: the crews' and partners' calendar: review dates and "today" are London days
+LONDON = ZoneInfo("Europe/London")
+
+
+def nhs_number_of(patient: dict[str, Any]) -> str | None:
+    """The Patient's NHS number, or None."""
+    return next((str(i.get("value")) for i in patient.get("identifier") or []
+                 if isinstance(i, dict) and i.get("system") == NHS_NUMBER_SYSTEM), None)
+
+
+def spaced(nhs: str) -> str:
+    """An NHS number as people write it (3 3 4); anything else as it is."""
+    return f"{nhs[:3]} {nhs[3:6]} {nhs[6:]}" if len(nhs) == 10 else nhs
+
 
 SUMMARY_TYPE = {"system": SCT, "code": "861421000000109",
                 "display": "End of life care coordination summary"}

@@ -13,11 +13,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from .facts import MERGED, NOT_UNDERSTOOD, Fact, Facts, Source
+from .terms import LONDON
 
-LONDON = ZoneInfo("Europe/London")
 #: what a fact's date is, by kind
 DATE_WORDS = {"cpr": "decided", "plan": "completed", "place": "recorded",
               "death-place": "died", "legal": "recorded", "lpa-holder": "",
