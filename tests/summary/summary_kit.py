@@ -33,6 +33,7 @@ FILES = [("acute", "acute/adt.hl7"), ("gp", "gp/palliative_register.csv"),
            for p in sorted((FEEDS / "community").iterdir()))]
 PARTNER_BY_ODS = {load_mapping(p).ods_code: p for p in dict(FILES)}
 SUMMARY = "/fhir/Patient/$emergency-summary"
+CPR_URL = "https://fhir.shared-care-record.example/StructureDefinition/SCR-CPRDecision"
 
 TITLES = {
     "deceased": "Deceased",

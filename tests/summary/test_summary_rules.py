@@ -10,6 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 from summary_kit import (
     ACUTE,
+    CPR_URL,
     GP,
     HOSPICE,
     NHS,
@@ -22,7 +23,6 @@ from summary_kit import (
     cpr_of,
     document,
     headline,
-    pin_today,
     valid_nhs,
 )
 
@@ -32,13 +32,6 @@ from fhir_gateway.summary.operation import prefers_html
 from fhir_gateway.summary.terms import REVIEW_DATE_EXTENSION
 
 TODAY = RULES_TODAY
-CPR_URL = "https://fhir.shared-care-record.example/StructureDefinition/SCR-CPRDecision"
-
-
-@pytest.fixture
-def http(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> TestClient:
-    pin_today(monkeypatch, TODAY)
-    return client
 
 
 def summary(http: TestClient, nhs: str, **headers: str) -> Doc:

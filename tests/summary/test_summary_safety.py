@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from summary_kit import (
+    CPR_URL,
     GP,
     HOSPICE,
     RULES_TODAY,
@@ -24,7 +25,6 @@ from summary_kit import (
     cpr_of,
     document,
     headline,
-    pin_today,
     valid_nhs,
 )
 
@@ -36,13 +36,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "security"))
 from security_kit import Gateway, patient, provenance
 
 TODAY = RULES_TODAY  # 1 June 2026 (Europe/London)
-CPR_URL = "https://fhir.shared-care-record.example/StructureDefinition/SCR-CPRDecision"
-
-
-@pytest.fixture
-def http(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> TestClient:
-    pin_today(monkeypatch, TODAY)
-    return client
 
 
 def plain(html: str) -> str:
