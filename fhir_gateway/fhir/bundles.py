@@ -9,6 +9,7 @@ transaction; the first failure rolls everything back and is reported with its en
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -42,10 +43,9 @@ def batch_or_transaction(ctx: FhirContext, req: FhirRequest, router: FhirRouter)
     if len(entries) > MAX_ENTRIES:
         raise BadRequest(f"{len(entries)} entries; at most {MAX_ENTRIES} per Bundle",
                          code="too-costly")
-    requests = [_entry_request(req, e, i) for i, e in enumerate(entries)]
     if kind == "batch":
-        return _batch(router, requests)
-    return _transaction(ctx, router, requests, entries)
+        return _batch(router, [_entry_request(req, e, i) for i, e in enumerate(entries)])
+    return _transaction(ctx, router, req, entries)
 
 
 def _entry_request(parent: FhirRequest, entry: Any, index: int) -> FhirRequest:
@@ -112,20 +112,26 @@ def _batch(router: FhirRouter, requests: list[FhirRequest]) -> FhirResponse:
     return FhirResponse(200, {"resourceType": "Bundle", "type": "batch-response", "entry": out})
 
 
-def _transaction(ctx: FhirContext, router: FhirRouter, requests: list[FhirRequest],
+def _transaction(ctx: FhirContext, router: FhirRouter, req: FhirRequest,
                  entries: list[Any]) -> FhirResponse:
     for attempt in range(TRANSACTION_ATTEMPTS):
+        # Each attempt starts from the Bundle as posted: an attempt rewrites `urn:uuid:`
+        # references to the ids it assigned, and interceptors stamp and narrow entries,
+        # so a retry reusing them would store references to a rolled-back attempt's ids.
+        requests = [_entry_request(req, copy.deepcopy(e), i) for i, e in enumerate(entries)]
         try:
-            return _transaction_once(ctx, router, requests, entries)
+            return _transaction_once(ctx, router, requests)
         except VersionConflict:
+            for sub in requests:  # what was noted about them (audit) did not happen
+                router.interceptors.on_rolled_back(sub)
             if attempt == TRANSACTION_ATTEMPTS - 1:
                 raise Conflict("the transaction kept meeting concurrent writers; "
                                "nothing was written; try again") from None
     raise AssertionError("unreachable")
 
 
-def _transaction_once(ctx: FhirContext, router: FhirRouter, requests: list[FhirRequest],
-                      entries: list[Any]) -> FhirResponse:
+def _transaction_once(ctx: FhirContext, router: FhirRouter,
+                      requests: list[FhirRequest]) -> FhirResponse:
     repo = ctx.repository
     results: dict[int, FhirResponse] = {}
     with repo.transaction() as session:

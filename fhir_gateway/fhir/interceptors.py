@@ -9,6 +9,8 @@ for itself, state kept on the request (never in fields). Hooks, in order:
   `_include`s, history and bundle entries; False hides it as if it were not there.
 - `on_response(request, interaction, response)`: after success (audit).
 - `on_failure(request, interaction, error)`: after a refusal or error (audit).
+- `on_rolled_back(request)`: a transaction attempt that ran `request` (a Bundle entry)
+  was rolled back to be retried: what the hooks noted about it did not happen.
 
 The chain is empty until the security issue lands; tests install their own.
 """
@@ -32,6 +34,8 @@ class Interceptor(Protocol):
     def on_failure(self, request: FhirRequest, interaction: Interaction,
                    error: GatewayError) -> None: ...
 
+    def on_rolled_back(self, request: FhirRequest) -> None: ...
+
 
 class BaseInterceptor:
     """An interceptor that allows everything; subclass and override the hooks you need."""
@@ -48,6 +52,9 @@ class BaseInterceptor:
 
     def on_failure(self, request: FhirRequest, interaction: Interaction,
                    error: GatewayError) -> None:
+        return None
+
+    def on_rolled_back(self, request: FhirRequest) -> None:
         return None
 
 
@@ -74,3 +81,7 @@ class InterceptorChain:
                    error: GatewayError) -> None:
         for i in self.interceptors:
             i.on_failure(request, interaction, error)
+
+    def on_rolled_back(self, request: FhirRequest) -> None:
+        for i in self.interceptors:
+            i.on_rolled_back(request)

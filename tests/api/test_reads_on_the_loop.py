@@ -40,7 +40,7 @@ class WhereRun(BaseInterceptor):
         self.threads[f"{request.method} {request.path}"] = threading.current_thread().name
 
 
-def client(engine: StoreEngine, where: WhereRun | None = None,
+def gateway_client(engine: StoreEngine, where: WhereRun | None = None,
            **settings: Any) -> TestClient:
     chain = InterceptorChain([where] if where else [])
     return TestClient(create_app(Settings(**{"auth_enabled": False, "audit_enabled": True,
@@ -79,7 +79,7 @@ def sqlite_file(tmp_path: Path) -> Iterator[StoreEngine]:
 ])
 def test_which_requests_run_in_place(sqlite_file: StoreEngine, method: str, path: str,
                                      params: list[tuple[str, str]], in_place: bool) -> None:
-    with client(sqlite_file) as http:
+    with gateway_client(sqlite_file) as http:
         assert isinstance(http.app.state.security.trail, JournalledAuditTrail)
         req = FhirRequest(method=method, path=path, params=params)
         assert gate_of(http).runs_on_loop(req) is in_place
@@ -89,15 +89,15 @@ def test_nothing_runs_in_place_where_reads_or_the_trail_can_wait(
         sqlite_file: StoreEngine, tmp_path: Path) -> None:
     read = FhirRequest(method="GET", path="Patient/p1")
     # the journal switched off: the trail's submit waits for the store's commit
-    with client(sqlite_file, audit_journal="off") as http:
+    with gateway_client(sqlite_file, audit_journal="off") as http:
         assert not isinstance(http.app.state.security.trail, JournalledAuditTrail)
         assert gate_of(http).runs_on_loop(read) is False
     # unaudited, the same store's reads may run in place
-    with client(sqlite_file, audit_enabled=False) as http:
+    with gateway_client(sqlite_file, audit_enabled=False) as http:
         assert gate_of(http).runs_on_loop(read) is True
     # MongoDB: every read is a round trip, journal or not
     mongo = open_store("mongomock://localhost/loop-test")
-    with client(mongo, audit_journal=str(tmp_path / "journal")) as http:
+    with gateway_client(mongo, audit_journal=str(tmp_path / "journal")) as http:
         assert isinstance(http.app.state.security.trail, JournalledAuditTrail)
         assert gate_of(http).runs_on_loop(read) is False
 
@@ -105,7 +105,7 @@ def test_nothing_runs_in_place_where_reads_or_the_trail_can_wait(
 def test_a_read_runs_on_the_event_loop_and_a_search_on_a_worker(
         sqlite_file: StoreEngine) -> None:
     where = WhereRun()
-    with client(sqlite_file, where) as http:
+    with gateway_client(sqlite_file, where) as http:
         assert http.put("/fhir/Patient/p1", json={"resourceType": "Patient", "id": "p1"},
                         headers=FHIR_JSON).status_code == 201
         assert http.get("/fhir/Patient/p1").json()["id"] == "p1"

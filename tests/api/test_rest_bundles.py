@@ -6,8 +6,11 @@ undo journal (real MongoDB aborts the transaction instead; see README, known lim
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi.testclient import TestClient
 
+from fhir_gateway.store.base import VersionConflict
 from gatewaykit import FHIR_JSON
 
 NHS = "https://fhir.nhs.uk/Id/nhs-number"
@@ -136,3 +139,33 @@ def test_malformed_bundles(client: TestClient) -> None:
         assert r.status_code == status, (bundle, r.text)
         assert r.json()["resourceType"] == "OperationOutcome"
     assert count(client, "Patient") == 0
+
+
+def test_a_retried_transaction_refers_to_what_it_stored(client: TestClient,
+                                                        monkeypatch: Any) -> None:
+    # The first attempt meets a concurrent writer after writing the Patient, and is rolled
+    # back; the retry assigns new ids, and its references must name them, not the ids of
+    # the attempt that was rolled back.
+    repository = client.app.state.fhir_router.repository
+    real = repository._write_once
+    conflicts: list[str] = []
+
+    def once_conflicting(session: Any, rtype: str, *args: Any) -> Any:
+        if rtype == "Observation" and not conflicts:
+            conflicts.append(rtype)
+            raise VersionConflict("a concurrent writer, once")
+        return real(session, rtype, *args)
+
+    monkeypatch.setattr(repository, "_write_once", once_conflicting)
+    bundle = tx(post({"resourceType": "Patient", "name": [{"family": "Adeyemi"}]},
+                     "urn:uuid:p1"),
+                post({"resourceType": "Observation", "status": "final", "code": {"text": "CPR"},
+                      "subject": {"reference": "urn:uuid:p1"}}))
+    r = client.post("/fhir", json=bundle, headers=FHIR_JSON)
+    assert r.status_code == 200, r.text
+    assert conflicts == ["Observation"]
+    pid, oid = (e["resource"]["id"] for e in r.json()["entry"])
+    assert client.get(f"/fhir/Observation/{oid}").json()["subject"] == {
+        "reference": f"Patient/{pid}"}
+    assert client.get(f"/fhir/Patient/{pid}").status_code == 200
+    assert count(client, "Patient") == 1 and count(client, "Observation") == 1

@@ -9,7 +9,7 @@ import threading
 from typing import Any
 
 from fhir_gateway.security.audit.chain import HEAD_KIND, chain_link
-from fhir_gateway.store.base import NewVersion
+from fhir_gateway.store.base import NewVersion, VersionConflict
 from security_kit import Gateway, patient
 
 FHIR_JSON = {"Content-Type": "application/fhir+json"}
@@ -217,3 +217,47 @@ def test_an_auditor_refused_because_the_trail_cannot_catch_up_is_audited(
     failed = [e for e in gw.audit_events() if e["outcome"] == "8"]
     assert len(failed) == 1, failed
     assert failed[0]["agent"][0]["who"]["identifier"]["value"] == "audit-team"
+
+
+def test_a_rolled_back_transaction_attempt_leaves_no_audit_events(gw: Gateway,
+                                                                   monkeypatch: Any) -> None:
+    # The first attempt creates a Patient, then meets a concurrent writer and is rolled
+    # back; the retry stores another id. Only what was stored is audited: no event says
+    # the rolled-back Patient was created.
+    from fhir_gateway.fhir import bundles
+
+    assigned: list[str] = []
+    real_new_id = bundles.new_id
+    monkeypatch.setattr(bundles, "new_id", lambda: (assigned.append(real_new_id()),
+                                                    assigned[-1])[1])
+    real_write = gw.repository._write_once
+    conflicts: list[str] = []
+
+    def once_conflicting(session: Any, rtype: str, *args: Any) -> Any:
+        if rtype == "Observation" and not conflicts:
+            conflicts.append(rtype)
+            raise VersionConflict("a concurrent writer, once")
+        return real_write(session, rtype, *args)
+
+    monkeypatch.setattr(gw.repository, "_write_once", once_conflicting)
+    feed = gw.login("gp-feed", "feed", partner="gp", scope="system/*.cruds")
+    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"fullUrl": "urn:uuid:p1", "resource": {"resourceType": "Patient"},
+         "request": {"method": "POST", "url": "Patient"}},
+        {"resource": {"resourceType": "Observation", "status": "final",
+                      "code": {"text": "CPR"}, "subject": {"reference": "urn:uuid:p1"}},
+         "request": {"method": "POST", "url": "Observation"}}]}
+    r = gw.http.post("/fhir", json=bundle, headers={**feed, **FHIR_JSON, "X-Request-Id": "t1"})
+    assert r.status_code == 200, r.text
+    assert conflicts == ["Observation"]
+    stored = r.json()["entry"][0]["resource"]["id"]
+    rolled_back = [rid for rid in assigned if rid != stored and rid != r.json()["entry"][1][
+        "resource"]["id"]]
+    assert rolled_back  # the first attempt's ids
+    events = _by_request(gw, "t1")
+    named = {(e.get("what") or {}).get("reference", "").split("/_history")[0]
+             for event in events for e in event["entity"]}
+    assert f"Patient/{stored}" in named
+    assert not {f"Patient/{rid}" for rid in rolled_back} & named
+    assert sorted(e["subtype"][0]["code"] for e in events) == ["create", "create",
+                                                               "transaction"]

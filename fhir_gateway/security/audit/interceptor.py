@@ -27,6 +27,7 @@ from .events import audit_event
 COLLECTOR: ContextVar[list[dict[str, Any]] | None] = ContextVar("audit_collector", default=None)
 TX_EVENTS = "audit.tx_events"  # req.state: events for the write's own transaction
 SEEN = "audit.seen"
+_EMITTED = "audit.emitted"  # req.state: (list, event) of each event emitted for it
 _QUERY_INTERACTIONS = frozenset({"search-type", "history-type", "history-system",
                                  "history-instance", "operation", "batch", "transaction"})
 
@@ -85,15 +86,22 @@ class AuditInterceptor(BaseInterceptor):
             return f"{interaction.rtype}/{interaction.rid}"
         return None
 
+    def on_rolled_back(self, request: FhirRequest) -> None:
+        """A transaction attempt that ran this entry was rolled back (and is retried with
+        fresh entries): its events would record writes and reads that never happened."""
+        for events, event in request.state.pop(_EMITTED, []):
+            for i, e in enumerate(events):
+                if e is event:
+                    del events[i]
+                    break
+
     def _emit(self, request: FhirRequest, event: dict[str, Any], *,
               in_transaction: bool) -> None:
         request.state[SEEN] = True
         tx = request.state.get(TX_EVENTS)
-        if in_transaction and tx is not None:
-            tx.append(event)
-            return
-        pending = COLLECTOR.get()
-        if pending is not None:
-            pending.append(event)
-        else:
+        events = tx if in_transaction and tx is not None else COLLECTOR.get()
+        if events is None:
             self.trail.record([event])
+            return
+        events.append(event)
+        request.state.setdefault(_EMITTED, []).append((events, event))
