@@ -27,7 +27,7 @@ from urllib.parse import parse_qsl, urlencode
 from .. import jsonio
 from ..auth.registry import ClientRegistry
 from ..auth.scopes import grant
-from ..errors import BadRequest, Conflict, GatewayError
+from ..errors import BadRequest, Conflict, GatewayError, Unprocessable
 from ..fhir.interceptors import BaseInterceptor
 from ..fhir.repository import Repository
 from ..fhir.request import FhirRequest, Interaction
@@ -49,6 +49,7 @@ from .consent import (
     as_list,
     is_privacy_consent,
     last_written,
+    local_refs,
     ods_codes,
     reference_ids,
 )
@@ -187,6 +188,7 @@ class AccessInterceptor(BaseInterceptor):
         rtype, rid = interaction.rtype or "", interaction.rid
         if isinstance(req.body, dict):
             _check_attribution(req.body, caller)
+            self._check_provenance_targets(caller, req.body)
             self._check_one_patient_per_person(caller, req.body, rid)
             _stamp(req.body, caller)
             body_id = req.body.get("id")
@@ -197,6 +199,26 @@ class AccessInterceptor(BaseInterceptor):
             self._check_writable(caller, rtype, rid, interaction.name)
             return
         self._own_condition(caller, req, interaction)
+
+    def _check_provenance_targets(self, caller: SecureCaller, body: dict[str, Any]) -> None:
+        """A feed's Provenance speaks for its own partner's resources only: every target
+        must be one of them, or an id no one has written yet (a transaction may list the
+        Provenance before what it targets). Another's, live, deleted or hidden, gets one
+        answer whatever it is. Otherwise a partner could take the credit for another's
+        CPR decision in a crew's summary (and hide their disagreement), or become a holder
+        of a record hidden from it. The summary and consent also disbelieve such
+        Provenance (`consent.speaks_for`), which covers any stored before this check."""
+        if body.get("resourceType") != "Provenance":
+            return
+        for i, target in enumerate(as_list(body.get("target"))):
+            for rtype, rid in local_refs([target]):
+                last = last_written(self.repository, rtype, rid)
+                if last is None or owned_by(last, caller.partner):
+                    continue
+                raise Unprocessable(
+                    f"{rtype}/{rid} is not one of partner {caller.partner}'s resources: "
+                    "a feed's Provenance may target only its own partner's resources",
+                    expression=f"Provenance.target[{i}]")
 
     def _check_one_patient_per_person(self, caller: SecureCaller, body: dict[str, Any],
                                       rid: str | None) -> None:

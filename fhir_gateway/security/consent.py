@@ -13,8 +13,10 @@ one of them), unless they break the glass, which is recorded (see `access` and `
 What a partner feed wrote over REST (it carries the partner tag) speaks for the writer's
 own organisation only, the ODS tag the feed write path stamped on it: a Provenance agent
 or Consent organization naming anyone else is not believed (the write path refuses such
-resources; this also covers any stored before it did). A feed's permit that does not name
-its own organisation is not a decision at all; a deny always is (it can only hide).
+resources; this also covers any stored before it did). A feed's Provenance holds the
+record for its organisation only through the feed's own resources (`speaks_for`): one
+targeting another partner's resource counts for nothing. A feed's permit that does not
+name its own organisation is not a decision at all; a deny always is (it can only hide).
 
 Decisions are read from the store for each request (memoised on the request's caller,
 never across requests), so a Consent written by any instance or by ingest applies at once.
@@ -106,7 +108,7 @@ class ConsentPolicy:
         """The patients of a Provenance's non-Patient targets: one read for all of them (a
         deleted target costs a look at its last version, up to MAX_DELETED_TARGETS)."""
         compartment = patient_compartment()
-        wanted = {(t, i) for t, i in _local_refs(prov.get("target") or [])
+        wanted = {(t, i) for t, i in local_refs(prov.get("target") or [])
                   if t != "Patient" and t in compartment}
         todo = sorted(k for k in wanted if f"{_TARGET_MEMO}{k[0]}/{k[1]}" not in memo)
         if todo:
@@ -152,22 +154,32 @@ class ConsentPolicy:
         holders = set(vouched_codes(consent, ods_codes(consent.get("organization") or [])))
         rows = self.repository.find(IndexQuery(rtype=None, compartment=patient_id,
                                                limit=MAX_RECORD_SCAN)).rows
-        targets = []
+        record: dict[tuple[str, str], dict[str, Any]] = {}
+        provenance: dict[str, dict[str, Any]] = {}
         for row in rows:
             if row.body is None:
                 continue
-            resource = jsonio.loads_trusted(row.body)
-            for tag in (resource.get("meta") or {}).get("tag") or []:
+            resource = record[(row.rtype, row.rid)] = jsonio.loads_trusted(row.body)
+            for tag in _tags(resource):
                 if tag.get("system") == ODS_SYSTEM and tag.get("code"):
                     holders.add(tag["code"])
-            if resource.get("resourceType") == "Provenance":
-                holders.update(_agents(resource))
-            targets.append(ReferencePredicate(row.rtype, row.rid))
+            if row.rtype == "Provenance":
+                provenance[row.rid] = resource
+        if ("Patient", patient_id) not in record:  # a Provenance may target the Patient
+            record[("Patient", patient_id)] = last_written(self.repository, "Patient",
+                                                           patient_id) or {}
+        targets = [ReferencePredicate(rtype, rid) for rtype, rid in record]
         for i in range(0, len(targets), 200):
             query = IndexQuery(rtype="Provenance", criteria=[
                 Criterion("target", "reference", targets[i:i + 200])], limit=MAX_RECORD_SCAN)
             for row in self.repository.find(query).rows:
-                holders.update(_agents(jsonio.loads_trusted(row.body) if row.body else {}))
+                if row.body is not None and row.rid not in provenance:
+                    provenance[row.rid] = jsonio.loads_trusted(row.body)
+        for prov in provenance.values():
+            # its agents hold the record only if it speaks for something on the record
+            if any(speaks_for(prov, record[key]) for key in local_refs(prov.get("target"))
+                   if key in record):
+                holders.update(_agents(prov))
         return holders
 
 
@@ -199,6 +211,19 @@ def vouched_codes(resource: dict[str, Any], codes: list[str]) -> list[str]:
         return codes
     own = {t.get("code") for t in _tags(resource) if t.get("system") == ODS_SYSTEM}
     return [c for c in codes if c in own]
+
+
+def speaks_for(prov: dict[str, Any], target: dict[str, Any]) -> bool:
+    """Whether Provenance `prov` may say who wrote `target`: one the gateway wrote itself
+    (ingest: no partner tag) for anything; a partner feed's only for that partner's own
+    resources (the same partner tag). Another partner's Provenance on a resource would
+    take the credit for it: a crew's summary naming the wrong source for a CPR decision
+    (and hiding a disagreement), a record hidden by consent opening to the writer's
+    organisation. The feed write path refuses such targets (`access`); this also covers
+    any stored before it did."""
+    partners = {t.get("code") for t in _tags(prov) if t.get("system") == PARTNER_TAG_SYSTEM}
+    return not partners or any(t.get("system") == PARTNER_TAG_SYSTEM and t.get("code") in
+                               partners for t in _tags(target))
 
 
 def _feed_written(resource: dict[str, Any]) -> bool:
@@ -234,7 +259,9 @@ def as_list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else []
 
 
-def _local_refs(nodes: Any) -> list[tuple[str, str]]:
+def local_refs(nodes: Any) -> list[tuple[str, str]]:
+    """(type, id) of each Reference among `nodes` that names a resource as `Type/id`,
+    relative, versioned or absolute (taken as this record's: the cautious reading)."""
     out = []
     for node in nodes if isinstance(nodes, list) else []:
         ref = node.get("reference") if isinstance(node, dict) else None

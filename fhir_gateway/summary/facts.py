@@ -59,7 +59,7 @@ from ..fhir.interactions import FhirContext, visible
 from ..fhir.request import FhirRequest
 from ..pipeline.merge import is_repoint
 from ..search.values import date_range
-from ..security.consent import PARTNER_TAG_SYSTEM
+from ..security.consent import PARTNER_TAG_SYSTEM, speaks_for
 from ..store.base import StoredVersion
 from ..store.query import Criterion, IndexQuery, ReferencePredicate, SortKey
 from . import terms as t
@@ -436,7 +436,8 @@ def _sources(ctx: FhirContext, req: FhirRequest, resources: list[dict[str, Any]]
                 read([r])
     out = {}
     for r in unique:
-        provs = _authored(r, by_target) or by_target.get(_plain(r)) or []
+        provs = _authored(r, by_target) or [p for p in by_target.get(_plain(r)) or []
+                                            if speaks_for(p, r)]
         if provs:
             out[_plain(r)] = source_of(max(provs, key=lambda p: _sortable(p.get("recorded"))))
         else:
@@ -452,7 +453,10 @@ def _authored(resource: dict[str, Any],
     None when that version has no Provenance read."""
     version = str((resource.get("meta") or {}).get("versionId") or "")
     while version:
-        provs = by_target.get(f"{_plain(resource)}/_history/{version}")
+        # only a Provenance that may speak for the resource: another partner's would
+        # take the credit for it (and hide a disagreement with it)
+        provs = [p for p in by_target.get(f"{_plain(resource)}/_history/{version}") or []
+                 if speaks_for(p, resource)]
         if not provs:
             return None
         authored = [p for p in provs if not is_repoint(p)]

@@ -134,6 +134,13 @@ def test_feed_cannot_name_another_organisation_as_provenance_agent(record: Gatew
     assert record.http.post("/fhir/Provenance", json=onbehalf, headers=feed).status_code == 403
     assert record.http.get("/fhir/Patient/hid/$everything", headers=acute).status_code == 404
     own = {**prov, "agent": [{"who": ods("RY1")}]}
+    # naming itself, it still may not target a record that is not its own (the Patient is
+    # ingest's): it would become one of the hidden record's holders
+    assert record.http.post("/fhir/Provenance", json=own, headers=feed).status_code == 422
+    mine = record.http.post("/fhir/Observation", headers=feed, json={
+        "resourceType": "Observation", "status": "final", "code": {"text": "x"}})
+    assert mine.status_code == 201
+    own["target"] = [{"reference": f"Observation/{mine.json()['id']}"}]
     assert record.http.post("/fhir/Provenance", json=own, headers=feed).status_code == 201
 
 
