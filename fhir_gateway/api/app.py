@@ -73,8 +73,7 @@ def create_app(
         chain = InterceptorChain([*security.interceptors(),
                                   *(interceptors.interceptors if interceptors else [])])
         state["router"] = FhirRouter(repository, chain, settings=settings)
-        gate = security.gate(state["router"])
-        state["handle"], state["runs_on_loop"] = gate.handle, gate.runs_on_loop
+        state["handle"] = security.gate(state["router"]).handle
         app.state.fhir_router = state["router"]
         app.state.security = security
         app.state.ingest_service = IngestService(repository)
@@ -107,10 +106,7 @@ def create_app(
             req = to_fhir_request(request, path, body, base_url(request))
             req.state[DEFER_DURABILITY] = True
             try:
-                if state["runs_on_loop"](req):  # a short read that cannot wait: in place
-                    resp = state["handle"](req)
-                else:
-                    resp = await run_in_threadpool(state["handle"], req)
+                resp = await run_in_threadpool(state["handle"], req)
             finally:
                 await audit_settled(req)  # nothing is answered before its audit is durable
         except GatewayError as exc:

@@ -55,15 +55,6 @@ ROUTES: dict[tuple[str, ...], dict[str, tuple[str, Handler]]] = {
 }
 
 
-#: Route shapes whose GET does a bounded amount of reading: one resource (read, vread),
-#: the capability statement, one person's emergency summary (its reads are capped: see
-#: summary.facts). See `FhirRouter.is_short_read`.
-SHORT_READS = frozenset({
-    ("metadata",), ("{type}", "{id}"), ("{type}", "{id}", "_history", "{vid}"),
-    ("{type}", "$emergency-summary"), ("{type}", "{id}", "$emergency-summary"),
-})
-
-
 def _shape(segments: list[str]) -> tuple[tuple[str, ...], list[str]]:
     """Match path segments to a route shape, returning the shape and captured values."""
     n = len(segments)
@@ -109,14 +100,6 @@ class FhirRouter:
         rtype = captured[0] if captured and shape[0] == "{type}" else None
         rid = captured[1] if len(captured) > 1 else None
         return Interaction(name, rtype, rid), handler, captured
-
-    def is_short_read(self, req: FhirRequest) -> bool:
-        """Whether `req` is a GET or HEAD of a SHORT_READS shape: work small and bounded
-        enough that handing it to a worker thread would cost more than doing it (the
-        HTTP edge may then run it on its event loop). Anything unroutable is not."""
-        if req.method not in ("GET", "HEAD"):
-            return False
-        return _shape(req.segments)[0] in SHORT_READS
 
     def handle(self, req: FhirRequest, *, ctx: FhirContext | None = None) -> FhirResponse:
         interaction, handler, captured = self.route(req)

@@ -104,20 +104,6 @@ class SecureGate:
             else:
                 self.trail.record(pending)  # durable before any answer leaves
 
-    def runs_on_loop(self, req: FhirRequest) -> bool:
-        """Whether the HTTP edge may run `req` on its event loop rather than hand it to a
-        worker thread. The hand-off (a queue, a wake-up, the interpreter lock passed twice)
-        cost more CPU than a whole audited read (bench/README.md), so a request runs in
-        place when nothing in it can wait: a short, bounded read (`is_short_read`) on a
-        store whose reads never wait for a lock or a network (`local_reads`), under a
-        trail whose `submit` does not wait for a commit (the journal), and that is not
-        one an auditor's catch-up would make wait for the journal's import."""
-        if not self.router.repository.engine.local_reads or not self.router.is_short_read(req):
-            return False
-        if self.trail is None:
-            return True
-        return not self.trail.requests_wait_for_thread and not may_read_audit(req)
-
     def _may_be_shown_audit(self, req: FhirRequest) -> bool:
         """Whether the request may read AuditEvents and its caller may see them: only an
         auditor ever is (anyone, with auth off), so a clinician's batch or a feed's

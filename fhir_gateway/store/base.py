@@ -184,10 +184,6 @@ class StoreEngine(Protocol):
     """An engine: opens sessions; schema and indexes are created idempotently on open."""
 
     name: str
-    #: whether a read session neither waits for a lock nor crosses a network (SQLite in
-    #: WAL mode: readers see the last commit, never wait for a writer): short reads may
-    #: then run on the HTTP edge's event loop instead of a worker thread
-    local_reads: bool
 
     def session(self, *, write: bool) -> AbstractContextManager[StoreSession]: ...
 

@@ -100,7 +100,6 @@ class MongoEngine:
     """A store in a MongoDB database (see module docstring)."""
 
     name = "mongodb"
-    local_reads = False  # every read is a round trip to the server
 
     def __init__(self, client: Any, database: str, *, transactions: bool | None = None) -> None:
         self.client = client

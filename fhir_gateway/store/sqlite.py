@@ -185,7 +185,6 @@ class SqliteEngine:
     """A store in one SQLite file (see module docstring for durability)."""
 
     name = "sqlite"
-    local_reads = True  # WAL: a reader never waits for a writer (see StoreEngine)
 
     def __init__(self, path: str | Path, *, synchronous: str = "FULL",
                  cache_mib: int | None = None) -> None:
