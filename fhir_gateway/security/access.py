@@ -341,7 +341,7 @@ class AccessInterceptor(BaseInterceptor):
     def _decision(self, caller: SecureCaller, pid: str) -> ConsentDecision:
         key = f"consent:{pid}"
         if key not in caller.memo:
-            caller.memo[key] = self.consent.decide(pid)
+            caller.memo[key] = self.consent.decide(pid, caller.organization)
         return caller.memo[key]
 
     def _holds_visibly(self, caller: SecureCaller, req: FhirRequest, resource: dict[str, Any],

@@ -133,7 +133,10 @@ class ConsentPolicy:
                 out[(row.rtype, row.rid)] = self.patients_of(jsonio.loads_trusted(row.body))
         return out
 
-    def decide(self, patient_id: str) -> ConsentDecision:
+    def decide(self, patient_id: str, organization: str | None = None) -> ConsentDecision:
+        """The patient's decision. With `organization`, its holders are worked out for that
+        organisation alone (`hides_from` is right for it, the holders set says nothing
+        of others): far cheaper, which matters on every read of a hidden record."""
         query = IndexQuery(rtype="Consent", criteria=[
             Criterion("patient", "reference", [ReferencePredicate("Patient", patient_id)]),
             Criterion("scope", "token", [TokenPredicate(CONSENT_SCOPE_SYSTEM,
@@ -148,39 +151,75 @@ class ConsentPolicy:
                                             (c.get("meta") or {}).get("lastUpdated") or ""))
         if (latest.get("provision") or {}).get("type") != "deny":
             return ALLOWED
-        return ConsentDecision(True, frozenset(self._holders(patient_id, latest)))
+        return ConsentDecision(True, frozenset(self._holders(patient_id, latest,
+                                                             only=organization)))
 
-    def _holders(self, patient_id: str, consent: dict[str, Any]) -> set[str]:
+    def _holders(self, patient_id: str, consent: dict[str, Any], *,
+                 only: str | None = None) -> set[str]:
+        """The ODS codes that hold the record. With `only`: {only} if it does, else empty;
+        then a body that cannot name it (its text lacks the code: stored bodies are the
+        gateway's own JSON, which never escapes a letter or digit) is not parsed, and the
+        search stops at the first proof. Wrongly skipping a body could only hide more."""
         holders = set(vouched_codes(consent, ods_codes(consent.get("organization") or [])))
+        if only is not None and only in holders:
+            return {only}
+
+        def may_name(body: str) -> bool:
+            return only is None or only in body
+
         rows = self.repository.find(IndexQuery(rtype=None, compartment=patient_id,
                                                limit=MAX_RECORD_SCAN)).rows
-        record: dict[tuple[str, str], dict[str, Any]] = {}
+        bodies: dict[tuple[str, str], str] = {}
+        parsed: dict[tuple[str, str], dict[str, Any]] = {}
+
+        def resource(key: tuple[str, str]) -> dict[str, Any]:
+            if key not in parsed:
+                parsed[key] = jsonio.loads_trusted(bodies[key]) if bodies.get(key) else {}
+            return parsed[key]
+
         provenance: dict[str, dict[str, Any]] = {}
         for row in rows:
             if row.body is None:
                 continue
-            resource = record[(row.rtype, row.rid)] = jsonio.loads_trusted(row.body)
-            for tag in _tags(resource):
+            key = (row.rtype, row.rid)
+            bodies[key] = row.body
+            if not may_name(row.body):
+                continue
+            for tag in _tags(resource(key)):
                 if tag.get("system") == ODS_SYSTEM and tag.get("code"):
                     holders.add(tag["code"])
             if row.rtype == "Provenance":
-                provenance[row.rid] = resource
-        if ("Patient", patient_id) not in record:  # a Provenance may target the Patient
-            record[("Patient", patient_id)] = last_written(self.repository, "Patient",
+                provenance[row.rid] = resource(key)
+        if only is not None and only in holders:
+            return {only}
+        if ("Patient", patient_id) not in bodies:  # a Provenance may target the Patient
+            parsed[("Patient", patient_id)] = last_written(self.repository, "Patient",
                                                            patient_id) or {}
-        targets = [ReferencePredicate(rtype, rid) for rtype, rid in record]
+            bodies[("Patient", patient_id)] = ""
+
+        def held_by(prov: dict[str, Any]) -> list[str]:
+            # its agents hold the record only if it speaks for something on the record
+            if any(speaks_for(prov, resource(key)) for key in local_refs(prov.get("target"))
+                   if key in bodies):
+                return _agents(prov)
+            return []
+
+        for prov in provenance.values():
+            holders.update(held_by(prov))
+        if only is not None and only in holders:
+            return {only}
+        targets = [ReferencePredicate(rtype, rid) for rtype, rid in bodies]
         for i in range(0, len(targets), 200):
             query = IndexQuery(rtype="Provenance", criteria=[
                 Criterion("target", "reference", targets[i:i + 200])], limit=MAX_RECORD_SCAN)
             for row in self.repository.find(query).rows:
-                if row.body is not None and row.rid not in provenance:
-                    provenance[row.rid] = jsonio.loads_trusted(row.body)
-        for prov in provenance.values():
-            # its agents hold the record only if it speaks for something on the record
-            if any(speaks_for(prov, record[key]) for key in local_refs(prov.get("target"))
-                   if key in record):
-                holders.update(_agents(prov))
-        return holders
+                if row.body is None or row.rid in provenance or not may_name(row.body):
+                    continue
+                provenance[row.rid] = prov = jsonio.loads_trusted(row.body)
+                holders.update(held_by(prov))
+                if only is not None and only in holders:
+                    return {only}
+        return holders if only is None else holders & {only}
 
 
 def last_written(repository: Repository, rtype: str, rid: str) -> dict[str, Any] | None:

@@ -148,3 +148,23 @@ def test_the_partners_own_provenance_still_counts(gw: Gateway) -> None:
     assert gw.http.post("/fhir/Provenance", headers=gp, json=provenance(
         ref, GP[1], "2026-06-01T00:00:00Z")).status_code == 201
     assert gw.http.get("/fhir/Observation/o-hid", headers=ward).status_code == 200
+
+
+def test_holders_worked_out_for_one_organisation_agree_with_the_whole_set(
+        gw: Gateway) -> None:
+    # `decide(pid, org)` (what each request asks) skips bodies that cannot name `org` and
+    # stops at the first proof; it must agree with the full set for every organisation.
+    seed_hidden_record(gw)  # deny Consent by RH1; ingest's Provenance names RH1
+    write(gw, feed(gw, HOSPICE), obs("hosp-own", "hid"))  # a feed's tag: X9H01 holds
+    gw.put({**obs("o-rh2", "hid"), "id": "o-rh2"})
+    gw.put({**provenance("Observation/o-rh2", "RH2", "2026-01-05T00:00:00Z"),
+            "id": "prov-rh2"})  # ingest's (no partner tag): RH2 holds
+    gw.put({**provenance("Observation/o-hid", GP[1], "2026-06-01T00:00:00Z"), "id": "claim",
+            "meta": {"tag": [{"system": PARTNER_TAG, "code": "gp"},
+                             {"system": ODS, "code": GP[1]}]}})  # speaks for nothing
+    policy = gw.http.app.state.security.access.consent
+    with gw.engine.session(write=False):
+        everyone = policy.decide("hid")
+        assert everyone.holders == {"RH1", "X9H01", "RH2"}
+        for org in ("RH1", "X9H01", "RH2", GP[1], "RXX"):
+            assert policy.decide("hid", org).hides_from(org) is everyone.hides_from(org), org
