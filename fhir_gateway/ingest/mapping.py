@@ -147,6 +147,7 @@ def map_record(
     source = _source(mapping, filename, record.position, record_id, event_time, record.raw)
 
     patient = {"resourceType": "Patient", **render_resource(mapping.patient, ctx, ("Patient",))}
+    _own_identifiers_only(patient, mapping, ctx)
     person = _person(patient, mapping, ctx)
     merge_from = _merge_from(mapping, ctx)
     resources: list[dict[str, Any]] = []
@@ -163,6 +164,26 @@ def map_record(
         keys=tuple(keys), event=event, merge_from=merge_from, retracted=tuple(retracted),
         warnings=tuple(dict.fromkeys(ctx.warnings)),
     )
+
+
+def _own_identifiers_only(patient: dict[str, Any], mapping: Mapping, ctx: Context) -> None:
+    """Keep on a partner's Patient only the NHS number and the partner's own identifier
+    (`person.local_system`). An identifier it holds under another system (its copy of a
+    hospital MRN, say) would be added to the shared Patient on its say-so alone, and the
+    next record carrying that identifier linked to this person by it: a wrong or stale
+    copy would merge two people. What is left out is named in the record's warnings."""
+    identifiers = patient.get("identifier")
+    if not isinstance(identifiers, list):
+        return
+    kept = [i for i in identifiers if isinstance(i, dict) and i.get("system") in (
+        NHS_NUMBER_SYSTEM, mapping.local_system)]
+    dropped = sorted({str(i.get("system")) if isinstance(i, dict) else "?"
+                      for i in identifiers if i not in kept})
+    if dropped:
+        ctx.warnings.append(
+            f"Patient.identifier: left out identifiers under {', '.join(dropped)}: a "
+            "partner's Patient carries only the NHS number and its own identifier")
+        patient["identifier"] = kept
 
 
 def _as_text(value: Any) -> str | None:

@@ -52,11 +52,33 @@ class Held:
     candidates: tuple[str, ...] = ()
 
 
+#: merges followed from a merged-away Patient to the one that holds its record now
+MAX_MERGE_HOPS = 10
+
+
 def _by_identifier(repo: Repository, s: StoreSession, system: str,
                    value: str) -> list[StoredVersion]:
     query = IndexQuery(rtype="Patient", criteria=[
         Criterion("identifier", "token", [TokenPredicate(system, value)])], limit=3)
-    return repo.find(query, session=s).rows
+    return _survivors(s, repo.find(query, session=s).rows)
+
+
+def _survivors(s: StoreSession, found: list[StoredVersion]) -> list[StoredVersion]:
+    """Each Patient found, or the one it was merged into (HL7 A40: `link` replaced-by),
+    once each. A merge copies the merged-away record's local ids to the survivor and
+    leaves the old record in place, so a lookup finds both: they are one person, the
+    survivor's. (A chain too long, or a survivor gone, leaves the Patient found.)"""
+    out: dict[str, StoredVersion] = {}
+    for stored in found:
+        current = stored
+        for _hop in range(MAX_MERGE_HOPS):
+            survivor = replaced_by(jsonio.loads_trusted(current.body or "{}"))
+            nxt = s.current("Patient", survivor) if survivor else None
+            if nxt is None or nxt.body is None or nxt.rid == stored.rid:
+                break
+            current = nxt
+        out.setdefault(current.rid, current)
+    return list(out.values())
 
 
 def _postcodes(patient: dict) -> set[str]:
@@ -89,7 +111,7 @@ def _demographic(repo: Repository, s: StoreSession, person: PersonKey) -> list[S
             for n in names if isinstance(n, dict))
         if same_name and postcode in _postcodes(patient):
             out.append(stored)
-    return out
+    return _survivors(s, out)
 
 
 def claimed_patient(s: StoreSession, nhs: str) -> str | None:
@@ -145,6 +167,11 @@ def resolve(repo: Repository, s: StoreSession, person: PersonKey) -> Resolved | 
                             f"but local id {person.local_id} is on Patient/{local[0].rid}",
                             (by_nhs[0].rid, local[0].rid))
             return Resolved(by_nhs[0], "nhs-number")
+        # An NHS number a merge took off a record is held whatever else matches: the
+        # partnership said whose it is, and a local id must not carry it elsewhere.
+        claimed = _claimed(s, person.nhs_number)
+        if claimed is not None:
+            return claimed
         if local:
             nhs_there = [i for i in jsonio.loads_trusted(local[0].body or "{}").get(
                 "identifier", []) if i.get("system") == NHS_NUMBER_SYSTEM]
@@ -152,7 +179,7 @@ def resolve(repo: Repository, s: StoreSession, person: PersonKey) -> Resolved | 
                 return Held(f"local id {person.local_id} is on Patient/{local[0].rid}, which "
                             f"has another NHS number", (local[0].rid,))
             return Resolved(local[0], "local-id")
-        return _claimed(s, person.nhs_number) or Resolved(None, "new")
+        return Resolved(None, "new")
     if local:
         return Resolved(local[0], "local-id")
     matches = _demographic(repo, s, person)

@@ -326,6 +326,8 @@ class Loader:
         count = _counted(counts, written)
         patient = self._patient(s, found.patient, record, new_stamp, count,
                                 reviewed=found.how == "reviewer")
+        if found.how == "reviewer":
+            self._release_local_id(s, record, patient, count)
         pref = f"Patient/{patient}"
         for resource, key in zip(record.resources, record.keys, strict=True):
             self._upsert(s, record.source, key, _with_patient(resource, pref), new_stamp,
@@ -414,6 +416,28 @@ class Loader:
         else:
             count(WriteResult(stored, created=False, changed=False))
         return stored.rid
+
+    def _release_local_id(self, s: StoreSession, record: MappedRecord, patient_id: str,
+                          count: Callable[[WriteResult], None]) -> None:
+        """A reviewer attached `record` to `patient_id`: its partner's own identifier for
+        the person is that Patient's from now on, so it comes off any other Patient that
+        holds it. Left there, every later record carrying it would be held again ("2
+        Patients hold ..."), the reviewer's decision undone by the next delivery. (Not for
+        a partner whose own identifier is the NHS number: that is never moved here.)"""
+        system, value = record.person.local_system, record.person.local_id
+        if not system or not value or system == NHS_NUMBER_SYSTEM:
+            return
+        query = IndexQuery(rtype="Patient", criteria=[
+            Criterion("identifier", "token", [TokenPredicate(system, value)])], limit=10)
+        for stored in self.repo.find(query, session=s).rows:
+            if stored.rid == patient_id or stored.body is None:
+                continue
+            other = jsonio.loads_trusted(stored.body)
+            kept = [i for i in other.get("identifier") or [] if not (
+                isinstance(i, dict) and i.get("system") == system and i.get("value") == value)]
+            released, checked = self._check({**other, "identifier": kept}, record.source)
+            count(self.repo.update(released, rtype="Patient", rid=stored.rid, session=s,
+                                   checked=checked))
 
     def _by_key(self, s: StoreSession, key: BusinessId) -> list[StoredVersion]:
         query = IndexQuery(rtype=key.resource_type, criteria=[

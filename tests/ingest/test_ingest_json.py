@@ -235,3 +235,15 @@ def test_files_that_are_not_bundles() -> None:
         [bad] = run("community", text, "bundle-x.json")
         assert bad.source.position == "file"
         assert "bundle-x.json" in bad.reason
+
+
+def test_a_partners_patient_keeps_only_the_nhs_number_and_its_own_identifier() -> None:
+    # Its copy of a hospital MRN would be added to the shared Patient on its say-so, and
+    # the next record with that MRN linked to this person by it (tests/pipeline).
+    copied = {"system": "https://acute.example.nhs.uk/Id/mrn", "value": "M5"}
+    patient = {**PATIENT, "resource": {**PATIENT["resource"], "identifier": [
+        *PATIENT["resource"]["identifier"], copied, {"value": "no-system"}]}}
+    [record] = mapped(run("community", bundle(patient), "bundle-1.json"))
+    assert record.patient["identifier"] == PATIENT["resource"]["identifier"]
+    assert any("left out identifiers under None, https://acute.example.nhs.uk/Id/mrn" in w
+               for w in record.warnings), record.warnings
