@@ -121,6 +121,9 @@ class Fact:
     review: str | None = None
     expired: bool = False
     source: Source = NO_SOURCE
+    #: False when its date must not decide what it replaces (not confirmed, or dated
+    #: after today): it is shown beside its source's others, never over them
+    orderable: bool = True
 
     @property
     def ref(self) -> str:
@@ -251,6 +254,12 @@ def _select(patient: dict[str, Any], candidates: list[Fact], today: date) -> Fac
         if f.review and _review_day(f.review) is None and UNREADABLE_REVIEW not in f.details:
             f = dataclasses.replace(f, details=(*f.details, UNREADABLE_REVIEW))
         f = dataclasses.replace(f, expired=_expired(f.review, today))
+        if _unconfirmed(f.resource):
+            # a preliminary decision must not replace the partner's final one
+            f = dataclasses.replace(f, orderable=False)
+        if _after(f.date, today):
+            # a slip of the year (2062 for 2026) must not fix a decision for decades
+            f = dataclasses.replace(f, orderable=False, details=(*f.details, FUTURE_DATE))
         by_kind.setdefault(f.kind, []).append(f)
     decisions = newest_per_source(by_kind.get("cpr", []))
     replaced = {ref for f in by_kind.get("plan", []) for ref in _replaces(f.resource)}
@@ -289,7 +298,7 @@ def newest_per_source(facts: Iterable[Fact]) -> list[Fact]:
         # f is known to be older than g when f's latest possible moment is before g's
         # earliest: so the current ones are those whose latest is not before the
         # latest earliest moment of the group (undated ones always are)
-        spans = [(f, _span(f.date)) for f in group]
+        spans = [(f, _span(f.date) if f.orderable else None) for f in group]
         latest_start = max((span[0] for _, span in spans if span), default=None)
         top = [f for f, span in spans if span is None or latest_start is None
                or span[1] >= latest_start]
@@ -299,6 +308,23 @@ def newest_per_source(facts: Iterable[Fact]) -> list[Fact]:
                 by_code[f.code] = f
         out += by_code.values()
     return sorted(out, key=lambda f: f.newness, reverse=True)
+
+
+#: Observation statuses that record a decision made (others: registered, preliminary,
+#: unknown; cancelled and entered-in-error are no fact at all)
+CONFIRMED = frozenset({"final", "amended", "corrected"})
+FUTURE_DATE = "Dated after today: check the date (it does not replace the others)"
+
+
+def _unconfirmed(resource: dict[str, Any]) -> bool:
+    return resource.get("resourceType") == "Observation" and \
+        resource.get("status") not in (None, *CONFIRMED)
+
+
+def _after(value: str | None, today: date) -> bool:
+    """Whether a date or dateTime begins after `today` (Europe/London)."""
+    span = _span(value)
+    return span is not None and span[0][0][:10] > today.isoformat()
 
 
 def _preferred(fact: Fact) -> tuple[bool, tuple[str, str]]:

@@ -485,3 +485,40 @@ def test_the_page_carries_the_disagreement_sentence_near_the_cpr_box(
     page = plain(http.get(by_nhs(rec.nhs), headers={"Accept": "text/html"}).text)
     assert detail.group(0) in page
     assert page.index(detail.group(0)) < page.index("ReSPECT recommendations")
+
+
+# -- decisions whose date must not decide: not confirmed, or dated after today -----------
+
+@pytest.mark.parametrize("status", ["preliminary", "registered", "unknown"])
+def test_an_unconfirmed_decision_never_replaces_a_final_one(http: TestClient,
+                                                            status: str) -> None:
+    rec = Record(http)
+    final = rec.cpr("not-attempt", "2026-01-01", GP)
+    draft = rec.cpr("attempt", "2026-03-01", GP, status=status)
+    doc = document(http, by_nhs(rec.nhs))
+    assert {o["id"] for o in doc.cited("cpr")} == {final["id"], draft["id"]}
+    assert "FOR ATTEMPTED CPR" not in headline(doc).replace("NOT FOR ATTEMPTED CPR", "")
+    assert len(doc.of_type("DetectedIssue")) == 1
+    assert f"Status: {status}" in plain(doc.text("cpr"))
+    # a later final decision of the same partner replaces the final one; the draft of
+    # the same value is then shown as the final one
+    newer = rec.cpr("attempt", "2026-04-01", GP)
+    doc = document(http, by_nhs(rec.nhs))
+    assert [o["id"] for o in doc.cited("cpr")] == [newer["id"]]
+    assert not doc.of_type("DetectedIssue")
+
+
+def test_a_decision_dated_after_today_does_not_replace_the_others(http: TestClient) -> None:
+    rec = Record(http)
+    real = rec.cpr("attempt", "2026-05-01", GP)
+    slip = rec.cpr("not-attempt", "2062-01-02", GP)  # 2026 mistyped
+    doc = document(http, by_nhs(rec.nhs))
+    assert {o["id"] for o in doc.cited("cpr")} == {real["id"], slip["id"]}
+    assert len(doc.of_type("DetectedIssue")) == 1
+    assert "Dated after today: check the date" in plain(doc.text("cpr"))
+    # today's own date is not "after today"
+    rec2 = Record(http, pid="p2", nhs=valid_nhs(70))
+    rec2.cpr("attempt", "2026-05-01", GP)
+    today = rec2.cpr("not-attempt", TODAY.isoformat(), GP)
+    doc = document(http, by_nhs(rec2.nhs))
+    assert [o["id"] for o in doc.cited("cpr")] == [today["id"]]
