@@ -166,6 +166,32 @@ def map_record(
     )
 
 
+def _refused_empty(rule: Rule, body: dict[str, Any], ctx: Context) -> bool:
+    """Whether an element the rule lists under `refuse_empty` came out empty because its
+    source field was empty (present in the record, or inside an object that is): then the
+    record is rejected, naming the field. A blank CPR cell is not "no decision": left to
+    `require`/`otherwise: retract`, it would delete the partner's DNACPR unseen. (A value
+    its ConceptMap lists as having no code, a register's N say, is not empty.)"""
+    refused = False
+    for element, fields in rule.refuse_empty:
+        if body.get(element) is not None:
+            continue
+        for path in fields:
+            parent = path.rsplit(".", 1)[0] if "." in path else None
+            if not _blank(ctx.lookup(path)) or (parent is not None and _blank(
+                    ctx.lookup(parent))):
+                continue
+            ctx.fail(path, f"is empty, and rule {rule.name!r} never reads an empty value as "
+                     "none: the record is kept for review and what is stored stays")
+            refused = True
+    return refused
+
+
+def _blank(value: Any) -> bool:
+    return value is None or value == [] or value == {} or (
+        isinstance(value, str) and not value.strip())
+
+
 def _own_identifiers_only(patient: dict[str, Any], mapping: Mapping, ctx: Context) -> None:
     """Keep on a partner's Patient only the NHS number and the partner's own identifier
     (`person.local_system`). An identifier it holds under another system (its copy of a
@@ -290,6 +316,8 @@ def _apply(rule: Rule, ctx: Context, resources: list[dict[str, Any]],
         body = None
         if rule.when is None or test(rule.when, ctx):
             body = render_resource(rule.resource, ctx, (rule.resource_type,))
+            if _refused_empty(rule, body, ctx):
+                continue  # the record is rejected: nothing retracted, nothing kept
             if any(body.get(name) is None for name in rule.require):
                 body = None  # e.g. a local term its ConceptMap lists as having no code
         if refused_key:

@@ -80,6 +80,8 @@ class Rule:
     when: Condition | None
     require: tuple[str, ...]
     expect: tuple[tuple[str, str], ...]  # (element, its source fields): warn when empty
+    #: (element, its source fields): an empty source field rejects the record
+    refuse_empty: tuple[tuple[str, tuple[str, ...]], ...]
     retract_otherwise: bool
     for_each: str | None
     alias: str | None
@@ -307,7 +309,8 @@ def _compile_parts(top: dict[str, Any], compiler: Compiler, file: str) -> dict[s
 
 def _rule(rule: Any, compiler: Compiler, file: str, where: str) -> Rule:
     rule = _keys(rule, {"name": True, "identifier": True, "resource": True, "when": False,
-                        "require": False, "expect": False, "otherwise": False,
+                        "require": False, "expect": False, "refuse_empty": False,
+                        "otherwise": False,
                         "for_each": False, "as": False}, file, where)
     name = _text(rule["name"], file, f"{where}.name")
     where = f"resources[{name}]"
@@ -347,7 +350,7 @@ def _rule(rule: Any, compiler: Compiler, file: str, where: str) -> Rule:
                            f"{rtype!r} is not an R4 resource type")
     when = compiler.condition(rule["when"], f"{where}.when") if "when" in rule else None
     lists = {}
-    for key in ("require", "expect"):
+    for key in ("require", "expect", "refuse_empty"):
         names = rule.get(key) or []
         if not isinstance(names, list) or not all(
                 isinstance(n, str) and n in body for n in names):
@@ -359,6 +362,7 @@ def _rule(rule: Any, compiler: Compiler, file: str, where: str) -> Rule:
     return Rule(
         name=name, resource_type=rtype, when=when, require=lists["require"],
         expect=tuple((n, ", ".join(_fields_of(elements.get(n)))) for n in lists["expect"]),
+        refuse_empty=tuple((n, _fields_of(elements.get(n))) for n in lists["refuse_empty"]),
         retract_otherwise=otherwise == "retract",
         for_each=for_each, alias=alias, system=system, value=value,
         value_fields=_fields_of(value), resource=resource,

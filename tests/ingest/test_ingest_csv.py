@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from ingest_helpers import by_code, mapped, of_type, only, rejected, run
 
+from fhir_gateway.ingest import Rejection
+
 GP_HEADER = ("NHS Number,Surname,Forename,Date of Birth,Sex,Practice Code,Usual GP,"
              "Palliative Register Date,GSF Code,Preferred Place of Death,PPD Recorded,DNACPR,"
              "DNACPR Date,Care Plan Summary,Last Reviewed,Date of Death,Place of Death")
@@ -210,3 +212,12 @@ def test_council_service_row_key_is_stable_across_date_formats_and_updates() -> 
     assert of_type(first, "CarePlan")[0]["status"] == "active"
     assert of_type(second, "CarePlan")[0]["status"] == "active"  # ends after TODAY
     assert "category" not in of_type(first, "CarePlan")[0]  # reablement: no setting code
+
+
+def test_a_blank_dnacpr_rejects_the_row_and_retracts_nothing() -> None:
+    # A truncated export or an unfilled cell is not "no decision": retracting on it would
+    # delete the partner's DNACPR unseen. The row is kept for review instead.
+    for blank in ("", "  "):
+        [bad] = run("gp", gp_file(gp_row(DNACPR=blank)))
+        assert isinstance(bad, Rejection) and bad.field == "DNACPR", bad
+        assert "is empty" in bad.reason and "never reads an empty value" in bad.reason

@@ -7,7 +7,7 @@ from typing import Any
 
 from ingest_helpers import by_code, mapped, of_type, only, rejected, run
 
-from fhir_gateway.ingest import stu3
+from fhir_gateway.ingest import Rejection, stu3
 
 CLIENT: dict[str, Any] = {
     "clientId": "MSH-1", "nhsNumber": "9434765919",
@@ -247,3 +247,12 @@ def test_a_partners_patient_keeps_only_the_nhs_number_and_its_own_identifier() -
     assert record.patient["identifier"] == PATIENT["resource"]["identifier"]
     assert any("left out identifiers under None, https://acute.example.nhs.uk/Id/mrn" in w
                for w in record.warnings), record.warnings
+
+
+def test_a_form_with_a_blank_cpr_is_rejected_not_retracted() -> None:
+    # The form is there; its CPR answer is not: kept for review, nothing retracted (a
+    # client with no form at all retracts what the form said: see above).
+    for changes in ({"respect__cpr": ""}, {"respect__cpr": None}, {"respect__cpr": " "}):
+        [bad] = run("hospice", client(**changes))
+        assert isinstance(bad, Rejection) and bad.field == "respect.cpr", (changes, bad)
+        assert "never reads an empty value" in bad.reason
