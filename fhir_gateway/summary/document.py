@@ -10,7 +10,6 @@ implicates, so the same disagreement always has the same id.
 
 from __future__ import annotations
 
-import html
 import uuid
 from typing import Any
 
@@ -157,7 +156,7 @@ def _div(inner: str) -> str:
 
 
 def _e(text: str) -> str:
-    return html.escape(str(text), quote=True)
+    return t.escaped(text)
 
 
 def _full_url(base_url: str, ref: str) -> str:

@@ -12,7 +12,6 @@ from the record is escaped.
 
 from __future__ import annotations
 
-import html
 from typing import Any
 
 from . import terms as t
@@ -134,7 +133,7 @@ def _items(items: tuple[Item, ...]) -> str:
 
 def _identity(patient: dict[str, Any], name: str) -> str:
     nhs = t.nhs_number_of(patient)
-    parts = [_e(name)]
+    parts = [f"<bdi>{_e(name)}</bdi>"]  # a right-to-left name cannot reorder the rest
     if nhs:
         parts.append(f"NHS number {_e(t.spaced(nhs))}")
     if patient.get("birthDate"):
@@ -145,4 +144,4 @@ def _identity(patient: dict[str, Any], name: str) -> str:
 
 
 def _e(text: str) -> str:
-    return html.escape(str(text), quote=True)
+    return t.escaped(text)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+import re
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -92,3 +94,17 @@ def words_for(concept: Any, fallback: str = "not stated") -> str:
         if c.get("code"):
             return str(c["code"])
     return fallback
+
+
+#: Unicode bidirectional controls: in a name they can redraw the rest of a line backwards
+#: (an NHS number or birth date read reversed); record text never needs them
+_BIDI_CONTROLS = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+#: what XML 1.0 does not allow: the narrative must stay well-formed XHTML
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+def escaped(text: Any) -> str:
+    """Record text made safe for the page and the narrative: bidirectional controls
+    removed, characters XML forbids replaced by U+FFFD, markup escaped."""
+    cleaned = _NOT_XML.sub("\ufffd", _BIDI_CONTROLS.sub("", str(text)))
+    return html.escape(cleaned, quote=True)

@@ -384,6 +384,29 @@ def test_everything_from_the_record_is_escaped(http: TestClient) -> None:
     assert "<script" not in json.dumps([s["text"] for s in doc.composition["section"]])
 
 
+def test_record_text_cannot_reorder_the_page_or_break_the_narrative(
+        http: TestClient) -> None:
+    # A right-to-left override in a name redrew the identity line backwards (the NHS
+    # number and birth date read reversed); control characters made the narrative
+    # ill-formed XHTML.
+    from xml.etree import ElementTree
+
+    rec = Record(http, name=[{"family": "Example", "given": ["Ann\u202e"]}])
+    rec.put({"resourceType": "RelatedPerson", "active": True,
+             "patient": {"reference": f"Patient/{rec.pid}"},
+             "relationship": [{"text": "son"}],
+             "name": [{"text": "Bob\x0b\u2067 Smith"}],
+             "telecom": [{"system": "phone", "value": "07700 900123"}]}, HOSPICE)
+    page = http.get(by_nhs(rec.nhs), headers={"Accept": "text/html"}).text
+    for control in ("\u202e", "\u2067", "\x0b"):
+        assert control not in page
+    assert "<bdi>Ann Example</bdi>" in page  # and isolated from the numbers after it
+    doc = summary(http, rec.nhs)
+    for section in doc.composition["section"]:
+        ElementTree.fromstring(section["text"]["div"])  # well-formed, or this raises
+    assert "Bob\ufffd Smith" in doc.text("contacts")
+
+
 @pytest.mark.parametrize(("accept", "html"), [
     (None, False), ("application/fhir+json", False), ("*/*", False),
     ("text/html", True),
