@@ -112,7 +112,18 @@ def parse_date(text: str, formats: Sequence[str]) -> str:
     found = _match_date(text, formats)
     if found is None or found[1].strip():
         raise ValueError(f"{text!r} is not a date in the form {' or '.join(formats)}")
+    _plausible_year(found[0].year, text)
     return found[0].isoformat()
+
+
+#: no date in a living person's care record comes before this year; an earlier one is a
+#: slip (a year typed as 0026 or 1026), which would otherwise sort or print as another
+EARLIEST_YEAR = 1900
+
+
+def _plausible_year(year: int, text: str) -> None:
+    if year < EARLIEST_YEAR:
+        raise ValueError(f"{text!r} is before {EARLIEST_YEAR}: a slip of the year?")
 
 
 def _offset(local: dt.datetime, tz: str) -> str:
@@ -126,6 +137,7 @@ def _fhir_datetime(
     parts: Sequence[int | None], fraction: str | None, offset: str | None, tz: str, text: str
 ) -> str:
     y, mo, d, h, mi, s = parts
+    _plausible_year(y or 0, text)
     if mo is None:
         return f"{y:04d}"
     if d is None:

@@ -30,7 +30,9 @@ class BadDate(ValueError):
 
 
 def _fmt(dt: datetime) -> str:
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.%f")
+    # not strftime: its %Y does not pad years before 1000, which then sort after 2026
+    return (f"{dt.year:04d}-{dt.month:02d}-{dt.day:02d}T{dt.hour:02d}:{dt.minute:02d}:"
+            f"{dt.second:02d}.{dt.microsecond:06d}")
 
 
 def date_range(text: str) -> tuple[str, str]:

@@ -55,6 +55,8 @@ def test_the_date_formats(text: str, formats: list[str]) -> None:
     ("1961-11-03", "not a date in the form dd/mm/yyyy"),
     ("not-a-date", "not a date"),
     ("03/11/1961 extra", "not a date"),
+    ("11/02/0026", "before 1900: a slip of the year"),  # would sort after 2026
+    ("11/02/1026", "before 1900"),
 ])
 def test_impossible_or_foreign_dates_are_refused(text: str, why: str) -> None:
     with pytest.raises(ValueError, match=why):
@@ -95,7 +97,8 @@ def test_datetimes(text: str, expected: str) -> None:
 
 
 @pytest.mark.parametrize("text", ["2026100", "20261301", "2026-02-30T10:00", "202602262500",
-                                  "yesterday", "2026-02-26T08:48+99:00"])
+                                  "yesterday", "2026-02-26T08:48+99:00", "00260211",
+                                  "0026-02-11T10:00"])
 def test_impossible_datetimes_are_refused(text: str) -> None:
     with pytest.raises(ValueError):
         values.parse_datetime(text, tz="Europe/London")

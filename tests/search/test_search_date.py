@@ -274,3 +274,13 @@ def test_malformed_dates_are_refused(client: TestClient) -> None:
                   "2026/05/10", "ge2026-05-10Tnoon", "10-05-2026"]:
         diagnostics = refused(client, "Patient", {"birthdate": value})
         assert "birthdate" in diagnostics, (value, diagnostics)
+
+
+def test_years_before_1000_sort_before_later_ones() -> None:
+    # strftime's %Y gave "26-02-11T..." for the year 26, which sorted after "2026-..."
+    from fhir_gateway.search.values import date_range
+
+    assert date_range("0026-02-11")[0] == "0026-02-11T00:00:00.000000"
+    assert date_range("0026-02-11")[1] < date_range("2026-07-16")[0]
+    assert date_range("2026-07-16T10:30:00+01:00") == ("2026-07-16T09:30:00.000000",
+                                                      "2026-07-16T09:30:00.999999")
