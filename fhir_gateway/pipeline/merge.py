@@ -14,6 +14,7 @@ from typing import Any
 
 from .. import jsonio
 from ..ingest.model import NHS_NUMBER_SYSTEM
+from ..search.values import BadDate, date_range
 
 #: Elements the gateway owns, never merged from a partner record.
 SERVER_ELEMENTS = frozenset({"resourceType", "id", "meta", "text"})
@@ -36,8 +37,16 @@ def is_repoint(provenance: dict[str, Any]) -> bool:
 
 
 def stamp(event_time: str | None, partner: str, record_id: str | None) -> Stamp:
-    """Comparable source stamp; a record without an event time sorts before any with one."""
-    return f"{event_time or ''}\x1f{partner}\x1f{record_id or ''}"
+    """Comparable source stamp; a record without an event time sorts before any with one.
+    The event time as a UTC instant of fixed width: senders mix offsets (10:30+01:00 and
+    09:45+00:00), and compared as written the older message would win."""
+    when = ""
+    if event_time:
+        try:
+            when = date_range(event_time)[0]
+        except BadDate:
+            when = event_time
+    return f"{when}\x1f{partner}\x1f{record_id or ''}"
 
 
 def _same(a: Any, b: Any) -> bool:
