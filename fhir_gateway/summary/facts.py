@@ -78,6 +78,8 @@ USED_TYPES = frozenset({"Observation", "CarePlan", "RelatedPerson", "Consent", "
 #: refuses a caller whose scopes cannot read all of them)
 READ_TYPES = ("Patient", *sorted(USED_TYPES))
 ACTIVE_PLAN = frozenset({"active", "on-hold"})
+ON_HOLD = "ON HOLD: its author has suspended it; check before acting on it"
+LPA_HELD = "Holds Lasting Power of Attorney for health and welfare"
 #: a decision the summary holds but cannot read (`Fact.code`)
 NOT_UNDERSTOOD = "not-understood"
 
@@ -215,7 +217,9 @@ def gather(ctx: FhirContext, req: FhirRequest, patient: dict[str, Any], *,
     candidates = [dataclasses.replace(f, source=merged if f.resource is patient
                                       else sources.get(f.ref, NO_SOURCE))
                   for f in candidates]
-    facts = _select(patient, candidates, today)
+    replaced = frozenset(ref for r in resources if r["resourceType"] == "CarePlan"
+                         and r.get("status") not in t.NOT_A_FACT for ref in _replaces(r))
+    facts = _select(patient, candidates, today, replaced)
     facts.patient_source = sources.get(f"Patient/{pid}", NO_SOURCE)
     facts.truncated = truncated
     times = [str((r.get("meta") or {}).get("lastUpdated") or "") for r in (patient, *resources)]
@@ -248,7 +252,10 @@ def _compartment_rows(ctx: FhirContext, pid: str) -> tuple[list[StoredVersion], 
     return rows, truncated
 
 
-def _select(patient: dict[str, Any], candidates: list[Fact], today: date) -> Facts:
+def _select(patient: dict[str, Any], candidates: list[Fact], today: date,
+            replaced: frozenset[str] = frozenset()) -> Facts:
+    """`replaced`: the plans some plan read replaces, whatever its own status (a form
+    replaced stays replaced when its replacement is revoked)."""
     by_kind: dict[str, list[Fact]] = {}
     for f in candidates:
         if f.review and _review_day(f.review) is None and UNREADABLE_REVIEW not in f.details:
@@ -260,9 +267,14 @@ def _select(patient: dict[str, Any], candidates: list[Fact], today: date) -> Fac
         if _after(f.date, today):
             # a slip of the year (2062 for 2026) must not fix a decision for decades
             f = dataclasses.replace(f, orderable=False, details=(*f.details, FUTURE_DATE))
+        if f.kind in ("contact", "lpa-holder") and f.expired:
+            if f.kind == "lpa-holder":
+                continue  # the relationship has ended: they hold no power of attorney now
+            f = dataclasses.replace(f, code=None, expired=False, review=None, details=(
+                *(d for d in f.details if d != LPA_HELD), f"Relationship ended {f.review}"))
         by_kind.setdefault(f.kind, []).append(f)
     decisions = newest_per_source(by_kind.get("cpr", []))
-    replaced = {ref for f in by_kind.get("plan", []) for ref in _replaces(f.resource)}
+    replaced = replaced | {ref for f in by_kind.get("plan", []) for ref in _replaces(f.resource)}
     plans = [f for f in by_kind.get("plan", []) if f.ref not in replaced]
     return Facts(
         patient=patient, today=today,
@@ -648,6 +660,8 @@ def _careplan(r: dict[str, Any]) -> list[Fact]:
     author = r.get("author") if isinstance(r.get("author"), dict) else {}
     if author.get("display"):
         details.append(f"Signed by {author['display']}")
+    if r.get("status") == "on-hold":
+        details.insert(0, ON_HOLD)
     period = r.get("period") or {}
     return [Fact("plan", r, text, r.get("created") or period.get("start"),
                  group=f"{rank}", details=tuple(details), review=period.get("end"))]
@@ -669,11 +683,14 @@ def _related_person(r: dict[str, Any]) -> list[Fact]:
     details = [", ".join(x for x in relations if x)] if any(relations) else []
     details += [f"Phone {p}" for p in phones] or ["No phone number recorded"]
     if lpa:
-        details.append("Holds Lasting Power of Attorney for health and welfare")
-    out = [Fact("contact", r, name, code="lpa" if lpa else None, details=tuple(details))]
+        details.append(LPA_HELD)
+    # the relationship's end, as a review date: one that has passed ends the LPA too
+    ended = (r.get("period") or {}).get("end") if isinstance(r.get("period"), dict) else None
+    out = [Fact("contact", r, name, code="lpa" if lpa else None, details=tuple(details),
+                review=ended)]
     if lpa:
         out.append(Fact("lpa-holder", r, f"Lasting Power of Attorney (health and welfare): "
-                                         f"{name}", details=tuple(details[:-1])))
+                                         f"{name}", details=tuple(details[:-1]), review=ended))
     return out
 
 

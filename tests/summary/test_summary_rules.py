@@ -161,6 +161,53 @@ def test_records_in_error_and_replaced_plans_are_not_facts(http: TestClient) -> 
     assert [p["title"] for p in doc.cited("respect")] == ["New form"]
 
 
+def test_a_replaced_form_stays_replaced_when_its_replacement_is_revoked(
+        http: TestClient) -> None:
+    rec = Record(http)
+    plan = {"resourceType": "CarePlan", "intent": "plan", "status": "active",
+            "category": [{"coding": [{"system": SCT, "code": "735324008"}],
+                          "text": "ReSPECT form"}],
+            "subject": {"reference": f"Patient/{rec.pid}"}}
+    old = rec.put({**plan, "created": "2025-01-01", "title": "Full escalation"}, HOSPICE)
+    new = rec.put({**plan, "created": "2026-01-01", "title": "Comfort care", "replaces": [
+        {"reference": f"CarePlan/{old['id']}"}]}, HOSPICE)
+    rec.put({**new, "status": "revoked"}, HOSPICE)
+    doc = summary(http, rec.nhs)
+    assert doc.cited("respect") == []  # neither form is current
+
+
+def test_a_form_on_hold_says_so(http: TestClient) -> None:
+    rec = Record(http)
+    rec.put({"resourceType": "CarePlan", "intent": "plan", "status": "on-hold",
+             "category": [{"coding": [{"system": SCT, "code": "735324008"}],
+                           "text": "ReSPECT form"}], "created": "2026-01-01",
+             "title": "Comfort care", "subject": {"reference": f"Patient/{rec.pid}"}},
+            HOSPICE)
+    doc = summary(http, rec.nhs)
+    assert [p["title"] for p in doc.cited("respect")] == ["Comfort care"]
+    assert "ON HOLD: its author has suspended it" in doc.text("respect")
+    page = http.get(by_nhs(rec.nhs), headers={"Accept": "text/html"}).text
+    assert "ON HOLD" in page
+
+
+def test_an_ended_relationship_holds_no_power_of_attorney(http: TestClient) -> None:
+    rec = Record(http)
+    lpa = [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-RoleCode",
+                        "code": "HPOWATT"}]}]
+    rec.put({"resourceType": "RelatedPerson", "active": True, "relationship": lpa,
+             "patient": {"reference": f"Patient/{rec.pid}"}, "name": [{"text": "Peter"}],
+             "period": {"start": "2020-01-01", "end": "2025-01-01"}}, HOSPICE)
+    rec.put({"resourceType": "RelatedPerson", "active": True, "relationship": lpa,
+             "patient": {"reference": f"Patient/{rec.pid}"}, "name": [{"text": "Mary"}],
+             "period": {"start": "2025-01-02"}}, HOSPICE)
+    doc = summary(http, rec.nhs)
+    legal = doc.text("legal")
+    assert "Mary" in legal and "Peter" not in legal
+    contacts = doc.text("contacts")
+    assert "Relationship ended 2025-01-01" in contacts
+    assert contacts.count("Holds Lasting Power of Attorney") == 1
+
+
 def test_deceased_is_said_first(http: TestClient) -> None:
     rec = Record(http, deceasedDateTime="2026-05-20")
     rec.cpr("not-attempt", "2026-01-01", GP)
