@@ -254,7 +254,9 @@ class Loader:
         with self.repo.engine.session(write=False) as s:
             for _key, held in self.list_held():
                 record = from_json(held["record"])
-                found = resolve(self.repo, s, record.person)
+                found: Resolved | Held | None = resolve(self.repo, s, record.person)
+                if not isinstance(found, Held):
+                    found = self._merge_waiting(s, record)
                 if not (isinstance(found, Held) and found.reason == held["reason"]
                         and list(found.candidates) == held["candidates"]):
                     ready.append(record)
@@ -319,6 +321,9 @@ class Loader:
             found = resolve(self.repo, s, record.person)
         if isinstance(found, Held):
             return found
+        waiting = self._merge_waiting(s, record)
+        if waiting is not None:
+            return waiting
         new_stamp = stamp(record.source.event_time, record.source.partner,
                           record.source.record_id)
         counts = {"created": 0, "updated": 0, "unchanged": 0}
@@ -416,6 +421,22 @@ class Loader:
         else:
             count(WriteResult(stored, created=False, changed=False))
         return stored.rid
+
+    def _merge_waiting(self, s: StoreSession, record: MappedRecord) -> Held | None:
+        """Held when the record is an HL7 A40 whose merged-away person is not known yet
+        (it came before that person's records) or not known for certain: applied now, the
+        merge would be lost and one person left as two records. Retried with the held
+        records, so it is applied once the person arrives."""
+        if record.merge_from is None:
+            return None
+        found = resolve(self.repo, s, record.merge_from)
+        if isinstance(found, Held):
+            return Held(f"HL7 A40: the record it merges away is not known for certain "
+                        f"({found.reason}); held until it is", found.candidates)
+        if found.patient is None:
+            return Held("HL7 A40: the record it merges away is not known yet (the merge "
+                        "came before it); held until it arrives")
+        return None
 
     def _release_local_id(self, s: StoreSession, record: MappedRecord, patient_id: str,
                           count: Callable[[WriteResult], None]) -> None:

@@ -203,3 +203,24 @@ def test_a_partners_copy_of_another_partners_identifier_links_nobody(
     assert emergency.updated == 0
     (still,) = [p for p in partnership.patients() if p["id"] == ronald["id"]]
     assert still["name"][0]["family"] == "Jackson" and still["birthDate"] == "1928-08-13"
+
+
+def test_a_merge_that_comes_before_its_records_is_held_then_applied(
+        partnership: Partnership) -> None:
+    # Out of order (A40, then the two admissions it merges) must end as in order: one
+    # active Patient holding both stays. The A40 was dropped, leaving one person as two.
+    merge = partnership.send("acute", "m.hl7", adt(
+        "C3", "A40", "202601030900", f"{X}^^^NHS^NH~M1^^^RXA^MR",
+        merged=f"{Y}^^^NHS^NH~M2^^^RXA^MR"))
+    assert merge.held == 1
+    assert any("merges away is not known yet" in r for _, r in partnership.held())
+    partnership.send("acute", "a.hl7", adt("C1", "A01", "202601010900",
+                                           f"{X}^^^NHS^NH~M1^^^RXA^MR", visit="V1"))
+    partnership.send("acute", "b.hl7", adt("C2", "A01", "202601020900",
+                                           f"{Y}^^^NHS^NH~M2^^^RXA^MR", visit="V2"))
+    (survivor,) = partnership.active()
+    assert partnership.held() == []
+    stays = [jsonio.loads_trusted(r.body) for r in partnership.repo.find(
+        IndexQuery(rtype="Encounter")).rows]
+    assert len(stays) == 2
+    assert {e["subject"]["reference"] for e in stays} == {f"Patient/{survivor['id']}"}
