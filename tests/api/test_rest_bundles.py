@@ -10,8 +10,7 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
-from fhir_gateway.store.base import VersionConflict
-from gatewaykit import FHIR_JSON
+from gatewaykit import FHIR_JSON, conflict_once
 
 NHS = "https://fhir.nhs.uk/Id/nhs-number"
 
@@ -146,17 +145,8 @@ def test_a_retried_transaction_refers_to_what_it_stored(client: TestClient,
     # The first attempt meets a concurrent writer after writing the Patient, and is rolled
     # back; the retry assigns new ids, and its references must name them, not the ids of
     # the attempt that was rolled back.
-    repository = client.app.state.fhir_router.repository
-    real = repository._write_once
-    conflicts: list[str] = []
-
-    def once_conflicting(session: Any, rtype: str, *args: Any) -> Any:
-        if rtype == "Observation" and not conflicts:
-            conflicts.append(rtype)
-            raise VersionConflict("a concurrent writer, once")
-        return real(session, rtype, *args)
-
-    monkeypatch.setattr(repository, "_write_once", once_conflicting)
+    conflicts = conflict_once(monkeypatch, client.app.state.fhir_router.repository,
+                              "Observation")
     bundle = tx(post({"resourceType": "Patient", "name": [{"family": "Adeyemi"}]},
                      "urn:uuid:p1"),
                 post({"resourceType": "Observation", "status": "final", "code": {"text": "CPR"},

@@ -9,7 +9,8 @@ import threading
 from typing import Any
 
 from fhir_gateway.security.audit.chain import HEAD_KIND, chain_link
-from fhir_gateway.store.base import NewVersion, VersionConflict
+from fhir_gateway.store.base import NewVersion
+from gatewaykit import conflict_once
 from security_kit import Gateway, patient
 
 FHIR_JSON = {"Content-Type": "application/fhir+json"}
@@ -230,16 +231,7 @@ def test_a_rolled_back_transaction_attempt_leaves_no_audit_events(gw: Gateway,
     real_new_id = bundles.new_id
     monkeypatch.setattr(bundles, "new_id", lambda: (assigned.append(real_new_id()),
                                                     assigned[-1])[1])
-    real_write = gw.repository._write_once
-    conflicts: list[str] = []
-
-    def once_conflicting(session: Any, rtype: str, *args: Any) -> Any:
-        if rtype == "Observation" and not conflicts:
-            conflicts.append(rtype)
-            raise VersionConflict("a concurrent writer, once")
-        return real_write(session, rtype, *args)
-
-    monkeypatch.setattr(gw.repository, "_write_once", once_conflicting)
+    conflicts = conflict_once(monkeypatch, gw.repository, "Observation")
     feed = gw.login("gp-feed", "feed", partner="gp", scope="system/*.cruds")
     bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
         {"fullUrl": "urn:uuid:p1", "resource": {"resourceType": "Patient"},

@@ -202,18 +202,24 @@ def test_next_link_and_total_do_not_reveal_hidden_matches(record: Gateway, hidde
     assert shown.get("total") == control.get("total") == 1
 
 
+def all_pages(record: Gateway, url: str | None, headers: dict[str, str]) -> list[list[str]]:
+    """The ids on each page, following `next` links from `url`."""
+    pages = []
+    while url:
+        page = record.http.get(url, headers=headers).json()
+        pages.append(ids(page))
+        url = links(page).get("next")
+    return pages
+
+
 def test_paging_past_hidden_rows_shows_each_visible_match_once(record: Gateway) -> None:
     for oid, pid in [("a-vis", "vis"), ("b-hid", "hid"), ("c-vis", "vis"), ("d-hid", "hid"),
                      ("e-vis", "vis"), ("f-hid", "hid"), ("g-hid", "hid")]:
         record.put(obs(oid, pid))
     h = gp(record)
     for count in (1, 2, 3):
-        url: str | None = f"/fhir/Observation?code={SECRET_CODE}&_sort=_id&_count={count}"
-        pages = []
-        while url:
-            page = record.http.get(url, headers=h).json()
-            pages.append(ids(page))
-            url = links(page).get("next")
+        pages = all_pages(record, f"/fhir/Observation?code={SECRET_CODE}&_sort=_id"
+                                  f"&_count={count}", h)
         assert [i for p in pages for i in p] == \
             ["Observation/a-vis", "Observation/c-vis", "Observation/e-vis"], count
         assert all(pages), (count, pages)  # no page is empty: "more" meant a visible one
@@ -224,12 +230,7 @@ def test_history_pages_neither_shrink_nor_point_past_hidden_versions(record: Gat
         record.put(obs(oid, pid))  # newest last: history lists d-hid, c-vis, b-hid, a-vis...
     h = gp(record)
     for count in (1, 2, 5):
-        url: str | None = f"/fhir/Observation/_history?_count={count}"
-        pages = []
-        while url:
-            page = record.http.get(url, headers=h).json()
-            pages.append(ids(page))
-            url = links(page).get("next")
+        pages = all_pages(record, f"/fhir/Observation/_history?_count={count}", h)
         assert [i for p in pages for i in p] == ["Observation/c-vis", "Observation/a-vis"]
         assert all(len(p) == count for p in pages[:-1]) and pages[-1], (count, pages)
 
