@@ -72,6 +72,8 @@ def _survivors(s: StoreSession, found: list[StoredVersion]) -> list[StoredVersio
     for stored in found:
         current = stored
         for _hop in range(MAX_MERGE_HOPS):
+            if "replaced-by" not in (current.body or ""):
+                break  # the usual case: no merge, nothing to parse
             survivor = replaced_by(jsonio.loads_trusted(current.body or "{}"))
             nxt = s.current("Patient", survivor) if survivor else None
             if nxt is None or nxt.body is None or nxt.rid == stored.rid:

@@ -253,7 +253,7 @@ def _compartment_rows(ctx: FhirContext, pid: str) -> tuple[list[StoredVersion], 
 
 
 def _select(patient: dict[str, Any], candidates: list[Fact], today: date,
-            replaced: frozenset[str] = frozenset()) -> Facts:
+            replaced: frozenset[str]) -> Facts:
     """`replaced`: the plans some plan read replaces, whatever its own status (a form
     replaced stays replaced when its replacement is revoked)."""
     by_kind: dict[str, list[Fact]] = {}
@@ -274,7 +274,6 @@ def _select(patient: dict[str, Any], candidates: list[Fact], today: date,
                 *(d for d in f.details if d != LPA_HELD), f"Relationship ended {f.review}"))
         by_kind.setdefault(f.kind, []).append(f)
     decisions = newest_per_source(by_kind.get("cpr", []))
-    replaced = replaced | {ref for f in by_kind.get("plan", []) for ref in _replaces(f.resource)}
     plans = [f for f in by_kind.get("plan", []) if f.ref not in replaced]
     return Facts(
         patient=patient, today=today,
