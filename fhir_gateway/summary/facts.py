@@ -356,12 +356,15 @@ def _span(value: str | None) -> tuple[Moment, Moment] | None:
     after a time within it: compared at the coarser precision of the two."""
     if not _sortable(value):
         return None
-    text = str(value)
+    text = str(value).strip()  # as _sortable reads it
     if len(text) <= 10:
         # ("2026-02", "") sorts before ("2026-02-15", ...) and ("2026-02\uffff", "")
         # after: the month holds every day and time in it
         return (text, ""), (text + "\uffff", "")
-    moment = (_london_day(text).isoformat(), _sortable(text))
+    try:
+        moment = (_london_day(text).isoformat(), _sortable(text))
+    except ValueError:  # what date_range reads but fromisoformat does not: unordered
+        return None
     return moment, moment
 
 
@@ -541,10 +544,6 @@ def _plain(resource: dict[str, Any]) -> str:
     return f"{resource['resourceType']}/{resource['id']}"
 
 
-def _versioned(resource: dict[str, Any]) -> str:
-    return f"{_plain(resource)}/_history/{(resource.get('meta') or {}).get('versionId')}"
-
-
 def _local(ref: str, base_url: str) -> str:
     if base_url and ref.startswith(base_url + "/"):
         return ref[len(base_url) + 1:]
@@ -594,7 +593,7 @@ def _cpr_observation(r: dict[str, Any]) -> Fact:
                if isinstance(p, dict) and p.get("display")]
     details += [f"Recorded on: {d['display']}" for d in r.get("derivedFrom") or []
                 if isinstance(d, dict) and d.get("display")]
-    if r.get("status") not in (None, "final", "amended", "corrected"):
+    if _unconfirmed(r):
         details.append(f"Status: {r['status']}")
     sent, review = _review_extension(r)
     if sent and review is None:

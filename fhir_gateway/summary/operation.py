@@ -32,11 +32,13 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
+from .. import jsonio
 from ..auth.scopes import Scopes
 from ..errors import BadRequest, Conflict, GatewayError, NotFound
 from ..fhir.interactions import FhirContext, read_visible, require_id, visible
+from ..fhir.repository import unknown as not_known
 from ..fhir.request import FhirRequest, FhirResponse
-from ..pipeline.identity import claimed_patient, replaced_by
+from ..pipeline.identity import MAX_MERGE_HOPS, claimed_patient, replaced_by
 from ..search.values import now_instant
 from ..security.errors import Forbidden
 from ..store.base import StoredVersion
@@ -51,7 +53,6 @@ from .words import sections
 #: matches read for one NHS number (more than one is refused, never guessed between)
 MAX_MATCHES = 5
 #: merges followed from a merged-away record to the one that holds its facts now
-MAX_MERGE_HOPS = 10
 _PASSIVE = frozenset({"_format", "_pretty"})
 _HTML = ("text/html", "application/xhtml+xml")
 _JSON = ("application/fhir+json", "application/json", "application/json+fhir")
@@ -154,13 +155,10 @@ def find_patient(ctx: FhirContext, req: FhirRequest,
     saying so; 404 when unknown or not visible to this caller, in the same words."""
     if rid is not None:
         _no_params(req, set())
-        unknown = NotFound(f"Patient/{rid} is not known", expression="Patient")
-        # a deletion is 410 only to a caller who could see what was deleted
+        unknown = not_known("Patient", rid)
+        # 404 (or 410, only to a caller who could see what was deleted) unless visible
         stored = read_visible(ctx, req, "Patient", require_id(rid))
-        patient = visible(ctx, req, stored)
-        if patient is None:
-            raise unknown
-        found = [(patient, stored)]
+        found = [(jsonio.loads_trusted(stored.body or "{}"), stored)]
         asked = f"Patient/{rid}"
     else:
         nhs = nhs_number(req)
