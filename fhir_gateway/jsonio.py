@@ -80,17 +80,17 @@ def parse(body: bytes, *, where: str = "request body") -> Any:
         ) from exc
     except ValueError as exc:  # NaN / Infinity
         raise BadRequest(f"{where} is not valid JSON: {exc}", code="structure") from exc
-    if _SURROGATE_ESCAPE.search(text) and not _encodable(value):
-        # Such a string cannot be stored, compared with stored text or answered (UTF-8
-        # has no lone surrogates): refused here, before any layer can trip on it.
-        raise BadRequest(f"{where} holds an unpaired UTF-16 surrogate escape (\\uD800-"
-                         "\\uDFFF not part of a pair): not a character", code="structure")
-    depth = max_depth(value)
+    depth = max_depth(value)  # first: what follows walks the value recursively
     if depth > MAX_DEPTH:
         raise BadRequest(
             f"{where} nests {depth} levels deep; at most {MAX_DEPTH} are accepted",
             code="structure",
         )
+    if _SURROGATE_ESCAPE.search(text) and not _encodable(value):
+        # Such a string cannot be stored, compared with stored text or answered (UTF-8
+        # has no lone surrogates): refused here, before any layer can trip on it.
+        raise BadRequest(f"{where} holds an unpaired UTF-16 surrogate escape (\\uD800-"
+                         "\\uDFFF not part of a pair): not a character", code="structure")
     return value
 
 

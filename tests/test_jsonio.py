@@ -33,3 +33,12 @@ def test_an_unpaired_surrogate_escape_is_refused_where_it_is_parsed(body: bytes)
 
 def test_a_surrogate_pair_is_a_character() -> None:
     assert jsonio.parse(b'{"a": "\\ud83d\\ude00"}') == {"a": "\U0001F600"}
+
+
+@pytest.mark.parametrize("depth", [990, 995, 1000, 1060])
+def test_a_surrogate_deep_inside_is_refused_for_its_depth_not_a_crash(depth: int) -> None:
+    # The surrogate check re-encodes the whole value (recursively): the depth check
+    # must come first, or this nesting hits Python's recursion limit there.
+    body = ("[" * depth + '"\\ud800"' + "]" * depth).encode()
+    with pytest.raises(BadRequest, match="nests .*deep"):
+        jsonio.parse(body)
