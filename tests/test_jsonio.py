@@ -35,10 +35,11 @@ def test_a_surrogate_pair_is_a_character() -> None:
     assert jsonio.parse(b'{"a": "\\ud83d\\ude00"}') == {"a": "\U0001F600"}
 
 
-@pytest.mark.parametrize("depth", [990, 995, 1000, 1060])
-def test_a_surrogate_deep_inside_is_refused_for_its_depth_not_a_crash(depth: int) -> None:
+def test_a_surrogate_deep_inside_is_refused_for_its_depth_not_a_crash() -> None:
     # The surrogate check re-encodes the whole value (recursively): the depth check
-    # must come first, or this nesting hits Python's recursion limit there.
-    body = ("[" * depth + '"\\ud800"' + "]" * depth).encode()
-    with pytest.raises(BadRequest, match="nests .*deep"):
-        jsonio.parse(body)
+    # must come first, or a nesting the parser just managed hits Python's recursion
+    # limit there. Where that window lies depends on the stack in use: swept.
+    for depth in range(800, 1100):
+        body = ("[" * depth + '"\\ud800"' + "]" * depth).encode()
+        with pytest.raises(BadRequest, match="nests .*deep"):
+            jsonio.parse(body)
