@@ -41,5 +41,5 @@ def test_a_surrogate_deep_inside_is_refused_for_its_depth_not_a_crash() -> None:
     # limit there. Where that window lies depends on the stack in use: swept.
     for depth in range(800, 1100):
         body = ("[" * depth + '"\\ud800"' + "]" * depth).encode()
-        with pytest.raises(BadRequest, match="nests .*deep"):
+        with pytest.raises(BadRequest, match=r"nests .*deep"):
             jsonio.parse(body)

@@ -56,11 +56,12 @@ class Held:
 MAX_MERGE_HOPS = 10
 
 
-def _by_identifier(repo: Repository, s: StoreSession, system: str,
-                   value: str) -> list[StoredVersion]:
+def _by_identifier(repo: Repository, s: StoreSession, system: str, value: str,
+                   follow: bool = True) -> list[StoredVersion]:
     query = IndexQuery(rtype="Patient", criteria=[
         Criterion("identifier", "token", [TokenPredicate(system, value)])], limit=3)
-    return _survivors(s, repo.find(query, session=s).rows)
+    rows = repo.find(query, session=s).rows
+    return _survivors(s, rows) if follow else rows
 
 
 def _survivors(s: StoreSession, found: list[StoredVersion]) -> list[StoredVersion]:
@@ -90,7 +91,8 @@ def _postcodes(patient: dict) -> set[str]:
             for a in patient.get("address") or [] if isinstance(a, dict)}
 
 
-def _demographic(repo: Repository, s: StoreSession, person: PersonKey) -> list[StoredVersion]:
+def _demographic(repo: Repository, s: StoreSession, person: PersonKey,
+                 follow: bool = True) -> list[StoredVersion]:
     if not (person.family and person.given and person.birth_date and person.postcode):
         return []
     lo, hi = date_range(person.birth_date)
@@ -113,7 +115,7 @@ def _demographic(repo: Repository, s: StoreSession, person: PersonKey) -> list[S
             for n in names if isinstance(n, dict))
         if same_name and postcode in _postcodes(patient):
             out.append(stored)
-    return _survivors(s, out)
+    return _survivors(s, out) if follow else out
 
 
 def claimed_patient(s: StoreSession, nhs: str) -> str | None:
@@ -152,14 +154,18 @@ def replaced_by(patient: dict[str, Any]) -> str | None:
     return None
 
 
-def resolve(repo: Repository, s: StoreSession, person: PersonKey) -> Resolved | Held:
-    local = (_by_identifier(repo, s, person.local_system, person.local_id)
+def resolve(repo: Repository, s: StoreSession, person: PersonKey, *,
+            follow_merges: bool = True) -> Resolved | Held:
+    """The Patient `person` is (see the module docstring). `follow_merges=False`: the
+    record itself, even one merged away (what an HL7 A40 names as merged away)."""
+    follow = follow_merges
+    local = (_by_identifier(repo, s, person.local_system, person.local_id, follow)
              if person.local_system and person.local_id else [])
     if len(local) > 1:
         return Held(f"{len(local)} Patients hold {person.local_system}|{person.local_id}",
                     tuple(p.rid for p in local))
     if person.nhs_number:
-        by_nhs = _by_identifier(repo, s, NHS_NUMBER_SYSTEM, person.nhs_number)
+        by_nhs = _by_identifier(repo, s, NHS_NUMBER_SYSTEM, person.nhs_number, follow)
         if len(by_nhs) > 1:
             return Held(f"{len(by_nhs)} Patients hold NHS number {person.nhs_number}",
                         tuple(p.rid for p in by_nhs))
@@ -184,7 +190,7 @@ def resolve(repo: Repository, s: StoreSession, person: PersonKey) -> Resolved | 
         return Resolved(None, "new")
     if local:
         return Resolved(local[0], "local-id")
-    matches = _demographic(repo, s, person)
+    matches = _demographic(repo, s, person, follow)
     if len(matches) == 1:
         return Resolved(matches[0], "demographics")
     if matches:

@@ -38,7 +38,7 @@ from ..search.values import now_instant
 from ..store.base import StoredVersion, StoreSession, VersionConflict
 from ..store.query import Criterion, IndexQuery, TokenPredicate
 from ..validation import ProfileValidator, default_validator
-from .identity import NHS_CLAIMS, Held, Resolved, resolve
+from .identity import NHS_CLAIMS, Held, Resolved, replaced_by, resolve
 from .merge import REPOINT_ACTIVITY, changed, merge, stamp
 from .provenance import provenance
 
@@ -254,9 +254,11 @@ class Loader:
         with self.repo.engine.session(write=False) as s:
             for _key, held in self.list_held():
                 record = from_json(held["record"])
-                found: Resolved | Held | None = resolve(self.repo, s, record.person)
-                if not isinstance(found, Held):
-                    found = self._merge_waiting(s, record)
+                found: Resolved | Held | StoredVersion | None = resolve(
+                    self.repo, s, record.person)
+                if isinstance(found, Resolved):
+                    found = self._merged_away(s, record, found.patient.rid
+                                              if found.patient is not None else None)
                 if not (isinstance(found, Held) and found.reason == held["reason"]
                         and list(found.candidates) == held["candidates"]):
                     ready.append(record)
@@ -321,9 +323,10 @@ class Loader:
             found = resolve(self.repo, s, record.person)
         if isinstance(found, Held):
             return found
-        waiting = self._merge_waiting(s, record)
-        if waiting is not None:
-            return waiting
+        merged_away = self._merged_away(
+            s, record, found.patient.rid if found.patient is not None else None)
+        if isinstance(merged_away, Held):
+            return merged_away
         new_stamp = stamp(record.source.event_time, record.source.partner,
                           record.source.record_id)
         counts = {"created": 0, "updated": 0, "unchanged": 0}
@@ -344,9 +347,8 @@ class Loader:
                     counts["updated"] += 1
                     written.append((key.resource_type, stored.rid, result.stored.version, False))
         repointed: list[tuple[str, str, int, bool]] = []
-        if record.merge_from is not None:
-            self._merge_patients(s, record.merge_from, patient, count,
-                                 _counted(counts, repointed))
+        if merged_away is not None:
+            self._merge_patients(s, merged_away, patient, count, _counted(counts, repointed))
         if written:
             prov, checked = self._check(provenance(record.source, written, received),
                                         record.source)
@@ -422,21 +424,44 @@ class Loader:
             count(WriteResult(stored, created=False, changed=False))
         return stored.rid
 
-    def _merge_waiting(self, s: StoreSession, record: MappedRecord) -> Held | None:
-        """Held when the record is an HL7 A40 whose merged-away person is not known yet
-        (it came before that person's records) or not known for certain: applied now, the
-        merge would be lost and one person left as two records. Retried with the held
-        records, so it is applied once the person arrives."""
+    def _merged_away(self, s: StoreSession, record: MappedRecord,
+                     survivor: str | None) -> StoredVersion | Held | None:
+        """For an HL7 A40 (`merge_from`): the Patient it merges away into `survivor` (None
+        when there is nothing to do: no A40, or this merge was applied before), or Held.
+        The record is looked up itself, not followed through earlier merges: one merged
+        into someone else is held, never the other record merged in its place. One that
+        is not known yet (the A40 came first) is held and retried with the held records,
+        so the merge is applied once it arrives; it is never dropped."""
         if record.merge_from is None:
             return None
-        found = resolve(self.repo, s, record.merge_from)
+        found = resolve(self.repo, s, record.merge_from, follow_merges=False)
         if isinstance(found, Held):
+            if survivor is not None and survivor in found.candidates and all(
+                    self._merged_into(s, rid) == survivor
+                    for rid in found.candidates if rid != survivor):
+                # applied before: its ids went to `survivor` with it (found on both) or
+                # its NHS number did (claimed by the record merged into `survivor`)
+                return None
             return Held(f"HL7 A40: the record it merges away is not known for certain "
                         f"({found.reason}); held until it is", found.candidates)
         if found.patient is None:
             return Held("HL7 A40: the record it merges away is not known yet (the merge "
                         "came before it); held until it arrives")
-        return None
+        if found.patient.rid == survivor:
+            return None
+        merged_into = self._merged_into(s, found.patient.rid)
+        if merged_into is not None:
+            if merged_into == survivor:
+                return None  # applied before
+            return Held(f"HL7 A40: the record it merges away, Patient/{found.patient.rid}, "
+                        f"was merged into Patient/{merged_into} before; check which record "
+                        "this belongs to", (found.patient.rid, merged_into))
+        return found.patient
+
+    def _merged_into(self, s: StoreSession, rid: str) -> str | None:
+        stored = s.current("Patient", rid)
+        return replaced_by(jsonio.loads_trusted(stored.body)) if stored and stored.body \
+            else None
 
     def _release_local_id(self, s: StoreSession, record: MappedRecord, patient_id: str,
                           count: Callable[[WriteResult], None]) -> None:
@@ -512,15 +537,13 @@ class Loader:
 
         return walk(resource)
 
-    def _merge_patients(self, s: StoreSession, old: PersonKey, survivor: str,
+    def _merge_patients(self, s: StoreSession, merged_away: StoredVersion, survivor: str,
                         count: Callable[[WriteResult], None],
                         repoint: Callable[[WriteResult], None]) -> None:
-        """HL7 A40: the Patient known by `old` is merged into `survivor`. The two Patients'
-        writes go to `count`; the resources only re-pointed to the survivor to `repoint`."""
-        found = resolve(self.repo, s, old)
-        if isinstance(found, Held) or found.patient is None or found.patient.rid == survivor:
-            return
-        loser = found.patient.rid
+        """HL7 A40: `merged_away` (from `_merged_away`) is merged into `survivor`. The two
+        Patients' writes go to `count`; the resources only re-pointed to the survivor to
+        `repoint`."""
+        loser = merged_away.rid
         compartment = IndexQuery(rtype=None, compartment=loser)
         for stored in self.repo.find(compartment, session=s).rows:
             if stored.rtype == "Patient" or stored.body is None:
@@ -529,7 +552,7 @@ class Loader:
             if text != stored.body:
                 repoint(self.repo.update(jsonio.loads_trusted(text), rtype=stored.rtype,
                                          rid=stored.rid, session=s))
-        old_patient = jsonio.loads_trusted(found.patient.body or "{}")
+        old_patient = jsonio.loads_trusted(merged_away.body or "{}")
         survivor_stored = self.repo.read("Patient", survivor, session=s)
         keep = jsonio.loads_trusted(survivor_stored.body or "{}")
         # The survivor keeps its own NHS number; the merged record's local ids move over.

@@ -224,3 +224,30 @@ def test_a_merge_that_comes_before_its_records_is_held_then_applied(
         IndexQuery(rtype="Encounter")).rows]
     assert len(stays) == 2
     assert {e["subject"]["reference"] for e in stays} == {f"Patient/{survivor['id']}"}
+
+
+def test_a_merge_applied_once_is_not_held_when_sent_again(partnership: Partnership) -> None:
+    merged_pair(partnership)
+    again = partnership.send("acute", "m2.hl7", adt(
+        "C3", "A40", "202601030900", f"{X}^^^NHS^NH~M1^^^RXA^MR",
+        merged=f"{Y}^^^NHS^NH~M2^^^RXA^MR"))
+    assert again.held == 0 and partnership.held() == []
+
+
+def test_a_merge_naming_a_record_already_merged_elsewhere_is_held(
+        partnership: Partnership) -> None:
+    # M2 was merged into M1's Patient. A later A40 "merge M2 into M3" must not merge the
+    # record M2 now leads to (M1's, a whole other record) into M3: it is held for review.
+    merged_pair(partnership)
+    (first,) = partnership.active()
+    z = nhs_numbers(999000400, 1)[0]
+    partnership.send("acute", "c.hl7", adt("C5", "A01", "202601050900",
+                                           f"{z}^^^NHS^NH~M3^^^RXA^MR", visit="V3"))
+    later = partnership.send("acute", "m3.hl7", adt(
+        "C6", "A40", "202601060900", f"{z}^^^NHS^NH~M3^^^RXA^MR", merged="M2^^^RXA^MR"))
+    assert later.held == 1
+    assert any(reason.startswith("HL7 A40: the record it merges away") for _, reason in
+               partnership.held())
+    assert len(partnership.active()) == 2
+    still = next(p for p in partnership.patients() if p["id"] == first["id"])
+    assert any(i.get("value") == X for i in still["identifier"])
