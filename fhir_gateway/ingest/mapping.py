@@ -27,6 +27,7 @@ from .errors import FieldError
 from .model import (
     NHS_NUMBER_SYSTEM,
     BusinessId,
+    ItemSet,
     MappedRecord,
     PersonKey,
     Rejection,
@@ -153,16 +154,23 @@ def map_record(
     resources: list[dict[str, Any]] = []
     keys: list[BusinessId] = []
     retracted: list[BusinessId] = []
+    item_sets: list[ItemSet] = []
     if not ctx.problems:
         _check(patient, ctx, "Patient")
     for rule in mapping.rules:  # also after a problem, so that every problem is named
+        first = len(keys)
         _apply(rule, ctx, resources, keys, retracted)
+        if rule.for_each is not None and rule.retract_otherwise:
+            if record_id is None:
+                ctx.fail("record.id", f"is empty, so what rule {rule.name!r} listed before "
+                         "for this record cannot be found and kept up to date")
+            item_sets.append(ItemSet(rule.resource_type, rule.system, tuple(keys[first:])))
     if ctx.problems:
         return _reject(source, ctx.problems)
     return MappedRecord(
         source=source, person=person, patient=patient, resources=tuple(resources),
         keys=tuple(keys), event=event, merge_from=merge_from, retracted=tuple(retracted),
-        warnings=tuple(dict.fromkeys(ctx.warnings)),
+        item_sets=tuple(item_sets), warnings=tuple(dict.fromkeys(ctx.warnings)),
     )
 
 

@@ -83,6 +83,18 @@ class BusinessId:
 
 
 @dataclass(frozen=True, slots=True)
+class ItemSet:
+    """Every item one `for_each` rule with `otherwise: retract` gave for one source record:
+    the whole list as that record states it now (the contacts on a ReSPECT form). An item
+    the same source record listed before and lists no longer is retracted; see
+    `MappedRecord.item_sets`."""
+
+    resource_type: str
+    system: str
+    keys: tuple[BusinessId, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class MappedRecord:
     """One source record mapped to FHIR R4.
 
@@ -97,6 +109,8 @@ class MappedRecord:
     for a fact the same source may have asserted before (a register row whose DNACPR flag
     changed from Y to N), so a stored resource with that business identifier is no longer
     current. Retracting what was never stored is a no-op.
+    `item_sets` are the lists this record states in full (`ItemSet`): what the same source
+    record (same partner and record id) listed before and leaves out now is retracted.
     `warnings` say what was kept but could not be fully coded (a local term missing from a
     ConceptMap that allows it), for the review queue.
     """
@@ -109,6 +123,7 @@ class MappedRecord:
     event: str | None = None
     merge_from: PersonKey | None = None
     retracted: tuple[BusinessId, ...] = ()
+    item_sets: tuple[ItemSet, ...] = ()
     warnings: tuple[str, ...] = field(default=())
 
 

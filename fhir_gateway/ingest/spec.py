@@ -329,9 +329,6 @@ def _rule(rule: Any, compiler: Compiler, file: str, where: str) -> Rule:
         except ValueError as exc:
             raise MappingError(file, f"{where}.for_each", str(exc)) from None
         compiler.aliases.add(alias)
-        if otherwise:
-            raise MappingError(file, f"{where}.otherwise", "retract cannot be used with "
-                               "for_each (items that disappear have no identifier to retract)")
     elif "as" in rule:
         raise MappingError(file, f"{where}.as", "as names the item of for_each")
     identifier = _keys(rule["identifier"], {"system": True, "value": True}, file,

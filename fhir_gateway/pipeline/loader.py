@@ -29,6 +29,7 @@ from ..ingest.model import (
     NHS_NUMBER_SYSTEM,
     PATIENT_REFERENCE,
     BusinessId,
+    ItemSet,
     MappedRecord,
     PersonKey,
     Rejection,
@@ -47,6 +48,8 @@ MAX_ATTEMPTS = 10
 #: writers, e.g. the REST API, wait for it).
 BATCH_RECORDS = 200
 BATCH_SECONDS = 0.5
+#: System records holding the lists records state in full (`Loader._item_sets`).
+ITEM_SETS = "item-sets"
 
 
 @dataclass(slots=True)
@@ -104,6 +107,10 @@ def from_json(data: dict[str, Any]) -> MappedRecord:
         keys=tuple(BusinessId(**k) for k in data["keys"]), event=data["event"],
         merge_from=PersonKey(**merge_from) if merge_from else None,
         retracted=tuple(BusinessId(**k) for k in data["retracted"]),
+        # Held records kept before lists were stated in full have none.
+        item_sets=tuple(ItemSet(i["resource_type"], i["system"],
+                                tuple(BusinessId(**k) for k in i["keys"]))
+                        for i in data.get("item_sets", ())),
         warnings=tuple(data["warnings"]))
 
 
@@ -337,10 +344,12 @@ class Loader:
         if found.how == "reviewer":
             self._release_local_id(s, record, patient, count)
         pref = f"Patient/{patient}"
+        left_out_later, left_out_now = self._item_sets(s, record, new_stamp)
         for resource, key in zip(record.resources, record.keys, strict=True):
-            self._upsert(s, record.source, key, _with_patient(resource, pref), new_stamp,
-                         count)
-        for key in record.retracted:
+            if key not in left_out_later:
+                self._upsert(s, record.source, key, _with_patient(resource, pref), new_stamp,
+                             count)
+        for key in (*record.retracted, *left_out_now):
             for stored in self._by_key(s, key):
                 result = self.repo.delete(key.resource_type, stored.rid, session=s)
                 if result is not None and result.changed:
@@ -484,6 +493,30 @@ class Loader:
             released, checked = self._check({**other, "identifier": kept}, record.source)
             count(self.repo.update(released, rtype="Patient", rid=stored.rid, session=s,
                                    checked=checked))
+
+    def _item_sets(self, s: StoreSession, record: MappedRecord,
+                   new_stamp: str) -> tuple[set[BusinessId], list[BusinessId]]:
+        """For each list the record states in full (`ItemSet`, a ReSPECT form's contacts):
+        the items the same source record gave before and leaves out now, to retract; and,
+        for a record older than the list stored, its items that the newer record left out,
+        not to be brought back. The list is kept per partner, rule and source record id,
+        with the stamp of the record that stated it (system records, kind "item-sets")."""
+        left_out_later: set[BusinessId] = set()
+        left_out_now: list[BusinessId] = []
+        for items in record.item_sets:
+            name = "\x1f".join((record.source.partner, items.resource_type, items.system,
+                                record.source.record_id or ""))
+            stored = s.record_get(ITEM_SETS, name)
+            now = sorted({k.value for k in items.keys})
+            if stored is not None and stored["stamp"] > new_stamp:
+                left_out_later.update(k for k in items.keys if k.value not in stored["values"])
+                continue
+            before = stored["values"] if stored is not None else []
+            left_out_now.extend(BusinessId(items.resource_type, items.system, value)
+                                for value in before if value not in now)
+            if stored != {"stamp": new_stamp, "values": now}:
+                s.record_put(ITEM_SETS, name, {"stamp": new_stamp, "values": now})
+        return left_out_later, left_out_now
 
     def _by_key(self, s: StoreSession, key: BusinessId) -> list[StoredVersion]:
         query = IndexQuery(rtype=key.resource_type, criteria=[

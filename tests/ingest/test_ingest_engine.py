@@ -212,6 +212,42 @@ def test_choices_require_for_each_and_retraction(tmp_path: Path) -> None:
     assert without.resources == ()
     assert [(k.system, k.value) for k in without.retracted] == [
         ("https://lab.example/Id/flag", "1")]
+    # notes are not stated in full (no `otherwise: retract`): none retracted when absent
+    assert with_alert.item_sets == without.item_sets == ()
+
+
+NOTES_IN_FULL = """\
+    resources:
+      - name: note
+        for_each: notes
+        as: note
+        otherwise: retract
+        when: {field: note.text, present: true}
+        identifier: {system: https://lab.example/Id/note, value: "${id}/${note.n}"}
+        resource:
+          resourceType: Flag
+          status: active
+          code: {text: "${note.text}"}
+          subject: {reference: "urn:gateway:patient"}
+    """
+
+
+def test_a_list_stated_in_full_names_every_item_it_gives(tmp_path: Path) -> None:
+    full, blank_item, empty, none = mapped(lab(
+        tmp_path, NOTES_IN_FULL,
+        {"id": "1", "nhs": "9434765919", "notes": [{"n": 1, "text": "a"}, {"n": 2, "text": "b"}]},
+        {"id": "1", "nhs": "9434765919", "notes": [{"n": 1, "text": "a"}, {"n": 2}]},
+        {"id": "1", "nhs": "9434765919", "notes": []},
+        {"id": "1", "nhs": "9434765919"}))
+    assert [[k.value for k in r.item_sets[0].keys] for r in (full, blank_item, empty, none)] \
+        == [["1/1", "1/2"], ["1/1"], [], []]
+
+
+def test_a_list_stated_in_full_needs_the_record_id(tmp_path: Path) -> None:
+    [bad] = lab(tmp_path, NOTES_IN_FULL,
+                {"nhs": "9434765919", "notes": [{"n": 1, "text": "a"}]})
+    assert bad.field == "record.id", bad.reason
+    assert "rule 'note'" in bad.reason
 
 
 def test_a_value_fhir_refuses_is_named_by_its_source_field(tmp_path: Path) -> None:

@@ -80,6 +80,18 @@ def test_a_client_without_a_form_retracts_what_the_form_said() -> None:
     assert by_code(record, "304251008") == [] and of_type(record, "CarePlan") == []
     retracted = {k.system.rsplit("/", 1)[1] for k in record.retracted}
     assert retracted == {"respect-plan", "cpr-decision", "preferred-place-of-care"}
+    # ...and its contacts: the list the form stated is now empty
+    [contacts] = record.item_sets
+    assert contacts.resource_type == "RelatedPerson" and contacts.keys == ()
+
+
+def test_the_contacts_are_a_list_stated_in_full() -> None:
+    record = only(run("hospice", client()))
+    [contacts] = record.item_sets
+    assert [k.value for k in contacts.keys] == ["MSH-1/Peter White", "MSH-1/Ann Green"]
+    assert set(contacts.keys) == {k for k in record.keys if k.resource_type == "RelatedPerson"}
+    # the admissions are not: a record may list only recent ones
+    assert {i.resource_type for i in record.item_sets} == {"RelatedPerson"}
 
 
 def test_bad_lines_are_rejected_and_reading_goes_on() -> None:

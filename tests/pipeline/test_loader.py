@@ -17,6 +17,7 @@ from fhir_gateway.ingest.model import (
     NHS_NUMBER_SYSTEM,
     PATIENT_REFERENCE,
     BusinessId,
+    ItemSet,
     MappedRecord,
     PersonKey,
     Rejection,
@@ -239,6 +240,54 @@ def test_retracted_fact_is_no_longer_current(loader: Loader) -> None:
                           retracted=(BusinessId("Observation", "https://gp.example/Id/cpr",
                                                 "G1"),))])
     assert all_of(loader.repo, "Observation") == []
+
+
+CONTACTS = "https://hospice.example/Id/contact"
+
+
+def contact(name: str) -> dict[str, Any]:
+    return {"resourceType": "RelatedPerson", "active": True,
+            "identifier": [{"system": CONTACTS, "value": f"H1/{name}"}],
+            "patient": {"reference": PATIENT_REFERENCE}, "name": [{"text": name}],
+            "relationship": [{"coding": [{
+                "system": "http://terminology.hl7.org/CodeSystem/v2-0131", "code": "C"}]}]}
+
+
+def form(rid: str, when: str, *names: str) -> MappedRecord:
+    """A hospice record (same source record id each time) listing its contacts in full."""
+    items = tuple(contact(n) for n in names)
+    keys = tuple(BusinessId("RelatedPerson", CONTACTS, f"H1/{n}") for n in names)
+    return record(person(partner="hospice"), "hospice", rid, *items, event_time=when,
+                  item_sets=(ItemSet("RelatedPerson", CONTACTS, keys),))
+
+
+def contacts_of(repo: Repository) -> set[str]:
+    return {r["name"][0]["text"] for r in all_of(repo, "RelatedPerson")}
+
+
+@pytest.mark.parametrize("order", list(itertools.permutations(range(3))))
+def test_a_list_stated_in_full_ends_the_same_whatever_the_order(
+        engine: StoreEngine, order: tuple[int, ...]) -> None:
+    # Jan: Peter and Ann; March: Ann only (Peter taken off); May: Ann and Raj.
+    forms = [form("H1", "2026-01-01T10:00:00Z", "Peter", "Ann"),
+             form("H1", "2026-03-01T10:00:00Z", "Ann"),
+             form("H1", "2026-05-01T10:00:00Z", "Ann", "Raj")]
+    loader = Loader(Repository(engine), clock=clock)
+    for i in order:
+        result = loader.ingest([forms[i]])
+        assert result.rejected == result.held == 0, (result.rejections, result.holds)
+    assert contacts_of(loader.repo) == {"Ann", "Raj"}
+
+
+def test_a_list_is_kept_per_source_record(loader: Loader) -> None:
+    # another record of the same partner (another client id) does not shrink this one's
+    loader.ingest([form("H1", "2026-01-01T10:00:00Z", "Peter")])
+    other = record(person(partner="hospice"), "hospice", "H2", event_time="2026-02-01T10:00:00Z",
+                   item_sets=(ItemSet("RelatedPerson", CONTACTS, ()),))
+    loader.ingest([other])
+    assert contacts_of(loader.repo) == {"Peter"}
+    loader.ingest([form("H1", "2026-03-01T10:00:00Z")])
+    assert contacts_of(loader.repo) == set()
 
 
 def test_provenance_names_partner_record_and_targets(loader: Loader) -> None:

@@ -522,3 +522,48 @@ def test_a_decision_dated_after_today_does_not_replace_the_others(http: TestClie
     today = rec2.cpr("not-attempt", TODAY.isoformat(), GP)
     doc = document(http, by_nhs(rec2.nhs))
     assert [o["id"] for o in doc.cited("cpr")] == [today["id"]]
+
+
+# -- a contact taken off the ReSPECT form stops being shown -----------------------------
+
+
+def _hospice_form(nhs: str, contacts: list[dict[str, Any]] | None) -> bytes:
+    respect = {"formId": "RSP-9", "version": "3", "completedOn": "2026-03-01",
+               "cpr": "not-attempt", "careFocus": "comfort", "preferredPlaceOfCare": "home",
+               "recommendations": "Comfort", "capacity": "has-capacity",
+               "contacts": contacts or [], "clinician": {"name": "Dr Smith", "gmc": "6000676"}}
+    line = {"clientId": "MSH-9", "nhsNumber": nhs, "name": {"first": "Ann", "last": "White"},
+            "dob": "1940-11-03", "gender": "female",
+            **({"respect": respect} if contacts is not None else {})}
+    return (json.dumps(line) + "\n").encode()
+
+
+SON = {"name": "Peter White", "relationship": "son", "phone": "07700 900502", "lpa": True}
+NEIGHBOUR = {"name": "Ann Green", "relationship": "neighbour", "phone": "07700 900503",
+             "lpa": False}
+
+
+@pytest.mark.parametrize("then", [[NEIGHBOUR], [], None],
+                         ids=["son-taken-off", "no-contacts-left", "no-form-any-more"])
+def test_a_contact_taken_off_the_form_is_no_longer_shown(
+        http: TestClient, then: list[dict[str, Any]] | None) -> None:
+    nhs = valid_nhs(400)
+    service = IngestService(Repository(http.app.state.fhir_router.repository.engine))
+    service.ingest("hospice", "c1.jsonl", _hospice_form(nhs, [SON, NEIGHBOUR]), today=TODAY)
+    before = document(http, by_nhs(nhs))
+    assert "Peter White" in before.text("contacts")
+    assert [r["resourceType"] for r in before.cited("legal")] == ["RelatedPerson"]
+
+    result = service.ingest("hospice", "c2.jsonl", _hospice_form(nhs, then), today=TODAY)
+    assert result.rejected == 0 and result.updated >= 1, result.to_json()
+    after = document(http, by_nhs(nhs))
+    assert "Peter White" not in json.dumps(after.bundle)
+    assert after.cited("legal") == [] and "Peter White" not in after.text("legal")
+    assert ("Ann Green" in after.text("contacts")) == (then == [NEIGHBOUR])
+
+    # the same file again changes nothing; the son named again comes back
+    again = service.ingest("hospice", "c2.jsonl", _hospice_form(nhs, then), today=TODAY)
+    assert again.created == again.updated == 0, again.to_json()
+    service.ingest("hospice", "c3.jsonl", _hospice_form(nhs, [SON]), today=TODAY)
+    assert [r["name"][0]["text"] for r in document(http, by_nhs(nhs)).cited("legal")] == [
+        "Peter White"]
