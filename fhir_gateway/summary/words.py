@@ -185,6 +185,21 @@ def _deceased(facts: Facts) -> Section:
         items.insert(0, Item(text, ref=f"Patient/{facts.patient['id']}",
                              source=source_words(merged)))
         notes: tuple[str, ...] = ()
+    elif facts.patient.get("deceasedBoolean") is False:
+        # the person's details were corrected to say they have not died (a death recorded
+        # in error), yet a place of death is still on record: neither is chosen
+        merged = Source(name=MERGED,
+                        recorded=(facts.patient.get("meta") or {}).get("lastUpdated"))
+        items.insert(0, Item("The person's details say this person has not died.",
+                             ref=f"Patient/{facts.patient['id']}",
+                             source=source_words(merged)))
+        notes = ("Records disagree on whether this person has died: a place of death is "
+                 "recorded, but the person's details say they have not died (a death "
+                 "recorded in error may have been corrected). Check before acting on "
+                 "either.",)
+        return Section("deceased", "Deceased", tuple(items), notes=notes,
+                       headline="RECORDS DISAGREE ON WHETHER THIS PERSON HAS DIED",
+                       tone="conflict")
     else:
         # a partner recorded where the person died: that says they died, even though the
         # person's details do not (yet) hold a date of death

@@ -238,6 +238,19 @@ def test_death_indicator_without_a_date() -> None:
     assert "deceasedDateTime" not in record.patient
 
 
+def test_death_indicator_n_says_not_deceased() -> None:
+    # a death recorded in error is corrected by a message saying PID-30 "N"; a date of
+    # death sent beside it is not believed over the indicator
+    for pid in ({30: "N"}, {29: "202607170043", 30: "N"}, {30: "n"}):
+        record = only(run("acute", message(adt("A08", "M1", pid=pid))))
+        assert record.patient["deceasedBoolean"] is False, pid
+        assert "deceasedDateTime" not in record.patient, pid
+    # no indicator says nothing either way
+    record = only(run("acute", message(adt("A08", "M1"))))
+    assert "deceasedBoolean" not in record.patient
+    assert "deceasedDateTime" not in record.patient
+
+
 def test_a40_merge_names_the_identifiers_merged_away() -> None:
     segments = adt("A40", "M9", pv1={44: None}, extra=("MRG|RXA2^^^RXA^MR~9000000009^^^NHS^NH",))
     segments[0] = segments[0].replace("ADT^A40^ADT_A01", "ADT^A40^ADT_A39")

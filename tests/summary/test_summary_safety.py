@@ -416,6 +416,55 @@ def test_a_place_of_death_says_the_person_died_first(http: TestClient) -> None:
     assert "Place of death: Hospital" in page
 
 
+def _death_then_correction(nhs: str) -> tuple[bytes, bytes]:
+    """An acute discharge recording a death in hospital, and a later A08 correcting it."""
+    pid = f"PID|1||{nhs}^^^NHS^NH~RXA9^^^RXA^MR||WHITE^ANN||19401103|F"
+    died = ("MSH|^~\\&|PAS|RXA|SCR|GATEWAY|202605200900||ADT^A03^ADT_A03|D1|P|2.4\r"
+            "EVN|A03|202605200900\r"
+            f"{pid}{'|' * 21}202605200900|Y\r"
+            "PV1|1|I|WARD 7^BAY C^BED 1^RXA||||C1^DOC^A|||300|||||||||V9"
+            + "|" * 17 + "20||||||||202605180900|202605200900\r")
+    corrected = ("MSH|^~\\&|PAS|RXA|SCR|GATEWAY|202605210900||ADT^A08^ADT_A01|D2|P|2.4\r"
+                 "EVN|A08|202605210900\r"
+                 f"{pid}{'|' * 22}N\r")
+    return died.encode(), corrected.encode()
+
+
+@pytest.mark.parametrize("order", ["in-order", "correction-first"])
+def test_a_death_recorded_in_error_and_corrected_is_not_shown_as_certain(
+        http: TestClient, order: str) -> None:
+    nhs = valid_nhs(500)
+    service = IngestService(Repository(http.app.state.fhir_router.repository.engine))
+    died, corrected = _death_then_correction(nhs)
+    for name, data in ([("d.hl7", died), ("c.hl7", corrected)] if order == "in-order"
+                       else [("c.hl7", corrected), ("d.hl7", died)]):
+        result = service.ingest("acute", name, data, today=TODAY)
+        assert result.rejected == 0, result.rejections
+    doc = document(http, by_nhs(nhs))
+    (pat,) = doc.of_type("Patient")
+    # the correction is the newer message whatever the order of delivery
+    assert pat.get("deceasedBoolean") is False and "deceasedDateTime" not in pat
+    assert doc.titles()[0] == "Deceased"
+    assert "RECORDS DISAGREE ON WHETHER THIS PERSON HAS DIED" in headline(doc)
+    assert "DECEASED" not in headline(doc).replace("RECORDS DISAGREE", "")
+    text = plain(doc.text("deceased"))
+    assert "say they have not died" in text and "Place of death: Hospital" in text
+
+
+def test_a_correction_older_than_the_death_does_not_undo_it(http: TestClient) -> None:
+    nhs = valid_nhs(600)
+    service = IngestService(Repository(http.app.state.fhir_router.repository.engine))
+    died, corrected = _death_then_correction(nhs)
+    older = corrected.replace(b"202605210900", b"202605190900")
+    for name, data in (("d.hl7", died), ("c.hl7", older)):
+        assert service.ingest("acute", name, data, today=TODAY).rejected == 0
+    doc = document(http, by_nhs(nhs))
+    (pat,) = doc.of_type("Patient")
+    assert pat["deceasedDateTime"].startswith("2026-05-20")
+    assert "DECEASED 20 May 2026" in headline(doc), headline(doc)
+    assert "RECORDS DISAGREE ON WHETHER" not in headline(doc)
+
+
 # -- 7. a record too big to read at once never says "no plan recorded" --------------------
 
 
