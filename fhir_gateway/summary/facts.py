@@ -295,9 +295,10 @@ def newest_per_source(facts: Iterable[Fact]) -> list[Fact]:
     "Newest" is a partial order: dates are compared at the coarser precision of the two
     (a date-only value is no earlier than a time on the same day), and an undated fact
     cannot be ordered at all. A source's facts that no other of its facts is known to
-    follow are all current; of those, one per value (`code`) is kept (`_preferred`: a
-    current one before an expired one, then the newer), so values the dates cannot order
-    that disagree are all shown (a conflict), never one picked. A fact without a known
+    follow are all current; of those, one per value (`code`; a fact without one, such as
+    a plan, is a value of its own) is kept (`_preferred`: a current one before an expired
+    one, then the newer), so values the dates cannot order that disagree are all shown
+    (a conflict), never one picked. A fact without a known
     source is a source of its own: unsourced facts of different resources are never taken
     for one partner's."""
     groups: dict[tuple[str, str], list[Fact]] = {}
@@ -313,11 +314,14 @@ def newest_per_source(facts: Iterable[Fact]) -> list[Fact]:
         latest_start = max((span[0] for _, span in spans if span), default=None)
         top = [f for f, span in spans if span is None or latest_start is None
                or span[1] >= latest_start]
-        by_code: dict[str | None, Fact] = {}
+        by_value: dict[str, Fact] = {}
         for f in top:
-            if f.code not in by_code or _preferred(f) > _preferred(by_code[f.code]):
-                by_code[f.code] = f
-        out += by_code.values()
+            # a fact with no coded value (a plan: its words are its value) is a value of
+            # its own: two forms the dates cannot order are both shown, never one of them
+            value = f"code:{f.code}" if f.code is not None else f"ref:{f.ref}"
+            if value not in by_value or _preferred(f) > _preferred(by_value[value]):
+                by_value[value] = f
+        out += by_value.values()
     return sorted(out, key=lambda f: f.newness, reverse=True)
 
 

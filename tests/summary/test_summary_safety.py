@@ -616,3 +616,26 @@ def test_a_contact_taken_off_the_form_is_no_longer_shown(
     service.ingest("hospice", "c3.jsonl", _hospice_form(nhs, [SON]), today=TODAY)
     assert [r["name"][0]["text"] for r in document(http, by_nhs(nhs)).cited("legal")] == [
         "Peter White"]
+
+
+# -- a partner's ReSPECT forms the dates cannot order are both current -------------------
+
+
+def _respect(rec: Record, description: str, created: str | None) -> dict[str, Any]:
+    return rec.put({"resourceType": "CarePlan", "status": "active", "intent": "plan",
+                    "category": [{"coding": [{"system": SCT, "code": "735324008"}],
+                                  "text": "ReSPECT form"}],
+                    "title": "ReSPECT recommendations", "description": description,
+                    "subject": {"reference": f"Patient/{rec.pid}"},
+                    **({"created": created} if created else {})}, HOSPICE)
+
+
+def test_a_newer_undated_form_is_shown_beside_the_older_dated_one(http: TestClient) -> None:
+    rec = Record(http)
+    old = _respect(rec, "Full escalation, for ICU", "2026-01-10")
+    new = _respect(rec, "Comfort care only, not for ICU", None)
+    doc = document(http, by_nhs(rec.nhs))
+    cited = [f"CarePlan/{p['id']}" for p in doc.cited("respect")]
+    assert sorted(cited) == sorted([f"CarePlan/{old['id']}", f"CarePlan/{new['id']}"])
+    text = plain(doc.text("respect"))
+    assert "Comfort care only" in text and "Full escalation" in text
