@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import jsonio
-from ..errors import Issue
+from ..errors import Conflict, Issue
 from ..fhir.repository import ProfileChecked, Repository, WriteResult, new_id
 from ..ingest.model import (
     NHS_NUMBER_SYSTEM,
@@ -286,10 +286,27 @@ class Loader:
             held = s.record_get("held", key)
         if held is None:
             raise KeyError(f"no held record {key!r}")
+        record = from_json(held["record"])
         if patient_id is not None:
             self.repo.read("Patient", patient_id)  # 404/410 if it is not there
-        return self.apply(from_json(held["record"]), patient_id=patient_id,
-                          create=patient_id is None)
+        else:
+            self._refuse_second_patient(record.person)
+        return self.apply(record, patient_id=patient_id, create=patient_id is None)
+
+    def _refuse_second_patient(self, person: PersonKey) -> None:
+        """A reviewer's "new Patient" for a record whose NHS number a live Patient holds
+        would make two records of one person: refused, naming the Patient to attach it
+        to. (A Patient merged away, which an A40 left holding the number, is not live.)"""
+        if not person.nhs_number:
+            return
+        query = IndexQuery(rtype="Patient", criteria=[Criterion("identifier", "token", [
+            TokenPredicate(NHS_NUMBER_SYSTEM, person.nhs_number)])], limit=10)
+        live = [row.rid for row in self.repo.find(query).rows if row.body
+                and replaced_by(jsonio.loads_trusted(row.body)) is None]
+        if live:
+            raise Conflict(f"NHS number {person.nhs_number} is on Patient/{live[0]}: attach "
+                           f"the record to it (--patient {live[0]}) instead of making a "
+                           "second Patient for the same person")
 
     def _list(self, kind: str) -> list[tuple[str, dict[str, Any]]]:
         out: list[tuple[str, dict[str, Any]]] = []

@@ -12,8 +12,10 @@ import json
 from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
 
 from fhir_gateway import jsonio
+from fhir_gateway.errors import Conflict
 from fhir_gateway.fhir.repository import Repository
 from fhir_gateway.pipeline.service import IngestService
 from fhir_gateway.store.base import StoreEngine
@@ -177,6 +179,40 @@ def test_a_reviewers_attachment_sticks(partnership: Partnership) -> None:
     holding_h1 = [p["id"] for p in partnership.patients()
                   if any(i.get("value") == "H1" for i in p.get("identifier", []))]
     assert holding_h1 == [a["id"]]
+
+
+def test_a_reviewer_cannot_make_a_second_patient_for_a_live_nhs_number(
+        partnership: Partnership) -> None:
+    # as above: H1 with X is held; X is on Patient A. "A new Patient" would make two
+    # records for one person (which one would a crew's NHS number search find?)
+    partnership.send("acute", "a.hl7", adt("C1", "A01", "202601010900", f"{X}^^^NHS^NH",
+                                           visit="V1"))
+    partnership.send("hospice", "h1.jsonl", hospice("H1", Y))
+    partnership.send("hospice", "h2.jsonl", hospice("H1", X, "not-attempt", "2026-02-01"))
+    (key, _), = partnership.held()
+    a = next(p for p in partnership.patients()
+             if any(i.get("value") == X for i in p.get("identifier", [])))
+    with pytest.raises(Conflict, match=f"NHS number {X} is on Patient/{a['id']}"):
+        partnership.service.loader.resolve_held(key)
+    assert [k for k, _ in partnership.held()] == [key]  # still held, nothing written
+    assert len(partnership.patients()) == 2
+    partnership.service.loader.resolve_held(key, patient_id=a["id"])
+    assert partnership.held() == []
+
+
+def test_over_http_the_second_patient_is_a_409_naming_the_patient(
+        partnership: Partnership, client: TestClient) -> None:
+    partnership.send("acute", "a.hl7", adt("C1", "A01", "202601010900", f"{X}^^^NHS^NH",
+                                           visit="V1"))
+    partnership.send("hospice", "h1.jsonl", hospice("H1", Y))
+    partnership.send("hospice", "h2.jsonl", hospice("H1", X, "not-attempt", "2026-02-01"))
+    (key, _), = partnership.held()
+    r = client.post(f"/review/held/{key}", json={"create": True})
+    assert r.status_code == 409, r.text
+    outcome = r.json()
+    assert outcome["resourceType"] == "OperationOutcome"
+    assert f"NHS number {X} is on Patient/" in outcome["issue"][0]["diagnostics"]
+    assert [k for k, _ in partnership.held()] == [key]
 
 
 def test_a_partners_copy_of_another_partners_identifier_links_nobody(
