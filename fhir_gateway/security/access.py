@@ -68,6 +68,8 @@ from .tokens import AccessTokenVerifier, InvalidToken
 
 _BEARER = re.compile(r"Bearer +([A-Za-z0-9\-_.~+/]+=*)", re.IGNORECASE)
 MAX_INNER_MATCHES = 200
+#: Targets a feed's Provenance may name (the loader's own name one record's writes).
+MAX_FEED_PROVENANCE_TARGETS = 1000
 #: req.state keys this module sets (the audit interceptor reads them)
 INTERACTION = "security.interaction"
 PATIENTS = "security.patients"
@@ -210,7 +212,14 @@ class AccessInterceptor(BaseInterceptor):
         Provenance (`consent.speaks_for`), which covers any stored before this check."""
         if body.get("resourceType") != "Provenance":
             return
-        for i, target in enumerate(as_list(body.get("target"))):
+        targets = as_list(body.get("target"))
+        if len(targets) > MAX_FEED_PROVENANCE_TARGETS:
+            # each target costs a look-up of who wrote it: bounded, like a Bundle's size
+            raise Unprocessable(
+                f"a feed's Provenance may name at most {MAX_FEED_PROVENANCE_TARGETS:,} "
+                f"targets; this one names {len(targets):,} (split it)",
+                expression="Provenance.target")
+        for i, target in enumerate(targets):
             for rtype, rid in local_refs([target]):
                 last = last_written(self.repository, rtype, rid)
                 if last is None or owned_by(last, caller.partner):

@@ -168,3 +168,19 @@ def test_holders_worked_out_for_one_organisation_agree_with_the_whole_set(
         assert everyone.holders == {"RH1", "X9H01", "RH2"}
         for org in ("RH1", "X9H01", "RH2", GP[1], "RXX"):
             assert policy.decide("hid", org).hides_from(org) is everyone.hides_from(org), org
+
+
+def test_a_feed_provenance_naming_too_many_targets_is_refused(
+        gw: Gateway, record: dict[str, Any]) -> None:
+    from fhir_gateway.security.access import MAX_FEED_PROVENANCE_TARGETS
+
+    many = provenance("Observation/gp-cpr", GP[1], "2026-05-21T09:00:00Z")
+    many["target"] = [{"reference": f"Observation/gp-{i}"}
+                      for i in range(MAX_FEED_PROVENANCE_TARGETS + 1)]
+    resp = gw.http.post("/fhir/Provenance", headers=record["gp"], json=many)
+    assert resp.status_code == 422, resp.text
+    issue = resp.json()["issue"][0]
+    assert issue["expression"] == ["Provenance.target"]
+    assert f"names {MAX_FEED_PROVENANCE_TARGETS + 1:,}" in issue["diagnostics"]
+    many["target"] = many["target"][:MAX_FEED_PROVENANCE_TARGETS]
+    assert gw.http.post("/fhir/Provenance", headers=record["gp"], json=many).status_code == 201
