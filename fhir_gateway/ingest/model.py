@@ -112,7 +112,7 @@ class MappedRecord:
     `item_sets` are the lists this record states in full (`ItemSet`): what the same source
     record (same partner and record id) listed before and leaves out now is retracted.
     `warnings` say what was kept but could not be fully coded (a local term missing from a
-    ConceptMap that allows it), for the review queue.
+    ConceptMap that allows it), reported in the run's summary (`Loader`: `warnings`).
     """
 
     source: SourceRef

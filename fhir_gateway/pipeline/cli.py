@@ -92,6 +92,9 @@ def _ingest(args: argparse.Namespace, settings: Settings) -> int:
         print(", ".join(f"{k} {v}" for k, v in counts.items()))
         for r in total.rejections:
             print(f"rejected: {r['reason']}", file=sys.stderr)
+        for w in total.warnings:
+            print(f"warning: {w['partner']} {w['file']} {w['position']}: {w['warning']}",
+                  file=sys.stderr)
         for u in unreadable:
             print(f"unreadable: {u}", file=sys.stderr)
     if total.read == 0:

@@ -64,6 +64,9 @@ class Summary:
     held: int = 0
     rejections: list[dict[str, Any]] = field(default_factory=list)
     holds: list[dict[str, Any]] = field(default_factory=list)
+    #: what records stored this run say was kept incompletely (a local term with no
+    #: standard code, an undated decision, an identifier left off): one entry each
+    warnings: list[dict[str, Any]] = field(default_factory=list)
 
     def counts(self) -> dict[str, int]:
         return {k: getattr(self, k) for k in
@@ -71,13 +74,14 @@ class Summary:
 
     def to_json(self) -> dict[str, Any]:
         """What `ingest --json` prints and `POST /ingest/{partner}` answers."""
-        return {**self.counts(), "rejections": self.rejections}
+        return {**self.counts(), "rejections": self.rejections, "warnings": self.warnings}
 
     def add(self, other: Summary) -> None:
         for key in ("created", "updated", "unchanged", "rejected", "held"):
             setattr(self, key, getattr(self, key) + getattr(other, key))
         self.rejections += other.rejections
         self.holds += other.holds
+        self.warnings += other.warnings
 
 
 class RecordRejected(Exception):
@@ -249,6 +253,10 @@ class Loader:
         s.record_delete("held", record_key(record.source))
         for key in ("created", "updated", "unchanged"):
             setattr(summary, key, outcome[key])
+        source = record.source
+        summary.warnings = [{"partner": source.partner, "file": source.file,
+                             "position": source.position, "record": source.record_id,
+                             "warning": w} for w in record.warnings]
         return summary
 
     def retry_held(self) -> Summary:

@@ -66,6 +66,43 @@ def test_http_ingest_answers_the_summary(client: TestClient) -> None:
     assert held.status_code == 200 and isinstance(held.json(), list)
 
 
+GODSON = {"clientId": "MSH-7", "nhsNumber": "9434765919", "dob": "1961-11-03",
+          "name": {"first": "Pat", "last": "White"}, "gender": "female",
+          "respect": {"formId": "RSP-7", "version": "1", "completedOn": "2026-07-16",
+                      "cpr": "not-attempt", "contacts": [
+                          {"name": "Jo", "relationship": "godson", "phone": "1", "lpa": False}],
+                      "clinician": {"name": "Dr Smith", "gmc": "6000676"}}}
+
+
+def test_what_was_kept_incompletely_is_reported_with_where(client: TestClient,
+                                                          tmp_path: Path) -> None:
+    # "godson" is in no ConceptMap: the contact is kept with the term as text, and the run
+    # says so, naming the record, instead of only storing it
+    line = (json.dumps(GODSON) + "\n").encode()
+    r = client.post("/ingest/hospice?filename=c.jsonl", content=line,
+                    headers={"Content-Type": "application/x-ndjson"})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["rejected"] == 0 and body["created"] > 0
+    (warning,) = body["warnings"]
+    assert (warning["partner"], warning["file"], warning["position"], warning["record"]) == (
+        "hospice", "c.jsonl", "line 1", "MSH-7")
+    assert "godson" in warning["warning"]
+    # the command line says it too: in --json, and on stderr otherwise
+    path = tmp_path / "c.jsonl"
+    path.write_bytes(line)
+    store = f"sqlite:///{tmp_path / 'w.sqlite3'}"
+    run = subprocess.run([CLI, "--store", store, "ingest", "--partner", "hospice", "--json",
+                          str(path)], capture_output=True, text=True, timeout=300, check=False)
+    assert run.returncode == 0, run.stderr
+    assert "godson" in json.loads(run.stdout)["warnings"][0]["warning"]
+    plain = subprocess.run([CLI, "--store", f"sqlite:///{tmp_path / 'p.sqlite3'}", "ingest",
+                            "--partner", "hospice", str(path)],
+                           capture_output=True, text=True, timeout=300, check=False)
+    assert plain.returncode == 0 and "warning: hospice" in plain.stderr
+    assert "godson" in plain.stderr
+
+
 def test_mllp_acknowledges_after_storing(engine: StoreEngine) -> None:
     service = IngestService(Repository(engine))
     process = loader_processor(service.loader, "acute", map_file)
