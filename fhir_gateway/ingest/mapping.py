@@ -164,7 +164,8 @@ def map_record(
             if record_id is None:
                 ctx.fail("record.id", f"is empty, so what rule {rule.name!r} listed before "
                          "for this record cannot be found and kept up to date")
-            item_sets.append(ItemSet(rule.resource_type, rule.system, tuple(keys[first:])))
+            item_sets.append(ItemSet(rule.name, rule.resource_type, rule.system,
+                                     tuple(keys[first:])))
     if ctx.problems:
         return _reject(source, ctx.problems)
     return MappedRecord(
@@ -331,7 +332,9 @@ def _apply(rule: Rule, ctx: Context, resources: list[dict[str, Any]],
         if refused_key:
             continue
         if body is None:
-            if rule.retract_otherwise and value is not None:
+            # (an item of a list stated in full is retracted by being left out of it,
+            # which an older record cannot do: `ItemSet`)
+            if rule.retract_otherwise and rule.for_each is None and value is not None:
                 retracted.append(BusinessId(rule.resource_type, rule.system, str(value)))
             continue
         if value is None:

@@ -89,6 +89,7 @@ class ItemSet:
     the same source record listed before and lists no longer is retracted; see
     `MappedRecord.item_sets`."""
 
+    rule: str
     resource_type: str
     system: str
     keys: tuple[BusinessId, ...]

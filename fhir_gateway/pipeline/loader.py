@@ -112,7 +112,7 @@ def from_json(data: dict[str, Any]) -> MappedRecord:
         merge_from=PersonKey(**merge_from) if merge_from else None,
         retracted=tuple(BusinessId(**k) for k in data["retracted"]),
         # Held records kept before lists were stated in full have none.
-        item_sets=tuple(ItemSet(i["resource_type"], i["system"],
+        item_sets=tuple(ItemSet(i["rule"], i["resource_type"], i["system"],
                                 tuple(BusinessId(**k) for k in i["keys"]))
                         for i in data.get("item_sets", ())),
         warnings=tuple(data["warnings"]))
@@ -297,11 +297,9 @@ class Loader:
         record = from_json(held["record"])
         if patient_id is not None:
             self.repo.read("Patient", patient_id)  # 404/410 if it is not there
-        else:
-            self._refuse_second_patient(record.person)
         return self.apply(record, patient_id=patient_id, create=patient_id is None)
 
-    def _refuse_second_patient(self, person: PersonKey) -> None:
+    def _refuse_second_patient(self, s: StoreSession, person: PersonKey) -> None:
         """A reviewer's "new Patient" for a record whose NHS number a live Patient holds
         would make two records of one person: refused, naming the Patient to attach it
         to. (A Patient merged away, which an A40 left holding the number, is not live.)"""
@@ -309,7 +307,7 @@ class Loader:
             return
         query = IndexQuery(rtype="Patient", criteria=[Criterion("identifier", "token", [
             TokenPredicate(NHS_NUMBER_SYSTEM, person.nhs_number)])], limit=10)
-        live = [row.rid for row in self.repo.find(query).rows if row.body
+        live = [row.rid for row in self.repo.find(query, session=s).rows if row.body
                 and replaced_by(jsonio.loads_trusted(row.body)) is None]
         if live:
             raise Conflict(f"NHS number {person.nhs_number} is on Patient/{live[0]}: attach "
@@ -350,6 +348,8 @@ class Loader:
             found: Resolved | Held = Resolved(self.repo.read("Patient", patient_id, session=s),
                                               "reviewer")
         elif create:
+            # in the write transaction: a Patient a feed made meanwhile counts too
+            self._refuse_second_patient(s, record.person)
             found = Resolved(None, "reviewer")
         else:
             found = resolve(self.repo, s, record.person)
@@ -453,9 +453,12 @@ class Loader:
         if changed(current, merged):
             count(self.repo.update(merged, rtype="Patient", rid=stored.rid, session=s,
                                    checked=checked))
-            s.record_put("etimes", f"Patient/{stored.rid}", new_times)
         else:
             count(WriteResult(stored, created=False, changed=False))
+        if new_times != times:
+            # also when the content stays: a newer record saying the same must outrank
+            # an older one that comes later (and each partner's word on a death is kept)
+            s.record_put("etimes", f"Patient/{stored.rid}", new_times)
         return stored.rid
 
     def _merged_away(self, s: StoreSession, record: MappedRecord,
@@ -529,16 +532,17 @@ class Loader:
         left_out_later: set[BusinessId] = set()
         left_out_now: list[BusinessId] = []
         for items in record.item_sets:
-            name = "\x1f".join((record.source.partner, items.resource_type, items.system,
-                                record.source.record_id or ""))
+            name = "\x1f".join((record.source.partner, items.rule, items.resource_type,
+                                items.system, record.source.record_id or ""))
             stored = s.record_get(ITEM_SETS, name)
             now = sorted({k.value for k in items.keys})
             if stored is not None and stored["stamp"] > new_stamp:
                 left_out_later.update(k for k in items.keys if k.value not in stored["values"])
                 continue
             before = stored["values"] if stored is not None else []
-            left_out_now.extend(BusinessId(items.resource_type, items.system, value)
-                                for value in before if value not in now)
+            left_out_now.extend(key for value in before if value not in now
+                                if (key := BusinessId(items.resource_type, items.system,
+                                                      value)) not in record.keys)
             if stored != {"stamp": new_stamp, "values": now}:
                 s.record_put(ITEM_SETS, name, {"stamp": new_stamp, "values": now})
         return left_out_later, left_out_now
@@ -562,13 +566,14 @@ class Loader:
             current = jsonio.loads_trusted(stored.body or "{}")
             times = s.record_get("etimes", f"{key.resource_type}/{stored.rid}") or {}
             merged, new_times = merge(current, resource, times, new_stamp)
+            if new_times != times:  # as for a Patient: also when the content stays
+                s.record_put("etimes", f"{key.resource_type}/{stored.rid}", new_times)
             merged, checked = self._check(merged, source)
             if not changed(current, merged):
                 count(WriteResult(stored, created=False, changed=False))
                 return
             count(self.repo.update(merged, rtype=key.resource_type, rid=stored.rid,
                                    session=s, checked=checked))
-            s.record_put("etimes", f"{key.resource_type}/{stored.rid}", new_times)
             return
         merged, times = merge(None, resource, {}, new_stamp)
         checked_resource, checked = self._check(merged, source)

@@ -67,19 +67,14 @@ def merge(stored: dict[str, Any] | None, incoming: dict[str, Any],
             result[key] = _union(result.get(key) or [], value)
             continue
         base = _choice_base(key)
-        if base != key:  # deceasedBoolean vs deceasedDateTime: one element, one stamp
+        if base == "deceased":
+            _say_deceased(result, kept, key, value, new_stamp)
+            continue
+        if base != key:  # e.g. effectiveDateTime vs effectivePeriod: one element, one stamp
             previous = [k for k in result if _choice_base(k) == base and k != key]
         else:
             previous = []
-        date_of_death = _date_of_death(result, key, value) if base == "deceased" else None
-        if date_of_death is not None:
-            # "deceased: true" and a date of death say the same, and the date says more:
-            # whichever partner's came last, and in whatever order, the date is kept
-            for old in previous:
-                result.pop(old, None)
-            result["deceasedDateTime"] = date_of_death
-            kept[base] = max(kept.get(base, ""), new_stamp)
-        elif kept.get(base, "") <= new_stamp:
+        if kept.get(base, "") <= new_stamp:
             for old in previous:
                 result.pop(old, None)
             result[key] = value
@@ -87,16 +82,57 @@ def merge(stored: dict[str, Any] | None, incoming: dict[str, Any],
     return result, kept
 
 
-def _date_of_death(result: dict[str, Any], key: str, value: Any) -> str | None:
-    """The date of death to keep when one partner says only "deceased: true" and another
-    gives the date; None otherwise (then the newer stamp decides, as for any element)."""
-    if key == "deceasedBoolean" and value is True and \
-            isinstance(result.get("deceasedDateTime"), str):
-        return result["deceasedDateTime"]
-    if key == "deceasedDateTime" and isinstance(value, str) and \
-            result.get("deceasedBoolean") is True:
-        return value
-    return None
+#: Prefix of the element stamps holding what each partner last said of a death.
+SAID_DECEASED = "deceased@"
+
+
+def _partner_of(stamp_: Stamp) -> str:
+    parts = stamp_.split("\x1f")
+    return parts[1] if len(parts) > 2 else ""
+
+
+def _say_deceased(result: dict[str, Any], kept: dict[str, Stamp], key: str, value: Any,
+                  new_stamp: Stamp) -> None:
+    """Keep each partner's newest statement of death (`deceased@<partner>`: the stamp, a
+    tab, the element as JSON), and derive `deceased[x]` from them all, so any order of
+    records gives the same answer. A partner's "not deceased" (HL7 PID-30 N) corrects only
+    what that partner said: a death another partner recorded is kept, as a disagreement
+    is never settled by the later message. A date of death says more than "deceased:
+    true" and is kept over it whichever came last; of several dates, the newest said."""
+    said = _said_deceased(result, kept)
+    partner = _partner_of(new_stamp)
+    if partner in said and said[partner][0] > new_stamp:
+        return  # this partner has said something newer
+    said[partner] = (new_stamp, key, value)
+    for name, (when, k, v) in said.items():
+        kept[SAID_DECEASED + name] = f"{when}\t{jsonio.canonical({k: v})}"
+    for old in [k for k in result if _choice_base(k) == "deceased"]:
+        result.pop(old)
+    statements = sorted(said.values(), key=lambda s: s[0], reverse=True)
+    dates = [v for _, k, v in statements if k == "deceasedDateTime" and isinstance(v, str)]
+    if dates:
+        result["deceasedDateTime"] = dates[0]
+    elif any(k == "deceasedBoolean" and v is True for _, k, v in statements):
+        result["deceasedBoolean"] = True
+    else:
+        result[statements[0][1]] = statements[0][2]  # everyone who spoke: not deceased
+    kept["deceased"] = statements[0][0]
+
+
+def _said_deceased(result: dict[str, Any], kept: dict[str, Stamp]
+                   ) -> dict[str, tuple[Stamp, str, Any]]:
+    said: dict[str, tuple[Stamp, str, Any]] = {}
+    for name, entry in kept.items():
+        if name.startswith(SAID_DECEASED):
+            when, _, element = entry.partition("\t")
+            ((k, v),) = jsonio.loads_trusted(element).items()
+            said[name[len(SAID_DECEASED):]] = (when, k, v)
+    if not said and "deceased" in kept:
+        # stored before statements were kept per partner: what the record holds is what
+        # the partner of its stamp said
+        for k in [k for k in result if _choice_base(k) == "deceased"]:
+            said[_partner_of(kept["deceased"])] = (kept["deceased"], k, result[k])
+    return said
 
 
 def _union(stored: list[Any], incoming: list[Any]) -> list[Any]:

@@ -241,6 +241,10 @@ def test_a_list_stated_in_full_names_every_item_it_gives(tmp_path: Path) -> None
         {"id": "1", "nhs": "9434765919"}))
     assert [[k.value for k in r.item_sets[0].keys] for r in (full, blank_item, empty, none)] \
         == [["1/1", "1/2"], ["1/1"], [], []]
+    assert {r.item_sets[0].rule for r in (full, blank_item, empty, none)} == {"note"}
+    # an item whose `when` fails is left out of the list, not retracted on its own: a
+    # retraction would not be weighed against a newer record's list
+    assert blank_item.retracted == ()
 
 
 def test_a_list_stated_in_full_needs_the_record_id(tmp_path: Path) -> None:

@@ -258,7 +258,7 @@ def form(rid: str, when: str, *names: str) -> MappedRecord:
     items = tuple(contact(n) for n in names)
     keys = tuple(BusinessId("RelatedPerson", CONTACTS, f"H1/{n}") for n in names)
     return record(person(partner="hospice"), "hospice", rid, *items, event_time=when,
-                  item_sets=(ItemSet("RelatedPerson", CONTACTS, keys),))
+                  item_sets=(ItemSet("contacts", "RelatedPerson", CONTACTS, keys),))
 
 
 def contacts_of(repo: Repository) -> set[str]:
@@ -279,11 +279,25 @@ def test_a_list_stated_in_full_ends_the_same_whatever_the_order(
     assert contacts_of(loader.repo) == {"Ann", "Raj"}
 
 
+def test_two_lists_of_one_system_are_kept_apart(loader: Loader) -> None:
+    # two rules (the form's contacts, a next-of-kin list) writing one identifier system
+    def both() -> MappedRecord:
+        peter, ann = (BusinessId("RelatedPerson", CONTACTS, f"H1/{n}") for n in ("Peter", "Ann"))
+        return record(person(partner="hospice"), "hospice", "H1", contact("Peter"),
+                      contact("Ann"), item_sets=(
+                          ItemSet("contacts", "RelatedPerson", CONTACTS, (peter,)),
+                          ItemSet("next-of-kin", "RelatedPerson", CONTACTS, (ann,))))
+    first = loader.ingest([both()])
+    again = loader.ingest([both()])
+    assert contacts_of(loader.repo) == {"Peter", "Ann"}
+    assert first.created == 3 and (again.created, again.updated) == (0, 0)
+
+
 def test_a_list_is_kept_per_source_record(loader: Loader) -> None:
     # another record of the same partner (another client id) does not shrink this one's
     loader.ingest([form("H1", "2026-01-01T10:00:00Z", "Peter")])
     other = record(person(partner="hospice"), "hospice", "H2", event_time="2026-02-01T10:00:00Z",
-                   item_sets=(ItemSet("RelatedPerson", CONTACTS, ()),))
+                   item_sets=(ItemSet("contacts", "RelatedPerson", CONTACTS, ()),))
     loader.ingest([other])
     assert contacts_of(loader.repo) == {"Peter"}
     loader.ingest([form("H1", "2026-03-01T10:00:00Z")])

@@ -37,3 +37,40 @@ def test_a_newer_not_deceased_still_corrects_a_date_of_death() -> None:
     result = merged(({"deceasedDateTime": "2026-03-01"}, GP),
                     ({"deceasedBoolean": False}, later))
     assert result.get("deceasedBoolean") is False and "deceasedDateTime" not in result
+
+
+# Each partner's newest word on a death is kept; "not deceased" (HL7 PID-30 N) corrects
+# only what that partner said. The GP feed has no event times, so its stamps sort before
+# any of the hospital's: the hospital's "not deceased" must not outrank the GP's death.
+GP_DIED = ({"deceasedDateTime": "2026-05-20"}, stamp(None, "gp", "g9"))
+ACUTE_DIED = ({"deceasedDateTime": "2026-05-01T10:00:00+01:00"},
+              stamp("2026-05-01T10:00:00Z", "acute", "a1"))
+ACUTE_ALIVE = ({"deceasedBoolean": False}, stamp("2026-05-02T10:00:00Z", "acute", "a2"))
+
+
+@pytest.mark.parametrize("order", list(itertools.permutations(range(3))))
+def test_one_partners_correction_never_undoes_anothers_death(order: tuple[int, ...]) -> None:
+    records = [GP_DIED, ACUTE_DIED, ACUTE_ALIVE]
+    result = merged(*(records[i] for i in order))
+    assert result.get("deceasedDateTime") == "2026-05-20"  # the GP's; the acute's withdrawn
+    assert "deceasedBoolean" not in result
+
+
+@pytest.mark.parametrize("order", list(itertools.permutations(range(2))))
+def test_a_partners_correction_undoes_its_own_death_in_any_order(
+        order: tuple[int, ...]) -> None:
+    records = [ACUTE_DIED, ACUTE_ALIVE]
+    result = merged(*(records[i] for i in order))
+    assert result.get("deceasedBoolean") is False and "deceasedDateTime" not in result
+
+
+def test_a_death_stored_before_statements_were_kept_per_partner_is_its_stampers() -> None:
+    # element stamps written by earlier code hold only "deceased": its partner said it
+    stored = {"resourceType": "Patient", "deceasedDateTime": "2026-05-20"}
+    times = {"deceased": GP_DIED[1]}
+    result, _ = merge(stored, {"resourceType": "Patient", "deceasedBoolean": False},
+                      times, ACUTE_ALIVE[1])
+    assert result.get("deceasedDateTime") == "2026-05-20"
+    result, _ = merge(stored, {"resourceType": "Patient", "deceasedBoolean": False},
+                      times, stamp("2026-05-02T10:00:00Z", "gp", "g10"))
+    assert result.get("deceasedBoolean") is False
