@@ -10,6 +10,7 @@ summary may be incomplete: never "no plan recorded".
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -131,9 +132,7 @@ def sections(facts: Facts, *, generated: str) -> list[Section]:
                            notes=(conflict_detail(facts.cpr),),
                            headline="PARTNERS DISAGREE ON CPR", tone="conflict"))
     out.append(_cpr(facts))
-    out.append(Section("respect", "ReSPECT recommendations and care focus",
-                       tuple(item(f) for f in facts.plans),
-                       empty="No ReSPECT form or end of life care plan recorded."))
+    out.append(_plans(facts))
     out.append(Section("places", "Preferred place of care and of death",
                        tuple(item(f) for f in facts.places),
                        empty="No preferred place of care or of death recorded."))
@@ -208,6 +207,16 @@ def _deceased(facts: Facts) -> Section:
     return Section("deceased", "Deceased", tuple(items), notes=notes,
                    headline="DECEASED" + (f" {day(when)}" if dated else ""),
                    tone="deceased")
+
+
+def _plans(facts: Facts) -> Section:
+    per_kind = Counter((f.source.key or f.ref, f.group) for f in facts.plans)
+    notes = ("One partner holds more than one current form or plan of one kind, with dates "
+             "that cannot tell which is newer: read each.",) \
+        if any(n > 1 for n in per_kind.values()) else ()
+    return Section("respect", "ReSPECT recommendations and care focus",
+                   tuple(item(f) for f in facts.plans), notes=notes,
+                   empty="No ReSPECT form or end of life care plan recorded.")
 
 
 def _cpr(facts: Facts) -> Section:

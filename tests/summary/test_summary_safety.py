@@ -639,3 +639,8 @@ def test_a_newer_undated_form_is_shown_beside_the_older_dated_one(http: TestClie
     assert sorted(cited) == sorted([f"CarePlan/{old['id']}", f"CarePlan/{new['id']}"])
     text = plain(doc.text("respect"))
     assert "Comfort care only" in text and "Full escalation" in text
+    assert "more than one current form or plan of one kind" in text
+    # one form only: no such note
+    rec2 = Record(http, pid="p2", nhs=valid_nhs(700))
+    _respect(rec2, "Comfort care only", "2026-01-10")
+    assert "more than one" not in plain(document(http, by_nhs(rec2.nhs)).text("respect"))
