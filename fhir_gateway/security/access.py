@@ -117,6 +117,8 @@ class AccessInterceptor(BaseInterceptor):
                 _own_resources_only(caller, request, params)
         if caller.role == "feed" and interaction.name in WRITES:
             self._check_feed_write(caller, request, interaction)
+        if caller.role == "feed" and interaction.name in ("batch", "transaction"):
+            _bounded_provenance_targets(request.body)
 
     def authenticate(self, req: FhirRequest) -> SecureCaller:
         header = req.header("authorization")
@@ -433,6 +435,19 @@ def _counts(search: SearchRequest) -> bool:
     engine counts what the index holds; the gate cannot filter a number)."""
     return search.summary == "count" or search.count == 0 or \
         search.total in ("estimate", "accurate")
+
+
+def _bounded_provenance_targets(bundle: Any) -> None:
+    """A feed's batch or transaction may name at most MAX_FEED_PROVENANCE_TARGETS
+    Provenance targets in all (each Provenance is also bounded on its own)."""
+    entries = bundle.get("entry") if isinstance(bundle, dict) else None
+    total = sum(len(as_list(r.get("target"))) for e in as_list(entries)
+                if isinstance(e, dict) and isinstance(r := e.get("resource"), dict)
+                and r.get("resourceType") == "Provenance")
+    if total > MAX_FEED_PROVENANCE_TARGETS:
+        raise Unprocessable(
+            f"a feed's Bundle may name at most {MAX_FEED_PROVENANCE_TARGETS:,} Provenance "
+            f"targets in all; this one names {total:,} (split it)", expression="Bundle.entry")
 
 
 def _check_attribution(resource: dict[str, Any], caller: SecureCaller) -> None:

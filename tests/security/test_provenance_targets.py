@@ -184,3 +184,26 @@ def test_a_feed_provenance_naming_too_many_targets_is_refused(
     assert f"names {MAX_FEED_PROVENANCE_TARGETS + 1:,}" in issue["diagnostics"]
     many["target"] = many["target"][:MAX_FEED_PROVENANCE_TARGETS]
     assert gw.http.post("/fhir/Provenance", headers=record["gp"], json=many).status_code == 201
+
+
+def test_a_feed_bundle_is_bounded_in_all_its_provenance_targets(
+        gw: Gateway, record: dict[str, Any]) -> None:
+    from fhir_gateway.security.access import MAX_FEED_PROVENANCE_TARGETS
+
+    half = MAX_FEED_PROVENANCE_TARGETS // 2 + 1
+    entries = [{"resource": {**provenance("Observation/gp-cpr", GP[1],
+                                          "2026-05-21T09:00:00Z"),
+                             "target": [{"reference": f"Observation/gp-{k}-{i}"}
+                                        for i in range(half)]},
+                "request": {"method": "POST", "url": "Provenance"}} for k in range(2)]
+    for kind in ("transaction", "batch"):
+        resp = gw.http.post("/fhir", headers=record["gp"],
+                            json={"resourceType": "Bundle", "type": kind, "entry": entries})
+        assert resp.status_code == 422, (kind, resp.text)
+        issue = resp.json()["issue"][0]
+        assert issue["expression"] == ["Bundle.entry"]
+        assert f"names {2 * half:,}" in issue["diagnostics"]
+    entries[1]["resource"]["target"] = entries[1]["resource"]["target"][:1]
+    resp = gw.http.post("/fhir", headers=record["gp"],
+                        json={"resourceType": "Bundle", "type": "transaction", "entry": entries})
+    assert resp.status_code == 200, resp.text
