@@ -400,3 +400,16 @@ def test_batch_size_does_not_change_the_result(engine: StoreEngine,
     (enc,) = all_of(loader.repo, "Encounter")
     assert enc["status"] == "finished" and enc["period"]["end"] == "2026-05-03"
     assert loader.list_held() == []
+
+
+def test_a_newer_record_saying_the_same_still_outranks_an_older_one(loader: Loader) -> None:
+    # 1 Jan and 3 Jan say in progress (the 3 Jan message changes nothing); the 2 Jan one
+    # saying finished, delivered last, is older than the newest word and must not win
+    p = person(partner="acute")
+    for when, status, rid in (("2026-01-01T10:00:00Z", "in-progress", "m1"),
+                              ("2026-01-03T10:00:00Z", "in-progress", "m3"),
+                              ("2026-01-02T10:00:00Z", "finished", "m2")):
+        loader.ingest([record(p, "acute", rid, encounter("V1", status, "2026-01-01T09:00:00Z"),
+                              event_time=when)])
+    (stay,) = all_of(loader.repo, "Encounter")
+    assert stay["status"] == "in-progress"
