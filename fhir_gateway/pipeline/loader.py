@@ -40,7 +40,7 @@ from ..store.base import StoredVersion, StoreSession, VersionConflict
 from ..store.query import Criterion, IndexQuery, TokenPredicate
 from ..validation import ProfileValidator, default_validator
 from .identity import NHS_CLAIMS, Held, Resolved, replaced_by, resolve
-from .merge import REPOINT_ACTIVITY, changed, merge, stamp
+from .merge import REPOINT_ACTIVITY, changed, fold_deceased, merge, stamp
 from .provenance import provenance
 
 MAX_ATTEMPTS = 10
@@ -624,6 +624,12 @@ class Loader:
             if i not in keep.get("identifier", []) and i.get("system") != NHS_NUMBER_SYSTEM]
         keep["link"] = [*keep.get("link", []), {"other": {"reference": f"Patient/{loser}"},
                                                  "type": "replaces"}]
+        keep_times = s.record_get("etimes", f"Patient/{survivor}") or {}
+        folded = dict(keep_times)
+        fold_deceased(keep, folded, old_patient,
+                      s.record_get("etimes", f"Patient/{loser}") or {})
+        if folded != keep_times:
+            s.record_put("etimes", f"Patient/{survivor}", folded)
         count(self.repo.update(keep, rtype="Patient", rid=survivor, session=s))
         old_patient["active"] = False
         old_patient["link"] = [{"other": {"reference": f"Patient/{survivor}"},

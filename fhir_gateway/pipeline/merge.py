@@ -119,6 +119,16 @@ def _say_deceased(result: dict[str, Any], kept: dict[str, Stamp], key: str, valu
     kept["deceased"] = statements[0][0]
 
 
+def fold_deceased(survivor: dict[str, Any], survivor_times: dict[str, Stamp],
+                  merged_away: dict[str, Any], merged_away_times: dict[str, Stamp]) -> None:
+    """An A40 merge: what partners said of a death on the record merged away counts on
+    the survivor too (a death recorded on a duplicate must not vanish with it). Changes
+    `survivor` and `survivor_times` in place."""
+    for partner, (when, key, value) in _said_deceased(merged_away, merged_away_times).items():
+        if partner:
+            _say_deceased(survivor, survivor_times, key, value, when)
+
+
 def _said_deceased(result: dict[str, Any], kept: dict[str, Stamp]
                    ) -> dict[str, tuple[Stamp, str, Any]]:
     said: dict[str, tuple[Stamp, str, Any]] = {}

@@ -127,6 +127,27 @@ def test_after_a_merge_the_merged_away_records_ids_lead_to_the_survivor(
     assert newest["subject"]["reference"] == f"Patient/{survivor['id']}"
 
 
+GP_HEAD = ("NHS Number,Surname,Forename,Date of Birth,Sex,Practice Code,Usual GP,"
+           "Palliative Register Date,GSF Code,Preferred Place of Death,PPD Recorded,DNACPR,"
+           "DNACPR Date,Care Plan Summary,Last Reviewed,Date of Death,Place of Death\n")
+
+
+def test_a_death_recorded_on_the_merged_away_record_stays_on_the_survivor(
+        partnership: Partnership) -> None:
+    # The GP records the death against NHS Y (Patient B); the hospital then merges B into
+    # A (A40). The one record left must still say the person died. (A GP row for Y sent
+    # after the merge is held for review instead: see above.)
+    spaced = f"{Y[:3]} {Y[3:6]} {Y[6:]}"
+    gp = (GP_HEAD + f"{spaced},SMITH,John,01/01/1940,M,Y90028,Dr Clarke,29/11/2025,Red,"
+          "Home,25/12/2025,N,,Plan,11/03/2026,20/05/2026,Home\n").encode()
+    partnership.send("acute", "b.hl7", adt("C2", "A01", "202601020900",
+                                           f"{Y}^^^NHS^NH~M2^^^RXA^MR", visit="V2"))
+    assert partnership.send("gp", "gp.csv", gp).updated == 1
+    merged_pair(partnership)
+    (survivor,) = partnership.active()
+    assert survivor.get("deceasedDateTime") == "2026-05-20", survivor
+
+
 def test_a_demographic_match_on_a_merged_away_record_finds_the_survivor(
         partnership: Partnership) -> None:
     merged_pair(partnership)
