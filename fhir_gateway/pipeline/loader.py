@@ -112,7 +112,7 @@ def from_json(data: dict[str, Any]) -> MappedRecord:
         merge_from=PersonKey(**merge_from) if merge_from else None,
         retracted=tuple(BusinessId(**k) for k in data["retracted"]),
         # Held records kept before lists were stated in full have none.
-        item_sets=tuple(ItemSet(i["rule"], i["resource_type"], i["system"],
+        item_sets=tuple(ItemSet(i.get("rule", ""), i["resource_type"], i["system"],
                                 tuple(BusinessId(**k) for k in i["keys"]))
                         for i in data.get("item_sets", ())),
         warnings=tuple(data["warnings"]))
@@ -535,6 +535,13 @@ class Loader:
             name = "\x1f".join((record.source.partner, items.rule, items.resource_type,
                                 items.system, record.source.record_id or ""))
             stored = s.record_get(ITEM_SETS, name)
+            if stored is None:  # kept under a name without the rule (7d69236-834eac7)
+                legacy = "\x1f".join((record.source.partner, items.resource_type,
+                                      items.system, record.source.record_id or ""))
+                stored = s.record_get(ITEM_SETS, legacy)
+                if stored is not None:
+                    s.record_delete(ITEM_SETS, legacy)
+                    s.record_put(ITEM_SETS, name, stored)
             now = sorted({k.value for k in items.keys})
             if stored is not None and stored["stamp"] > new_stamp:
                 left_out_later.update(k for k in items.keys if k.value not in stored["values"])

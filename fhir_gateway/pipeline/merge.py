@@ -82,6 +82,8 @@ def merge(stored: dict[str, Any] | None, incoming: dict[str, Any],
     return result, kept
 
 
+#: System records (kind) of each resource's element stamps, keyed "Type/id".
+ELEMENT_STAMPS = "etimes"
 #: Prefix of the element stamps holding what each partner last said of a death.
 SAID_DECEASED = "deceased@"
 
@@ -91,19 +93,34 @@ def _partner_of(stamp_: Stamp) -> str:
     return parts[1] if len(parts) > 2 else ""
 
 
+#: Who said it, for a death stored before statements were kept per partner: its stamp
+#: need not name the partner that gave the date, so no partner's "not deceased" withdraws it.
+UNATTRIBUTED = ""
+
+
 def _say_deceased(result: dict[str, Any], kept: dict[str, Stamp], key: str, value: Any,
-                  new_stamp: Stamp) -> None:
+                  new_stamp: Stamp, partner: str | None = None) -> None:
     """Keep each partner's newest statement of death (`deceased@<partner>`: the stamp, a
     tab, the element as JSON), and derive `deceased[x]` from them all, so any order of
     records gives the same answer. A partner's "not deceased" (HL7 PID-30 N) corrects only
     what that partner said: a death another partner recorded is kept, as a disagreement
-    is never settled by the later message. A date of death says more than "deceased:
-    true" and is kept over it whichever came last; of several dates, the newest said."""
+    is never settled by the later message (the summary shows it). A date of death says
+    more than "deceased: true" and is kept over it whichever came last, also from one
+    partner; of several partners' dates, the newest said."""
     said = _said_deceased(result, kept)
-    partner = _partner_of(new_stamp)
-    if partner in said and said[partner][0] > new_stamp:
-        return  # this partner has said something newer
-    said[partner] = (new_stamp, key, value)
+    partner = _partner_of(new_stamp) if partner is None else partner
+    incoming = (new_stamp, key, value)
+    previous = said.get(partner)
+    if previous is not None and previous[0] > new_stamp:
+        newer, older = previous, incoming
+    else:
+        newer, older = incoming, previous
+    if older is not None and newer[1] == "deceasedBoolean" and newer[2] is True \
+            and older[1] == "deceasedDateTime" and isinstance(older[2], str):
+        newer = (newer[0], older[1], older[2])  # "true" then or after its date: the date
+    if newer == previous:
+        return
+    said[partner] = newer
     for name, (when, k, v) in said.items():
         kept[SAID_DECEASED + name] = f"{when}\t{jsonio.canonical({k: v})}"
     for old in [k for k in result if _choice_base(k) == "deceased"]:
@@ -124,9 +141,23 @@ def fold_deceased(survivor: dict[str, Any], survivor_times: dict[str, Stamp],
     """An A40 merge: what partners said of a death on the record merged away counts on
     the survivor too (a death recorded on a duplicate must not vanish with it). Changes
     `survivor` and `survivor_times` in place."""
-    for partner, (when, key, value) in _said_deceased(merged_away, merged_away_times).items():
-        if partner:
-            _say_deceased(survivor, survivor_times, key, value, when)
+    for partner, (when, key, value) in deceased_statements(merged_away,
+                                                           merged_away_times).items():
+        _say_deceased(survivor, survivor_times, key, value, when, partner)
+
+
+def deceased_statements(patient: dict[str, Any], times: dict[str, Stamp]
+                        ) -> dict[str, tuple[Stamp, str, Any]]:
+    """Each partner's newest statement about the death of `patient`, from its element
+    stamps `times`: partner -> (stamp, element name, value). `UNATTRIBUTED` holds a death
+    stored before statements were kept per partner."""
+    return _said_deceased(patient, times)
+
+
+def said_not_deceased(patient: dict[str, Any], times: dict[str, Stamp]) -> list[str]:
+    """The partners whose newest statement is that `patient` has not died."""
+    return sorted(p for p, (_, k, v) in deceased_statements(patient, times).items()
+                  if k == "deceasedBoolean" and v is False)
 
 
 def _said_deceased(result: dict[str, Any], kept: dict[str, Stamp]
@@ -138,10 +169,13 @@ def _said_deceased(result: dict[str, Any], kept: dict[str, Stamp]
             ((k, v),) = jsonio.loads_trusted(element).items()
             said[name[len(SAID_DECEASED):]] = (when, k, v)
     if not said and "deceased" in kept:
-        # stored before statements were kept per partner: what the record holds is what
-        # the partner of its stamp said
+        # stored before statements were kept per partner: a "not deceased" is the
+        # stamp's partner's; a death may have come from another (the older code kept
+        # the newer stamp beside another partner's date), so it is no one's to withdraw
         for k in [k for k in result if _choice_base(k) == "deceased"]:
-            said[_partner_of(kept["deceased"])] = (kept["deceased"], k, result[k])
+            alive = k == "deceasedBoolean" and result[k] is False
+            said[_partner_of(kept["deceased"]) if alive else UNATTRIBUTED] = (
+                kept["deceased"], k, result[k])
     return said
 
 

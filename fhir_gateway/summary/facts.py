@@ -57,7 +57,7 @@ from typing import Any
 
 from ..fhir.interactions import FhirContext, visible
 from ..fhir.request import FhirRequest
-from ..pipeline.merge import is_repoint
+from ..pipeline.merge import ELEMENT_STAMPS, is_repoint, said_not_deceased
 from ..search.values import date_range
 from ..security.consent import PARTNER_TAG_SYSTEM, speaks_for
 from ..store.base import StoredVersion
@@ -158,6 +158,9 @@ class Facts:
     found_as: str | None = None
     #: "Type/id" -> the stored JSON text of each resource read (sent as is, not re-encoded)
     bodies: dict[str, str] = field(default_factory=dict)
+    #: partner feeds whose newest word is that the person has not died (HL7 PID-30 N),
+    #: while another's death stands: a disagreement the summary shows, never settles
+    alive_said_by: tuple[str, ...] = ()
 
     @property
     def conflict(self) -> bool:
@@ -222,6 +225,9 @@ def gather(ctx: FhirContext, req: FhirRequest, patient: dict[str, Any], *,
     facts = _select(patient, candidates, today, replaced)
     facts.patient_source = sources.get(f"Patient/{pid}", NO_SOURCE)
     facts.truncated = truncated
+    if ctx.session is not None and facts.deceased:
+        times = ctx.session.record_get(ELEMENT_STAMPS, f"Patient/{pid}") or {}
+        facts.alive_said_by = tuple(said_not_deceased(patient, times))
     times = [str((r.get("meta") or {}).get("lastUpdated") or "") for r in (patient, *resources)]
     times += [str(p.get("recorded") or "") for p in provenances]
     times += [s.recorded or "" for s in sources.values()]

@@ -64,13 +64,31 @@ def test_a_partners_correction_undoes_its_own_death_in_any_order(
     assert result.get("deceasedBoolean") is False and "deceasedDateTime" not in result
 
 
-def test_a_death_stored_before_statements_were_kept_per_partner_is_its_stampers() -> None:
-    # element stamps written by earlier code hold only "deceased": its partner said it
+def test_a_death_stored_before_statements_were_kept_per_partner_is_no_ones_to_withdraw(
+        ) -> None:
+    # element stamps written by earlier code hold only "deceased", and its stamp may be
+    # the hospital's beside the GP's date (the newer stamp was kept): no partner's "not
+    # deceased" can tell it withdrew that death
     stored = {"resourceType": "Patient", "deceasedDateTime": "2026-05-20"}
-    times = {"deceased": GP_DIED[1]}
-    result, _ = merge(stored, {"resourceType": "Patient", "deceasedBoolean": False},
-                      times, ACUTE_ALIVE[1])
+    times = {"deceased": ACUTE_DIED[1]}
+    for alive in (ACUTE_ALIVE[1], stamp("2026-05-02T10:00:00Z", "gp", "g10")):
+        result, _ = merge(stored, {"resourceType": "Patient", "deceasedBoolean": False},
+                          times, alive)
+        assert result.get("deceasedDateTime") == "2026-05-20"
+        assert "deceasedBoolean" not in result
+    # a stored "not deceased" is its stamp's partner's, which a death of another outranks
+    stored = {"resourceType": "Patient", "deceasedBoolean": False}
+    result, _ = merge(stored, {"resourceType": "Patient", "deceasedDateTime": "2026-05-20"},
+                      {"deceased": ACUTE_ALIVE[1]}, GP_DIED[1])
     assert result.get("deceasedDateTime") == "2026-05-20"
-    result, _ = merge(stored, {"resourceType": "Patient", "deceasedBoolean": False},
-                      times, stamp("2026-05-02T10:00:00Z", "gp", "g10"))
-    assert result.get("deceasedBoolean") is False
+
+
+@pytest.mark.parametrize("order", list(itertools.permutations(range(2))))
+def test_one_partners_date_outlasts_its_own_later_deceased_true(
+        order: tuple[int, ...]) -> None:
+    # the hospital's A03 gives the date; a later A08 says only PID-30 Y
+    records = [ACUTE_DIED, ({"deceasedBoolean": True}, stamp("2026-05-03T10:00:00Z",
+                                                             "acute", "a3"))]
+    result = merged(*(records[i] for i in order))
+    assert result.get("deceasedDateTime") == "2026-05-01T10:00:00+01:00"
+    assert "deceasedBoolean" not in result

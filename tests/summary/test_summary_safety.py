@@ -644,3 +644,25 @@ def test_a_newer_undated_form_is_shown_beside_the_older_dated_one(http: TestClie
     rec2 = Record(http, pid="p2", nhs=valid_nhs(700))
     _respect(rec2, "Comfort care only", "2026-01-10")
     assert "more than one" not in plain(document(http, by_nhs(rec2.nhs)).text("respect"))
+
+
+def test_one_partners_not_died_beside_anothers_death_is_shown_as_a_disagreement(
+        http: TestClient) -> None:
+    # the GP records a death; the hospital's newer A08 says PID-30 N. The GP's death
+    # stands (one partner cannot withdraw another's), and the crew is told they disagree.
+    nhs = valid_nhs(800)
+    service = IngestService(Repository(http.app.state.fhir_router.repository.engine))
+    gp = GP_HEADER + (f"{_spaced(nhs)},WHITE,Ann,03/11/1940,F,Y90028,Dr Clarke,29/11/2025,"
+                      "Amber,Home,25/12/2025,N,,Plan,11/03/2026,20/05/2026,Home\n")
+    assert service.ingest("gp", "gp.csv", gp.encode(), today=TODAY).rejected == 0
+    _, corrected = _death_then_correction(nhs)
+    assert service.ingest("acute", "c.hl7", corrected, today=TODAY).rejected == 0
+    doc = document(http, by_nhs(nhs))
+    (pat,) = doc.of_type("Patient")
+    assert pat["deceasedDateTime"] == "2026-05-20"
+    assert doc.titles()[0] == "Deceased"
+    assert "RECORDS DISAGREE ON WHETHER THIS PERSON HAS DIED" in headline(doc)
+    text = plain(doc.text("deceased"))
+    assert "from acute says they have not died" in text and "has died (20 May 2026)" in text
+    page = http.get(by_nhs(nhs), headers={"Accept": "text/html"}).text
+    assert "RECORDS DISAGREE ON WHETHER THIS PERSON HAS DIED" in page
