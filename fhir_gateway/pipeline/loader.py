@@ -23,8 +23,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import jsonio
-from ..errors import Conflict, Issue
+from ..errors import Conflict, GatewayError, Issue
 from ..fhir.repository import ProfileChecked, Repository, WriteResult, new_id
+from ..ingest import IngestError, cached_mapping
 from ..ingest.model import (
     NHS_NUMBER_SYSTEM,
     PATIENT_REFERENCE,
@@ -112,10 +113,23 @@ def from_json(data: dict[str, Any]) -> MappedRecord:
         merge_from=PersonKey(**merge_from) if merge_from else None,
         retracted=tuple(BusinessId(**k) for k in data["retracted"]),
         # Held records kept before lists were stated in full have none.
-        item_sets=tuple(ItemSet(i.get("rule", ""), i["resource_type"], i["system"],
+        item_sets=tuple(ItemSet(i.get("rule") or _list_rule(data["source"]["partner"], i),
+                                i["resource_type"], i["system"],
                                 tuple(BusinessId(**k) for k in i["keys"]))
                         for i in data.get("item_sets", ())),
         warnings=tuple(data["warnings"]))
+
+
+def _list_rule(partner: str, items: dict[str, Any]) -> str:
+    """The rule of a list held by code that did not name it (7d69236-834eac7): the
+    partner's one list rule of that type and identifier system."""
+    try:
+        rules = cached_mapping(partner).rules
+    except IngestError:
+        return ""
+    names = [r.name for r in rules if r.for_each is not None and r.retract_otherwise
+             and r.resource_type == items["resource_type"] and r.system == items["system"]]
+    return names[0] if len(names) == 1 else ""
 
 
 class Loader:
@@ -209,6 +223,10 @@ class Loader:
         except RecordRejected as exc:
             self._reject(done, item.source, exc.field, exc.reason, session=s)
             return
+        except GatewayError as exc:
+            refused = _refused(exc, item.source)
+            self._reject(done, item.source, refused.field, refused.reason, session=s)
+            return
         self._count(done, done_held, item, outcome)
 
     @staticmethod
@@ -231,6 +249,12 @@ class Loader:
                 continue
             except RecordRejected as exc:
                 self._reject(summary, record.source, exc.field, exc.reason)
+                return summary
+            except GatewayError as exc:
+                if patient_id is not None or create:
+                    raise  # a reviewer's choice the store refuses: said to the reviewer
+                refused = _refused(exc, record.source)
+                self._reject(summary, record.source, refused.field, refused.reason)
                 return summary
         self._reject(summary, record.source, "-", "the store stayed busy; try again")
         return summary
@@ -646,6 +670,15 @@ class Loader:
         if old_patient["identifier"] is None:
             old_patient.pop("identifier")
         count(self.repo.update(old_patient, rtype="Patient", rid=loser, session=s))
+
+
+def _refused(exc: GatewayError, source: SourceRef) -> RecordRejected:
+    """A write the store refused for a record (say, an HL7 A40 that would leave the
+    Patient merged away with no identifier): the record is rejected for review, with the
+    store's reason; the rest of the file goes on."""
+    where = ", ".join(dict.fromkeys(e for i in exc.issues for e in i.expression)) or "-"
+    return RecordRejected(where, f"{source.partner} {source.file} {source.position}: a "
+                                 f"write this record implies was refused: {exc.diagnostics}")
 
 
 def _counted(counts: dict[str, int],

@@ -84,8 +84,15 @@ def merge(stored: dict[str, Any] | None, incoming: dict[str, Any],
 
 #: System records (kind) of each resource's element stamps, keyed "Type/id".
 ELEMENT_STAMPS = "etimes"
-#: Prefix of the element stamps holding what each partner last said of a death.
+#: Prefix of the element stamps holding what each partner said of a death:
+#: `deceased@<partner>@<kind>` -> "<stamp>\t<value as JSON>", kind date | true | false.
 SAID_DECEASED = "deceased@"
+_ELEMENT = {"date": "deceasedDateTime", "true": "deceasedBoolean", "false": "deceasedBoolean"}
+#: Who said it, for a death stored before statements were kept per partner: its stamp
+#: need not name the partner that gave the date, so no partner's "not deceased" withdraws it.
+UNATTRIBUTED = ""
+
+Said = dict[str, dict[str, tuple[Stamp, Any]]]  # partner -> kind -> (newest stamp, value)
 
 
 def _partner_of(stamp_: Stamp) -> str:
@@ -93,47 +100,58 @@ def _partner_of(stamp_: Stamp) -> str:
     return parts[1] if len(parts) > 2 else ""
 
 
-#: Who said it, for a death stored before statements were kept per partner: its stamp
-#: need not name the partner that gave the date, so no partner's "not deceased" withdraws it.
-UNATTRIBUTED = ""
+def _kind(key: str, value: Any) -> str | None:
+    if key == "deceasedDateTime" and isinstance(value, str):
+        return "date"
+    if key == "deceasedBoolean" and isinstance(value, bool):
+        return "true" if value else "false"
+    return None
 
 
 def _say_deceased(result: dict[str, Any], kept: dict[str, Stamp], key: str, value: Any,
                   new_stamp: Stamp, partner: str | None = None) -> None:
-    """Keep each partner's newest statement of death (`deceased@<partner>`: the stamp, a
-    tab, the element as JSON), and derive `deceased[x]` from them all, so any order of
-    records gives the same answer. A partner's "not deceased" (HL7 PID-30 N) corrects only
-    what that partner said: a death another partner recorded is kept, as a disagreement
-    is never settled by the later message (the summary shows it). A date of death says
-    more than "deceased: true" and is kept over it whichever came last, also from one
-    partner; of several partners' dates, the newest said."""
-    said = _said_deceased(result, kept)
-    partner = _partner_of(new_stamp) if partner is None else partner
-    incoming = (new_stamp, key, value)
-    previous = said.get(partner)
-    if previous is not None and previous[0] > new_stamp:
-        newer, older = previous, incoming
-    else:
-        newer, older = incoming, previous
-    if older is not None and newer[1] == "deceasedBoolean" and newer[2] is True \
-            and older[1] == "deceasedDateTime" and isinstance(older[2], str):
-        newer = (newer[0], older[1], older[2])  # "true" then or after its date: the date
-    if newer == previous:
+    """Keep, per partner, its newest date of death, newest "deceased: true" and newest
+    "not deceased", and derive `deceased[x]` from them all: the same messages in any
+    order, or any of them again, give the same answer. A partner's word is its newest
+    statement, and a "true" carries that partner's newest date unless a "not deceased"
+    came after the date. Any partner's death stands: one partner's "not deceased" (HL7
+    PID-30 N) withdraws only what that partner said, and a disagreement is shown by the
+    summary, never settled by the later message. A date says more than "true"; of
+    several partners' dates, the newest said."""
+    kind = _kind(key, value)
+    if kind is None:
         return
-    said[partner] = newer
-    for name, (when, k, v) in said.items():
-        kept[SAID_DECEASED + name] = f"{when}\t{jsonio.canonical({k: v})}"
+    said = _statements(result, kept)
+    mine = said.setdefault(_partner_of(new_stamp) if partner is None else partner, {})
+    if kind in mine and mine[kind][0] >= new_stamp:
+        return  # said before, or something newer of this kind
+    mine[kind] = (new_stamp, value)
+    for name in [n for n in kept if n.startswith(SAID_DECEASED)]:
+        del kept[name]
+    for who, kinds in said.items():
+        for k, (when, v) in kinds.items():
+            kept[f"{SAID_DECEASED}{who}@{k}"] = f"{when}\t{jsonio.canonical(v)}"
+    answers = [_answer(kinds) for kinds in said.values() if kinds]
     for old in [k for k in result if _choice_base(k) == "deceased"]:
         result.pop(old)
-    statements = sorted(said.values(), key=lambda s: s[0], reverse=True)
-    dates = [v for _, k, v in statements if k == "deceasedDateTime" and isinstance(v, str)]
+    dates = sorted((a for a in answers if a[1] == "deceasedDateTime"), reverse=True)
     if dates:
-        result["deceasedDateTime"] = dates[0]
-    elif any(k == "deceasedBoolean" and v is True for _, k, v in statements):
+        result["deceasedDateTime"] = dates[0][2]
+    elif any(a[1] == "deceasedBoolean" and a[2] is True for a in answers):
         result["deceasedBoolean"] = True
     else:
-        result[statements[0][1]] = statements[0][2]  # everyone who spoke: not deceased
-    kept["deceased"] = statements[0][0]
+        result["deceasedBoolean"] = False  # everyone who spoke: not deceased
+    kept["deceased"] = max(a[0] for a in answers)
+
+
+def _answer(kinds: dict[str, tuple[Stamp, Any]]) -> tuple[Stamp, str, Any]:
+    """One partner's word on a death, from its newest statement of each kind."""
+    kind, (when, value) = max(kinds.items(), key=lambda kv: kv[1][0])
+    date = kinds.get("date")
+    if kind == "true" and date is not None and \
+            ("false" not in kinds or date[0] > kinds["false"][0]):
+        return when, "deceasedDateTime", date[1]
+    return when, _ELEMENT[kind], value
 
 
 def fold_deceased(survivor: dict[str, Any], survivor_times: dict[str, Stamp],
@@ -141,41 +159,57 @@ def fold_deceased(survivor: dict[str, Any], survivor_times: dict[str, Stamp],
     """An A40 merge: what partners said of a death on the record merged away counts on
     the survivor too (a death recorded on a duplicate must not vanish with it). Changes
     `survivor` and `survivor_times` in place."""
-    for partner, (when, key, value) in deceased_statements(merged_away,
-                                                           merged_away_times).items():
-        _say_deceased(survivor, survivor_times, key, value, when, partner)
+    for partner, kinds in _statements(merged_away, merged_away_times).items():
+        for kind, (when, value) in kinds.items():
+            _say_deceased(survivor, survivor_times, _ELEMENT[kind], value, when, partner)
 
 
 def deceased_statements(patient: dict[str, Any], times: dict[str, Stamp]
                         ) -> dict[str, tuple[Stamp, str, Any]]:
-    """Each partner's newest statement about the death of `patient`, from its element
-    stamps `times`: partner -> (stamp, element name, value). `UNATTRIBUTED` holds a death
-    stored before statements were kept per partner."""
-    return _said_deceased(patient, times)
+    """Each partner's word on the death of `patient`, from its element stamps `times`:
+    partner -> (stamp, element name, value). `UNATTRIBUTED` holds a death stored before
+    statements were kept per partner."""
+    return {who: _answer(kinds) for who, kinds in _statements(patient, times).items()
+            if kinds}
 
 
-def said_not_deceased(patient: dict[str, Any], times: dict[str, Stamp]) -> list[str]:
-    """The partners whose newest statement is that `patient` has not died."""
-    return sorted(p for p, (_, k, v) in deceased_statements(patient, times).items()
-                  if k == "deceasedBoolean" and v is False)
+def said_not_deceased(patient: dict[str, Any], times: dict[str, Stamp],
+                      since: str | None = None) -> list[str]:
+    """The partners whose word is that `patient` has not died, leaving out those that
+    said so before `since` (the date of a death recorded: a hospital says "not deceased"
+    on every message while the person lives). A statement without a time counts."""
+    try:
+        start = date_range(since)[0] if since else ""
+    except BadDate:
+        start = ""
+    return sorted(who for who, (when, k, v) in deceased_statements(patient, times).items()
+                  if k == "deceasedBoolean" and v is False
+                  and not (start and when.split("\x1f")[0] and when.split("\x1f")[0] < start))
 
 
-def _said_deceased(result: dict[str, Any], kept: dict[str, Stamp]
-                   ) -> dict[str, tuple[Stamp, str, Any]]:
-    said: dict[str, tuple[Stamp, str, Any]] = {}
+def _statements(result: dict[str, Any], kept: dict[str, Stamp]) -> Said:
+    said: Said = {}
     for name, entry in kept.items():
-        if name.startswith(SAID_DECEASED):
-            when, _, element = entry.partition("\t")
-            ((k, v),) = jsonio.loads_trusted(element).items()
-            said[name[len(SAID_DECEASED):]] = (when, k, v)
+        if not name.startswith(SAID_DECEASED):
+            continue
+        when, _, text = entry.partition("\t")
+        value = jsonio.loads_trusted(text)
+        who, at, kind = name[len(SAID_DECEASED):].rpartition("@")
+        if not at:  # "deceased@<partner>": one element per partner (written 7d69236-e073417)
+            who = kind
+            ((element, value),) = value.items()
+            kind = _kind(element, value) or ""
+        if kind in _ELEMENT:
+            said.setdefault(who, {})[kind] = (when, value)
     if not said and "deceased" in kept:
         # stored before statements were kept per partner: a "not deceased" is the
         # stamp's partner's; a death may have come from another (the older code kept
         # the newer stamp beside another partner's date), so it is no one's to withdraw
         for k in [k for k in result if _choice_base(k) == "deceased"]:
-            alive = k == "deceasedBoolean" and result[k] is False
-            said[_partner_of(kept["deceased"]) if alive else UNATTRIBUTED] = (
-                kept["deceased"], k, result[k])
+            kind = _kind(k, result[k])
+            if kind is not None:
+                who = _partner_of(kept["deceased"]) if kind == "false" else UNATTRIBUTED
+                said.setdefault(who, {})[kind] = (kept["deceased"], result[k])
     return said
 
 

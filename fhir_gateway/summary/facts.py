@@ -57,6 +57,7 @@ from typing import Any
 
 from ..fhir.interactions import FhirContext, visible
 from ..fhir.request import FhirRequest
+from ..ingest import IngestError, cached_mapping
 from ..pipeline.merge import ELEMENT_STAMPS, is_repoint, said_not_deceased
 from ..search.values import date_range
 from ..security.consent import PARTNER_TAG_SYSTEM, speaks_for
@@ -225,9 +226,14 @@ def gather(ctx: FhirContext, req: FhirRequest, patient: dict[str, Any], *,
     facts = _select(patient, candidates, today, replaced)
     facts.patient_source = sources.get(f"Patient/{pid}", NO_SOURCE)
     facts.truncated = truncated
-    if ctx.session is not None and facts.deceased:
+    if ctx.session is not None and facts.died:
         times = ctx.session.record_get(ELEMENT_STAMPS, f"Patient/{pid}") or {}
-        facts.alive_said_by = tuple(said_not_deceased(patient, times))
+        since = facts.deceased if facts.deceased != "yes" else None
+        if not facts.deceased:
+            since = max((f.date for f in facts.death_places if f.date), key=_sortable,
+                        default=None)
+        facts.alive_said_by = tuple(_partner_name(p) for p in
+                                    said_not_deceased(patient, times, since))
     times = [str((r.get("meta") or {}).get("lastUpdated") or "") for r in (patient, *resources)]
     times += [str(p.get("recorded") or "") for p in provenances]
     times += [s.recorded or "" for s in sources.values()]
@@ -293,6 +299,15 @@ def _select(patient: dict[str, Any], candidates: list[Fact], today: date,
         team=by_kind.get("team", []),
         alerts=by_kind.get("issue", []) + newest_per_source(by_kind.get("alert", [])),
     )
+
+
+def _partner_name(partner: str) -> str:
+    """A partner feed as the crew should read it: its name and ODS code."""
+    try:
+        mapping = cached_mapping(partner)
+    except IngestError:
+        return partner or "a partner not recorded"
+    return f"{mapping.name} ({mapping.ods_code})"
 
 
 def newest_per_source(facts: Iterable[Fact]) -> list[Fact]:

@@ -187,12 +187,11 @@ def _deceased(facts: Facts) -> Section:
         if facts.alive_said_by:
             notes = (f"Records disagree on whether this person has died: the newest message "
                      f"from {', '.join(facts.alive_said_by)} says they have not died, while "
-                     "another partner's record of the death stands. Check before acting on "
-                     "either.",)
+                     "a record of the death stands. Check before acting on either.",)
             return Section("deceased", "Deceased", tuple(items), notes=notes,
                            headline="RECORDS DISAGREE ON WHETHER THIS PERSON HAS DIED",
                            tone="conflict")
-    elif facts.patient.get("deceasedBoolean") is False:
+    elif facts.alive_said_by:
         # the person's details were corrected to say they have not died (a death recorded
         # in error), yet a place of death is still on record: neither is chosen
         merged = Source(name=MERGED,

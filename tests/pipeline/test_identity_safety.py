@@ -148,6 +148,28 @@ def test_a_death_recorded_on_the_merged_away_record_stays_on_the_survivor(
     assert survivor.get("deceasedDateTime") == "2026-05-20", survivor
 
 
+def test_a_merge_the_store_refuses_is_rejected_and_the_file_goes_on(
+        partnership: Partnership) -> None:
+    # The GP's Patient for Y holds only the NHS number; an A40 merging it into A would
+    # leave it with no identifier, which its profile refuses. That A40 is rejected for
+    # review with the reason; it must not stop the file (it raised out of ingest).
+    spaced = f"{Y[:3]} {Y[3:6]} {Y[6:]}"
+    partnership.send("gp", "gp.csv", (
+        GP_HEAD + f"{spaced},SMITH,John,01/01/1940,M,Y90028,Dr Clarke,29/11/2025,Red,"
+        "Home,25/12/2025,N,,Plan,11/03/2026,,\n").encode())
+    partnership.send("acute", "a.hl7", adt("C1", "A01", "202601010900",
+                                           f"{X}^^^NHS^NH~M1^^^RXA^MR", visit="V1"))
+    after = adt("C4", "A01", "202601040900", f"{X}^^^NHS^NH~M1^^^RXA^MR", visit="V4")
+    result = partnership.send("acute", "m.hl7", adt(
+        "C3", "A40", "202601030900", f"{X}^^^NHS^NH~M1^^^RXA^MR",
+        merged=f"{Y}^^^NHS^NH") + after)
+    assert result.rejected == 1 and result.created == 1, result.to_json()
+    (rejection,) = result.rejections
+    assert rejection["position"] == "message 1" and rejection["field"] == "Patient.identifier"
+    assert "was refused" in rejection["reason"]
+    assert len(partnership.active()) == 2  # nothing of the merge was written
+
+
 def test_a_demographic_match_on_a_merged_away_record_finds_the_survivor(
         partnership: Partnership) -> None:
     merged_pair(partnership)

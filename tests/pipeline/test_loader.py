@@ -433,3 +433,14 @@ def test_lists_and_held_records_kept_by_earlier_code_are_still_read(loader: Load
         del items["rule"]
     assert [i.keys for i in from_json(data).item_sets] == [
         (BusinessId("RelatedPerson", CONTACTS, "H1/Ann"),)]
+
+
+def test_a_held_list_without_its_rule_takes_the_partners_rule_of_that_system() -> None:
+    from fhir_gateway.pipeline.loader import from_json, to_json
+
+    system = "https://fhir.shared-care-record.example/Id/hospice/contact"
+    held = record(person(partner="hospice"), "hospice", "H1", item_sets=(
+        ItemSet("emergency-contact", "RelatedPerson", system, ()),))
+    data = to_json(held)
+    del data["item_sets"][0]["rule"]
+    assert from_json(data).item_sets[0].rule == "emergency-contact"

@@ -92,3 +92,31 @@ def test_one_partners_date_outlasts_its_own_later_deceased_true(
     result = merged(*(records[i] for i in order))
     assert result.get("deceasedDateTime") == "2026-05-01T10:00:00+01:00"
     assert "deceasedBoolean" not in result
+
+
+def _stamped(when: str, rid: str) -> str:
+    return stamp(f"2026-05-{when}T10:00:00Z", "acute", rid)
+
+
+@pytest.mark.parametrize("order", list(itertools.permutations(range(3))))
+def test_one_partners_withdrawn_date_does_not_come_back_in_any_order(
+        order: tuple[int, ...]) -> None:
+    # the hospital: a date (1st), "not deceased" (2nd), then "deceased: true" (3rd).
+    # Its word is "true" without the withdrawn date, whatever the order, and again after
+    # any of the messages is delivered twice.
+    records = [({"deceasedDateTime": "2026-05-01"}, _stamped("01", "a1")),
+               ({"deceasedBoolean": False}, _stamped("02", "a2")),
+               ({"deceasedBoolean": True}, _stamped("03", "a3"))]
+    sequence = [records[i] for i in order]
+    for again in range(4):
+        result = merged(*sequence, *([records[again]] if again < 3 else []))
+        assert result.get("deceasedBoolean") is True, (order, again, result)
+        assert "deceasedDateTime" not in result
+
+
+def test_of_one_partners_dates_the_newest_is_kept_in_any_order() -> None:
+    records = [({"deceasedDateTime": "2026-05-01"}, _stamped("01", "a1")),
+               ({"deceasedDateTime": "2026-05-02"}, _stamped("02", "a2")),
+               ({"deceasedBoolean": True}, _stamped("03", "a3"))]
+    for order in itertools.permutations(range(3)):
+        assert merged(*(records[i] for i in order))["deceasedDateTime"] == "2026-05-02"

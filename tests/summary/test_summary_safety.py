@@ -663,6 +663,25 @@ def test_one_partners_not_died_beside_anothers_death_is_shown_as_a_disagreement(
     assert doc.titles()[0] == "Deceased"
     assert "RECORDS DISAGREE ON WHETHER THIS PERSON HAS DIED" in headline(doc)
     text = plain(doc.text("deceased"))
-    assert "from acute says they have not died" in text and "has died (20 May 2026)" in text
+    assert "from Borough Hospitals NHS Trust (RXA) says they have not died" in text
+    assert "has died (20 May 2026)" in text
     page = http.get(by_nhs(nhs), headers={"Accept": "text/html"}).text
     assert "RECORDS DISAGREE ON WHETHER THIS PERSON HAS DIED" in page
+
+
+def test_a_routine_not_died_sent_before_the_death_is_no_disagreement(
+        http: TestClient) -> None:
+    # hospital systems send PID-30 N on every message while the person lives: an A08 in
+    # April says nothing against the death the GP records in May
+    nhs = valid_nhs(900)
+    service = IngestService(Repository(http.app.state.fhir_router.repository.engine))
+    _, corrected = _death_then_correction(nhs)
+    april = corrected.replace(b"202605210900", b"202604010900")
+    assert service.ingest("acute", "a.hl7", april, today=TODAY).rejected == 0
+    gp = GP_HEADER + (f"{_spaced(nhs)},WHITE,Ann,03/11/1940,F,Y90028,Dr Clarke,29/11/2025,"
+                      "Amber,Home,25/12/2025,N,,Plan,11/03/2026,20/05/2026,Home\n")
+    assert service.ingest("gp", "gp.csv", gp.encode(), today=TODAY).rejected == 0
+    doc = document(http, by_nhs(nhs))
+    assert "DECEASED 20 May 2026" in headline(doc), headline(doc)
+    assert "DISAGREE" not in headline(doc)
+    assert "have not died" not in plain(doc.text("deceased"))
