@@ -176,41 +176,34 @@ def _deceased(facts: Facts) -> Section:
     when = facts.deceased or ""
     dated = bool(when) and when != "yes"
     items = [item(f) for f in facts.death_places]
-    if facts.deceased:
-        text = "The shared record says this person has died" + \
-            (f" ({day(when)})." if dated else ".")
+    if facts.deceased or facts.alive_said_by:
+        text = ("The shared record says this person has died"
+                + (f" ({day(when)})." if dated else ".")) if facts.deceased else \
+            "The person's details say this person has not died."
         merged = Source(name=MERGED,
                         recorded=(facts.patient.get("meta") or {}).get("lastUpdated"))
         items.insert(0, Item(text, ref=f"Patient/{facts.patient['id']}",
                              source=source_words(merged)))
-        notes: tuple[str, ...] = ()
-        if facts.alive_said_by:
-            notes = (f"Records disagree on whether this person has died: the newest message "
-                     f"from {', '.join(facts.alive_said_by)} says they have not died, while "
-                     "a record of the death stands. Check before acting on either.",)
-            return Section("deceased", "Deceased", tuple(items), notes=notes,
-                           headline="RECORDS DISAGREE ON WHETHER THIS PERSON HAS DIED",
-                           tone="conflict")
-    elif facts.alive_said_by:
-        # the person's details were corrected to say they have not died (a death recorded
-        # in error), yet a place of death is still on record: neither is chosen
-        merged = Source(name=MERGED,
-                        recorded=(facts.patient.get("meta") or {}).get("lastUpdated"))
-        items.insert(0, Item("The person's details say this person has not died.",
-                             ref=f"Patient/{facts.patient['id']}",
-                             source=source_words(merged)))
-        notes = ("Records disagree on whether this person has died: a place of death is "
-                 "recorded, but the person's details say they have not died (a death "
-                 "recorded in error may have been corrected). Check before acting on "
-                 "either.",)
+    if facts.alive_said_by:
+        # a partner's newest word is "not died" beside a death that stands (one partner
+        # cannot withdraw another's), or beside a place of death still on record after
+        # the person's details were corrected: neither is chosen
+        notes = (f"Records disagree on whether this person has died: the newest message "
+                 f"from {', '.join(facts.alive_said_by)} says they have not died, while "
+                 "a record of the death stands. Check before acting on either.",) \
+            if facts.deceased else \
+            ("Records disagree on whether this person has died: a place of death is "
+             "recorded, but the person's details say they have not died (a death "
+             "recorded in error may have been corrected). Check before acting on "
+             "either.",)
         return Section("deceased", "Deceased", tuple(items), notes=notes,
                        headline="RECORDS DISAGREE ON WHETHER THIS PERSON HAS DIED",
                        tone="conflict")
-    else:
-        # a partner recorded where the person died: that says they died, even though the
-        # person's details do not (yet) hold a date of death
-        notes = ("The shared record says this person has died: a place of death is "
-                 "recorded. The person's details hold no date of death.",)
+    # without a date of death on the person's details, a partner recorded where the
+    # person died: that says they died
+    notes = () if facts.deceased else (
+        "The shared record says this person has died: a place of death is recorded. The "
+        "person's details hold no date of death.",)
     return Section("deceased", "Deceased", tuple(items), notes=notes,
                    headline="DECEASED" + (f" {day(when)}" if dated else ""),
                    tone="deceased")
