@@ -41,7 +41,14 @@ from ..store.base import StoredVersion, StoreSession, VersionConflict
 from ..store.query import Criterion, IndexQuery, TokenPredicate
 from ..validation import ProfileValidator, default_validator
 from .identity import NHS_CLAIMS, Held, Resolved, replaced_by, resolve
-from .merge import REPOINT_ACTIVITY, changed, fold_deceased, merge, stamp
+from .merge import (
+    ELEMENT_STAMPS,
+    REPOINT_ACTIVITY,
+    changed,
+    fold_deceased,
+    merge,
+    stamp,
+)
 from .provenance import provenance
 
 MAX_ATTEMPTS = 10
@@ -223,10 +230,6 @@ class Loader:
         except RecordRejected as exc:
             self._reject(done, item.source, exc.field, exc.reason, session=s)
             return
-        except GatewayError as exc:
-            refused = _refused(exc, item.source)
-            self._reject(done, item.source, refused.field, refused.reason, session=s)
-            return
         self._count(done, done_held, item, outcome)
 
     @staticmethod
@@ -250,12 +253,6 @@ class Loader:
             except RecordRejected as exc:
                 self._reject(summary, record.source, exc.field, exc.reason)
                 return summary
-            except GatewayError as exc:
-                if patient_id is not None or create:
-                    raise  # a reviewer's choice the store refuses: said to the reviewer
-                refused = _refused(exc, record.source)
-                self._reject(summary, record.source, refused.field, refused.reason)
-                return summary
         self._reject(summary, record.source, "-", "the store stayed busy; try again")
         return summary
 
@@ -264,7 +261,12 @@ class Loader:
         """Apply `record` in `s`: its writes, or its hold for review. Raises
         RecordRejected (the caller undoes its writes) or VersionConflict."""
         summary = Summary()
-        outcome = self._apply(s, record, received, patient_id, create)
+        try:
+            outcome = self._apply(s, record, received, patient_id, create)
+        except GatewayError as exc:
+            if patient_id is not None or create:
+                raise  # a reviewer's choice the store refuses: said to the reviewer
+            raise _refused(exc, record.source) from exc
         if isinstance(outcome, Held):
             s.record_put("held", record_key(record.source), {
                 "reason": outcome.reason, "candidates": list(outcome.candidates),
@@ -329,10 +331,10 @@ class Loader:
         to. (A Patient merged away, which an A40 left holding the number, is not live.)"""
         if not person.nhs_number:
             return
-        query = IndexQuery(rtype="Patient", criteria=[Criterion("identifier", "token", [
-            TokenPredicate(NHS_NUMBER_SYSTEM, person.nhs_number)])], limit=10)
-        live = [row.rid for row in self.repo.find(query, session=s).rows if row.body
-                and replaced_by(jsonio.loads_trusted(row.body)) is None]
+        holders = self._by_key(s, BusinessId("Patient", NHS_NUMBER_SYSTEM, person.nhs_number),
+                               limit=10)
+        live = [row.rid for row in holders
+                if row.body and replaced_by(jsonio.loads_trusted(row.body)) is None]
         if live:
             raise Conflict(f"NHS number {person.nhs_number} is on Patient/{live[0]}: attach "
                            f"the record to it (--patient {live[0]}) instead of making a "
@@ -438,8 +440,7 @@ class Loader:
                 best = errors
         if best is None:
             return resource, None  # a type the gateway has no profile for (none today)
-        where = ", ".join(dict.fromkeys(e for i in best for e in i.expression)) \
-            or resource["resourceType"]
+        where = _where(best) or resource["resourceType"]
         detail = "; ".join(i.diagnostics for i in best)
         raise RecordRejected(where, f"{source.partner} {source.file} {source.position}: "
                                     f"the mapped {resource['resourceType']} meets none of "
@@ -465,10 +466,10 @@ class Loader:
             merged, checked = self._check({**merged, "id": rid}, record.source)
             count(self.repo.update(merged, rtype="Patient", rid=rid, session=s,
                                    checked=checked))
-            s.record_put("etimes", f"Patient/{rid}", times)
+            s.record_put(ELEMENT_STAMPS, f"Patient/{rid}", times)
             return rid
         current = jsonio.loads_trusted(stored.body or "{}")
-        times = s.record_get("etimes", f"Patient/{stored.rid}") or {}
+        times = s.record_get(ELEMENT_STAMPS, f"Patient/{stored.rid}") or {}
         merged, new_times = merge(current, incoming, times, new_stamp)
         if record.person.nhs_number and not any(
                 i.get("system") == NHS_NUMBER_SYSTEM for i in current.get("identifier", [])):
@@ -482,7 +483,7 @@ class Loader:
         if new_times != times:
             # also when the content stays: a newer record saying the same must outrank
             # an older one that comes later (and each partner's word on a death is kept)
-            s.record_put("etimes", f"Patient/{stored.rid}", new_times)
+            s.record_put(ELEMENT_STAMPS, f"Patient/{stored.rid}", new_times)
         return stored.rid
 
     def _merged_away(self, s: StoreSession, record: MappedRecord,
@@ -534,9 +535,7 @@ class Loader:
         system, value = record.person.local_system, record.person.local_id
         if not system or not value or system == NHS_NUMBER_SYSTEM:
             return
-        query = IndexQuery(rtype="Patient", criteria=[
-            Criterion("identifier", "token", [TokenPredicate(system, value)])], limit=10)
-        for stored in self.repo.find(query, session=s).rows:
+        for stored in self._by_key(s, BusinessId("Patient", system, value), limit=10):
             if stored.rid == patient_id or stored.body is None:
                 continue
             other = jsonio.loads_trusted(stored.body)
@@ -578,10 +577,11 @@ class Loader:
                 s.record_put(ITEM_SETS, name, {"stamp": new_stamp, "values": now})
         return left_out_later, left_out_now
 
-    def _by_key(self, s: StoreSession, key: BusinessId) -> list[StoredVersion]:
+    def _by_key(self, s: StoreSession, key: BusinessId, *,
+                limit: int = 5) -> list[StoredVersion]:
         query = IndexQuery(rtype=key.resource_type, criteria=[
             Criterion("identifier", "token", [TokenPredicate(key.system, key.value)])],
-            limit=5)
+            limit=limit)
         return self.repo.find(query, session=s).rows
 
     def _upsert(self, s: StoreSession, source: SourceRef, key: BusinessId,
@@ -595,10 +595,10 @@ class Loader:
         if existing:
             stored = existing[0]
             current = jsonio.loads_trusted(stored.body or "{}")
-            times = s.record_get("etimes", f"{key.resource_type}/{stored.rid}") or {}
+            times = s.record_get(ELEMENT_STAMPS, f"{key.resource_type}/{stored.rid}") or {}
             merged, new_times = merge(current, resource, times, new_stamp)
             if new_times != times:  # as for a Patient: also when the content stays
-                s.record_put("etimes", f"{key.resource_type}/{stored.rid}", new_times)
+                s.record_put(ELEMENT_STAMPS, f"{key.resource_type}/{stored.rid}", new_times)
             merged, checked = self._check(merged, source)
             if not changed(current, merged):
                 count(WriteResult(stored, created=False, changed=False))
@@ -610,7 +610,7 @@ class Loader:
         checked_resource, checked = self._check(merged, source)
         result = self.repo.create(checked_resource, session=s, checked=checked)
         count(result)
-        s.record_put("etimes", f"{key.resource_type}/{result.stored.rid}", times)
+        s.record_put(ELEMENT_STAMPS, f"{key.resource_type}/{result.stored.rid}", times)
 
     def _resolve_logical(self, s: StoreSession, resource: dict[str, Any]) -> dict[str, Any]:
         """Add a literal reference to logical ones (`{"type", "identifier"}`) we can find."""
@@ -655,12 +655,12 @@ class Loader:
             if i not in keep.get("identifier", []) and i.get("system") != NHS_NUMBER_SYSTEM]
         keep["link"] = [*keep.get("link", []), {"other": {"reference": f"Patient/{loser}"},
                                                  "type": "replaces"}]
-        keep_times = s.record_get("etimes", f"Patient/{survivor}") or {}
+        keep_times = s.record_get(ELEMENT_STAMPS, f"Patient/{survivor}") or {}
         folded = dict(keep_times)
         fold_deceased(keep, folded, old_patient,
-                      s.record_get("etimes", f"Patient/{loser}") or {})
+                      s.record_get(ELEMENT_STAMPS, f"Patient/{loser}") or {})
         if folded != keep_times:
-            s.record_put("etimes", f"Patient/{survivor}", folded)
+            s.record_put(ELEMENT_STAMPS, f"Patient/{survivor}", folded)
         count(self.repo.update(keep, rtype="Patient", rid=survivor, session=s))
         old_patient["active"] = False
         old_patient["link"] = [{"other": {"reference": f"Patient/{survivor}"},
@@ -672,13 +672,18 @@ class Loader:
         count(self.repo.update(old_patient, rtype="Patient", rid=loser, session=s))
 
 
+def _where(issues: list[Issue]) -> str:
+    """The elements the issues name, each once, in order."""
+    return ", ".join(dict.fromkeys(e for i in issues for e in i.expression))
+
+
 def _refused(exc: GatewayError, source: SourceRef) -> RecordRejected:
     """A write the store refused for a record (say, an HL7 A40 that would leave the
     Patient merged away with no identifier): the record is rejected for review, with the
     store's reason; the rest of the file goes on."""
-    where = ", ".join(dict.fromkeys(e for i in exc.issues for e in i.expression)) or "-"
-    return RecordRejected(where, f"{source.partner} {source.file} {source.position}: a "
-                                 f"write this record implies was refused: {exc.diagnostics}")
+    return RecordRejected(_where(exc.issues) or "-",
+                          f"{source.partner} {source.file} {source.position}: a write this "
+                          f"record implies was refused: {exc.diagnostics}")
 
 
 def _counted(counts: dict[str, int],
