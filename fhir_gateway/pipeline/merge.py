@@ -100,6 +100,11 @@ def _partner_of(stamp_: Stamp) -> str:
     return parts[1] if len(parts) > 2 else ""
 
 
+def _time_of(stamp_: Stamp) -> str:
+    """A stamp's event time as a UTC instant ("" for a record without one)."""
+    return stamp_.split("\x1f", 1)[0]
+
+
 def _kind(key: str, value: Any) -> str | None:
     if key == "deceasedDateTime" and isinstance(value, str):
         return "date"
@@ -182,9 +187,9 @@ def said_not_deceased(patient: dict[str, Any], times: dict[str, Stamp],
         start = date_range(since)[0] if since else ""
     except BadDate:
         start = ""
-    return sorted(who for who, (when, k, v) in deceased_statements(patient, times).items()
+    return sorted(who for who, (said, k, v) in deceased_statements(patient, times).items()
                   if k == "deceasedBoolean" and v is False
-                  and not (start and when.split("\x1f")[0] and when.split("\x1f")[0] < start))
+                  and not (start and "" < _time_of(said) < start))
 
 
 def _statements(result: dict[str, Any], kept: dict[str, Stamp]) -> Said:
