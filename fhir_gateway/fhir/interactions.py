@@ -17,7 +17,7 @@ from urllib.parse import parse_qsl, urlencode
 from .. import jsonio
 from ..errors import BadRequest, Gone, NotFound, PreconditionFailed, information
 from ..search.query import SearchRequest, parse_search
-from ..search.values import date_range
+from ..search.values import date_range, whole_number
 from ..store.base import HistoryPage, StoredVersion, StoreSession
 from ..store.cursor import BadCursor
 from .interceptors import InterceptorChain
@@ -71,17 +71,18 @@ def parse_if_match(value: str | None) -> int | None:
     text = value.strip()
     if text.startswith("W/"):
         text = text[2:]
-    text = text.strip('"')
-    if not text.isdigit():
-        raise BadRequest(f'If-Match {value!r} is not a version ETag like W/"3"',
+    version = whole_number(text.strip('"'))
+    if version is None:
+        raise BadRequest(f'If-Match {value[:40]!r} is not a version ETag like W/"3"',
                          expression="If-Match")
-    return int(text)
+    return version
 
 
 def parse_version(value: str) -> int:
-    if not value.isdigit():
-        raise NotFound(f"version {value!r} is not a version number")
-    return int(value)
+    version = whole_number(value)
+    if version is None:
+        raise NotFound(f"version {value[:40]!r} is not a version number")
+    return version
 
 
 def require_id(rid: str) -> str:
@@ -320,9 +321,11 @@ def history_system(ctx: FhirContext, req: FhirRequest) -> FhirResponse:
 
 def _page_size(req: FhirRequest) -> int:
     raw = dict(req.params).get("_count", "50")
-    if not raw.isdigit():
-        raise BadRequest(f"_count must be a whole number, not {raw!r}", expression="_count")
-    return max(1, min(int(raw), 1000))
+    count = whole_number(raw)
+    if count is None:
+        raise BadRequest(f"_count must be a whole number, not {raw[:40]!r}",
+                         expression="_count")
+    return max(1, min(count, 1000))
 
 
 def _history(ctx: FhirContext, req: FhirRequest, rtype: str | None,

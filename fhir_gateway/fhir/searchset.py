@@ -17,7 +17,7 @@ from urllib.parse import parse_qsl, urlencode
 
 from ..errors import BadRequest
 from ..search.query import Include, SearchRequest, parse_search
-from ..search.values import date_range
+from ..search.values import date_range, whole_number
 from ..store.base import StoredVersion
 from ..store.cursor import BadCursor, decode_cursor, encode_cursor
 from ..store.query import Criterion, IndexQuery, ReferencePredicate
@@ -62,9 +62,11 @@ def everything(ctx: FhirContext, req: FhirRequest, rtype: str, rid: str) -> Fhir
                                  expression="_type")
             query.types = types
         elif name == "_count":
-            if not value.isdigit():
-                raise BadRequest(f"_count must be a whole number, not {value!r}")
-            search.count = max(1, min(int(value), 1000))
+            count = whole_number(value)
+            if count is None:
+                raise BadRequest(f"_count must be a whole number, not {value[:40]!r}",
+                                 expression="_count")
+            search.count = max(1, min(count, 1000))
         elif name == "_cursor":
             search.cursor = value
         elif name not in ("_format", "_pretty"):

@@ -29,7 +29,7 @@ from ..store.query import (
     TokenTextPredicate,
 )
 from .registry import SearchParam, SearchRegistry
-from .values import BadDate, date_range, normalize, number_range
+from .values import BadDate, date_range, normalize, number_range, whole_number
 
 DEFAULT_COUNT = 50
 MAX_COUNT = 1000
@@ -223,10 +223,11 @@ class _Parser:
             raise UnsupportedModifier(f"{name}:{modifier}: {name} takes no modifier",
                                       code="not-supported", expression=f"{name}:{modifier}")
         if name == "_count":
-            if not raw.isdigit():
-                raise BadRequest(f"_count must be a whole number, not {raw!r}",
+            count = whole_number(raw)
+            if count is None:
+                raise BadRequest(f"_count must be a whole number, not {raw[:40]!r}",
                                  expression="_count")
-            request.count = min(int(raw), MAX_COUNT)
+            request.count = min(count, MAX_COUNT)
             if request.count == 0:  # R4 3.1.1.5.3: the same as _summary=count
                 request.summary = "count"
         elif name == "_cursor":

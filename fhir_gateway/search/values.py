@@ -75,6 +75,16 @@ def date_range(text: str) -> tuple[str, str]:
     return _fmt(lo), _fmt(hi)
 
 
+_WHOLE = re.compile(r"[0-9]{1,18}")
+
+
+def whole_number(text: str) -> int | None:
+    """`text` as a whole number when it is 1-18 ASCII digits, else None. Not `isdigit`:
+    that accepts superscripts and other scripts' digits `int` cannot read, and 18 digits
+    keep every value inside the stores' signed 64-bit integers."""
+    return int(text) if _WHOLE.fullmatch(text) else None
+
+
 def now_instant() -> str:
     """Now as a FHIR instant (UTC, microseconds): what meta.lastUpdated records."""
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f") + "Z"

@@ -7,6 +7,9 @@ import json
 
 from .base import StoreError
 
+#: a cursor's numbers bind as SQLite / BSON 64-bit integers
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+
 
 class BadCursor(StoreError):
     """A cursor the gateway did not issue (or one that was altered)."""
@@ -17,12 +20,16 @@ def encode_cursor(*key: object) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str) -> list:
+def decode_cursor(cursor: str, width: int | None = None) -> list:
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         key = json.loads(base64.urlsafe_b64decode(padded.encode()))
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # deep nesting too
         raise BadCursor(f"not a cursor this gateway issued: {cursor[:40]!r}") from exc
-    if not isinstance(key, list) or not all(isinstance(k, str | int) for k in key):
+    if not isinstance(key, list) or not all(
+            isinstance(k, str) or (isinstance(k, int) and _INT64_MIN <= k <= _INT64_MAX)
+            for k in key):
         raise BadCursor(f"not a cursor this gateway issued: {cursor[:40]!r}")
+    if width is not None and len(key) != width:
+        raise BadCursor(f"not a cursor of this listing: {cursor[:40]!r}")
     return key

@@ -315,7 +315,7 @@ class MongoSession:
         if since is not None:
             flt["lu"] = {"$gte": since}
         if cursor is not None:
-            lu, ct, ci, cv = decode_cursor(cursor)
+            lu, ct, ci, cv = decode_cursor(cursor, width=4)
             flt["$or"] = [
                 {"lu": {"$lt": lu}},
                 {"lu": lu, "t": {"$lt": ct}},

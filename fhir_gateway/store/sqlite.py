@@ -490,7 +490,7 @@ class SqliteSession:
             where.append("last_updated>=?")
             args.append(since)
         if cursor is not None:
-            lu, ct, ci, cv = decode_cursor(cursor)
+            lu, ct, ci, cv = decode_cursor(cursor, width=4)
             # Newest first; the keyset is (last_updated, rtype, rid, version) descending.
             where.append("(last_updated, rtype, rid, version) < (?,?,?,?)")
             args.extend([lu, ct, ci, cv])

@@ -121,3 +121,40 @@ def test_bad_search_parameters(client: TestClient) -> None:
     outcome(client.get("/fhir/Patient?gender:fuzzy=male"), 400)
     outcome(client.get("/fhir/Patient?_count=many"), 400)
     outcome(client.get("/fhir/Patient?general-practitioner=a/b/c"), 400)
+
+
+BIG = 10**30
+
+
+@pytest.mark.parametrize(("method", "path", "headers", "status", "expect"), [
+    ("GET", f"/fhir/Patient/p1/_history/{BIG}", {}, 404, "not a version number"),
+    ("GET", "/fhir/Patient/p1/_history/\u00b2", {}, 404, "not a version number"),
+    ("PUT", "/fhir/Patient/p1", {"If-Match": f'W/"{BIG}"'}, 400, "If-Match"),
+    ("DELETE", "/fhir/Patient/p1", {"If-Match": f'W/"{BIG}"'}, 400, "If-Match"),
+    ("GET", f"/fhir/Patient?_count={BIG}", {}, 400, "_count"),
+    ("GET", "/fhir/Patient?_count=\u00b2", {}, 400, "_count"),
+    ("GET", "/fhir/Patient/_history?_count=\u00b2", {}, 400, "_count"),
+    ("GET", "/fhir/Patient/p1/$everything?_count=\u00b2", {}, 400, "_count"),
+])
+def test_numbers_no_store_can_hold_are_refused_not_500(client: TestClient, method: str,
+                                                       path: str, headers: dict[str, str],
+                                                       status: int, expect: str) -> None:
+    """Versions and counts come from the caller: digits in other scripts (`isdigit` takes
+    superscripts `int` cannot read) and numbers past 64 bits used to reach the store."""
+    client.put("/fhir/Patient/p1", json={"resourceType": "Patient", "id": "p1"},
+               headers=FHIR_JSON)
+    body = '{"resourceType": "Patient", "id": "p1"}' if method == "PUT" else None
+    r = client.request(method, path, content=body, headers={**FHIR_JSON, **headers})
+    assert expect in outcome(r, status)
+
+
+@pytest.mark.parametrize("key", [[BIG, BIG], ["Patient", BIG], [BIG, "Patient", "p1"],
+                                 ["x", -BIG, "y", 1], ["only-one"]])
+@pytest.mark.parametrize("path", ["/fhir/Patient", "/fhir/Patient/_history", "/fhir/_history",
+                                  "/fhir/Patient?_sort=birthdate"])
+def test_forged_cursors_are_400(client: TestClient, key: list[object], path: str) -> None:
+    from fhir_gateway.store.cursor import encode_cursor
+
+    sep = "&" if "?" in path else "?"
+    r = client.get(f"{path}{sep}_cursor={encode_cursor(*key)}")
+    assert "cursor" in outcome(r, 400)
