@@ -39,13 +39,20 @@ def is_repoint(provenance: dict[str, Any]) -> bool:
 def stamp(event_time: str | None, partner: str, record_id: str | None) -> Stamp:
     """Comparable source stamp; a record without an event time sorts before any with one.
     The event time as a UTC instant of fixed width: senders mix offsets (10:30+01:00 and
-    09:45+00:00), and compared as written the older message would win."""
-    when = ""
-    if event_time:
-        try:
-            when = date_range(event_time)[0]
-        except BadDate:
-            when = event_time
+    09:45+00:00), and compared as written the older message would win.
+
+    Without an event time, one partner's records are ordered by record id (fixed, so a
+    file delivered again changes nothing even where two of its rows set one element), and
+    the mappings normalise record ids so one record's id stays the same from extract to
+    extract. Those ids start with `~`, after every id of the stamps stored before they
+    were normalised (`943 476 5919`, a fresh `urn:uuid:` per extract): a record stored
+    then must not outrank every later delivery of itself."""
+    if not event_time:
+        return f"\x1f{partner}\x1f~{record_id or ''}"
+    try:
+        when = date_range(event_time)[0]
+    except BadDate:
+        when = event_time
     return f"{when}\x1f{partner}\x1f{record_id or ''}"
 
 

@@ -187,7 +187,8 @@ def test_stu3_entries_become_r4() -> None:
     assert careplan["encounter"] == {"type": "Encounter", "identifier": {
         "system": "https://community.example.nhs.uk/Id/encounter", "value": "CMT1-E0"}}
     assert "context" not in careplan and "definition" not in careplan
-    assert plan.source.record_id == "urn:uuid:cp-1"
+    # the record id is the resource's type and id (fullUrls may be minted per extract)
+    assert plan.source.record_id == "CarePlan/CMT1-CP"
 
 
 def test_stu3_to_r4_tables() -> None:
@@ -268,3 +269,9 @@ def test_a_form_with_a_blank_cpr_is_rejected_not_retracted() -> None:
         [bad] = run("hospice", client(**changes))
         assert isinstance(bad, Rejection) and bad.field == "respect.cpr", (changes, bad)
         assert "never reads an empty value" in bad.reason
+
+
+def test_an_entry_without_a_resource_id_is_known_by_its_full_url() -> None:
+    plan = {**PLAN, "resource": {k: v for k, v in PLAN["resource"].items() if k != "id"}}
+    results = run("community", bundle(PATIENT, plan), "bundle-1.json")
+    assert results[1].source.record_id == "urn:uuid:cp-1"

@@ -55,3 +55,92 @@ def test_stamps_compare_instants_not_text() -> None:
     assert stamp("2026-07-01T10:00:00+01:00", "acute", "M1") < \
         stamp("2026-07-01T09:30:00+00:00", "acute", "M2")
     assert stamp(None, "acute", "M1") < stamp("2026-07-01", "acute", "M0")
+
+
+GP_HEADER = ("NHS Number,Surname,Forename,Date of Birth,Sex,Practice Code,Usual GP,"
+             "Palliative Register Date,GSF Code,Preferred Place of Death,PPD Recorded,DNACPR,"
+             "DNACPR Date,Care Plan Summary,Last Reviewed,Date of Death,Place of Death\n")
+GP_JANUARY = ("{nhs},SMITH,Ann,03/11/1941,F,Y90028,Dr Clarke,29/11/2025,Blue,Hospital,"
+              "25/12/2025,Y,11/02/2026,Old plan,11/03/2026,,\n")
+GP_APRIL = ("{nhs},SMITH,Ann,03/11/1941,F,Y90099,Dr Patel,29/11/2025,Red,Home,01/04/2026,"
+            "Y,01/04/2026,New plan: last days,01/04/2026,,\n")
+
+
+@pytest.mark.parametrize(("january", "april"), [("9434765919", "943 476 5919"),
+                                                ("943 476 5919", "9434765919"),
+                                                ("943 476 5919", "943 476 5919")])
+def test_a_later_extract_without_event_times_updates_however_the_id_is_printed(
+        engine: StoreEngine, january: str, april: str) -> None:
+    """The GP register has no event time. Stamps compared the record ids instead, the NHS
+    number as printed, so April's extract printed with spaces lost to January's without:
+    reported as "unchanged", the practice, prognosis and plan stayed January's."""
+    service = IngestService(Repository(engine))
+    service.ingest("gp", "jan.csv", (GP_HEADER + GP_JANUARY.format(nhs=january)).encode(),
+                   today=dt.date(2026, 11, 22))
+    summary = service.ingest("gp", "apr.csv",
+                             (GP_HEADER + GP_APRIL.format(nhs=april)).encode(),
+                             today=dt.date(2026, 11, 22))
+    assert summary.rejected == 0 and summary.unchanged == 0, summary
+    repo = Repository(engine)
+    (patient,) = [jsonio.loads_trusted(r.body or "{}")
+                  for r in repo.find(IndexQuery(rtype="Patient")).rows]
+    assert patient["generalPractitioner"][0]["identifier"]["value"] == "Y90099"
+    plans = [jsonio.loads_trusted(r.body or "{}").get("description")
+             for r in repo.find(IndexQuery(rtype="CarePlan")).rows]
+    assert plans == ["New plan: last days"]
+
+
+def test_stamps_without_event_times_outrank_those_stored_before_ids_were_normalised() -> None:
+    stored_before = "\x1fcommunity\x1furn:uuid:enc-CMT1-E0"  # as kept until mapping 1.1.0
+    now = stamp(None, "community", "Encounter/CMT1-E0")
+    assert stored_before < now < stamp("2020-01-01", "community", "x")
+    # one partner's records without event times: by record id, whatever the delivery
+    assert stamp(None, "gp", "9434765919") == stamp(None, "gp", "9434765919")
+
+
+def community_extract(pat_uuid: str, enc_uuid: str, status: str, end: str | None) -> bytes:
+    return jsonio.dumps({"resourceType": "Bundle", "type": "collection", "entry": [
+        {"fullUrl": f"urn:uuid:{pat_uuid}", "resource": {
+            "resourceType": "Patient", "id": "CMT1",
+            "identifier": [{"system": "https://fhir.nhs.uk/Id/nhs-number", "value": "9434765919"},
+                           {"system": "https://community.example.nhs.uk/Id/patient",
+                            "value": "CMT1"}],
+            "name": [{"family": "Smith", "given": ["Ann"]}], "gender": "female",
+            "birthDate": "1941-11-03"}},
+        {"fullUrl": f"urn:uuid:{enc_uuid}", "resource": {
+            "resourceType": "Encounter", "id": "CMT1-E0", "status": status,
+            "class": {"system": "http://hl7.org/fhir/v3/ActCode", "code": "HH"},
+            "subject": {"reference": f"urn:uuid:{pat_uuid}"},
+            "period": {"start": "2026-01-27T09:47", **({"end": end} if end else {})}}}]}
+    ).encode()
+
+
+COUNCIL_HEADER = ("Person ID,Title,First Name,Last Name,DOB,Postcode,NHS No (if known),Service,"
+                  "Service Start,Service End,Provider,Key Worker\n")
+
+
+@pytest.mark.parametrize(("partner", "first", "second", "rtype", "check"), [
+    # a fresh urn:uuid fullUrl per extract (as urn:uuid entries normally are)
+    ("community",
+     community_extract("f1a2b3c4-0000-4000-8000-000000000001",
+                       "e9d8c7b6-0000-4000-8000-000000000002", "in-progress", None),
+     community_extract("0a1b2c3d-0000-4000-8000-000000000003",
+                       "1c2d3e4f-0000-4000-8000-000000000004", "finished", "2026-01-27T10:32"),
+     "Encounter", lambda r: r["status"] == "finished" and "end" in r["period"]),
+    # the service start written yyyy-mm-dd, then dd/mm/yyyy (both documented)
+    ("socialcare",
+     (COUNCIL_HEADER + "SC1,Mr,John,Smith,1940-01-01,DY1 1AA,9434765919,Home care,2025-07-08,,"
+      "Dudley Homecare Ltd,A\n").encode(),
+     (COUNCIL_HEADER + "SC1,Mr,John,Smith,1940-01-01,DY1 1AA,9434765919,Home care,08/07/2025,"
+      "20/01/2026,Dudley Homecare Ltd,A\n").encode(),
+     "CarePlan", lambda r: r["period"].get("end") == "2026-01-20"),
+])
+def test_a_later_extract_updates_the_record_it_restates(engine: StoreEngine, partner: str,
+                                                        first: bytes, second: bytes,
+                                                        rtype: str, check: Any) -> None:
+    service = IngestService(Repository(engine))
+    service.ingest(partner, "first", first, today=dt.date(2026, 11, 22))
+    summary = service.ingest(partner, "second", second, today=dt.date(2026, 11, 22))
+    assert summary.rejected == 0 and summary.updated >= 1, summary
+    (row,) = Repository(engine).find(IndexQuery(rtype=rtype)).rows
+    assert check(jsonio.loads_trusted(row.body or "{}"))
