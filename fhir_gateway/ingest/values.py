@@ -18,6 +18,8 @@ from collections.abc import Sequence
 from functools import cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from ..validation.nhs_number import is_valid_nhs_number
+
 _MONTHS = {
     name: i for i, name in enumerate(
         ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"),
@@ -190,16 +192,18 @@ def parse_datetime(text: str, *, tz: str, date_formats: Sequence[str] = ()) -> s
 
 def nhs_number(text: str) -> str:
     """Ten digits passing the Modulus 11 check (DOMAIN.md), from text that may hold spaces
-    or hyphens ("943 476 5919"); ValueError saying what is wrong otherwise."""
+    or hyphens ("943 476 5919"); ValueError saying what is wrong otherwise.
+
+    One digit ten times (`0000000000`, `1111111111`) passes Modulus 11 but is a
+    placeholder a system writes when it has no number: linking by it would make one
+    Patient of everyone sent with it."""
     digits = re.sub(r"[\s-]", "", text)
-    if not re.fullmatch(r"\d{10}", digits):
+    if not re.fullmatch(r"[0-9]{10}", digits):
         raise ValueError(f"{text!r} is not a 10-digit NHS number")
-    total = sum(int(c) * w for c, w in zip(digits[:9], range(10, 1, -1), strict=True))
-    check = 11 - total % 11
-    if check == 11:
-        check = 0
-    if check == 10 or check != int(digits[9]):
+    if not is_valid_nhs_number(digits):
         raise ValueError(f"{text!r} fails the NHS number check digit (Modulus 11)")
+    if len(set(digits)) == 1:
+        raise ValueError(f"{text!r} is a placeholder (one digit ten times), not an NHS number")
     return digits
 
 

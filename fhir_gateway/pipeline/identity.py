@@ -2,11 +2,15 @@
 
 Rules (in order):
 1. An NHS number (already Modulus 11 checked by the mapping) links records: the Patient
-   holding it. If none holds it yet but the partner's local id is known, that Patient is
-   the person (the NHS number is added); otherwise a new Patient is made.
+   holding it, unless the record gives another birth date and nothing else (the
+   partner's local id) says it is the same person: a mistyped number that still passes
+   the check would otherwise put one person's record, and their name, on another's.
+   If none holds it yet but the partner's local id is known, that Patient is the person
+   (the NHS number is added); otherwise a new Patient is made.
 2. Without an NHS number: a local identifier seen before.
 3. Else normalised family name + first given name + birth date + postcode, and only when
-   exactly one Patient matches all four.
+   exactly one Patient matches all four and it holds no other id of this partner's (a
+   partner that gave someone a second id says they are someone else).
 Anything short of one confident match is held for review: never merged by guess, never
 dropped. Two Patients holding one NHS number is itself a reason to hold, and so is an NHS
 number no Patient holds any more though one was made for it (an HL7 A40 merge takes the
@@ -54,6 +58,26 @@ class Held:
 
 #: merges followed from a merged-away Patient to the one that holds its record now
 MAX_MERGE_HOPS = 10
+
+
+def _born_otherwise(patient: StoredVersion, person: PersonKey) -> str | None:
+    """The Patient's birth date when the record's contradicts it (dates of different
+    precision agree when one is the start of the other: 1941 and 1941-11-03)."""
+    stored = jsonio.loads_trusted(patient.body or "{}").get("birthDate")
+    given = person.birth_date
+    if not (isinstance(stored, str) and stored and given):
+        return None
+    return None if stored.startswith(given) or given.startswith(stored) else stored
+
+
+def _other_local_id(patient: StoredVersion, person: PersonKey) -> str | None:
+    """Another id of the record's partner (its `local_system`) the Patient holds."""
+    if not (person.local_system and person.local_id):
+        return None
+    ids = jsonio.loads_trusted(patient.body or "{}").get("identifier") or []
+    return next((i["value"] for i in ids if isinstance(i, dict)
+                 and i.get("system") == person.local_system
+                 and i.get("value") not in (None, person.local_id)), None)
 
 
 def _by_identifier(repo: Repository, s: StoreSession, system: str, value: str,
@@ -174,6 +198,11 @@ def resolve(repo: Repository, s: StoreSession, person: PersonKey, *,
                 return Held(f"NHS number {person.nhs_number} is on Patient/{by_nhs[0].rid} "
                             f"but local id {person.local_id} is on Patient/{local[0].rid}",
                             (by_nhs[0].rid, local[0].rid))
+            born = None if local else _born_otherwise(by_nhs[0], person)
+            if born is not None:
+                return Held(f"NHS number {person.nhs_number} is on Patient/{by_nhs[0].rid}, "
+                            f"born {born}, but this record says born {person.birth_date}",
+                            (by_nhs[0].rid,))
             return Resolved(by_nhs[0], "nhs-number")
         # An NHS number a merge took off a record is held whatever else matches: the
         # partnership said whose it is, and a local id must not carry it elsewhere.
@@ -192,6 +221,11 @@ def resolve(repo: Repository, s: StoreSession, person: PersonKey, *,
         return Resolved(local[0], "local-id")
     matches = _demographic(repo, s, person, follow)
     if len(matches) == 1:
+        other = _other_local_id(matches[0], person)
+        if other is not None:
+            return Held(f"Patient/{matches[0].rid} matches name, birth date and postcode but "
+                        f"holds {person.local_system}|{other}, not {person.local_id}",
+                        (matches[0].rid,))
         return Resolved(matches[0], "demographics")
     if matches:
         return Held(f"{len(matches)} Patients match name, birth date and postcode",

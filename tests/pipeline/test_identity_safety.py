@@ -330,3 +330,62 @@ def test_a_merge_naming_a_record_already_merged_elsewhere_is_held(
     assert len(partnership.active()) == 2
     still = next(p for p in partnership.patients() if p["id"] == first["id"])
     assert any(i.get("value") == X for i in still["identifier"])
+
+
+def test_an_nhs_number_given_with_another_birth_date_is_held(partnership: Partnership) -> None:
+    """A council row for someone else carrying this man's (valid) NHS number, mistyped or
+    copied, used to be filed on him and overwrite his name and birth date."""
+    p = partnership
+    p.send("acute", "a.hl7", adt("C1", "A01", "202601010900", f"{X}^^^NHS^NH~M1^^^RXA^MR",
+                                 visit="V1"))
+    summary = p.send("socialcare", "s.csv", (
+        COUNCIL_HEAD + f"SC7,Mr,Bob,Jones,05/05/1962,B63 9ZZ,{X},Home care,2025-07-08,,"
+        "Dudley Homecare Ltd,A\n").encode())
+    assert summary.held == 1 and summary.created == 0
+    ((_, reason),) = p.held()
+    assert "born 1940-01-01" in reason and "born 1962-05-05" in reason
+    (patient,) = p.patients()
+    assert patient["birthDate"] == "1940-01-01" and patient["name"][0]["family"] == "SMITH"
+
+
+def test_the_partners_own_id_vouches_for_its_corrected_birth_date(
+        partnership: Partnership) -> None:
+    p = partnership
+    p.send("acute", "a.hl7", adt("C1", "A01", "202601010900", f"{X}^^^NHS^NH~M1^^^RXA^MR",
+                                 visit="V1"))
+    summary = p.send("acute", "b.hl7", adt("C2", "A08", "202601020900",
+                                           f"{X}^^^NHS^NH~M1^^^RXA^MR", born="19400110"))
+    assert summary.held == 0
+    (patient,) = p.patients()
+    assert patient["birthDate"] == "1940-01-10"
+
+
+@pytest.mark.parametrize("placeholder", ["0000000000", "1111111111", "5555555555"])
+def test_a_placeholder_nhs_number_links_nobody(partnership: Partnership,
+                                               placeholder: str) -> None:
+    """One digit ten times passes Modulus 11: two council clients sent with it became one
+    Patient with both care plans."""
+    p = partnership
+    summary = p.send("socialcare", "s.csv", (
+        COUNCIL_HEAD
+        + f"SC1,Mr,John,Smith,1940-01-01,DY1 4DX,{placeholder},Home care,2025-01-01,,P,A\n"
+        + f"SC2,Mrs,Jane,Jones,1950-02-02,B63 9ZZ,{placeholder},Home care,2025-02-02,,P,A\n"
+    ).encode())
+    assert summary.rejected == 2 and p.patients() == []
+    assert all("placeholder" in r["reason"] for r in summary.rejections)
+
+
+def test_a_demographic_match_holding_another_id_of_the_partners_is_held(
+        partnership: Partnership) -> None:
+    """The hospital gave this person another MRN: by its own account someone else, though
+    name, birth date and postcode match."""
+    p = partnership
+    p.send("acute", "a.hl7", adt("C1", "A01", "202601010900", f"{X}^^^NHS^NH~M1^^^RXA^MR",
+                                 visit="V1"))
+    summary = p.send("acute", "b.hl7", adt("C2", "A01", "202601020900", "M2^^^RXA^MR",
+                                           visit="V2"))
+    assert summary.held == 1
+    ((_, reason),) = p.held()
+    assert "M1" in reason and "M2" in reason
+    (patient,) = p.patients()
+    assert [i["value"] for i in patient["identifier"]] == [X, "M1"]
