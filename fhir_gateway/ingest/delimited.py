@@ -6,7 +6,9 @@ or CRLF line ends; blank rows anywhere (skipped, including a file's blank traili
 and rows of delimiters only). A row's position is the physical line it starts on. Header
 names are matched ignoring case and surrounding spaces. A row with the wrong number of
 fields, undecodable bytes, or a file whose header lacks a column the mapping reads is
-`Unreadable`, row by row.
+`Unreadable`, row by row. A row running over several lines that comes out with the wrong
+number of fields has an unbalanced quote: only its first line is `Unreadable`, and
+reading starts again on the next line, so one stray quote never swallows the file.
 """
 
 from __future__ import annotations
@@ -66,9 +68,31 @@ def read(data: bytes, options: ReaderOptions) -> ReadResult:
     yield from _rows(lines, first, delimiter, options)
 
 
+class _LineCursor:
+    """Physical lines handed to `csv.reader` one at a time, so that reading can start
+    again at any line (the reader keeps no lines of its own between rows)."""
+
+    def __init__(self, lines: list[str], index: int) -> None:
+        self.lines = lines
+        self.index = index  # 0-based: the next line to hand out
+
+    def __iter__(self) -> _LineCursor:
+        return self
+
+    def __next__(self) -> str:
+        if self.index >= len(self.lines):
+            raise StopIteration
+        self.index += 1
+        return self.lines[self.index - 1]
+
+
+def _reader(cursor: _LineCursor, delimiter: str) -> Iterator[list[str]]:
+    return csv.reader(cursor, delimiter=delimiter, quotechar='"', skipinitialspace=False)
+
+
 def _rows(lines: list[str], first: int, delimiter: str, options: ReaderOptions) -> ReadResult:
-    source: Iterator[str] = iter(lines[first:])
-    reader = csv.reader(source, delimiter=delimiter, quotechar='"', skipinitialspace=False)
+    cursor = _LineCursor(lines, first)
+    reader = _reader(cursor, delimiter)
     header_line = first + 1
     try:
         header = [h.strip() for h in next(reader)]
@@ -80,25 +104,34 @@ def _rows(lines: list[str], first: int, delimiter: str, options: ReaderOptions) 
     for i, name in enumerate(header):
         columns.setdefault(_key(name), i)
     missing = sorted(f for f in options.fields if _key(f) not in columns)
-    consumed = 1
     while True:
-        start = first + consumed + 1  # 1-based physical line where the next row starts
+        start = cursor.index  # 0-based line where the next row starts
+        position = f"line {start + 1}"
         try:
             row = next(reader)
         except StopIteration:
             return
         except csv.Error as exc:
-            if reader.line_num == consumed:  # no progress: give up on the rest
+            if cursor.index == start:  # no line consumed: nothing more can be read
                 return
-            raw = "".join(lines[start - 1:first + reader.line_num])
-            consumed = reader.line_num
-            yield Unreadable(f"line {start}", raw, "row", f"is not valid CSV ({exc})")
+            # Reject the row's first line only; a quote left open may have run past it.
+            spanned = cursor.index - start > 1
+            yield Unreadable(position, lines[start], "row", f"is not valid CSV ({exc})" + (
+                f"; an unbalanced quote on line {start + 1}?" if spanned else ""))
+            cursor.index = start + 1
+            reader = _reader(cursor, delimiter)
             continue
-        raw = "".join(lines[start - 1:first + reader.line_num])
-        consumed = reader.line_num
+        raw = "".join(lines[start:cursor.index])
         if not any(cell.strip() for cell in row):
             continue  # a blank row, or delimiters only
-        position = f"line {start}"
+        if len(row) != len(header) and cursor.index - start > 1:
+            # A quoted line break that leaves the row malformed is a stray quote: give up
+            # only this line, so the lines it swallowed are read as their own rows.
+            yield Unreadable(position, lines[start], "row",
+                             _unbalanced_quote(start + 1, cursor.index, header_line))
+            cursor.index = start + 1
+            reader = _reader(cursor, delimiter)
+            continue
         problem = bad_bytes(raw, options.encoding)
         if problem:
             yield Unreadable(position, raw, "row", problem)
@@ -112,7 +145,20 @@ def _rows(lines: list[str], first: int, delimiter: str, options: ReaderOptions) 
             yield Unreadable(
                 position, raw, "row",
                 f"has {len(row)} fields but the header on line {header_line} has "
-                f"{len(header)} (is a value with a {delimiter!r} missing its quotes?)",
+                f"{len(header)} ({_field_count_hint(raw, delimiter)})",
             )
         else:
             yield CsvRecord(position, raw, columns, tuple(row))
+
+
+def _unbalanced_quote(line: int, last_line: int, header_line: int) -> str:
+    return (f"has an unbalanced quote on line {line}: read as a quoted value running on to "
+            f"line {last_line}, the row does not match the header on line {header_line}; "
+            f"only line {line} is rejected and reading goes on at line {line + 1}")
+
+
+def _field_count_hint(raw: str, delimiter: str) -> str:
+    """A guess at why a one-line row has the wrong number of fields."""
+    if raw.count('"') % 2:  # quotes come in pairs, an escaped one ("") too
+        return "an unbalanced quote?"
+    return f"is a value with a {delimiter!r} missing its quotes?"

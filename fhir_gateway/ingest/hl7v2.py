@@ -5,6 +5,10 @@ message; batch envelopes (FHS/BHS/BTS/FTS, skipped); the encoding characters eac
 declares in MSH-2 (parsed by the `hl7` package); escape sequences (\\F\\, \\S\\, ...); the
 HL7 null `""` (read as empty). A message that cannot be parsed, or lacks a segment the
 mapping requires (a truncated message), is `Unreadable`; the next message is read anyway.
+A message also starts where `MSH` with the current message's declared separators appears
+inside a segment (a truncated message lost its terminator): the cut message is
+`Unreadable`, never joined to the next. A message repeating a segment ADT holds once
+(MSH, EVN, PID, PD1, PV1, MRG) is `Unreadable` as damaged.
 
 Field paths (what a mapping writes):
 
@@ -18,8 +22,9 @@ Field paths (what a mapping writes):
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
@@ -34,6 +39,12 @@ _PATH = re.compile(
 )
 _ENVELOPE = ("FHS", "BHS", "BTS", "FTS")
 _SEGMENT_ID = re.compile(r"[A-Z][A-Z0-9]{2}")
+# Segments an ADT message holds at most once, all read as single by `HL7Record.get` (the
+# first one wins): a second one means two messages ran together. (A39-A42 may repeat the
+# PID/MRG group; one record per message cannot hold several patients, so those are kept
+# for review as well.)
+_ONCE_PER_MESSAGE = ("MSH", "EVN", "PID", "PD1", "PV1", "MRG")
+_LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n|$)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,30 +145,86 @@ class HL7Record:
             return value
 
 
-def _split_messages(text: str) -> Iterator[tuple[list[str], list[str]]]:
-    """(segments, original lines) per message. MLLP frame characters end a segment."""
-    text = text.replace("\x0b", "\r").replace("\x1c", "\r")
-    segments: list[str] = []
-    lines: list[str] = []
-    for m in re.finditer(r"([^\r\n]*)(\r\n|\r|\n|$)", text):
+@dataclass(slots=True)
+class _Message:
+    """One message as split from the file: stripped segments and the original text."""
+
+    segments: list[str] = field(default_factory=list)
+    lines: list[str] = field(default_factory=list)
+    cut_short: bool = False  # the next message's MSH began inside its last segment
+
+
+def _declared_header(msh: str) -> str | None:
+    """`MSH` with the field separator and encoding characters `msh` declares (`MSH|^~\\&`),
+    or None when it declares none usable."""
+    if _check_msh(msh):
+        return None
+    return msh[:msh.find(msh[3], 4)]
+
+
+def _message_start(line: str, header: str | None, start: int) -> int:
+    """Index of a message start at or after `start` in `line`, or -1.
+
+    With the current message's separators known, only `header` counts: in data HL7 escapes
+    the field separator (\\F\\), so that text cannot be data. Without them (a broken MSH, or
+    text before the first message) any MSH declaring valid separators counts.
+    """
+    if header:
+        return line.find(header, start)
+    for m in re.finditer("MSH", line[start:]):
+        if _check_msh(line[start + m.start():].rstrip("\r\n")) is None:
+            return start + m.start()
+    return -1
+
+
+def _segment_texts(text: str) -> Iterator[tuple[str, bool]]:
+    """Each segment's original text (with its terminator) and whether it was cut short by
+    a message starting inside it."""
+    header: str | None = None
+    for m in _LINE.finditer(text):
         line = m.group(0)
-        if not line:
-            continue
-        seg = m.group(1).strip()
+        while line:
+            body = line.lstrip()
+            if body.startswith("MSH"):
+                header = _declared_header(body.rstrip("\r\n"))
+            cut = _message_start(line, header, len(line) - len(body) + 1)
+            if cut < 0:
+                yield line, False
+                break
+            yield line[:cut], True
+            line = line[cut:]
+
+
+def _split_messages(text: str) -> Iterator[_Message]:
+    """Messages in file order. MLLP frame characters end a segment."""
+    text = text.replace("\x0b", "\r").replace("\x1c", "\r")
+    message = _Message()
+    for line, cut in _segment_texts(text):
+        seg = line.strip()
         if not seg:
-            if lines:
-                lines.append(line)
+            if message.lines:
+                message.lines.append(line)
             continue
         if seg[:3] == "MSH" and len(seg) > 3:
-            if lines:
-                yield segments, lines
-            segments, lines = [], []
+            if message.lines:
+                yield message
+            message = _Message()
         elif seg[:3] in _ENVELOPE:
             continue
-        segments.append(seg)
-        lines.append(line)
-    if lines:
-        yield segments, lines
+        message.segments.append(seg)
+        message.lines.append(line)
+        message.cut_short = cut
+    if message.lines:
+        yield message
+
+
+def _repeated_segment(segments: list[str]) -> tuple[str, int] | None:
+    """The first segment ADT holds once that `segments` repeat, with its count."""
+    counts = Counter(s[:3] for s in segments)
+    for name in _ONCE_PER_MESSAGE:
+        if counts[name] > 1:
+            return name, counts[name]
+    return None
 
 
 def _check_msh(msh: str) -> str | None:
@@ -183,38 +250,59 @@ def _control_id(msh: str) -> str | None:
 def read(data: bytes, options: ReaderOptions) -> ReadResult:
     text = decode(data, options.encoding)
     number = 0
-    for segments, lines in _split_messages(text):
-        raw = "".join(lines)
-        if not segments[0].startswith("MSH"):
-            yield Unreadable(f"before message {number + 1}", raw, "MSH",
+    for split in _split_messages(text):
+        if not split.segments[0].startswith("MSH"):
+            yield Unreadable(f"before message {number + 1}", "".join(split.lines), "MSH",
                              "segments before the first MSH belong to no message")
             continue
         number += 1
-        position = f"message {number}"
-        problem = bad_bytes(raw, options.encoding) or _check_msh(segments[0])
-        control_id = _control_id(segments[0])
-        if problem:
-            yield Unreadable(position, raw, "MSH", problem, control_id)
-            continue
-        bad_ids = [s[:3] for s in segments if not _SEGMENT_ID.fullmatch(s[:3])]
-        if bad_ids:
-            yield Unreadable(position, raw, bad_ids[0],
-                             f"{bad_ids[0]!r} is not a segment name; the message is damaged",
-                             control_id)
-            continue
-        try:
-            message = hl7.parse("\r".join(segments))
-        except Exception as exc:  # the hl7 package raises several types on bad input
-            yield Unreadable(position, raw, "MSH", f"cannot be parsed as HL7 v2 ({exc})",
-                             control_id)
-            continue
-        present = {s[:3] for s in segments}
-        missing = [s for s in options.required_segments if s not in present]
-        if missing:
-            yield Unreadable(
-                position, raw, missing[0],
-                f"the message has no {missing[0]} segment, which this feed's messages must "
-                f"have; it looks truncated (last segment: {segments[-1][:3]})", control_id,
-            )
-            continue
-        yield HL7Record(position, raw, message)
+        yield _read_message(f"message {number}", split, options)
+
+
+def _read_message(position: str, split: _Message,
+                  options: ReaderOptions) -> HL7Record | Unreadable:
+    segments, raw = split.segments, "".join(split.lines)
+    control_id = _control_id(segments[0])
+    fault = _structural_fault(split, raw, options)
+    if fault:
+        return Unreadable(position, raw, *fault, control_id)
+    try:
+        message = hl7.parse("\r".join(segments))
+    except Exception as exc:  # the hl7 package raises several types on bad input
+        return Unreadable(position, raw, "MSH", f"cannot be parsed as HL7 v2 ({exc})",
+                          control_id)
+    present = {s[:3] for s in segments}
+    missing = [s for s in options.required_segments if s not in present]
+    if missing:
+        return Unreadable(
+            position, raw, missing[0],
+            f"the message has no {missing[0]} segment, which this feed's messages must "
+            f"have; it looks truncated (last segment: {segments[-1][:3]})", control_id,
+        )
+    return HL7Record(position, raw, message)
+
+
+def _structural_fault(split: _Message, raw: str,
+                      options: ReaderOptions) -> tuple[str, str] | None:
+    """(segment, problem) when the message is too damaged to parse, else None."""
+    segments = split.segments
+    problem = bad_bytes(raw, options.encoding)
+    if problem:
+        return "MSH", problem
+    if split.cut_short:
+        cut = segments[-1][:3]
+        return cut, (f"the message is truncated: its {cut} segment breaks off where the next "
+                     "message's MSH begins, with no segment terminator; the message is "
+                     "damaged and was not read")
+    problem = _check_msh(segments[0])
+    if problem:
+        return "MSH", problem
+    bad_ids = [s[:3] for s in segments if not _SEGMENT_ID.fullmatch(s[:3])]
+    if bad_ids:
+        return bad_ids[0], f"{bad_ids[0]!r} is not a segment name; the message is damaged"
+    repeated = _repeated_segment(segments)
+    if repeated:
+        name, count = repeated
+        return name, (f"the message has {count} {name} segments where an ADT message has "
+                      "one; it is damaged (two messages run together?)")
+    return None

@@ -1,0 +1,199 @@
+"""Damaged input that must cost one record, never its neighbours: an HL7 v2 message cut off
+with the next message run straight on, a message repeating a segment ADT holds once, and a
+CSV row with an unbalanced quote."""
+
+from __future__ import annotations
+
+import pytest
+from ingest_helpers import mapped, of_type, rejected, run
+
+from fhir_gateway.ingest import MappedRecord, Rejection
+
+SMITH_NHS = "9434765919"
+JONES_NHS = "4010232145"
+BROWN_NHS = "4010232137"
+
+
+def adt_segments(control: str, family: str, nhs: str, visit: str, *,
+                 pid6: str = "") -> list[str]:
+    """An A01 admission with the standard separators (`|^~\\&`)."""
+    return [
+        f"MSH|^~\\&|PAS|RXA|SCR|GATEWAY|202601011000||ADT^A01^ADT_A01|{control}|P|2.4",
+        "EVN|A01|202601011000",
+        f"PID|1||{nhs}^^^NHS^NH~{control}-MRN^^^RXA^MR||{family}^ANN|{pid6}|19411103|F|||"
+        "1 High St^^Dudley^^DY1 1AA",
+        "PD1|||^^Y90001",
+        f"PV1|1|I|W1^^^RXA||||||||||||||||{visit}",
+    ]
+
+
+def adt_message(control: str, family: str, nhs: str, visit: str, *, sep: str = "\r",
+                pid6: str = "") -> str:
+    return sep.join(adt_segments(control, family, nhs, visit, pid6=pid6)) + sep
+
+
+def cut_inside(message: str, segment_text: str) -> str:
+    """`message` cut just after `segment_text`, without its segment terminator."""
+    return message[:message.index(segment_text) + len(segment_text)]
+
+
+def visits(record: MappedRecord) -> list[str]:
+    return [e["identifier"][0]["value"] for e in of_type(record, "Encounter")]
+
+
+# --- HL7 v2: a truncated message followed straight on by the next one -------------------
+
+def test_message_cut_inside_a_segment_is_rejected_and_the_next_message_is_its_own() -> None:
+    smith = cut_inside(adt_message("C1", "SMITH", SMITH_NHS, "V-SMITH"), "PD1|||^^Y9")
+    jones = adt_message("C2", "JONES", JONES_NHS, "V-JONES")
+    results = run("acute", smith + jones, "adt.hl7")
+
+    assert [type(r) for r in results] == [Rejection, MappedRecord]
+    bad, good = results
+    assert bad.source.position == "message 1"
+    assert bad.source.record_id == "C1"
+    assert bad.source.raw == smith  # kept for review exactly as sent, without Jones's message
+    assert bad.field == "PD1"
+    for part in ("acute", "adt.hl7", "message 1", "truncated", "PD1"):
+        assert part in bad.reason
+
+    assert good.source.position == "message 2"
+    assert good.source.record_id == "C2"
+    assert good.source.raw == jones
+    assert good.person.family == "JONES" and good.person.nhs_number == JONES_NHS
+    assert visits(good) == ["V-JONES"]  # Jones's visit is Jones's, never Smith's
+
+
+@pytest.mark.parametrize("sep", ["\r", "\n", "\r\n"])
+def test_later_messages_keep_their_numbers_after_a_cut_message(sep: str) -> None:
+    first = adt_message("C1", "SMITH", SMITH_NHS, "V1", sep=sep)
+    cut = cut_inside(adt_message("C2", "JONES", JONES_NHS, "V2", sep=sep), "PV1|1|I|W1")
+    third = adt_message("C3", "BROWN", BROWN_NHS, "V3", sep=sep)
+    results = run("acute", first + cut + third, "adt.hl7")
+
+    assert [(type(r), r.source.position, r.source.record_id) for r in results] == [
+        (MappedRecord, "message 1", "C1"),
+        (Rejection, "message 2", "C2"),
+        (MappedRecord, "message 3", "C3"),
+    ]
+    assert results[1].field == "PV1" and "truncated" in results[1].reason
+    assert visits(results[0]) == ["V1"] and visits(results[2]) == ["V3"]
+
+
+def test_message_cut_inside_its_msh_is_rejected_and_the_next_message_loads() -> None:
+    cut = "MSH|^~\\&|PAS|RXA|SCR|GAT"
+    jones = adt_message("C2", "JONES", JONES_NHS, "V-JONES")
+    results = run("acute", cut + jones, "adt.hl7")
+
+    assert [type(r) for r in results] == [Rejection, MappedRecord]
+    assert results[0].source.raw == cut
+    assert "message 1" in results[0].reason and "truncated" in results[0].reason
+    assert results[1].source.position == "message 2" and visits(results[1]) == ["V-JONES"]
+
+
+def test_escaped_msh_text_inside_a_field_is_data_not_a_message() -> None:
+    # HL7 escapes the field separator as \F\: "MSH|^~\&" sent as data cannot hold the real one.
+    escaped = "MSH\\F\\\\S\\\\R\\\\E\\\\T\\"
+    results = run("acute", adt_message("C1", "SMITH", SMITH_NHS, "V1", pid6=escaped))
+    [record] = results
+    assert isinstance(record, MappedRecord) and visits(record) == ["V1"]
+    assert escaped in record.source.raw
+
+
+def test_msh_text_with_other_separators_is_data_not_a_message() -> None:
+    # This message separates fields with "!", so "MSH|^~\&|" in PID-6 is ordinary text.
+    segments = [s.replace("|", "!") for s in adt_segments("C1", "SMITH", SMITH_NHS, "V1")]
+    segments[2] = segments[2].replace("!SMITH^ANN!!", "!SMITH^ANN!MSH|^~\\&|PAS!")
+    results = run("acute", "\r".join(segments) + "\r")
+    [record] = results
+    assert isinstance(record, MappedRecord) and visits(record) == ["V1"]
+    assert "MSH|^~\\&|PAS" in record.source.raw
+
+
+# --- HL7 v2: a segment ADT holds once, sent twice ---------------------------------------
+
+@pytest.mark.parametrize("segment", ["EVN", "PID", "PD1", "PV1"])
+def test_a_message_repeating_a_single_segment_is_rejected_as_damaged(segment: str) -> None:
+    smith = adt_segments("C1", "SMITH", SMITH_NHS, "V-SMITH")
+    jones = adt_segments("C2", "JONES", JONES_NHS, "V-JONES")
+    # Jones's segment lands inside Smith's message (e.g. a lost MSH between them).
+    index = next(i for i, s in enumerate(jones) if s.startswith(segment))
+    damaged = [*smith, jones[index]]
+    text = "\r".join(damaged) + "\r" + adt_message("C3", "BROWN", BROWN_NHS, "V3")
+    results = run("acute", text, "adt.hl7")
+
+    assert [(type(r), r.source.position) for r in results] == [
+        (Rejection, "message 1"), (MappedRecord, "message 2")]
+    bad = results[0]
+    assert bad.field == segment
+    assert bad.source.record_id == "C1"
+    for part in ("adt.hl7", "message 1", f"2 {segment} segments", "damaged"):
+        assert part in bad.reason
+    assert visits(results[1]) == ["V3"]
+
+
+def test_the_pid_and_pv1_of_two_run_together_messages_are_never_mixed() -> None:
+    smith = adt_segments("C1", "SMITH", SMITH_NHS, "V-SMITH")
+    jones = adt_segments("C2", "JONES", JONES_NHS, "V-JONES")
+    # Smith's message lost its PV1 and Jones's lost its MSH and EVN.
+    results = run("acute", "\r".join(smith[:4] + jones[2:]) + "\r", "adt.hl7")
+    [bad] = results
+    assert isinstance(bad, Rejection) and bad.field == "PID"
+    assert not mapped(results)
+
+
+# --- CSV: an unbalanced quote -----------------------------------------------------------
+
+SC_HEADER = ("Person ID,Title,First Name,Last Name,DOB,Postcode,NHS No (if known),Service,"
+             "Service Start,Service End,Provider,Key Worker")
+SC_NHS = ["9434765919", "4010232145", "4010232137", "4010232153", "4010232161",
+          "4010232188", "4010232196"]
+
+
+def service_rows() -> list[str]:
+    return [f"SC{i},Mr,John{i},Smith,1940-01-0{i + 1},DY1 1AA,{nhs},Home care,2025-01-01,,"
+            "Dudley Homecare Ltd,A" for i, nhs in enumerate(SC_NHS)]
+
+
+def test_a_stray_quote_rejects_only_its_line_and_the_rest_of_the_file_loads() -> None:
+    rows = service_rows()
+    rows[1] = rows[1].replace("Dudley Homecare Ltd", '"Dudley Homecare Ltd')
+    results = run("socialcare", "\n".join([SC_HEADER, *rows]) + "\n", "services.csv")
+
+    [bad] = rejected(results)
+    assert bad.source.position == "line 3"
+    assert bad.source.raw == rows[1] + "\n"  # that line alone, not the rest of the file
+    assert bad.field == "row"
+    for part in ("services.csv", "line 3", "unbalanced quote"):
+        assert part in bad.reason
+    good = mapped(results)
+    assert [r.source.position for r in good] == ["line 2", "line 4", "line 5", "line 6",
+                                                 "line 7", "line 8"]
+    assert [r.person.given for r in good] == ["John0", "John2", "John3", "John4", "John5",
+                                              "John6"]
+
+
+def test_a_stray_quote_after_a_quoted_line_break_keeps_line_numbers_right() -> None:
+    rows = service_rows()[:4]
+    rows[0] = rows[0].replace("Dudley Homecare Ltd", '"Dudley Homecare Ltd\nUnit 4"')
+    rows[2] = rows[2].replace("Home care", '"Home care')
+    results = run("socialcare", "\r\n".join([SC_HEADER, *rows]) + "\r\n", "services.csv")
+
+    assert [(type(r), r.source.position) for r in results] == [
+        (MappedRecord, "line 2"),  # spans lines 2 and 3: a quoted line break is fine
+        (MappedRecord, "line 4"),
+        (Rejection, "line 5"),
+        (MappedRecord, "line 6"),
+    ]
+    assert "unbalanced quote" in results[2].reason and "line 5" in results[2].reason
+    assert results[0].source.raw.count("\n") == 2
+
+
+def test_a_stray_quote_in_the_last_row_names_the_quote() -> None:
+    rows = service_rows()[:3]
+    rows[2] = rows[2].replace("Dudley Homecare Ltd", '"Dudley Homecare Ltd')
+    results = run("socialcare", "\n".join([SC_HEADER, *rows]) + "\n", "services.csv")
+
+    assert [r.source.position for r in mapped(results)] == ["line 2", "line 3"]
+    [bad] = rejected(results)
+    assert bad.source.position == "line 4" and "unbalanced quote" in bad.reason
