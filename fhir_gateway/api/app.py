@@ -25,6 +25,7 @@ from ..errors import GatewayError, MethodNotAllowed, NotFound
 from ..fhir.conformance import publish as publish_conformance
 from ..fhir.interceptors import InterceptorChain
 from ..fhir.repository import Repository
+from ..fhir.request import FhirRequest, FhirResponse
 from ..fhir.router import FhirRouter
 from ..pipeline.service import IngestService
 from ..security import Security
@@ -73,7 +74,7 @@ def create_app(
         chain = InterceptorChain([*security.interceptors(),
                                   *(interceptors.interceptors if interceptors else [])])
         state["router"] = FhirRouter(repository, chain, settings=settings)
-        state["handle"] = security.gate(state["router"]).handle
+        state["gate"] = security.gate(state["router"])
         app.state.fhir_router = state["router"]
         app.state.security = security
         app.state.ingest_service = IngestService(repository)
@@ -98,17 +99,25 @@ def create_app(
             return settings.public_base_url.rstrip("/")
         return str(request.base_url).rstrip("/") + "/fhir"
 
-    async def fhir(request: Request, path: str = "") -> Response:
+    async def run(request: Request, req: FhirRequest) -> FhirResponse:
+        """The gate's answer, or the edge's refusal (406, 413, 415, 400), audited all the
+        same; either way its audit is durable before this returns or raises."""
+        gate = state["gate"]
         try:
-            check_format(request)
-            raw = await read_body(request, settings.max_body_bytes)
-            body = parse_body(request, raw)
-            req = to_fhir_request(request, path, body, base_url(request))
-            req.state[DEFER_DURABILITY] = True
             try:
-                resp = await run_in_threadpool(state["handle"], req)
-            finally:
-                await audit_settled(req)  # nothing is answered before its audit is durable
+                req.body = await accepted_body(request, settings.max_body_bytes)
+            except GatewayError as exc:
+                await run_in_threadpool(gate.refused, req, exc)
+                raise
+            return await run_in_threadpool(gate.handle, req)
+        finally:
+            await audit_settled(req)  # nothing is answered before its audit is durable
+
+    async def fhir(request: Request, path: str = "") -> Response:
+        req = to_fhir_request(request, path, None, base_url(request))
+        req.state[DEFER_DURABILITY] = True
+        try:
+            resp = await run(request, req)
         except GatewayError as exc:
             if path.rstrip("/").endswith(EMERGENCY_SUMMARY) and \
                     prefers_html(request.headers.get("accept")):
@@ -132,3 +141,10 @@ def create_app(
 
     app.add_middleware(RequestLogMiddleware)
     return app
+
+
+async def accepted_body(request: Request, limit: int) -> Any:
+    """The parsed body of a request the edge accepts; else 406 (format), 413 (size), 415
+    (media type) or 400 (unreadable JSON)."""
+    check_format(request)
+    return parse_body(request, await read_body(request, limit))

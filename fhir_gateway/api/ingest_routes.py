@@ -11,24 +11,39 @@ lists and resolves that partner's records only, as it writes only that partner's
 another partner's record answers as absent. Clinicians (read-only on the shared record)
 and other roles are refused. Every request, allowed or refused, is audited.
 `fhir-gateway review` on the gateway's host sees the whole queue.
+
+A held record's candidates and reason, and a refused resolve, name Patients by internal
+id (the pipeline writes them for the operator). Over HTTP (auth on) a caller sees an id
+only where it may see that Patient (the access interceptor's `can_see`, as for any read):
+other ids leave the candidates, and in text become "another record" (and the CLI hint
+`(--patient ID)` is dropped), so a feed learns no consent-hidden Patient's id, nor that
+the person is on the record under it.
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse, Response
 
+from .. import jsonio
 from ..errors import BadRequest, GatewayError, NotFound, UnsupportedMediaType
-from .http import error_response, read_body, to_fhir_request
+from .http import FHIR_JSON, error_response, read_body, to_fhir_request
 
 FEED_TYPES = {"x-application/hl7-v2+er7", "application/hl7-v2", "text/csv", "text/plain",
               "application/x-ndjson", "application/fhir+json", "application/json",
               "application/octet-stream"}
 #: A partner's whole extract can be large; the limit still bounds memory.
 MAX_FEED_BYTES = 256 * 1024 * 1024
+#: how the pipeline's words name a Patient: `Patient/ID`, and the CLI hint `(--patient ID)`
+_ID = r"([A-Za-z0-9\-.]{0,63}[A-Za-z0-9\-])"  # a FHIR id, less a sentence's full stop
+_NAMED_PATIENT = re.compile(rf"Patient/{_ID}")
+_PATIENT_HINT = re.compile(rf" ?\(--patient {_ID}\)")
+OTHER_RECORD = "another record"
 
 router = APIRouter()
 
@@ -61,6 +76,62 @@ def _mine(caller: Any, partner: str | None) -> bool:
 
 def _held_partner(value: dict[str, Any]) -> str | None:
     return ((value.get("record") or {}).get("source") or {}).get("partner")
+
+
+def _visible_patients(request: Request, caller: Any, ids: Iterable[str]) -> set[str]:
+    """The ids among `ids` of Patients `caller` may see: all with auth off, none for a
+    caller who is not known. Blocking (store reads): run it in a thread."""
+    sec = request.app.state.security
+    wanted = set(ids)
+    if sec.access is None:
+        return wanted
+    if caller is None or not wanted:
+        return set()
+    asking = to_fhir_request(request, "$review", None, _base(request))
+    asking.caller = caller
+    return {pid for pid in wanted if _may_see_patient(sec, asking, pid)}
+
+
+def _may_see_patient(sec: Any, asking: Any, pid: str) -> bool:
+    try:
+        stored = sec.repository.read("Patient", pid)
+    except GatewayError:
+        return False  # absent or deleted: nothing to show
+    return bool(sec.access.can_see(asking, jsonio.loads_trusted(stored.body)))
+
+
+def _named_ids(texts: Iterable[str]) -> set[str]:
+    return {m.group(1) for text in texts for pattern in (_NAMED_PATIENT, _PATIENT_HINT)
+            for m in pattern.finditer(text)}
+
+
+def _redactor(visible: set[str]) -> Callable[[str], str]:
+    """Rewrites the pipeline's words so they name only the `visible` Patients."""
+    def redact(text: str) -> str:
+        text = _PATIENT_HINT.sub(lambda m: m.group(0) if m.group(1) in visible else "", text)
+        return _NAMED_PATIENT.sub(
+            lambda m: m.group(0) if m.group(1) in visible else OTHER_RECORD, text)
+    return redact
+
+
+async def _redaction_for(request: Request, caller: Any,
+                         texts: Iterable[str], ids: Iterable[str] = ()
+                         ) -> tuple[set[str], Callable[[str], str]]:
+    """The Patient ids `caller` may see among those named, and a redactor for texts."""
+    named = _named_ids(texts) | set(ids)
+    visible = await run_in_threadpool(_visible_patients, request, caller, named)
+    return visible, _redactor(visible)
+
+
+async def _error_for(request: Request, caller: Any, error: GatewayError) -> Response:
+    """`error` as an OperationOutcome naming only Patients the caller may see."""
+    outcome = error.outcome()
+    issues = [i for i in outcome.get("issue", []) if isinstance(i.get("diagnostics"), str)]
+    _, redact = await _redaction_for(request, caller, [i["diagnostics"] for i in issues])
+    for issue in issues:
+        issue["diagnostics"] = redact(issue["diagnostics"])
+    return Response(content=jsonio.dump_bytes(outcome), status_code=error.status,
+                    headers=error.headers, media_type=FHIR_JSON)
 
 
 async def _audited(request: Request, caller: Any, status: int, what: str,
@@ -100,7 +171,11 @@ async def ingest(request: Request, partner: str, filename: str | None = None) ->
         return error_response(exc)
     await run_in_threadpool(record_ingest, sec, request, caller, partner, base, 200,
                             summary.counts())
-    return JSONResponse(summary.to_json(), status_code=200)
+    answer = summary.to_json()
+    _, redact = await _redaction_for(request, caller,
+                                     [r["reason"] for r in answer["rejections"]])
+    answer["rejections"] = [{**r, "reason": redact(r["reason"])} for r in answer["rejections"]]
+    return JSONResponse(answer, status_code=200)
 
 
 @router.get("/review/held")
@@ -115,8 +190,12 @@ async def held(request: Request) -> Response:
     loader = request.app.state.ingest_service.loader
     items = [(k, v) for k, v in await run_in_threadpool(loader.list_held)
              if _mine(caller, _held_partner(v))]
+    visible, redact = await _redaction_for(
+        request, caller, [v["reason"] for _, v in items],
+        [c for _, v in items for c in v["candidates"]])
     await _audited(request, caller, 200, f"GET /review/held ({len(items)} listed)")
-    return JSONResponse([{"key": k, "reason": v["reason"], "candidates": v["candidates"],
+    return JSONResponse([{"key": k, "reason": redact(v["reason"]),
+                          "candidates": [c for c in v["candidates"] if c in visible],
                           "source": v["record"]["source"]} for k, v in items])
 
 
@@ -132,14 +211,16 @@ async def rejected(request: Request) -> Response:
     loader = request.app.state.ingest_service.loader
     items = [(k, v) for k, v in await run_in_threadpool(loader.list_rejected)
              if _mine(caller, v.get("partner"))]
+    _, redact = await _redaction_for(request, caller,
+                                     [str(v.get("reason", "")) for _, v in items])
     await _audited(request, caller, 200, f"GET /review/rejected ({len(items)} listed)")
-    return JSONResponse([{"key": k, **v} for k, v in items])
+    return JSONResponse([{"key": k, **v, "reason": redact(str(v.get("reason", "")))}
+                         for k, v in items])
 
 
 @router.post("/review/held/{key:path}")
 async def resolve(request: Request, key: str) -> Response:
     """Body: `{"patient": "<id>"}` to attach, or `{"create": true}` for a new Patient."""
-    from .. import jsonio
     from ..fhir.interactions import require_id
 
     caller, patient = None, None
@@ -160,7 +241,7 @@ async def resolve(request: Request, key: str) -> Response:
             raise NotFound(f"no held record {key!r}") from exc
     except GatewayError as exc:
         await _audited(request, caller, exc.status, f"POST /review/held/{key}", patient)
-        return error_response(exc)
+        return await _error_for(request, caller, exc)  # e.g. a 409 naming the holder
     await _audited(request, caller, 200, f"POST /review/held/{key}", patient)
     return JSONResponse(summary.counts())
 

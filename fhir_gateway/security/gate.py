@@ -13,7 +13,8 @@
     read AuditEvents first waits until this process's journal is stored.
 
 Requests that never reach an interaction (no such endpoint, a server error) are audited
-here too.
+here too, and so are those the HTTP edge refuses before handing them over (`refused`:
+a format, media type, unreadable or oversized body).
 """
 
 from __future__ import annotations
@@ -24,11 +25,17 @@ from typing import Any
 
 from ..errors import GatewayError
 from ..fhir.interactions import FhirContext
-from ..fhir.request import Caller, FhirRequest, FhirResponse
+from ..fhir.request import Caller, FhirRequest, FhirResponse, Interaction
 from ..fhir.router import FhirRouter
 from ..store.base import VersionConflict
 from .audit.chain import AuditTrail, Slot
-from .audit.interceptor import COLLECTOR, SEEN, TX_EVENTS, AuditInterceptor
+from .audit.interceptor import (
+    COLLECTOR,
+    SEEN,
+    TX_EVENTS,
+    AuditInterceptor,
+    failure_description,
+)
 
 WRITE_ATTEMPTS = 20
 _READ_METHODS = frozenset({"GET", "HEAD"})
@@ -88,7 +95,7 @@ class SecureGate:
                 self._identify(req)
                 pending.append(self.audit.event(
                     req, _METHOD_SUBTYPE.get(req.method, "operation"), exc.status,
-                    description=f"{exc.status} {exc.diagnostics}"))
+                    description=failure_description(exc)))
             raise
         except Exception as exc:
             self._identify(req)
@@ -103,6 +110,32 @@ class SecureGate:
                 req.state[DURABILITY] = self.trail.submit(pending)
             else:
                 self.trail.record(pending)  # durable before any answer leaves
+
+    def refused(self, req: FhirRequest, error: GatewayError) -> None:
+        """Audit a request the HTTP edge refused before `handle` (406, 415, 400, 413), as
+        its caller when it carries a valid token. Durable before the answer: awaited by
+        `audit_settled` when the request defers durability, else written at once."""
+        if self.trail is None or self.audit is None:
+            return
+        self._identify(req)
+        interaction = self._routed(req)
+        subtype = interaction.name if interaction else _METHOD_SUBTYPE.get(req.method,
+                                                                           "operation")
+        what = f"{interaction.rtype}/{interaction.rid}" \
+            if interaction and interaction.rtype and interaction.rid else None
+        event = self.audit.event(req, subtype, error.status, what=what,
+                                 description=failure_description(error))
+        if req.state.get(DEFER_DURABILITY):
+            req.state[DURABILITY] = self.trail.submit([event])
+        else:
+            self.trail.record([event])
+
+    def _routed(self, req: FhirRequest) -> Interaction | None:
+        """The interaction the request asks for, as routing names it (None: no route)."""
+        try:
+            return self.router.route(req)[0]
+        except GatewayError:
+            return None
 
     def _may_be_shown_audit(self, req: FhirRequest) -> bool:
         """Whether the request may read AuditEvents and its caller may see them: only an

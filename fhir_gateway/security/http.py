@@ -61,6 +61,11 @@ def mount(app: FastAPI, *, security: Callable[[], Security],
         try:
             form = await _form(request)
         except GatewayError as exc:
+            # too malformed to read: no client is known, but the attempt is audited
+            await run_in_threadpool(_record_token_event, sec, request, ends.token_url,
+                                    caller=Caller(), status=400,
+                                    description=f"400 invalid_request: {exc.diagnostics} "
+                                                "(client not authenticated)")
             return JSONResponse({"error": "invalid_request", "error_description":
                                  exc.diagnostics}, status_code=400, headers=NO_STORE)
         req = TokenRequest(method="POST", url=ends.token_url, issuer=ends.issuer,
@@ -104,23 +109,32 @@ async def _form(request: Request) -> dict[str, list[str]]:
 
 def _token_and_audit(sec: Security, req: TokenRequest, request: Request) -> TokenResult:
     result = sec.token_endpoint.handle(req)
-    if sec.trail is not None:
-        client = result.client
-        caller = Caller(client_id=client.client_id if client else result.claimed_client,
-                        role=client.role if client else None,
-                        organization=client.organization if client else None)
-        description = (f"token issued, scope {result.scope}" if result.status == 200 else
-                       f"{result.status} {result.error}: "
-                       f"{result.body.get('error_description', '')}"
-                       + ("" if client else " (client not authenticated)"))
-        event = audit_event(
-            subtype="110122", subtype_system=DCM, action="E",
-            event_type={"system": DCM, "code": "110114", "display": "User Authentication"},
-            status=result.status, caller=caller, observer=f"fhir-gateway {sec.trail.instance}",
-            destination=req.url, request_id=getattr(request.state, "request_id", ""),
-            description=description)
-        sec.trail.record([event])
+    client = result.client
+    caller = Caller(client_id=client.client_id if client else result.claimed_client,
+                    role=client.role if client else None,
+                    organization=client.organization if client else None)
+    description = (f"token issued, scope {result.scope}" if result.status == 200 else
+                   f"{result.status} {result.error}: "
+                   f"{result.body.get('error_description', '')}"
+                   + ("" if client else " (client not authenticated)"))
+    _record_token_event(sec, request, req.url, caller=caller, status=result.status,
+                        description=description)
     return result
+
+
+def _record_token_event(sec: Security, request: Request, token_url: str, *, caller: Caller,
+                        status: int, description: str) -> None:
+    """The AuditEvent of one token request (DICOM User Authentication), durable before
+    the answer is sent."""
+    if sec.trail is None:
+        return
+    event = audit_event(
+        subtype="110122", subtype_system=DCM, action="E",
+        event_type={"system": DCM, "code": "110114", "display": "User Authentication"},
+        status=status, caller=caller, observer=f"fhir-gateway {sec.trail.instance}",
+        destination=token_url, request_id=getattr(request.state, "request_id", ""),
+        description=description)
+    sec.trail.record([event])
 
 
 def _report(sec: Security, request: Request, base: str) -> Response:

@@ -8,6 +8,10 @@ record was shown or written, the resource written or read, the query (base64, as
 asks) and the request id. Searchable with the R4 AuditEvent parameters: `patient`,
 `date`, `agent:identifier` (organisation), `altid` (client), `policy` (break-glass),
 `subtype`, `outcome`, `entity`.
+
+Auditors may read no clinical content: the query and `outcomeDesc` given here are already
+redacted by the caller (`audit.interceptor.recorded_query` and `failure_description` say
+what is kept); this module stores what it is given.
 """
 
 from __future__ import annotations
