@@ -1,8 +1,13 @@
 """Consent to share: a patient's `Consent` (scope `patient-privacy`) that says deny hides
 their record from organisations that do not already hold it.
 
-The deciding Consent is the patient's latest active `patient-privacy` Consent (by
-`dateTime`, then `meta.lastUpdated`): `provision.type` deny hides, permit (or none) shows.
+The deciding Consent is the person's latest active `patient-privacy` Consent: `provision.
+type` deny hides, permit (or none) shows. "The person" is the Patient and every Patient
+merged with it (`link` replaced-by / replaces, as an HL7 A40 leaves them): a merge moves
+the objection to the surviving record, and the merged-away record and the old versions of
+its resources, which still name it, stay hidden with it. "Latest" is by `dateTime`, but
+never later than the Consent was stored (`meta.lastUpdated`): a date in the future would
+otherwise outrank every later decision.
 "Organisations that hold the record" are the ODS codes found on the record itself: the
 agents of the Provenance written for its resources (what ingest records), the ownership
 tags a partner feed's REST writes carry, and the Consent's own `organization`. A caller
@@ -17,6 +22,9 @@ resources; this also covers any stored before it did). A feed's Provenance holds
 record for its organisation only through the feed's own resources (`speaks_for`): one
 targeting another partner's resource counts for nothing. A feed's permit that does not
 name its own organisation is not a decision at all; a deny always is (it can only hide).
+A feed's permit lifts an objection only when its organisation holds the record by
+something other than privacy Consents: an organisation that knows nothing of the person
+cannot open their record to everyone by saying so.
 
 Decisions are read from the store for each request (memoised on the request's caller,
 never across requests), so a Consent written by any instance or by ingest applies at once.
@@ -32,12 +40,16 @@ from .. import jsonio
 from ..errors import NotFound
 from ..fhir.repository import Repository
 from ..search.extract import patient_compartment
+from ..search.values import BadDate, date_range
 from ..store.query import Criterion, IndexQuery, ReferencePredicate, TokenPredicate
 
 CONSENT_SCOPE_SYSTEM = "http://terminology.hl7.org/CodeSystem/consentscope"
 ODS_SYSTEM = "https://fhir.nhs.uk/Id/ods-organization-code"
 PARTNER_TAG_SYSTEM = "https://fhir.example.org/shared-care-record/CodeSystem/partner"
 MAX_RECORD_SCAN = 5000
+#: Patients of one person followed through merge links (`Patient.link`)
+MAX_PERSON_IDS = 20
+_MERGE_LINKS = ("replaced-by", "replaces")
 #: deleted Provenance targets looked up one by one (their last version) per Provenance
 MAX_DELETED_TARGETS = 10
 #: stands for the patients of a target not judged (past MAX_DELETED_TARGETS): whatever
@@ -134,32 +146,64 @@ class ConsentPolicy:
         return out
 
     def decide(self, patient_id: str, organization: str | None = None) -> ConsentDecision:
-        """The patient's decision. With `organization`, its holders are worked out for that
+        """The person's decision. With `organization`, its holders are worked out for that
         organisation alone (`hides_from` is right for it, the holders set says nothing
         of others): far cheaper, which matters on every read of a hidden record."""
+        person = self.person_of(patient_id)
         query = IndexQuery(rtype="Consent", criteria=[
-            Criterion("patient", "reference", [ReferencePredicate("Patient", patient_id)]),
+            Criterion("patient", "reference",
+                      [ReferencePredicate("Patient", pid) for pid in person]),
             Criterion("scope", "token", [TokenPredicate(CONSENT_SCOPE_SYSTEM,
                                                         "patient-privacy")])],
             limit=100)
-        consents = [jsonio.loads_trusted(r.body) for r in self.repository.find(query).rows
-                    if r.body]
-        active = [c for c in consents if c.get("status") == "active" and _decides(c)]
-        if not active:
-            return ALLOWED
-        latest = max(active, key=lambda c: (c.get("dateTime") or "",
-                                            (c.get("meta") or {}).get("lastUpdated") or ""))
-        if (latest.get("provision") or {}).get("type") != "deny":
-            return ALLOWED
-        return ConsentDecision(True, frozenset(self._holders(patient_id, latest,
-                                                             only=organization)))
+        found = [(r.rtype, r.rid, jsonio.loads_trusted(r.body))
+                 for r in self.repository.find(query).rows if r.body]
+        privacy = {(rtype, rid) for rtype, rid, _ in found}
+        active = sorted((c for _, _, c in found if c.get("status") == "active"
+                         and _decides(c)), key=_decided_when, reverse=True)
+        for consent in active:
+            if (consent.get("provision") or {}).get("type") == "deny":
+                return ConsentDecision(True, frozenset(self._holders(
+                    person, consent, only=organization)))
+            writer = _writer_organization(consent)
+            if writer is None or self._holders(person, {}, only=writer,
+                                               ignore=privacy) == {writer}:
+                return ALLOWED
+            # a feed's permit from an organisation that holds nothing: no decision
+        return ALLOWED
 
-    def _holders(self, patient_id: str, consent: dict[str, Any], *,
-                 only: str | None = None) -> set[str]:
-        """The ODS codes that hold the record. With `only`: {only} if it does, else empty;
-        then a body that cannot name it (its text lacks the code: stored bodies are the
-        gateway's own JSON, which never escapes a letter or digit) is not parsed, and the
-        search stops at the first proof. Wrongly skipping a body could only hide more."""
+    def person_of(self, patient_id: str) -> list[str]:
+        """`patient_id` and the Patients merged with it (`link` replaced-by / replaces),
+        followed a level at a time, at most MAX_PERSON_IDS."""
+        person, level = [patient_id], [patient_id]
+        while level and len(person) < MAX_PERSON_IDS:
+            rows = self.repository.find(IndexQuery(rtype="Patient", ids=sorted(level),
+                                                   limit=len(level))).rows
+            level = []
+            for row in rows:
+                if not row.body or '"link"' not in row.body:
+                    continue
+                links = jsonio.loads_trusted(row.body).get("link") or []
+                for link in links if isinstance(links, list) else []:
+                    if not isinstance(link, dict) or link.get("type") not in _MERGE_LINKS:
+                        continue
+                    for rtype, rid in local_refs([link.get("other")]):
+                        if rtype == "Patient" and rid not in person \
+                                and len(person) < MAX_PERSON_IDS:
+                            person.append(rid)
+                            level.append(rid)
+        return person
+
+    def _holders(self, person: list[str], consent: dict[str, Any], *,
+                 only: str | None = None,
+                 ignore: frozenset[tuple[str, str]] | set[tuple[str, str]] = frozenset()
+                 ) -> set[str]:
+        """The ODS codes that hold the record of `person` (its Patients' ids). With
+        `only`: {only} if it does, else empty; then a body that cannot name it (its text
+        lacks the code: stored bodies are the gateway's own JSON, which never escapes a
+        letter or digit) is not parsed, and the search stops at the first proof. Wrongly
+        skipping a body could only hide more. Resources in `ignore` (and Provenance of
+        them alone) prove nothing."""
         holders = set(vouched_codes(consent, ods_codes(consent.get("organization") or [])))
         if only is not None and only in holders:
             return {only}
@@ -167,8 +211,10 @@ class ConsentPolicy:
         def may_name(body: str) -> bool:
             return only is None or only in body
 
-        rows = self.repository.find(IndexQuery(rtype=None, compartment=patient_id,
-                                               limit=MAX_RECORD_SCAN)).rows
+        rows = [row for pid in person for row in self.repository.find(IndexQuery(
+            rtype=None, compartment=pid, limit=MAX_RECORD_SCAN)).rows
+            if (row.rtype, row.rid) not in ignore]
+        patient_id = person[0]
         bodies: dict[tuple[str, str], str] = {}
         parsed: dict[tuple[str, str], dict[str, Any]] = {}
 
@@ -200,7 +246,7 @@ class ConsentPolicy:
         def held_by(prov: dict[str, Any]) -> list[str]:
             # its agents hold the record only if it speaks for something on the record
             if any(speaks_for(prov, resource(key)) for key in local_refs(prov.get("target"))
-                   if key in bodies):
+                   if key in bodies and key not in ignore):
                 return _agents(prov)
             return []
 
@@ -220,6 +266,26 @@ class ConsentPolicy:
                 if only is not None and only in holders:
                     return {only}
         return holders if only is None else holders & {only}
+
+
+def _decided_when(consent: dict[str, Any]) -> tuple[str, str]:
+    """When a Consent was decided, for ordering: its `dateTime` as a UTC instant, but no
+    later than it was stored; then when it was stored."""
+    stored = str((consent.get("meta") or {}).get("lastUpdated") or "")
+    try:
+        said = date_range(str(consent.get("dateTime") or ""))[0]
+    except BadDate:
+        said = ""
+    return (min(said, stored) if said and stored else said or stored), stored
+
+
+def _writer_organization(consent: dict[str, Any]) -> str | None:
+    """The organisation a partner feed wrote `consent` for (its ODS tag), None for what
+    the gateway wrote itself."""
+    if not _feed_written(consent):
+        return None
+    return next((str(t["code"]) for t in _tags(consent)
+                 if t.get("system") == ODS_SYSTEM and t.get("code")), "")
 
 
 def last_written(repository: Repository, rtype: str, rid: str) -> dict[str, Any] | None:
