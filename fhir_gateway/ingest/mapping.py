@@ -323,6 +323,10 @@ def _apply(rule: Rule, ctx: Context, resources: list[dict[str, Any]],
         refused_key = value is None and ctx.refusals > before  # already named by its field
         known = ctx.refusals
         body = None
+        if rule.retract_when is not None and test(rule.retract_when, ctx):
+            if value is not None:
+                retracted.append(BusinessId(rule.resource_type, rule.system, str(value)))
+            continue
         if rule.when is None or test(rule.when, ctx):
             body = render_resource(rule.resource, ctx, (rule.resource_type,))
             if _refused_empty(rule, body, ctx):

@@ -83,6 +83,9 @@ class Rule:
     #: (element, its source fields): an empty source field rejects the record
     refuse_empty: tuple[tuple[str, tuple[str, ...]], ...]
     retract_otherwise: bool
+    #: when this holds, the record says the resource no longer holds (HL7 A13 cancelling
+    #: the discharge a place of death came from), whatever `when` says
+    retract_when: Condition | None
     for_each: str | None
     alias: str | None
     system: str
@@ -310,7 +313,7 @@ def _compile_parts(top: dict[str, Any], compiler: Compiler, file: str) -> dict[s
 def _rule(rule: Any, compiler: Compiler, file: str, where: str) -> Rule:
     rule = _keys(rule, {"name": True, "identifier": True, "resource": True, "when": False,
                         "require": False, "expect": False, "refuse_empty": False,
-                        "otherwise": False,
+                        "otherwise": False, "retract_when": False,
                         "for_each": False, "as": False}, file, where)
     name = _text(rule["name"], file, f"{where}.name")
     where = f"resources[{name}]"
@@ -346,6 +349,11 @@ def _rule(rule: Any, compiler: Compiler, file: str, where: str) -> Rule:
         raise MappingError(file, f"{where}.resource.resourceType",
                            f"{rtype!r} is not an R4 resource type")
     when = compiler.condition(rule["when"], f"{where}.when") if "when" in rule else None
+    retract_when = compiler.condition(rule["retract_when"], f"{where}.retract_when") \
+        if "retract_when" in rule else None
+    if retract_when is not None and for_each is not None:
+        raise MappingError(file, f"{where}.retract_when", "a list's items are retracted by "
+                           "leaving them out (otherwise: retract), not by a condition")
     lists = {}
     for key in ("require", "expect", "refuse_empty"):
         names = rule.get(key) or []
@@ -360,7 +368,7 @@ def _rule(rule: Any, compiler: Compiler, file: str, where: str) -> Rule:
         name=name, resource_type=rtype, when=when, require=lists["require"],
         expect=tuple((n, ", ".join(_fields_of(elements.get(n)))) for n in lists["expect"]),
         refuse_empty=tuple((n, _fields_of(elements.get(n))) for n in lists["refuse_empty"]),
-        retract_otherwise=otherwise == "retract",
+        retract_otherwise=otherwise == "retract", retract_when=retract_when,
         for_each=for_each, alias=alias, system=system, value=value,
         value_fields=_fields_of(value), resource=resource,
     )

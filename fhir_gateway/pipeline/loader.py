@@ -58,6 +58,8 @@ BATCH_RECORDS = 200
 BATCH_SECONDS = 0.5
 #: System records holding the lists records state in full (`Loader._item_sets`).
 ITEM_SETS = "item-sets"
+#: System records: the stamp of the record that retracted a business id (`_retract`).
+RETRACTIONS = "retractions"
 
 
 @dataclass(slots=True)
@@ -401,7 +403,7 @@ class Loader:
                 self._upsert(s, record.source, key, _with_patient(resource, pref), new_stamp,
                              count)
         for key in (*record.retracted, *left_out_now):
-            for stored in self._by_key(s, key):
+            for stored in self._retractable(s, key, new_stamp):
                 result = self.repo.delete(key.resource_type, stored.rid, session=s)
                 if result is not None and result.changed:
                     counts["updated"] += 1
@@ -577,6 +579,20 @@ class Loader:
                 s.record_put(ITEM_SETS, name, {"stamp": new_stamp, "values": now})
         return left_out_later, left_out_now
 
+    def _retractable(self, s: StoreSession, key: BusinessId,
+                     new_stamp: str) -> list[StoredVersion]:
+        """What a record retracting `key` deletes: the resources holding it that no newer
+        record has said anything of (out of order, a discharge cancelled before a later
+        discharge arrived must not delete what that discharge recorded). The retraction's
+        stamp is kept, so an older record arriving later does not bring it back."""
+        name = _retraction_name(key)
+        kept = s.record_get(RETRACTIONS, name)
+        if kept is None or kept.get("stamp", "") < new_stamp:
+            s.record_put(RETRACTIONS, name, {"stamp": new_stamp})
+        return [stored for stored in self._by_key(s, key)
+                if _newest_stamp(s.record_get(ELEMENT_STAMPS,
+                                              f"{key.resource_type}/{stored.rid}")) <= new_stamp]
+
     def _by_key(self, s: StoreSession, key: BusinessId, *,
                 limit: int = 5) -> list[StoredVersion]:
         query = IndexQuery(rtype=key.resource_type, criteria=[
@@ -606,6 +622,9 @@ class Loader:
             count(self.repo.update(merged, rtype=key.resource_type, rid=stored.rid,
                                    session=s, checked=checked))
             return
+        retracted = s.record_get(RETRACTIONS, _retraction_name(key))
+        if retracted is not None and retracted.get("stamp", "") > new_stamp:
+            return  # a newer record retracted it: this older one does not bring it back
         merged, times = merge(None, resource, {}, new_stamp)
         checked_resource, checked = self._check(merged, source)
         result = self.repo.create(checked_resource, session=s, checked=checked)
@@ -710,6 +729,16 @@ def repoint_provenance(source: SourceRef, targets: list[tuple[str, str, int, boo
     prov["activity"] = {"coding": [dict(REPOINT_ACTIVITY)],
                         "text": "Moved to the surviving record by a merge of two records"}
     return prov
+
+
+def _retraction_name(key: BusinessId) -> str:
+    return f"{key.resource_type}|{key.system}|{key.value}"
+
+
+def _newest_stamp(times: dict[str, str] | None) -> str:
+    """The newest source stamp among a resource's element stamps (a death statement's
+    value follows its stamp after a tab)."""
+    return max((str(v).split("\t", 1)[0] for v in (times or {}).values()), default="")
 
 
 def _with_patient(resource: dict[str, Any], reference: str) -> dict[str, Any]:

@@ -117,6 +117,9 @@ def test_an_unknown_partner() -> None:
      "resource: {resourceType: Flag}}\n", "must differ"),
     ("resources:\n  - {name: a, identifier: {system: s, value: '${x'}, resource: "
      "{resourceType: Flag}}\n", "unclosed"),
+    ("resources:\n  - {name: a, for_each: xs, identifier: {system: s, value: x}, "
+     "retract_when: {field: x, present: true}, resource: {resourceType: Flag}}\n",
+     "leaving them out"),
 ])
 def test_mapping_mistakes_are_found_when_it_loads(tmp_path: Path, change: str,
                                                   message: str) -> None:

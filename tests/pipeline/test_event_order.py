@@ -144,3 +144,45 @@ def test_a_later_extract_updates_the_record_it_restates(engine: StoreEngine, par
     assert summary.rejected == 0 and summary.updated >= 1, summary
     (row,) = Repository(engine).find(IndexQuery(rtype=rtype)).rows
     assert check(jsonio.loads_trusted(row.body or "{}"))
+
+
+def stay_message(control: str, event: str, when: str, disposition: str = "",
+                 discharged: str = "") -> bytes:
+    return ("\r".join([
+        f"MSH|^~\\&|PAS|RXA|SCR|GATEWAY|{when}||ADT^{event}^ADT_{event}|{control}|P|2.4",
+        f"EVN|{event}|{when}",
+        "PID|1||9434765919^^^NHS^NH~RXA1^^^RXA^MR||SMITH^ANN||19411103|F|||"
+        "1 High St^^Dudley^^DY1 1AA",
+        "PV1|1|I|W1^^^RXA||||||||||||||||V1" + "|" * 17 + disposition + "||||||||"
+        "202601011000|" + discharged]) + "\r").encode()
+
+
+ADMITTED = stay_message("M1", "A01", "202601011000")
+DIED = stay_message("M2", "A03", "202601051000", "20", "202601051000")
+CANCELLED = stay_message("M3", "A13", "202601051030")  # the discharge, cancelled after it
+
+
+def places_of_death(engine: StoreEngine, *messages: bytes) -> list[str]:
+    service = IngestService(Repository(engine))
+    for i, data in enumerate(messages):
+        summary = service.ingest("acute", f"m{i}.hl7", data, today=dt.date(2026, 11, 22))
+        assert summary.rejected == 0, summary.rejections
+    rows = Repository(engine).find(IndexQuery(rtype="Observation")).rows
+    return [jsonio.loads_trusted(r.body or "{}")["valueCodeableConcept"]["text"] for r in rows]
+
+
+@pytest.mark.parametrize("order", [(ADMITTED, DIED, CANCELLED), (ADMITTED, CANCELLED, DIED),
+                                   (CANCELLED, DIED, ADMITTED)])
+def test_a_cancelled_discharge_takes_back_the_place_of_death(engine: StoreEngine,
+                                                             order: tuple[bytes, ...]) -> None:
+    """A13 reopened the stay but "died in hospital" stayed on the record (and on a crew's
+    summary); delivered before the discharge it cancels, the late A03 brought it back."""
+    assert places_of_death(engine, *order) == []
+
+
+def test_a_cancellation_older_than_the_death_leaves_it(engine: StoreEngine) -> None:
+    # cancelled an earlier discharge at 09:00; the patient then died at 10:00 (the A03 is
+    # newer), whichever arrives first
+    earlier = stay_message("M0", "A13", "202601050900")
+    assert places_of_death(engine, ADMITTED, DIED, earlier) == [
+        "Died in hospital (discharge disposition 20)"]
