@@ -14,9 +14,12 @@ What "current" means (the rules a crew relies on):
   the resource's content: its current version's, except that versions an A40 merge made by
   only re-pointing the resource to the surviving Patient (Provenance activity "merge",
   `pipeline.merge.REPOINT_ACTIVITY`) are passed over to the version before them. A
-  Provenance naming the resource without a version also counts; else the partner tags a
-  feed's REST write carries; else "source not recorded", and then each resource is a
-  source of its own (unsourced facts are never merged into one source).
+  Provenance naming the resource without a version also counts. A feed's REST write is
+  its tags' (the partner and ODS code the gateway stamped on it): its Provenance counts
+  only when it names that same ODS code. Only an ODS code identifies a source: a
+  Provenance naming a person or organisation without one leaves the resource "source not
+  recorded" (the name is shown), and then each resource is a source of its own
+  (unsourced facts are never merged into one source, nor supersede each other).
 - CPR decision: an Observation coded 304251008 valued 450476008 / 450475007, or an
   Observation coded 450476008 / 450475007 itself (date: `effectiveDateTime`); an active
   Flag coded 450476008 / 450475007 (the NHS England end of life model; date:
@@ -39,32 +42,31 @@ What "current" means (the rules a crew relies on):
   record says the person has died.
 - Preferred place of care / of death, place of death, ReSPECT and other end of life care
   plans, ADRT / LPA, end of life alerts: the newest per source and kind. Plans count when
-  active or on hold and not replaced (`replaces`) by another; a plan whose period has
-  ended is shown as expired.
+  active or on hold and not replaced (`replaces`) by a plan of the same source (ODS code)
+  that has taken effect (active, on hold, completed, revoked; never a draft or one of
+  unknown status). Another source's plan that says it replaces one leaves it shown, with
+  the claim said. A plan whose period has ended is shown as expired.
 - Contacts: every active RelatedPerson; care team: active CareTeams and the registered GP.
 - Records marked entered-in-error or cancelled are never facts.
 """
 
 from __future__ import annotations
 
-import calendar
 import dataclasses
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import date, datetime
-from functools import lru_cache
+from datetime import date
 from typing import Any
 
 from ..fhir.interactions import FhirContext, visible
 from ..fhir.request import FhirRequest
 from ..ingest import IngestError, cached_mapping
 from ..pipeline.merge import ELEMENT_STAMPS, is_repoint, said_not_deceased
-from ..search.values import date_range
 from ..security.consent import PARTNER_TAG_SYSTEM, speaks_for
 from ..store.base import StoredVersion
 from ..store.query import Criterion, IndexQuery, ReferencePredicate, SortKey
 from . import terms as t
-from .terms import LONDON
+from .dates import after, has_passed, review_day, sortable, span
 
 #: Each type of the compartment is read in one query of at most this many resources; a
 #: record that holds more is summarised from the first ones and the summary says, in its
@@ -79,6 +81,9 @@ USED_TYPES = frozenset({"Observation", "CarePlan", "RelatedPerson", "Consent", "
 #: refuses a caller whose scopes cannot read all of them)
 READ_TYPES = ("Patient", *sorted(USED_TYPES))
 ACTIVE_PLAN = frozenset({"active", "on-hold"})
+#: plan statuses that have taken effect: only such a plan replaces what it `replaces` (a
+#: draft, or one whose status is unknown, has replaced nothing yet)
+TOOK_EFFECT = frozenset({"active", "on-hold", "completed", "revoked"})
 ON_HOLD = "ON HOLD: its author has suspended it; check before acting on it"
 LPA_HELD = "Holds Lasting Power of Attorney for health and welfare"
 #: a decision the summary holds but cannot read (`Fact.code`)
@@ -87,21 +92,25 @@ NOT_UNDERSTOOD = "not-understood"
 
 @dataclass(frozen=True, slots=True)
 class Source:
-    """Who said it: the partner of a Provenance (or of a feed's tags), and when received."""
+    """Who said it: the organisation (ODS code) a Provenance or a feed's tags name, and
+    when received. Only the ODS code identifies a source (`key`): a name alone never makes
+    two facts one source's, so neither can supersede the other."""
 
     ods: str | None = None
-    name: str | None = None
+    name: str | None = None  # the organisation's (or partner feed's) name
     recorded: str | None = None  # when the gateway received it
     record: str | None = None  # the partner's source record, in words
     provenance: dict[str, Any] | None = None
+    #: a person a Provenance names without an organisation's ODS code: shown, never a key
+    person: str | None = None
 
     @property
     def key(self) -> str:
-        return self.ods or self.name or ""
+        return self.ods or ""
 
     @property
     def known(self) -> bool:
-        return bool(self.key)
+        return bool(self.ods or self.name)
 
 
 NO_SOURCE = Source()
@@ -124,6 +133,8 @@ class Fact:
     review: str | None = None
     expired: bool = False
     source: Source = NO_SOURCE
+    #: sources of other partners' plans that say they replace this one (not honoured)
+    claimed_by: tuple[Source, ...] = ()
     #: False when its date must not decide what it replaces (not confirmed, or dated
     #: after today): it is shown beside its source's others, never over them
     orderable: bool = True
@@ -134,7 +145,7 @@ class Fact:
 
     @property
     def newness(self) -> tuple[str, str]:
-        return _sortable(self.date), str((self.resource.get("meta") or {})
+        return sortable(self.date), str((self.resource.get("meta") or {})
                                          .get("lastUpdated") or "")
 
 
@@ -152,6 +163,8 @@ class Facts:
     contacts: list[Fact] = field(default_factory=list)
     team: list[Fact] = field(default_factory=list)
     alerts: list[Fact] = field(default_factory=list)
+    #: the alerts that mention CPR or resuscitation (in their words, not coded)
+    cpr_alerts: list[Fact] = field(default_factory=list)
     last_fed: str | None = None
     truncated: bool = False
     #: said first with the CPR decision: how the record was found when that is not plain
@@ -213,31 +226,35 @@ def gather(ctx: FhirContext, req: FhirRequest, patient: dict[str, Any], *,
             resources.append(resource)
             bodies[f"{row.rtype}/{row.rid}"] = row.body
     provenances = [r for r in resources if r["resourceType"] == "Provenance"]
-    candidates = [f for r in resources for f in _facts_of(r)]
+    candidates = [f for r in resources for f in _facts_of(r, today)]
     candidates += _patient_facts(patient)
-    sources = _sources(ctx, req, [patient, *(f.resource for f in candidates)], provenances,
-                       bodies)
+    replacing = [r for r in resources if r["resourceType"] == "CarePlan"
+                 and r.get("status") in TOOK_EFFECT and _replaces(r)]
+    sources = _sources(ctx, req, [patient, *(f.resource for f in candidates), *replacing],
+                       provenances, bodies)
     merged = Source(name=MERGED, recorded=(patient.get("meta") or {}).get("lastUpdated"))
     candidates = [dataclasses.replace(f, source=merged if f.resource is patient
                                       else sources.get(f.ref, NO_SOURCE))
                   for f in candidates]
-    replaced = frozenset(ref for r in resources if r["resourceType"] == "CarePlan"
-                         and r.get("status") not in t.NOT_A_FACT for ref in _replaces(r))
-    facts = _select(patient, candidates, today, replaced)
+    claims: dict[str, list[Source]] = {}
+    for r in replacing:
+        for ref in _replaces(r):
+            claims.setdefault(ref, []).append(sources.get(_plain(r), NO_SOURCE))
+    facts = _select(patient, candidates, today, claims)
     facts.patient_source = sources.get(f"Patient/{pid}", NO_SOURCE)
     facts.truncated = truncated
     if ctx.session is not None and facts.died:
         times = ctx.session.record_get(ELEMENT_STAMPS, f"Patient/{pid}") or {}
         since = facts.deceased if facts.deceased != "yes" else None
         if not facts.deceased:
-            since = max((f.date for f in facts.death_places if f.date), key=_sortable,
+            since = max((f.date for f in facts.death_places if f.date), key=sortable,
                         default=None)
         facts.alive_said_by = tuple(_partner_name(p) for p in
                                     said_not_deceased(patient, times, since))
     times = [str((r.get("meta") or {}).get("lastUpdated") or "") for r in (patient, *resources)]
     times += [str(p.get("recorded") or "") for p in provenances]
     times += [s.recorded or "" for s in sources.values()]
-    facts.last_fed = max((x for x in times if x), key=_sortable, default=None)
+    facts.last_fed = max((x for x in times if x), key=sortable, default=None)
     facts.bodies = bodies
     return facts
 
@@ -265,18 +282,19 @@ def _compartment_rows(ctx: FhirContext, pid: str) -> tuple[list[StoredVersion], 
 
 
 def _select(patient: dict[str, Any], candidates: list[Fact], today: date,
-            replaced: frozenset[str]) -> Facts:
-    """`replaced`: the plans some plan read replaces, whatever its own status (a form
-    replaced stays replaced when its replacement is revoked)."""
+            claims: dict[str, list[Source]]) -> Facts:
+    """`claims`: per plan, the sources of the plans that say they replace it and have
+    taken effect, whatever their status now (a form replaced stays replaced when its
+    replacement is revoked)."""
     by_kind: dict[str, list[Fact]] = {}
     for f in candidates:
-        if f.review and _review_day(f.review) is None and UNREADABLE_REVIEW not in f.details:
+        if f.review and review_day(f.review) is None and UNREADABLE_REVIEW not in f.details:
             f = dataclasses.replace(f, details=(*f.details, UNREADABLE_REVIEW))
-        f = dataclasses.replace(f, expired=_expired(f.review, today))
+        f = dataclasses.replace(f, expired=has_passed(f.review, today))
         if _unconfirmed(f.resource):
             # a preliminary decision must not replace the partner's final one
             f = dataclasses.replace(f, orderable=False)
-        if _after(f.date, today):
+        if after(f.date, today):
             # a slip of the year (2062 for 2026) must not fix a decision for decades
             f = dataclasses.replace(f, orderable=False, details=(*f.details, FUTURE_DATE))
         if f.kind in ("contact", "lpa-holder") and f.expired:
@@ -286,7 +304,8 @@ def _select(patient: dict[str, Any], candidates: list[Fact], today: date,
                 *(d for d in f.details if d != LPA_HELD), f"Relationship ended {f.review}"))
         by_kind.setdefault(f.kind, []).append(f)
     decisions = newest_per_source(by_kind.get("cpr", []))
-    plans = [f for f in by_kind.get("plan", []) if f.ref not in replaced]
+    plans = _not_replaced(by_kind.get("plan", []), claims)
+    alerts = by_kind.get("issue", []) + newest_per_source(by_kind.get("alert", []))
     return Facts(
         patient=patient, today=today,
         cpr=[f for f in decisions if not f.expired],
@@ -297,8 +316,27 @@ def _select(patient: dict[str, Any], candidates: list[Fact], today: date,
         legal=newest_per_source(by_kind.get("legal", [])) + by_kind.get("lpa-holder", []),
         contacts=by_kind.get("contact", []),
         team=by_kind.get("team", []),
-        alerts=by_kind.get("issue", []) + newest_per_source(by_kind.get("alert", [])),
+        alerts=alerts,
+        cpr_alerts=[f for f in alerts if f.kind == "alert" and _mentions_cpr(f)],
     )
+
+
+def _not_replaced(plans: list[Fact], claims: dict[str, list[Source]]) -> list[Fact]:
+    """The plans no plan of their own source replaces. A partner replaces only its own
+    forms: another's plan that says it replaces one leaves both shown, the claim said."""
+    out = []
+    for f in plans:
+        by = claims.get(f.ref, [])
+        if any(s.key and s.key == f.source.key for s in by):
+            continue
+        out.append(dataclasses.replace(f, claimed_by=tuple(by)) if by else f)
+    return out
+
+
+def _mentions_cpr(alert: Fact) -> bool:
+    r = alert.resource
+    return t.mentions_cpr(alert.text, r.get("code"), r.get("valueCodeableConcept"),
+                          r.get("valueString"))
 
 
 def _partner_name(partner: str) -> str:
@@ -331,10 +369,10 @@ def newest_per_source(facts: Iterable[Fact]) -> list[Fact]:
         # f is known to be older than g when f's latest possible moment is before g's
         # earliest: so the current ones are those whose latest is not before the
         # latest earliest moment of the group (undated ones always are)
-        spans = [(f, _span(f.date) if f.orderable else None) for f in group]
-        latest_start = max((span[0] for _, span in spans if span), default=None)
-        top = [f for f, span in spans if span is None or latest_start is None
-               or span[1] >= latest_start]
+        spans = [(f, span(f.date) if f.orderable else None) for f in group]
+        latest_start = max((m[0] for _, m in spans if m), default=None)
+        top = [f for f, m in spans if m is None or latest_start is None
+               or m[1] >= latest_start]
         by_value: dict[str, Fact] = {}
         for f in top:
             # a fact with no coded value (a plan: its words are its value) is a value of
@@ -357,12 +395,6 @@ def _unconfirmed(resource: dict[str, Any]) -> bool:
         resource.get("status") not in (None, *CONFIRMED)
 
 
-def _after(value: str | None, today: date) -> bool:
-    """Whether a date or dateTime begins after `today` (Europe/London)."""
-    span = _span(value)
-    return span is not None and span[0][0][:10] > today.isoformat()
-
-
 def _preferred(fact: Fact) -> tuple[bool, tuple[str, str]]:
     """Which of one source's same-value facts the dates cannot order is shown: a current
     one before an expired one (an expired one stored later must not hide a current
@@ -370,79 +402,9 @@ def _preferred(fact: Fact) -> tuple[bool, tuple[str, str]]:
     return not fact.expired, fact.newness
 
 
-Moment = tuple[str, str]  # (London calendar date, UTC instant): sorts as time does
-
-
-@lru_cache(maxsize=8192)
-def _span(value: str | None) -> tuple[Moment, Moment] | None:
-    """The earliest and latest moment a date or dateTime may mean, comparable with any
-    other's; None when absent or unreadable. A dateTime is one moment; a date ("2026",
-    "2026-02", "2026-02-01") is all of its London period, so it is neither before nor
-    after a time within it: compared at the coarser precision of the two."""
-    if not _sortable(value):
-        return None
-    text = str(value).strip()  # as _sortable reads it
-    if len(text) <= 10:
-        # ("2026-02", "") sorts before ("2026-02-15", ...) and ("2026-02\uffff", "")
-        # after: the month holds every day and time in it
-        return (text, ""), (text + "\uffff", "")
-    try:
-        moment = (_london_day(text).isoformat(), _sortable(text))
-    except ValueError:  # what date_range reads but fromisoformat does not: unordered
-        return None
-    return moment, moment
-
-
-def _london_day(text: str) -> date:
-    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    if moment.tzinfo is not None:  # FHIR requires a zone with a time; if absent, local
-        moment = moment.astimezone(LONDON)
-    return moment.date()
-
-
 #: said with a fact whose review date cannot be read as a date
 UNREADABLE_REVIEW = ("A review date was recorded but cannot be read: check with the source "
                      "whether this decision is still current")
-
-
-@lru_cache(maxsize=8192)
-def _review_day(review: str | None) -> date | None:
-    """The last London day a review date allows: a dateTime's London date; a partial
-    date ("2026-06", "2026") the last day of its period; None when unreadable."""
-    if not review or not _sortable(review):
-        return None
-    text = str(review)
-    try:
-        if len(text) > 10:
-            return _london_day(text)
-        if len(text) == 10:
-            return date.fromisoformat(text)
-        if len(text) == 7:
-            year, month = int(text[:4]), int(text[5:7])
-            return date(year, month, calendar.monthrange(year, month)[1])
-        if len(text) == 4:
-            return date(int(text), 12, 31)
-    except ValueError:
-        return None
-    return None
-
-
-def _expired(review: str | None, today: date) -> bool:
-    """Whether the review date has passed (a review due today is still current; one that
-    cannot be read is not taken as passed: the fact says it cannot be read)."""
-    last = _review_day(review)
-    return last is not None and last < today
-
-
-@lru_cache(maxsize=8192)
-def _sortable(value: str | None) -> str:
-    """A date or dateTime as a UTC instant text that sorts; "" when absent or invalid."""
-    if not value:
-        return ""
-    try:
-        return date_range(str(value))[0]
-    except (ValueError, TypeError):
-        return ""
 
 
 def _replaces(resource: dict[str, Any]) -> list[str]:
@@ -500,14 +462,31 @@ def _sources(ctx: FhirContext, req: FhirRequest, resources: list[dict[str, Any]]
             if _authored(r, by_target) is None:
                 read([r])
     out = {}
+    partner_ods: dict[str, str | None] = {}
     for r in unique:
         provs = _authored(r, by_target) or [p for p in by_target.get(_plain(r)) or []
                                             if speaks_for(p, r)]
-        if provs:
-            out[_plain(r)] = source_of(max(provs, key=lambda p: _sortable(p.get("recorded"))))
-        else:
-            out[_plain(r)] = _tagged_source(r)
+        named = source_of(max(provs, key=lambda p: sortable(p.get("recorded")))) \
+            if provs else None
+        out[_plain(r)] = _credited(named, _tagged_source(r, partner_ods))
     return out
+
+
+def _credited(named: Source | None, tagged: Source) -> Source:
+    """The source a resource is credited to, from its Provenance (`named`) and its tags.
+
+    A partner feed's REST write carries the tags the gateway stamped on it (its partner
+    and organisation): they say whose it is. Its Provenance counts only when it names that
+    same organisation (it adds when received and the source record); one naming another
+    organisation, or none, would let a feed credit its decision to someone else, or make
+    two partners' decisions one source's and hide their disagreement. Otherwise the
+    Provenance's organisation; a Provenance naming no organisation leaves the resource
+    a source of its own (its person's name is shown, never used to group)."""
+    if not tagged.known:
+        return named or NO_SOURCE
+    if named is not None and named.ods and named.ods == tagged.ods:
+        return named
+    return dataclasses.replace(tagged, person=named.person if named else None)
 
 
 def _authored(resource: dict[str, Any],
@@ -532,37 +511,61 @@ def _authored(resource: dict[str, Any],
 
 
 def source_of(prov: dict[str, Any]) -> Source:
-    """The partner a Provenance names: an agent's `who` or `onBehalfOf` with an ODS code."""
-    ods = name = None
+    """The organisation a Provenance names (the first agent's `who` or `onBehalfOf` with
+    an ODS code, and its display), and the first person it names by display only."""
+    ods = name = person = None
     for agent in prov.get("agent") or []:
+        if not isinstance(agent, dict):
+            continue
         for who in (agent.get("who"), agent.get("onBehalfOf")):
             if not isinstance(who, dict):
                 continue
-            ident = who.get("identifier") or {}
-            if ident.get("system") == t.ODS_SYSTEM and ident.get("value"):
-                ods, name = str(ident["value"]), who.get("display") or name
-                break
-            name = name or who.get("display")
-        if ods:
-            break
+            code = _ods_code(who)
+            display = str(who["display"]) if who.get("display") else None
+            if code and ods is None:
+                ods, name = code, display
+            elif not code and person is None:
+                person = display
     record = None
     for entity in prov.get("entity") or []:
         what = entity.get("what") or {}
         if entity.get("role") == "source" and isinstance(what, dict):
             record = what.get("display") or (what.get("identifier") or {}).get("value")
     return Source(ods=ods, name=name, recorded=prov.get("recorded"), record=record,
-                  provenance=prov)
+                  provenance=prov, person=person)
 
 
-def _tagged_source(resource: dict[str, Any]) -> Source:
-    tags = (resource.get("meta") or {}).get("tag") or []
-    ods = next((g.get("code") for g in tags if g.get("system") == t.ODS_SYSTEM), None)
-    partner = next((g.get("code") for g in tags if g.get("system") == PARTNER_TAG_SYSTEM),
-                   None)
+def _ods_code(reference: dict[str, Any]) -> str | None:
+    ident = reference.get("identifier")
+    if isinstance(ident, dict) and ident.get("system") == t.ODS_SYSTEM and ident.get("value"):
+        return str(ident["value"])
+    return None
+
+
+def _tagged_source(resource: dict[str, Any], partner_ods: dict[str, str | None]) -> Source:
+    """The partner and organisation the gateway stamped on a feed's REST write (a partner
+    tag without an organisation's: that partner's ODS code from its mapping);
+    `partner_ods` remembers the mappings read."""
+    tags = [g for g in (resource.get("meta") or {}).get("tag") or [] if isinstance(g, dict)]
+    ods = next((str(g["code"]) for g in tags if g.get("system") == t.ODS_SYSTEM
+                and g.get("code")), None)
+    partner = next((str(g["code"]) for g in tags if g.get("system") == PARTNER_TAG_SYSTEM
+                    and g.get("code")), None)
     if not (ods or partner):
         return NO_SOURCE
+    if ods is None and partner is not None:
+        if partner not in partner_ods:
+            partner_ods[partner] = _mapped_ods(partner)
+        ods = partner_ods[partner]
     return Source(ods=ods, name=partner,
                   recorded=(resource.get("meta") or {}).get("lastUpdated"))
+
+
+def _mapped_ods(partner: str) -> str | None:
+    try:
+        return cached_mapping(partner).ods_code or None
+    except IngestError:
+        return None
 
 
 def _plain(resource: dict[str, Any]) -> str:
@@ -578,9 +581,11 @@ def _local(ref: str, base_url: str) -> str:
 # -- what each resource says ------------------------------------------------------------
 
 
-def _facts_of(r: dict[str, Any]) -> list[Fact]:
+def _facts_of(r: dict[str, Any], today: date) -> list[Fact]:
     if r.get("status") in t.NOT_A_FACT:
         return []
+    if r["resourceType"] in _DAY_READERS:
+        return _DAY_READERS[r["resourceType"]](r, today)
     reader = _READERS.get(r["resourceType"])
     return reader(r) if reader else []
 
@@ -601,6 +606,10 @@ def _observation(r: dict[str, Any]) -> list[Fact]:
     if finding:
         return [Fact("place", r, t.words_for(code), when, finding, group="death")]
     legal = t.has_code(code, t.SCT, t.ADRT_CODES | t.LPA_CODES)
+    if legal and not _affirms(r):
+        # "has an ADRT: false" is no ADRT held, and no sure absence of one either
+        return [Fact("legal", r, f"{LEGAL_NOT_UNDERSTOOD}: {t.words_for(code)} (value: "
+                                 f"{_value_words(r)})", when, NOT_UNDERSTOOD, group=legal)]
     if legal:
         return [Fact("legal", r, t.words_for(code), when, legal, group=legal)]
     alert = t.has_code(code, t.SCT, t.ALERT_CODES)
@@ -647,6 +656,22 @@ def _observation_decision(r: dict[str, Any]) -> str | None:
     return None
 
 
+#: SNOMED CT "Yes" (qualifier value): a finding's value that affirms it
+YES = "373066001"
+LEGAL_NOT_UNDERSTOOD = "Recorded but not understood (check with the source)"
+
+
+def _affirms(r: dict[str, Any]) -> bool:
+    """Whether a finding Observation (coded as what it finds: "has an ADRT") says it
+    holds: it has no value, or its value is true or SNOMED CT "Yes". Any other value
+    (false, "No", a number, text) is not read as the finding held."""
+    values = {k: v for k, v in r.items() if k.startswith("value")}
+    if not values:
+        return True
+    return values.get("valueBoolean") is True or \
+        bool(t.has_code(values.get("valueCodeableConcept"), t.SCT, {YES}))
+
+
 def not_understood(words: str) -> str:
     return f"CPR status recorded but not understood: {words}"
 
@@ -656,6 +681,8 @@ def _value_words(r: dict[str, Any]) -> str:
     for key, value in r.items():
         if key == "valueCodeableConcept":
             return t.words_for(value, "no value recorded")
+        if isinstance(value, bool) and key.startswith("value"):
+            return "true" if value else "false"  # as FHIR writes it
         if key.startswith("value") and value not in (None, "", [], {}):
             return str(value)
     note = next((n.get("text") for n in r.get("note") or [] if isinstance(n, dict)
@@ -690,7 +717,7 @@ def _careplan(r: dict[str, Any]) -> list[Fact]:
                  group=f"{rank}", details=tuple(details), review=period.get("end"))]
 
 
-def _related_person(r: dict[str, Any]) -> list[Fact]:
+def _related_person(r: dict[str, Any], today: date) -> list[Fact]:
     if r.get("active") is False:
         return []
     names = [n for n in r.get("name") or [] if isinstance(n, dict)]
@@ -701,10 +728,12 @@ def _related_person(r: dict[str, Any]) -> list[Fact]:
             lpa = True
         elif not t.has_code(rel, t.CONTACT_ROLE, {"C"}):
             relations.append(t.words_for(rel, ""))
-    phones = [str(c["value"]) for c in r.get("telecom") or []
-              if isinstance(c, dict) and c.get("value")]
+    telecoms, phone = _telecoms(r, today)
     details = [", ".join(x for x in relations if x)] if any(relations) else []
-    details += [f"Phone {p}" for p in phones] or ["No phone number recorded"]
+    details += telecoms
+    if not phone:
+        details.append("No current phone number recorded" if telecoms
+                       else "No phone number recorded")
     if lpa:
         details.append(LPA_HELD)
     # the relationship's end, as a review date: one that has passed ends the LPA too
@@ -751,7 +780,7 @@ def _flag(r: dict[str, Any]) -> list[Fact]:
                  group=f"flag/{r['id']}", review=period.get("end"))]
 
 
-def _care_team(r: dict[str, Any]) -> list[Fact]:
+def _care_team(r: dict[str, Any], today: date) -> list[Fact]:
     if r.get("status") not in (None, "active"):
         return []
     details = []
@@ -760,11 +789,44 @@ def _care_team(r: dict[str, Any]) -> list[Fact]:
         roles = ", ".join(t.words_for(x, "") for x in p.get("role") or []) if member else ""
         if member:
             details.append(f"{member}" + (f" ({roles})" if roles else ""))
-    phones = [f"{c.get('use', '')} {c['value']}".strip() for c in r.get("telecom") or []
-              if isinstance(c, dict) and c.get("value")]
-    details += [f"Phone {p}" for p in phones]
-    return [Fact("team", r, str(r.get("name") or "Care team"), code="phone" if phones else None,
+    telecoms, phone = _telecoms(r, today)
+    details += telecoms
+    return [Fact("team", r, str(r.get("name") or "Care team"), code="phone" if phone else None,
                  details=tuple(details))]
+
+
+#: ContactPoint.system in words (anything else, or none: "Contact")
+TELECOM_WORDS = {"phone": "Phone", "sms": "Phone (text messages)", "email": "Email",
+                 "fax": "Fax", "pager": "Pager", "url": "Web"}
+#: systems a crew can ring
+PHONE_SYSTEMS = frozenset({"phone", "sms"})
+
+
+def _telecoms(r: dict[str, Any], today: date) -> tuple[list[str], bool]:
+    """`r`'s telecoms in words, each labelled by its system: current phone numbers first,
+    then the rest; and whether a current phone number is among them. One marked `old`, or
+    whose period has ended, is said to be not current and comes last (an old number must
+    never look like one to ring)."""
+    phones: list[str] = []
+    others: list[str] = []
+    old: list[str] = []
+    for c in r.get("telecom") or []:
+        if not isinstance(c, dict) or not c.get("value"):
+            continue
+        use = c.get("use") if c.get("use") in ("home", "work", "mobile", "temp") else None
+        words = f"{TELECOM_WORDS.get(str(c.get('system')), 'Contact')} {c['value']}" + (
+            f" ({use})" if use else "")
+        period = c.get("period") if isinstance(c.get("period"), dict) else {}
+        end = period.get("end")
+        if c.get("use") == "old":
+            old.append(f"Not current (marked old): {words}")
+        elif end and review_day(str(end)) is None:
+            old.append(f"Check before use (its end date {end} cannot be read): {words}")
+        elif end and has_passed(str(end), today):
+            old.append(f"Not current (ended {end}): {words}")
+        else:
+            (phones if c.get("system") in PHONE_SYSTEMS else others).append(words)
+    return phones + others + old, bool(phones)
 
 
 def _detected_issue(r: dict[str, Any]) -> list[Fact]:
@@ -785,9 +847,12 @@ def _patient_facts(patient: dict[str, Any]) -> list[Fact]:
 
 
 _READERS: dict[str, Callable[[dict[str, Any]], list[Fact]]] = {
-    "Observation": _observation, "CarePlan": _careplan, "RelatedPerson": _related_person,
-    "Consent": _consent, "Flag": _flag, "CareTeam": _care_team,
+    "Observation": _observation, "CarePlan": _careplan, "Consent": _consent, "Flag": _flag,
     "DetectedIssue": _detected_issue,
+}
+#: readers whose words depend on the day (a phone number whose period has ended)
+_DAY_READERS: dict[str, Callable[[dict[str, Any], date], list[Fact]]] = {
+    "RelatedPerson": _related_person, "CareTeam": _care_team,
 }
 
 
@@ -797,7 +862,7 @@ def _review_extension(r: dict[str, Any]) -> tuple[bool, str | None]:
     for ext in r.get("extension") or []:
         if isinstance(ext, dict) and ext.get("url") == t.REVIEW_DATE_EXTENSION:
             value = ext.get("valueDate") or ext.get("valueDateTime")
-            return True, value if isinstance(value, str) and _sortable(value) else None
+            return True, value if isinstance(value, str) and sortable(value) else None
     return False, None
 
 

@@ -84,9 +84,11 @@ def page(sections: list[Section], patient: dict[str, Any]) -> str:
 
 
 def error_page(status: int, message: str) -> str:
-    """A page for a request the summary cannot answer (bad NHS number, unknown person)."""
-    title = {400: "Check the request", 401: "Sign-in needed", 403: "Not allowed",
-             404: "No record found"}.get(status, "Cannot show")
+    """A page for a request the summary cannot answer (bad NHS number, unknown person, an
+    internal error)."""
+    titles = {400: "Check the request", 401: "Sign-in needed", 403: "Not allowed",
+              404: "No record found", 500: "Summary could not be made"}
+    title = titles.get(status, "Cannot show")
     return ("<!DOCTYPE html>\n<html lang=\"en-GB\"><head><meta charset=\"utf-8\">"
             f"{_CSP_META}<title>{_e(title)}</title><style>{_STYLE}</style></head><body>"
             f"<div class=\"box\" style=\"background:#505a5f;color:#ffffff\">"

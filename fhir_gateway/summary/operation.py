@@ -23,12 +23,13 @@ Every resource read goes through `visible` (the interceptors' `can_see`), so rol
 and break-glass apply resource by resource, and the audit interceptor sees whose record
 was shown.
 
-A page request that fails (400, 404, 409) gets a page saying why, with the same status;
-a JSON request gets the OperationOutcome.
+A page request that fails (400, 404, 409, or 500 for an unexpected error) gets a page
+saying why, with the same status; a JSON request gets the OperationOutcome.
 """
 
 from __future__ import annotations
 
+import logging
 from datetime import date, datetime
 from typing import Any
 
@@ -50,6 +51,7 @@ from .facts import READ_TYPES, gather
 from .terms import LONDON
 from .words import sections
 
+log = logging.getLogger("fhir_gateway.summary")
 #: matches read for one NHS number (more than one is refused, never guessed between)
 MAX_MATCHES = 5
 #: merges followed from a merged-away record to the one that holds its facts now
@@ -78,6 +80,15 @@ def emergency_summary(ctx: FhirContext, req: FhirRequest, rtype: str, rid: str |
         if not page:
             raise
         return error_page(exc)
+    except Exception:
+        if not page:
+            raise  # the HTTP edge answers it as a FHIR OperationOutcome (500)
+        # a crew's browser gets a page saying the summary failed, not JSON it cannot read
+        log.exception("emergency summary failed (request %s)", req.request_id)
+        return error_page(GatewayError(
+            "the emergency summary could not be made because of an internal error"
+            + (f"; quote request id {req.request_id}" if req.request_id else "")
+            + ". Use the patient's own forms and ask their clinicians."))
 
 
 def error_page(exc: GatewayError) -> FhirResponse:
@@ -207,6 +218,9 @@ def nhs_number(req: FhirRequest) -> str:
     if not is_valid_nhs_number(digits):
         raise BadRequest(f"NHS number {t.spaced(digits)} is not valid: its check digit "
                          "(Modulus 11) is wrong; check the number", expression="identifier")
+    if len(set(digits)) == 1:  # passes Modulus 11, but a placeholder, never issued
+        raise BadRequest(f"{t.spaced(digits)} is a placeholder, not an NHS number; check the "
+                         "number", expression="identifier")
     return digits
 
 

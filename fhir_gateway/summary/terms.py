@@ -81,6 +81,23 @@ def has_code(concept: Any, system: str, codes: Any) -> str | None:
     return None
 
 
+#: words that make an alert one about CPR ("DNACPR in place", "not for resus"): an alert
+#: in text only is no decision the summary can read, but the crew must be sent to it
+CPR_MENTION = re.compile(r"\b(?:DNA?CPR|DNAR|DNR|CPR|resus\w*)\b", re.IGNORECASE)
+
+
+def mentions_cpr(*concepts: Any) -> bool:
+    """Whether any of `concepts` (CodeableConcepts, or plain text) says CPR or
+    resuscitation in its text or a coding's display."""
+    for concept in concepts:
+        texts = [concept] if isinstance(concept, str) else \
+            [concept.get("text") if isinstance(concept, dict) else None,
+             *(c.get("display") for c in codings(concept))]
+        if any(isinstance(x, str) and CPR_MENTION.search(x) for x in texts):
+            return True
+    return False
+
+
 def words_for(concept: Any, fallback: str = "not stated") -> str:
     """How a CodeableConcept reads: its first display, else its text, else a code."""
     if not isinstance(concept, dict):

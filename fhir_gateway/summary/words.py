@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from .dates import UNREADABLE_DATE, london_moment
 from .facts import MERGED, NOT_UNDERSTOOD, Fact, Facts, Source
-from .terms import LONDON
 
 #: what a fact's date is, by kind
 DATE_WORDS = {"cpr": "decided", "plan": "completed", "place": "recorded",
@@ -56,24 +56,25 @@ class Section:
 
 def day(value: str | None) -> str:
     """'2026-07-22...' -> '22 Jul 2026' (a dateTime in London time), '2026-07' -> 'Jul
-    2026'; '' when absent."""
+    2026', '2026' as it is; '' when absent; a date that cannot be read (or falls outside
+    the calendar in London time) is given as sent, saying so."""
     if not value:
         return ""
     text = str(value)
     try:
         if len(text) > 10:
-            moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-            if moment.tzinfo is not None:
-                moment = moment.astimezone(LONDON)
+            moment = london_moment(text)
             return f"{moment.day} {moment:%b %Y}"
         if len(text) == 10:
             parsed = datetime.strptime(text, "%Y-%m-%d")
             return f"{parsed.day} {parsed:%b %Y}"
         if len(text) == 7:  # a partial date says only the month: so do we
             return f"{datetime.strptime(text, '%Y-%m'):%b %Y}"
+        if len(text) == 4 and text.isascii() and text.isdigit():
+            return text
     except ValueError:
         pass
-    return text
+    return f"{text} ({UNREADABLE_DATE})"
 
 
 def instant(value: str | None) -> str:
@@ -81,11 +82,9 @@ def instant(value: str | None) -> str:
     if not value:
         return ""
     try:
-        moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+        moment = london_moment(str(value))
     except ValueError:
-        return str(value)
-    if moment.tzinfo is not None:
-        moment = moment.astimezone(LONDON)
+        return f"{value} ({UNREADABLE_DATE})"
     return f"{moment.day} {moment:%b %Y %H:%M}"
 
 
@@ -101,13 +100,13 @@ def patient_name(patient: dict[str, Any]) -> str:
 
 
 def source_words(source: Source) -> str:
-    if not source.known:
-        return "source not recorded"
-    who = f"{source.name} ({source.ods})" if source.name and source.ods and \
-        source.name != source.ods else (source.name or source.ods or "")
-    if source.name == MERGED:
-        return who + (f", last changed {instant(source.recorded)}" if source.recorded else "")
-    return who + (f", received {instant(source.recorded)}" if source.recorded else "")
+    who = source_words_short(source) if source.known else "source not recorded"
+    if source.person:  # named by a Provenance without an organisation: shown, not trusted
+        who += f", recorded by {source.person}"
+    if not source.recorded:
+        return who
+    verb = "last changed" if source.name == MERGED else "received"
+    return f"{who}, {verb} {instant(source.recorded)}"
 
 
 def item(fact: Fact) -> Item:
@@ -119,7 +118,17 @@ def item(fact: Fact) -> Item:
         status = f"EXPIRED: review date {day(fact.review)} has passed; not current"
     elif fact.review:
         status = f"review by {day(fact.review)}"
-    return Item(fact.text, fact.details, when, source_words(fact.source), status, fact.ref)
+    details = fact.details
+    if fact.claimed_by:
+        details = (*details, claim_words(fact.claimed_by))
+    return Item(fact.text, details, when, source_words(fact.source), status, fact.ref)
+
+
+def claim_words(sources: tuple[Source, ...]) -> str:
+    """Said with a plan that another source's plan says it replaces."""
+    who = " and ".join(dict.fromkeys(source_words_short(s) for s in sources))
+    return (f"{who} holds a plan that says it replaces this one. A partner's plan "
+            "replaces only that partner's own, so both are shown: check which is current.")
 
 
 def sections(facts: Facts, *, generated: str) -> list[Section]:
@@ -162,7 +171,8 @@ def conflict_detail(decisions: list[Fact]) -> str:
 
 def source_words_short(source: Source) -> str:
     if not source.known:
-        return "An unnamed source"
+        return "An unnamed source" + (f" (recorded by {source.person})" if source.person
+                                      else "")
     return f"{source.name} ({source.ods})" if source.name and source.ods and \
         source.name != source.ods else (source.name or source.ods or "")
 
@@ -220,7 +230,9 @@ def _plans(facts: Facts) -> Section:
 
 
 def _cpr(facts: Facts) -> Section:
-    items = tuple(item(f) for f in (*facts.cpr, *facts.cpr_expired))
+    # without a current coded decision, an alert that mentions CPR is the crew's lead
+    alerts = () if facts.cpr else tuple(item(f) for f in facts.cpr_alerts)
+    items = (*(item(f) for f in (*facts.cpr, *facts.cpr_expired)), *alerts)
     notes: tuple[str, ...] = ()
     if facts.conflict:
         headline, tone = "PARTNERS DISAGREE ON CPR", "conflict"
@@ -246,12 +258,17 @@ def _cpr(facts: Facts) -> Section:
     elif facts.truncated:
         # what was not read may hold a plan: never say there is none
         headline, tone = f"{INCOMPLETE}: NO CPR DECISION FOUND IN WHAT WAS READ", "conflict"
+    elif alerts:
+        headline, tone = "NO CODED CPR DECISION FOUND: READ THE ALERT" + (
+            "S" if len(alerts) > 1 else ""), "conflict"
     elif not facts.has_plan:
         headline, tone = "NO EMERGENCY CARE PLAN RECORDED", "none"
         notes = ("No CPR decision, ReSPECT form, advance decision or Lasting Power of "
                  "Attorney is recorded on the shared record.", last_fed_words(facts))
     else:
         headline, tone = "NO CPR DECISION RECORDED", "none"
+    if alerts:
+        notes += (CPR_ALERT_WORDS,)
     if facts.truncated:
         if INCOMPLETE not in headline:
             headline = f"{headline} ({INCOMPLETE})"
@@ -262,6 +279,9 @@ def _cpr(facts: Facts) -> Section:
                    empty="No CPR decision recorded.", headline=headline, tone=tone)
 
 
+CPR_ALERT_WORDS = ("An alert mentions CPR or resuscitation, but no CPR decision is recorded "
+                   "in a form the summary can read: read the alert and check the "
+                   "patient's forms.")
 TRUNCATED_WORDS = ("WARNING: this record is larger than the summary reads at once; some "
                    "facts may be missing. Check the full record.")
 
