@@ -46,6 +46,7 @@ from .merge import (
     REPOINT_ACTIVITY,
     changed,
     fold_deceased,
+    fold_newer,
     merge,
     stamp,
 )
@@ -676,8 +677,9 @@ class Loader:
                                                  "type": "replaces"}]
         keep_times = s.record_get(ELEMENT_STAMPS, f"Patient/{survivor}") or {}
         folded = dict(keep_times)
-        fold_deceased(keep, folded, old_patient,
-                      s.record_get(ELEMENT_STAMPS, f"Patient/{loser}") or {})
+        loser_times = s.record_get(ELEMENT_STAMPS, f"Patient/{loser}") or {}
+        fold_newer(keep, folded, old_patient, loser_times)
+        fold_deceased(keep, folded, old_patient, loser_times)
         if folded != keep_times:
             s.record_put(ELEMENT_STAMPS, f"Patient/{survivor}", folded)
         count(self.repo.update(keep, rtype="Patient", rid=survivor, session=s))

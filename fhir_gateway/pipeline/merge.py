@@ -176,6 +176,30 @@ def fold_deceased(survivor: dict[str, Any], survivor_times: dict[str, Stamp],
             _say_deceased(survivor, survivor_times, _ELEMENT[kind], value, when, partner)
 
 
+#: what an A40 merge sets itself on the survivor (`fold_newer` leaves them alone)
+_MERGE_SET = frozenset({"identifier", "link", "active"})
+
+
+def fold_newer(survivor: dict[str, Any], survivor_times: dict[str, Stamp],
+               merged_away: dict[str, Any], merged_away_times: dict[str, Stamp]) -> None:
+    """An A40 merge: each element the record merged away holds from a newer record than
+    the survivor's (or the survivor lacks) moves over with its stamp, as it would have
+    had that record arrived after the merge (then it is filed on the survivor): so the
+    order messages arrive in does not decide the merged record. Deaths: `fold_deceased`.
+    Changes `survivor` and `survivor_times` in place."""
+    for key, value in merged_away.items():
+        base = _choice_base(key)
+        if key in SERVER_ELEMENTS or key in _MERGE_SET or base == "deceased":
+            continue
+        said = merged_away_times.get(base)
+        if said is None or survivor_times.get(base, "") >= said:
+            continue
+        for other in [k for k in survivor if k != key and _choice_base(k) == base]:
+            survivor.pop(other)  # effectiveDateTime replaced by effectivePeriod: one element
+        survivor[key] = value
+        survivor_times[base] = said
+
+
 def deceased_statements(patient: dict[str, Any], times: dict[str, Stamp]
                         ) -> dict[str, tuple[Stamp, str, Any]]:
     """Each partner's word on the death of `patient`, from its element stamps `times`:

@@ -389,3 +389,36 @@ def test_a_demographic_match_holding_another_id_of_the_partners_is_held(
     assert "M1" in reason and "M2" in reason
     (patient,) = p.patients()
     assert [i["value"] for i in patient["identifier"]] == [X, "M1"]
+
+
+def a40_messages() -> dict[str, bytes]:
+    first, second = nhs_numbers(999000300, 2)
+    main = f"{first}^^^NHS^NH~RXA111^^^RXA^MR"
+    dup = f"{second}^^^NHS^NH~RXA222^^^RXA^MR"
+    return {
+        "admitted": adt("M1", "A01", "202601011000", main, visit="V1",
+                        address="1 High St^^Dudley^^DY1 1AA"),
+        "duplicate": adt("M2", "A01", "202601021000", dup, visit="V2",
+                         address="1 High St^^Dudley^^B63 9ZZ"),
+        "merged": adt("M3", "A40", "202601031000", main, merged=dup),
+        # a day after the merge, filed by the merged-away MRN: the person has moved
+        "moved": adt("M4", "A08", "202601041000", "RXA222^^^RXA^MR",
+                     address="1 High St^^Dudley^^B63 9ZZ"),
+    }
+
+
+@pytest.mark.parametrize("order", [("admitted", "duplicate", "merged", "moved"),
+                                   ("admitted", "duplicate", "moved", "merged"),
+                                   ("moved", "merged", "duplicate", "admitted")])
+def test_a_merge_ends_the_same_in_any_delivery_order(partnership: Partnership,
+                                                     order: tuple[str, ...]) -> None:
+    """The A08 for the merged-away MRN (4 Jan) delivered before the A40 (3 Jan) stayed on
+    the record merged away: the survivor kept the old postcode, unlike in event order."""
+    messages = a40_messages()
+    for i, name in enumerate(order):
+        summary = partnership.send("acute", f"{i}.hl7", messages[name])
+        assert summary.rejected == 0, summary.rejections
+    partnership.service.loader.retry_held()
+    (survivor,) = partnership.active()
+    assert survivor["address"][0]["postalCode"] == "B63 9ZZ"
+    assert sorted(i["value"] for i in survivor["identifier"])[-2:] == ["RXA111", "RXA222"]
