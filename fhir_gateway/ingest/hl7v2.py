@@ -30,6 +30,7 @@ from typing import Any
 
 import hl7
 
+from .errors import FieldError
 from .source import ReaderOptions, ReadResult, Unreadable, bad_bytes, clean, decode
 
 _PATH = re.compile(
@@ -133,6 +134,10 @@ class HL7Record:
                   if v is not None]
         if p.all:
             return values
+        if p.filter_component is not None and len(set(values)) > 1:
+            # two NHS numbers (or MRNs) for one person: which is meant cannot be told
+            raise FieldError(path, f"holds {len(set(values))} different values "
+                                   f"({', '.join(sorted(set(values)))}) where one is read")
         return values[0] if values else None
 
     def _value(self, rep: Any, component: int, subcomponent: int) -> str:

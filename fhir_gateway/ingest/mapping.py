@@ -273,6 +273,10 @@ def _person(patient: dict[str, Any], mapping: Mapping, ctx: Context) -> PersonKe
     if nhs is None and local is None and not ctx.problems:
         ctx.fail(field, "the record has neither an NHS number nor the partner's own "
                  "identifier for the person, so whom it is about is unknown")
+    born = _text_or_none(patient.get("birthDate"))
+    if born and born[:10] > ctx.today.isoformat():  # dates of any precision sort as text
+        ctx.fail(_origin(ctx, ("Patient", "birthDate")) or "Patient.birthDate",
+                 f"gives the birth date {born}, which is after today ({ctx.today})")
     name = _first(patient.get("name"))
     name = name if isinstance(name, dict) else {}
     address = _first(patient.get("address"))
@@ -281,7 +285,7 @@ def _person(patient: dict[str, Any], mapping: Mapping, ctx: Context) -> PersonKe
         nhs_number=nhs, nhs_number_given=_nhs_given(ctx, nhs),
         local_system=mapping.local_system if local else None, local_id=local,
         family=_text_or_none(name.get("family")), given=_text_or_none(_first(name.get("given"))),
-        birth_date=_text_or_none(patient.get("birthDate")),
+        birth_date=born,
         postcode=values.postcode(code) if code else None,
         gender=_text_or_none(patient.get("gender")),
     )

@@ -288,7 +288,11 @@ class Context:
         head = path.split(".", 1)[0].split("[", 1)[0]
         if head in self.scopes:
             return walk(self.scopes[head], json_path(path)[1:])
-        return self.record.get(path)
+        try:
+            return self.record.get(path)
+        except FieldError as exc:  # the source says two things where one is read
+            self.fail(exc.field, exc.problem)
+            return None
 
     def fail(self, path: str, problem: str) -> None:
         self.refusals += 1

@@ -276,3 +276,21 @@ def test_redelivered_message_maps_identically() -> None:
     assert (again.person, again.patient, again.resources, again.keys, again.event) == (
         original.person, original.patient, original.resources, original.keys, original.event)
     assert again.source.event_time == original.source.event_time
+
+
+def test_two_different_nhs_numbers_for_one_person_are_rejected() -> None:
+    """PID-3 naming two NHS numbers was stored with the first, silently."""
+    pid3 = f"{NHS}^^^NHS^NH~4010232137^^^NHS^NH~RXA1^^^RXA^MR"
+    [rejection] = rejected(run("acute", message(adt("A01", "M1", pid3=pid3)), "adt.hl7"))
+    assert rejection.field.startswith("PID-3")
+    assert "2 different values" in rejection.reason and "4010232137" in rejection.reason
+
+
+def test_the_same_nhs_number_twice_is_one() -> None:
+    pid3 = f"{NHS}^^^NHS^NH~{NHS}^^^NHS^HN~RXA1^^^RXA^MR"
+    assert only(run("acute", message(adt("A01", "M1", pid3=pid3)))).person.nhs_number == NHS
+
+
+def test_a_birth_date_after_today_is_rejected() -> None:
+    [rejection] = rejected(run("acute", message(adt("A01", "M1", pid={7: "20991103"}))))
+    assert rejection.field == "PID-7" and "after today" in rejection.reason
