@@ -44,6 +44,19 @@ NHS_NUMBER_SYSTEM = "https://fhir.nhs.uk/Id/nhs-number"
 _REFERENCE = re.compile(r"(?:https?://\S+/)?([A-Z][A-Za-z]+)/[A-Za-z0-9\-.]{1,64}"
                         r"(?:/_history/[A-Za-z0-9\-.]{1,64})?")
 _BOUND_PRIMITIVES = frozenset({"code", "string", "uri"})
+#: R4 required bindings of the status codes the shared record reads, checked on every
+#: resource of these types, with a gateway profile or without: a status the code does
+#: not know (`entered in error`, a typo for `entered-in-error`) would otherwise be taken
+#: for a current record. The ValueSets are the R4 ones shipped in profiles/generated/r4.
+_R4 = "http://hl7.org/fhir/ValueSet/"
+BASE_STATUS_BINDINGS: dict[str, tuple[tuple[str, str], ...]] = {
+    "Observation": (("status", f"{_R4}observation-status|4.0.1"),),
+    "DetectedIssue": (("status", f"{_R4}observation-status|4.0.1"),),
+    "Encounter": (("status", f"{_R4}encounter-status|4.0.1"),),
+    "CarePlan": (("status", f"{_R4}request-status|4.0.1"),
+                 ("intent", f"{_R4}care-plan-intent|4.0.1")),
+    "Consent": (("status", f"{_R4}consent-state-codes|4.0.1"),),
+}
 
 
 def _load_package() -> list[dict[str, Any]]:
@@ -128,6 +141,8 @@ class ProfileValidator:
                     f"Profile {url} is not one of the gateway's profiles, so the resource "
                     "was not checked against it", code="not-supported", severity="warning",
                     expression=(f"{rtype}.meta.profile[{i}]",)))
+        if not urls:  # a profile's snapshot carries these bindings itself
+            issues += self._base_status_codes(rtype, resource)
         seen: set[Issue] = set(issues)
         for url in urls:
             plan = self._plans[url]
@@ -140,6 +155,17 @@ class ProfileValidator:
                 if issue not in seen:
                     seen.add(issue)
                     issues.append(issue)
+        return issues
+
+
+    def _base_status_codes(self, rtype: str, resource: dict[str, Any]) -> list[Issue]:
+        issues = []
+        for element, url in BASE_STATUS_BINDINGS.get(rtype, ()):
+            value, codes = resource.get(element), self.terminology.codes(url)
+            if isinstance(value, str) and codes is not None and value not in codes.codes:
+                issues.append(Issue(f"{rtype}.{element}: '{value[:60]}' is not one of "
+                                    f"{codes.describe()}", code="code-invalid",
+                                    expression=(f"{rtype}.{element}",)))
         return issues
 
 
