@@ -22,9 +22,11 @@ resources; this also covers any stored before it did). A feed's Provenance holds
 record for its organisation only through the feed's own resources (`speaks_for`): one
 targeting another partner's resource counts for nothing. A feed's permit that does not
 name its own organisation is not a decision at all; a deny always is (it can only hide).
-A feed's permit lifts an objection only when its organisation holds the record by
-something other than privacy Consents: an organisation that knows nothing of the person
-cannot open their record to everyone by saying so.
+A feed's permit withdraws an objection only when its organisation recorded that
+objection (the deny it follows): the patient withdraws it where they made it. Any other
+feed could otherwise open anyone's record to everyone, by saying so or after writing one
+resource about them. Privacy Consents are read in full (past MAX_CONSENTS the record is
+taken as objected to), so a flood of Consents cannot push the objection out of view.
 
 Decisions are read from the store for each request (memoised on the request's caller,
 never across requests), so a Consent written by any instance or by ingest applies at once.
@@ -47,6 +49,8 @@ CONSENT_SCOPE_SYSTEM = "http://terminology.hl7.org/CodeSystem/consentscope"
 ODS_SYSTEM = "https://fhir.nhs.uk/Id/ods-organization-code"
 PARTNER_TAG_SYSTEM = "https://fhir.example.org/shared-care-record/CodeSystem/partner"
 MAX_RECORD_SCAN = 5000
+#: privacy Consents read for one person; more is taken as an objection (fail closed)
+MAX_CONSENTS = 1000
 #: Patients of one person followed through merge links (`Patient.link`)
 MAX_PERSON_IDS = 20
 _MERGE_LINKS = ("replaced-by", "replaces")
@@ -150,27 +154,39 @@ class ConsentPolicy:
         organisation alone (`hides_from` is right for it, the holders set says nothing
         of others): far cheaper, which matters on every read of a hidden record."""
         person = self.person_of(patient_id)
+        consents = self._privacy_consents(person)
+        if consents is None:  # more than any person has: judged as an objection
+            return ConsentDecision(True, frozenset(self._holders(person, {},
+                                                                 only=organization)))
+        active = sorted((c for c in consents if c.get("status") == "active"
+                         and _decides(c)), key=_decided_when, reverse=True)
+        for i, consent in enumerate(active):
+            if (consent.get("provision") or {}).get("type") == "deny":
+                return ConsentDecision(True, frozenset(self._holders(
+                    person, consent, only=organization)))
+            writer = _writer_organization(consent)
+            older_deny = next((c for c in active[i + 1:]
+                               if (c.get("provision") or {}).get("type") == "deny"), None)
+            if writer is None or older_deny is None or writer in _recorders(older_deny):
+                return ALLOWED
+            # another organisation's permit: it cannot withdraw an objection it did not
+            # record (any feed could otherwise open anyone's record), so no decision
+        return ALLOWED
+
+    def _privacy_consents(self, person: list[str]) -> list[dict[str, Any]] | None:
+        """Every `patient-privacy` Consent of the person, or None past MAX_CONSENTS: a
+        decision is never made on part of them (a flood of others would push the
+        objection out of view)."""
         query = IndexQuery(rtype="Consent", criteria=[
             Criterion("patient", "reference",
                       [ReferencePredicate("Patient", pid) for pid in person]),
             Criterion("scope", "token", [TokenPredicate(CONSENT_SCOPE_SYSTEM,
                                                         "patient-privacy")])],
-            limit=100)
-        found = [(r.rtype, r.rid, jsonio.loads_trusted(r.body))
-                 for r in self.repository.find(query).rows if r.body]
-        privacy = {(rtype, rid) for rtype, rid, _ in found}
-        active = sorted((c for _, _, c in found if c.get("status") == "active"
-                         and _decides(c)), key=_decided_when, reverse=True)
-        for consent in active:
-            if (consent.get("provision") or {}).get("type") == "deny":
-                return ConsentDecision(True, frozenset(self._holders(
-                    person, consent, only=organization)))
-            writer = _writer_organization(consent)
-            if writer is None or self._holders(person, {}, only=writer,
-                                               ignore=privacy) == {writer}:
-                return ALLOWED
-            # a feed's permit from an organisation that holds nothing: no decision
-        return ALLOWED
+            limit=MAX_CONSENTS + 1)
+        rows = self.repository.find(query).rows
+        if len(rows) > MAX_CONSENTS:
+            return None
+        return [jsonio.loads_trusted(r.body) for r in rows if r.body]
 
     def person_of(self, patient_id: str) -> list[str]:
         """`patient_id` and the Patients merged with it (`link` replaced-by / replaces),
@@ -195,15 +211,12 @@ class ConsentPolicy:
         return person
 
     def _holders(self, person: list[str], consent: dict[str, Any], *,
-                 only: str | None = None,
-                 ignore: frozenset[tuple[str, str]] | set[tuple[str, str]] = frozenset()
-                 ) -> set[str]:
+                 only: str | None = None) -> set[str]:
         """The ODS codes that hold the record of `person` (its Patients' ids). With
         `only`: {only} if it does, else empty; then a body that cannot name it (its text
         lacks the code: stored bodies are the gateway's own JSON, which never escapes a
         letter or digit) is not parsed, and the search stops at the first proof. Wrongly
-        skipping a body could only hide more. Resources in `ignore` (and Provenance of
-        them alone) prove nothing."""
+        skipping a body could only hide more."""
         holders = set(vouched_codes(consent, ods_codes(consent.get("organization") or [])))
         if only is not None and only in holders:
             return {only}
@@ -212,8 +225,7 @@ class ConsentPolicy:
             return only is None or only in body
 
         rows = [row for pid in person for row in self.repository.find(IndexQuery(
-            rtype=None, compartment=pid, limit=MAX_RECORD_SCAN)).rows
-            if (row.rtype, row.rid) not in ignore]
+            rtype=None, compartment=pid, limit=MAX_RECORD_SCAN)).rows]
         patient_id = person[0]
         bodies: dict[tuple[str, str], str] = {}
         parsed: dict[tuple[str, str], dict[str, Any]] = {}
@@ -246,7 +258,7 @@ class ConsentPolicy:
         def held_by(prov: dict[str, Any]) -> list[str]:
             # its agents hold the record only if it speaks for something on the record
             if any(speaks_for(prov, resource(key)) for key in local_refs(prov.get("target"))
-                   if key in bodies and key not in ignore):
+                   if key in bodies):
                 return _agents(prov)
             return []
 
@@ -277,6 +289,14 @@ def _decided_when(consent: dict[str, Any]) -> tuple[str, str]:
     except BadDate:
         said = ""
     return (min(said, stored) if said and stored else said or stored), stored
+
+
+def _recorders(consent: dict[str, Any]) -> set[str]:
+    """The organisations that recorded a Consent: those it names that its writer can
+    speak for (`vouched_codes`), and a partner feed's own (its ODS tag)."""
+    named = set(vouched_codes(consent, ods_codes(consent.get("organization") or [])))
+    writer = _writer_organization(consent)
+    return named | ({writer} if writer else set())
 
 
 def _writer_organization(consent: dict[str, Any]) -> str | None:

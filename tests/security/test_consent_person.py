@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from fhir_gateway.store.query import IndexQuery
-from security_kit import FHIR_JSON, NHS, Gateway, deny_consent, seed_hidden_record
+from security_kit import FHIR_JSON, NHS, Gateway, deny_consent, obs, seed_hidden_record
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "pipeline"))
 from test_identity_safety import adt, hospice, nhs_numbers
@@ -98,12 +98,55 @@ def test_a_permit_from_an_organisation_that_holds_nothing_lifts_no_objection(
     assert gw.http.get("/fhir/Observation/o-hid", headers=gp).status_code == 404
 
 
-def test_a_holders_permit_lifts_it_but_not_from_the_future(gw: Gateway) -> None:
+def test_a_permit_counts_only_from_the_organisation_that_recorded_the_objection(
+        gw: Gateway) -> None:
+    """A second review: one resource written about the person (or a Patient of its own
+    linked to theirs) made any feed a holder, and then its permit opened the record."""
+    seed_hidden_record(gw)
+    gp = gw.login("gp-ward", "clinician", org="B86001")
+    council = gw.login("sc-feed", "feed", partner="socialcare", org="SC001",
+                       scope="system/*.cruds")
+    r = gw.http.put("/fhir/Observation/sc-note", json=obs("sc-note", "hid"),
+                    headers={**council, **FHIR_JSON})
+    assert r.status_code == 201, r.text
+    post_permit(gw, council, "SC001", "2026-06-01")
+    assert gw.http.get("/fhir/Patient/hid", headers=gp).status_code == 404
+
+
+def test_a_flood_of_consents_does_not_push_the_objection_out_of_view(gw: Gateway) -> None:
+    """Ids sorting before the deny's, 100 of them: the deny fell outside the 100 read."""
+    seed_hidden_record(gw)
+    gp = gw.login("gp-ward", "clinician", org="B86001")
+    council = {**gw.login("sc-feed", "feed", partner="socialcare", org="SC001",
+                          scope="system/*.cruds"), **FHIR_JSON}
+    for i in range(120):
+        body = {k: v for k, v in permit("hid", "SC001", "2026-06-01").items()
+                if v is not None}
+        r = gw.http.put(f"/fhir/Consent/a{i:03d}", json={**body, "id": f"a{i:03d}",
+                                                          "status": "inactive"},
+                        headers=council)
+        assert r.status_code == 201, r.text
+    assert gw.http.get("/fhir/Patient/hid", headers=gp).status_code == 404
+
+
+def test_more_consents_than_any_person_has_fail_closed(gw: Gateway,
+                                                      monkeypatch: Any) -> None:
+    from fhir_gateway.security import consent
+
+    seed_hidden_record(gw)
+    gw.put({**deny_consent("vis", "RH1"), "id": "c-vis", "provision": {"type": "permit"}})
+    gp = gw.login("gp-ward", "clinician", org="B86001")
+    assert gw.http.get("/fhir/Patient/vis", headers=gp).status_code == 200
+    monkeypatch.setattr(consent, "MAX_CONSENTS", 0)
+    assert gw.http.get("/fhir/Patient/vis", headers=gp).status_code == 404
+
+
+def test_the_recorders_permit_lifts_it_but_not_from_the_future(gw: Gateway) -> None:
     seed_hidden_record(gw)
     gp = gw.login("gp-ward", "clinician", org="B86001")
     hospice_feed = gw.login("hsp-feed", "feed", partner="hospice", org="RH1",
                             scope="system/*.cruds")
-    post_permit(gw, hospice_feed, "RH1", "2999-01-01")  # the holder: it counts
+    post_permit(gw, hospice_feed, "RH1", "2999-01-01")  # RH1 recorded it: it counts
     assert gw.http.get("/fhir/Patient/hid", headers=gp).status_code == 200
     # a deny recorded after it wins, though the permit claims a date far ahead
     gw.put({**deny_consent("hid", "RH1"), "id": "consent-hid-2", "dateTime": "2030-06-01"})

@@ -175,17 +175,18 @@ def test_feed_cannot_author_a_consent_in_another_organisations_name(record: Gate
         resp = record.http.post("/fhir/Consent", json=consent, headers=feed)
         assert resp.status_code == 403, resp.text
     assert record.http.get("/fhir/Patient/hid", headers=gp).status_code == 404
-    # A partner's own later permit is how a patient withdraws an objection, but only from
-    # a partner that holds the record: one that knows nothing of the person could open
-    # anyone's record to everyone (session 7's review), so RY1's permit counts once RY1
-    # holds something of the record, not before.
+    # A permit in its own name is one a feed may write, but it withdraws only an objection
+    # its own organisation recorded (session 7's reviews: otherwise any feed opened any
+    # record, by saying so or after writing one resource about the person). This one was
+    # recorded by RH1, so RY1's permit, before or after RY1 writes to the record, is no
+    # decision.
     own = record.http.post("/fhir/Consent", json=privacy_consent("permit", "RY1"), headers=feed)
     assert own.status_code == 201, own.text
     assert record.http.get("/fhir/Patient/hid", headers=gp).status_code == 404
     visit = record.http.post("/fhir/Observation", json=obs("ry1-note", "hid"),
                              headers=feed)
     assert visit.status_code == 201, visit.text
-    assert record.http.get("/fhir/Patient/hid", headers=gp).status_code == 200
+    assert record.http.get("/fhir/Patient/hid", headers=gp).status_code == 404
 
 
 def test_a_stored_consent_in_another_organisations_name_lifts_nothing(
