@@ -798,8 +798,9 @@ def _care_team(r: dict[str, Any], today: date) -> list[Fact]:
 #: ContactPoint.system in words (anything else, or none: "Contact")
 TELECOM_WORDS = {"phone": "Phone", "sms": "Phone (text messages)", "email": "Email",
                  "fax": "Fax", "pager": "Pager", "url": "Web"}
-#: systems a crew can ring
-PHONE_SYSTEMS = frozenset({"phone", "sms"})
+#: systems a crew can ring; a number sent with no system (or `other`) may be one, so it
+#: is listed as a number to try, never dismissed as "no phone number"
+PHONE_SYSTEMS = frozenset({"phone", "sms", None, "other"})
 
 
 def _telecoms(r: dict[str, Any], today: date) -> tuple[list[str], bool]:
@@ -814,7 +815,7 @@ def _telecoms(r: dict[str, Any], today: date) -> tuple[list[str], bool]:
         if not isinstance(c, dict) or not c.get("value"):
             continue
         use = c.get("use") if c.get("use") in ("home", "work", "mobile", "temp") else None
-        words = f"{TELECOM_WORDS.get(str(c.get('system')), 'Contact')} {c['value']}" + (
+        words = f"{TELECOM_WORDS.get(str(c.get('system')), 'Number')} {c['value']}" + (
             f" ({use})" if use else "")
         period = c.get("period") if isinstance(c.get("period"), dict) else {}
         end = period.get("end")

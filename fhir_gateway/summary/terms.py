@@ -83,7 +83,11 @@ def has_code(concept: Any, system: str, codes: Any) -> str | None:
 
 #: words that make an alert one about CPR ("DNACPR in place", "not for resus"): an alert
 #: in text only is no decision the summary can read, but the crew must be sent to it
-CPR_MENTION = re.compile(r"\b(?:DNA?CPR|DNAR|DNR|CPR|resus\w*)\b", re.IGNORECASE)
+#: how alerts write CPR decisions: DNACPR (and the unified uDNACPR form, plurals), DNAR,
+#: DNR, NFR ("not for resuscitation"), CPR, resus..., and the ReSPECT form (capitalised
+#: so: the English word "respect" is not a form)
+CPR_MENTION = re.compile(r"\b(?:u?DNA?CPRs?|DNARs?|DNRs?|NFR|CPR|resus\w*|(?-i:ReSPECT))\b",
+                         re.IGNORECASE)
 
 
 def mentions_cpr(*concepts: Any) -> bool:

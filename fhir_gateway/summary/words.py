@@ -230,8 +230,9 @@ def _plans(facts: Facts) -> Section:
 
 
 def _cpr(facts: Facts) -> Section:
-    # without a current coded decision, an alert that mentions CPR is the crew's lead
-    alerts = () if facts.cpr else tuple(item(f) for f in facts.cpr_alerts)
+    # an alert that mentions CPR is listed here whatever else is: without a current coded
+    # decision it is the crew's lead; beside one, it may say the opposite
+    alerts = tuple(item(f) for f in facts.cpr_alerts)
     items = (*(item(f) for f in (*facts.cpr, *facts.cpr_expired)), *alerts)
     notes: tuple[str, ...] = ()
     if facts.conflict:
@@ -258,7 +259,7 @@ def _cpr(facts: Facts) -> Section:
     elif facts.truncated:
         # what was not read may hold a plan: never say there is none
         headline, tone = f"{INCOMPLETE}: NO CPR DECISION FOUND IN WHAT WAS READ", "conflict"
-    elif alerts:
+    elif alerts:  # (a coded decision, current or expired, keeps its headline above)
         headline, tone = "NO CODED CPR DECISION FOUND: READ THE ALERT" + (
             "S" if len(alerts) > 1 else ""), "conflict"
     elif not facts.has_plan:
@@ -268,7 +269,8 @@ def _cpr(facts: Facts) -> Section:
     else:
         headline, tone = "NO CPR DECISION RECORDED", "none"
     if alerts:
-        notes += (CPR_ALERT_WORDS,)
+        notes += (CPR_ALERT_BESIDE_WORDS if facts.cpr or facts.cpr_expired
+                  else CPR_ALERT_WORDS,)
     if facts.truncated:
         if INCOMPLETE not in headline:
             headline = f"{headline} ({INCOMPLETE})"
@@ -282,6 +284,8 @@ def _cpr(facts: Facts) -> Section:
 CPR_ALERT_WORDS = ("An alert mentions CPR or resuscitation, but no CPR decision is recorded "
                    "in a form the summary can read: read the alert and check the "
                    "patient's forms.")
+CPR_ALERT_BESIDE_WORDS = ("An alert also mentions CPR or resuscitation: read it before "
+                          "acting, it may say something different from the decision above.")
 TRUNCATED_WORDS = ("WARNING: this record is larger than the summary reads at once; some "
                    "facts may be missing. Check the full record.")
 

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from summary_kit import (
+    ACUTE,
     GP,
     HOSPICE,
     SCT,
@@ -22,6 +23,7 @@ from summary_kit import (
     cpr_of,
     document,
     headline,
+    valid_nhs,
 )
 
 from fhir_gateway.security.consent import PARTNER_TAG_SYSTEM
@@ -331,3 +333,64 @@ def test_a_legal_finding_valued_true_is_held(http: TestClient) -> None:
              "effectiveDateTime": "2026-02-01", "valueBoolean": True}, GP)
     said = lines(document(http, by_nhs(rec.nhs)).text("legal"))
     assert any(x.startswith("Has ADRT") for x in said), said
+
+
+# -- a third review of the fixes above --------------------------------------------------
+
+
+def cpr_flag(rec: Record, text: str, partner: Any = GP) -> None:
+    rec.put({"resourceType": "Flag", "status": "active",
+             "subject": {"reference": f"Patient/{rec.pid}"}, "code": {"text": text},
+             "period": {"start": "2026-04-01"}}, partner)
+
+
+@pytest.mark.parametrize("text", ["uDNACPR in place - form in blue folder by the bed",
+                                  "DNACPRs signed, see folder", "NFR - form at home",
+                                  "ReSPECT form at home"])
+def test_how_alerts_write_a_cpr_decision_is_recognised(http: TestClient, text: str) -> None:
+    """The unified DNACPR form, a plural, "not for resuscitation" and a ReSPECT form in an
+    alert's words were missed: the crew read "NO EMERGENCY CARE PLAN RECORDED"."""
+    rec = Record(http, pid="flagged", nhs=valid_nhs(700))
+    cpr_flag(rec, text)
+    doc = document(http, by_nhs(rec.nhs))
+    assert plain(headline(doc)).startswith("NO CODED CPR DECISION FOUND: READ THE ALERT")
+    page = plain(http.get(by_nhs(rec.nhs), headers=PAGE).text)
+    assert "NO EMERGENCY CARE PLAN" not in page and text in page
+
+
+def test_the_english_word_respect_is_no_form(http: TestClient) -> None:
+    rec = Record(http, pid="worded", nhs=valid_nhs(710))
+    cpr_flag(rec, "Please respect her wish for quiet visits")
+    assert plain(headline(document(http, by_nhs(rec.nhs)))).startswith(
+        "NO EMERGENCY CARE PLAN RECORDED")
+
+
+def test_an_alert_beside_a_coded_decision_is_in_the_cpr_box(http: TestClient) -> None:
+    """A GP alert "DNACPR signed" beside the hospital's coded "for CPR" was shown only
+    far below, under Alerts; the CPR box said "for attempted CPR" alone."""
+    rec = Record(http)
+    rec.cpr("attempt", "2026-01-10", ACUTE)
+    cpr_flag(rec, "DNACPR signed 20 May 2026 - original form in blue folder", GP)
+    doc = document(http, by_nhs(rec.nhs))
+    cpr = plain(doc.text("cpr"))
+    assert plain(headline(doc)).startswith("FOR ATTEMPTED CPR")  # the coded decision
+    assert "DNACPR signed 20 May 2026" in cpr and "read it before acting" in cpr
+
+
+def test_a_number_sent_without_a_system_is_one_to_ring(http: TestClient) -> None:
+    rec = Record(http)
+    for path, body in (("RelatedPerson/rp1", {
+            "resourceType": "RelatedPerson", "id": "rp1", "active": True,
+            "patient": {"reference": f"Patient/{rec.pid}"}, "name": [{"text": "Sam Example"}],
+            "relationship": [{"text": "son"}],
+            "telecom": [{"value": "07700 900111", "use": "mobile"}]}),
+            ("CareTeam/ct1", {
+                "resourceType": "CareTeam", "id": "ct1", "status": "active",
+                "name": "Hospice at home (24h)", "subject": {"reference": f"Patient/{rec.pid}"},
+                "telecom": [{"value": "0300 123 4567", "use": "work"}]})):
+        assert http.put(f"/fhir/{path}", headers=FHIR_JSON, json=body).status_code == 201
+    doc = document(http, by_nhs(rec.nhs))
+    contacts, team = plain(doc.text("contacts")), plain(doc.text("team"))
+    assert "Number 07700 900111 (mobile)" in contacts
+    assert "No current phone number" not in contacts
+    assert "Number 0300 123 4567 (work)" in team and "No 24-hour number" not in team
