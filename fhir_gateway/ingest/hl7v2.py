@@ -134,9 +134,11 @@ class HL7Record:
                   if v is not None]
         if p.all:
             return values
-        if p.filter_component is not None and len(set(values)) > 1:
-            # two NHS numbers (or MRNs) for one person: which is meant cannot be told
-            raise FieldError(path, f"holds {len(set(values))} different values "
+        distinct = {re.sub(r"[\s-]", "", v).casefold() for v in values}
+        if p.filter_component is not None and len(distinct) > 1:
+            # two NHS numbers (or MRNs) for one person: which is meant cannot be told (one
+            # number printed two ways, 943 476 5919 and 9434765919, is one value)
+            raise FieldError(path, f"holds {len(distinct)} different values "
                                    f"({', '.join(sorted(set(values)))}) where one is read")
         return values[0] if values else None
 

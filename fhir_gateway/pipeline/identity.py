@@ -38,6 +38,9 @@ from ..store.query import (
 
 #: the records (`StoreSession.record_*`) of which Patient was made for an NHS number
 NHS_CLAIMS = "person-nhs"
+#: records: an NHS number and birth date a reviewer attached to a Patient whose birth date
+#: differs (`accept_birth_date`), so the same record's next delivery is not held again
+ACCEPTED_BIRTH_DATES = "person-born"
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +61,18 @@ class Held:
 
 #: merges followed from a merged-away Patient to the one that holds its record now
 MAX_MERGE_HOPS = 10
+
+
+def accept_birth_date(s: StoreSession, person: PersonKey, patient_id: str) -> None:
+    """A reviewer attached `person` to `patient_id`: its birth date is accepted there."""
+    if person.nhs_number and person.birth_date:
+        s.record_put(ACCEPTED_BIRTH_DATES, f"{person.nhs_number}|{person.birth_date}",
+                     {"patient": patient_id})
+
+
+def _accepted(s: StoreSession, person: PersonKey, patient_id: str) -> bool:
+    found = s.record_get(ACCEPTED_BIRTH_DATES, f"{person.nhs_number}|{person.birth_date}")
+    return isinstance(found, dict) and found.get("patient") == patient_id
 
 
 def _born_otherwise(patient: StoredVersion, person: PersonKey) -> str | None:
@@ -198,8 +213,10 @@ def resolve(repo: Repository, s: StoreSession, person: PersonKey, *,
                 return Held(f"NHS number {person.nhs_number} is on Patient/{by_nhs[0].rid} "
                             f"but local id {person.local_id} is on Patient/{local[0].rid}",
                             (by_nhs[0].rid, local[0].rid))
-            born = None if local else _born_otherwise(by_nhs[0], person)
-            if born is not None:
+            # a partner's own id vouches, unless that id is the NHS number itself (the GP's)
+            vouched = local and person.local_system != NHS_NUMBER_SYSTEM
+            born = None if vouched else _born_otherwise(by_nhs[0], person)
+            if born is not None and not _accepted(s, person, by_nhs[0].rid):
                 return Held(f"NHS number {person.nhs_number} is on Patient/{by_nhs[0].rid}, "
                             f"born {born}, but this record says born {person.birth_date}",
                             (by_nhs[0].rid,))

@@ -40,7 +40,7 @@ from ..search.values import now_instant
 from ..store.base import StoredVersion, StoreSession, VersionConflict
 from ..store.query import Criterion, IndexQuery, TokenPredicate
 from ..validation import ProfileValidator, default_validator
-from .identity import NHS_CLAIMS, Held, Resolved, replaced_by, resolve
+from .identity import NHS_CLAIMS, Held, Resolved, accept_birth_date, replaced_by, resolve
 from .merge import (
     ELEMENT_STAMPS,
     REPOINT_ACTIVITY,
@@ -397,6 +397,7 @@ class Loader:
                                 reviewed=found.how == "reviewer")
         if found.how == "reviewer":
             self._release_local_id(s, record, patient, count)
+            accept_birth_date(s, record.person, patient)
         pref = f"Patient/{patient}"
         left_out_later, left_out_now = self._item_sets(s, record, new_stamp)
         for resource, key in zip(record.resources, record.keys, strict=True):

@@ -294,3 +294,12 @@ def test_the_same_nhs_number_twice_is_one() -> None:
 def test_a_birth_date_after_today_is_rejected() -> None:
     [rejection] = rejected(run("acute", message(adt("A01", "M1", pid={7: "20991103"}))))
     assert rejection.field == "PID-7" and "after today" in rejection.reason
+
+
+def test_another_organisations_old_mrn_beside_this_trusts_is_not_a_conflict() -> None:
+    """PID-3 may carry a number another organisation gave (after a merger): only this
+    trust's own (assigning authority RXA) is its MRN; one NHS number printed two ways is
+    one number. Both were rejected as two values by the first version of that check."""
+    pid3 = f"{NHS}^^^NHS^NH~943 476 5919^^^NHS^NH~RXA1^^^RXA^MR~OLD9^^^RXB^MR"
+    record = only(run("acute", message(adt("A03", "M1", pid3=pid3))))
+    assert record.person.local_id == "RXA1" and record.person.nhs_number == NHS

@@ -422,3 +422,27 @@ def test_a_merge_ends_the_same_in_any_delivery_order(partnership: Partnership,
     (survivor,) = partnership.active()
     assert survivor["address"][0]["postalCode"] == "B63 9ZZ"
     assert sorted(i["value"] for i in survivor["identifier"])[-2:] == ["RXA111", "RXA222"]
+
+
+GP_HEAD = ("NHS Number,Surname,Forename,Date of Birth,Sex,Practice Code,Usual GP,"
+           "Palliative Register Date,GSF Code,Preferred Place of Death,PPD Recorded,DNACPR,"
+           "DNACPR Date,Care Plan Summary,Last Reviewed,Date of Death,Place of Death\n")
+
+
+def test_a_gp_row_with_another_birth_date_is_held_until_a_reviewer_attaches_it(
+        partnership: Partnership) -> None:
+    """The GP's own key for a person is the NHS number, so it vouched for itself: a row
+    for someone else carrying this man's number filed their DNACPR on him."""
+    p = partnership
+    p.send("hospice", "h.jsonl", hospice("H1", X))  # John Smith, born 1940-01-01
+    row = (GP_HEAD + f"{X},DOE,Jane,02/03/1985,F,Y90028,Dr A,01/01/2026,Red,Home,"
+           "01/01/2026,Y,01/02/2026,Plan,01/02/2026,,\n").encode()
+    summary = p.send("gp", "reg.csv", row)
+    assert summary.held == 1 and summary.created == summary.updated == 0
+    ((key, reason),) = p.held()
+    assert "born 1940-01-01" in reason and "born 1985-03-02" in reason
+    # a reviewer decides it is him after all (his birth date was mistyped): it sticks
+    (patient,) = p.patients()
+    p.service.loader.resolve_held(key, patient_id=patient["id"])
+    again = p.send("gp", "reg2.csv", row)
+    assert again.held == 0, p.held()
