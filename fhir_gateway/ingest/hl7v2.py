@@ -46,6 +46,7 @@ _SEGMENT_ID = re.compile(r"[A-Z][A-Z0-9]{2}")
 # for review as well.)
 _ONCE_PER_MESSAGE = ("MSH", "EVN", "PID", "PD1", "PV1", "MRG")
 _LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n|$)")
+_SPACING = re.compile(r"[\s-]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,12 +135,13 @@ class HL7Record:
                   if v is not None]
         if p.all:
             return values
-        distinct = {re.sub(r"[\s-]", "", v).casefold() for v in values}
-        if p.filter_component is not None and len(distinct) > 1:
+        if p.filter_component is not None and len(values) > 1:
             # two NHS numbers (or MRNs) for one person: which is meant cannot be told (one
             # number printed two ways, 943 476 5919 and 9434765919, is one value)
-            raise FieldError(path, f"holds {len(distinct)} different values "
-                                   f"({', '.join(sorted(set(values)))}) where one is read")
+            distinct = {_SPACING.sub("", v).casefold() for v in values}
+            if len(distinct) > 1:
+                raise FieldError(path, f"holds {len(distinct)} different values "
+                                       f"({', '.join(sorted(set(values)))}) where one is read")
         return values[0] if values else None
 
     def _value(self, rep: Any, component: int, subcomponent: int) -> str:

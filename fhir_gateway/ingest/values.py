@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from functools import cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from ..validation.nhs_number import is_valid_nhs_number
+from ..validation.nhs_number import is_placeholder_nhs_number, is_valid_nhs_number
 
 _MONTHS = {
     name: i for i, name in enumerate(
@@ -192,17 +192,14 @@ def parse_datetime(text: str, *, tz: str, date_formats: Sequence[str] = ()) -> s
 
 def nhs_number(text: str) -> str:
     """Ten digits passing the Modulus 11 check (DOMAIN.md), from text that may hold spaces
-    or hyphens ("943 476 5919"); ValueError saying what is wrong otherwise.
-
-    One digit ten times (`0000000000`, `1111111111`) passes Modulus 11 but is a
-    placeholder a system writes when it has no number: linking by it would make one
-    Patient of everyone sent with it."""
+    or hyphens ("943 476 5919"), and not a placeholder (linking by `0000000000` would make
+    one Patient of everyone sent with it); ValueError saying what is wrong otherwise."""
     digits = re.sub(r"[\s-]", "", text)
     if not re.fullmatch(r"[0-9]{10}", digits):
         raise ValueError(f"{text!r} is not a 10-digit NHS number")
     if not is_valid_nhs_number(digits):
         raise ValueError(f"{text!r} fails the NHS number check digit (Modulus 11)")
-    if len(set(digits)) == 1:
+    if is_placeholder_nhs_number(digits):
         raise ValueError(f"{text!r} is a placeholder (one digit ten times), not an NHS number")
     return digits
 

@@ -48,6 +48,7 @@ from .merge import (
     fold_deceased,
     fold_newer,
     merge,
+    newest_stamp,
     stamp,
 )
 from .provenance import provenance
@@ -592,7 +593,7 @@ class Loader:
         if kept is None or kept.get("stamp", "") < new_stamp:
             s.record_put(RETRACTIONS, name, {"stamp": new_stamp})
         return [stored for stored in self._by_key(s, key)
-                if _newest_stamp(s.record_get(ELEMENT_STAMPS,
+                if newest_stamp(s.record_get(ELEMENT_STAMPS,
                                               f"{key.resource_type}/{stored.rid}")) <= new_stamp]
 
     def _by_key(self, s: StoreSession, key: BusinessId, *,
@@ -736,12 +737,6 @@ def repoint_provenance(source: SourceRef, targets: list[tuple[str, str, int, boo
 
 def _retraction_name(key: BusinessId) -> str:
     return f"{key.resource_type}|{key.system}|{key.value}"
-
-
-def _newest_stamp(times: dict[str, str] | None) -> str:
-    """The newest source stamp among a resource's element stamps (a death statement's
-    value follows its stamp after a tab)."""
-    return max((str(v).split("\t", 1)[0] for v in (times or {}).values()), default="")
 
 
 def _with_patient(resource: dict[str, Any], reference: str) -> dict[str, Any]:

@@ -107,6 +107,11 @@ def _partner_of(stamp_: Stamp) -> str:
     return parts[1] if len(parts) > 2 else ""
 
 
+def newest_stamp(times: dict[str, Stamp] | None) -> Stamp:
+    """The newest source stamp among a resource's element stamps ("" when none)."""
+    return max((str(v).partition("\t")[0] for v in (times or {}).values()), default="")
+
+
 def _time_of(stamp_: Stamp) -> str:
     """A stamp's event time as a UTC instant ("" for a record without one)."""
     return stamp_.split("\x1f", 1)[0]

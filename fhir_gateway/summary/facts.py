@@ -60,9 +60,9 @@ from typing import Any
 
 from ..fhir.interactions import FhirContext, visible
 from ..fhir.request import FhirRequest
-from ..ingest import IngestError, cached_mapping
+from ..ingest import IngestError, Mapping, cached_mapping
 from ..pipeline.merge import ELEMENT_STAMPS, is_repoint, said_not_deceased
-from ..security.consent import PARTNER_TAG_SYSTEM, speaks_for
+from ..security.consent import PARTNER_TAG_SYSTEM, ods_codes, speaks_for
 from ..store.base import StoredVersion
 from ..store.query import Criterion, IndexQuery, ReferencePredicate, SortKey
 from . import terms as t
@@ -341,11 +341,18 @@ def _mentions_cpr(alert: Fact) -> bool:
 
 def _partner_name(partner: str) -> str:
     """A partner feed as the crew should read it: its name and ODS code."""
-    try:
-        mapping = cached_mapping(partner)
-    except IngestError:
+    mapping = _mapping_of(partner)
+    if mapping is None:
         return partner or "a partner not recorded"
     return f"{mapping.name} ({mapping.ods_code})"
+
+
+def _mapping_of(partner: str) -> Mapping | None:
+    """The partner's mapping (name, ODS code), None for a partner the gateway has none of."""
+    try:
+        return cached_mapping(partner)
+    except IngestError:
+        return None
 
 
 def newest_per_source(facts: Iterable[Fact]) -> list[Fact]:
@@ -520,7 +527,7 @@ def source_of(prov: dict[str, Any]) -> Source:
         for who in (agent.get("who"), agent.get("onBehalfOf")):
             if not isinstance(who, dict):
                 continue
-            code = _ods_code(who)
+            code = next(iter(ods_codes([who])), None)
             display = str(who["display"]) if who.get("display") else None
             if code and ods is None:
                 ods, name = code, display
@@ -533,13 +540,6 @@ def source_of(prov: dict[str, Any]) -> Source:
             record = what.get("display") or (what.get("identifier") or {}).get("value")
     return Source(ods=ods, name=name, recorded=prov.get("recorded"), record=record,
                   provenance=prov, person=person)
-
-
-def _ods_code(reference: dict[str, Any]) -> str | None:
-    ident = reference.get("identifier")
-    if isinstance(ident, dict) and ident.get("system") == t.ODS_SYSTEM and ident.get("value"):
-        return str(ident["value"])
-    return None
 
 
 def _tagged_source(resource: dict[str, Any], partner_ods: dict[str, str | None]) -> Source:
@@ -555,17 +555,11 @@ def _tagged_source(resource: dict[str, Any], partner_ods: dict[str, str | None])
         return NO_SOURCE
     if ods is None and partner is not None:
         if partner not in partner_ods:
-            partner_ods[partner] = _mapped_ods(partner)
+            mapping = _mapping_of(partner)  # (looking checks the files: once per summary)
+            partner_ods[partner] = (mapping.ods_code or None) if mapping else None
         ods = partner_ods[partner]
     return Source(ods=ods, name=partner,
                   recorded=(resource.get("meta") or {}).get("lastUpdated"))
-
-
-def _mapped_ods(partner: str) -> str | None:
-    try:
-        return cached_mapping(partner).ods_code or None
-    except IngestError:
-        return None
 
 
 def _plain(resource: dict[str, Any]) -> str:
@@ -795,7 +789,7 @@ def _care_team(r: dict[str, Any], today: date) -> list[Fact]:
                  details=tuple(details))]
 
 
-#: ContactPoint.system in words (anything else, or none: "Contact")
+#: ContactPoint.system in words (anything else, or none: "Number")
 TELECOM_WORDS = {"phone": "Phone", "sms": "Phone (text messages)", "email": "Email",
                  "fax": "Fax", "pager": "Pager", "url": "Web"}
 #: systems a crew can ring; a number sent with no system (or `other`) may be one, so it

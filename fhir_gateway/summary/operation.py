@@ -44,7 +44,7 @@ from ..search.values import now_instant
 from ..security.errors import Forbidden
 from ..store.base import StoredVersion
 from ..store.query import Criterion, IndexQuery, TokenPredicate
-from ..validation import is_valid_nhs_number
+from ..validation import is_placeholder_nhs_number, is_valid_nhs_number
 from . import document, html
 from . import terms as t
 from .facts import READ_TYPES, gather
@@ -218,7 +218,7 @@ def nhs_number(req: FhirRequest) -> str:
     if not is_valid_nhs_number(digits):
         raise BadRequest(f"NHS number {t.spaced(digits)} is not valid: its check digit "
                          "(Modulus 11) is wrong; check the number", expression="identifier")
-    if len(set(digits)) == 1:  # passes Modulus 11, but a placeholder, never issued
+    if is_placeholder_nhs_number(digits):
         raise BadRequest(f"{t.spaced(digits)} is a placeholder, not an NHS number; check the "
                          "number", expression="identifier")
     return digits

@@ -20,12 +20,13 @@ from __future__ import annotations
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
-from .nhs_number import is_valid_nhs_number
+from .nhs_number import is_placeholder_nhs_number, is_valid_nhs_number
 
 if TYPE_CHECKING:
     from .validator import ProfileValidator
 
-__all__ = ["CANONICAL", "ProfileValidator", "default_validator", "is_valid_nhs_number"]
+__all__ = ["CANONICAL", "ProfileValidator", "default_validator", "is_placeholder_nhs_number",
+           "is_valid_nhs_number"]
 
 #: The canonical base of the gateway's conformance resources.
 CANONICAL = "https://fhir.shared-care-record.example"

@@ -31,3 +31,9 @@ def is_valid_nhs_number(text: str) -> bool:
     if not isinstance(text, str) or len(text) != 10 or not _DIGITS.issuperset(text):
         return False
     return check_digit(text[:9]) == int(text[9])
+
+
+def is_placeholder_nhs_number(digits: str) -> bool:
+    """One digit ten times (`0000000000`, `1111111111`): passes Modulus 11 but is never
+    issued; systems write it when they have no number, so it must link nobody."""
+    return len(digits) == 10 and len(set(digits)) == 1
