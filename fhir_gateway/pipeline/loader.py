@@ -25,7 +25,6 @@ from typing import Any
 from .. import jsonio
 from ..errors import Conflict, GatewayError, Issue
 from ..fhir.repository import ProfileChecked, Repository, WriteResult, new_id
-from ..ingest import IngestError, cached_mapping
 from ..ingest.model import (
     NHS_NUMBER_SYSTEM,
     PATIENT_REFERENCE,
@@ -124,23 +123,10 @@ def from_json(data: dict[str, Any]) -> MappedRecord:
         merge_from=PersonKey(**merge_from) if merge_from else None,
         retracted=tuple(BusinessId(**k) for k in data["retracted"]),
         # Held records kept before lists were stated in full have none.
-        item_sets=tuple(ItemSet(i.get("rule") or _list_rule(data["source"]["partner"], i),
-                                i["resource_type"], i["system"],
+        item_sets=tuple(ItemSet(i["rule"], i["resource_type"], i["system"],
                                 tuple(BusinessId(**k) for k in i["keys"]))
                         for i in data.get("item_sets", ())),
         warnings=tuple(data["warnings"]))
-
-
-def _list_rule(partner: str, items: dict[str, Any]) -> str:
-    """The rule of a list held by code that did not name it (7d69236-834eac7): the
-    partner's one list rule of that type and identifier system."""
-    try:
-        rules = cached_mapping(partner).rules
-    except IngestError:
-        return ""
-    names = [r.name for r in rules if r.for_each is not None and r.retract_otherwise
-             and r.resource_type == items["resource_type"] and r.system == items["system"]]
-    return names[0] if len(names) == 1 else ""
 
 
 class Loader:
@@ -563,13 +549,6 @@ class Loader:
             name = "\x1f".join((record.source.partner, items.rule, items.resource_type,
                                 items.system, record.source.record_id or ""))
             stored = s.record_get(ITEM_SETS, name)
-            if stored is None:  # kept under a name without the rule (7d69236-834eac7)
-                legacy = "\x1f".join((record.source.partner, items.resource_type,
-                                      items.system, record.source.record_id or ""))
-                stored = s.record_get(ITEM_SETS, legacy)
-                if stored is not None:
-                    s.record_delete(ITEM_SETS, legacy)
-                    s.record_put(ITEM_SETS, name, stored)
             now = sorted({k.value for k in items.keys})
             if stored is not None and stored["stamp"] > new_stamp:
                 left_out_later.update(k for k in items.keys if k.value not in stored["values"])

@@ -235,11 +235,7 @@ def _statements(result: dict[str, Any], kept: dict[str, Stamp]) -> Said:
             continue
         when, _, text = entry.partition("\t")
         value = jsonio.loads_trusted(text)
-        who, at, kind = name[len(SAID_DECEASED):].rpartition("@")
-        if not at:  # "deceased@<partner>": one element per partner (written 7d69236-e073417)
-            who = kind
-            ((element, value),) = value.items()
-            kind = _kind(element, value) or ""
+        who, _, kind = name[len(SAID_DECEASED):].rpartition("@")
         if kind in _ELEMENT:
             said.setdefault(who, {})[kind] = (when, value)
     if not said and "deceased" in kept:

@@ -413,34 +413,3 @@ def test_a_newer_record_saying_the_same_still_outranks_an_older_one(loader: Load
                               event_time=when)])
     (stay,) = all_of(loader.repo, "Encounter")
     assert stay["status"] == "in-progress"
-
-
-def test_lists_and_held_records_kept_by_earlier_code_are_still_read(loader: Loader) -> None:
-    # item sets were first kept without their rule's name (7d69236-834eac7)
-    from fhir_gateway.pipeline.loader import ITEM_SETS, from_json, to_json
-
-    loader.ingest([form("H1", "2026-01-01T10:00:00Z", "Peter", "Ann")])
-    with loader.repo.transaction() as s:
-        new = "\x1f".join(("hospice", "contacts", "RelatedPerson", CONTACTS, "H1"))
-        s.record_put(ITEM_SETS, "\x1f".join(("hospice", "RelatedPerson", CONTACTS, "H1")),
-                     s.record_get(ITEM_SETS, new) or {})
-        s.record_delete(ITEM_SETS, new)
-    loader.ingest([form("H1", "2026-03-01T10:00:00Z", "Ann")])
-    assert contacts_of(loader.repo) == {"Ann"}
-    # a held record's item sets without "rule"
-    data = to_json(form("H1", "2026-03-01T10:00:00Z", "Ann"))
-    for items in data["item_sets"]:
-        del items["rule"]
-    assert [i.keys for i in from_json(data).item_sets] == [
-        (BusinessId("RelatedPerson", CONTACTS, "H1/Ann"),)]
-
-
-def test_a_held_list_without_its_rule_takes_the_partners_rule_of_that_system() -> None:
-    from fhir_gateway.pipeline.loader import from_json, to_json
-
-    system = "https://fhir.shared-care-record.example/Id/hospice/contact"
-    held = record(person(partner="hospice"), "hospice", "H1", item_sets=(
-        ItemSet("emergency-contact", "RelatedPerson", system, ()),))
-    data = to_json(held)
-    del data["item_sets"][0]["rule"]
-    assert from_json(data).item_sets[0].rule == "emergency-contact"
