@@ -77,10 +77,16 @@ def _accepted(s: StoreSession, person: PersonKey, patient_id: str) -> bool:
 
 def _born_otherwise(patient: StoredVersion, person: PersonKey) -> str | None:
     """The Patient's birth date when the record's contradicts it (dates of different
-    precision agree when one is the start of the other: 1941 and 1941-11-03)."""
-    stored = jsonio.loads_trusted(patient.body or "{}").get("birthDate")
+    precision agree when one is the start of the other: 1941 and 1941-11-03). Checked
+    for each record an NHS number links, so the Patient is parsed only when its stored
+    text (the gateway's compact JSON) does not already say the same date as its one
+    `birthDate` (a contained resource could hold another)."""
     given = person.birth_date
-    if not (isinstance(stored, str) and stored and given):
+    body = patient.body or "{}"
+    if not given or (f'"birthDate":"{given}"' in body and body.count('"birthDate":') == 1):
+        return None
+    stored = jsonio.loads_trusted(body).get("birthDate")
+    if not (isinstance(stored, str) and stored):
         return None
     return None if stored.startswith(given) or given.startswith(stored) else stored
 
