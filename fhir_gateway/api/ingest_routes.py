@@ -119,6 +119,8 @@ async def _redaction_for(request: Request, caller: Any,
                          ) -> tuple[set[str], Callable[[str], str]]:
     """The Patient ids `caller` may see among those named, and a redactor for texts."""
     named = _named_ids(texts) | set(ids)
+    if not named:  # nothing to check (most answers): no store reads, no thread hop
+        return set(), _redactor(set())
     visible = await run_in_threadpool(_visible_patients, request, caller, named)
     return visible, _redactor(visible)
 
