@@ -253,3 +253,25 @@ def test_a_rolled_back_transaction_attempt_leaves_no_audit_events(gw: Gateway,
     assert not {f"Patient/{rid}" for rid in rolled_back} & named
     assert sorted(e["subtype"][0]["code"] for e in events) == ["create", "create",
                                                                "transaction"]
+
+
+def test_a_report_is_never_cut_short_in_silence(gw: Gateway, monkeypatch: Any) -> None:
+    """More events than a listing may hold: refused, naming how to narrow it; the
+    accesses summary counts every event however many pages they take."""
+    from fhir_gateway.security.audit import reports
+
+    monkeypatch.setattr(reports, "PAGE", 2)
+    monkeypatch.setattr(reports, "MAX_ROWS", 3)
+    gw.put(patient("p1", "9434765919", "Jones"))
+    ward = gw.login("ward", "clinician", org="RXX01")
+    for _ in range(5):
+        assert gw.http.get("/fhir/Patient/p1", headers=ward).status_code == 200
+    auditor = gw.login("audit-team", "auditor", org="X26")
+    listing = gw.http.get("/audit/report?kind=patient&patient=p1", headers=auditor)
+    assert listing.status_code == 400, listing.text
+    issue = listing.json()["issue"][0]
+    assert issue["code"] == "too-costly"
+    assert "more than 3 audit events" in issue["diagnostics"]
+    summary = gw.http.get("/audit/report?kind=summary", headers=auditor).json()
+    assert {"organisation": "RXX01", "purpose": "TREAT", "outcome": "allowed",
+            "count": 5} in summary["rows"]
