@@ -172,7 +172,8 @@ def _rows(sec: Security, params: Any) -> list[dict[str, Any]]:
     if sec.trail is not None:
         sec.trail.catch_up()  # the accesses this process just answered are in the report
     if kind == "patient":
-        return reports.patient_access(sec.repository, patient, start=start, end=end)
+        person = sec.access.consent.person_of(patient) if sec.access else [patient]
+        return reports.patient_access(sec.repository, person, start=start, end=end)
     if kind == "break-glass":
         return reports.break_glass(sec.repository, start=start, end=end)
     return reports.access_summary(sec.repository, start=start, end=end)

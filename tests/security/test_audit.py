@@ -275,3 +275,22 @@ def test_a_report_is_never_cut_short_in_silence(gw: Gateway, monkeypatch: Any) -
     summary = gw.http.get("/audit/report?kind=summary", headers=auditor).json()
     assert {"organisation": "RXX01", "purpose": "TREAT", "outcome": "allowed",
             "count": 5} in summary["rows"]
+
+
+def test_who_accessed_a_person_includes_the_records_merged_into_theirs(gw: Gateway) -> None:
+    """An A40 merge joins two Patients into one person: reads of the merged-away id before
+    the merge are accesses to this person's record too, asked by either id."""
+    gw.put(patient("p1", "9434765919", "Jones"))
+    gw.put(patient("p2", "9434765870", "Jones"))
+    ward = gw.login("ward", "clinician", org="RXX01")
+    assert gw.http.get("/fhir/Patient/p2", headers=ward).status_code == 200
+    gw.put({**patient("p2", "9434765870", "Jones"),
+            "link": [{"other": {"reference": "Patient/p1"}, "type": "replaced-by"}]})
+    gw.put({**patient("p1", "9434765919", "Jones"),
+            "link": [{"other": {"reference": "Patient/p2"}, "type": "replaces"}]})
+    assert gw.http.get("/fhir/Patient/p1", headers=ward).status_code == 200
+    auditor = gw.login("audit-team", "auditor", org="X26")
+    for asked in ("p1", "p2"):
+        rows = gw.http.get(f"/audit/report?kind=patient&patient={asked}",
+                           headers=auditor).json()["rows"]
+        assert sorted(r["patients"] for r in rows) == ["p1", "p2"], (asked, rows)

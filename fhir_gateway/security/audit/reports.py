@@ -1,9 +1,10 @@
 """The auditors' reports, each an AuditEvent search (so an auditor can run the same search
 against `/fhir/AuditEvent` with a FHIR client) summarised:
 
-- `patient_access(patient)`: who accessed a patient's record: when, which client and
+- `patient_access(patients)`: who accessed a person's record: when, which client and
   organisation, for what purpose, what they did, and whether they broke the glass
-  (`AuditEvent?patient=Patient/{id}`);
+  (`AuditEvent?patient=Patient/{id},Patient/{id2}`: every Patient an A40 merge joined
+  into the person, since the accesses before a merge name the id read then);
 - `access_summary(start, end)`: accesses per organisation and purpose over a period
   (`AuditEvent?date=ge{start}&date=le{end}`);
 - `break_glass(start, end)`: break-glass events to review
@@ -35,12 +36,12 @@ PAGE = 500
 MAX_ROWS = 100_000
 
 
-def searches(kind: str, *, patient: str | None = None, start: str | None = None,
+def searches(kind: str, *, patients: list[str] | None = None, start: str | None = None,
              end: str | None = None) -> list[tuple[str, str]]:
     """The AuditEvent search parameters a report runs."""
     params: list[tuple[str, str]] = []
     if kind == "patient":
-        params.append(("patient", f"Patient/{patient}"))
+        params.append(("patient", ",".join(f"Patient/{p}" for p in patients or [])))
     if kind == "break-glass":
         params.append(("policy", BREAK_GLASS_POLICY))
     if start:
@@ -105,9 +106,10 @@ def row(event: dict[str, Any]) -> dict[str, Any]:
             "audit_event": event.get("id")}
 
 
-def patient_access(repository: Repository, patient: str, *, start: str | None = None,
+def patient_access(repository: Repository, patients: list[str], *, start: str | None = None,
                    end: str | None = None) -> list[dict[str, Any]]:
-    rows = [row(e) for e in _events(repository, searches("patient", patient=patient,
+    """`patients`: the ids of one person (the one asked for first)."""
+    rows = [row(e) for e in _events(repository, searches("patient", patients=patients,
                                                           start=start, end=end),
                                     max_rows=MAX_ROWS)]
     return sorted(rows, key=lambda r: r["recorded"] or "")
