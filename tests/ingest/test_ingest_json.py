@@ -123,6 +123,23 @@ def test_an_unknown_cpr_value_rejects_the_record() -> None:
     assert "hospice-cpr" in bad.reason
 
 
+def test_an_lpa_flag_other_than_true_or_false_rejects_the_record() -> None:
+    """Whether someone may speak for the person is never guessed: "yes" is not read as
+    "not an attorney"; false and a missing flag record nothing."""
+    for flag in ("yes", "Y", 1):
+        contacts = [{"name": "Jo", "relationship": "son", "phone": "1", "lpa": flag}]
+        [bad] = run("hospice", client(respect__contacts=contacts))
+        assert isinstance(bad, Rejection), flag
+        assert bad.field == "contact.lpa" and "hospice-lpa" in bad.reason
+    for contact in ({"lpa": False}, {}):
+        contacts = [{"name": "Jo", "relationship": "son", "phone": "1", **contact}]
+        record = only(run("hospice", client(respect__contacts=contacts)))
+        [person] = of_type(record, "RelatedPerson")
+        assert [c["code"] for r in person["relationship"] for c in r.get("coding", [])] == [
+            "C", "SONC"]
+        assert len(person["relationship"]) == 2 and not record.warnings
+
+
 def test_an_admission_without_an_id_cannot_be_kept_up_to_date() -> None:
     admissions = [{"unit": "IPU", "admitted": "2026-07-01T08:48"}]
     [bad] = run("hospice", client(admissions=admissions))
