@@ -20,6 +20,9 @@ PATIENT_REFERENCE = "urn:gateway:patient"
 
 #: The NHS number identifier system (DOMAIN.md).
 NHS_NUMBER_SYSTEM = "https://fhir.nhs.uk/Id/nhs-number"
+#: `meta.tag` system naming the partner feed that wrote a resource over the REST API: the
+#: feed may read, change and delete what carries its own tag (security.access).
+PARTNER_TAG_SYSTEM = "https://fhir.example.org/shared-care-record/CodeSystem/partner"
 
 
 @dataclass(frozen=True, slots=True)

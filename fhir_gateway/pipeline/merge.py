@@ -13,8 +13,9 @@ from __future__ import annotations
 from typing import Any
 
 from .. import jsonio
-from ..ingest.model import NHS_NUMBER_SYSTEM
+from ..ingest.model import NHS_NUMBER_SYSTEM, PARTNER_TAG_SYSTEM
 from ..search.values import BadDate, date_range
+from .provenance import ODS_SYSTEM
 
 #: Elements the gateway owns, never merged from a partner record.
 SERVER_ELEMENTS = frozenset({"resourceType", "id", "meta", "text"})
@@ -62,15 +63,21 @@ def _same(a: Any, b: Any) -> bool:
 
 def merge(stored: dict[str, Any] | None, incoming: dict[str, Any],
           times: dict[str, Stamp], new_stamp: Stamp) -> tuple[dict[str, Any], dict[str, Stamp]]:
-    """The merged resource and the element stamps to keep. `stored` may be None (new)."""
+    """The merged resource and the element stamps to keep. `stored` may be None (new).
+
+    A Patient's identifiers are the union of every partner's (each partner's local id
+    links its records to the person); any other resource's are the newest record's, like
+    its other elements, so a replaced form's id does not find the form that replaced it."""
     result = dict(stored or {})
     kept = dict(times)
+    if stored is not None:
+        _release(result, _partner_of(new_stamp))
     for key, value in incoming.items():
         if key in SERVER_ELEMENTS:
             if stored is None and key != "id":
                 result[key] = value
             continue
-        if key == "identifier":
+        if key == "identifier" and incoming.get("resourceType") == "Patient":
             result[key] = _union(result.get(key) or [], value)
             continue
         base = _choice_base(key)
@@ -87,6 +94,22 @@ def merge(stored: dict[str, Any] | None, incoming: dict[str, Any],
             result[key] = value
             kept[base] = new_stamp
     return result, kept
+
+
+def _release(result: dict[str, Any], partner: str) -> None:
+    """A resource one feed wrote over the REST API carries its partner (and ODS) tag, which
+    lets that feed read and change it. Once another partner's record is merged into it, it
+    holds that partner's facts too, so it belongs to no single feed any more."""
+    meta = result.get("meta")
+    tags = meta.get("tag") if isinstance(meta, dict) else None
+    if not isinstance(tags, list) or not any(
+            isinstance(t, dict) and t.get("system") == PARTNER_TAG_SYSTEM
+            and t.get("code") != partner for t in tags):
+        return
+    kept = [t for t in tags if not (isinstance(t, dict) and t.get("system") in (
+        PARTNER_TAG_SYSTEM, ODS_SYSTEM))]
+    result["meta"] = {k: v for k, v in meta.items() if k != "tag"} | (
+        {"tag": kept} if kept else {})
 
 
 #: System records (kind) of each resource's element stamps, keyed "Type/id".

@@ -41,13 +41,13 @@ from typing import Any
 from .. import jsonio
 from ..errors import NotFound
 from ..fhir.repository import Repository
+from ..ingest.model import PARTNER_TAG_SYSTEM
 from ..search.extract import patient_compartment
 from ..search.values import BadDate, date_range
 from ..store.query import Criterion, IndexQuery, ReferencePredicate, TokenPredicate
 
 CONSENT_SCOPE_SYSTEM = "http://terminology.hl7.org/CodeSystem/consentscope"
 ODS_SYSTEM = "https://fhir.nhs.uk/Id/ods-organization-code"
-PARTNER_TAG_SYSTEM = "https://fhir.example.org/shared-care-record/CodeSystem/partner"
 MAX_RECORD_SCAN = 5000
 #: privacy Consents read for one person; more is taken as an objection (fail closed)
 MAX_CONSENTS = 1000

@@ -1,0 +1,45 @@
+"""A Patient's identifiers gather every partner's local id (they link records to the
+person); any other resource's identifiers are what its newest record says, like its other
+elements: a ReSPECT form replaced by a new one must not be found by the old form's id."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+from fhir_gateway import jsonio
+from fhir_gateway.fhir.repository import Repository
+from fhir_gateway.pipeline.service import IngestService
+from fhir_gateway.store.base import StoreEngine
+from fhir_gateway.store.query import IndexQuery
+
+FORM_SYSTEM = "https://hospice.example.org.uk/Id/respect-form"
+
+
+def client(form: str) -> bytes:
+    line = {"clientId": "MSH-1", "nhsNumber": "9434765919",
+            "name": {"first": "Ann", "last": "Smith"}, "dob": "1941-11-03",
+            "gender": "female", "address": {"line": "1 High St", "town": "Dudley",
+                                            "postcode": "DY1 4DX"},
+            "admissions": [],
+            "respect": {"formId": form, "version": "3", "completedOn": "2026-07-16",
+                        "cpr": "not-attempt", "careFocus": "comfort",
+                        "preferredPlaceOfCare": "home", "recommendations": "x",
+                        "capacity": "has-capacity", "contacts": [],
+                        "clinician": {"name": "Dr A", "gmc": "1234567"}}}
+    return (json.dumps(line) + "\n").encode()
+
+
+def test_a_replaced_forms_id_does_not_stay_on_the_plan(engine: StoreEngine) -> None:
+    service = IngestService(Repository(engine))
+    for i, form in enumerate(["RSP-OLD", "RSP-NEW"]):
+        summary = service.ingest("hospice", f"clients{i}.jsonl", client(form),
+                                 today=dt.date(2026, 11, 22))
+        assert summary.rejected == 0, summary.rejections
+    (row,) = Repository(engine).find(IndexQuery(rtype="CarePlan")).rows
+    plan = jsonio.loads_trusted(row.body or "{}")
+    forms = [i["value"] for i in plan["identifier"] if i.get("system") == FORM_SYSTEM]
+    assert forms == ["RSP-NEW"]
+    (patient_row,) = Repository(engine).find(IndexQuery(rtype="Patient")).rows
+    patient = jsonio.loads_trusted(patient_row.body or "{}")
+    assert len(patient["identifier"]) == 2  # the NHS number and the hospice's client id
