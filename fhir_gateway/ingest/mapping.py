@@ -286,7 +286,8 @@ def _person(patient: dict[str, Any], mapping: Mapping, ctx: Context) -> PersonKe
         local_system=mapping.local_system if local else None, local_id=local,
         family=_text_or_none(name.get("family")), given=_text_or_none(_first(name.get("given"))),
         birth_date=born,
-        postcode=values.postcode(code) if code else None,
+        # only a real postcode helps match a person ("NFA" is shared by many)
+        postcode=values.uk_postcode(code) if code else None,
         gender=_text_or_none(patient.get("gender")),
     )
 

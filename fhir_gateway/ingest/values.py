@@ -204,9 +204,19 @@ def nhs_number(text: str) -> str:
     return digits
 
 
-def postcode(text: str) -> str:
-    """Upper case with a single space before the inward code ("dy1 4dx" -> "DY1 4DX")."""
+#: a UK postcode written without spaces: outward code (area, district), inward code
+_POSTCODE = re.compile(r"([A-Z]{1,2}[0-9][A-Z0-9]?)([0-9][A-Z]{2})")
+
+
+def uk_postcode(text: str) -> str | None:
+    """The postcode in its one written form ("dy1 4dx" -> "DY1 4DX"), or None when the text
+    is not shaped like a UK postcode ("UNKNOWN", "NFA", "DY1")."""
     compact = re.sub(r"\s+", "", text).upper()
-    if 5 <= len(compact) <= 7:
-        return f"{compact[:-3]} {compact[-3:]}"
-    return compact
+    match = _POSTCODE.fullmatch(compact)
+    return f"{match[1]} {match[2]}" if match else None
+
+
+def postcode(text: str) -> str:
+    """A postcode normalised (`uk_postcode`); any other text as sent, runs of spaces made
+    one: reshaping it ("UNKNOWN" -> "UNKN OWN") would make it look like a postcode."""
+    return uk_postcode(text) or " ".join(text.split())

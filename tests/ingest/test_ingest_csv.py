@@ -204,6 +204,15 @@ def test_council_row_without_nhs_number_is_known_by_person_id() -> None:
     assert plan["category"][0]["coding"][0]["code"] == "A01"
 
 
+def test_a_postcode_field_holding_no_postcode_is_kept_as_sent_and_matches_no_one() -> None:
+    """"NFA" (no fixed abode) is shared by many people: it must not be a matching key,
+    nor be reshaped into something that looks like a postcode."""
+    row = "SC1,Ms,Patricia,White,1961-11-03,NFA,,Home care,2025-07-08,2026-01-20,Oak,Jo"
+    record = only(run("socialcare", SC_HEADER + "\n" + row + "\n", "services.csv"))
+    assert record.person.postcode is None
+    assert record.patient["address"][0]["postalCode"] == "NFA"
+
+
 def test_council_service_row_key_is_stable_across_date_formats_and_updates() -> None:
     rows = ["SC1,Mr,Ken,White,1927-10-11,B63 5XG,,Reablement,2026-07-29,,Oak,Jo",
             "SC1,Mr,Ken,White,11/10/1927,B63 5XG,,Reablement,29/07/2026,30/12/2026,Oak,Jo"]

@@ -110,3 +110,9 @@ def test_impossible_datetimes_are_refused(text: str) -> None:
 ])
 def test_postcodes_are_normalised(text: str, expected: str) -> None:
     assert values.postcode(text) == expected
+
+
+@pytest.mark.parametrize("text", ["UNKNOWN", "NFA", "DY1", "no fixed  abode", "12345"])
+def test_text_that_is_not_a_postcode_is_kept_as_sent_and_matches_no_one(text: str) -> None:
+    assert values.postcode(text) == " ".join(text.split())
+    assert values.uk_postcode(text) is None
