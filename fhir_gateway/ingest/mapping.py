@@ -196,6 +196,22 @@ def _refused_empty(rule: Rule, body: dict[str, Any], ctx: Context) -> bool:
     return refused
 
 
+def _in_the_future(rule: Rule, body: dict[str, Any], ctx: Context) -> bool:
+    """Whether an element the rule lists under `not_after_today` holds a date after today
+    (the date as written, in the sender's time zone): then the record is rejected, naming
+    the field. Such a date is a slip (2062 for 2026); kept, it would outrank every real
+    decision as the newest."""
+    late = False
+    for element, fields in rule.not_after_today:
+        value = body.get(element)
+        if isinstance(value, str) and value[:10] > ctx.today.isoformat():
+            ctx.fail(", ".join(fields) or element, f"is {value[:10]}, after today "
+                     f"({ctx.today}): it dates something that has already happened (a "
+                     "decision, a form, a death), so it must be a mistake")
+            late = True
+    return late
+
+
 def _blank(value: Any) -> bool:
     return value is None or value == [] or value == {} or (
         isinstance(value, str) and not value.strip())
@@ -334,7 +350,7 @@ def _apply(rule: Rule, ctx: Context, resources: list[dict[str, Any]],
             continue
         if rule.when is None or test(rule.when, ctx):
             body = render_resource(rule.resource, ctx, (rule.resource_type,))
-            if _refused_empty(rule, body, ctx):
+            if _refused_empty(rule, body, ctx) or _in_the_future(rule, body, ctx):
                 continue  # the record is rejected: nothing retracted, nothing kept
             if any(body.get(name) is None for name in rule.require):
                 body = None  # e.g. a local term its ConceptMap lists as having no code

@@ -82,6 +82,9 @@ class Rule:
     expect: tuple[tuple[str, str], ...]  # (element, its source fields): warn when empty
     #: (element, its source fields): an empty source field rejects the record
     refuse_empty: tuple[tuple[str, tuple[str, ...]], ...]
+    #: (element, its source fields): a date after today rejects the record (a decision
+    #: dated 2062 would otherwise outrank every real one as the newest)
+    not_after_today: tuple[tuple[str, tuple[str, ...]], ...]
     retract_otherwise: bool
     #: when this holds, the record says the resource no longer holds (HL7 A13 cancelling
     #: the discharge a place of death came from), whatever `when` says
@@ -313,6 +316,7 @@ def _compile_parts(top: dict[str, Any], compiler: Compiler, file: str) -> dict[s
 def _rule(rule: Any, compiler: Compiler, file: str, where: str) -> Rule:
     rule = _keys(rule, {"name": True, "identifier": True, "resource": True, "when": False,
                         "require": False, "expect": False, "refuse_empty": False,
+                        "not_after_today": False,
                         "otherwise": False, "retract_when": False,
                         "for_each": False, "as": False}, file, where)
     name = _text(rule["name"], file, f"{where}.name")
@@ -355,7 +359,7 @@ def _rule(rule: Any, compiler: Compiler, file: str, where: str) -> Rule:
         raise MappingError(file, f"{where}.retract_when", "a list's items are retracted by "
                            "leaving them out (otherwise: retract), not by a condition")
     lists = {}
-    for key in ("require", "expect", "refuse_empty"):
+    for key in ("require", "expect", "refuse_empty", "not_after_today"):
         names = rule.get(key) or []
         if not isinstance(names, list) or not all(
                 isinstance(n, str) and n in body for n in names):
@@ -368,6 +372,8 @@ def _rule(rule: Any, compiler: Compiler, file: str, where: str) -> Rule:
         name=name, resource_type=rtype, when=when, require=lists["require"],
         expect=tuple((n, ", ".join(_fields_of(elements.get(n)))) for n in lists["expect"]),
         refuse_empty=tuple((n, _fields_of(elements.get(n))) for n in lists["refuse_empty"]),
+        not_after_today=tuple((n, _fields_of(elements.get(n)))
+                              for n in lists["not_after_today"]),
         retract_otherwise=otherwise == "retract", retract_when=retract_when,
         for_each=for_each, alias=alias, system=system, value=value,
         value_fields=_fields_of(value), resource=resource,

@@ -3,7 +3,7 @@ fields with commas and line breaks, blank rows, bad rows that never stop the fil
 
 from __future__ import annotations
 
-from ingest_helpers import by_code, mapped, of_type, only, rejected, run
+from ingest_helpers import TODAY, by_code, mapped, of_type, only, rejected, run
 
 from fhir_gateway.ingest import Rejection
 
@@ -140,6 +140,17 @@ def test_an_undated_dnacpr_is_kept_with_a_warning() -> None:
     [cpr] = by_code(record, "304251008")
     assert "effectiveDateTime" not in cpr
     assert any("effectiveDateTime is empty (DNACPR Date)" in w for w in record.warnings)
+
+
+def test_a_decision_dated_after_today_is_rejected_not_made_the_newest() -> None:
+    [bad] = run("gp", gp_file(gp_row(DNACPR_Date="05/03/2062")))
+    assert isinstance(bad, Rejection)
+    assert bad.field == "DNACPR Date"
+    assert "2062-03-05" in bad.reason and "after today" in bad.reason
+    # today itself is not the future
+    today = TODAY.strftime("%d/%m/%Y")
+    [cpr] = by_code(only(run("gp", gp_file(gp_row(DNACPR_Date=today)))), "304251008")
+    assert cpr["effectiveDateTime"] == TODAY.isoformat()
 
 
 def test_an_unknown_dnacpr_value_is_never_guessed() -> None:

@@ -140,6 +140,12 @@ def test_an_lpa_flag_other_than_true_or_false_rejects_the_record() -> None:
         assert len(person["relationship"]) == 2 and not record.warnings
 
 
+def test_a_form_completed_after_today_is_rejected_and_named_once() -> None:
+    [bad] = run("hospice", client(respect__completedOn="2062-03-05"))
+    assert isinstance(bad, Rejection) and bad.field == "respect.completedOn"
+    assert bad.reason.count("after today") == 1, bad.reason
+
+
 def test_an_admission_without_an_id_cannot_be_kept_up_to_date() -> None:
     admissions = [{"unit": "IPU", "admitted": "2026-07-01T08:48"}]
     [bad] = run("hospice", client(admissions=admissions))
