@@ -111,8 +111,17 @@ class HL7Record:
     position: str
     raw: str
     message: hl7.Message
+    encoding: str = "utf-8"  # the feed's: what bytes written as \X..\ escapes mean
 
     def get(self, path: str) -> Any:
+        try:
+            return self._get(path)
+        except FieldError as exc:
+            if exc.field:
+                raise
+            raise FieldError(path, exc.problem) from None
+
+    def _get(self, path: str) -> Any:
         p = parse_path(path)
         try:
             segment = self.message.segment(p.segment)
@@ -148,10 +157,60 @@ class HL7Record:
         value = _component(rep, component, subcomponent)
         if value == '""':  # HL7 null: the sender says "no value"
             return ""
-        try:
-            return self.message.unescape(value)
-        except Exception:  # a malformed escape sequence: keep the text as sent
-            return value
+        return _unescape(self.message, value, self.encoding)
+
+
+#: Escapes whose library defaults would change a name or identifier: highlighting (\H\,
+#: \N\: HL7 2.7.3, meant for formatted text) became "_", line breaks a carriage return.
+#: The fields a mapping reads are data, not formatted text: highlighting is dropped and a
+#: formatting command is a space.
+_DATA_ESCAPES = {"H": "", "N": "", ".br": " ", ".sp": " ", ".ce": " ", ".in": " ",
+                 ".ti": " ", ".sk": " ", ".fi": "", ".nf": ""}
+
+
+def _unescape(message: hl7.Message, value: str, encoding: str) -> str:
+    """`value` with its escape sequences replaced (by the `hl7` package, with
+    `_DATA_ESCAPES`). Bytes written in hex (\\XC389\\) are decoded together, in the feed's
+    encoding: the package turns each byte into its own character (two characters for "É")."""
+    esc = message.esc
+    if esc not in value:
+        return value
+    out: list[str] = []
+    pending = bytearray()  # hex bytes of adjacent \X..\ sequences: one character may span them
+    pos = 0
+    for m in re.finditer(f"{re.escape(esc)}([^{re.escape(esc)}]*){re.escape(esc)}", value):
+        text, content = value[pos:m.start()], m[1]
+        pos = m.end()
+        if text:
+            out.append(_decoded(pending, encoding, value))
+            out.append(_library_unescape(message, text))
+        if re.fullmatch(r"X(?:[0-9A-Fa-f]{2})+", content):
+            pending += bytes.fromhex(content[1:])
+            continue
+        out.append(_decoded(pending, encoding, value))
+        out.append(_library_unescape(message, m[0]))
+    out.append(_decoded(pending, encoding, value))
+    out.append(_library_unescape(message, value[pos:]))
+    return "".join(out)
+
+
+def _decoded(pending: bytearray, encoding: str, value: str) -> str:
+    if not pending:
+        return ""
+    try:
+        return pending.decode(encoding)
+    except UnicodeDecodeError:
+        raise FieldError("", f"{value!r} holds hex escape bytes {pending.hex().upper()} that "
+                         f"are not {encoding} text") from None
+    finally:
+        pending.clear()
+
+
+def _library_unescape(message: hl7.Message, text: str) -> str:
+    try:
+        return message.unescape(text, app_map=_DATA_ESCAPES)
+    except Exception:  # a malformed escape sequence: keep the text as sent
+        return text
 
 
 @dataclass(slots=True)
@@ -288,7 +347,7 @@ def _read_message(position: str, split: _Message,
             f"the message has no {missing[0]} segment, which this feed's messages must "
             f"have; it looks truncated (last segment: {segments[-1][:3]})", control_id,
         )
-    return HL7Record(position, raw, message)
+    return HL7Record(position, raw, message, options.encoding)
 
 
 def _structural_fault(split: _Message, raw: str,

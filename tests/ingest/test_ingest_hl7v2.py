@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
 from ingest_helpers import FEEDS, by_code, mapped, of_type, only, rejected, run
+
+from fhir_gateway.ingest import Rejection
 
 NHS = "9434765919"
 
@@ -124,6 +127,24 @@ def test_hl7_null_and_escape_sequences() -> None:
         "A01", "M1", pid={5: "O\\T\\NEILL^MARY", 13: '""'}))))
     assert record.patient["name"][0]["family"] == "O&NEILL"
     assert "telecom" not in record.patient
+
+
+@pytest.mark.parametrize(("family", "stored"), [
+    ("\\H\\SMITH\\N\\", "SMITH"),            # highlighting is for formatted text
+    ("CL\\XC389\\MENT", "CLÉMENT"),            # hex bytes are the feed's UTF-8
+    ("CL\\XC3\\\\X89\\MENT", "CLÉMENT"),    # one character over two sequences
+    ("SMITH\\.br\\JONES", "SMITH JONES"),      # no line break inside a name
+    ("O\\F\\NEILL", "O|NEILL"),
+])
+def test_escape_sequences_in_data_fields(family: str, stored: str) -> None:
+    record = only(run("acute", message(adt("A01", "M1", pid={5: f"{family}^MARY"}))))
+    assert record.patient["name"][0]["family"] == stored
+
+
+def test_hex_escape_bytes_that_are_not_utf8_reject_the_message_naming_the_field() -> None:
+    [bad] = run("acute", message(adt("A01", "M1", pid={5: "CL\\XC9\\MENT^MARY"})))
+    assert isinstance(bad, Rejection)
+    assert bad.field.startswith("PID-5") and "C9" in bad.reason
 
 
 def test_nhs_number_type_hn_variant() -> None:
