@@ -2,9 +2,15 @@
 
 A batch runs each entry on its own; one failing entry gets its own OperationOutcome and
 the rest go on. A transaction is all or nothing: ids for `POST` entries are assigned
-first, `urn:uuid:` references are rewritten to them, and the entries run in the order
+first, `urn:uuid:` references are rewritten to them and conditional references
+(`Patient?identifier=...`) to their one match, and the entries run in the order
 the specification gives (DELETE, POST, PUT/PATCH, GET/HEAD) inside one store
 transaction; the first failure rolls everything back and is reported with its entry.
+
+Refused before anything runs (400, naming the entries): two entries with one fullUrl
+(bdl-7), two entries that are the same resource once conditions are resolved (R4
+3.1.0.11.2: "If any resource identities ... overlap in steps 1-3, then the transaction
+SHALL fail"), and a `urn:` reference naming no entry's fullUrl.
 """
 
 from __future__ import annotations
@@ -18,10 +24,15 @@ from urllib.parse import parse_qsl, urlsplit
 from .. import jsonio
 from ..errors import BadRequest, Conflict, GatewayError, Issue, PreconditionFailed
 from ..store.base import StoredVersion, VersionConflict
-from .interactions import TRANSACTION_MATCH, FhirContext, visible_matches
+from .interactions import (
+    TRANSACTION_MATCH,
+    FhirContext,
+    conditional_matches,
+    visible_matches,
+)
 from .repository import new_id
 from .request import FhirRequest, FhirResponse
-from .validation import check_resource
+from .validation import check_resource, conditional_reference, is_bundle_reference, references
 
 if TYPE_CHECKING:
     from .router import FhirRouter
@@ -31,6 +42,11 @@ MAX_ENTRIES = 10_000
 TRANSACTION_ATTEMPTS = 10
 
 STATUS_TEXT = {200: "200 OK", 201: "201 Created", 204: "204 No Content"}
+
+#: req.state keys: the entry's write check has run up front (a search depends on it);
+#: the entry is the one whose failure ended the transaction
+_CHECKED = "bundle.checked"
+_FAILED = "bundle.failed"
 
 
 def batch_or_transaction(ctx: FhirContext, req: FhirRequest, router: FhirRouter) -> FhirResponse:
@@ -43,9 +59,34 @@ def batch_or_transaction(ctx: FhirContext, req: FhirRequest, router: FhirRouter)
     if len(entries) > MAX_ENTRIES:
         raise BadRequest(f"{len(entries)} entries; at most {MAX_ENTRIES} per Bundle",
                          code="too-costly")
+    _check_full_urls(entries, transaction=kind == "transaction")
     if kind == "batch":
         return _batch(router, [_entry_request(req, e, i) for i, e in enumerate(entries)])
     return _transaction(ctx, router, req, entries)
+
+
+def _check_full_urls(entries: list[Any], *, transaction: bool) -> None:
+    """bdl-7: a fullUrl is unique in a Bundle, unless its entries are different versions
+    of one resource. A transaction allows no exception: its `urn:` references must name
+    one entry, and two versions of one resource are overlapping identities anyway."""
+    seen: dict[str, list[tuple[int, Any]]] = {}
+    for i, entry in enumerate(entries):
+        full_url = entry.get("fullUrl") if isinstance(entry, dict) else None
+        if not isinstance(full_url, str):
+            continue
+        resource = entry.get("resource")
+        meta = resource.get("meta") if isinstance(resource, dict) else None
+        version = meta.get("versionId") if isinstance(meta, dict) else None
+        earlier = seen.setdefault(full_url, [])
+        clash = next((j for j, v in earlier
+                      if transaction or version is None or v is None or v == version), None)
+        if clash is not None:
+            raise BadRequest(
+                f"Bundle.entry[{clash}] and Bundle.entry[{i}] have the same fullUrl "
+                f"{full_url[:100]!r}; a fullUrl must be unique in a Bundle (bdl-7)"
+                + ("; nothing in the transaction was written" if transaction else ""),
+                expression=f"Bundle.entry[{i}].fullUrl")
+        earlier.append((i, version))
 
 
 def _entry_request(parent: FhirRequest, entry: Any, index: int) -> FhirRequest:
@@ -127,6 +168,14 @@ def _transaction(ctx: FhirContext, router: FhirRouter, req: FhirRequest,
             if attempt == TRANSACTION_ATTEMPTS - 1:
                 raise Conflict("the transaction kept meeting concurrent writers; "
                                "nothing was written; try again") from None
+        except Exception:
+            # Rolled back for good: an entry that ran before the failure wrote nothing,
+            # so what was noted about it ("created") did not happen. The failing entry's
+            # own refusal did happen, and stays on the record.
+            for sub in requests:
+                if not sub.state.get(_FAILED):
+                    router.interceptors.on_rolled_back(sub)
+            raise
     raise AssertionError("unreachable")
 
 
@@ -137,9 +186,13 @@ def _transaction_once(ctx: FhirContext, router: FhirRouter,
     with repo.transaction() as session:
         tctx = FhirContext(repo, ctx.interceptors, session=session)
         urn_map = _assign_ids(tctx, router, requests)
+        _check_identities(tctx, router, requests, urn_map)
+        full_urls = {sub.state["fullUrl"]: sub for sub in requests
+                     if isinstance(sub.state.get("fullUrl"), str)}
         for sub in requests:
-            if sub.body is not None and urn_map:
-                sub.body = _rewrite_references(sub.body, urn_map)
+            if isinstance(sub.body, dict):
+                with _failing_entry(sub):
+                    _resolve_references(tctx, router, sub, urn_map, full_urls)
         for sub in sorted(requests, key=lambda r: _ORDER[r.method]):
             # every entry goes through the router, a matched conditional create too: its
             # answer is checked, and audited, like any other
@@ -165,6 +218,7 @@ def _failing_entry(sub: FhirRequest) -> Iterator[None]:
     try:
         yield
     except GatewayError as exc:
+        sub.state[_FAILED] = True
         index = sub.state["entry"]
         exc.issues = [Issue(
             diagnostics=f"Bundle.entry[{index}] ({sub.method} {sub.path}): "
@@ -208,7 +262,7 @@ def _conditional_match(ctx: FhirContext, router: FhirRouter, sub: FhirRequest, r
     references), so first the checks the entry itself will meet: the caller must be
     allowed this create at all, whatever matches. Then only matches the caller may see
     count; a hidden one counts as none, as for a create outside a transaction."""
-    _check_request(router, sub)
+    _check_once(router, sub)
     # the check may narrow the condition (a feed's matches only its own resources)
     condition = sub.header("if-none-exist") or condition
     found = visible_matches(ctx, sub, rtype, condition, "ifNoneExist")
@@ -228,11 +282,120 @@ def _check_request(router: FhirRouter, sub: FhirRequest) -> None:
         raise
 
 
-def _rewrite_references(value: Any, urn_map: dict[str, str]) -> Any:
-    """Replace `urn:uuid:` / `urn:oid:` references with the ids the transaction assigned."""
-    if isinstance(value, dict):
-        return {k: (urn_map.get(v, v) if k == "reference" and isinstance(v, str)
-                    else _rewrite_references(v, urn_map)) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_rewrite_references(v, urn_map) for v in value]
-    return value
+def _check_once(router: FhirRouter, sub: FhirRequest) -> None:
+    """`_check_request`, once per attempt: an entry may need it for several searches."""
+    if not sub.state.get(_CHECKED):
+        _check_request(router, sub)
+        sub.state[_CHECKED] = True
+
+
+def _identity(ctx: FhirContext, router: FhirRouter, sub: FhirRequest) -> str | None:
+    """The `Type/id` a DELETE, POST or PUT entry writes, conditions resolved (None: a new
+    resource, or one not yet known). Conditional updates and deletes are resolved as
+    they will run: after the caller's write check, which may narrow their condition."""
+    segments = sub.segments
+    if sub.method in ("PUT", "DELETE", "PATCH") and len(segments) == 2:
+        return "/".join(segments)
+    if len(segments) != 1:
+        return None
+    rtype = segments[0]
+    if sub.method == "POST":
+        matched = sub.state.get(TRANSACTION_MATCH)
+        return f"{rtype}/{matched.rid}" if matched is not None else None
+    if sub.method not in ("PUT", "DELETE"):
+        return None
+    _check_once(router, sub)
+    where = "conditional update" if sub.method == "PUT" else "conditional delete"
+    found = conditional_matches(ctx, rtype, sub.params, where)
+    if len(found) == 1:
+        return f"{rtype}/{found[0].rid}"
+    body_id = sub.body.get("id") if isinstance(sub.body, dict) else None
+    if sub.method == "PUT" and not found and isinstance(body_id, str):
+        return f"{rtype}/{body_id}"  # update-as-create with the client's id
+    return None  # several matches: the entry itself fails (412) when it runs
+
+
+def _check_identities(ctx: FhirContext, router: FhirRouter, requests: list[FhirRequest],
+                      urn_map: dict[str, str]) -> None:
+    """R4 3.1.0.11.2: no two DELETE/POST/PUT entries may be the same resource, resolved
+    identities included (a DELETE of p3 and a conditional create matching p3 would leave
+    the transaction's references pointing at a deleted Patient). The error names both
+    entries but not a resolved id: a condition's match is not the caller's to learn."""
+    seen: dict[str, FhirRequest] = {}
+    for sub in requests:
+        with _failing_entry(sub):
+            identity = _identity(ctx, router, sub)
+        if identity is None:
+            continue
+        full_url = sub.state.get("fullUrl")
+        if len(sub.segments) == 1 and sub.method == "PUT" and isinstance(full_url, str) \
+                and full_url.startswith("urn:"):
+            urn_map.setdefault(full_url, identity)  # a conditional update, now resolved
+        first = seen.setdefault(identity, sub)
+        if first is sub:
+            continue
+        i, j = first.state["entry"], sub.state["entry"]
+        message = (f"Bundle.entry[{i}] ({first.method} {first.path}) and Bundle.entry[{j}] "
+                   f"({sub.method} {sub.path}) are the same {identity.split('/')[0]}: a "
+                   "transaction may touch each resource once (R4 3.1.0.11.2); nothing in "
+                   "the transaction was written")
+        raise BadRequest(message, issues=[Issue(
+            message, code="processing",
+            expression=(f"Bundle.entry[{i}]", f"Bundle.entry[{j}]"))])
+
+
+def _resolve_references(ctx: FhirContext, router: FhirRouter, sub: FhirRequest,
+                        urn_map: dict[str, str], full_urls: dict[str, FhirRequest]) -> None:
+    """Rewrite the entry's references in place: a `urn:` fullUrl to the id the transaction
+    gave that entry; a conditional reference to its one match the caller may see (R4
+    3.1.0.11.3). Nothing is left that only this Bundle could resolve: a `urn:` naming no
+    entry, or a condition with no or several matches, fails the transaction."""
+    body = sub.body
+    rtype = body.get("resourceType")
+    if not isinstance(rtype, str):
+        return  # the entry's own check reports it
+    index = sub.state["entry"]
+    found = list(references(body, rtype))
+    if any(conditional_reference(holder["reference"]) for _, holder in found):
+        # before the walk: the write check may change the body (a feed's stamp)
+        _check_once(router, sub)
+        found = list(references(body, rtype))
+    for path, holder in found:
+        ref = holder["reference"]
+        where = f"Bundle.entry[{index}].resource{path[len(rtype):]}"
+        if ref in urn_map:
+            holder["reference"] = urn_map[ref]
+        elif is_bundle_reference(ref):
+            named = full_urls.get(ref)
+            if named is None:
+                raise BadRequest(f"{path}: {ref[:80]!r} is the fullUrl of no entry in this "
+                                 "transaction", expression=where)
+            # e.g. a DELETE, or a conditional update with several matches or none and no id
+            raise BadRequest(f"{path}: {ref[:80]!r} is the fullUrl of Bundle.entry"
+                             f"[{named.state['entry']}] ({named.method} {named.path}), "
+                             "which gives no resource id to refer to", expression=where)
+        elif (condition := conditional_reference(ref)) is not None:
+            holder["reference"] = _resolve_condition(ctx, router, sub, *condition,
+                                                     path=path, where=where)
+
+
+def _resolve_condition(ctx: FhirContext, router: FhirRouter, sub: FhirRequest, rtype: str,
+                       query: str, *, path: str, where: str) -> str:
+    """`Type/id` of the one match of a conditional reference that the caller may see.
+
+    As for an ifNoneExist, the caller's write check runs first, and a hidden match counts
+    as none, so a reference cannot probe for records the caller may not see. Chains and
+    `_has` would test resources the match does not show: refused."""
+    _check_once(router, sub)
+    params = parse_qsl(query, keep_blank_values=True)
+    if any(k.startswith("_has") or "." in k for k, _ in params):
+        raise BadRequest(f"{path}: a conditional reference may not use chains or _has",
+                         expression=where)
+    found = visible_matches(ctx, sub, rtype, params, where)
+    if len(found) > 1:
+        raise PreconditionFailed(f"{path}: the conditional reference {rtype}?{query[:80]} "
+                                 f"matches more than one {rtype}", expression=where)
+    if not found:
+        raise PreconditionFailed(f"{path}: the conditional reference {rtype}?{query[:80]} "
+                                 f"matches no {rtype}", expression=where)
+    return f"{rtype}/{found[0].rid}"

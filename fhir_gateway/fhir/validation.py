@@ -8,6 +8,7 @@ the caller said?" and reports every problem it finds, each with a FHIRPath locat
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from typing import Any
 
 from pydantic import ValidationError
@@ -17,6 +18,10 @@ from . import types
 
 #: FHIR R4 id: 1-64 of [A-Za-z0-9-.] (R4 2.24.0.3, `id` datatype).
 ID_PATTERN = re.compile(r"[A-Za-z0-9\-.]{1,64}")
+#: A conditional reference (R4 3.1.0.11.3): a search standing for the id, `Patient?identifier=`
+_CONDITIONAL = re.compile(r"([A-Z][A-Za-z]+)\?(.*)", re.DOTALL)
+#: References that name an entry of the Bundle they arrive in (its fullUrl)
+BUNDLE_REFERENCE_PREFIXES = ("urn:uuid:", "urn:oid:")
 
 
 def is_valid_id(value: object) -> bool:
@@ -31,6 +36,8 @@ def check_resource(
 
     `model=False` checks only the envelope (type, id): a batch Bundle's entries are each
     validated as they run, so one bad entry fails that entry, not the whole batch.
+    With the model come the references: a conditional or `urn:` one is refused (400),
+    since only a transaction resolves them and it rewrites them before its entries run.
     """
     if body is None:
         raise BadRequest(f"{where} is empty; a FHIR JSON resource was expected")
@@ -64,7 +71,69 @@ def check_resource(
             ) from exc
         except (ValueError, TypeError) as exc:  # model validators that raise directly
             raise InvalidResource(f"{where} is not a valid {rtype}: {exc}") from exc
+    if model:
+        _check_references(body, rtype, where)
     return body
+
+
+def conditional_reference(ref: str) -> tuple[str, str] | None:
+    """(type, query) of a conditional reference such as `Patient?identifier=s|v`, else None."""
+    m = _CONDITIONAL.fullmatch(ref)
+    if m is None or not types.is_resource_type(m.group(1)):
+        return None
+    return m.group(1), m.group(2)
+
+
+def is_bundle_reference(ref: str) -> bool:
+    """Whether `ref` names a Bundle entry by its fullUrl (`urn:uuid:`, `urn:oid:`)."""
+    return ref.startswith(BUNDLE_REFERENCE_PREFIXES)
+
+
+def references(resource: dict[str, Any], rtype: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(FHIRPath of the element, the Reference holding it) for each `reference` string.
+
+    A Bundle nested in the resource (or the resource itself, if a Bundle) is not entered:
+    its `urn:uuid:` references name its own entries (a document Bundle's), not anything
+    of the request it arrives in. Contained resources are part of the resource: entered.
+    The dict may be changed in place (its `reference` replaced) while iterating."""
+    if rtype != "Bundle":
+        yield from _references(resource, rtype)
+
+
+def _references(value: Any, path: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    if isinstance(value, dict):
+        if value.get("resourceType") == "Bundle":
+            return
+        for key, item in value.items():
+            if key == "reference" and isinstance(item, str):
+                yield f"{path}.reference", value
+            elif isinstance(item, dict | list):
+                yield from _references(item, f"{path}.{key}")
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            yield from _references(item, f"{path}[{i}]")
+
+
+def _check_references(body: dict[str, Any], rtype: str, where: str) -> None:
+    """Refuse what only a transaction can resolve: a conditional reference, or one naming
+    a Bundle entry. Stored as written, it would point at nothing: a search and a
+    `Patient?subject=` lookup would never find the record it was meant for."""
+    issues = []
+    for path, holder in references(body, rtype):
+        ref = holder["reference"]
+        if conditional_reference(ref) is not None:
+            issues.append(Issue(
+                f"{path}: a conditional reference ({ref[:80]!r}) is resolved only inside a "
+                "transaction Bundle; give the resource's literal reference (Type/id)",
+                expression=(path,)))
+        elif is_bundle_reference(ref):
+            issues.append(Issue(
+                f"{path}: {ref[:80]!r} names an entry of a transaction Bundle; outside one "
+                "it names nothing; give the resource's literal reference (Type/id)",
+                expression=(path,)))
+    if issues:
+        raise BadRequest(f"{where}: {len(issues)} reference(s) that cannot be resolved",
+                         issues=issues)
 
 
 def _issues(rtype: str, exc: ValidationError) -> list[Issue]:

@@ -54,11 +54,14 @@ def test_transaction_rewrites_urn_references(client: TestClient) -> None:
 def test_failing_entry_leaves_nothing_behind(client: TestClient) -> None:
     existing = client.post("/fhir/Patient", json={"resourceType": "Patient"},
                            headers=FHIR_JSON).json()
+    # a transaction may touch each resource once (R4 3.1.0.11.2): update one, delete another
+    deleted = client.post("/fhir/Patient", json={"resourceType": "Patient"},
+                          headers=FHIR_JSON).json()
     bundle = tx(
         post({"resourceType": "Patient", "name": [{"family": "New"}]}),
         {"resource": {**existing, "gender": "female"},
          "request": {"method": "PUT", "url": f"Patient/{existing['id']}"}},
-        {"request": {"method": "DELETE", "url": f"Patient/{existing['id']}"}},
+        {"request": {"method": "DELETE", "url": f"Patient/{deleted['id']}"}},
         post({"resourceType": "Observation", "status": "final", "code": {"text": "x"},
               "effectiveDateTime": "last Tuesday"}),
     )
@@ -70,6 +73,8 @@ def test_failing_entry_leaves_nothing_behind(client: TestClient) -> None:
     assert (count(client, "Patient"), count(client, "Observation")) == before
     current = client.get(f"/fhir/Patient/{existing['id']}")
     assert current.status_code == 200 and current.json() == existing
+    kept = client.get(f"/fhir/Patient/{deleted['id']}")
+    assert kept.status_code == 200 and kept.json() == deleted
 
 
 def test_transaction_failing_on_a_precondition_rolls_back(client: TestClient) -> None:
