@@ -3,7 +3,9 @@
 The body is the partner's file as it stands (HL7 v2, CSV, NDJSON or an STU3 Bundle),
 answered with the same summary as `fhir-gateway ingest --json`. The security layer decides
 who may: only that partner's feed client may load its files, and every ingest, allowed or
-refused, is audited (`security.http.authorize_ingest` / `record_ingest`).
+refused, is audited (`security.http.authorize_ingest` / `record_ingest`). The answer counts
+and names that partner's records only (`Loader.ingest`): another partner's held record
+that the run's retry applies is applied, but reported to the operator's log, never here.
 
 The review queue holds partners' raw records (names, birth dates, NHS numbers) that are
 not part of the shared record yet. Over HTTP (auth on) each partner's own feed client

@@ -97,6 +97,12 @@ def _ingest(args: argparse.Namespace, settings: Settings) -> int:
                   file=sys.stderr)
         for u in unreadable:
             print(f"unreadable: {u}", file=sys.stderr)
+        # the operator's view: other partners' held records this run's retry applied
+        # (left out of the counts above, which answer for this partner's records only)
+        for partner, c in sorted(total.others.items()):
+            print(f"also retried {c['retried']} held {partner} record(s): "
+                  + ", ".join(f"{k} {v}" for k, v in c.items() if k != "retried"),
+                  file=sys.stderr)
     if total.read == 0:
         print("fhir-gateway: nothing could be read", file=sys.stderr)
         return 1

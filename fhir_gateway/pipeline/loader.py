@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import itertools
+import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -52,7 +53,12 @@ from .merge import (
 )
 from .provenance import provenance
 
+log = logging.getLogger("fhir_gateway.pipeline")
+
 MAX_ATTEMPTS = 10
+#: The reason a record is rejected when the store stayed busy through every attempt: not
+#: a fault of the record (an MLLP listener answers AR, "resend later", for it).
+STORE_BUSY = "the store stayed busy; try again"
 #: Records per store transaction, and the longest a transaction stays open (other
 #: writers, e.g. the REST API, wait for it).
 BATCH_RECORDS = 200
@@ -78,6 +84,15 @@ class Summary:
     #: what records stored this run say was kept incompletely (a local term with no
     #: standard code, an undated decision, an identifier left off): one entry each
     warnings: list[dict[str, Any]] = field(default_factory=list)
+    #: the share of the counts, rejections and warnings above that came from retrying
+    #: the run's own partner's records held in earlier runs (set by `Loader.ingest`; an
+    #: MLLP ACK speaks for its message, not for these)
+    retried: Summary | None = None
+    #: other partners' held records this run's retry applied, per partner: bare counts,
+    #: naming no record. Never in `counts()`/`to_json()`: a feed's answer must not tell
+    #: it of another partner's held record, nor that the person it sent is known to
+    #: another partner (the review queue hides them from it too).
+    others: dict[str, dict[str, int]] = field(default_factory=dict)
 
     def counts(self) -> dict[str, int]:
         return {k: getattr(self, k) for k in
@@ -93,6 +108,16 @@ class Summary:
         self.rejections += other.rejections
         self.holds += other.holds
         self.warnings += other.warnings
+        for partner, counts in other.others.items():
+            mine = self.others.setdefault(partner, dict.fromkeys(counts, 0))
+            for key, n in counts.items():
+                mine[key] = mine.get(key, 0) + n
+
+    def bare_counts(self, retried: int) -> dict[str, int]:
+        """What `others` keeps of another partner's retried records: numbers only."""
+        return {"retried": retried, "created": self.created, "updated": self.updated,
+                "unchanged": self.unchanged, "rejected": self.rejected,
+                "warnings": len(self.warnings)}
 
 
 class RecordRejected(Exception):
@@ -150,20 +175,51 @@ class Loader:
         one this run could not place may match a Patient this run created, and one held
         earlier may match now. `held` counts this run's records still held at the end.
 
+        The summary is the answer to one partner's feed (`POST /ingest/{partner}`, the
+        CLI, an MLLP ACK), so it counts and describes only that partner's records: this
+        run's, then its own earlier-held records the retry applied (also in `retried`).
+        Other partners' held records the retry applies are applied all the same, but
+        their counts go to `others` (bare numbers, per partner, not in `to_json`) and to
+        the operator's log (`fhir_gateway.pipeline`, INFO), never into the counts,
+        rejections or warnings: the review queue never shows a feed another partner's
+        held records, and its ingest answer must not either. The run's partner is that
+        of the records it read (one partner per run: `map_file` maps one partner's file);
+        a run that read nothing counts every retried record as another partner's.
+
         Records are applied in batches, one store transaction per batch and a savepoint
         per record: a record that fails is undone alone (and kept as rejected), and the
         batch commits (fsync) once instead of once per record. Nothing is reported (the
         summary, `progress`) before its batch has committed."""
         summary = Summary()
         held_now: set[str] = set()
+        partners: set[str] = set()
         pending = iter(items)
         while batch := list(itertools.islice(pending, self.batch_records)):
             summary.read += len(batch)
+            partners.update(item.source.partner for item in batch)
             self._apply_batch(batch, summary, held_now, progress)
-        summary.add(self.retry_held())
+        own = Summary()
+        for partner, (records, retried) in self._retry_held_by_partner().items():
+            if partner in partners:
+                own.add(retried)
+                continue
+            summary.others[partner] = retried.bare_counts(records)
+            log.info("retrying held records after a %s run applied %d of %s's: %s",
+                     "/".join(sorted(partners)) or "empty", records, partner,
+                     ", ".join(f"{k} {v}" for k, v in summary.others[partner].items()))
+        summary.add(own)
+        summary.retried = own
         still = {key for key, _ in self.list_held()}
         summary.held = len(held_now & still)
         summary.holds = [h for h in summary.holds if h["key"] in still]
+        return summary
+
+    def keep_rejected(self, source: SourceRef, field_name: str, reason: str) -> Summary:
+        """Keep a record refused before it was mapped or loaded (say, an MLLP frame
+        holding two messages, or one over the size limit) for review, like any rejected
+        record, in a transaction of its own; nothing of it is loaded."""
+        summary = Summary()
+        self._reject(summary, source, field_name, reason)
         return summary
 
     def _apply_batch(self, batch: list[MappedRecord | Rejection], summary: Summary,
@@ -243,7 +299,7 @@ class Loader:
             except RecordRejected as exc:
                 self._reject(summary, record.source, exc.field, exc.reason)
                 return summary
-        self._reject(summary, record.source, "-", "the store stayed busy; try again")
+        self._reject(summary, record.source, "-", STORE_BUSY)
         return summary
 
     def _attempt(self, s: StoreSession, record: MappedRecord, received: str,
@@ -279,8 +335,17 @@ class Loader:
         """Apply held records again: a Patient they could not find may exist now.
         Identity is looked up first in a read-only session; only a record whose person
         is now found, or whose reason for the hold changed, is applied again (a record
-        still held for the same reason would rewrite its hold and change nothing else)."""
+        still held for the same reason would rewrite its hold and change nothing else).
+        The summary covers every partner's records: for the operator, not a feed."""
         summary = Summary()
+        for _records, retried in self._retry_held_by_partner().values():
+            summary.add(retried)
+        return summary
+
+    def _retry_held_by_partner(self) -> dict[str, tuple[int, Summary]]:
+        """`retry_held`, kept apart per partner: how many of each partner's held records
+        were applied again, and what that did (`ingest` answers a feed with its own)."""
+        by_partner: dict[str, tuple[int, Summary]] = {}
         ready: list[MappedRecord | Rejection] = []
         with self.repo.engine.session(write=False) as s:
             for _key, held in self.list_held():
@@ -293,10 +358,15 @@ class Loader:
                 if not (isinstance(found, Held) and found.reason == held["reason"]
                         and list(found.candidates) == held["candidates"]):
                     ready.append(record)
-        if ready:
-            self._apply_batch(ready, summary, set(), None)
-        summary.held, summary.holds = 0, []
-        return summary
+        groups: dict[str, list[MappedRecord | Rejection]] = {}
+        for record in ready:  # in key order, so in partner order: as applied before
+            groups.setdefault(record.source.partner, []).append(record)
+        for partner, records in groups.items():
+            summary = Summary()
+            self._apply_batch(records, summary, set(), None)
+            summary.held, summary.holds = 0, []
+            by_partner[partner] = (len(records), summary)
+        return by_partner
 
     def list_held(self) -> list[tuple[str, dict[str, Any]]]:
         return self._list("held")
