@@ -166,6 +166,9 @@ class Loader:
         self.clock = clock
         self.batch_records = max(1, batch_records)
         self.batch_seconds = batch_seconds
+        #: when each held record being retried was first received (record key -> time):
+        #: its Provenance says when the partner sent it, not when a retry applied it
+        self._received: dict[str, str] = {}
 
     # -- runs ---------------------------------------------------------------------------
 
@@ -254,7 +257,8 @@ class Loader:
                     if isinstance(item, Rejection):
                         self._reject(done, item.source, item.field, item.reason)
                     else:
-                        self._count(done, done_held, item, self.apply(item))
+                        self._count(done, done_held, item,
+                                    self.apply(item, received=self._received_time(item)))
                     applied += 1
             summary.add(done)
             held_now |= done_held
@@ -272,7 +276,7 @@ class Loader:
             return
         try:
             with s.savepoint():
-                outcome = self._attempt(s, item, self.clock(), None, False)
+                outcome = self._attempt(s, item, self._received_time(item), None, False)
         except RecordRejected as exc:
             self._reject(done, item.source, exc.field, exc.reason, session=s)
             return
@@ -285,11 +289,15 @@ class Loader:
             done_held.add(record_key(item.source))
         done.add(outcome)
 
+    def _received_time(self, record: MappedRecord) -> str:
+        return self._received.get(record_key(record.source)) or self.clock()
+
     def apply(self, record: MappedRecord, *, patient_id: str | None = None,
-              create: bool = False) -> Summary:
-        """One record in one transaction; `patient_id`/`create` settle a held identity."""
+              create: bool = False, received: str | None = None) -> Summary:
+        """One record in one transaction; `patient_id`/`create` settle a held identity;
+        `received`: when the partner sent it (default now)."""
         summary = Summary()
-        received = self.clock()
+        received = received or self.clock()
         for _attempt in range(MAX_ATTEMPTS):
             try:
                 with self.repo.transaction() as s:
@@ -358,14 +366,19 @@ class Loader:
                 if not (isinstance(found, Held) and found.reason == held["reason"]
                         and list(found.candidates) == held["candidates"]):
                     ready.append(record)
+                    if isinstance(held.get("received"), str):
+                        self._received[record_key(record.source)] = held["received"]
         groups: dict[str, list[MappedRecord | Rejection]] = {}
         for record in ready:  # in key order, so in partner order: as applied before
             groups.setdefault(record.source.partner, []).append(record)
-        for partner, records in groups.items():
-            summary = Summary()
-            self._apply_batch(records, summary, set(), None)
-            summary.held, summary.holds = 0, []
-            by_partner[partner] = (len(records), summary)
+        try:
+            for partner, records in groups.items():
+                summary = Summary()
+                self._apply_batch(records, summary, set(), None)
+                summary.held, summary.holds = 0, []
+                by_partner[partner] = (len(records), summary)
+        finally:
+            self._received.clear()
         return by_partner
 
     def list_held(self) -> list[tuple[str, dict[str, Any]]]:
@@ -383,7 +396,8 @@ class Loader:
         record = from_json(held["record"])
         if patient_id is not None:
             self.repo.read("Patient", patient_id)  # 404/410 if it is not there
-        return self.apply(record, patient_id=patient_id, create=patient_id is None)
+        return self.apply(record, patient_id=patient_id, create=patient_id is None,
+                          received=held.get("received"))
 
     def _refuse_second_patient(self, s: StoreSession, person: PersonKey) -> None:
         """A reviewer's "new Patient" for a record whose NHS number a live Patient holds

@@ -6,6 +6,7 @@ proves what happens after mapping.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from typing import Any
 
@@ -176,6 +177,28 @@ def test_unsure_identity_is_held_then_retried_and_resolvable(loader: Loader) -> 
     after = loader.ingest([record(person(partner="gp", local="G1"), "gp", "r1")])
     assert after.held == 0 and loader.list_held() == []
     assert len(all_of(loader.repo, "Patient")) == 1
+
+
+def test_a_held_records_provenance_says_when_the_partner_sent_it(loader: Loader) -> None:
+    """Applied later (by a retry, or a reviewer), the record was still received when the
+    partner sent it: Provenance.recorded is that time, not the time it was applied."""
+    loader.ingest([record(person(nhs=None, local="SC9", partner="socialcare"),
+                          "socialcare", "s1")])
+    other = dataclasses.replace(person(nhs=None, local="SC8", partner="socialcare"),
+                                family="Ndlovu", given="Ann")
+    loader.ingest([record(other, "socialcare", "s2")])
+    received = {h["record"]["source"]["record_id"]: h["received"]
+                for _, h in loader.list_held()}
+    loader.ingest([record(person(partner="gp", local="G1"), "gp", "r1")])  # s1 matches now
+    (key, _), = loader.list_held()
+    loader.resolve_held(key)  # s2: a reviewer makes a new Patient
+    recorded = {}
+    for prov in all_of(loader.repo, "Provenance"):
+        text = jsonio.dumps(prov)
+        for rid in ("s1", "s2"):
+            if f'"{rid}"' in text:
+                recorded.setdefault(rid, set()).add(prov["recorded"])
+    assert recorded == {"s1": {received["s1"]}, "s2": {received["s2"]}}
 
 
 def test_two_candidates_are_held_never_merged_by_guess(loader: Loader) -> None:
