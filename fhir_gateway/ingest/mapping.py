@@ -172,6 +172,7 @@ def map_record(
         source=source, person=person, patient=patient, resources=tuple(resources),
         keys=tuple(keys), event=event, merge_from=merge_from, retracted=tuple(retracted),
         item_sets=tuple(item_sets), warnings=tuple(dict.fromkeys(ctx.warnings)),
+        authoritative=mapping.authoritative,
     )
 
 

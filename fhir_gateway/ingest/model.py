@@ -117,6 +117,8 @@ class MappedRecord:
     record (same partner and record id) listed before and leaves out now is retracted.
     `warnings` say what was kept but could not be fully coded (a local term missing from a
     ConceptMap that allows it), reported in the run's summary (`Loader`: `warnings`).
+    `authoritative` names the Patient elements this partner's word settles over other
+    partners' whatever their times (the mapping's `person.authoritative`).
     """
 
     source: SourceRef
@@ -129,6 +131,7 @@ class MappedRecord:
     retracted: tuple[BusinessId, ...] = ()
     item_sets: tuple[ItemSet, ...] = ()
     warnings: tuple[str, ...] = field(default=())
+    authoritative: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -55,7 +55,7 @@ _TOP = {"partner": True, "name": True, "ods_code": True, "mapping_version": True
         "patient": True, "merge": False, "resources": False}
 _FORMAT = {"reader", "encoding", "delimiter", "date_formats", "timezone", "required_segments"}
 _RECORD = {"id", "event", "event_time"}
-_PERSON = {"local_system"}
+_PERSON = {"local_system", "authoritative"}
 _MERGE = {"when", "identifier"}
 
 
@@ -112,6 +112,9 @@ class Mapping:
     event: tuple[Node, ...]
     event_time: tuple[Node, ...]
     local_system: str | None
+    #: Patient elements this partner's word settles, whatever other partners say and
+    #: when (the practice a person is registered with, from that practice's register)
+    authoritative: tuple[str, ...]
     patient: Node
     person_fields: tuple[str, ...]
     merge_when: Condition | None
@@ -281,6 +284,11 @@ def _compile_parts(top: dict[str, Any], compiler: Compiler, file: str) -> dict[s
                             "patient")
     elements = dict(patient.items) if isinstance(patient, Obj) else {}
     person_fields = _fields_of(elements.get("identifier"))
+    authoritative = person.get("authoritative") or []
+    if not isinstance(authoritative, list) or not all(
+            isinstance(n, str) and n in elements and n != "identifier" for n in authoritative):
+        raise MappingError(file, "person.authoritative", "must list elements of the patient "
+                           "(top-level names, e.g. generalPractitioner; not identifier)")
     merge_when = merge_identifier = None
     merge_fields: tuple[str, ...] = ()
     if top.get("merge") is not None:
@@ -307,6 +315,7 @@ def _compile_parts(top: dict[str, Any], compiler: Compiler, file: str) -> dict[s
         "event_time": _first_of(record.get("event_time"), compiler, "record.event_time"),
         "local_system": _text(person.get("local_system"), file, "person.local_system",
                               required=False) or None,
+        "authoritative": tuple(authoritative),
         "patient": patient, "person_fields": person_fields,
         "merge_when": merge_when, "merge_identifier": merge_identifier,
         "merge_fields": merge_fields, "rules": tuple(compiled),

@@ -151,7 +151,8 @@ def from_json(data: dict[str, Any]) -> MappedRecord:
         item_sets=tuple(ItemSet(i["rule"], i["resource_type"], i["system"],
                                 tuple(BusinessId(**k) for k in i["keys"]))
                         for i in data.get("item_sets", ())),
-        warnings=tuple(data["warnings"]))
+        warnings=tuple(data["warnings"]),
+        authoritative=tuple(data.get("authoritative", ())))
 
 
 class Loader:
@@ -537,7 +538,8 @@ class Loader:
             if nhs and not s.record_put(NHS_CLAIMS, nhs, {"patient": rid},
                                         create_only=not reviewed):
                 raise VersionConflict(f"NHS number {nhs} claimed concurrently")
-            merged, times = merge(None, incoming, {}, new_stamp)
+            merged, times = merge(None, incoming, {}, new_stamp,
+                                  authoritative=record.authoritative)
             merged, checked = self._check({**merged, "id": rid}, record.source)
             count(self.repo.update(merged, rtype="Patient", rid=rid, session=s,
                                    checked=checked))
@@ -545,7 +547,8 @@ class Loader:
             return rid
         current = jsonio.loads_trusted(stored.body or "{}")
         times = s.record_get(ELEMENT_STAMPS, f"Patient/{stored.rid}") or {}
-        merged, new_times = merge(current, incoming, times, new_stamp)
+        merged, new_times = merge(current, incoming, times, new_stamp,
+                                  authoritative=record.authoritative)
         if record.person.nhs_number and not any(
                 i.get("system") == NHS_NUMBER_SYSTEM for i in current.get("identifier", [])):
             s.record_put(NHS_CLAIMS, record.person.nhs_number, {"patient": stored.rid})

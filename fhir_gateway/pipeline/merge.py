@@ -10,6 +10,7 @@ Identifiers are a union: every partner's local id stays on the Patient.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 from .. import jsonio
@@ -20,6 +21,10 @@ from .provenance import ODS_SYSTEM
 #: Elements the gateway owns, never merged from a partner record.
 SERVER_ELEMENTS = frozenset({"resourceType", "id", "meta", "text"})
 Stamp = str
+#: Prefix of the stamp of an element set by a partner whose word settles it (a mapping's
+#: `person.authoritative`): it sorts after every stamp (times are digits, un-timed stamps
+#: start with \x1f), so no other partner's record outranks it, however new.
+AUTHORITY = "\x7f"
 #: `Provenance.activity` of the versions an A40 merge made by only re-pointing a resource
 #: from the merged-away Patient to the survivor (ISO 21089 record lifecycle "merge", as
 #: FHIR R5's Patient $merge records it). The partner that sent the merge is its agent, but
@@ -62,8 +67,13 @@ def _same(a: Any, b: Any) -> bool:
 
 
 def merge(stored: dict[str, Any] | None, incoming: dict[str, Any],
-          times: dict[str, Stamp], new_stamp: Stamp) -> tuple[dict[str, Any], dict[str, Stamp]]:
+          times: dict[str, Stamp], new_stamp: Stamp, *,
+          authoritative: Collection[str] = ()) -> tuple[dict[str, Any], dict[str, Stamp]]:
     """The merged resource and the element stamps to keep. `stored` may be None (new).
+
+    An element in `authoritative` (the record's partner settles it: `AUTHORITY`) is stamped
+    so that it outranks every other partner's word on it, newer or not; among records of
+    partners with that authority, times decide as usual.
 
     A Patient's identifiers are the union of every partner's (each partner's local id
     links its records to the person); any other resource's are the newest record's, like
@@ -88,11 +98,12 @@ def merge(stored: dict[str, Any] | None, incoming: dict[str, Any],
             previous = [k for k in result if _choice_base(k) == base and k != key]
         else:
             previous = []
-        if kept.get(base, "") <= new_stamp:
+        stamp_ = AUTHORITY + new_stamp if base in authoritative else new_stamp
+        if kept.get(base, "") <= stamp_:
             for old in previous:
                 result.pop(old, None)
             result[key] = value
-            kept[base] = new_stamp
+            kept[base] = stamp_
     return result, kept
 
 

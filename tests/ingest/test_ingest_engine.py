@@ -120,6 +120,8 @@ def test_an_unknown_partner() -> None:
     ("resources:\n  - {name: a, for_each: xs, identifier: {system: s, value: x}, "
      "retract_when: {field: x, present: true}, resource: {resourceType: Flag}}\n",
      "leaving them out"),
+    ("resources:\n  - {name: a, not_after_today: [issued], identifier: {system: s, "
+     "value: x}, resource: {resourceType: Flag}}\n", "must list elements"),
 ])
 def test_mapping_mistakes_are_found_when_it_loads(tmp_path: Path, change: str,
                                                   message: str) -> None:
@@ -127,6 +129,15 @@ def test_mapping_mistakes_are_found_when_it_loads(tmp_path: Path, change: str,
     with pytest.raises(MappingError, match=message) as caught:
         load_mapping("lab", mapping_dir=tmp_path)
     assert "lab.yaml" in str(caught.value)
+
+
+@pytest.mark.parametrize("listed", ["[telecom]", "[identifier]", "generalPractitioner"])
+def test_authoritative_lists_elements_of_the_patient(tmp_path: Path, listed: str) -> None:
+    write(tmp_path, BASE.replace("person: {local_system: https://lab.example/Id/person}",
+                                 "person: {local_system: https://lab.example/Id/person, "
+                                 f"authoritative: {listed}}}"))
+    with pytest.raises(MappingError, match=r"person\.authoritative"):
+        load_mapping("lab", mapping_dir=tmp_path)
 
 
 def test_a_bad_field_path_is_found_when_it_loads(tmp_path: Path) -> None:

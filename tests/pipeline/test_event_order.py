@@ -90,6 +90,34 @@ def test_a_later_extract_without_event_times_updates_however_the_id_is_printed(
     assert plans == ["New plan: last days"]
 
 
+def a08_with_practice(practice: str) -> bytes:
+    when = "20261120090000+0000"  # newer than any GP register row here
+    return "\r".join([
+        f"MSH|^~\\&|PAS|RXA|SCR|GATEWAY|{when}||ADT^A08^ADT_A01|U1|P|2.4",
+        f"EVN|A08|{when}",
+        "PID|1||9434765919^^^NHS^NH~RXA1^^^RXA^MR||SMITH^ANN||19411103|F",
+        f"PD1|||OLD SURGERY^^{practice}",
+        "PV1|1|I|WARD 7^BAY C^BED 1^RXA||||C1^THOMPSON^A",
+    ]).encode() + b"\r"
+
+
+@pytest.mark.parametrize("gp_first", [True, False])
+def test_the_gp_registers_practice_is_not_outranked_by_a_hospitals_copy(
+        engine: StoreEngine, gp_first: bool) -> None:
+    """The register has no event times, so every timed hospital message outranked it: a
+    PAS still holding the person's old practice (PD1-3) replaced the practice the GP
+    register says they are registered with, the practice the summary tells a crew."""
+    service = IngestService(Repository(engine))
+    loads = [("gp", "apr.csv", (GP_HEADER + GP_APRIL.format(nhs="9434765919")).encode()),
+             ("acute", "a08.hl7", a08_with_practice("Y90001"))]
+    for partner, name, data in loads if gp_first else reversed(loads):
+        summary = service.ingest(partner, name, data, today=dt.date(2026, 11, 22))
+        assert summary.rejected == 0, summary.rejections
+    (patient,) = [jsonio.loads_trusted(r.body or "{}")
+                  for r in Repository(engine).find(IndexQuery(rtype="Patient")).rows]
+    assert [g["identifier"]["value"] for g in patient["generalPractitioner"]] == ["Y90099"]
+
+
 def test_stamps_without_event_times_outrank_those_stored_before_ids_were_normalised() -> None:
     stored_before = "\x1fcommunity\x1furn:uuid:enc-CMT1-E0"  # as kept until mapping 1.1.0
     now = stamp(None, "community", "Encounter/CMT1-E0")
