@@ -8,7 +8,8 @@ frameworks; `api/` translates, and `bundles.py` calls the same functions per ent
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from email.utils import format_datetime
 from typing import Any
@@ -29,9 +30,38 @@ from .validation import check_resource, is_valid_id
 #: conditional matches, or for one that makes a `next` link (searchset.py too)
 LOOKAHEAD = 20
 
+#: versions read at most at once by history when looking past hidden ones: a run of them
+#: doubles the read from LOOKAHEAD up to this, so a long run costs few store queries
+MAX_HISTORY_BATCH = 1000
+
+#: req.state key: which part of a searchset a resource is judged for ("include" while
+#: `_include`/`_revinclude` resources are; absent for matches): interceptors re-checking
+#: what selected a match (a chain, `_has`) have nothing to re-check for an include
+SEARCH_MODE = "fhir.search_mode"
+
+#: req.state key: while an old version is judged, the resource as it is now (its current
+#: version, or for a deleted one what was deleted): interceptors judge the old version by
+#: the patients of both, so one re-filed to a hidden patient keeps its past hidden too
+CURRENT_VERSION = "fhir.current_version"
+
+
 #: req.state key: a transaction's verdict on an entry's ifNoneExist (the visible match, or
 #: None for "create"), reached before any entry ran so `urn:uuid:` references resolve
 TRANSACTION_MATCH = "fhir.transaction_match"
+
+
+@dataclass(slots=True)
+class _Now:
+    """The resource as it is now: its version, and its body, parsed only when an old
+    version needs it (most versions a listing judges are current ones)."""
+
+    version: int
+    body: str
+    parsed: dict[str, Any] | None = None
+
+
+#: the resource as it is now, per (type, id), for the versions one listing judges
+Nows = dict[tuple[str, str], _Now | None]
 
 
 @dataclass(slots=True)
@@ -110,12 +140,48 @@ def write_response(ctx: FhirContext, req: FhirRequest, result: WriteResult) -> F
     return FhirResponse(status, raw=result.stored.body, headers=headers)
 
 
-def visible(ctx: FhirContext, req: FhirRequest, stored: StoredVersion) -> dict[str, Any] | None:
-    """The resource, if the interceptors let this caller see it."""
+def visible(ctx: FhirContext, req: FhirRequest, stored: StoredVersion,
+            now: dict[str, Any] | None = None) -> dict[str, Any] | None:
+    """The resource, if the interceptors let this caller see it; `now`, for an old version,
+    is the resource as it is now (see CURRENT_VERSION)."""
     if stored.body is None:
         return None
     resource = jsonio.loads_trusted(stored.body)
-    return resource if ctx.interceptors.can_see(req, resource) else None
+    if now is None:
+        return resource if ctx.interceptors.can_see(req, resource) else None
+    req.state[CURRENT_VERSION] = now
+    try:
+        return resource if ctx.interceptors.can_see(req, resource) else None
+    finally:
+        req.state.pop(CURRENT_VERSION, None)
+
+
+def resource_now(ctx: FhirContext, rtype: str, rid: str, version: int,
+                 nows: Nows | None = None) -> dict[str, Any] | None:
+    """The resource as it is now, when `version` is an old version of it: the current
+    version, or for a deleted resource the version the deletion removed; None when
+    `version` is that one itself (or nothing stored says more)."""
+    key = (rtype, rid)
+    if nows is not None and key in nows:
+        now = nows[key]
+    else:
+        now = None
+        stored = ctx.repository.current(rtype, rid, session=ctx.session)
+        if stored is not None and stored.deleted:
+            try:
+                stored = ctx.repository.vread(rtype, rid, stored.version - 1,
+                                              session=ctx.session)
+            except (NotFound, Gone):  # deleted twice in a row: look no further back
+                stored = None
+        if stored is not None and stored.body is not None:
+            now = _Now(stored.version, stored.body)
+        if nows is not None:
+            nows[key] = now
+    if now is None or now.version == version:
+        return None
+    if now.parsed is None:
+        now.parsed = jsonio.loads_trusted(now.body)
+    return now.parsed
 
 
 def _hidden(ctx: FhirContext, req: FhirRequest, stored: StoredVersion) -> bool:
@@ -190,6 +256,18 @@ def visible_matches(ctx: FhirContext, req: FhirRequest, rtype: str,
         search.after = found.keys[-1]
 
 
+def check_write(ctx: FhirContext, req: FhirRequest, resource: dict[str, Any],
+                rid: str | None) -> None:
+    """Let interceptors judge a write by what the store holds, just before it is made and
+    inside its session, so what earlier entries of the same transaction wrote counts (their
+    on_request runs before any entry is written). `before_write(request, resource, rid,
+    session)` is an optional hook: `rid` is the id written, None for a new one."""
+    for interceptor in ctx.interceptors.interceptors:
+        hook = getattr(interceptor, "before_write", None)
+        if hook is not None:
+            hook(req, resource, rid, ctx.session)
+
+
 # -- instance level ---------------------------------------------------------------------
 
 
@@ -203,13 +281,16 @@ def vread(ctx: FhirContext, req: FhirRequest, rtype: str, rid: str, vid: str) ->
     try:
         stored = ctx.repository.vread(rtype, rid, version, session=ctx.session)
     except Gone:  # a tombstone is judged by what it deleted, as history judges it
-        if not ctx.interceptors.interceptors or _deletion_visible(ctx, req, rtype, rid,
-                                                                  version):
+        if not ctx.interceptors.interceptors or _deletion_visible(
+                ctx, req, rtype, rid, version, resource_now(ctx, rtype, rid, version)):
             raise
         raise _no_version(ctx, req, rtype, rid, version) from None
     except NotFound:
         raise _no_version(ctx, req, rtype, rid, version) from None
-    if _hidden(ctx, req, stored):
+    # an old version is judged with the resource as it is now (CURRENT_VERSION); hidden,
+    # it answers as a version (or, when the resource is hidden too, a resource) not there
+    if ctx.interceptors.interceptors and visible(
+            ctx, req, stored, resource_now(ctx, rtype, rid, version)) is None:
         raise _no_version(ctx, req, rtype, rid, version)
     return _shown_raw(req, stored)
 
@@ -232,6 +313,7 @@ def update(ctx: FhirContext, req: FhirRequest, rtype: str, rid: str) -> FhirResp
     if resource["id"] != rid:
         raise BadRequest(f"the body's id {resource['id']!r} does not match the URL's {rid!r}",
                          expression=f"{rtype}.id")
+    check_write(ctx, req, resource, rid)
     result = ctx.repository.update(resource, rtype=rtype, rid=rid,
                                    if_match=parse_if_match(req.header("if-match")),
                                    session=ctx.session, base_url=req.base_url)
@@ -273,6 +355,7 @@ def create(ctx: FhirContext, req: FhirRequest, rtype: str) -> FhirResponse:
             return write_response(ctx, req, WriteResult(found[0], created=False, changed=False))
     resource = {k: v for k, v in resource.items() if k != "id"}  # the server assigns ids
     # A transaction pre-assigns ids so `urn:uuid:` references can be rewritten first.
+    check_write(ctx, req, resource, None)
     result = ctx.repository.create(resource, session=ctx.session,
                                    rid=req.state.get("assigned_id"), base_url=req.base_url)
     return write_response(ctx, req, result)
@@ -291,8 +374,10 @@ def conditional_update(ctx: FhirContext, req: FhirRequest, rtype: str) -> FhirRe
     elif "id" in resource:  # no match: create, keeping the client's id (update-as-create)
         rid = require_id(resource["id"])
     else:  # no match and no id: an ordinary create
+        check_write(ctx, req, resource, None)
         return write_response(ctx, req, ctx.repository.create(
             resource, session=ctx.session, base_url=req.base_url))
+    check_write(ctx, req, {**resource, "id": rid}, rid)
     result = ctx.repository.update({**resource, "id": rid}, rtype=rtype, rid=rid,
                                    if_match=parse_if_match(req.header("if-match")),
                                    session=ctx.session, base_url=req.base_url)
@@ -361,6 +446,19 @@ def _history(ctx: FhirContext, req: FhirRequest, rtype: str | None,
                               "link": links, "entry": entries})
 
 
+def history_types(ctx: FhirContext, req: FhirRequest) -> frozenset[str] | None:
+    """The resource types history may ever show this caller (None: any), as the
+    interceptors say (`history_types(request)`, an optional hook): versions of the others
+    are passed over unread, never judged one by one."""
+    types: frozenset[str] | None = None
+    for interceptor in ctx.interceptors.interceptors:
+        hook = getattr(interceptor, "history_types", None)
+        shown = hook(req) if hook is not None else None
+        if shown is not None:
+            types = shown if types is None else types & shown
+    return types
+
+
 def _history_page(ctx: FhirContext, req: FhirRequest,
                   rows: Callable[[str | None, int], HistoryPage], cursor: str | None,
                   count: int) -> tuple[list[dict[str, Any]], str | None]:
@@ -368,40 +466,61 @@ def _history_page(ctx: FhirContext, req: FhirRequest,
     cursor of the next page: only when a visible version follows, since a link to an
     empty page would say that hidden versions exist.
 
-    The store's cursor is opaque (a position after the last version it returned), so each
-    refill asks for no more versions than there are slots left: a page that fills the
-    last slot ends on a shown version, and its cursor is where the next page starts."""
+    Past hidden versions the store is read in batches (LOOKAHEAD, doubling while a batch
+    shows nothing, up to MAX_HISTORY_BATCH), so the number of queries grows with the page,
+    not with the hidden versions. The store's cursor is opaque (a position after the last
+    version it returned): when a batch holds a version to show after the page is full,
+    the batch up to the last shown version is read once more for the cursor after it."""
+    if not ctx.interceptors.interceptors:  # nothing is hidden: the store's page is the page
+        page = rows(cursor, count)
+        nows: Nows = {}
+        return [e for v in page.versions
+                if (e := _history_entry(ctx, req, v, nows)) is not None], page.next_cursor
+    types = history_types(ctx, req)
     entries: list[dict[str, Any]] = []
-    while len(entries) < count:
-        page = rows(cursor, count - len(entries))
-        entries += [e for v in page.versions if (e := _history_entry(ctx, req, v)) is not None]
-        cursor = page.next_cursor
-        if cursor is None:
+    nows = {}
+    start, batch = cursor, LOOKAHEAD
+    resume: str | None = None  # where the next page starts, once this one is full
+    full_at = 0  # the index, in the current batch, of the version that filled the page
+    while True:
+        page = rows(start, max(count - len(entries), batch))
+        shown_before = len(entries)
+        for i, v in enumerate(page.versions):
+            if types is not None and v.rtype not in types:
+                continue  # a type the caller never sees: not worth judging
+            if len(entries) < count:
+                entry = _history_entry(ctx, req, v, nows)
+                if entry is not None:
+                    entries.append(entry)
+                    full_at = i
+            elif _would_show(ctx, req, v, nows):
+                # the page is full and a version the caller would see follows
+                return entries, resume if resume is not None else \
+                    rows(start, full_at + 1).next_cursor
+        if page.next_cursor is None:
             return entries, None
-    if not ctx.interceptors.interceptors:
-        return entries, cursor  # nothing is hidden: the store's "more" is the answer
-    probe: str | None = cursor
-    while probe is not None:  # look past hidden versions for one the caller would see
-        page = rows(probe, LOOKAHEAD)
-        if any(would_see(ctx, req, v) for v in page.versions):
-            return entries, cursor
-        probe = page.next_cursor
-    return entries, None
+        if len(entries) == count and resume is None:
+            resume = page.next_cursor  # what the batch held past the page was all hidden
+        if len(entries) == shown_before:
+            batch = min(batch * 2, MAX_HISTORY_BATCH)
+        start = page.next_cursor
 
 
-def _history_entry(ctx: FhirContext, req: FhirRequest,
-                   v: StoredVersion) -> dict[str, Any] | None:
-    """The Bundle entry for one version, or None when the caller may not see it."""
+def _history_entry(ctx: FhirContext, req: FhirRequest, v: StoredVersion,
+                   nows: Nows) -> dict[str, Any] | None:
+    """The Bundle entry for one version, or None when the caller may not see it (an old
+    version judged with the resource as it is now, `nows` keeping that per resource)."""
     url = f"{v.rtype}/{v.rid}"
     entry: dict[str, Any] = {"fullUrl": f"{req.base_url}/{url}"}
+    hiding = bool(ctx.interceptors.interceptors)
+    now = resource_now(ctx, v.rtype, v.rid, v.version, nows) if hiding else None
     if v.deleted:
-        if ctx.interceptors.interceptors and not _deletion_visible(ctx, req, v.rtype,
-                                                                   v.rid, v.version):
+        if hiding and not _deletion_visible(ctx, req, v.rtype, v.rid, v.version, now):
             return None  # a tombstone would reveal the id of something hidden
         entry["request"] = {"method": "DELETE", "url": url}
         entry["response"] = {"status": "410 Gone", "etag": etag(v.version)}
         return entry
-    resource = visible(ctx, req, v)
+    resource = visible(ctx, req, v, now)
     if resource is None:
         return None
     entry["resource"] = resource
@@ -412,34 +531,48 @@ def _history_entry(ctx: FhirContext, req: FhirRequest,
     return entry
 
 
-def would_see(ctx: FhirContext, req: FhirRequest, stored: StoredVersion) -> bool:
-    """Whether the caller may see a version it is not being shown (one after a full page,
-    to decide on a `next` link). Interceptors note on the request what they let through
-    (the patients an audit records, a consent override); this one is not shown, so their
-    notes are put back as they were."""
-    if not ctx.interceptors.interceptors:
-        return True
+@contextmanager
+def _unnoted(req: FhirRequest) -> Iterator[None]:
+    """Interceptors note on the request what they let through (the patients an audit
+    records, a consent override); what is judged here is not shown, so their notes are put
+    back as they were."""
     before = {k: copy.copy(v) for k, v in req.state.items()}
     try:
-        if stored.deleted:
-            return _deletion_visible(ctx, req, stored.rtype, stored.rid, stored.version)
-        return visible(ctx, req, stored) is not None
+        yield
     finally:
         req.state.clear()
         req.state.update(before)
 
 
+def _would_show(ctx: FhirContext, req: FhirRequest, v: StoredVersion, nows: Nows) -> bool:
+    """Whether history would list a version it is not listing (one after a full page)."""
+    with _unnoted(req):
+        return _history_entry(ctx, req, v, nows) is not None
+
+
+def would_see(ctx: FhirContext, req: FhirRequest, stored: StoredVersion) -> bool:
+    """Whether the caller may see a version it is not being shown (one after a full page,
+    to decide on a `next` link), leaving no note of it on the request."""
+    if not ctx.interceptors.interceptors:
+        return True
+    with _unnoted(req):
+        if stored.deleted:
+            return _deletion_visible(ctx, req, stored.rtype, stored.rid, stored.version)
+        return visible(ctx, req, stored) is not None
+
+
 def _deletion_visible(ctx: FhirContext, req: FhirRequest, rtype: str, rid: str,
-                      version: int) -> bool:
+                      version: int, now: dict[str, Any] | None = None) -> bool:
     """May the caller know of the deletion that is `version`? Only if it may see what was
-    deleted (the version before the tombstone)."""
+    deleted (the version before the tombstone; judged with `now`, the resource as it is
+    now, when the deletion is not the latest word)."""
     if version <= 1:
         return False
     try:
         previous = ctx.repository.vread(rtype, rid, version - 1, session=ctx.session)
     except (NotFound, Gone):  # deleted twice in a row: look no further back
         return False
-    return visible(ctx, req, previous) is not None
+    return visible(ctx, req, previous, now) is not None
 
 
 def _with_query(url: str, params: list[tuple[str, str]]) -> str:

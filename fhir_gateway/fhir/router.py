@@ -18,6 +18,8 @@ from .request import FhirRequest, FhirResponse, Interaction
 from .types import is_resource_type
 
 Handler = Callable[..., FhirResponse]
+#: the types whose instances have `$everything` (R4: Patient/[id]/$everything)
+EVERYTHING_TYPES = frozenset({"Patient"})
 
 
 def _emergency_summary(ctx: FhirContext, req: FhirRequest, rtype: str,
@@ -87,6 +89,12 @@ class FhirRouter:
             raise NotFound(f"no FHIR endpoint at {req.path!r}")
         if captured and shape[0] == "{type}" and not is_resource_type(captured[0]):
             raise NotFound(f"{captured[0]!r} is not an R4 resource type",
+                           code="not-supported")
+        if shape == ("{type}", "{id}", "$everything") and captured[0] not in EVERYTHING_TYPES:
+            # R4 defines $everything for Patient only: on another type it is an unknown
+            # operation (it would otherwise answer with the Patient compartment of that id)
+            raise NotFound(f"$everything is not defined for {captured[0]} "
+                           f"(only {', '.join(sorted(EVERYTHING_TYPES))})",
                            code="not-supported")
         method = "GET" if req.method == "HEAD" else req.method
         if method not in methods:

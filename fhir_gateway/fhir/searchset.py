@@ -21,13 +21,24 @@ from ..search.values import date_range, whole_number
 from ..store.base import StoredVersion
 from ..store.cursor import BadCursor, decode_cursor, encode_cursor
 from ..store.query import Criterion, IndexQuery, ReferencePredicate
-from .interactions import LOOKAHEAD, FhirContext, read_visible, strict, visible, would_see
+from .interactions import (
+    LOOKAHEAD,
+    SEARCH_MODE,
+    FhirContext,
+    read_visible,
+    strict,
+    visible,
+    would_see,
+)
 from .request import FhirRequest, FhirResponse
 from .subsetting import select_elements, summarize
 from .types import is_resource_type
 
 MAX_INCLUDE_DEPTH = 3
 MAX_INCLUDED = 1000
+#: rows a `_revinclude` parameter reads at most, past hidden ones, as a multiple of
+#: MAX_INCLUDED + 1 (one batch); reaching it marks the result capped, never silently
+REVINCLUDE_BATCHES = 5
 #: A local reference (R4 3.1.1.4.12); another server's resources are never included.
 _LOCAL = re.compile(r"^([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})(?:/_history/[^/]+)?$")
 
@@ -179,34 +190,67 @@ def _reference_params(ctx: FhirContext, inc: Include) -> list[str]:
 
 def _includes(ctx: FhirContext, req: FhirRequest, matches: list[dict[str, Any]],
               search: SearchRequest) -> tuple[list[dict[str, Any]], bool]:
+    """The resources to include that the caller may see, and whether some were left out
+    (more than MAX_INCLUDED, or more referencing rows than a `_revinclude` reads)."""
     if not search.includes and not search.revincludes:
         return [], False
+    # judged as includes: what selected the matches (a chain, `_has`) is not theirs to meet
+    mode = req.state.get(SEARCH_MODE)
+    req.state[SEARCH_MODE] = "include"
+    try:
+        return _included(ctx, req, matches, search)
+    finally:
+        if mode is None:
+            req.state.pop(SEARCH_MODE, None)
+        else:
+            req.state[SEARCH_MODE] = mode
+
+
+class _Collector:
+    """The included resources found at one depth: each judged once, at most `room`."""
+
+    def __init__(self, ctx: FhirContext, req: FhirRequest, seen: set[tuple[str, str]],
+                 room: int) -> None:
+        self.ctx, self.req, self.seen, self.room = ctx, req, seen, room
+        self.new: list[dict[str, Any]] = []
+        self.capped = False
+
+    def offer(self, stored: StoredVersion) -> bool:
+        """Take a row if the caller may see it; False once there is no more room."""
+        if (stored.rtype, stored.rid) not in self.seen:
+            self.seen.add((stored.rtype, stored.rid))
+            resource = visible(self.ctx, self.req, stored)
+            if resource is not None:
+                self.new.append(resource)
+                if len(self.new) >= self.room:
+                    self.capped = True
+        return not self.capped
+
+
+def _included(ctx: FhirContext, req: FhirRequest, matches: list[dict[str, Any]],
+              search: SearchRequest) -> tuple[list[dict[str, Any]], bool]:
     seen = {(r["resourceType"], r.get("id")) for r in matches}
     frontier = matches
     included: list[dict[str, Any]] = []
+    capped = False
     for depth in range(MAX_INCLUDE_DEPTH):
         includes = [i for i in search.includes if depth == 0 or i.iterate]
         revincludes = [i for i in search.revincludes if depth == 0 or i.iterate]
         if not (includes or revincludes) or not frontier:
             break
-        found: list[StoredVersion] = []
+        found = _Collector(ctx, req, seen, MAX_INCLUDED - len(included))
         for inc in includes:
-            found += _forward(ctx, req, inc, frontier)
+            if not all(found.offer(stored) for stored in _forward(ctx, req, inc, frontier)):
+                break
         for inc in revincludes:
-            found += _reverse(ctx, inc, frontier)
-        new = []
-        for stored in found:
-            if (stored.rtype, stored.rid) in seen:
-                continue
-            seen.add((stored.rtype, stored.rid))
-            resource = visible(ctx, req, stored)
-            if resource is not None:
-                new.append(resource)
-                if len(included) + len(new) >= MAX_INCLUDED:
-                    return included + new, True
-        included += new
-        frontier = new
-    return included, False
+            if found.capped:
+                break
+            capped |= _reverse(ctx, inc, frontier, found)
+        if found.capped:
+            return included + found.new, True
+        included += found.new
+        frontier = found.new
+    return included, capped
 
 
 def _forward(ctx: FhirContext, req: FhirRequest, inc: Include,
@@ -235,19 +279,29 @@ def _forward(ctx: FhirContext, req: FhirRequest, inc: Include,
     return out
 
 
-def _reverse(ctx: FhirContext, inc: Include,
-             frontier: list[dict[str, Any]]) -> list[StoredVersion]:
+def _reverse(ctx: FhirContext, inc: Include, frontier: list[dict[str, Any]],
+             found: _Collector) -> bool:
+    """Offer the resources referring to the frontier, paging past rows the caller may not
+    see (judged only after they are read) so they never crowd out visible ones; True when
+    the rows read reached their bound with more left, so the answer says it is capped."""
     preds = [ReferencePredicate(r["resourceType"], r["id"]) for r in frontier
              if inc.target_type is None or r["resourceType"] == inc.target_type]
     if not preds:
-        return []
-    out: list[StoredVersion] = []
+        return False
+    batch = MAX_INCLUDED + 1
     for code in _reference_params(ctx, inc):
         query = IndexQuery(rtype=inc.source_type,
-                           criteria=[Criterion(code, "reference", list(preds))],
-                           limit=MAX_INCLUDED + 1)
-        out += ctx.repository.find(query, session=ctx.session).rows
-    return out
+                           criteria=[Criterion(code, "reference", list(preds))], limit=batch)
+        for _ in range(REVINCLUDE_BATCHES):
+            rows = ctx.repository.find(query, session=ctx.session)
+            if not all(found.offer(stored) for stored in rows.rows):
+                return False  # full: the collector says capped
+            if len(rows.rows) < batch:
+                break
+            query.after = rows.keys[-1]
+        else:
+            return True  # a run of rows the caller may not see was cut off here
+    return False
 
 
 def _with_query(url: str, params: list[tuple[str, str]]) -> str:

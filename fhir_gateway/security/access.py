@@ -28,10 +28,13 @@ from .. import jsonio
 from ..auth.registry import ClientRegistry
 from ..auth.scopes import grant
 from ..errors import BadRequest, Conflict, GatewayError, Unprocessable
+from ..fhir.interactions import CURRENT_VERSION, SEARCH_MODE
 from ..fhir.interceptors import BaseInterceptor
 from ..fhir.repository import Repository
 from ..fhir.request import FhirRequest, Interaction
+from ..fhir.types import resource_types
 from ..search.query import SearchRequest, parse_search
+from ..store.base import StoreSession
 from ..store.query import (
     ChainPredicate,
     Criterion,
@@ -193,7 +196,6 @@ class AccessInterceptor(BaseInterceptor):
         if isinstance(req.body, dict):
             _check_attribution(req.body, caller)
             self._check_provenance_targets(caller, req.body)
-            self._check_one_patient_per_person(caller, req.body, rid)
             _stamp(req.body, caller)
             body_id = req.body.get("id")
             if rid is None and interaction.name == "update" and isinstance(body_id, str):
@@ -231,15 +233,25 @@ class AccessInterceptor(BaseInterceptor):
                     "a feed's Provenance may target only its own partner's resources",
                     expression=f"Provenance.target[{i}]")
 
-    def _check_one_patient_per_person(self, caller: SecureCaller, body: dict[str, Any],
-                                      rid: str | None) -> None:
-        """409 when a Patient the feed does not own already holds an NHS number this
-        Patient carries. Since another partner's match counts as no match for a feed's
-        conditional create, that create would otherwise make a second Patient for one
-        person, and a split record leaves crews without a summary (two records for one
-        NHS number are refused, never chosen between). Saying the number is on the
-        shared record tells a partner of the partnership nothing it may not know: the
-        record exists to hold one Patient per person."""
+    def before_write(self, request: FhirRequest, resource: dict[str, Any], rid: str | None,
+                     session: StoreSession | None) -> None:
+        """Checks a write must pass against what the store holds at the moment it is made
+        (the interactions call this just before writing, in the write's session)."""
+        caller = request.caller
+        if isinstance(caller, SecureCaller) and caller.authenticated:
+            self._check_one_patient_per_person(resource, rid, session)
+
+    def _check_one_patient_per_person(self, body: dict[str, Any], rid: str | None,
+                                      session: StoreSession | None) -> None:
+        """409 when another live Patient (`rid` is the one written, None for a new one)
+        already holds an NHS number this Patient carries, whoever holds it: a split record
+        leaves crews without a summary (two records for one NHS number are refused, never
+        chosen between). Read in the write's session, so a Patient an earlier entry of the
+        same transaction wrote counts. Another partner's match counts as no match for a
+        feed's conditional create, so without this that create would make a second
+        Patient too. Saying the number is on the shared record tells a partner of the
+        partnership nothing it may not know: the record exists to hold one Patient per
+        person. (The pipeline's own writes, merges included, do not come this way.)"""
         if body.get("resourceType") != "Patient":
             return
         numbers = {i.get("value") for i in as_list(body.get("identifier"))
@@ -247,13 +259,12 @@ class AccessInterceptor(BaseInterceptor):
                    and isinstance(i.get("value"), str)}
         for nhs in sorted(numbers):
             query = IndexQuery(rtype="Patient", criteria=[Criterion(
-                "identifier", "token", [TokenPredicate(NHS_NUMBER_SYSTEM, nhs)])], limit=5)
-            for row in self.repository.find(query).rows:
-                if row.rid != rid and not owned_by(_loads(row.body), caller.partner):
-                    raise Conflict(f"NHS number {nhs} is already on the shared record: one "
-                                   "Patient per person. A partner's data about them is "
-                                   "linked by ingest (POST /ingest/{partner}), not by a "
-                                   "second Patient", expression="Patient.identifier")
+                "identifier", "token", [TokenPredicate(NHS_NUMBER_SYSTEM, nhs)])], limit=2)
+            if any(row.rid != rid for row in self.repository.find(query, session=session).rows):
+                raise Conflict(f"NHS number {nhs} is already on the shared record: one "
+                               "Patient per person. A partner's data about them is "
+                               "linked by ingest (POST /ingest/{partner}), not by a "
+                               "second Patient", expression="Patient.identifier")
 
     def _check_writable(self, caller: SecureCaller, rtype: str, rid: str, name: str) -> None:
         """Raise, in the words an unknown record gets, unless the feed may write this id.
@@ -301,12 +312,24 @@ class AccessInterceptor(BaseInterceptor):
             return False
         criteria = request.state.get(_CRITERIA)
         interaction = request.state.get(INTERACTION)
+        # only a match was selected by the chain / _has; an include (R4 3.1.1.5.4) was not,
+        # even of the searched type, so it has nothing to meet
         if criteria and interaction is not None \
+                and request.state.get(SEARCH_MODE) != "include" \
                 and resource.get("resourceType") == interaction.rtype \
                 and not self._holds_visibly(caller, request, resource, criteria):
             return False
         request.state.setdefault(PATIENTS, set()).update(patients)
         return True
+
+    def history_types(self, request: FhirRequest) -> frozenset[str]:
+        """The types a history listing could ever show this caller (role and scopes): the
+        versions of any other type are passed over without being read one by one (a
+        clinician never sees the audit trail, an auditor sees nothing else)."""
+        caller = request.caller
+        if not (isinstance(caller, SecureCaller) and caller.authenticated):
+            return frozenset()
+        return frozenset(t for t in resource_types() if self._type_visible(caller, t))
 
     def _type_visible(self, caller: SecureCaller, rtype: str) -> bool:
         acts = caller.memo["scopes"].actions(rtype)
@@ -340,6 +363,12 @@ class AccessInterceptor(BaseInterceptor):
         elif role != "clinician" or rtype == "AuditEvent":
             return None
         patients = self.consent.patients_behind(resource, caller.memo)
+        now = req.state.get(CURRENT_VERSION)
+        if isinstance(now, dict):
+            # an old version: judged by its own patients and those of the resource as it
+            # is now, or one re-filed to a hidden patient would be read through its past
+            patients = [*patients, *(p for p in self.consent.patients_behind(now, caller.memo)
+                                     if p not in patients)]
         if UNJUDGED in patients:
             return None  # too many deleted targets to judge: fail closed
         for pid in patients:
