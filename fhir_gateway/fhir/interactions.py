@@ -260,12 +260,8 @@ def check_write(ctx: FhirContext, req: FhirRequest, resource: dict[str, Any],
                 rid: str | None) -> None:
     """Let interceptors judge a write by what the store holds, just before it is made and
     inside its session, so what earlier entries of the same transaction wrote counts (their
-    on_request runs before any entry is written). `before_write(request, resource, rid,
-    session)` is an optional hook: `rid` is the id written, None for a new one."""
-    for interceptor in ctx.interceptors.interceptors:
-        hook = getattr(interceptor, "before_write", None)
-        if hook is not None:
-            hook(req, resource, rid, ctx.session)
+    on_request runs before any entry is written): the `before_write` hook."""
+    ctx.interceptors.before_write(req, resource, rid, ctx.session)
 
 
 # -- instance level ---------------------------------------------------------------------
@@ -448,15 +444,9 @@ def _history(ctx: FhirContext, req: FhirRequest, rtype: str | None,
 
 def history_types(ctx: FhirContext, req: FhirRequest) -> frozenset[str] | None:
     """The resource types history may ever show this caller (None: any), as the
-    interceptors say (`history_types(request)`, an optional hook): versions of the others
-    are passed over unread, never judged one by one."""
-    types: frozenset[str] | None = None
-    for interceptor in ctx.interceptors.interceptors:
-        hook = getattr(interceptor, "history_types", None)
-        shown = hook(req) if hook is not None else None
-        if shown is not None:
-            types = shown if types is None else types & shown
-    return types
+    interceptors say (the `history_types` hook): versions of the others are passed over
+    unread, never judged one by one."""
+    return ctx.interceptors.history_types(req)
 
 
 def _history_page(ctx: FhirContext, req: FhirRequest,

@@ -11,12 +11,20 @@ for itself, state kept on the request (never in fields). Hooks, in order:
 - `on_failure(request, interaction, error)`: after a refusal or error (audit).
 - `on_rolled_back(request)`: a transaction attempt that ran `request` (a Bundle entry)
   was rolled back to be retried: what the hooks noted about it did not happen.
+- `before_write(request, resource, rid, session)`: just before a create or update is
+  stored, inside its store session (so earlier entries of a transaction count); raise to
+  refuse. `rid` is the id written, None for a new resource.
+- `history_types(request)`: the resource types history may ever show this caller (None:
+  no opinion), so versions of the others are passed over unread.
+
+`before_write` and `history_types` are optional: an interceptor without them has no say.
 
 The chain is empty until the security issue lands; tests install their own.
 """
 
 from __future__ import annotations
 
+from collections.abc import Set
 from typing import Any, Protocol
 
 from ..errors import GatewayError
@@ -57,6 +65,13 @@ class BaseInterceptor:
     def on_rolled_back(self, request: FhirRequest) -> None:
         return None
 
+    def before_write(self, request: FhirRequest, resource: dict[str, Any], rid: str | None,
+                     session: Any) -> None:
+        return None
+
+    def history_types(self, request: FhirRequest) -> Set[str] | None:
+        return None
+
 
 class InterceptorChain:
     def __init__(self, interceptors: list[Interceptor] | None = None) -> None:
@@ -85,3 +100,20 @@ class InterceptorChain:
     def on_rolled_back(self, request: FhirRequest) -> None:
         for i in self.interceptors:
             i.on_rolled_back(request)
+
+    def before_write(self, request: FhirRequest, resource: dict[str, Any], rid: str | None,
+                     session: Any) -> None:
+        for i in self.interceptors:
+            hook = getattr(i, "before_write", None)
+            if hook is not None:
+                hook(request, resource, rid, session)
+
+    def history_types(self, request: FhirRequest) -> frozenset[str] | None:
+        """What every interceptor with a say allows (None when none has one)."""
+        types: frozenset[str] | None = None
+        for i in self.interceptors:
+            hook = getattr(i, "history_types", None)
+            shown = hook(request) if hook is not None else None
+            if shown is not None:
+                types = frozenset(shown) if types is None else types & frozenset(shown)
+        return types
