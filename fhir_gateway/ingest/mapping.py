@@ -153,13 +153,14 @@ def map_record(
     merge_from = _merge_from(mapping, ctx)
     resources: list[dict[str, Any]] = []
     keys: list[BusinessId] = []
+    cleared: list[tuple[str, ...]] = []
     retracted: list[BusinessId] = []
     item_sets: list[ItemSet] = []
     if not ctx.problems:
         _check(patient, ctx, "Patient")
     for rule in mapping.rules:  # also after a problem, so that every problem is named
         first = len(keys)
-        _apply(rule, ctx, resources, keys, retracted)
+        _apply(rule, ctx, resources, keys, retracted, cleared)
         if rule.for_each is not None and rule.retract_otherwise:
             if record_id is None:
                 ctx.fail("record.id", f"is empty, so what rule {rule.name!r} listed before "
@@ -173,6 +174,7 @@ def map_record(
         keys=tuple(keys), event=event, merge_from=merge_from, retracted=tuple(retracted),
         item_sets=tuple(item_sets), warnings=tuple(dict.fromkeys(ctx.warnings)),
         authoritative=mapping.authoritative,
+        cleared=tuple(cleared) if any(cleared) else (),
     )
 
 
@@ -337,7 +339,8 @@ def _items(rule: Rule, ctx: Context) -> list[Any]:
 
 
 def _apply(rule: Rule, ctx: Context, resources: list[dict[str, Any]],
-           keys: list[BusinessId], retracted: list[BusinessId]) -> None:
+           keys: list[BusinessId], retracted: list[BusinessId],
+           cleared: list[tuple[str, ...]]) -> None:
     for item in _items(rule, ctx):
         ctx.scopes = {rule.alias: item} if rule.alias else {}
         before = ctx.refusals
@@ -380,6 +383,8 @@ def _apply(rule: Rule, ctx: Context, resources: list[dict[str, Any]],
         if ctx.refusals == known and _check(resource, ctx, rule.name):
             resources.append(resource)
             keys.append(key)
+            cleared.append(rule.clear if rule.clear_when is not None
+                           and test(rule.clear_when, ctx) else ())
             ctx.warnings.extend(
                 f"{rule.name}: {element} is empty{f' ({fields})' if fields else ''}; the "
                 f"{rule.resource_type} is kept without it"

@@ -119,6 +119,9 @@ class MappedRecord:
     ConceptMap that allows it), reported in the run's summary (`Loader`: `warnings`).
     `authoritative` names the Patient elements this partner's word settles over other
     partners' whatever their times (the mapping's `person.authoritative`).
+    `cleared`, one entry per resource (same order), names elements the record says no
+    longer hold (a rule's `clear`), though it leaves them out: removed unless a newer
+    record set them.
     """
 
     source: SourceRef
@@ -132,6 +135,7 @@ class MappedRecord:
     item_sets: tuple[ItemSet, ...] = ()
     warnings: tuple[str, ...] = field(default=())
     authoritative: tuple[str, ...] = ()
+    cleared: tuple[tuple[str, ...], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

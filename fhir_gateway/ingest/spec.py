@@ -89,6 +89,11 @@ class Rule:
     #: when this holds, the record says the resource no longer holds (HL7 A13 cancelling
     #: the discharge a place of death came from), whatever `when` says
     retract_when: Condition | None
+    #: when this holds, the record says the elements in `clear` no longer hold (an A13
+    #: cancelling a discharge: the stay's end and discharge disposition), whatever the
+    #: record leaves out; `clear` names top-level elements or `element.part`
+    clear_when: Condition | None
+    clear: tuple[str, ...]
     for_each: str | None
     alias: str | None
     system: str
@@ -327,6 +332,7 @@ def _rule(rule: Any, compiler: Compiler, file: str, where: str) -> Rule:
                         "require": False, "expect": False, "refuse_empty": False,
                         "not_after_today": False,
                         "otherwise": False, "retract_when": False,
+                        "clear_when": False, "clear": False,
                         "for_each": False, "as": False}, file, where)
     name = _text(rule["name"], file, f"{where}.name")
     where = f"resources[{name}]"
@@ -364,6 +370,14 @@ def _rule(rule: Any, compiler: Compiler, file: str, where: str) -> Rule:
     when = compiler.condition(rule["when"], f"{where}.when") if "when" in rule else None
     retract_when = compiler.condition(rule["retract_when"], f"{where}.retract_when") \
         if "retract_when" in rule else None
+    clear_when = compiler.condition(rule["clear_when"], f"{where}.clear_when") \
+        if "clear_when" in rule else None
+    clear = rule.get("clear") or []
+    if (clear_when is None) != (not clear) or not isinstance(clear, list) or not all(
+            isinstance(p, str) and re.fullmatch(r"[a-z][A-Za-z0-9]*(\.[a-z][A-Za-z0-9]*)?", p)
+            for p in clear):
+        raise MappingError(file, f"{where}.clear", "clear_when and clear come together: "
+                           "clear lists elements (name or name.part, e.g. period.end)")
     if retract_when is not None and for_each is not None:
         raise MappingError(file, f"{where}.retract_when", "a list's items are retracted by "
                            "leaving them out (otherwise: retract), not by a condition")
@@ -384,6 +398,7 @@ def _rule(rule: Any, compiler: Compiler, file: str, where: str) -> Rule:
         not_after_today=tuple((n, _fields_of(elements.get(n)))
                               for n in lists["not_after_today"]),
         retract_otherwise=otherwise == "retract", retract_when=retract_when,
+        clear_when=clear_when, clear=tuple(clear),
         for_each=for_each, alias=alias, system=system, value=value,
         value_fields=_fields_of(value), resource=resource,
     )

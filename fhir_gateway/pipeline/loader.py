@@ -152,7 +152,8 @@ def from_json(data: dict[str, Any]) -> MappedRecord:
                                 tuple(BusinessId(**k) for k in i["keys"]))
                         for i in data.get("item_sets", ())),
         warnings=tuple(data["warnings"]),
-        authoritative=tuple(data.get("authoritative", ())))
+        authoritative=tuple(data.get("authoritative", ())),
+        cleared=tuple(tuple(c) for c in data.get("cleared", ())))
 
 
 class Loader:
@@ -472,10 +473,11 @@ class Loader:
             accept_birth_date(s, record.person, patient)
         pref = f"Patient/{patient}"
         left_out_later, left_out_now = self._item_sets(s, record, new_stamp)
-        for resource, key in zip(record.resources, record.keys, strict=True):
+        cleared = record.cleared or ((),) * len(record.resources)
+        for resource, key, clear in zip(record.resources, record.keys, cleared, strict=True):
             if key not in left_out_later:
                 self._upsert(s, record.source, key, _with_patient(resource, pref), new_stamp,
-                             count)
+                             count, clear)
         for key in (*record.retracted, *left_out_now):
             for stored in self._retractable(s, key, new_stamp):
                 result = self.repo.delete(key.resource_type, stored.rid, session=s)
@@ -671,7 +673,7 @@ class Loader:
 
     def _upsert(self, s: StoreSession, source: SourceRef, key: BusinessId,
                 resource: dict[str, Any], new_stamp: str,
-                count: Callable[[WriteResult], None]) -> None:
+                count: Callable[[WriteResult], None], clear: tuple[str, ...] = ()) -> None:
         resource = self._resolve_logical(s, resource)
         existing = self._by_key(s, key)
         if len(existing) > 1:
@@ -681,7 +683,7 @@ class Loader:
             stored = existing[0]
             current = jsonio.loads_trusted(stored.body or "{}")
             times = s.record_get(ELEMENT_STAMPS, f"{key.resource_type}/{stored.rid}") or {}
-            merged, new_times = merge(current, resource, times, new_stamp)
+            merged, new_times = merge(current, resource, times, new_stamp, cleared=clear)
             if new_times != times:  # as for a Patient: also when the content stays
                 s.record_put(ELEMENT_STAMPS, f"{key.resource_type}/{stored.rid}", new_times)
             merged, checked = self._check(merged, source)
@@ -694,7 +696,9 @@ class Loader:
         retracted = s.record_get(RETRACTIONS, _retraction_name(key))
         if retracted is not None and retracted.get("stamp", "") > new_stamp:
             return  # a newer record retracted it: this older one does not bring it back
-        merged, times = merge(None, resource, {}, new_stamp)
+        # (what it clears is not there to clear, but the stamp keeps an older record
+        # arriving later from setting it)
+        merged, times = merge(None, resource, {}, new_stamp, cleared=clear)
         checked_resource, checked = self._check(merged, source)
         result = self.repo.create(checked_resource, session=s, checked=checked)
         count(result)

@@ -68,12 +68,22 @@ def _same(a: Any, b: Any) -> bool:
 
 def merge(stored: dict[str, Any] | None, incoming: dict[str, Any],
           times: dict[str, Stamp], new_stamp: Stamp, *,
-          authoritative: Collection[str] = ()) -> tuple[dict[str, Any], dict[str, Stamp]]:
+          authoritative: Collection[str] = (),
+          cleared: Collection[str] = ()) -> tuple[dict[str, Any], dict[str, Stamp]]:
     """The merged resource and the element stamps to keep. `stored` may be None (new).
 
     An element in `authoritative` (the record's partner settles it: `AUTHORITY`) is stamped
     so that it outranks every other partner's word on it, newer or not; among records of
     partners with that authority, times decide as usual.
+
+    From a record with an event time (a message saying what happened, as HL7 ADT does), a
+    `period`'s start and end are two elements, each with its own stamp: a discharge that
+    leaves out the admission time does not unsay it, in either order. A record without
+    one (an extract row restating the current state) gives the period whole: a register
+    row without a date of death says the plan has no end.
+    `cleared` elements (`name` or `name.part`) are removed unless a newer record set
+    them: the record says they no longer hold (an A13 cancelling a discharge takes back
+    the stay's end, which the A13 leaves out).
 
     A Patient's identifiers are the union of every partner's (each partner's local id
     links its records to the person); any other resource's are the newest record's, like
@@ -99,12 +109,54 @@ def merge(stored: dict[str, Any] | None, incoming: dict[str, Any],
         else:
             previous = []
         stamp_ = AUTHORITY + new_stamp if base in authoritative else new_stamp
+        if key in _PARTWISE and isinstance(value, dict) and _time_of(new_stamp):
+            _merge_parts(result, kept, key, value, stamp_)
+            continue
         if kept.get(base, "") <= stamp_:
             for old in previous:
                 result.pop(old, None)
             result[key] = value
             kept[base] = stamp_
+    for path in cleared:
+        _clear(result, kept, path, new_stamp)
     return result, kept
+
+
+#: elements a record with an event time merges part by part, each part with its own stamp
+#: (`period.start`): a message giving one part says nothing of the other
+_PARTWISE = frozenset({"period"})
+
+
+def _merge_parts(result: dict[str, Any], kept: dict[str, Stamp], key: str,
+                 value: dict[str, Any], stamp_: Stamp) -> None:
+    merged = dict(result.get(key) or {}) if isinstance(result.get(key), dict) else {}
+    for part, part_value in value.items():
+        # a part stored before parts had stamps of their own has the element's stamp
+        if kept.get(f"{key}.{part}", kept.get(key, "")) <= stamp_:
+            merged[part] = part_value
+            kept[f"{key}.{part}"] = stamp_
+    if merged:
+        result[key] = merged
+
+
+def _clear(result: dict[str, Any], kept: dict[str, Stamp], path: str, new_stamp: Stamp) -> None:
+    """Remove `path` (`name` or `name.part`) unless a newer record set it; the stamp stays,
+    so an older record does not bring it back."""
+    base, _, part = path.partition(".")
+    stamp_key = path if base in _PARTWISE else base
+    if kept.get(stamp_key, kept.get(base, "")) > new_stamp:
+        return
+    kept[stamp_key] = new_stamp
+    if not part:
+        result.pop(base, None)
+        return
+    value = result.get(base)
+    if isinstance(value, dict) and part in value:
+        rest = {k: v for k, v in value.items() if k != part}
+        if rest:
+            result[base] = rest
+        else:
+            result.pop(base)
 
 
 def _release(result: dict[str, Any], partner: str) -> None:

@@ -122,6 +122,11 @@ def test_an_unknown_partner() -> None:
      "leaving them out"),
     ("resources:\n  - {name: a, not_after_today: [issued], identifier: {system: s, "
      "value: x}, resource: {resourceType: Flag}}\n", "must list elements"),
+    ("resources:\n  - {name: a, clear: [period.end], identifier: {system: s, "
+     "value: x}, resource: {resourceType: Flag}}\n", "come together"),
+    ("resources:\n  - {name: a, clear_when: {field: x, present: true}, clear: "
+     "['period[0]'], identifier: {system: s, value: x}, resource: {resourceType: Flag}}\n",
+     "come together"),
 ])
 def test_mapping_mistakes_are_found_when_it_loads(tmp_path: Path, change: str,
                                                   message: str) -> None:

@@ -8,6 +8,7 @@ so an admission at 10:00+01:00 (09:00 UTC) counted as newer than a discharge at
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 from typing import Any
 
 import pytest
@@ -49,6 +50,60 @@ def test_a_late_admission_does_not_reopen_a_discharge(engine: StoreEngine,
                     message("M1", "A01", admitted))
     assert stay["status"] == "finished"
     assert stay["period"]["end"] == "2026-07-01T09:30:00+00:00"
+
+
+def adt(control: str, event: str, when: str, admitted: str = "",
+        discharged: str = "") -> bytes:
+    """An ADT message whose PV1-44 (admitted) and PV1-45 (discharged) may be left out."""
+    disposition = "01" if discharged else ""
+    return "\r".join([
+        f"MSH|^~\\&|PAS|RXA|SCR|GATEWAY|{when}||ADT^{event}^ADT_{event}|{control}|P|2.4",
+        f"EVN|{event}|{when}",
+        "PID|1||9434765919^^^NHS^NH~RXA1^^^RXA^MR||SMITH^ANN||19411103|F",
+        "PV1|1|I|WARD 7^BAY C^BED 1^RXA||||C1^THOMPSON^A^^^DR|||300|||||||||V1"
+        + "|" * 17 + disposition + "||||||||" + admitted + "|" + discharged,
+    ]).encode() + b"\r"
+
+
+ADMITTED, DISCHARGED = "20260701090000+0000", "20260703120000+0000"
+A01 = adt("M1", "A01", "20260701090000+0000", admitted=ADMITTED)
+A03_END_ONLY = adt("M2", "A03", "20260703120000+0000", discharged=DISCHARGED)
+A13_BARE = adt("M3", "A13", "20260703130000+0000")
+
+
+@pytest.mark.parametrize("order", [(0, 1), (1, 0)])
+def test_a_discharge_that_leaves_out_the_admission_time_keeps_it(
+        engine: StoreEngine, order: tuple[int, ...]) -> None:
+    stay = the_stay(engine, *[(A01, A03_END_ONLY)[i] for i in order])
+    assert stay["status"] == "finished"
+    assert stay["period"] == {"start": "2026-07-01T09:00:00+00:00",
+                              "end": "2026-07-03T12:00:00+00:00"}
+
+
+@pytest.mark.parametrize("order", list(itertools.permutations(range(3))))
+def test_a_cancelled_discharge_takes_back_the_end_in_any_order(
+        engine: StoreEngine, order: tuple[int, ...]) -> None:
+    """A13 carrying neither PV1-44 nor PV1-45: the stay is open again, with no end and no
+    discharge disposition (it kept both: a message leaving an element out says nothing
+    of it), whatever order the three messages arrive in."""
+    stay = the_stay(engine, *[(A01, A03_END_ONLY, A13_BARE)[i] for i in order])
+    assert stay["status"] == "in-progress"
+    assert stay["period"] == {"start": "2026-07-01T09:00:00+00:00"}
+    assert "dischargeDisposition" not in stay.get("hospitalization", {})
+
+
+def test_an_extract_row_restates_the_period_whole(engine: StoreEngine) -> None:
+    """A register row is the current state, not a message of what changed: once a row
+    comes without the date of death its earlier row gave, the plan has no end."""
+    service = IngestService(Repository(engine))
+    died = GP_APRIL.format(nhs="9434765919").replace(",,\n", ",05/04/2026,\n")
+    for name, row in (("died.csv", died), ("corrected.csv", GP_APRIL.format(nhs="9434765919"))):
+        summary = service.ingest("gp", name, (GP_HEADER + row).encode(),
+                                 today=dt.date(2026, 11, 22))
+        assert summary.rejected == 0, summary.rejections
+    (plan,) = [jsonio.loads_trusted(r.body or "{}")
+               for r in Repository(engine).find(IndexQuery(rtype="CarePlan")).rows]
+    assert plan["status"] == "active" and plan["period"] == {"start": "2025-11-29"}
 
 
 def test_stamps_compare_instants_not_text() -> None:
