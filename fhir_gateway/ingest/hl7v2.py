@@ -3,8 +3,9 @@
 Handled: segments ended by CR, LF or CRLF; MLLP framing (VT ... FS CR) around each
 message; batch envelopes (FHS/BHS/BTS/FTS, skipped); the encoding characters each message
 declares in MSH-2 (parsed by the `hl7` package); escape sequences (\\F\\, \\S\\, ...); the
-HL7 null `""` (read as empty). A message that cannot be parsed, or lacks a segment the
-mapping requires (a truncated message), is `Unreadable`; the next message is read anyway.
+HL7 null `""` (read as empty; `is_null` tells the mapping, which deletes the element it
+fills). A message that cannot be parsed, or lacks a segment the mapping requires (a
+truncated message), is `Unreadable`; the next message is read anyway.
 A message also starts where `MSH` with the current message's declared separators appears
 inside a segment (a truncated message lost its terminator): the cut message is
 `Unreadable`, never joined to the next. A message repeating a segment ADT holds once
@@ -121,17 +122,25 @@ class HL7Record:
                 raise
             raise FieldError(path, exc.problem) from None
 
-    def _get(self, path: str) -> Any:
+    def is_null(self, path: str) -> bool:
+        """Whether the sender wrote the HL7 null `""` at `path`: "delete this value" (HL7
+        v2 2.5.3), unlike an empty field, which says nothing."""
+        try:
+            return '""' in self._get(path, raw=True)
+        except FieldError:
+            return False
+
+    def _get(self, path: str, *, raw: bool = False) -> Any:
         p = parse_path(path)
         try:
             segment = self.message.segment(p.segment)
         except KeyError:
-            return [] if p.all else None
+            return [] if p.all or raw else None
         if p.field >= len(segment):
-            return [] if p.all else None
+            return [] if p.all or raw else None
         field = segment[p.field]
         if p.segment == "MSH" and p.field in (1, 2):
-            return clean(str(field))
+            return [] if raw else clean(str(field))
         # A field without repetition separators holds one repetition.
         reps = list(field) if any(isinstance(c, list) for c in field) else [field]
         if p.filter_component is not None:
@@ -140,6 +149,8 @@ class HL7Record:
         elif not p.all:
             assert p.repetition is not None
             reps = reps[p.repetition - 1:p.repetition]
+        if raw:  # as written, escapes and nulls included
+            return [_component(r, p.component, p.subcomponent) for r in reps]
         values = [v for v in (clean(self._value(r, p.component, p.subcomponent)) for r in reps)
                   if v is not None]
         if p.all:

@@ -147,7 +147,9 @@ def map_record(
     event_time = _as_text(_first_value(mapping.event_time, ctx, "record.event_time"))
     source = _source(mapping, filename, record.position, record_id, event_time, record.raw)
 
-    patient = {"resourceType": "Patient", **render_resource(mapping.patient, ctx, ("Patient",))}
+    patient_nulled: list[str] = []
+    patient = {"resourceType": "Patient",
+               **render_resource(mapping.patient, ctx, ("Patient",), patient_nulled)}
     _own_identifiers_only(patient, mapping, ctx)
     person = _person(patient, mapping, ctx)
     merge_from = _merge_from(mapping, ctx)
@@ -175,6 +177,7 @@ def map_record(
         item_sets=tuple(item_sets), warnings=tuple(dict.fromkeys(ctx.warnings)),
         authoritative=mapping.authoritative,
         cleared=tuple(cleared) if any(cleared) else (),
+        patient_cleared=tuple(patient_nulled),
     )
 
 
@@ -352,8 +355,9 @@ def _apply(rule: Rule, ctx: Context, resources: list[dict[str, Any]],
             if value is not None:
                 retracted.append(BusinessId(rule.resource_type, rule.system, str(value)))
             continue
+        nulled: list[str] = []
         if rule.when is None or test(rule.when, ctx):
-            body = render_resource(rule.resource, ctx, (rule.resource_type,))
+            body = render_resource(rule.resource, ctx, (rule.resource_type,), nulled)
             if _refused_empty(rule, body, ctx) or _in_the_future(rule, body, ctx):
                 continue  # the record is rejected: nothing retracted, nothing kept
             if any(body.get(name) is None for name in rule.require):
@@ -383,8 +387,9 @@ def _apply(rule: Rule, ctx: Context, resources: list[dict[str, Any]],
         if ctx.refusals == known and _check(resource, ctx, rule.name):
             resources.append(resource)
             keys.append(key)
-            cleared.append(rule.clear if rule.clear_when is not None
-                           and test(rule.clear_when, ctx) else ())
+            clear = rule.clear if rule.clear_when is not None and test(rule.clear_when,
+                                                                       ctx) else ()
+            cleared.append(tuple(dict.fromkeys((*clear, *nulled))))
             ctx.warnings.extend(
                 f"{rule.name}: {element} is empty{f' ({fields})' if fields else ''}; the "
                 f"{rule.resource_type} is kept without it"

@@ -120,8 +120,9 @@ class MappedRecord:
     `authoritative` names the Patient elements this partner's word settles over other
     partners' whatever their times (the mapping's `person.authoritative`).
     `cleared`, one entry per resource (same order), names elements the record says no
-    longer hold (a rule's `clear`), though it leaves them out: removed unless a newer
-    record set them.
+    longer hold (a rule's `clear`, or HL7's `""` in the fields that fill them), though it
+    leaves them out: removed unless a newer record set them; `patient_cleared` the same
+    for the Patient.
     """
 
     source: SourceRef
@@ -136,6 +137,8 @@ class MappedRecord:
     warnings: tuple[str, ...] = field(default=())
     authoritative: tuple[str, ...] = ()
     cleared: tuple[tuple[str, ...], ...] = ()
+    #: Patient elements the record deletes (HL7 `""` in the fields that fill them)
+    patient_cleared: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -284,6 +284,15 @@ class Context:
     #: how many times a value was refused (a refusal already listed still counts)
     refusals: int = 0
 
+    def is_null(self, path: str) -> bool:
+        """Whether the record says "no value" at `path` outright (HL7's `""`), which
+        deletes what the element held; an absent or empty field says nothing."""
+        head = path.split(".", 1)[0].split("[", 1)[0]
+        if head in self.scopes:
+            return False
+        is_null = getattr(self.record, "is_null", None)
+        return bool(is_null(path)) if is_null is not None else False
+
     def lookup(self, path: str) -> Any:
         head = path.split(".", 1)[0].split("[", 1)[0]
         if head in self.scopes:
@@ -401,9 +410,16 @@ def _empty(value: Any) -> bool:
     return value is None or value == [] or value == {} or value == ""
 
 
-def render_resource(node: Node, ctx: Context, path: tuple[str | int, ...]) -> dict[str, Any]:
+#: elements a null never clears: identity, and deaths (said per partner, `merge`)
+_NEVER_NULLED = ("identifier", "deceased")
+
+
+def render_resource(node: Node, ctx: Context, path: tuple[str | int, ...],
+                    nulled: list[str] | None = None) -> dict[str, Any]:
     """A resource template's elements: like `render`, but the resource itself is kept even
-    when nothing from the source filled it (its fixed elements still say something)."""
+    when nothing from the source filled it (its fixed elements still say something).
+    `nulled` gets the top-level elements that came out empty because the source said
+    "no value" outright in a field that fills them (HL7 `""`): the record deletes them."""
     if not isinstance(node, Obj):
         value = render(node, ctx, path)
         return value if isinstance(value, dict) else {}
@@ -412,6 +428,10 @@ def render_resource(node: Node, ctx: Context, path: tuple[str | int, ...]) -> di
         value = render(child, ctx, (*path, key))
         if not _empty(value):
             out[key] = value
+        elif nulled is not None and not key.startswith(_NEVER_NULLED) and any(
+                ctx.is_null(p.path) for p in placeholders_in([child])
+                if p.function != "partner"):
+            nulled.append(key)
     return out
 
 

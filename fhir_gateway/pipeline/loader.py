@@ -153,7 +153,8 @@ def from_json(data: dict[str, Any]) -> MappedRecord:
                         for i in data.get("item_sets", ())),
         warnings=tuple(data["warnings"]),
         authoritative=tuple(data.get("authoritative", ())),
-        cleared=tuple(tuple(c) for c in data.get("cleared", ())))
+        cleared=tuple(tuple(c) for c in data.get("cleared", ())),
+        patient_cleared=tuple(data.get("patient_cleared", ())))
 
 
 class Loader:
@@ -541,7 +542,8 @@ class Loader:
                                         create_only=not reviewed):
                 raise VersionConflict(f"NHS number {nhs} claimed concurrently")
             merged, times = merge(None, incoming, {}, new_stamp,
-                                  authoritative=record.authoritative)
+                                  authoritative=record.authoritative,
+                                  cleared=record.patient_cleared)
             merged, checked = self._check({**merged, "id": rid}, record.source)
             count(self.repo.update(merged, rtype="Patient", rid=rid, session=s,
                                    checked=checked))
@@ -550,7 +552,8 @@ class Loader:
         current = jsonio.loads_trusted(stored.body or "{}")
         times = s.record_get(ELEMENT_STAMPS, f"Patient/{stored.rid}") or {}
         merged, new_times = merge(current, incoming, times, new_stamp,
-                                  authoritative=record.authoritative)
+                                  authoritative=record.authoritative,
+                                  cleared=record.patient_cleared)
         if record.person.nhs_number and not any(
                 i.get("system") == NHS_NUMBER_SYSTEM for i in current.get("identifier", [])):
             s.record_put(NHS_CLAIMS, record.person.nhs_number, {"patient": stored.rid})

@@ -106,6 +106,48 @@ def test_an_extract_row_restates_the_period_whole(engine: StoreEngine) -> None:
     assert plan["status"] == "active" and plan["period"] == {"start": "2025-11-29"}
 
 
+def a08(control: str, when: str, phone: str, address: str) -> bytes:
+    return "\r".join([
+        f"MSH|^~\\&|PAS|RXA|SCR|GATEWAY|{when}||ADT^A08^ADT_A01|{control}|P|2.4",
+        f"EVN|A08|{when}",
+        "PID|1||9434765919^^^NHS^NH~RXA1^^^RXA^MR||SMITH^ANN||19411103|F|||"
+        f"{address}||{phone}",
+        "PV1|1|I|WARD 7^BAY C^BED 1^RXA",
+    ]).encode() + b"\r"
+
+
+HOME = "1 HIGH ST^^DUDLEY^^DY1 4DX"
+
+
+def the_patient(engine: StoreEngine, *messages: bytes) -> dict[str, Any]:
+    service = IngestService(Repository(engine))
+    for i, data in enumerate(messages):
+        summary = service.ingest("acute", f"m{i}.hl7", data, today=dt.date(2026, 11, 22))
+        assert summary.rejected == 0, summary.rejections
+    (row,) = Repository(engine).find(IndexQuery(rtype="Patient")).rows
+    return jsonio.loads_trusted(row.body or "{}")
+
+
+@pytest.mark.parametrize("order", list(itertools.permutations(range(3))))
+def test_the_hl7_null_deletes_a_phone_number_and_address_in_any_order(
+        engine: StoreEngine, order: tuple[int, ...]) -> None:
+    """`""` says "delete the value" (HL7 v2 2.5.3); an empty field says nothing. A number
+    the hospital removed must not stay on the record for a crew to ring."""
+    messages = (a08("U1", "20260701090000+0000", "01384 920299", HOME),
+                a08("U2", "20260702090000+0000", '""', '""'),
+                a08("U3", "20260630090000+0000", "01384 111111", HOME))  # older still
+    patient = the_patient(engine, *[messages[i] for i in order])
+    assert "telecom" not in patient and "address" not in patient, patient
+    assert patient["name"][0]["family"] == "SMITH"  # the rest stays
+
+
+def test_an_empty_field_deletes_nothing(engine: StoreEngine) -> None:
+    patient = the_patient(engine, a08("U1", "20260701090000+0000", "01384 920299", HOME),
+                          a08("U2", "20260702090000+0000", "", ""))
+    assert patient["telecom"][0]["value"] == "01384 920299"
+    assert patient["address"][0]["postalCode"] == "DY1 4DX"
+
+
 def test_stamps_compare_instants_not_text() -> None:
     assert stamp("2026-07-01T10:00:00+01:00", "acute", "M1") < \
         stamp("2026-07-01T09:30:00+00:00", "acute", "M2")
