@@ -14,6 +14,7 @@ Four defects, each found by a reviewer's proving script and failing before its f
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -340,3 +341,79 @@ def test_a_failed_transaction_audits_no_write_it_rolled_back(gw: Gateway) -> Non
     # the failing entry's refusal and the transaction's failure; no "create succeeded"
     assert outcomes == [("create", "4"), ("transaction", "4")], outcomes
     assert gw.verify().intact
+
+
+# -- second review: what the checks above refused wrongly, or let through -----------------
+
+
+def test_a_conditional_update_that_creates_gives_its_fullurl_an_id(client: TestClient) -> None:
+    """The everyday upsert: PUT Patient?identifier=... (no id) and an Observation citing
+    its urn. The first time, nothing matches: the Patient is created, and the reference
+    names it, as a POST's would; the second time, the same Bundle updates it."""
+    def bundle(gender: str) -> dict[str, Any]:
+        return tx({"fullUrl": "urn:uuid:p", "resource": {
+                      "resourceType": "Patient", "gender": gender,
+                      "identifier": [{"system": NHS, "value": NUMBER}]},
+                   "request": {"method": "PUT", "url": f"Patient?identifier={NHS}|{NUMBER}"}},
+                  post(observation("urn:uuid:p")))
+    for gender in ("male", "female"):
+        r = client.post("/fhir", json=bundle(gender), headers=FHIR_JSON)
+        assert r.status_code == 200, r.text
+        pid = r.json()["entry"][0]["response"]["location"].split("Patient/")[1].split("/")[0]
+        assert r.json()["entry"][1]["resource"]["subject"] == {"reference": f"Patient/{pid}"}
+    patients = client.get(f"/fhir/Patient?identifier={NHS}|{NUMBER}").json()["entry"]
+    assert [p["resource"]["gender"] for p in patients] == ["female"]
+
+
+def test_two_creates_under_one_condition_are_one_resource(client: TestClient) -> None:
+    practitioner = {"resourceType": "Practitioner",
+                    "identifier": [{"system": "https://example.org/gmc", "value": "G123"}]}
+    condition = "identifier=https://example.org/gmc|G123"
+    bundle = tx(post(practitioner, ifNoneExist=condition),
+                post(practitioner, ifNoneExist=condition))
+    r = client.post("/fhir", json=bundle, headers=FHIR_JSON)
+    assert r.status_code == 400, r.text
+    assert "are the same Practitioner" in diagnostics(r)
+    assert client.get("/fhir/Practitioner").json().get("entry", []) == []
+
+
+def test_an_absolute_conditional_reference_is_resolved_or_refused(client: TestClient) -> None:
+    client.put("/fhir/Patient/p4", json=patient("p4"), headers=FHIR_JSON)
+    base = str(client.base_url).rstrip("/") + "/fhir"
+    here = f"{base}/Patient?identifier={NHS}|{NUMBER}"
+    r = client.post("/fhir", json=tx(post(observation(here))), headers=FHIR_JSON)
+    assert r.status_code == 200, r.text
+    assert r.json()["entry"][0]["resource"]["subject"] == {"reference": "Patient/p4"}
+    elsewhere = f"https://other.example/fhir/Patient?identifier={NHS}|{NUMBER}"
+    r = client.post("/fhir", json=tx(post(observation(elsewhere))), headers=FHIR_JSON)
+    assert r.status_code == 400 and "another server" in diagnostics(r), r.text
+    for ref in (here, elsewhere):  # outside a transaction: refused, never stored as written
+        r = client.post("/fhir/Observation", json=observation(ref), headers=FHIR_JSON)
+        assert r.status_code == 400 and "conditional reference" in diagnostics(r), r.text
+
+
+def test_uri_elements_named_reference_are_not_references(client: TestClient) -> None:
+    issue = {"resourceType": "DetectedIssue", "status": "final",
+             "reference": "urn:oid:2.16.840.1.113883.3.1937"}
+    r = client.post("/fhir/DetectedIssue", json=issue, headers=FHIR_JSON)
+    assert r.status_code == 201, r.text
+
+
+def test_validate_reports_the_profile_beside_an_unresolvable_reference(
+        client: TestClient) -> None:
+    """A resource meant for a transaction entry (citing another entry's urn) is still
+    checked against its profile: the NHS number's check digit is reported too."""
+    examples = Path(__file__).resolve().parent / "validation" / "examples"
+    bad = json.loads((examples / "Patient-scr.json").read_text())
+    bad["generalPractitioner"] = [{"reference": "urn:uuid:later"}]
+    r = client.post("/fhir/Patient/$validate", json=bad, headers=FHIR_JSON)
+    assert "urn:uuid:later" in diagnostics(r), r.text
+    without = {k: v for k, v in bad.items() if k != "generalPractitioner"}
+    for body in (bad, without):
+        nhs = next(i for i in body["identifier"] if i["system"] == NHS)
+        nhs["value"] = "9434765918"  # wrong check digit: the profile's finding
+    found = client.post("/fhir/Patient/$validate", json=bad, headers=FHIR_JSON).json()["issue"]
+    alone = client.post("/fhir/Patient/$validate", json=without,
+                        headers=FHIR_JSON).json()["issue"]
+    assert alone and all(issue in found for issue in alone), (found, alone)
+    assert len(found) == len(alone) + 1

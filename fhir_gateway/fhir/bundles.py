@@ -289,30 +289,46 @@ def _check_once(router: FhirRouter, sub: FhirRequest) -> None:
         sub.state[_CHECKED] = True
 
 
-def _identity(ctx: FhirContext, router: FhirRouter, sub: FhirRequest) -> str | None:
-    """The `Type/id` a DELETE, POST or PUT entry writes, conditions resolved (None: a new
-    resource, or one not yet known). Conditional updates and deletes are resolved as
-    they will run: after the caller's write check, which may narrow their condition."""
+def _identities(ctx: FhirContext, router: FhirRouter, sub: FhirRequest) -> list[str]:
+    """What a DELETE, POST or PUT entry writes, conditions resolved: its `Type/id` first
+    (when known), then, for a condition that matched nothing, `Type?condition` (two
+    entries that would create under one condition would make two of what the condition
+    says is one). Conditional updates and deletes are resolved as they will run: after
+    the caller's write check, which may narrow their condition. A conditional update that
+    matches nothing and names no id is given one now, so a reference to its fullUrl can
+    be rewritten (the server's id for it, as for a POST)."""
     segments = sub.segments
     if sub.method in ("PUT", "DELETE", "PATCH") and len(segments) == 2:
-        return "/".join(segments)
+        return ["/".join(segments)]
     if len(segments) != 1:
-        return None
+        return []
     rtype = segments[0]
     if sub.method == "POST":
         matched = sub.state.get(TRANSACTION_MATCH)
-        return f"{rtype}/{matched.rid}" if matched is not None else None
+        if matched is not None:
+            return [f"{rtype}/{matched.rid}"]
+        condition = sub.header("if-none-exist")
+        return [_condition_key(rtype, condition)] if condition else []
     if sub.method not in ("PUT", "DELETE"):
-        return None
+        return []
     _check_once(router, sub)
     where = "conditional update" if sub.method == "PUT" else "conditional delete"
     found = conditional_matches(ctx, rtype, sub.params, where)
     if len(found) == 1:
-        return f"{rtype}/{found[0].rid}"
+        return [f"{rtype}/{found[0].rid}"]
+    if sub.method != "PUT" or found:
+        return []  # several matches: the entry itself fails (412) when it runs
     body_id = sub.body.get("id") if isinstance(sub.body, dict) else None
-    if sub.method == "PUT" and not found and isinstance(body_id, str):
-        return f"{rtype}/{body_id}"  # update-as-create with the client's id
-    return None  # several matches: the entry itself fails (412) when it runs
+    if not isinstance(body_id, str):
+        body_id = sub.state.setdefault("assigned_id", new_id())
+    # update-as-create, with the client's id or the one given here
+    return [f"{rtype}/{body_id}", _condition_key(rtype, sub.params)]
+
+
+def _condition_key(rtype: str, condition: str | list[tuple[str, str]]) -> str:
+    pairs = parse_qsl(condition, keep_blank_values=True) if isinstance(condition, str) \
+        else list(condition)
+    return f"{rtype}?{sorted(pairs)}"
 
 
 def _check_identities(ctx: FhirContext, router: FhirRouter, requests: list[FhirRequest],
@@ -324,21 +340,25 @@ def _check_identities(ctx: FhirContext, router: FhirRouter, requests: list[FhirR
     seen: dict[str, FhirRequest] = {}
     for sub in requests:
         with _failing_entry(sub):
-            identity = _identity(ctx, router, sub)
-        if identity is None:
-            continue
+            identities = _identities(ctx, router, sub)
         full_url = sub.state.get("fullUrl")
-        if len(sub.segments) == 1 and sub.method == "PUT" and isinstance(full_url, str) \
+        if identities and "/" in identities[0] and len(sub.segments) == 1 \
+                and sub.method == "PUT" and isinstance(full_url, str) \
                 and full_url.startswith("urn:"):
-            urn_map.setdefault(full_url, identity)  # a conditional update, now resolved
-        first = seen.setdefault(identity, sub)
-        if first is sub:
-            continue
+            urn_map.setdefault(full_url, identities[0])  # a conditional update, resolved
+        for identity in identities:
+            _refuse_overlap(seen, identity, sub)
+
+
+def _refuse_overlap(seen: dict[str, FhirRequest], identity: str, sub: FhirRequest) -> None:
+    first = seen.setdefault(identity, sub)
+    if first is not sub:
         i, j = first.state["entry"], sub.state["entry"]
+        rtype = identity.split("/")[0].split("?")[0]
         message = (f"Bundle.entry[{i}] ({first.method} {first.path}) and Bundle.entry[{j}] "
-                   f"({sub.method} {sub.path}) are the same {identity.split('/')[0]}: a "
-                   "transaction may touch each resource once (R4 3.1.0.11.2); nothing in "
-                   "the transaction was written")
+                   f"({sub.method} {sub.path}) are the same {rtype}: a transaction may "
+                   "touch each resource once (R4 3.1.0.11.2); nothing in the transaction "
+                   "was written")
         raise BadRequest(message, issues=[Issue(
             message, code="processing",
             expression=(f"Bundle.entry[{i}]", f"Bundle.entry[{j}]"))])
@@ -375,6 +395,10 @@ def _resolve_references(ctx: FhirContext, router: FhirRouter, sub: FhirRequest,
                              f"[{named.state['entry']}] ({named.method} {named.path}), "
                              "which gives no resource id to refer to", expression=where)
         elif (condition := conditional_reference(ref)) is not None:
+            if "://" in ref.split("?", 1)[0] and not ref.startswith(f"{sub.base_url}/"):
+                raise BadRequest(f"{path}: {ref[:80]!r} is a search on another server; only "
+                                 "this server's records can stand for a reference here",
+                                 expression=where)
             holder["reference"] = _resolve_condition(ctx, router, sub, *condition,
                                                      path=path, where=where)
 

@@ -369,10 +369,11 @@ def conditional_update(ctx: FhirContext, req: FhirRequest, rtype: str) -> FhirRe
                              expression=f"{rtype}.id")
     elif "id" in resource:  # no match: create, keeping the client's id (update-as-create)
         rid = require_id(resource["id"])
-    else:  # no match and no id: an ordinary create
+    else:  # no match and no id: an ordinary create (a transaction may have given its id)
         check_write(ctx, req, resource, None)
         return write_response(ctx, req, ctx.repository.create(
-            resource, session=ctx.session, base_url=req.base_url))
+            resource, session=ctx.session, rid=req.state.get("assigned_id"),
+            base_url=req.base_url))
     check_write(ctx, req, {**resource, "id": rid}, rid)
     result = ctx.repository.update({**resource, "id": rid}, rtype=rtype, rid=rid,
                                    if_match=parse_if_match(req.header("if-match")),

@@ -55,7 +55,10 @@ def validate(ctx: FhirContext, req: FhirRequest, rtype: str,
         issues.append(Issue(f"profile {profile} is not one this gateway knows",
                             code="not-supported", expression=("profile",)))
     try:
-        resource = check_resource(body, expected_type=rtype, where="the resource")
+        # references only a transaction resolves are said below, beside the profile's
+        # findings, so a resource meant for a transaction entry is still checked in full
+        resource = check_resource(body, expected_type=rtype, where="the resource",
+                                  references=False)
     except BadRequest as exc:  # structure first: profiles assume a well-formed resource
         issues += exc.issues
     else:
@@ -63,6 +66,10 @@ def validate(ctx: FhirContext, req: FhirRequest, rtype: str,
             issues.append(Issue(f"the resource's id {resource['id']!r} is not {rid!r}",
                                 expression=(f"{rtype}.id",)))
         issues += validator.validate(resource, profile=profile if known else None)
+        try:
+            check_resource(resource, expected_type=rtype, where="the resource")
+        except BadRequest as exc:
+            issues += exc.issues
     if not issues:
         return FhirResponse(200, information("no problems found"))
     return FhirResponse(200, operation_outcome(issues))

@@ -19,7 +19,9 @@ from . import types
 #: FHIR R4 id: 1-64 of [A-Za-z0-9-.] (R4 2.24.0.3, `id` datatype).
 ID_PATTERN = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 #: A conditional reference (R4 3.1.0.11.3): a search standing for the id, `Patient?identifier=`
-_CONDITIONAL = re.compile(r"([A-Z][A-Za-z]+)\?(.*)", re.DOTALL)
+#: (also written absolute, `https://host/fhir/Patient?identifier=`)
+_CONDITIONAL = re.compile(r"(?:[A-Za-z][A-Za-z0-9+.\-]*://[^?#]*/)?([A-Z][A-Za-z]+)\?(.*)",
+                          re.DOTALL)
 #: References that name an entry of the Bundle they arrive in (its fullUrl)
 BUNDLE_REFERENCE_PREFIXES = ("urn:uuid:", "urn:oid:")
 
@@ -30,7 +32,7 @@ def is_valid_id(value: object) -> bool:
 
 def check_resource(
     body: Any, *, expected_type: str | None = None, where: str = "request body",
-    model: bool = True,
+    model: bool = True, references: bool = True,
 ) -> dict[str, Any]:
     """Return `body` as a resource dict, or raise BadRequest/InvalidResource listing why.
 
@@ -71,7 +73,7 @@ def check_resource(
             ) from exc
         except (ValueError, TypeError) as exc:  # model validators that raise directly
             raise InvalidResource(f"{where} is not a valid {rtype}: {exc}") from exc
-    if model:
+    if model and references:
         _check_references(body, rtype, where)
     return body
 
@@ -100,12 +102,21 @@ def references(resource: dict[str, Any], rtype: str) -> Iterator[tuple[str, dict
         yield from _references(resource, rtype)
 
 
+#: elements named `reference` that are a uri, not a Reference's (R4: DetectedIssue.reference,
+#: Expression.reference, Immunization.education.reference): told by their siblings
+_URI_REFERENCE_HOLDERS = frozenset({"DetectedIssue"})
+_URI_REFERENCE_SIBLINGS = frozenset({"language", "expression", "documentType",
+                                     "publicationDate", "presentationDate"})
+
+
 def _references(value: Any, path: str) -> Iterator[tuple[str, dict[str, Any]]]:
     if isinstance(value, dict):
         if value.get("resourceType") == "Bundle":
             return
+        uri = value.get("resourceType") in _URI_REFERENCE_HOLDERS or bool(
+            _URI_REFERENCE_SIBLINGS & value.keys())
         for key, item in value.items():
-            if key == "reference" and isinstance(item, str):
+            if key == "reference" and isinstance(item, str) and not uri:
                 yield f"{path}.reference", value
             elif isinstance(item, dict | list):
                 yield from _references(item, f"{path}.{key}")
