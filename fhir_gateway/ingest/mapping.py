@@ -210,12 +210,26 @@ def _in_the_future(rule: Rule, body: dict[str, Any], ctx: Context) -> bool:
     late = False
     for element, fields in rule.not_after_today:
         value = body.get(element)
-        if isinstance(value, str) and value[:10] > ctx.today.isoformat():
+        if isinstance(value, str) and _local_date(value, ctx) > ctx.today.isoformat():
             ctx.fail(", ".join(fields) or element, f"is {value[:10]}, after today "
                      f"({ctx.today}): it dates something that has already happened (a "
                      "decision, a form, a death), so it must be a mistake")
             late = True
     return late
+
+
+def _local_date(value: str, ctx: Context) -> str:
+    """The date of a FHIR date or dateTime in the mapping's time zone (00:30+01:00 on 23
+    November is still 22 November in London, in winter); a date, or a partial one, as
+    written (dates of any precision sort as text against a full one)."""
+    if len(value) > 10 and "T" in value:
+        try:
+            when = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return value[:10]
+        if when.tzinfo is not None:
+            return when.astimezone(values.zone(ctx.settings.timezone)).date().isoformat()
+    return value[:10]
 
 
 def _blank(value: Any) -> bool:
@@ -295,6 +309,10 @@ def _person(patient: dict[str, Any], mapping: Mapping, ctx: Context) -> PersonKe
     if nhs is None and local is None and not ctx.problems:
         ctx.fail(field, "the record has neither an NHS number nor the partner's own "
                  "identifier for the person, so whom it is about is unknown")
+    died = patient.get("deceasedDateTime")
+    if isinstance(died, str) and _local_date(died, ctx) > ctx.today.isoformat():
+        ctx.fail(_origin(ctx, ("Patient", "deceasedDateTime")) or "Patient.deceasedDateTime",
+                 f"gives the date of death {died}, which is after today ({ctx.today})")
     born = _text_or_none(patient.get("birthDate"))
     if born and born[:10] > ctx.today.isoformat():  # dates of any precision sort as text
         ctx.fail(_origin(ctx, ("Patient", "birthDate")) or "Patient.birthDate",

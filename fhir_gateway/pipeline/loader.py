@@ -48,7 +48,9 @@ from .merge import (
     fold_deceased,
     fold_newer,
     merge,
+    merged_owners,
     newest_stamp,
+    release,
     stamp,
 )
 from .provenance import provenance
@@ -169,9 +171,6 @@ class Loader:
         self.clock = clock
         self.batch_records = max(1, batch_records)
         self.batch_seconds = batch_seconds
-        #: when each held record being retried was first received (record key -> time):
-        #: its Provenance says when the partner sent it, not when a retry applied it
-        self._received: dict[str, str] = {}
 
     # -- runs ---------------------------------------------------------------------------
 
@@ -229,9 +228,13 @@ class Loader:
         return summary
 
     def _apply_batch(self, batch: list[MappedRecord | Rejection], summary: Summary,
-                     held_now: set[str], progress: Callable[[int], None] | None) -> None:
+                     held_now: set[str], progress: Callable[[int], None] | None,
+                     received: dict[str, str] | None = None) -> None:
         """Apply `batch` in as few transactions as the time limit allows; results are
-        added to `summary` only after their transaction has committed."""
+        added to `summary` only after their transaction has committed. `received`: when
+        each held record being retried was first received (record key -> time), so its
+        Provenance says when the partner sent it, not when a retry applied it."""
+        received = received or {}
         rest = batch
         while rest:
             done, done_held, applied = Summary(), set(), 0
@@ -241,7 +244,7 @@ class Loader:
                     deadline = time.monotonic() + self.batch_seconds
                     for item in rest:
                         try:
-                            self._apply_in(s, item, done, done_held)
+                            self._apply_in(s, item, done, done_held, received)
                         except VersionConflict:
                             raise
                         except Exception as exc:
@@ -261,7 +264,8 @@ class Loader:
                         self._reject(done, item.source, item.field, item.reason)
                     else:
                         self._count(done, done_held, item,
-                                    self.apply(item, received=self._received_time(item)))
+                                    self.apply(item, received=received.get(
+                                        record_key(item.source))))
                     applied += 1
             summary.add(done)
             held_now |= done_held
@@ -272,14 +276,15 @@ class Loader:
             rest = rest[applied:]
 
     def _apply_in(self, s: StoreSession, item: MappedRecord | Rejection, done: Summary,
-                  done_held: set[str]) -> None:
+                  done_held: set[str], received: dict[str, str]) -> None:
         """One record inside a batch's transaction, in its own savepoint."""
         if isinstance(item, Rejection):
             self._reject(done, item.source, item.field, item.reason, session=s)
             return
         try:
             with s.savepoint():
-                outcome = self._attempt(s, item, self._received_time(item), None, False)
+                when = received.get(record_key(item.source)) or self.clock()
+                outcome = self._attempt(s, item, when, None, False)
         except RecordRejected as exc:
             self._reject(done, item.source, exc.field, exc.reason, session=s)
             return
@@ -291,9 +296,6 @@ class Loader:
         if outcome.held:
             done_held.add(record_key(item.source))
         done.add(outcome)
-
-    def _received_time(self, record: MappedRecord) -> str:
-        return self._received.get(record_key(record.source)) or self.clock()
 
     def apply(self, record: MappedRecord, *, patient_id: str | None = None,
               create: bool = False, received: str | None = None) -> Summary:
@@ -358,6 +360,7 @@ class Loader:
         were applied again, and what that did (`ingest` answers a feed with its own)."""
         by_partner: dict[str, tuple[int, Summary]] = {}
         ready: list[MappedRecord | Rejection] = []
+        received: dict[str, str] = {}  # this retry's own: runs may overlap (API, MLLP)
         with self.repo.engine.session(write=False) as s:
             for _key, held in self.list_held():
                 record = from_json(held["record"])
@@ -370,18 +373,15 @@ class Loader:
                         and list(found.candidates) == held["candidates"]):
                     ready.append(record)
                     if isinstance(held.get("received"), str):
-                        self._received[record_key(record.source)] = held["received"]
+                        received[record_key(record.source)] = held["received"]
         groups: dict[str, list[MappedRecord | Rejection]] = {}
         for record in ready:  # in key order, so in partner order: as applied before
             groups.setdefault(record.source.partner, []).append(record)
-        try:
-            for partner, records in groups.items():
-                summary = Summary()
-                self._apply_batch(records, summary, set(), None)
-                summary.held, summary.holds = 0, []
-                by_partner[partner] = (len(records), summary)
-        finally:
-            self._received.clear()
+        for partner, records in groups.items():
+            summary = Summary()
+            self._apply_batch(records, summary, set(), None, received)
+            summary.held, summary.holds = 0, []
+            by_partner[partner] = (len(records), summary)
         return by_partner
 
     def list_held(self) -> list[tuple[str, dict[str, Any]]]:
@@ -755,6 +755,8 @@ class Loader:
         loser_times = s.record_get(ELEMENT_STAMPS, f"Patient/{loser}") or {}
         fold_newer(keep, folded, old_patient, loser_times)
         fold_deceased(keep, folded, old_patient, loser_times)
+        if not merged_owners(keep, old_patient, loser_times):
+            release(keep)  # it now holds what another partner said: no one feed's
         if folded != keep_times:
             s.record_put(ELEMENT_STAMPS, f"Patient/{survivor}", folded)
         count(self.repo.update(keep, rtype="Patient", rid=survivor, session=s))

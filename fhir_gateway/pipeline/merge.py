@@ -86,20 +86,25 @@ def merge(stored: dict[str, Any] | None, incoming: dict[str, Any],
     the stay's end, which the A13 leaves out).
 
     A Patient's identifiers are the union of every partner's (each partner's local id
-    links its records to the person); any other resource's are the newest record's, like
-    its other elements, so a replaced form's id does not find the form that replaced it."""
+    links its records to the person); any other resource's are, system by system, the
+    newest record's, like its other elements, so a replaced form's id does not find the
+    form that replaced it (an identifier under a system the record does not write stays)."""
     result = dict(stored or {})
     kept = dict(times)
     if stored is not None:
-        _release(result, _partner_of(new_stamp))
+        release(result, _partner_of(new_stamp))
     for key, value in incoming.items():
         if key in SERVER_ELEMENTS:
             if stored is None and key != "id":
                 result[key] = value
             continue
-        if key == "identifier" and incoming.get("resourceType") == "Patient":
-            result[key] = _union(result.get(key) or [], value)
-            continue
+        if key == "identifier":
+            if incoming.get("resourceType") == "Patient":
+                result[key] = _union(result.get(key) or [], value)
+                continue
+            written = {i.get("system") for i in value if isinstance(i, dict)}
+            value = [*value, *(i for i in result.get(key) or []
+                               if isinstance(i, dict) and i.get("system") not in written)]
         base = _choice_base(key)
         if base == "deceased":
             _say_deceased(result, kept, key, value, new_stamp)
@@ -159,15 +164,33 @@ def _clear(result: dict[str, Any], kept: dict[str, Stamp], path: str, new_stamp:
             result.pop(base)
 
 
-def _release(result: dict[str, Any], partner: str) -> None:
+def owners(resource: dict[str, Any]) -> set[str]:
+    """The partners whose feed wrote `resource` over the REST API (its partner tags)."""
+    meta = resource.get("meta")
+    tags = meta.get("tag") if isinstance(meta, dict) else None
+    return {str(t.get("code")) for t in tags or [] if isinstance(t, dict)
+            and t.get("system") == PARTNER_TAG_SYSTEM} if isinstance(tags, list) else set()
+
+
+def merged_owners(survivor: dict[str, Any], merged_away: dict[str, Any],
+                  merged_away_times: dict[str, Stamp]) -> bool:
+    """Whether an A40 merge may leave the survivor its owner's: only when the record
+    merged into it is that same feed's and holds no other partner's word."""
+    mine = owners(survivor)
+    said = {_partner_of(str(v).partition("\t")[0]) for v in merged_away_times.values()}
+    return owners(merged_away) == mine and said <= mine
+
+
+def release(result: dict[str, Any], partner: str | None = None) -> None:
     """A resource one feed wrote over the REST API carries its partner (and ODS) tag, which
     lets that feed read and change it. Once another partner's record is merged into it, it
-    holds that partner's facts too, so it belongs to no single feed any more."""
+    holds that partner's facts too, so it belongs to no single feed any more (`partner`
+    None: whoever the owner is)."""
     meta = result.get("meta")
     tags = meta.get("tag") if isinstance(meta, dict) else None
     if not isinstance(tags, list) or not any(
             isinstance(t, dict) and t.get("system") == PARTNER_TAG_SYSTEM
-            and t.get("code") != partner for t in tags):
+            and (partner is None or t.get("code") != partner) for t in tags):
         return
     kept = [t for t in tags if not (isinstance(t, dict) and t.get("system") in (
         PARTNER_TAG_SYSTEM, ODS_SYSTEM))]

@@ -147,6 +147,19 @@ def test_hex_escape_bytes_that_are_not_utf8_reject_the_message_naming_the_field(
     assert bad.field.startswith("PID-5") and "C9" in bad.reason
 
 
+@pytest.mark.parametrize(("died", "refused"), [
+    ("20621120", True),                  # a slip for 2026: would say the person died
+    ("20261123003000+0100", False),      # 23:30 UTC on the 22nd: the 22nd in London
+    ("20261123010000", True),            # local time, the 23rd: tomorrow
+])
+def test_a_date_of_death_after_today_is_refused(died: str, refused: bool) -> None:
+    [result] = run("acute", message(adt("A08", "M1", pid={29: died, 30: "Y"})))
+    assert isinstance(result, Rejection) is refused, result
+    if refused:
+        assert isinstance(result, Rejection) and result.field == "PID-29"
+        assert "after today" in result.reason
+
+
 def test_nhs_number_type_hn_variant() -> None:
     record = only(run("acute", message(adt("A01", "M1", pid3=f"{NHS}^^^NHS^HN~RXA1^^^RXA^MR"))))
     assert record.person.nhs_number == NHS

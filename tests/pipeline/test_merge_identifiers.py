@@ -43,3 +43,18 @@ def test_a_replaced_forms_id_does_not_stay_on_the_plan(engine: StoreEngine) -> N
     (patient_row,) = Repository(engine).find(IndexQuery(rtype="Patient")).rows
     patient = jsonio.loads_trusted(patient_row.body or "{}")
     assert len(patient["identifier"]) == 2  # the NHS number and the hospice's client id
+
+
+def test_an_identifier_under_a_system_the_record_does_not_write_stays() -> None:
+    """A feed's own id on a resource it wrote over the REST API is not the register's to
+    take away; the form id, which the record does write, is replaced."""
+    from fhir_gateway.pipeline.merge import merge, stamp
+
+    key = {"system": "https://example.org/Id/cpr-decision", "value": "9434765919"}
+    own = {"system": "https://example.org/Id/feed-observation", "value": "OBS-1"}
+    stored = {"resourceType": "Observation", "identifier": [
+        key, own, {"system": FORM_SYSTEM, "value": "RSP-OLD"}]}
+    incoming = {"resourceType": "Observation", "identifier": [
+        key, {"system": FORM_SYSTEM, "value": "RSP-NEW"}]}
+    merged, _ = merge(stored, incoming, {}, stamp(None, "hospice", "MSH-1"))
+    assert merged["identifier"] == [key, {"system": FORM_SYSTEM, "value": "RSP-NEW"}, own]

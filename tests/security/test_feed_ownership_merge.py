@@ -42,3 +42,50 @@ def test_a_feeds_patient_merged_with_another_partners_record_is_no_longer_its_ow
     assert gw.http.delete(f"/fhir/Patient/{pid}", headers=gp).status_code == 404
     # what the feed itself wrote stays its own
     assert gw.http.get(f"/fhir/Patient/{pid}/_history/1", headers=gp).status_code == 200
+
+
+N1, N2 = "9434765919", "7731322815"
+
+
+def _hospice_client_h77() -> bytes:
+    line = {"clientId": "H77", "nhsNumber": N2,
+            "name": {"first": "John", "last": "Smith"}, "dob": "1940-01-01",
+            "gender": "male", "address": {"line": "9 Hospice Lane", "town": "Dudley",
+                                          "postcode": "DY1 4DX"},
+            "admissions": [], "respect": None}
+    return (json.dumps(line) + "\n").encode()
+
+
+def _a40() -> bytes:
+    when = "20261120090000+0000"
+    return ("\r".join([
+        f"MSH|^~\\&|PAS|RXA|SCR|GATEWAY|{when}||ADT^A40^ADT_A39|M40|P|2.4",
+        f"EVN|A40|{when}",
+        f"PID|1||{N1}^^^NHS^NH~RXA1^^^RXA^MR||SMITH^JOHN||19400101|M",
+        f"MRG|{N2}^^^NHS^NH",
+    ]) + "\r").encode()
+
+
+def test_a_feeds_patient_that_an_a40_merges_another_partners_record_into_is_released(
+        gw: Gateway) -> None:
+    """The A40 is the feed's own partner's, but the record it merges away holds the
+    hospice's client id and address: the survivor holds them now, so it is no one
+    feed's to read back or change."""
+    acute = gw.login("acute-feed", "feed", partner="acute", org="RXA", scope="system/*.cruds")
+    hospice = gw.login("hsp-feed", "feed", partner="hospice", org="X9H01",
+                       scope="system/*.cruds")
+    made = gw.http.post("/fhir/Patient", headers={**acute, **FHIR_JSON}, json={
+        "resourceType": "Patient", "name": [{"family": "Smith", "given": ["John"]}],
+        "birthDate": "1940-01-01", "identifier": [{"system": NHS, "value": N1}]})
+    assert made.status_code == 201, made.text
+    pid = made.json()["id"]
+    for partner, headers, body, kind in (
+            ("hospice", hospice, _hospice_client_h77(), "application/x-ndjson"),
+            ("acute", acute, _a40(), "application/hl7-v2")):
+        loaded = gw.http.post(f"/ingest/{partner}", content=body,
+                              headers={**headers, "Content-Type": kind})
+        assert loaded.status_code == 200 and loaded.json()["rejected"] == 0, loaded.text
+    survivor = json.loads(gw.repository.read("Patient", pid).body or "{}")
+    assert "H77" in json.dumps(survivor)  # the merge happened
+    assert "tag" not in survivor.get("meta", {}), survivor["meta"]
+    assert gw.http.get(f"/fhir/Patient/{pid}", headers=acute).status_code == 404
