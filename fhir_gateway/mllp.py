@@ -79,7 +79,8 @@ def _header(message: bytes) -> tuple[str, str, list[str]]:
     a line break, and their ACK must still name the message."""
     raw = message.decode("utf-8", errors="replace").lstrip(" \t\r\n\x0b")
     raw = raw.replace("\r\n", "\r").replace("\n", "\r")
-    msh = raw.split("\r", 1)[0] if raw.startswith("MSH") else ""
+    # the first MSH: a batch envelope (FHS, BHS) may come before it
+    msh = next((s for s in raw.split("\r") if s.lstrip().startswith("MSH")), "").lstrip()
     sep = msh[3] if len(msh) > 3 else "|"
     enc = msh[4:8] if len(msh) > 8 and msh[4:8].find(sep) < 0 else "^~\\&"
     return sep, enc, msh.split(sep) if msh else []
@@ -168,19 +169,25 @@ async def serve(host: str, port: int, process: Processor, *,
                 if not data:
                     break
                 if skipping:
+                    # the refused frame ends at its end block, or where the next frame's
+                    # start block shows that its end was lost
                     joined = tail + data
-                    end = joined.find(END)
-                    if end < 0:
+                    end, start = joined.find(END), joined.find(START)
+                    if start >= 0 and (end < 0 or start < end):
+                        skipping, tail, data = False, b"", joined[start:]
+                    elif end >= 0:
+                        skipping, tail, data = False, b"", joined[end + len(END):]
+                    else:
                         tail = joined[-1:]
                         continue
-                    skipping, tail, data = False, b"", joined[end + len(END):]
                 buffer += data
                 if len(buffer) > MAX_FRAME and buffer.find(END) < 0:
                     start = buffer.find(START)
                     await refuse_unread(
                         writer, bytes(buffer[start + 1:start + 1 + KEPT_BYTES]), too_large)
+                    # its last byte may be the first of a split end block
+                    skipping, tail = True, bytes(buffer[-1:])
                     buffer.clear()
-                    skipping, tail = True, b""
                     continue
                 for frame in frames(buffer):
                     if len(frame) > MAX_FRAME:  # ended within the read that passed the limit

@@ -9,6 +9,7 @@ import contextlib
 import fcntl
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -213,6 +214,33 @@ def test_an_over_limit_frame_is_refused_by_its_control_id_and_kept(
     (kept,) = listener.rejected()  # its header and first bytes, with the reason
     assert kept["raw"].startswith("MSH|^~\\&|PAS|RXA|") and "|H1|" in kept["raw"]
     assert len(kept["raw"]) <= mllp.KEPT_BYTES and "over" in kept["reason"]
+
+
+def test_after_an_over_limit_frame_a_split_end_block_or_the_next_start_resumes(
+        listener: Listener) -> None:
+    """Skipping the rest of a refused frame stops at its end block, even one split over
+    two reads, or at the next frame's start block when its end was lost."""
+    big = adt("S1").replace(b"PD1|", b"NTE|1||" + b"x" * (mllp.MAX_FRAME + 1000) + b"\rPD1|")
+    with listener.connect() as sock:
+        sock.sendall(START + big + b"\x1c")  # the end block's first byte only
+        assert msa(parse(receive(sock)))[:2] == ("AR", "S1")
+        time.sleep(0.3)
+        sock.sendall(b"\x0d" + START + adt("S2", visit="V2") + END)
+        assert msa(parse(receive(sock)))[:2] == ("AA", "S2")
+        sock.sendall(START + big)  # never ended: the sender gives up and sends the next
+        assert msa(parse(receive(sock)))[:2] == ("AR", "S1")
+        sock.sendall(START + adt("S3", visit="V3") + END)
+        assert msa(parse(receive(sock)))[:2] == ("AA", "S3")
+    assert listener.count("Encounter") == 2
+
+
+def test_a_batch_wrapped_message_is_acknowledged_by_its_control_id(
+        listener: Listener) -> None:
+    body = (b"FHS|^~\\&|PAS|RXA|SCR|GATEWAY|202506172006\rBHS|^~\\&|PAS|RXA\r"
+            + adt("B1") + b"BTS|1\rFTS|1\r")
+    ack = exchange(listener, START + body + END)
+    assert msa(ack)[:2] == ("AA", "B1")
+    assert (str(ack.segment("MSH")[5]), str(ack.segment("MSH")[6])) == ("PAS", "RXA")
 
 
 def test_a_frame_that_never_ends_is_refused_after_a_silence(
