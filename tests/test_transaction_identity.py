@@ -417,3 +417,13 @@ def test_validate_reports_the_profile_beside_an_unresolvable_reference(
                         headers=FHIR_JSON).json()["issue"]
     assert alone and all(issue in found for issue in alone), (found, alone)
     assert len(found) == len(alone) + 1
+
+
+@pytest.mark.parametrize("condition", ["_elements=id", "_id=", "_count=1", "identifier="])
+def test_a_conditional_reference_without_a_criterion_is_refused(
+        client: TestClient, condition: str) -> None:
+    """With nothing to match on, the "one match" is whichever record the caller sees."""
+    client.put("/fhir/Patient/p4", json=patient("p4"), headers=FHIR_JSON)
+    r = client.post("/fhir", json=tx(post(observation(f"Patient?{condition}"))),
+                    headers=FHIR_JSON)
+    assert r.status_code == 400 and "needs a search criterion" in diagnostics(r), r.text

@@ -23,6 +23,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from .. import jsonio
 from ..errors import BadRequest, Conflict, GatewayError, Issue, PreconditionFailed
+from ..search.query import RESULT_PARAMS
 from ..store.base import StoredVersion, VersionConflict
 from .interactions import (
     TRANSACTION_MATCH,
@@ -415,6 +416,10 @@ def _resolve_condition(ctx: FhirContext, router: FhirRouter, sub: FhirRequest, r
     if any(k.startswith("_has") or "." in k for k, _ in params):
         raise BadRequest(f"{path}: a conditional reference may not use chains or _has",
                          expression=where)
+    if not any(value and k.split(":", 1)[0] not in RESULT_PARAMS for k, value in params):
+        # `Patient?_count=1` would stand for whichever one record the caller can see
+        raise BadRequest(f"{path}: a conditional reference needs a search criterion with a "
+                         "value (an identifier, say)", expression=where)
     found = visible_matches(ctx, sub, rtype, params, where)
     if len(found) > 1:
         raise PreconditionFailed(f"{path}: the conditional reference {rtype}?{query[:80]} "
