@@ -116,8 +116,9 @@ def searchset(ctx: FhirContext, req: FhirRequest, search: SearchRequest,
     included, capped = _includes(ctx, req, matches, search)
     entries += [_entry(req, r, "include", search) for r in included]
     if capped:
-        search.ignored.append(f"more than {MAX_INCLUDED} resources to include; "
-                              "the rest were left out")
+        search.ignored.append(f"not every resource to include is here (at most "
+                              f"{MAX_INCLUDED}, and a bounded number of rows read for "
+                              "each _revinclude); the rest were left out")
     if search.ignored:
         entries.append({"resource": {
             "resourceType": "OperationOutcome",

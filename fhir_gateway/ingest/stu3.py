@@ -38,7 +38,8 @@ check_path = parse_path
 #: resource) or instantiatesUri (anything else).
 RENAMED: dict[str, dict[str, str]] = {
     "CarePlan": {"context": "encounter", "definition": "@canonical"},
-    "CarePlan.activity.detail": {"definition": "@canonical"},
+    # "do not admit": STU3's prohibited is R4's doNotPerform (same meaning, renamed)
+    "CarePlan.activity.detail": {"definition": "@canonical", "prohibited": "doNotPerform"},
     "Observation": {"context": "encounter"},
     "Condition": {"context": "encounter"},
     "Procedure": {"context": "encounter", "definition": "@canonical"},

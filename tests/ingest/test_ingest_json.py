@@ -227,6 +227,11 @@ def test_stu3_to_r4_tables() -> None:
     assert converted["status"] == "revoked"
     assert converted["instantiatesUri"] == ["https://example.org/pathway.pdf"]
     assert converted["activity"][0]["detail"]["instantiatesCanonical"] == ["PlanDefinition/x"]
+    # an activity not to be done ("do not admit to hospital") keeps its meaning
+    dont = stu3.to_r4({"resourceType": "CarePlan", "activity": [{"detail": {
+        "status": "not-started", "prohibited": True, "description": "Hospital admission"}}]})
+    assert dont["activity"][0]["detail"] == {"status": "not-started", "doNotPerform": True,
+                                             "description": "Hospital admission"}
 
 
 def test_an_invalid_entry_is_rejected_the_others_are_read() -> None:

@@ -326,7 +326,9 @@ def test_revinclude_says_it_is_capped_when_its_reads_run_out(
     bundle = record.http.get("/fhir/Patient?_id=vis&_revinclude=Observation:subject",
                              headers=gp(record)).json()
     assert sorted(ids(bundle)) == ["Observation/b0", "Observation/b1", "Patient/vis"]
-    assert warnings(bundle) == ["more than 5 resources to include; the rest were left out"]
+    assert warnings(bundle) == ["not every resource to include is here (at most 5, and a "
+                                "bounded number of rows read for each _revinclude); the "
+                                "rest were left out"]
 
 
 # -- 6. $everything is Patient's ----------------------------------------------------------------
