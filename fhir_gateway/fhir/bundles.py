@@ -26,6 +26,7 @@ from ..errors import BadRequest, Conflict, GatewayError, Issue, PreconditionFail
 from ..search.query import RESULT_PARAMS
 from ..store.base import StoredVersion, VersionConflict
 from .interactions import (
+    DEFERRED_CHECKS,
     TRANSACTION_MATCH,
     FhirContext,
     conditional_matches,
@@ -194,11 +195,17 @@ def _transaction_once(ctx: FhirContext, router: FhirRouter,
             if isinstance(sub.body, dict):
                 with _failing_entry(sub):
                     _resolve_references(tctx, router, sub, urn_map, full_urls)
+        for sub in requests:
+            sub.state[DEFERRED_CHECKS] = []
         for sub in sorted(requests, key=lambda r: _ORDER[r.method]):
             # every entry goes through the router, a matched conditional create too: its
             # answer is checked, and audited, like any other
             with _failing_entry(sub):
                 results[sub.state["entry"]] = router.handle(sub, ctx=tctx)
+        for sub in requests:  # what judges the end state, before it commits
+            for check in sub.state.pop(DEFERRED_CHECKS, []):
+                with _failing_entry(sub):
+                    check()
     out = []
     for i in range(len(requests)):
         resp = results[i]

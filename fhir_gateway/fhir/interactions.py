@@ -45,6 +45,12 @@ SEARCH_MODE = "fhir.search_mode"
 CURRENT_VERSION = "fhir.current_version"
 
 
+#: req.state key: in a transaction entry, a list for checks that judge the transaction's
+#: end state rather than the moment the entry runs (one Patient per NHS number: two
+#: Patients may swap numbers in one transaction); the transaction runs them, in its
+#: session, after its last entry and before it commits
+DEFERRED_CHECKS = "fhir.deferred_checks"
+
 #: req.state key: a transaction's verdict on an entry's ifNoneExist (the visible match, or
 #: None for "create"), reached before any entry ran so `urn:uuid:` references resolve
 TRANSACTION_MATCH = "fhir.transaction_match"
@@ -351,7 +357,7 @@ def create(ctx: FhirContext, req: FhirRequest, rtype: str) -> FhirResponse:
             return write_response(ctx, req, WriteResult(found[0], created=False, changed=False))
     resource = {k: v for k, v in resource.items() if k != "id"}  # the server assigns ids
     # A transaction pre-assigns ids so `urn:uuid:` references can be rewritten first.
-    check_write(ctx, req, resource, None)
+    check_write(ctx, req, resource, req.state.get("assigned_id"))
     result = ctx.repository.create(resource, session=ctx.session,
                                    rid=req.state.get("assigned_id"), base_url=req.base_url)
     return write_response(ctx, req, result)
@@ -370,7 +376,7 @@ def conditional_update(ctx: FhirContext, req: FhirRequest, rtype: str) -> FhirRe
     elif "id" in resource:  # no match: create, keeping the client's id (update-as-create)
         rid = require_id(resource["id"])
     else:  # no match and no id: an ordinary create (a transaction may have given its id)
-        check_write(ctx, req, resource, None)
+        check_write(ctx, req, resource, req.state.get("assigned_id"))
         return write_response(ctx, req, ctx.repository.create(
             resource, session=ctx.session, rid=req.state.get("assigned_id"),
             base_url=req.base_url))

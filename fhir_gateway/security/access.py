@@ -19,6 +19,7 @@ Consent it writes may name no organisation but its own (consent trusts those nam
 
 from __future__ import annotations
 
+import copy
 import re
 from collections.abc import Callable
 from typing import Any
@@ -28,7 +29,7 @@ from .. import jsonio
 from ..auth.registry import ClientRegistry
 from ..auth.scopes import grant
 from ..errors import BadRequest, Conflict, GatewayError, Unprocessable
-from ..fhir.interactions import CURRENT_VERSION, SEARCH_MODE
+from ..fhir.interactions import CURRENT_VERSION, DEFERRED_CHECKS, SEARCH_MODE
 from ..fhir.interceptors import BaseInterceptor
 from ..fhir.repository import Repository
 from ..fhir.request import FhirRequest, Interaction
@@ -238,8 +239,14 @@ class AccessInterceptor(BaseInterceptor):
         """Checks a write must pass against what the store holds at the moment it is made
         (the interactions call this just before writing, in the write's session)."""
         caller = request.caller
-        if isinstance(caller, SecureCaller) and caller.authenticated:
-            self._check_one_patient_per_person(resource, rid, session)
+        if not (isinstance(caller, SecureCaller) and caller.authenticated):
+            return
+        deferred = request.state.get(DEFERRED_CHECKS)
+        if isinstance(deferred, list):  # a transaction entry: judged at its end state
+            body = copy.deepcopy(resource)
+            deferred.append(lambda: self._check_one_patient_per_person(body, rid, session))
+            return
+        self._check_one_patient_per_person(resource, rid, session)
 
     def _check_one_patient_per_person(self, body: dict[str, Any], rid: str | None,
                                       session: StoreSession | None) -> None:

@@ -133,6 +133,31 @@ def test_one_transaction_cannot_hold_two_patients_for_one_nhs_number(gw: Gateway
     assert patients_with(gw, OTHER_NHS) == []  # nothing of the transaction was written
 
 
+@pytest.mark.parametrize("a_first", [True, False])
+def test_two_patients_may_swap_nhs_numbers_in_one_transaction(gw: Gateway,
+                                                              a_first: bool) -> None:
+    """One Patient per NHS number is judged on the transaction's end state: entry by
+    entry, a swap met the other Patient still holding the number, in either order."""
+    feed = hospice_feed(gw)
+    first, second = "9434765919", OTHER_NHS
+    ids_ = []
+    for number in (first, second):
+        made = gw.http.post("/fhir/Patient", json=nhs_patient(number), headers=feed)
+        assert made.status_code == 201, made.text
+        ids_.append(made.json()["id"])
+    a, b = ({**nhs_patient(second), "id": ids_[0]}, {**nhs_patient(first), "id": ids_[1]})
+    entries = [{"resource": p, "request": {"method": "PUT", "url": f"Patient/{p['id']}"}}
+               for p in ((a, b) if a_first else (b, a))]
+    r = gw.http.post("/fhir", json=tx(*entries), headers=feed)
+    assert r.status_code == 200, r.text
+    assert patients_with(gw, first) == [ids_[1]] and patients_with(gw, second) == [ids_[0]]
+    # and a transaction that ends with two Patients on one number is still refused
+    both = [{"resource": {**nhs_patient(first), "id": pid},
+             "request": {"method": "PUT", "url": f"Patient/{pid}"}} for pid in ids_]
+    r = gw.http.post("/fhir", json=tx(*both), headers=feed)
+    assert r.status_code == 409 and "already on the shared record" in r.text, r.text
+
+
 def test_a_refused_duplicate_leaves_the_crew_summary_working(gw: Gateway) -> None:
     feed = hospice_feed(gw)
     crew = gw.login("crew", "ambulance", org="RYC")
