@@ -20,7 +20,7 @@ from ..errors import BadRequest, Gone, NotFound, PreconditionFailed, information
 from ..search.query import SearchRequest, parse_search
 from ..search.values import date_range, whole_number
 from ..store.base import HistoryPage, StoredVersion, StoreSession
-from ..store.cursor import BadCursor
+from ..store.cursor import BadCursor, history_cursor
 from .interceptors import InterceptorChain
 from .repository import Repository, WriteResult, unknown
 from .request import FhirRequest, FhirResponse
@@ -467,7 +467,9 @@ def _history_page(ctx: FhirContext, req: FhirRequest,
     shows nothing, up to MAX_HISTORY_BATCH), so the number of queries grows with the page,
     not with the hidden versions. The store's cursor is opaque (a position after the last
     version it returned): when a batch holds a version to show after the page is full,
-    the batch up to the last shown version is read once more for the cursor after it."""
+    the next page starts after the last version shown (`history_cursor`; reading the
+    batch again for it could meet versions written since, where a store keeps no read
+    snapshot, and list one twice)."""
     if not ctx.interceptors.interceptors:  # nothing is hidden: the store's page is the page
         page = rows(cursor, count)
         nows: Nows = {}
@@ -478,22 +480,22 @@ def _history_page(ctx: FhirContext, req: FhirRequest,
     nows = {}
     start, batch = cursor, LOOKAHEAD
     resume: str | None = None  # where the next page starts, once this one is full
-    full_at = 0  # the index, in the current batch, of the version that filled the page
+    last_shown: StoredVersion | None = None
     while True:
         page = rows(start, max(count - len(entries), batch))
         shown_before = len(entries)
-        for i, v in enumerate(page.versions):
+        for v in page.versions:
             if types is not None and v.rtype not in types:
                 continue  # a type the caller never sees: not worth judging
             if len(entries) < count:
                 entry = _history_entry(ctx, req, v, nows)
                 if entry is not None:
                     entries.append(entry)
-                    full_at = i
+                    last_shown = v
             elif _would_show(ctx, req, v, nows):
                 # the page is full and a version the caller would see follows
-                return entries, resume if resume is not None else \
-                    rows(start, full_at + 1).next_cursor
+                assert last_shown is not None  # count >= 1, so the page holds one
+                return entries, resume if resume is not None else history_cursor(last_shown)
         if page.next_cursor is None:
             return entries, None
         if len(entries) == count and resume is None:

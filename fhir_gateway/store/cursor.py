@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+from typing import Any
 
 from .base import StoreError
 
@@ -18,6 +19,12 @@ class BadCursor(StoreError):
 def encode_cursor(*key: object) -> str:
     raw = json.dumps(list(key), separators=(",", ":")).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def history_cursor(version: Any) -> str:
+    """The cursor of a history listing after `version` (both engines list versions newest
+    first by last_updated, type, id, version: their keyset)."""
+    return encode_cursor(version.last_updated, version.rtype, version.rid, version.version)
 
 
 def decode_cursor(cursor: str, width: int | None = None) -> list:

@@ -43,7 +43,7 @@ from .base import (
     TokenValue,
     VersionConflict,
 )
-from .cursor import decode_cursor, encode_cursor
+from .cursor import decode_cursor, history_cursor
 from .query import (
     MAX_INNER_IDS,
     ChainPredicate,
@@ -330,8 +330,7 @@ class MongoSession:
         rows = [_stored(d) for d in docs[:limit]]
         nxt = None
         if len(docs) > limit and rows:
-            last = rows[-1]
-            nxt = encode_cursor(last.last_updated, last.rtype, last.rid, last.version)
+            nxt = history_cursor(rows[-1])
         return HistoryPage(versions=rows, next_cursor=nxt)
 
     # -- system records (see store.base); `_id` = "kind/key" makes create_only atomic.

@@ -42,7 +42,7 @@ from .base import (
     TokenValue,
     VersionConflict,
 )
-from .cursor import decode_cursor, encode_cursor
+from .cursor import decode_cursor, history_cursor
 from .query import (
     ChainPredicate,
     Criterion,
@@ -504,8 +504,7 @@ class SqliteSession:
         rows = rows[:limit]
         nxt = None
         if more and rows:
-            last = rows[-1]
-            nxt = encode_cursor(last.last_updated, last.rtype, last.rid, last.version)
+            nxt = history_cursor(rows[-1])
         return HistoryPage(versions=rows, next_cursor=nxt)
 
     def record_get(self, kind: str, key: str, *, now: str | None = None) -> dict | None:

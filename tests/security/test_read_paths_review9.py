@@ -297,6 +297,34 @@ def test_system_history_queries_do_not_grow_with_the_audit_trail(
         assert all(len(p) == count for p in pages[:-1]) and pages[-1], count
 
 
+def test_a_write_during_a_history_page_lists_no_version_twice(
+        record: Gateway, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A store without a read snapshot (MongoDB) sees a write that lands while a page is
+    being read: the next page's cursor is the last shown version's own place, not a
+    second read of the batch, which the new version would have shifted."""
+    from fhir_gateway.fhir.repository import Repository
+
+    for i in range(10):
+        record.put(obs(f"o{i:02d}", "vis"))
+    real, calls = Repository.history, []
+
+    def history(self: Repository, **kw: Any) -> Any:
+        calls.append(kw)
+        if len(calls) == 2:  # a feed's write between two reads of one page
+            record.put(obs("late", "vis"))
+        return real(self, **kw)
+
+    doctor = gp(record)
+    monkeypatch.setattr(Repository, "history", history)
+    first = record.http.get("/fhir/Observation/_history?_count=3", headers=doctor).json()
+    monkeypatch.setattr(Repository, "history", real)
+    following = [x["url"] for x in first["link"] if x["relation"] == "next"]
+    second = record.http.get(following[0].replace("http://gateway.test", ""),
+                             headers=doctor).json()
+    shown = [ids(b) for b in (first, second)]
+    assert not set(shown[0]) & set(shown[1]), shown
+
+
 def test_history_leaves_out_the_types_a_role_never_sees(
         gw: Gateway, monkeypatch: pytest.MonkeyPatch) -> None:
     access = gw.http.app.state.security.access
