@@ -36,7 +36,7 @@ from ..ingest.model import (
     Rejection,
     SourceRef,
 )
-from ..search.values import now_instant
+from ..search.values import BadDate, date_range, now_instant
 from ..store.base import StoredVersion, StoreSession, VersionConflict
 from ..store.query import Criterion, IndexQuery, TokenPredicate
 from ..validation import ProfileValidator, default_validator
@@ -687,6 +687,7 @@ class Loader:
             current = jsonio.loads_trusted(stored.body or "{}")
             times = s.record_get(ELEMENT_STAMPS, f"{key.resource_type}/{stored.rid}") or {}
             merged, new_times = merge(current, resource, times, new_stamp, cleared=clear)
+            _in_order(merged, source)
             if new_times != times:  # as for a Patient: also when the content stays
                 s.record_put(ELEMENT_STAMPS, f"{key.resource_type}/{stored.rid}", new_times)
             merged, checked = self._check(merged, source)
@@ -702,6 +703,7 @@ class Loader:
         # (what it clears is not there to clear, but the stamp keeps an older record
         # arriving later from setting it)
         merged, times = merge(None, resource, {}, new_stamp, cleared=clear)
+        _in_order(merged, source)
         checked_resource, checked = self._check(merged, source)
         result = self.repo.create(checked_resource, session=s, checked=checked)
         count(result)
@@ -768,6 +770,28 @@ class Loader:
         if old_patient["identifier"] is None:
             old_patient.pop("identifier")
         count(self.repo.update(old_patient, rtype="Patient", rid=loser, session=s))
+
+
+def _in_order(resource: dict[str, Any], source: SourceRef) -> None:
+    """Reject the record when the period it leaves would end before it starts (FHIR per-1):
+    a start and an end from two messages can disagree so, as when a local time in the
+    hour the clocks go back is read as summer time; stored, it would be a stay no one can
+    trust, so a person looks at it."""
+    period = resource.get("period")
+    if not isinstance(period, dict):
+        return
+    start, end = period.get("start"), period.get("end")
+    if not (isinstance(start, str) and isinstance(end, str)):
+        return
+    try:
+        in_order = date_range(end)[1] >= date_range(start)[0]
+    except BadDate:
+        return  # the profile check names a date it cannot read
+    if not in_order:
+        raise RecordRejected("period", f"{source.partner} {source.file} {source.position}: "
+                             f"the {resource.get('resourceType')} would end ({end}) before "
+                             f"it starts ({start}); check the times sent (a local time in "
+                             "the hour the clocks go back is read as summer time)")
 
 
 def _where(issues: list[Issue]) -> str:

@@ -92,6 +92,26 @@ def test_a_cancelled_discharge_takes_back_the_end_in_any_order(
     assert "dischargeDisposition" not in stay.get("hospitalization", {})
 
 
+def test_a_stay_that_would_end_before_it_starts_is_held_back_for_review(
+        engine: StoreEngine) -> None:
+    """27 October 2024: the clocks went back at 02:00. Admitted 01:50 (summer time) and
+    discharged 01:20 half an hour later (winter time), both sent without an offset:
+    read as summer time, the discharge ends the stay before it began (FHIR per-1). The
+    discharge is rejected with the reason and kept for review; the stay stays open."""
+    service = IngestService(Repository(engine))
+    messages = (adt("M1", "A01", "202410270150", admitted="202410270150"),
+                adt("M2", "A03", "202410270120", discharged="202410270120"))
+    summaries = [service.ingest("acute", f"m{i}.hl7", data, today=dt.date(2026, 11, 22))
+                 for i, data in enumerate(messages)]
+    assert summaries[1].rejected == 1
+    assert "would end (2024-10-27T01:20:00+01:00) before it starts" in \
+        summaries[1].rejections[0]["reason"]
+    (row,) = Repository(engine).find(IndexQuery(rtype="Encounter")).rows
+    stay = jsonio.loads_trusted(row.body or "{}")
+    assert stay["status"] == "in-progress"
+    assert stay["period"] == {"start": "2024-10-27T01:50:00+01:00"}
+
+
 def test_an_extract_row_restates_the_period_whole(engine: StoreEngine) -> None:
     """A register row is the current state, not a message of what changed: once a row
     comes without the date of death its earlier row gave, the plan has no end."""
