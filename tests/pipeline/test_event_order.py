@@ -21,24 +21,42 @@ from fhir_gateway.store.base import StoreEngine
 from fhir_gateway.store.query import IndexQuery
 
 
-def message(control: str, event: str, when: str, discharged: str = "") -> bytes:
-    disposition = "01" if discharged else ""
-    return "\r".join([
+def adt(control: str, event: str, when: str, *, admitted: str = "", discharged: str = "",
+        disposition: str | None = None, address: str = "", phone: str = "",
+        practice: str = "") -> bytes:
+    """An ADT message about one person (NHS 9434765919, MRN RXA1) and visit V1: PV1-44
+    `admitted`, PV1-45 `discharged`, PV1-36 `disposition` (01 when discharged), PID-11,
+    PID-13 and PD1-3 as given; a field left empty says nothing."""
+    if disposition is None:
+        disposition = "01" if discharged else ""
+    segments = [
         f"MSH|^~\\&|PAS|RXA|SCR|GATEWAY|{when}||ADT^{event}^ADT_{event}|{control}|P|2.4",
         f"EVN|{event}|{when}",
-        "PID|1||9434765919^^^NHS^NH~RXA1^^^RXA^MR||SMITH^ANN||19411103|F",
+        f"PID|1||9434765919^^^NHS^NH~RXA1^^^RXA^MR||SMITH^ANN||19411103|F|||{address}||{phone}",
+        *([f"PD1|||OLD SURGERY^^{practice}"] if practice else []),
         "PV1|1|I|WARD 7^BAY C^BED 1^RXA||||C1^THOMPSON^A^^^DR|||300|||||||||V1"
-        + "|" * 17 + disposition + "||||||||20260701090000+0000|" + discharged,
-    ]).encode() + b"\r"
+        + "|" * 17 + disposition + "||||||||" + admitted + "|" + discharged,
+    ]
+    return "\r".join(segments).encode() + b"\r"
 
 
-def the_stay(engine: StoreEngine, *messages: bytes) -> dict[str, Any]:
+def message(control: str, event: str, when: str, discharged: str = "") -> bytes:
+    return adt(control, event, when, admitted="20260701090000+0000", discharged=discharged)
+
+
+def ingested(engine: StoreEngine, rtype: str, *messages: bytes) -> list[dict[str, Any]]:
+    """The `rtype` resources once `messages` are loaded, each as one acute file."""
     service = IngestService(Repository(engine))
     for i, data in enumerate(messages):
         summary = service.ingest("acute", f"m{i}.hl7", data, today=dt.date(2026, 11, 22))
         assert summary.rejected == 0, summary.rejections
-    (row,) = Repository(engine).find(IndexQuery(rtype="Encounter")).rows
-    return jsonio.loads_trusted(row.body or "{}")
+    return [jsonio.loads_trusted(r.body or "{}")
+            for r in Repository(engine).find(IndexQuery(rtype=rtype)).rows]
+
+
+def the_stay(engine: StoreEngine, *messages: bytes) -> dict[str, Any]:
+    (stay,) = ingested(engine, "Encounter", *messages)
+    return stay
 
 
 @pytest.mark.parametrize("admitted", ["20260701100000+0100", "20260701090000+0000"])
@@ -50,19 +68,6 @@ def test_a_late_admission_does_not_reopen_a_discharge(engine: StoreEngine,
                     message("M1", "A01", admitted))
     assert stay["status"] == "finished"
     assert stay["period"]["end"] == "2026-07-01T09:30:00+00:00"
-
-
-def adt(control: str, event: str, when: str, admitted: str = "",
-        discharged: str = "") -> bytes:
-    """An ADT message whose PV1-44 (admitted) and PV1-45 (discharged) may be left out."""
-    disposition = "01" if discharged else ""
-    return "\r".join([
-        f"MSH|^~\\&|PAS|RXA|SCR|GATEWAY|{when}||ADT^{event}^ADT_{event}|{control}|P|2.4",
-        f"EVN|{event}|{when}",
-        "PID|1||9434765919^^^NHS^NH~RXA1^^^RXA^MR||SMITH^ANN||19411103|F",
-        "PV1|1|I|WARD 7^BAY C^BED 1^RXA||||C1^THOMPSON^A^^^DR|||300|||||||||V1"
-        + "|" * 17 + disposition + "||||||||" + admitted + "|" + discharged,
-    ]).encode() + b"\r"
 
 
 ADMITTED, DISCHARGED = "20260701090000+0000", "20260703120000+0000"
@@ -127,25 +132,15 @@ def test_an_extract_row_restates_the_period_whole(engine: StoreEngine) -> None:
 
 
 def a08(control: str, when: str, phone: str, address: str) -> bytes:
-    return "\r".join([
-        f"MSH|^~\\&|PAS|RXA|SCR|GATEWAY|{when}||ADT^A08^ADT_A01|{control}|P|2.4",
-        f"EVN|A08|{when}",
-        "PID|1||9434765919^^^NHS^NH~RXA1^^^RXA^MR||SMITH^ANN||19411103|F|||"
-        f"{address}||{phone}",
-        "PV1|1|I|WARD 7^BAY C^BED 1^RXA",
-    ]).encode() + b"\r"
+    return adt(control, "A08", when, phone=phone, address=address)
 
 
 HOME = "1 HIGH ST^^DUDLEY^^DY1 4DX"
 
 
 def the_patient(engine: StoreEngine, *messages: bytes) -> dict[str, Any]:
-    service = IngestService(Repository(engine))
-    for i, data in enumerate(messages):
-        summary = service.ingest("acute", f"m{i}.hl7", data, today=dt.date(2026, 11, 22))
-        assert summary.rejected == 0, summary.rejections
-    (row,) = Repository(engine).find(IndexQuery(rtype="Patient")).rows
-    return jsonio.loads_trusted(row.body or "{}")
+    (patient,) = ingested(engine, "Patient", *messages)
+    return patient
 
 
 @pytest.mark.parametrize("order", list(itertools.permutations(range(3))))
@@ -208,14 +203,8 @@ def test_a_later_extract_without_event_times_updates_however_the_id_is_printed(
 
 
 def a08_with_practice(practice: str) -> bytes:
-    when = "20261120090000+0000"  # newer than any GP register row here
-    return "\r".join([
-        f"MSH|^~\\&|PAS|RXA|SCR|GATEWAY|{when}||ADT^A08^ADT_A01|U1|P|2.4",
-        f"EVN|A08|{when}",
-        "PID|1||9434765919^^^NHS^NH~RXA1^^^RXA^MR||SMITH^ANN||19411103|F",
-        f"PD1|||OLD SURGERY^^{practice}",
-        "PV1|1|I|WARD 7^BAY C^BED 1^RXA||||C1^THOMPSON^A",
-    ]).encode() + b"\r"
+    # newer than any GP register row here
+    return adt("U1", "A08", "20261120090000+0000", practice=practice)
 
 
 @pytest.mark.parametrize("gp_first", [True, False])
@@ -293,13 +282,8 @@ def test_a_later_extract_updates_the_record_it_restates(engine: StoreEngine, par
 
 def stay_message(control: str, event: str, when: str, disposition: str = "",
                  discharged: str = "") -> bytes:
-    return ("\r".join([
-        f"MSH|^~\\&|PAS|RXA|SCR|GATEWAY|{when}||ADT^{event}^ADT_{event}|{control}|P|2.4",
-        f"EVN|{event}|{when}",
-        "PID|1||9434765919^^^NHS^NH~RXA1^^^RXA^MR||SMITH^ANN||19411103|F|||"
-        "1 High St^^Dudley^^DY1 1AA",
-        "PV1|1|I|W1^^^RXA||||||||||||||||V1" + "|" * 17 + disposition + "||||||||"
-        "202601011000|" + discharged]) + "\r").encode()
+    return adt(control, event, when, admitted="202601011000", discharged=discharged,
+               disposition=disposition, address="1 High St^^Dudley^^DY1 1AA")
 
 
 ADMITTED = stay_message("M1", "A01", "202601011000")
@@ -308,12 +292,8 @@ CANCELLED = stay_message("M3", "A13", "202601051030")  # the discharge, cancelle
 
 
 def places_of_death(engine: StoreEngine, *messages: bytes) -> list[str]:
-    service = IngestService(Repository(engine))
-    for i, data in enumerate(messages):
-        summary = service.ingest("acute", f"m{i}.hl7", data, today=dt.date(2026, 11, 22))
-        assert summary.rejected == 0, summary.rejections
-    rows = Repository(engine).find(IndexQuery(rtype="Observation")).rows
-    return [jsonio.loads_trusted(r.body or "{}")["valueCodeableConcept"]["text"] for r in rows]
+    return [o["valueCodeableConcept"]["text"] for o in ingested(engine, "Observation",
+                                                                 *messages)]
 
 
 @pytest.mark.parametrize("order", [(ADMITTED, DIED, CANCELLED), (ADMITTED, CANCELLED, DIED),
