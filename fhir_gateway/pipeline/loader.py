@@ -47,8 +47,8 @@ from .merge import (
     changed,
     fold_deceased,
     fold_newer,
+    keeps_its_owner,
     merge,
-    merged_owners,
     newest_stamp,
     release,
     stamp,
@@ -757,7 +757,7 @@ class Loader:
         loser_times = s.record_get(ELEMENT_STAMPS, f"Patient/{loser}") or {}
         fold_newer(keep, folded, old_patient, loser_times)
         fold_deceased(keep, folded, old_patient, loser_times)
-        if not merged_owners(keep, old_patient, loser_times):
+        if not keeps_its_owner(keep, old_patient, loser_times):
             release(keep)  # it now holds what another partner said: no one feed's
         if folded != keep_times:
             s.record_put(ELEMENT_STAMPS, f"Patient/{survivor}", folded)

@@ -172,8 +172,8 @@ def owners(resource: dict[str, Any]) -> set[str]:
             and t.get("system") == PARTNER_TAG_SYSTEM} if isinstance(tags, list) else set()
 
 
-def merged_owners(survivor: dict[str, Any], merged_away: dict[str, Any],
-                  merged_away_times: dict[str, Stamp]) -> bool:
+def keeps_its_owner(survivor: dict[str, Any], merged_away: dict[str, Any],
+                    merged_away_times: dict[str, Stamp]) -> bool:
     """Whether an A40 merge may leave the survivor its owner's: only when the record
     merged into it is that same feed's and holds no other partner's word."""
     mine = owners(survivor)
@@ -186,13 +186,11 @@ def release(result: dict[str, Any], partner: str | None = None) -> None:
     lets that feed read and change it. Once another partner's record is merged into it, it
     holds that partner's facts too, so it belongs to no single feed any more (`partner`
     None: whoever the owner is)."""
-    meta = result.get("meta")
-    tags = meta.get("tag") if isinstance(meta, dict) else None
-    if not isinstance(tags, list) or not any(
-            isinstance(t, dict) and t.get("system") == PARTNER_TAG_SYSTEM
-            and (partner is None or t.get("code") != partner) for t in tags):
+    held = owners(result)
+    if not held or (partner is not None and held <= {partner}):
         return
-    kept = [t for t in tags if not (isinstance(t, dict) and t.get("system") in (
+    meta = result["meta"]
+    kept = [t for t in meta["tag"] if not (isinstance(t, dict) and t.get("system") in (
         PARTNER_TAG_SYSTEM, ODS_SYSTEM))]
     result["meta"] = {k: v for k, v in meta.items() if k != "tag"} | (
         {"tag": kept} if kept else {})
