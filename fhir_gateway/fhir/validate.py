@@ -14,7 +14,7 @@ from ..errors import BadRequest, Issue, information, operation_outcome
 from ..validation import default_validator
 from .interactions import FhirContext, require_id
 from .request import FhirRequest, FhirResponse
-from .validation import check_resource
+from .validation import check_references, check_resource
 
 
 def _from_parameters(body: dict[str, Any]) -> tuple[Any, str | None]:
@@ -67,7 +67,7 @@ def validate(ctx: FhirContext, req: FhirRequest, rtype: str,
                                 expression=(f"{rtype}.id",)))
         issues += validator.validate(resource, profile=profile if known else None)
         try:
-            check_resource(resource, expected_type=rtype, where="the resource")
+            check_references(resource, rtype, "the resource")
         except BadRequest as exc:
             issues += exc.issues
     if not issues:

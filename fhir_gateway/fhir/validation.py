@@ -74,7 +74,7 @@ def check_resource(
         except (ValueError, TypeError) as exc:  # model validators that raise directly
             raise InvalidResource(f"{where} is not a valid {rtype}: {exc}") from exc
     if model and references:
-        _check_references(body, rtype, where)
+        check_references(body, rtype, where)
     return body
 
 
@@ -125,7 +125,7 @@ def _references(value: Any, path: str) -> Iterator[tuple[str, dict[str, Any]]]:
             yield from _references(item, f"{path}[{i}]")
 
 
-def _check_references(body: dict[str, Any], rtype: str, where: str) -> None:
+def check_references(body: dict[str, Any], rtype: str, where: str) -> None:
     """Refuse what only a transaction can resolve: a conditional reference, or one naming
     a Bundle entry. Stored as written, it would point at nothing: a search and a
     `Patient?subject=` lookup would never find the record it was meant for."""
