@@ -424,14 +424,16 @@ def render_resource(node: Node, ctx: Context, path: tuple[str | int, ...],
         value = render(node, ctx, path)
         return value if isinstance(value, dict) else {}
     out: dict[str, Any] = {}
+    # only a format with an outright null (HL7's `""`) can delete: the others skip the walk
+    sink = nulled if hasattr(ctx.record, "is_null") else None
     for key, child in node.items:
         value = render(child, ctx, (*path, key))
         if not _empty(value):
             out[key] = value
-        elif nulled is not None and not key.startswith(_NEVER_NULLED) and any(
+        elif sink is not None and not key.startswith(_NEVER_NULLED) and any(
                 ctx.is_null(p.path) for p in placeholders_in([child])
                 if p.function != "partner"):
-            nulled.append(key)
+            sink.append(key)
     return out
 
 
