@@ -161,8 +161,11 @@ class ProfileValidator:
     def _base_status_codes(self, rtype: str, resource: dict[str, Any]) -> list[Issue]:
         issues = []
         for element, url in BASE_STATUS_BINDINGS.get(rtype, ()):
-            value, codes = resource.get(element), self.terminology.codes(url)
-            if isinstance(value, str) and codes is not None and value not in codes.codes:
+            value = resource.get(element)
+            if not isinstance(value, str):
+                continue  # a wrong type is the model's to report
+            codes = self.terminology.codes(url)
+            if codes is not None and value not in codes.codes:
                 issues.append(Issue(f"{rtype}.{element}: '{value[:60]}' is not one of "
                                     f"{codes.describe()}", code="code-invalid",
                                     expression=(f"{rtype}.{element}",)))
