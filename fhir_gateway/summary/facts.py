@@ -83,7 +83,7 @@ READ_TYPES = ("Patient", *sorted(USED_TYPES))
 ACTIVE_PLAN = frozenset({"active", "on-hold"})
 #: plan statuses that have taken effect: only such a plan replaces what it `replaces` (a
 #: draft, or one whose status is unknown, has replaced nothing yet)
-TOOK_EFFECT = frozenset({"active", "on-hold", "completed", "revoked"})
+TOOK_EFFECT = ACTIVE_PLAN | {"completed", "revoked"}
 ON_HOLD = "ON HOLD: its author has suspended it; check before acting on it"
 LPA_HELD = "Holds Lasting Power of Attorney for health and welfare"
 #: a decision the summary holds but cannot read (`Fact.code`)
@@ -228,17 +228,17 @@ def gather(ctx: FhirContext, req: FhirRequest, patient: dict[str, Any], *,
     provenances = [r for r in resources if r["resourceType"] == "Provenance"]
     candidates = [f for r in resources for f in _facts_of(r, today)]
     candidates += _patient_facts(patient)
-    replacing = [r for r in resources if r["resourceType"] == "CarePlan"
-                 and r.get("status") in TOOK_EFFECT and _replaces(r)]
-    sources = _sources(ctx, req, [patient, *(f.resource for f in candidates), *replacing],
-                       provenances, bodies)
+    replacing = [(r, refs) for r in resources if r["resourceType"] == "CarePlan"
+                 and r.get("status") in TOOK_EFFECT and (refs := _replaces(r))]
+    sources = _sources(ctx, req, [patient, *(f.resource for f in candidates),
+                                  *(r for r, _ in replacing)], provenances, bodies)
     merged = Source(name=MERGED, recorded=(patient.get("meta") or {}).get("lastUpdated"))
     candidates = [dataclasses.replace(f, source=merged if f.resource is patient
                                       else sources.get(f.ref, NO_SOURCE))
                   for f in candidates]
     claims: dict[str, list[Source]] = {}
-    for r in replacing:
-        for ref in _replaces(r):
+    for r, refs in replacing:
+        for ref in refs:
             claims.setdefault(ref, []).append(sources.get(_plain(r), NO_SOURCE))
     facts = _select(patient, candidates, today, claims)
     facts.patient_source = sources.get(f"Patient/{pid}", NO_SOURCE)
