@@ -116,6 +116,11 @@ def provenance(target: str, ods: str, pid: str) -> dict[str, Any]:
             "agent": [{"who": {"identifier": {"system": ODS, "value": ods}}}]}
 
 
+def gp(gw: Gateway) -> dict[str, str]:
+    """Headers of a GP practice's clinician (B86001), an organisation holding nothing."""
+    return gw.login("gp-ward", "clinician", org="B86001")
+
+
 def patient(pid: str, nhs: str, family: str) -> dict[str, Any]:
     return {"resourceType": "Patient", "id": pid, "name": [{"family": family}],
             "identifier": [{"system": NHS, "value": nhs}]}

@@ -26,6 +26,7 @@ from security_kit import (
     NHS,
     SECRET_CODE,
     Gateway,
+    gp,
     obs,
     seed_hidden_record,
 )
@@ -35,10 +36,6 @@ from security_kit import (
 def record(gw: Gateway) -> Gateway:
     seed_hidden_record(gw)
     return gw
-
-
-def gp(gw: Gateway) -> dict[str, str]:
-    return gw.login("gp-ward", "clinician", org="B86001")
 
 
 def ids(bundle: dict[str, Any]) -> list[str]:

@@ -17,6 +17,7 @@ from security_kit import (
     FHIR_JSON,
     SECRET_CODE,
     Gateway,
+    gp,
     obs,
     seed_hidden_record,
 )
@@ -35,10 +36,6 @@ def record(gw: Gateway) -> Gateway:
 def ids(bundle: dict[str, Any]) -> set[str]:
     return {f"{e['resource']['resourceType']}/{e['resource']['id']}"
             for e in bundle.get("entry", []) if e["resource"]["resourceType"] != "OperationOutcome"}
-
-
-def gp(gw: Gateway) -> dict[str, str]:
-    return gw.login("gp-ward", "clinician", org="B86001")
 
 
 def test_read_of_hidden_patient_looks_exactly_like_absence(record: Gateway) -> None:

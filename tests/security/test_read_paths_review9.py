@@ -28,6 +28,7 @@ from security_kit import (
     NHS,
     VISIBLE_NHS,
     Gateway,
+    gp,
     obs,
     patient,
     provenance,
@@ -41,10 +42,6 @@ OTHER_NHS = "9990000026"
 def record(gw: Gateway) -> Gateway:
     seed_hidden_record(gw)
     return gw
-
-
-def gp(gw: Gateway) -> dict[str, str]:
-    return gw.login("gp-ward", "clinician", org="B86001")
 
 
 def hospice_feed(gw: Gateway) -> dict[str, str]:
