@@ -2,10 +2,11 @@
 Patient, the DetectedIssue for partners who disagree, every resource a section cites,
 and the Provenance of each (which partner sent it, when).
 
-Stored resources keep their server URL as `fullUrl` (sections cite them as `Type/id`,
-resolved against it); what the summary makes (the Composition, the DetectedIssue) is
-identified by `urn:uuid:`. The DetectedIssue's id is derived from the decisions it
-implicates, so the same disagreement always has the same id.
+Stored resources keep their server URL as `fullUrl`; what the summary makes (the
+Composition, the DetectedIssue) is identified by `urn:uuid:`, so it cites stored resources
+by that absolute URL: R4 resolves a relative reference only from an entry whose fullUrl
+is a RESTful URL (3.3.1.4.1), never from a `urn:uuid:` one. The DetectedIssue's id is
+derived from the decisions it implicates, so the same disagreement always has the same id.
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ def _issue_text(facts: Facts) -> str:
     return "The shared record holds different current CPR decisions"
 
 
-def detected_issue(facts: Facts, *, identified: str) -> dict[str, Any] | None:
+def detected_issue(facts: Facts, *, identified: str,
+                   base_url: str = "") -> dict[str, Any] | None:
     """The SCR-DetectedIssue for partners whose current CPR decisions differ, else None."""
     if not facts.conflict:
         return None
@@ -53,9 +55,9 @@ def detected_issue(facts: Facts, *, identified: str) -> dict[str, Any] | None:
                              "display": "Partners disagree"}],
                  "text": _issue_text(facts)},
         "severity": "high",
-        "patient": {"reference": f"Patient/{facts.patient['id']}"},
+        "patient": {"reference": _full_url(base_url, f"Patient/{facts.patient['id']}")},
         "identifiedDateTime": identified,
-        "implicated": [{"reference": f.ref} for f in facts.cpr],
+        "implicated": [{"reference": _full_url(base_url, f.ref)} for f in facts.cpr],
         "detail": conflict_detail(facts.cpr),
     }
 
@@ -65,18 +67,19 @@ def bundle(facts: Facts, sections: list[Section], *, base_url: str, generated: s
     text (what a read returns), not decoded and encoded again."""
     patient = facts.patient
     composition_id = str(uuid.uuid4())
-    issue = detected_issue(facts, identified=generated)
+    issue = detected_issue(facts, identified=generated, base_url=base_url)
     composition: dict[str, Any] = {
         "resourceType": "Composition",
         "id": composition_id,
         "text": {"status": "generated", "div": _div(_headline(sections))},
         "status": "final",
         "type": {"coding": [dict(t.SUMMARY_TYPE)], "text": "Emergency care summary"},
-        "subject": {"reference": f"Patient/{patient['id']}", "display": patient_name(patient)},
+        "subject": {"reference": _full_url(base_url, f"Patient/{patient['id']}"),
+                    "display": patient_name(patient)},
         "date": generated,
         "author": [{"display": AUTHOR}],
         "title": "Emergency care summary",
-        "section": [_section(s, issue) for s in sections],
+        "section": [_section(s, issue, base_url) for s in sections],
     }
     entries = [_entry(f"urn:uuid:{composition_id}", jsonio.dumps_generated(composition))]
     seen: set[str] = set()
@@ -109,10 +112,11 @@ def _entry(full_url: str, resource_json: str) -> str:
     return f'{{"fullUrl":{jsonio.dumps_generated(full_url)},"resource":{resource_json}}}'
 
 
-def _section(section: Section, issue: dict[str, Any] | None) -> dict[str, Any]:
+def _section(section: Section, issue: dict[str, Any] | None,
+             base_url: str) -> dict[str, Any]:
     out: dict[str, Any] = {"title": section.title,
                            "text": {"status": "generated", "div": _div(_body(section))}}
-    refs = [{"reference": r} for r in section.refs]
+    refs = [{"reference": _full_url(base_url, r)} for r in section.refs]
     if section.key == "conflict" and issue is not None:
         refs.insert(0, {"reference": f"urn:uuid:{issue['id']}"})
     if refs:

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -145,17 +147,21 @@ class Record:
 
 
 class Doc:
-    """A document Bundle, read the way a consumer would: by fullUrl and reference."""
+    """A document Bundle, read the way a consumer would: a reference resolved to an entry
+    by R4's rules (3.3.1.4.1): an absolute URL or `urn:` is an entry's fullUrl; a relative
+    one resolves only against the RESTful fullUrl of the entry that holds it."""
 
     def __init__(self, bundle: dict[str, Any]) -> None:
         self.bundle = bundle
         self.entries = bundle["entry"]
         self.composition = self.entries[0]["resource"]
-        self.by_ref: dict[str, dict[str, Any]] = {}
-        for e in self.entries:
-            r = e["resource"]
-            self.by_ref[e["fullUrl"]] = r
-            self.by_ref[f"{r['resourceType']}/{r['id']}"] = r
+        self.composition_url = self.entries[0]["fullUrl"]
+        self.by_url = {e["fullUrl"]: e["resource"] for e in self.entries}
+        self.by_ref = _ByReference(self.by_url, self.composition_url)
+
+    def resolve(self, reference: str, container: str) -> dict[str, Any] | None:
+        """The entry `reference` (found in the entry whose fullUrl is `container`) names."""
+        return _resolve(self.by_url, reference, container)
 
     def section(self, key: str) -> dict[str, Any] | None:
         return next((s for s in self.composition["section"] if s["title"] == TITLES[key]),
@@ -184,6 +190,34 @@ class Doc:
                 ods = prov["agent"][0]["who"]["identifier"]["value"]
                 return PARTNER_BY_ODS.get(ods, ods)
         return None
+
+
+def _resolve(by_url: dict[str, dict[str, Any]], reference: str,
+             container: str) -> dict[str, Any] | None:
+    reference = reference.split("/_history/")[0]
+    if "://" in reference or reference.startswith("urn:"):
+        return by_url.get(reference)
+    root = re.match(r"^(https?://.+/)[A-Za-z]+/[A-Za-z0-9\-.]{1,64}$", container)
+    return by_url.get(root.group(1) + reference) if root else None
+
+
+class _ByReference(Mapping[str, dict[str, Any]]):
+    """The Composition's references, resolved as `Doc.resolve` does."""
+
+    def __init__(self, by_url: dict[str, dict[str, Any]], container: str) -> None:
+        self._by_url, self._container = by_url, container
+
+    def __getitem__(self, reference: str) -> dict[str, Any]:
+        found = _resolve(self._by_url, reference, self._container)
+        if found is None:
+            raise KeyError(f"{reference} does not resolve from {self._container}")
+        return found
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._by_url)
+
+    def __len__(self) -> int:
+        return len(self._by_url)
 
 
 def document(http: TestClient, url: str, **headers: str) -> Doc:

@@ -46,8 +46,8 @@ def source_of(doc: Doc, resource: dict[str, Any]) -> str | None:
     """The ODS code the summary credits a cited resource to (its words: "Source: ...")."""
     for section in doc.composition["section"]:
         refs = [e["reference"] for e in section.get("entry", [])]
-        ref = f"{resource['resourceType']}/{resource['id']}"
-        if ref in refs:
+        ref = next((r for r in refs if doc.by_ref.get(r) is resource), None)
+        if ref is not None:
             items = re.findall(r"<li>(.*?)</li>", section["text"]["div"])
             item = items[refs.index(ref) - (1 if refs[0].startswith("urn:") else 0)]
             found = re.search(r"Source: .*?\((\w+)\), received", item)
@@ -328,8 +328,7 @@ def test_same_partner_same_day_date_and_datetime_disagreeing_shows_both(
     assert {o["id"] for o in doc.cited("cpr")} == {a["id"], b["id"]}
     assert "PARTNERS DISAGREE ON CPR" in headline(doc)
     (issue,) = doc.of_type("DetectedIssue")
-    assert {i["reference"] for i in issue["implicated"]} == {f"Observation/{a['id']}",
-                                                            f"Observation/{b['id']}"}
+    assert {doc.by_ref[i["reference"]]["id"] for i in issue["implicated"]} == {a["id"], b["id"]}
     assert issue["code"]["text"] == "The shared record holds different current CPR decisions"
 
 
