@@ -35,7 +35,7 @@ from ..security.policy import EMERGENCY_SUMMARY
 from ..store import open_store
 from ..store.base import StoreEngine
 from ..summary.operation import error_page as summary_error_page
-from ..summary.operation import prefers_html
+from ..summary.operation import wants_page
 from . import ingest_routes
 from .http import check_format, error_response, parse_body, read_body, to_fhir_request, to_response
 from .middleware import RequestLogMiddleware
@@ -99,13 +99,13 @@ def create_app(
             return settings.public_base_url.rstrip("/")
         return str(request.base_url).rstrip("/") + "/fhir"
 
-    async def run(request: Request, req: FhirRequest) -> FhirResponse:
+    async def run(request: Request, req: FhirRequest, *, page: bool) -> FhirResponse:
         """The gate's answer, or the edge's refusal (406, 413, 415, 400), audited all the
         same; either way its audit is durable before this returns or raises."""
         gate = state["gate"]
         try:
             try:
-                req.body = await accepted_body(request, settings.max_body_bytes)
+                req.body = await accepted_body(request, settings.max_body_bytes, page=page)
             except GatewayError as exc:
                 await run_in_threadpool(gate.refused, req, exc)
                 raise
@@ -116,11 +116,12 @@ def create_app(
     async def fhir(request: Request, path: str = "") -> Response:
         req = to_fhir_request(request, path, None, base_url(request))
         req.state[DEFER_DURABILITY] = True
+        page = path.rstrip("/").endswith(EMERGENCY_SUMMARY) and wants_page(
+            request.query_params.get("_format"), request.headers.get("accept"))
         try:
-            resp = await run(request, req)
+            resp = await run(request, req, page=page)
         except GatewayError as exc:
-            if path.rstrip("/").endswith(EMERGENCY_SUMMARY) and \
-                    prefers_html(request.headers.get("accept")):
+            if page:
                 # a crew's browser refused before the operation ran (no token, wrong
                 # role): a page saying why, like the operation's own refusals
                 return to_response(summary_error_page(exc))
@@ -143,8 +144,10 @@ def create_app(
     return app
 
 
-async def accepted_body(request: Request, limit: int) -> Any:
+async def accepted_body(request: Request, limit: int, *, page: bool = False) -> Any:
     """The parsed body of a request the edge accepts; else 406 (format), 413 (size), 415
-    (media type) or 400 (unreadable JSON)."""
-    check_format(request)
+    (media type) or 400 (unreadable JSON). `page`: the answer will be the summary's HTML
+    page, which the operation negotiates itself."""
+    if not page:
+        check_format(request)
     return parse_body(request, await read_body(request, limit))

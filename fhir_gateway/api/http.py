@@ -42,8 +42,8 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 
 def check_format(request: Request) -> None:
-    """Refuse (406) a response format other than JSON (`_format`, `Accept`). Operations
-    that also render HTML (`$emergency-summary`) read `Accept` themselves."""
+    """Refuse (406) a response format other than JSON (`_format`, `Accept`). Not called
+    for a request `$emergency-summary` answers with its HTML page (`wants_page`)."""
     fmt = request.query_params.get("_format")
     if fmt is not None and fmt not in _FORMAT_OK:
         raise NotAcceptable(f"_format={fmt!r}: this server speaks FHIR JSON only",

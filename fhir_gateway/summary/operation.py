@@ -57,6 +57,7 @@ MAX_MATCHES = 5
 #: merges followed from a merged-away record to the one that holds its facts now
 _PASSIVE = frozenset({"_format", "_pretty"})
 _HTML = ("text/html", "application/xhtml+xml")
+_PAGE_FORMATS = frozenset({"html", *_HTML})
 _JSON = ("application/fhir+json", "application/json", "application/json+fhir")
 
 
@@ -64,7 +65,8 @@ def emergency_summary(ctx: FhirContext, req: FhirRequest, rtype: str, rid: str |
                       *, today: date | None = None, now: str | None = None) -> FhirResponse:
     """The summary of one Patient. `today` (Europe/London) decides which review dates
     have passed; `now` stamps the document; both default to the clock."""
-    page = prefers_html(req.header("accept"))
+    page = wants_page(next((v for k, v in req.params if k == "_format"), None),
+                      req.header("accept"))
     try:
         if rtype != "Patient":
             raise NotFound(f"$emergency-summary is an operation on Patient, not {rtype}")
@@ -133,6 +135,14 @@ def require_scopes(req: FhirRequest) -> None:
             "scopes do not allow reading " + ", ".join(missing) + ", so a CPR decision, "
             "a DNACPR directive or who recorded it could be hidden. Ask for system/*.rs, "
             "or add " + " ".join(f"system/{rtype}.rs" for rtype in missing))
+
+
+def wants_page(fmt: str | None, accept: str | None) -> bool:
+    """Whether to answer with the printable page: `_format` decides when it is given (it
+    overrides Accept, R4 3.1.0.1.10: `html` or an HTML media type), else `Accept`."""
+    if fmt is not None:
+        return fmt.strip().lower() in _PAGE_FORMATS
+    return prefers_html(accept)
 
 
 def prefers_html(accept: str | None) -> bool:

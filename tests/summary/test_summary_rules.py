@@ -68,8 +68,8 @@ def test_partners_disagreeing_shows_both_and_a_detected_issue(http: TestClient) 
     doc = summary(http, rec.nhs)
     assert [o["id"] for o in doc.cited("cpr")] == [hospice["id"], gp["id"]]  # newest first
     (issue,) = doc.of_type("DetectedIssue")
-    assert {i["reference"] for i in issue["implicated"]} == {f"Observation/{gp['id']}",
-                                                            f"Observation/{hospice['id']}"}
+    assert {doc.by_ref[i["reference"]]["id"] for i in issue["implicated"]} == {gp["id"],
+                                                                              hospice["id"]}
     assert "Borough GP (X9G01)" in issue["detail"] and "Borough Hospice" in issue["detail"]
     assert issue["code"]["text"] == "Partners hold different current CPR decisions"
     assert "1 Jan 2026" in issue["detail"] and "1 Mar 2026" in issue["detail"]
@@ -387,7 +387,7 @@ def test_a_merged_record_is_summarised_as_the_one_it_was_merged_into(http: TestC
     Record(http, pid="old", nhs=valid_nhs(40),
            link=[{"other": {"reference": "Patient/keep"}, "type": "replaced-by"}])
     doc = Doc(http.get("/fhir/Patient/old/$emergency-summary").json())
-    assert doc.composition["subject"]["reference"] == "Patient/keep"
+    assert doc.composition["subject"]["reference"] == "http://gateway.test/fhir/Patient/keep"
     assert [cpr_of(o) for o in doc.cited("cpr")] == ["not-attempt"]
 
 
@@ -407,7 +407,7 @@ def test_document_shape(http: TestClient) -> None:
     comp = doc.composition
     assert comp["type"]["coding"][0] == {"system": SCT, "code": "861421000000109",
                                          "display": "End of life care coordination summary"}
-    assert comp["subject"]["reference"] == f"Patient/{rec.pid}"
+    assert comp["subject"]["reference"] == f"http://gateway.test/fhir/Patient/{rec.pid}"
     assert comp["title"] and comp["author"] and comp["date"] == bundle["timestamp"]
     for section in comp["section"]:
         assert section["text"]["div"].startswith('<div xmlns="http://www.w3.org/1999/xhtml">')
@@ -467,6 +467,33 @@ def test_record_text_cannot_reorder_the_page_or_break_the_narrative(
 ])
 def test_accept_decides_page_or_document(accept: str | None, html: bool) -> None:
     assert prefers_html(accept) is html
+
+
+@pytest.mark.parametrize(("query", "accept", "expected"), [
+    # a tablet's WebView sending XHTML without */* gets the page, not "JSON only"
+    ("", "application/xhtml+xml", "text/html"),
+    ("", "text/html, application/xhtml+xml", "text/html"),
+    # _format overrides Accept (R4 3.1.0.1.10), both ways
+    ("&_format=json", "text/html", "application/fhir+json"),
+    ("&_format=html", "application/fhir+json", "text/html"),
+    ("&_format=text/html", None, "text/html"),
+    # and formats the summary cannot write are still refused
+    ("&_format=xml", "text/html", "406"),
+    ("", "application/fhir+xml", "406"),
+])
+def test_format_and_accept_choose_what_the_summary_answers(
+        http: TestClient, query: str, accept: str | None, expected: str) -> None:
+    rec = Record(http)
+    rec.cpr("not-attempt", "2026-01-01", GP)
+    resp = http.get(by_nhs(rec.nhs) + query, headers={"Accept": accept} if accept else {})
+    if expected == "406":
+        assert resp.status_code == 406, resp.text
+        assert resp.json()["resourceType"] == "OperationOutcome"
+        return
+    assert resp.status_code == 200, resp.text
+    assert resp.headers["content-type"].startswith(expected)
+    if expected == "text/html":
+        assert "Not for attempted CPR" in resp.text
 
 
 
