@@ -75,7 +75,7 @@ def bundle(facts: Facts, sections: list[Section], *, base_url: str, generated: s
         "status": "final",
         "type": {"coding": [dict(t.SUMMARY_TYPE)], "text": "Emergency care summary"},
         "subject": {"reference": _full_url(base_url, f"Patient/{patient['id']}"),
-                    "display": patient_name(patient)},
+                    "display": patient_name(patient, facts.today)},
         "date": generated,
         "author": [{"display": AUTHOR}],
         "title": "Emergency care summary",

@@ -714,8 +714,8 @@ def _careplan(r: dict[str, Any]) -> list[Fact]:
 def _related_person(r: dict[str, Any], today: date) -> list[Fact]:
     if r.get("active") is False:
         return []
-    names = [n for n in r.get("name") or [] if isinstance(n, dict)]
-    name = _name(names[0]) if names else "Name not recorded"
+    chosen = current_name(r.get("name"), today)
+    name = _name(chosen) if chosen else "Name not recorded"
     relations, lpa = [], False
     for rel in r.get("relationship") or []:
         if t.has_code(rel, t.ROLE_CODE, {"HPOWATT"}):
@@ -863,6 +863,25 @@ def _review_extension(r: dict[str, Any]) -> tuple[bool, str | None]:
 
 def _first_code(concept: Any) -> str | None:
     return next((str(c["code"]) for c in t.codings(concept) if c.get("code")), None)
+
+
+#: HumanName.use values that say the name is not the one the person goes by now
+_FORMER_NAME = frozenset({"old", "maiden", "anonymous"})
+
+
+def current_name(names: Any, today: date) -> dict[str, Any] | None:
+    """The name to show a crew: official, else usual, else another in use; one marked
+    old, maiden or anonymous, or whose period has ended, only when no other is recorded
+    (a former name makes the crew doubt the record, or trust the wrong one)."""
+    found = [n for n in (names if isinstance(names, list) else []) if isinstance(n, dict)]
+    current = [n for n in found if n.get("use") not in _FORMER_NAME and not has_passed(
+        str((n.get("period") if isinstance(n.get("period"), dict) else {}).get("end") or ""),
+        today)]
+    for use in ("official", "usual"):
+        chosen = next((n for n in current if n.get("use") == use), None)
+        if chosen is not None:
+            return chosen
+    return (current or found or [None])[0]
 
 
 def _name(name: dict[str, Any]) -> str:

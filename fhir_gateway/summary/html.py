@@ -12,6 +12,7 @@ from the record is escaped.
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any
 
 from . import terms as t
@@ -42,6 +43,7 @@ _STYLE = """
 * { box-sizing: border-box; }
 body { font-family: "DejaVu Sans", "Liberation Sans", Arial, sans-serif; font-size: 22px;
        line-height: 1.3; margin: 0; padding: 16px; color: #0b0c0c; background: #ffffff;
+       overflow-wrap: anywhere;
        -webkit-print-color-adjust: exact; print-color-adjust: exact; }
 .banner, .box { padding: 14px 18px; margin: 0 0 14px 0; border-radius: 6px; }
 .banner h1, .box h1 { font-size: 40px; margin: 0 0 6px 0; letter-spacing: 0.5px; }
@@ -59,9 +61,9 @@ footer { font-size: 18px; border-top: 1px solid #505a5f; margin-top: 10px; paddi
 """
 
 
-def page(sections: list[Section], patient: dict[str, Any]) -> str:
+def page(sections: list[Section], patient: dict[str, Any], today: date) -> str:
     """The whole page; `sections` as `words.sections` made them."""
-    name = patient_name(patient)
+    name = patient_name(patient, today)
     body: list[str] = []
     by_key = {s.key: s for s in sections}
     if "deceased" in by_key:

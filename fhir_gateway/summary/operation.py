@@ -110,8 +110,8 @@ def _summary(ctx: FhirContext, req: FhirRequest, rid: str | None, page: bool,
     facts.bodies.setdefault(f"Patient/{patient['id']}", body)
     said = sections(facts, generated=generated)
     if page:
-        return FhirResponse(200, raw=html.page(said, patient), headers=dict(html.HEADERS),
-                            media_type=html.MEDIA_TYPE)
+        return FhirResponse(200, raw=html.page(said, patient, facts.today),
+                            headers=dict(html.HEADERS), media_type=html.MEDIA_TYPE)
     return FhirResponse(200, raw=document.bundle(facts, said, base_url=req.base_url,
                                                  generated=generated),
                         headers={"Cache-Control": "no-store"})

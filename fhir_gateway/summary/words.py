@@ -12,11 +12,11 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from .dates import UNREADABLE_DATE, london_moment
-from .facts import MERGED, NOT_UNDERSTOOD, Fact, Facts, Source
+from .facts import MERGED, NOT_UNDERSTOOD, Fact, Facts, Source, current_name
 
 #: what a fact's date is, by kind
 DATE_WORDS = {"cpr": "decided", "plan": "completed", "place": "recorded",
@@ -78,21 +78,21 @@ def day(value: str | None) -> str:
 
 
 def instant(value: str | None) -> str:
-    """An instant in London time, to the minute: '23 Nov 2026 00:59'."""
+    """An instant in London time, to the minute, with the clock's zone: '23 Nov 2026 00:59
+    GMT' (the night the clocks go back shows 01:30 twice; the zone tells them apart)."""
     if not value:
         return ""
     try:
         moment = london_moment(str(value))
     except ValueError:
         return f"{value} ({UNREADABLE_DATE})"
-    return f"{moment.day} {moment:%b %Y %H:%M}"
+    return f"{moment.day} {moment:%b %Y %H:%M %Z}"
 
 
-def patient_name(patient: dict[str, Any]) -> str:
-    names = [n for n in patient.get("name") or [] if isinstance(n, dict)]
-    if not names:
+def patient_name(patient: dict[str, Any], today: date) -> str:
+    n = current_name(patient.get("name"), today)
+    if n is None:
         return "Name not recorded"
-    n = next((n for n in names if n.get("use") == "official"), names[0])
     if n.get("text"):
         return str(n["text"])
     return " ".join(str(x) for x in (*(n.get("given") or []), n.get("family")) if x) \
@@ -151,15 +151,21 @@ def sections(facts: Facts, *, generated: str) -> list[Section]:
                              "Attorney recorded."))
     out.append(Section("contacts", "Contacts", tuple(item(f) for f in facts.contacts),
                        empty="No contacts recorded."))
+    # Partners' records do not say which numbers answer at night: the section never
+    # lets a daytime number pass for a 24-hour one.
     phones = any(f.code == "phone" for f in facts.team)
     out.append(Section("team", "Care team and 24-hour numbers",
                        tuple(item(f) for f in facts.team),
-                       notes=() if phones else ("No 24-hour number recorded.",),
+                       notes=(TEAM_HOURS_UNKNOWN if phones else NO_TEAM_PHONE,),
                        empty="No care team recorded."))
     out.append(Section("alerts", "Alerts", tuple(item(f) for f in facts.alerts),
                        empty="No alerts recorded."))
     out.append(_about(facts, generated))
     return out
+
+
+TEAM_HOURS_UNKNOWN = "The record does not say which of these numbers answer 24 hours."
+NO_TEAM_PHONE = "No care team phone number recorded."
 
 
 def conflict_detail(decisions: list[Fact]) -> str:

@@ -304,7 +304,7 @@ def test_a_care_team_with_no_current_phone_has_no_24_hour_number(http: TestClien
              "telecom": [{"system": "email", "value": "nurses@example.org"},
                          {"system": "phone", "value": "0300 123 4567", "use": "old"}]}, GP)
     text = plain(document(http, by_nhs(rec.nhs)).text("team"))
-    assert "No 24-hour number recorded" in text
+    assert "No care team phone number recorded" in text
     assert "Email nurses@example.org" in text and "Phone nurses@example.org" not in text
 
 
@@ -393,4 +393,6 @@ def test_a_number_sent_without_a_system_is_one_to_ring(http: TestClient) -> None
     contacts, team = plain(doc.text("contacts")), plain(doc.text("team"))
     assert "Number 07700 900111 (mobile)" in contacts
     assert "No current phone number" not in contacts
-    assert "Number 0300 123 4567 (work)" in team and "No 24-hour number" not in team
+    assert "Number 0300 123 4567 (work)" in team and "No care team phone" not in team
+    # a work number is not said to answer at night
+    assert "does not say which of these numbers answer 24 hours" in team

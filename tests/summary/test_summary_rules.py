@@ -270,7 +270,7 @@ def test_places_legal_contacts_alerts_newest_per_partner(http: TestClient) -> No
     assert [o["id"] for o in doc.cited("alerts")] == [meds["id"]]
     assert team["id"] in [r["id"] for r in doc.cited("team")]
     assert "0300 123 4567" in doc.text("team")
-    assert "No 24-hour number recorded" not in doc.text("team")
+    assert "No care team phone number recorded" not in doc.text("team")
 
 
 # -- who sees what ------------------------------------------------------------------------
@@ -455,6 +455,33 @@ def test_record_text_cannot_reorder_the_page_or_break_the_narrative(
     for section in doc.composition["section"]:
         ElementTree.fromstring(section["text"]["div"])  # well-formed, or this raises
     assert "Bob\ufffd Smith" in doc.text("contacts")
+
+
+def test_the_name_shown_is_the_one_in_use_not_a_former_one(http: TestClient) -> None:
+    # No official name: the first recorded is a maiden name that ended in 1965.
+    rec = Record(http, name=[
+        {"use": "maiden", "family": "Maidenname", "given": ["Ann"],
+         "period": {"end": "1965-06-01"}},
+        {"use": "usual", "family": "Currentname", "given": ["Ann"]}])
+    rec.put({"resourceType": "RelatedPerson", "active": True,
+             "patient": {"reference": f"Patient/{rec.pid}"},
+             "relationship": [{"text": "son"}],
+             "name": [{"family": "Oldson", "period": {"end": "2001-01-01"}},
+                      {"use": "official", "family": "Newson", "given": ["Bob"]}],
+             "telecom": [{"system": "phone", "value": "07700 900123"}]}, HOSPICE)
+    doc = summary(http, rec.nhs)
+    assert doc.composition["subject"]["display"] == "Ann Currentname"
+    assert "Bob Newson" in doc.text("contacts") and "Oldson" not in doc.text("contacts")
+    page = http.get(by_nhs(rec.nhs), headers={"Accept": "text/html"}).text
+    assert "Ann Currentname" in page and "Maidenname" not in page
+
+
+def test_times_carry_the_clock_zone_so_the_repeated_hour_reads_differently() -> None:
+    from fhir_gateway.summary.words import instant
+
+    # 25 Oct 2026: the clocks go back at 02:00 BST, so 01:30 London time happens twice
+    assert instant("2026-10-25T00:30:00Z") == "25 Oct 2026 01:30 BST"
+    assert instant("2026-10-25T01:30:00Z") == "25 Oct 2026 01:30 GMT"
 
 
 @pytest.mark.parametrize(("accept", "html"), [
