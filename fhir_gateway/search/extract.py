@@ -26,7 +26,7 @@ from ..store.base import (
     TokenValue,
 )
 from .registry import SearchParam, SearchRegistry
-from .values import MAX_INSTANT, MIN_INSTANT, BadDate, date_range, normalize, number_range
+from .values import MAX_INSTANT, MIN_INSTANT, BadDate, date_range, normalize, number_value
 
 #: A local reference, `Type/id[/_history/v]` (R4 3.1.1.4.12). An absolute URL is another
 #: server's resource: indexed by its URL only, never as a local Patient.
@@ -85,24 +85,49 @@ def _strings(node: Any) -> Iterable[str]:
                     yield v
 
 
+def _period(node: dict[str, Any]) -> tuple[str, str]:
+    """A Period's range: open ends are unbounded."""
+    lo = date_range(node["start"])[0] if node.get("start") else MIN_INSTANT
+    hi = date_range(node["end"])[1] if node.get("end") else MAX_INSTANT
+    return lo, hi
+
+
+def _timing(node: dict[str, Any]) -> Iterable[tuple[str, str]]:
+    """R4 3.1.1.4.7: only a Timing's outer limits count: from its earliest event or bounds
+    start to its latest event or bounds end. `boundsDuration` and `boundsRange` are
+    lengths, not dates, so they bound nothing here."""
+    spans = [date_range(e) for e in node.get("event") or []]
+    repeat = node.get("repeat")
+    bounds = repeat.get("boundsPeriod") if isinstance(repeat, dict) else None
+    if isinstance(bounds, dict) and (bounds.get("start") or bounds.get("end")):
+        spans.append(_period(bounds))
+    if spans:
+        yield min(lo for lo, _ in spans), max(hi for _, hi in spans)
+
+
 def _dates(node: Any) -> Iterable[tuple[str, str]]:
     if isinstance(node, str):
         yield date_range(node)
     elif isinstance(node, dict):
-        if "start" in node or "end" in node:  # Period: open ends are unbounded
-            lo = date_range(node["start"])[0] if node.get("start") else MIN_INSTANT
-            hi = date_range(node["end"])[1] if node.get("end") else MAX_INSTANT
-            yield lo, hi
+        if "start" in node or "end" in node:  # Period
+            yield _period(node)
         elif "event" in node or "repeat" in node:  # Timing
-            events = [date_range(e) for e in node.get("event") or []]
-            if events:
-                yield min(e[0] for e in events), max(e[1] for e in events)
+            yield from _timing(node)
     elif hasattr(node, "isoformat") or node is not None:  # fhirpathpy FP_DateTime etc.
         yield date_range(str(node))
 
 
+#: the value indexed for a reference given by identifier only: present for `:missing`,
+#: while no search matches it (searched references are Type/id, an id or a URL)
+IDENTIFIER_ONLY = ReferenceValue(None, None, "")
+
+
 def _references(node: Any, local_base: str | None = None) -> Iterable[ReferenceValue]:
     ref = node.get("reference") if isinstance(node, dict) else node
+    if ref is None and isinstance(node, dict) and isinstance(node.get("identifier"), dict) \
+            and node["identifier"].get("value"):
+        yield IDENTIFIER_ONLY  # the element is there (R4 3.1.1.4.3), found by :identifier
+        return
     if not isinstance(ref, str) or ref.startswith("#"):
         return
     local = ref[len(local_base) + 1:] if local_base and ref.startswith(local_base + "/") \
@@ -121,20 +146,15 @@ def _numbers(node: Any) -> Iterable[NumberValue]:
     if isinstance(node, dict):
         if "value" not in node:
             return
-        value = _number(node["value"])
+        value = number_value(node["value"])  # ValueError: not a number
         units = {(node.get("system"), node.get("code"))} if node.get("code") else set()
         if node.get("unit"):
             units.add((node.get("system") if not node.get("code") else None, node["unit"]))
         for system, code in sorted(units, key=str) or [(None, None)]:
             yield NumberValue(value, value, system, code)
     elif not isinstance(node, bool) and node is not None:
-        value = _number(node)
+        value = number_value(node)
         yield NumberValue(value, value)
-
-
-def _number(value: Any) -> float:
-    low, high = number_range(value)  # validates: ValueError for anything not a number
-    return (low + high) / 2
 
 
 def values_for(param: SearchParam, node: Any,

@@ -1,14 +1,17 @@
 """Parsing `?name[:modifier]=value` once, at the edge, into a neutral `IndexQuery`.
 
-Engines never see FHIR syntax. Every value is split and typed here (R4 3.1.1.4); an
-unknown parameter or modifier is an error naming the valid ones under
-`Prefer: handling=strict` (the default) and is reported but ignored under `lenient`.
+Engines never see FHIR syntax. Every value is split and typed here (R4 3.1.1.4). An
+unknown or unsupported parameter is an error naming the valid ones under
+`Prefer: handling=strict` (the default) and is reported but ignored under `lenient`; a
+known parameter whose value cannot be read, and an unsupported modifier, are errors under
+either handling, since ignoring them would widen the result to other people's records.
 What belongs to the result rather than the match (`_sort`, `_count`, `_include`,
 `_revinclude`, `_summary`, `_elements`, `_total`) is parsed into `SearchRequest` too.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 
@@ -29,7 +32,7 @@ from ..store.query import (
     TokenTextPredicate,
 )
 from .registry import SearchParam, SearchRegistry
-from .values import BadDate, date_range, normalize, number_range, whole_number
+from .values import BadDate, date_range, normalize, number_range, number_value, whole_number
 
 DEFAULT_COUNT = 50
 MAX_COUNT = 1000
@@ -77,6 +80,9 @@ class SearchRequest:
 
 
 _UNESCAPED_COMMA = re.compile(r"(?<!\\),")
+#: C0 control characters but tab, LF and CR (which FHIR strings may hold): no stored value
+#: holds one, and in a value they become query syntax (SQLite's LIKE stops at NUL)
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
 
 
 def split_values(raw: str) -> list[str]:
@@ -110,19 +116,24 @@ def parse_search(
             continue  # R4 3.1.1.3: empty parameters are ignored, not an error
         try:
             parser.apply(request, name, raw)
-        except UnsupportedModifier as exc:
-            problems.extend(exc.issues)
-        except BadRequest as exc:
+        except UnknownParameter as exc:
             if strict:
                 problems.extend(exc.issues)
             else:
                 request.ignored.append(f"{name}={raw}: {exc.diagnostics}")
+        except BadRequest as exc:  # a bad value or an unsupported modifier: never ignored
+            problems.extend(exc.issues)
         else:
             if name != "_cursor":
                 request.used.append((name, raw))
     if problems:
         raise BadRequest(problems[0].diagnostics, issues=problems)
     return request
+
+
+class UnknownParameter(BadRequest):
+    """A parameter this server does not know or support (R4 3.1.1.3): the only thing
+    `handling=lenient` ignores."""
 
 
 class UnsupportedModifier(BadRequest):
@@ -159,23 +170,23 @@ class _Parser:
 
     def param(self, rtype: str, code: str, name: str) -> SearchParam:
         if code in UNSUPPORTED:
-            raise BadRequest(f"{code} is not supported by this server", code="not-supported",
-                             expression=name)
+            raise UnknownParameter(f"{code} is not supported by this server",
+                                   code="not-supported", expression=name)
         param = self.registry.get(rtype, code)
         if param is None or not param.indexed:
             known = ", ".join(sorted(
                 p for p, sp in self.registry.params(rtype).items() if sp.indexed))
             why = "is not a search parameter of" if param is None else \
                 "is not supported (yet) for"
-            raise BadRequest(f"{code!r} {why} {rtype}; supported: {known}",
-                             code="not-supported", expression=name)
+            raise UnknownParameter(f"{code!r} {why} {rtype}; supported: {known}",
+                                   code="not-supported", expression=name)
         return param
 
     def chain(self, name: str, raw: str) -> Criterion:
         head, _, rest = name.partition(".")
         if "." in rest:
-            raise BadRequest(f"{name}: chains deeper than one level are not supported",
-                             code="not-supported", expression=name)
+            raise UnknownParameter(f"{name}: chains deeper than one level are not supported",
+                                   code="not-supported", expression=name)
         code, _, type_modifier = head.partition(":")
         ref = self.param(self.rtype, code, name)
         if ref.type != "reference":
@@ -287,6 +298,9 @@ def _criterion(param: SearchParam, modifier: str, raw: str) -> Criterion:
             raise BadRequest(f"{param.code}:missing must be true or false, not {raw!r}",
                              expression=param.code)
         return Criterion(param.code, param.type, [MissingPredicate(raw == "true")])
+    if _CONTROL.search(raw):
+        raise BadRequest(f"{param.code}: a search value may not hold control characters",
+                         expression=param.code)
     if modifier in ("of-type", "identifier"):
         # Indexed under a companion parameter: see search/extract.py.
         preds = [_companion_token(param, modifier, v) for v in split_values(raw)]
@@ -346,16 +360,21 @@ def _number(param: SearchParam, value: str) -> RangePredicate:
         raise BadRequest(f"{param.code}: {value!r} is not [prefix]number[|system|code]",
                          expression=param.code)
     try:
+        exact = number_value(parts[0])
         lo, hi = number_range(parts[0])
     except ValueError as exc:
         raise BadRequest(f"{param.code}: {exc}", expression=param.code) from exc
-    if op not in ("eq", "ne", "ap"):
-        # R4 3.1.1.4.6: with gt lt ge le sa eb the search value is exact; only eq, ne
-        # (and ap) carry the implied precision of how it was written.
-        lo = hi = (lo + hi) / 2
-    if op == "ap":  # R4 leaves "approximately" to the server: 10% either side
-        spread = abs((lo + hi) / 2) * 0.1
+    # R4 3.1.1.4.2: eq and ne compare with the range the written precision implies,
+    # half-open (100 is [99.5, 100.5)); gt lt ge le sa eb compare with the value itself.
+    # Engines compare [low, high] inclusively and a stored number is the double nearest
+    # its decimal, so `< hi` is `<= the double just below hi`.
+    if op in ("eq", "ne"):
+        hi = math.nextafter(hi, -math.inf)
+    elif op == "ap":  # R4 leaves "approximately" to the server: 10% either side
+        spread = abs(exact) * 0.1
         lo, hi = lo - spread, hi + spread
+    else:
+        lo = hi = exact
     system = parts[1] or None if len(parts) == 3 else None
     code = parts[2] or None if len(parts) == 3 else None
     return RangePredicate(op, lo, hi, system, code)

@@ -43,11 +43,14 @@ class SearchParam:
     url: str = ""
     modifiers: tuple[str, ...] = ()
     comparators: tuple[str, ...] = ()
+    #: the definition's xpathUsage; "phonetic" needs a phonetic algorithm this gateway
+    #: does not have, and a plain prefix match under that name would mislead
+    usage: str = "normal"
     _compiled: list[Callable[..., list[Any]]] = field(default_factory=list, compare=False)
 
     @property
     def indexed(self) -> bool:
-        return self.type in INDEXED_TYPES and bool(self.expression)
+        return self.type in INDEXED_TYPES and bool(self.expression) and self.usage != "phonetic"
 
     def evaluate(self, resource: dict[str, Any]) -> list[Any]:
         """The values this parameter's expression selects from `resource`."""
@@ -147,6 +150,7 @@ class SearchRegistry:
                         url=d.get("url", ""),
                         modifiers=tuple(d.get("modifier") or ()),
                         comparators=tuple(d.get("comparator") or ()),
+                        usage=d.get("xpathUsage") or "normal",
                     )
 
     def has_type(self, rtype: str) -> bool:

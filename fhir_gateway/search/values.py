@@ -3,13 +3,16 @@
 Dates become inclusive UTC ranges in fixed-width text, so `2026-05` is
 [2026-05-01T00:00:00.000000, 2026-05-31T23:59:59.999999] and string comparison is time
 comparison. A date or dateTime without a zone is taken as UTC (R4 leaves this to the
-server; the README says so). Numbers become the range their written precision implies
-(`1.5` is [1.45, 1.55)), as R4 3.1.1.4.1 asks.
+server; the README says so). A number is the double nearest its decimal value, so
+values equal as decimals (2.1, 2.10) are equal and order is kept; a search number may
+stand for the range its written precision implies (`1.5` is [1.45, 1.55)), as R4 3.1.1.4.2
+asks.
 """
 
 from __future__ import annotations
 
 import calendar
+import math
 import re
 import unicodedata
 from datetime import UTC, datetime, timedelta
@@ -90,15 +93,28 @@ def now_instant() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f") + "Z"
 
 
-def number_range(value: object) -> tuple[float, float]:
-    """The range a decimal's written precision implies: 1.5 -> [1.45, 1.55]."""
+def _decimal(value: object) -> Decimal:
     try:
         d = Decimal(str(value))
     except InvalidOperation as exc:
         raise ValueError(f"{value!r} is not a number") from exc
+    if not d.is_finite() or not math.isfinite(float(d)):
+        raise ValueError(f"{value!r} is not a finite number a double can hold")
+    return d
+
+
+def number_value(value: object) -> float:
+    """A decimal as the double nearest it (correctly rounded, so the order of decimals is
+    kept and equal decimals, however written, are equal): what the index stores and what
+    gt lt ge le sa eb compare with."""
+    return float(_decimal(value))
+
+
+def number_range(value: object) -> tuple[float, float]:
+    """The half-open range a decimal's written precision implies: 1.5 -> [1.45, 1.55)."""
+    d = _decimal(value)
     exponent = d.as_tuple().exponent
-    if not isinstance(exponent, int):
-        raise ValueError(f"{value!r} is not a finite number")
+    assert isinstance(exponent, int)  # finite
     half = Decimal(5).scaleb(exponent - 1)
     return float(d - half), float(d + half)
 

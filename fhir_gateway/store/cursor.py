@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 from typing import Any
 
 from .base import StoreError
@@ -27,15 +28,25 @@ def history_cursor(version: Any) -> str:
     return encode_cursor(version.last_updated, version.rtype, version.rid, version.version)
 
 
+def _key_part(value: object) -> bool:
+    """What a cursor issued here holds: text, a 64-bit integer, or a finite double (a
+    number or quantity sort value; -1e308 for a missing one)."""
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return _INT64_MIN <= value <= _INT64_MAX
+    if isinstance(value, float):
+        return math.isfinite(value)  # json reads NaN and Infinity too
+    return isinstance(value, str)
+
+
 def decode_cursor(cursor: str, width: int | None = None) -> list:
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         key = json.loads(base64.urlsafe_b64decode(padded.encode()))
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # deep nesting too
         raise BadCursor(f"not a cursor this gateway issued: {cursor[:40]!r}") from exc
-    if not isinstance(key, list) or not all(
-            isinstance(k, str) or (isinstance(k, int) and _INT64_MIN <= k <= _INT64_MAX)
-            for k in key):
+    if not isinstance(key, list) or not all(_key_part(k) for k in key):
         raise BadCursor(f"not a cursor this gateway issued: {cursor[:40]!r}")
     if width is not None and len(key) != width:
         raise BadCursor(f"not a cursor of this listing: {cursor[:40]!r}")

@@ -599,6 +599,10 @@ def _prefix_bounds(text: str) -> tuple[str, str] | None:
 
 
 def _like_escape(text: str) -> str:
+    if "\x00" in text:
+        # SQLite's LIKE ends the pattern at NUL ("%" then matches everything): refused
+        # here as well as at parse time (search/query.py), failing closed
+        raise ValueError("a search text may not hold NUL")
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 

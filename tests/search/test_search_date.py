@@ -29,6 +29,10 @@ from eol_search_kit import (
 )
 from fastapi.testclient import TestClient
 
+from fhir_gateway.search.compiled import compile_expression
+from fhir_gateway.search.extract import values_for
+from fhir_gateway.search.registry import default_registry
+
 
 def seed_birthdates(client: TestClient) -> dict[str, str]:
     return {
@@ -284,3 +288,58 @@ def test_years_before_1000_sort_before_later_ones() -> None:
     assert date_range("0026-02-11")[1] < date_range("2026-07-16")[0]
     assert date_range("2026-07-16T10:30:00+01:00") == ("2026-07-16T09:30:00.000000",
                                                       "2026-07-16T09:30:00.999999")
+
+
+def _scheduled(client: TestClient, grace: str, timing: dict) -> str:
+    return care_plan(client, grace, "active", activity=[
+        {"detail": {"status": "scheduled", "scheduledTiming": timing}}])
+
+
+def test_a_timing_is_dated_by_its_events_and_bounds(client: TestClient) -> None:
+    # R4 3.1.1.4.7: for a Timing only the outer limits matter, its events and its
+    # repeat.boundsPeriod (open ends unbounded, as for a Period)
+    grace = patient(client, "Okafor", "Grace")
+    daily = {"frequency": 1, "period": 1, "periodUnit": "d"}
+    bounded = _scheduled(client, grace, {"repeat": {
+        **daily, "boundsPeriod": {"start": "2024-03-01", "end": "2024-03-31"}}})
+    events = _scheduled(client, grace, {"event": ["2024-03-05", "2024-03-20"]})
+    both = _scheduled(client, grace, {"event": ["2024-02-20"], "repeat": {
+        **daily, "boundsPeriod": {"start": "2024-03-01", "end": "2024-03-10"}}})
+    open_end = _scheduled(client, grace, {"repeat": {
+        **daily, "boundsPeriod": {"start": "2024-04-01"}}})
+    undated = _scheduled(client, grace, {"repeat": {**daily, "boundsDuration": {
+        "value": 10, "unit": "d", "system": "http://unitsofmeasure.org", "code": "d"}}})
+    cp = "CarePlan"
+    assert ids(client, cp, {"activity-date": "2024-03"}) == {bounded, events}
+    assert ids(client, cp, {"activity-date": "ge2024-03-15"}) == {bounded, events, open_end}
+    assert ids(client, cp, {"activity-date": "lt2024-03-01"}) == {both}
+    assert ids(client, cp, {"activity-date": "sa2024-03-31"}) == {open_end}
+    assert ids(client, cp, {"activity-date": "gt2099"}) == {open_end}
+    assert ids(client, cp, {"activity-date": "eb2024-04-01"}) == {bounded, events, both}
+    assert ids(client, cp, {"activity-date:missing": "true"}) == {undated}
+    order = make(client, {"resourceType": "ServiceRequest", "status": "active",
+                          "intent": "order", "subject": ref("Patient", grace),
+                          "occurrenceTiming": {"repeat": {
+                              "frequency": 2, "period": 1, "periodUnit": "wk",
+                              "boundsPeriod": {"start": "2024-03-01", "end": "2024-03-31"}}}})
+    assert ids(client, "ServiceRequest", {"occurrence": "2024-03"}) == {order}
+    assert ids(client, "ServiceRequest", {"occurrence:missing": "true"}) == set()
+
+
+def test_compiled_timing_dates_agree_with_fhirpath() -> None:
+    resource = {"resourceType": "CarePlan", "status": "active", "intent": "plan",
+                "subject": {"reference": "Patient/p"}, "activity": [
+                    {"detail": {"status": "scheduled", "scheduledTiming": {
+                        "event": ["2024-02-20"], "repeat": {"boundsPeriod": {
+                            "start": "2024-03-01", "end": "2024-03-10"}}}}},
+                    {"detail": {"status": "scheduled", "scheduledPeriod": {
+                        "start": "2024-05-01"}}}]}
+    param = default_registry().get("CarePlan", "activity-date")
+    assert param is not None and param.expression is not None
+    fast = compile_expression(param.expression, "CarePlan")
+    assert fast is not None
+    slow = [v for n in param.fhirpath()(resource) for v in values_for(param, n)]
+    assert sorted(map(repr, slow)) == sorted(
+        repr(v) for n in fast(resource) for v in values_for(param, n))
+    assert {(v.low[:10], v.high[:10]) for v in slow} == {("2024-02-20", "2024-03-10"),
+                                                         ("2024-05-01", "9999-12-31")}

@@ -146,3 +146,28 @@ def test_search_by_post_with_sort_paging_and_errors(client: TestClient) -> None:
     assert [e["resource"]["id"] for e in r.json()["entry"]] == [s["tom"]]
     r = client.post("/fhir/Patient/_search", content=b"shoe-size=6", headers=FORM)
     assert r.status_code == 400 and r.json()["resourceType"] == "OperationOutcome"
+
+
+def test_lenient_refuses_a_known_parameter_whose_value_cannot_be_read(
+        client: TestClient) -> None:
+    # handling=lenient is about unknown parameters (3.1.1.3). Dropping a known one whose
+    # value is unreadable would widen the search to every patient: another person's
+    # DNACPR decision shown for the one asked about.
+    s = seed(client)
+    hers = resus_status(client, s["grace"], NOT_FOR_CPR, "2026-05-10T09:30:00Z")
+    resus_status(client, s["tom"], NOT_FOR_CPR, "2026-05-11T09:30:00Z")
+    for params in ({"patient": f"Patient/{s['grace']} "}, {"subject": "Patient/b_b"},
+                   {"patient": "9434765919/x/y"},
+                   {"patient": s["grace"], "date": "2025-1-1"},
+                   {"patient": s["grace"], "date": "2024-13-01"},
+                   {"patient": s["grace"], "value-quantity": "lots"},
+                   {"subject:Patient.birthdate": "1938-13"},
+                   {"patient": s["grace"], "_count": "many"},
+                   {"patient": s["grace"], "_summary": "everything"}):
+        for headers in (LENIENT, STRICT, None):
+            refused(client, "Observation", params, headers=headers)
+    # unknown names are still ignored, and reported, under lenient
+    b = bundle(client, "Observation", [("patient", s["grace"]), ("shoe-size", "6")],
+               headers=LENIENT)
+    assert listed(b) == [hers]
+    assert "shoe-size" in entries(b, "outcome")[0]["resource"]["issue"][0]["diagnostics"]

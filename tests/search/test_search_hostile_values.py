@@ -5,6 +5,9 @@ characters is found by exactly its own value."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
 from eol_search_kit import (
     NHS,
     NOT_FOR_CPR,
@@ -17,6 +20,14 @@ from eol_search_kit import (
     resus_status,
 )
 from fastapi.testclient import TestClient
+
+from fhir_gateway.store.query import (
+    Criterion,
+    IndexQuery,
+    StringPredicate,
+    TokenTextPredicate,
+)
+from fhir_gateway.store.sqlite import SqliteEngine
 
 HOSTILE = [
     '{"$ne": null}', '{"$gt": ""}', '{"$regex": ".*"}', "$where", ".*", "^.*$", "%", "_",
@@ -148,3 +159,48 @@ def test_hostile_values_in_a_post_search_body(client: TestClient) -> None:
         assert [e for e in r.json().get("entry", []) if e["search"]["mode"] == "match"] == []
     b = bundle(client, "Observation", {"subject": ref("Patient", s["grace"])["reference"]})
     assert [e["resource"]["id"] for e in b["entry"]] == [s["obs"]]
+
+
+#: C0 control characters: no FHIR string holds one (but tab, LF and CR)
+CONTROLS = ["\x00", "zz\x00", "\x00zz", "\x01", "o\x1f", "\x0b"]
+
+
+def test_control_characters_in_values_are_refused(client: TestClient) -> None:
+    # SQLite's LIKE ends a pattern at NUL, so `family:contains=%00` was "%": every Patient
+    s = seed(client)
+    for rtype, name in [*PARAMS, ("Patient", "family:contains"), ("Patient", "name")]:
+        if name == "_id":
+            continue  # matched by equality on the id, never by a pattern
+        for value in CONTROLS:
+            r = client.get(f"/fhir/{rtype}", params={name: value})
+            assert r.status_code == 400, (name, value, r.status_code, r.text)
+            assert "control characters" in r.json()["issue"][0]["diagnostics"]
+    r = client.post("/fhir/Patient/_search", data={"family:contains": "\x00"})
+    assert r.status_code == 400, r.text
+    # a conditional delete or update never acts on what such a value would have matched
+    assert client.delete("/fhir/Patient", params={"family:contains": "\x00"}).status_code \
+        == 400
+    r = client.put("/fhir/Patient", params={"family:contains": "\x00"},
+                   json={"resourceType": "Patient", "name": [{"family": "Overwritten"}]})
+    assert r.status_code == 400, r.text
+    assert ids(client, "Patient") == {s["grace"], s["tom"]}
+    # tab, LF and CR may be in FHIR strings: whitespace to string search, never refused
+    assert ids(client, "Patient", {"family": "okafor\t"}) == {s["grace"]}
+    assert ids(client, "Patient", {"name:contains": "o\r\n"}) == {s["grace"], s["tom"]}
+
+
+@pytest.mark.parametrize("pred", [StringPredicate("contains", "\x00"),
+                                  StringPredicate("prefix", "sm\x00"),
+                                  TokenTextPredicate("\x00")])
+def test_sqlite_refuses_nul_in_a_like_pattern(tmp_path: Path,
+                                              pred: StringPredicate) -> None:
+    # behind the parser: a NUL that reached LIKE would end the pattern and match all
+    engine = SqliteEngine(tmp_path / "store.sqlite3")
+    kind, param = ("token", "code") if isinstance(pred, TokenTextPredicate) else \
+        ("string", "family")
+    query = IndexQuery(rtype="Patient", criteria=[Criterion(param, kind, [pred])])
+    try:
+        with engine.session(write=False) as session, pytest.raises(ValueError, match="NUL"):
+            session.find(query)
+    finally:
+        engine.close()

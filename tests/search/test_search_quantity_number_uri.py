@@ -188,3 +188,43 @@ def test_uri_is_exact(client: TestClient) -> None:
                           "source": {"observer": {"display": "gateway"}}})
     assert ids(client, "AuditEvent", {"policy": dsa}) == {audit}
     assert ids(client, "AuditEvent", {"policy": dsa.replace("v3", "v2")}) == set()
+
+
+def test_comparisons_at_exact_boundaries(client: TestClient) -> None:
+    # R4 3.1.1.4.2: a stored value equal to the search value as decimals is equal however
+    # either is written; an implied range is half-open: 100 is [99.5, 100.5)
+    grace = patient(client, "Okafor", "Grace")
+    w = {v: weight(client, grace, v, "mg/dL") for v in (0.3, 2.1, 2.15, 3.1, 99.5, 100.5)}
+    every = set(w)
+
+    def found(value: str) -> set[float]:
+        matched = ids(client, "Observation", {"value-quantity": value})
+        return {v for v, i in w.items() if i in matched}
+
+    assert found("ge2.10") == every - {0.3}
+    assert found("ge2.1") == every - {0.3}
+    assert found("le2.10") == {0.3, 2.1}
+    assert found("lt2.10") == {0.3}
+    assert found("gt2.10") == every - {0.3, 2.1}
+    assert found("gt3.10") == {99.5, 100.5}
+    assert found("ge3.10") == {3.1, 99.5, 100.5}
+    assert found("sa3.100") == {99.5, 100.5}
+    assert found("eb3.1") == {0.3, 2.1, 2.15}
+    assert found("ge0.30") == every
+    assert found("lt0.3000") == set()
+    assert found("eq100") == {99.5}  # [99.5, 100.5): 100.5 is not 100
+    assert found("100") == {99.5}
+    assert found("eq101") == {100.5}
+    assert found("ne100") == every - {99.5}
+    assert found("eq2.1") == {2.1}  # [2.05, 2.15)
+    assert found("eq2.2") == {2.15}  # [2.15, 2.25)
+    assert found("eq2.10") == {2.1}  # [2.095, 2.105)
+    assert found("eq2.15") == {2.15}
+    assert found("eq2") == {2.1, 2.15}  # [1.5, 2.5)
+    assert found("eq1e2") == {99.5, 100.5}  # [50, 150)
+
+
+def test_a_number_a_double_cannot_hold_is_refused(client: TestClient) -> None:
+    seed_risks(client)
+    for value in ["1e400", "gt1e400", "-1e400", "ap1e999"]:
+        assert "probability" in refused(client, "RiskAssessment", {"probability": value}), value

@@ -180,3 +180,22 @@ def test_malformed_references_are_refused(client: TestClient) -> None:
     # a :[type] modifier that contradicts the value, or names a type the parameter cannot
     # point to, cannot match anything meaningful
     refused(client, "Observation", {"subject:Patient": "Group/g1"})
+
+
+def test_a_reference_given_by_identifier_only_is_not_missing(client: TestClient) -> None:
+    # R4 3.1.1.4.3: :missing=true is a resource without the element; a subject given by
+    # NHS number only is there (and found by :identifier), just not a literal reference
+    grace = patient(client, "Okafor", "Grace", "9434765919")
+    by_number = resus_status(client, grace, NOT_FOR_CPR, "2026-05-10T09:30:00+01:00",
+                             subject={"identifier": {"system": NHS, "value": "9434765919"}})
+    literal = resus_status(client, grace, NOT_FOR_CPR, "2026-05-11T09:30:00+01:00")
+    unlinked = make(client, {"resourceType": "Observation", "status": "final",
+                             "code": concept("http://snomed.info/sct", "304251008")})
+    assert ids(client, "Observation", {"subject:missing": "true"}) == {unlinked}
+    assert ids(client, "Observation", {"subject:missing": "false"}) == {by_number, literal}
+    # ...and is still matched by no literal reference search
+    assert ids(client, "Observation", {"subject": grace}) == {literal}
+    assert ids(client, "Observation", {"subject:Patient.family": "okafor"}) == {literal}
+    assert ids(client, "Observation", {"subject:identifier": f"{NHS}|9434765919"}) \
+        == {by_number}
+    assert ids(client, "Patient", {"_has:Observation:subject:code": "304251008"}) == {grace}

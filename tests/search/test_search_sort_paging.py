@@ -289,3 +289,45 @@ def test_bad_paging_values_are_refused(client: TestClient) -> None:
     refused(client, "Patient", {"_cursor": "not-a-cursor"})
     nested = base64.urlsafe_b64encode(b"[" * 2000).rstrip(b"=").decode()
     refused(client, "Patient", {"_cursor": nested})  # too deep to parse: 400, not 500
+
+
+def _cursor(key: str) -> str:
+    return base64.urlsafe_b64encode(key.encode()).rstrip(b"=").decode()
+
+
+def test_paging_sorted_by_a_quantity_or_a_number(client: TestClient) -> None:
+    # The cursor carries the last row's number (a double; -1e308 for a missing value):
+    # the next link the gateway issued must be followed, in both directions.
+    weights = [70, 82.5, 65, 90, 65.25, None]
+    made = [make(client, {"resourceType": "Observation", "status": "final",
+                          "code": {"text": "weight"},
+                          **({"valueQuantity": {"value": w, "unit": "kg"}} if w is not None
+                             else {"valueString": "not weighed"})}) for w in weights]
+    risks = [make(client, {"resourceType": "RiskAssessment", "status": "final",
+                           "subject": {"reference": "Patient/p"},
+                           "prediction": [{"probabilityDecimal": p}]})
+             for p in (0.25, 0.125, 0.5)]
+    for rtype, sort in [("Observation", "value-quantity"), ("Observation", "-value-quantity"),
+                        ("RiskAssessment", "probability"), ("RiskAssessment", "-probability")]:
+        whole = ordered(client, rtype, {"_sort": sort})
+        assert sorted(whole) == sorted(made if rtype == "Observation" else risks)
+        for count in ("1", "2"):
+            seen, _ = follow(client, rtype, [("_sort", sort), ("_count", count)])
+            assert seen == whole, (sort, count)
+    by_weight = [m for _, m in sorted((w, m) for w, m in zip(weights, made, strict=True)
+                                      if w is not None)]
+    assert ordered(client, "Observation", {"_sort": "value-quantity"})[1:] == by_weight
+
+
+def test_a_cursor_holds_only_finite_numbers(client: TestClient) -> None:
+    made = make(client, {"resourceType": "Observation", "status": "final",
+                         "code": {"text": "weight"}, "valueQuantity": {"value": 70}})
+    sort = {"_sort": "value-quantity"}
+    for key in ('[NaN,"Observation","x"]', '[Infinity,"Observation","x"]',
+                '[-Infinity,"Observation","x"]', '[true,"Observation","x"]',
+                '[1e999,"Observation","x"]'):
+        refused(client, "Observation", {**sort, "_cursor": _cursor(key)})
+    after_missing = {**sort, "_cursor": _cursor('[-1e308,"Observation","x"]')}
+    assert ordered(client, "Observation", after_missing) == [made]
+    after_it = {**sort, "_cursor": _cursor(f'[70.0,"Observation","{made}"]')}
+    assert ordered(client, "Observation", after_it) == []

@@ -158,3 +158,18 @@ def test_strings_on_document_reference_and_audit_event(client: TestClient) -> No
     assert ids(client, "AuditEvent", {"entity-name": "grace"}) == {audit}
     assert ids(client, "AuditEvent", {"address": "10.20"}) == {audit}
     assert ids(client, "AuditEvent", {"agent-name": "ambulance"}) == set()
+
+
+def test_phonetic_is_neither_offered_nor_pretended(client: TestClient) -> None:
+    # No phonetic algorithm here: a plain prefix match under that name would miss Smyth
+    # for Smith while seeming to have looked. Refused as unsupported, and not advertised.
+    make(client, {"resourceType": "Patient", "name": [{"family": "Smith"}]})
+    for rtype in ("Patient", "Practitioner", "Organization", "RelatedPerson"):
+        r = client.get(f"/fhir/{rtype}", params={"phonetic": "smith"})
+        assert r.status_code == 400, r.text
+        assert r.json()["issue"][0]["code"] == "not-supported"
+    statement = client.get("/fhir/metadata").json()
+    advertised = {(res["type"], p["name"]) for res in statement["rest"][0]["resource"]
+                  for p in res.get("searchParam", [])}
+    assert not {name for _, name in advertised} & {"phonetic"}
+    assert ("Patient", "family") in advertised
