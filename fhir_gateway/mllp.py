@@ -15,6 +15,9 @@ mode), after the store has committed, so nothing acknowledged is ever lost:
   is kept for review with the reason where the store can take it (an over-limit or
   unended one: its first `KEPT_BYTES`), so an operator sees what was refused.
 
+Each message loaded is audited (an AuditEvent naming the Patients it wrote, durable before
+its ACK) when the listener is given an audit trail (`LoaderProcessor`).
+
 A frame holding two messages is refused whole rather than acknowledged message by
 message: the one ACK an MLLP exchange has can speak for one control id, and a sender
 waiting for it would take an AA for the first message to cover both (or an AE for
@@ -227,13 +230,27 @@ def _text(data: bytes) -> str:
         return data.decode("latin-1")
 
 
-class LoaderProcessor:
-    """Process one frame with the ingestion pipeline; answer AA / AE / AR (see above)."""
+#: what an MLLP answer means to an AuditEvent's outcome (0 stored, 4 content, 8 gateway)
+_ACK_STATUS = {"AA": 200, "AE": 422, "AR": 503}
 
-    def __init__(self, loader: Any, partner: str, map_file: Callable[..., Any]) -> None:
+
+class LoaderProcessor:
+    """Process one frame with the ingestion pipeline; answer AA / AE / AR (see above).
+
+    With an audit `trail`, every message the pipeline loaded, stored or not, is audited
+    like a feed's REST write: an AuditEvent (create when it created a resource, else
+    update; the listener and its partner as the system agent; the message's control
+    id as request id; the Patients it wrote as entities), durable before the ACK is
+    sent. A failure to audit answers AR (resend later): a resent message is audited
+    again, naming the same Patients. A frame refused before loading is kept for review,
+    not audited: it wrote nothing."""
+
+    def __init__(self, loader: Any, partner: str, map_file: Callable[..., Any],
+                 trail: Any = None) -> None:
         self.loader = loader
         self.partner = partner
         self.map_file = map_file
+        self.trail = trail
 
     def __call__(self, frame: bytes) -> tuple[str, str]:
         from .pipeline.loader import STORE_BUSY
@@ -253,17 +270,45 @@ class LoaderProcessor:
         if not items:
             return "AR", "no HL7 message in the frame"
         summary = self.loader.ingest(items)
+        code, text = self._answer(summary, STORE_BUSY)
+        if self.trail is not None:
+            self.trail.record(self._audit_events(items[0], summary, code, text))
+        return code, text
+
+    @staticmethod
+    def _answer(summary: Any, store_busy: str) -> tuple[str, str]:
         # Only this message's outcome: the run's rejections come first, and those of
         # the partner's earlier-held records retried after it (`retried`) are not its.
         earlier = summary.retried.rejected if summary.retried is not None else 0
         if summary.rejected > earlier:
             first = summary.rejections[0]
-            if first["reason"] == STORE_BUSY or first["field"] in NOT_CONTENT_FIELDS:
+            if first["reason"] == store_busy or first["field"] in NOT_CONTENT_FIELDS:
                 return "AR", first["reason"]
             return "AE", first["reason"]
         if summary.held:
             return "AA", "stored; the person is held for identity review"
         return "AA", "stored"
+
+    def _audit_events(self, item: Any, summary: Any, code: str,
+                      text: str) -> list[dict[str, Any]]:
+        """The AuditEvents of one loaded message (see the class docstring)."""
+        from .fhir.request import Caller
+        from .security.audit.events import audit_events
+
+        source = item.source
+        created = summary.created > 0  # else updated, or unchanged (a resend)
+        counts = ", ".join(f"{k} {v}" for k, v in summary.counts().items())
+        control = source.record_id or control_id(source.raw.encode("utf-8"))
+        caller = Caller(client_id=f"mllp-listener/{self.partner}", role="feed",
+                        organization=source.ods_code or None)
+        return audit_events(
+            subtype="create" if created else "update", action="C" if created else "U",
+            status=_ACK_STATUS.get(code, 500), caller=caller,
+            observer=f"fhir-gateway mllp {self.trail.instance}",
+            destination=f"mllp:{self.partner}", request_id=control,
+            patients=summary.patients if code == "AA" else (),
+            description=f"MLLP {self.partner} message {code}: {counts}; "
+                        f"{text}"[:1000])
 
     def keep_refused(self, frame_start: bytes, reason: str) -> None:
         """Keep a refused frame (or the first bytes of one too large or never ended)
@@ -283,7 +328,8 @@ class LoaderProcessor:
             f"{self.partner} record at {SOURCE_FILE} frame{ident} was rejected: {reason}.")
 
 
-def loader_processor(loader: Any, partner: str,
-                     map_file: Callable[..., Any]) -> LoaderProcessor:
-    """Process one frame with the ingestion pipeline; answer AA / AE / AR."""
-    return LoaderProcessor(loader, partner, map_file)
+def loader_processor(loader: Any, partner: str, map_file: Callable[..., Any],
+                     trail: Any = None) -> LoaderProcessor:
+    """Process one frame with the ingestion pipeline; answer AA / AE / AR; audited in
+    `trail` (an `AuditTrail`, e.g. `security.open_trail`) when one is given."""
+    return LoaderProcessor(loader, partner, map_file, trail)

@@ -174,7 +174,7 @@ async def ingest(request: Request, partner: str, filename: str | None = None) ->
                                 exc.status, None)
         return error_response(exc)
     await run_in_threadpool(record_ingest, sec, request, caller, partner, base, 200,
-                            summary.counts())
+                            summary)  # its counts, and the Patients it wrote
     answer = summary.to_json()
     _, redact = await _redaction_for(request, caller,
                                      [r["reason"] for r in answer["rejections"]])

@@ -85,6 +85,8 @@ def _ingest(args: argparse.Namespace, settings: Settings) -> int:
     else:
         total = service.ingest_paths(args.partner, args.paths,
                                      on_unreadable=unreadable.append)
+    if settings.auditing:
+        _audit_ingest(service.loader.repo, settings, args.partner, args.paths, total)
     counts = total.counts()
     if args.json:
         print(json.dumps({**total.to_json(), "unreadable": unreadable}))
@@ -107,6 +109,32 @@ def _ingest(args: argparse.Namespace, settings: Settings) -> int:
         print("fhir-gateway: nothing could be read", file=sys.stderr)
         return 1
     return 0
+
+
+def _audit_ingest(repository: Any, settings: Settings, partner: str, paths: list[Path],
+                  total: Any) -> None:
+    """The run's AuditEvent, as `POST /ingest/{partner}` records one: an operator's load
+    writes the shared record too. The agent is the operating-system user who ran it."""
+    import getpass
+    import os
+
+    from ..fhir.request import Caller
+    from ..security import open_trail
+    from ..security.audit.events import audit_events
+
+    trail = open_trail(repository, settings)
+    try:
+        text = ", ".join(f"{k} {v}" for k, v in total.counts().items())
+        trail.record(audit_events(
+            subtype="create", action="C", status=200,
+            caller=Caller(client_id=f"cli:{getpass.getuser()}"),
+            observer=f"fhir-gateway ingest {trail.instance}", destination=f"cli:{partner}",
+            request_id=f"cli-{os.getpid()}", patients=total.patients,
+            query="fhir-gateway ingest --partner " + partner + " " +
+                  " ".join(Path(p).name for p in paths)[:500],
+            description=f"ingest of {partner} files by the command line: {text}"))
+    finally:
+        trail.close()
 
 
 def _demo(args: argparse.Namespace, settings: Settings) -> int:
@@ -150,10 +178,21 @@ def _mllp(args: argparse.Namespace, settings: Settings) -> int:
 
     from ..ingest import map_file
     from ..mllp import loader_processor, serve
+    from ..security import open_trail
 
     service = _service(settings)
-    process = loader_processor(service.loader, args.partner, map_file)
-    print(f"MLLP listening on {args.host}:{args.port} for {args.partner}", file=sys.stderr)
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(args.host, args.port, process))
+    # every message stored is audited, durably before its ACK (mllp.LoaderProcessor)
+    trail = open_trail(service.loader.repo, settings) if settings.auditing else None
+    process = loader_processor(service.loader, args.partner, map_file, trail)
+
+    def listening(port: int) -> None:  # said once bound, so a sender may connect
+        print(f"MLLP listening on {args.host}:{port} for {args.partner}", file=sys.stderr,
+              flush=True)
+
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(serve(args.host, args.port, process, ready=listening))
+    finally:
+        if trail is not None:
+            trail.close()
     return 0

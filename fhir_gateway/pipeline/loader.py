@@ -95,6 +95,9 @@ class Summary:
     #: it of another partner's held record, nor that the person it sent is known to
     #: another partner (the review queue hides them from it too).
     others: dict[str, dict[str, int]] = field(default_factory=dict)
+    #: the Patients this run's records were applied to (and merged away by an A40): what
+    #: the ingest's AuditEvent names. Never in `counts()`/`to_json()`.
+    patients: set[str] = field(default_factory=set)
 
     def counts(self) -> dict[str, int]:
         return {k: getattr(self, k) for k in
@@ -110,6 +113,7 @@ class Summary:
         self.rejections += other.rejections
         self.holds += other.holds
         self.warnings += other.warnings
+        self.patients |= other.patients
         for partner, counts in other.others.items():
             mine = self.others.setdefault(partner, dict.fromkeys(counts, 0))
             for key, n in counts.items():
@@ -336,8 +340,9 @@ class Loader:
                                   "position": record.source.position})
             return summary
         s.record_delete("held", record_key(record.source))
+        counts, summary.patients = outcome
         for key in ("created", "updated", "unchanged"):
-            setattr(summary, key, outcome[key])
+            setattr(summary, key, counts[key])
         source = record.source
         summary.warnings = [{"partner": source.partner, "file": source.file,
                              "position": source.position, "record": source.record_id,
@@ -446,7 +451,9 @@ class Loader:
     # -- one record -----------------------------------------------------------------------
 
     def _apply(self, s: StoreSession, record: MappedRecord, received: str,
-               patient_id: str | None, create: bool) -> dict[str, int] | Held:
+               patient_id: str | None, create: bool
+               ) -> tuple[dict[str, int], set[str]] | Held:
+        """The record's writes: counts, and the Patients written to (merged away too)."""
         if patient_id is not None:
             found: Resolved | Held = Resolved(self.repo.read("Patient", patient_id, session=s),
                                               "reviewer")
@@ -498,7 +505,7 @@ class Loader:
             prov, checked = self._check(repoint_provenance(record.source, repointed,
                                                            received), record.source)
             self.repo.create(prov, session=s, checked=checked)
-        return counts
+        return counts, {patient, *([merged_away.rid] if merged_away is not None else [])}
 
     def _check(self, resource: dict[str, Any],
                source: SourceRef) -> tuple[dict[str, Any], ProfileChecked | None]:

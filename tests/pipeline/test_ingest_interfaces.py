@@ -47,6 +47,34 @@ def test_cli_ingest_json_summary_and_exit_codes(tmp_path: Path) -> None:
     assert unknown.returncode == 1 and len(unknown.stderr.strip().splitlines()) == 1
 
 
+def test_cli_ingest_is_audited_naming_each_patient_it_wrote(tmp_path: Path) -> None:
+    import getpass
+
+    from fhir_gateway.store import open_store
+
+    store = f"sqlite:///{tmp_path / 'cli.sqlite3'}"
+    run = subprocess.run([CLI, "--store", store, "ingest", "--partner", "gp", "--json",
+                          str(FEEDS / "gp" / "palliative_register.csv")],
+                         capture_output=True, text=True, timeout=300, check=False)
+    assert run.returncode == 0, run.stderr
+    engine = open_store(store)
+    try:
+        repo = Repository(engine)
+        patients = {r.rid for r in repo.find(IndexQuery(rtype="Patient", limit=1000)).rows}
+        events = [json.loads(r.body or "{}")
+                  for r in repo.find(IndexQuery(rtype="AuditEvent", limit=1000)).rows]
+    finally:
+        engine.close()
+    (event,) = [e for e in events
+                if any(a.get("altId") == f"cli:{getpass.getuser()}" for a in e["agent"])]
+    named = {x["what"]["reference"] for x in event["entity"]
+             if x.get("role", {}).get("code") == "1"}
+    assert patients and named == {f"Patient/{p}" for p in patients}
+    verified = subprocess.run([CLI, "--store", store, "audit", "verify"],
+                              capture_output=True, text=True, timeout=120, check=False)
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+
+
 def test_http_ingest_answers_the_summary(client: TestClient) -> None:
     data = (FEEDS / "hospice" / "clients.jsonl").read_bytes()
     r = client.post("/ingest/hospice?filename=clients.jsonl", content=data,

@@ -7,6 +7,7 @@ import pytest
 from starlette.requests import Request
 
 from fhir_gateway.errors import GatewayError
+from fhir_gateway.pipeline.loader import Summary
 from fhir_gateway.security.http import authorize_ingest, record_ingest
 from fhir_gateway.store.base import StoreEngine
 from security_kit import FHIR, Gateway, secured
@@ -26,7 +27,7 @@ def test_only_the_partners_own_feed_may_ingest_and_each_attempt_is_audited(gw: G
     ward = gw.login("ward", "clinician")
     caller = authorize_ingest(sec, _request(gp), "gp", FHIR)
     assert caller.client_id == "gp-feed"
-    record_ingest(sec, _request(gp), caller, "gp", FHIR, 200, {"read": 3, "created": 2})
+    record_ingest(sec, _request(gp), caller, "gp", FHIR, 200, Summary(read=3, created=2))
     for headers, status in ((hospice, 403), (ward, 403), ({}, 401)):
         with pytest.raises(GatewayError) as refused:
             authorize_ingest(sec, _request(headers), "gp", FHIR)

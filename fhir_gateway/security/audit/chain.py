@@ -23,8 +23,17 @@ region). Each process has its own writers, and each writer its own chain:
 writer with a per-process journal file and a background importer.)
 
 Chain heads (kind `audit-head`) are stored with the events they point at. Anchors (kind
-`audit-anchor`, hash-chained per writer) record every chain's head from time to time, at
-start and at stop, so a chain cut back to an earlier head, or removed whole, is caught.
+`audit-anchor`, hash-chained per writer) record every chain's head from time to time
+(every `anchor_interval_s`), at start and at stop, so `verify` catches a chain cut back
+past a head that a stored anchor recorded, or removed whole while an anchor names it.
+
+What this cannot catch: the hashes are plain SHA-256 with no secret, and heads and
+anchors live in the same store as the events. Whoever can write to the store can cut a
+chain back over the events no anchor covers yet (those since its writer's last anchor)
+and rewrite its head; delete a writer's newest anchors too and cut back to the last
+head still anchored; remove a writer's chains, heads and anchors all together; or add
+a new chain, sealed, with its head. Each leaves a trail that verifies intact. Finding
+those needs a copy kept out of the store's reach (an anchor or backup held elsewhere).
 """
 
 from __future__ import annotations

@@ -5,7 +5,12 @@ outcome 0 / 4 (refused or invalid) / 8 (server failure); agents: the client (cli
 `altId` and identifier, its role, purpose of use, and the break-glass policy when used),
 the organisation it speaks for (ODS code) and the gateway; entities: each patient whose
 record was shown or written, the resource written or read, the query (base64, as BALP
-asks) and the request id. Searchable with the R4 AuditEvent parameters: `patient`,
+asks) and the request id. An event names at most MAX_PATIENT_ENTITIES patients: one
+interaction that touched more (a large search page, a partner file) is recorded by
+`audit_events` as that event plus continuation events naming the rest, each a copy of it
+(same interaction, client, outcome, request id) with a `continues` entity naming the first
+event; a continuation is not a further access (the accesses summary skips it).
+Searchable with the R4 AuditEvent parameters: `patient`,
 `date`, `agent:identifier` (organisation), `altid` (client), `policy` (break-glass),
 `subtype`, `outcome`, `entity`.
 
@@ -37,6 +42,8 @@ CLIENT_SYSTEM = "https://fhir.example.org/shared-care-record/Id/oauth-client"
 ROLE_SYSTEM = "https://fhir.example.org/shared-care-record/CodeSystem/client-role"
 BREAK_GLASS_POLICY = "https://fhir.example.org/shared-care-record/policy/break-glass"
 MAX_PATIENT_ENTITIES = 1000
+#: entity.description of the entity that marks a continuation event (`audit_events`)
+CONTINUES = "continues"
 _ACTION = {"create": "C", "read": "R", "vread": "R", "history-instance": "R",
            "capabilities": "R", "update": "U", "delete": "D"}
 
@@ -66,7 +73,9 @@ def audit_event(*, subtype: str, status: int, caller: Any, observer: str,
                 overrode_consent: bool = False, event_type: dict[str, Any] | None = None,
                 subtype_system: str = INTERACTION_SYSTEM,
                 action: str | None = None) -> dict[str, Any]:
-    """One AuditEvent (a dict); `caller` is a Caller (possibly anonymous)."""
+    """One AuditEvent (a dict); `caller` is a Caller (possibly anonymous). It names the
+    first MAX_PATIENT_ENTITIES of `patients` (in sorted order) only: use `audit_events`
+    where there may be more."""
     purpose = getattr(caller, "purpose_of_use", None)
     break_glass = getattr(caller, "break_glass", None)
     client_id = getattr(caller, "client_id", None)
@@ -135,3 +144,27 @@ def audit_event(*, subtype: str, status: int, caller: Any, observer: str,
     if entities:
         event["entity"] = entities
     return event
+
+
+def audit_events(**kwargs: Any) -> list[dict[str, Any]]:
+    """The AuditEvents of one interaction (`audit_event`'s arguments): one event, plus a
+    continuation event for each further MAX_PATIENT_ENTITIES of `patients`, so that no
+    patient goes unnamed (a `patient=` search, and so the patient report, finds each)."""
+    patients = sorted(set(kwargs.pop("patients", None) or ()))
+    parts = [patients[i:i + MAX_PATIENT_ENTITIES]
+             for i in range(0, len(patients), MAX_PATIENT_ENTITIES)] or [[]]
+    first = audit_event(patients=parts[0], **kwargs)
+    events = [first]
+    for number, part in enumerate(parts[1:], 2):
+        event = audit_event(patients=part, **kwargs)
+        event["entity"].append({
+            "type": _coding(ENTITY_TYPE, "2"), "description": CONTINUES,
+            "detail": [{"type": "event", "valueString": first["id"]},
+                       {"type": "part", "valueString": f"{number} of {len(parts)}"}]})
+        events.append(event)
+    return events
+
+
+def is_continuation(event: dict[str, Any]) -> bool:
+    """Whether `event` only continues another's list of patients (`audit_events`)."""
+    return any(e.get("description") == CONTINUES for e in event.get("entity") or [])

@@ -45,7 +45,7 @@ from ...fhir.interceptors import BaseInterceptor
 from ...fhir.request import FhirRequest, FhirResponse, Interaction
 from ..access import OVERRODE, PATIENTS
 from .chain import AuditTrail
-from .events import audit_event
+from .events import audit_events
 
 #: the current HTTP request's pending events (set by the gate)
 COLLECTOR: ContextVar[list[dict[str, Any]] | None] = ContextVar("audit_collector", default=None)
@@ -87,21 +87,31 @@ class AuditInterceptor(BaseInterceptor):
             patients.update(self.patients_of(written))
             what = f"{written['resourceType']}/{written['id']}/_history/" \
                    f"{(written.get('meta') or {}).get('versionId', '')}"
-        event = self.event(request, interaction.name, response.status, patients=patients,
-                           what=what)
-        self._emit(request, event, in_transaction=True)
+        for event in self.events(request, interaction.name, response.status,
+                                 patients=patients, what=what):
+            self._emit(request, event, in_transaction=True)
 
     def on_failure(self, request: FhirRequest, interaction: Interaction,
                    error: GatewayError) -> None:
-        event = self.event(request, interaction.name, error.status,
-                           patients=set(request.state.get(PATIENTS) or ()),
-                           what=self._what(request, interaction),
-                           description=failure_description(error))
-        self._emit(request, event, in_transaction=False)
+        for event in self.events(request, interaction.name, error.status,
+                                 patients=set(request.state.get(PATIENTS) or ()),
+                                 what=self._what(request, interaction),
+                                 description=failure_description(error)):
+            self._emit(request, event, in_transaction=False)
 
     def event(self, request: FhirRequest, subtype: str, status: int, *,
               patients: set[str] | None = None, what: str | None = None,
               description: str | None = None) -> dict[str, Any]:
+        """The interaction's one AuditEvent: for callers that name no patient, or a few
+        (more than MAX_PATIENT_ENTITIES would be cut: use `events`)."""
+        return self.events(request, subtype, status, patients=patients, what=what,
+                           description=description)[0]
+
+    def events(self, request: FhirRequest, subtype: str, status: int, *,
+               patients: set[str] | None = None, what: str | None = None,
+               description: str | None = None) -> list[dict[str, Any]]:
+        """The interaction's AuditEvent, and continuation events naming the patients past
+        the first MAX_PATIENT_ENTITIES (`events.audit_events`)."""
         query = None
         if subtype not in _NO_QUERY:
             params = list(request.params)
@@ -112,7 +122,7 @@ class AuditInterceptor(BaseInterceptor):
         entry = request.state.get("entry")
         if entry is not None:
             description = f"Bundle.entry[{entry}]" + (f": {description}" if description else "")
-        return audit_event(
+        return audit_events(
             subtype=subtype, status=status, caller=request.caller, observer=self.observer,
             destination=request.base_url, request_id=request.request_id,
             description=description, patients=patients or (), what=what, query=query,

@@ -26,8 +26,9 @@ request no longer waits for the store.
 
 Every line is a sealed AuditEvent, its chain link inside, so importing is idempotent and
 keeps each chain's order. A torn last line was never fsynced, so never acknowledged: it is
-left out. A line that is not a sealed event keeps its journal, renamed `.damaged`, for
-review; `verify` then reports the gap in that chain.
+left out. A line that is not a sealed event, or one the store does not hold after the
+import (a line out of order is skipped as if stored), keeps its journal, renamed
+`.damaged`, for review; `verify` fails while a `.damaged` journal is there.
 
 The journal directory holds audit records not yet in the store: protect and back it up
 like the database file. An AuditEvent written by another worker process is searchable
@@ -53,6 +54,7 @@ from ...fhir.repository import Repository
 from ...search.registry import SearchRegistry
 from ...search.values import now_instant
 from ...store.base import IndexEntry, NewVersion, StoreSession
+from ...store.query import IndexQuery
 from .chain import (
     HEAD_KIND,
     SETTLED,
@@ -186,6 +188,24 @@ def store_in_batches(repository: Repository, lines: list[JournalLine],
     return stored, result
 
 
+def not_held(repository: Repository, lines: list[JournalLine]) -> list[JournalLine]:
+    """The lines whose event the store does not hold as written (one search per
+    IMPORT_BATCH lines)."""
+    missing: list[JournalLine] = []
+    for first in range(0, len(lines), IMPORT_BATCH):
+        batch = lines[first:first + IMPORT_BATCH]
+        found = repository.find(IndexQuery(rtype="AuditEvent", limit=len(batch),
+                                           ids=[line.event["id"] for line in batch]))
+        stored = {row.rid: row.body for row in found.rows}
+        missing += [line for line in batch if stored.get(line.event["id"]) != line.text]
+    return missing
+
+
+def damaged_journals(directory: Path) -> list[Path]:
+    """Journals kept for review because some of their lines are not in the store."""
+    return sorted(directory.glob(f"*{DAMAGED_SUFFIX}")) if directory.is_dir() else []
+
+
 @dataclass
 class Recovery:
     """What start-up (or `audit verify`) found in journals nobody holds."""
@@ -220,6 +240,11 @@ def recover(repository: Repository, directory: Path, *, own: Path | None = None)
             lines, _end, problems = read_lines(data, path.name)
             found.events += store_in_batches(repository, lines)[0]
             found.journals += 1
+            # A line skipped as already stored (seq <= its chain's head) that the store
+            # does not hold (lines out of order, say) would be lost with the journal.
+            problems += [f"{path.name}: {line.chain} #{line.seq} (AuditEvent/"
+                         f"{line.event['id']}) could not be stored: it comes after a "
+                         "later event of its chain" for line in not_held(repository, lines)]
             if problems:
                 found.problems += problems
                 path.rename(path.with_suffix(DAMAGED_SUFFIX))

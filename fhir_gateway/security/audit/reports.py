@@ -4,9 +4,12 @@ against `/fhir/AuditEvent` with a FHIR client) summarised:
 - `patient_access(patients)`: who accessed a person's record: when, which client and
   organisation, for what purpose, what they did, and whether they broke the glass
   (`AuditEvent?patient=Patient/{id},Patient/{id2}`: every Patient an A40 merge joined
-  into the person, since the accesses before a merge name the id read then);
+  into the person, since the accesses before a merge name the id read then); an access
+  that touched more than `events.MAX_PATIENT_ENTITIES` patients is found through the
+  continuation event that names the person;
 - `access_summary(start, end)`: accesses per organisation and purpose over a period
-  (`AuditEvent?date=ge{start}&date=le{end}`);
+  (`AuditEvent?date=ge{start}&date=le{end}`), each interaction counted once (not its
+  continuation events, which only name more of its patients: `events.audit_events`);
 - `break_glass(start, end)`: break-glass events to review
   (`AuditEvent?policy=<break-glass policy>&date=...`).
 Rows are JSON objects; `to_csv` renders any report as CSV.
@@ -30,7 +33,7 @@ from ...errors import BadRequest
 from ...fhir.repository import Repository
 from ...search.query import parse_search
 from ..consent import ODS_SYSTEM
-from .events import BREAK_GLASS_POLICY, CLIENT_SYSTEM, PURPOSE_SYSTEM
+from .events import BREAK_GLASS_POLICY, CLIENT_SYSTEM, PURPOSE_SYSTEM, is_continuation
 
 PAGE = 500
 MAX_ROWS = 100_000
@@ -126,6 +129,8 @@ def access_summary(repository: Repository, *, start: str | None = None,
                    end: str | None = None) -> list[dict[str, Any]]:
     counts: Counter[tuple[str, str, str]] = Counter()
     for event in _events(repository, searches("summary", start=start, end=end)):
+        if is_continuation(event):
+            continue  # more patients of an access already counted (events.audit_events)
         r = row(event)
         if r["client"] is None:
             continue  # refused before anyone was identified: not an access
