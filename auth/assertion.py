@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ from typing import Any
 from joserfc import jws
 from joserfc.errors import JoseError
 
-from ..store.base import StoreEngine
+from ..store.base import StoreEngine, VersionConflict
 from .registry import CLIENT_ALGORITHMS, Client
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
@@ -52,19 +53,34 @@ class VerifiedAssertion:
 
 def b64url_json_object(segment: str) -> dict[str, Any] | None:
     """A compact JWS segment decoded (base64url, then JSON): the object, or None when it
-    is not base64url JSON, is nested too deep to parse, or is not an object. For the
+    is not base64url JSON, uses the non-JSON constants NaN, Infinity or -Infinity (which
+    Python's json accepts), is nested too deep to parse, or is not an object. For the
     client assertions here and the gateway's access tokens (`security.tokens`)."""
     try:
-        value = json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
+        value = json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)),
+                           parse_constant=_no_constant)
     except (ValueError, UnicodeDecodeError, RecursionError):
         return None
     return value if isinstance(value, dict) else None
 
 
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def numeric_date(value: Any) -> bool:
+    """A JWT NumericDate: an int, or a finite float (not NaN, which every comparison
+    passes, nor an infinity: JSON's 1e400 parses as one)."""
+    if isinstance(value, bool):
+        return False
+    return isinstance(value, int) or (isinstance(value, float) and math.isfinite(value))
+
+
 def _b64json(segment: str, what: str) -> dict[str, Any]:
     value = b64url_json_object(segment)
     if value is None:
-        raise AssertionRefused(f"the assertion's {what} is not base64url JSON (an object)")
+        raise AssertionRefused(f"the assertion's {what} is not base64url JSON (an object; NaN "
+                              "and Infinity are not JSON)")
     return value
 
 
@@ -123,8 +139,8 @@ def _check_claims(claims: dict[str, Any], *, token_url: str, now: float) -> None
     if token_url not in auds:
         raise AssertionRefused(f"aud must be the token endpoint, {token_url}")
     exp = claims.get("exp")
-    if not isinstance(exp, int | float) or isinstance(exp, bool):
-        raise AssertionRefused("exp is required (a NumericDate)")
+    if not numeric_date(exp):
+        raise AssertionRefused("exp is required (a NumericDate: a finite number)")
     if exp <= now - LEEWAY_S:
         raise AssertionRefused("the assertion has expired")
     if exp > now + MAX_LIFETIME_S + LEEWAY_S:
@@ -133,8 +149,8 @@ def _check_claims(claims: dict[str, Any], *, token_url: str, now: float) -> None
         value = claims.get(name)
         if value is None:
             continue
-        if not isinstance(value, int | float) or isinstance(value, bool):
-            raise AssertionRefused(f"{name} must be a NumericDate")
+        if not numeric_date(value):
+            raise AssertionRefused(f"{name} must be a NumericDate (a finite number)")
         if value > now + LEEWAY_S:
             raise AssertionRefused(f"{name} is in the future")
     jti = claims.get("jti")
@@ -147,8 +163,11 @@ def _remember_jti(engine: StoreEngine, client_id: str, claims: dict[str, Any],
     """Refuse a jti seen before (RFC 7523 3(7)); the record lives as long as the assertion."""
     expires = instant(float(claims["exp"]) + LEEWAY_S)
     key = f"{client_id}\n{claims['jti']}"
-    with engine.session(write=True) as s:
-        fresh = s.record_put(JTI_KIND, key, {"client": client_id}, expires=expires,
-                             create_only=True, now=instant(now))
+    try:
+        with engine.session(write=True) as s:
+            fresh = s.record_put(JTI_KIND, key, {"client": client_id}, expires=expires,
+                                 create_only=True, now=instant(now))
+    except VersionConflict:  # a concurrent request with the same jti won (MongoDB)
+        fresh = False
     if not fresh:
         raise AssertionRefused("this assertion's jti was used before; make a new assertion")

@@ -25,12 +25,14 @@ from typing import Any
 
 from joserfc import jwk
 
-from ..store.base import StoreEngine
+from ..store.base import StoreEngine, VersionConflict
 
 KIND = "signing-key"
 ALGORITHM = "ES384"
 DEFAULT_ROTATION_S = 24 * 3600
 _REFRESH_S = 30.0
+#: tries at making this period's key when other instances race to make it too
+_CREATE_ATTEMPTS = 3
 
 
 class SigningKeyError(RuntimeError):
@@ -150,13 +152,24 @@ class KeyRing:
 
     def _create(self, period: int) -> SigningKey:
         kid = self._kid(period)
-        key = jwk.ECKey.generate_key("P-384", private=True)
-        with self.engine.session(write=True) as s:
-            s.record_put(KIND, kid, {"jwk": key.as_dict(private=True), "created": self.clock()},
-                         create_only=True)
-            # Keys two periods old sign nothing live any more: drop them.
-            for old, _ in s.record_list(KIND):
-                if old.startswith("gw-") and old[3:].lstrip("-").isdigit() \
-                        and int(old[3:]) < period - 1:
-                    s.record_delete(KIND, old)
-        return self._live_keys(period, force=True)[kid]
+        for _attempt in range(_CREATE_ATTEMPTS):
+            key = jwk.ECKey.generate_key("P-384", private=True)
+            try:
+                with self.engine.session(write=True) as s:
+                    s.record_put(KIND, kid, {"jwk": key.as_dict(private=True),
+                                             "created": self.clock()}, create_only=True)
+                    # Keys two periods old sign nothing live any more: drop them.
+                    for old, _ in s.record_list(KIND):
+                        if old.startswith("gw-") and old[3:].lstrip("-").isdigit() \
+                                and int(old[3:]) < period - 1:
+                            s.record_delete(KIND, old)
+            except VersionConflict:
+                # Another instance made it (or dropped the same old key) at the same
+                # moment; on MongoDB that aborts this whole transaction. Its key is read
+                # below, in a fresh session; if it is not there yet, try again.
+                pass
+            found = self._live_keys(period, force=True).get(kid)
+            if found is not None:
+                return found
+        raise SigningKeyError(f"could not create or read the signing key {kid}: the store "
+                              "kept reporting concurrent writers")

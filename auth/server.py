@@ -41,6 +41,11 @@ from .scopes import grant
 
 ACCESS_TOKEN_LIFETIME_S = 300
 MAX_FORM_BYTES = 16 * 1024
+#: private claim of an access token: the `created` instant (microseconds) of the client
+#: registration it was issued under. A token is good only while that registration is the
+#: current one, so removing a client and registering the id again (say with a fresh key
+#: after a leak) does not revive the old registration's tokens (`access.authenticate`).
+REGISTRATION_CLAIM = "client_registered"
 
 
 @dataclass(slots=True)
@@ -111,7 +116,13 @@ class _PrivateKeyJwt:
         if form.get("client_assertion_type", [None])[0] != ASSERTION_TYPE:
             raise InvalidClientError(description=f"client_assertion_type must be {ASSERTION_TYPE}")
         assertion = form.get("client_assertion", [""])[0]
-        request.claimed_client = _claimed_client(assertion)
+        request.claimed_client = claimed_client(assertion)
+        client_id = form.get("client_id", [None])[0]
+        if client_id is not None and client_id != request.claimed_client:
+            # RFC 7521 4.2: client_id, when sent, identifies the client the assertion
+            # must be for; a different one is a confused request, not one to guess at
+            raise InvalidClientError(description="client_id is not the assertion's iss "
+                                                 "(send the same client id, or none)")
         try:
             verified = verify_assertion(assertion, token_url=request.token_request.url,
                                         find_client=self.registry.get, engine=self.engine)
@@ -120,7 +131,7 @@ class _PrivateKeyJwt:
         return verified.client
 
 
-def _claimed_client(assertion: str) -> str | None:
+def claimed_client(assertion: str) -> str | None:
     """The unverified `iss` of an assertion, for the audit trail of a refusal."""
     parts = assertion.split(".")
     claims = b64url_json_object(parts[1]) if len(parts) > 1 else None
@@ -184,7 +195,7 @@ class TokenEndpoint(AuthorizationServer):
         req = request.token_request
         claims = {"iss": req.issuer, "sub": client.client_id, "client_id": client.client_id,
                   "aud": req.audience, "iat": now, "exp": now + self.lifetime_s,
-                  "jti": uuid.uuid4().hex, "scope": scope}
+                  "jti": uuid.uuid4().hex, "scope": scope, REGISTRATION_CLAIM: client.created}
         token = jwt.encode({"alg": ALGORITHM, "typ": "at+jwt", "kid": key.kid}, claims,
                            key.key, algorithms=[ALGORITHM])
         return {"access_token": token, "token_type": "Bearer",

@@ -8,11 +8,13 @@ registered here as they land, never before.
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import logging
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 
-from .config import DEFAULT_STORE, Settings
+from .config import BASE_URL_NEEDED, DEFAULT_STORE, Settings, base_url_problem
 from .pipeline import cli as ingest_cli
 from .security import cli as security_cli
 
@@ -35,6 +37,19 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def listen_base_url(host: str, port: int) -> str | None:
+    """`http://HOST:PORT/fhir` for the address `serve` listens on (an IPv6 address in
+    brackets), or None for a wildcard host (every address: no one URL clients use)."""
+    bare = host.strip("[]")
+    try:
+        address = ipaddress.ip_address(bare)
+    except ValueError:
+        return None if bare in ("", "*") else f"http://{bare}:{port}/fhir"
+    if address.is_unspecified:
+        return None
+    return f"http://[{bare}]:{port}/fhir" if address.version == 6 else f"http://{bare}:{port}/fhir"
+
+
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
     import os
 
@@ -42,13 +57,38 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
 
     from .store import open_store
 
+    # The token endpoint and the tokens' issuer and audience come from the base URL, never
+    # from a request's Host header (config.Settings.public_base_url): derived from where
+    # the server listens unless set, and refused for a wildcard host with auth on.
+    listening = listen_base_url(args.host, args.port)
+    if settings.public_base_url is None and listening is not None:
+        settings = replace(settings, public_base_url=listening)
+    if settings.public_base_url is None and settings.auth_enabled:
+        print(f"fhir-gateway: --host {args.host} listens on every address, so the URL "
+              f"clients use is not known: {BASE_URL_NEEDED}", file=sys.stderr, flush=True)
+        return 2
+    problem = base_url_problem(settings)
+    if problem is not None:
+        print(f"fhir-gateway: {problem}", file=sys.stderr, flush=True)
+        return 2
     # Open the store once here so a bad URL or unreachable server is one line and exit 1,
     # not a traceback from inside uvicorn's start-up.
-    open_store(settings.store_url, sqlite_synchronous=settings.sqlite_synchronous).close()
-    # Workers are separate processes: they read the store URL from the environment.
+    engine = open_store(settings.store_url, sqlite_synchronous=settings.sqlite_synchronous)
+    single_writer = getattr(engine, "transactions", True) is False
+    engine.close()
+    if single_writer and args.workers > 1:
+        # without transactions, writers take turns within one process only (store.mongo)
+        print("fhir-gateway: this MongoDB server runs no transactions (a standalone "
+              "server): serve it with --workers 1, or use a replica set", file=sys.stderr,
+              flush=True)
+        return 2
+    # Workers are separate processes: they read the store URL and base URL from the
+    # environment (`api.asgi`).
     os.environ["FHIR_GATEWAY_STORE"] = settings.store_url
+    if settings.public_base_url is not None:
+        os.environ["FHIR_GATEWAY_BASE_URL"] = settings.public_base_url
     logging.basicConfig(level=args.log_level.upper(), format="%(message)s")
-    base = f"http://{args.host}:{args.port}/fhir"
+    base = (settings.public_base_url or f"http://{args.host}:{args.port}/fhir").rstrip("/")
     print(f"FHIR base: {base}  (store {settings.store_url})", file=sys.stderr, flush=True)
     if settings.auth_enabled:
         store = "" if settings.store_url == DEFAULT_STORE else f" --store {settings.store_url}"

@@ -4,8 +4,16 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 DEFAULT_STORE = "sqlite:///var/gateway.sqlite3"
+#: why a served gateway with auth on needs FHIR_GATEWAY_BASE_URL (one line, for stderr)
+BASE_URL_NEEDED = (
+    "set FHIR_GATEWAY_BASE_URL to the FHIR base URL clients use (e.g. "
+    "https://gateway.example.org/fhir): with auth on, the token endpoint a client's "
+    "assertion is made for and the access tokens' issuer and audience are built from it; "
+    "taken from each request's Host header instead, an assertion a client made for "
+    "another server could be replayed here for a token")
 
 
 @dataclass(frozen=True, slots=True)
@@ -15,7 +23,13 @@ class Settings:
     max_body_bytes: int = 16 * 1024 * 1024
     #: SQLite `synchronous`: FULL makes every acknowledged write survive kill -9 and power loss
     sqlite_synchronous: str = "FULL"
-    #: the public base URL, when the gateway sits behind a proxy; else taken from the request
+    #: the public FHIR base URL (env FHIR_GATEWAY_BASE_URL). With auth on, the token
+    #: endpoint (the assertions' `aud`) and the access tokens' `iss` and `aud` are built
+    #: from it, so a served gateway always has one: `fhir-gateway serve` derives it from
+    #: --host/--port (and refuses a wildcard host without it), and the ASGI entry point
+    #: (`api.asgi`) refuses to start without it. Only an app made in-process by
+    #: `create_app` (tests: TestClient's http://testserver) falls back, when it is None,
+    #: to the request's own base URL, which comes from the Host header the caller chose.
     public_base_url: str | None = None
     #: OAuth 2.0 (SMART Backend Services) on every /fhir call; off only for tests and benches
     #: of pure FHIR behaviour (env FHIR_GATEWAY_AUTH=off)
@@ -56,6 +70,23 @@ class Settings:
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]
+
+
+def base_url_problem(settings: Settings) -> str | None:
+    """Why a served gateway cannot start with these settings' public base URL (one line),
+    or None: with auth on it needs one, and whatever is set must be an http(s) URL."""
+    url = settings.public_base_url
+    if url is None:
+        return BASE_URL_NEEDED if settings.auth_enabled else None
+    try:
+        parts = urlsplit(url)
+        absolute = parts.scheme in ("http", "https") and bool(parts.hostname)
+    except ValueError:  # e.g. an unclosed IPv6 bracket
+        absolute = False
+    if not absolute or parts.query or parts.fragment:
+        return (f"FHIR_GATEWAY_BASE_URL={url[:200]!r} is not an http(s) URL without query "
+                "or fragment (e.g. https://gateway.example.org/fhir)")
+    return None
 
 
 def _flag(value: str, name: str) -> bool:

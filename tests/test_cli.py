@@ -24,3 +24,11 @@ def test_bad_store_is_one_line_and_exit_1() -> None:
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "postgres://nowhere/db" in lines[0]
     assert "Traceback" not in result.stderr
+
+
+def test_a_mongodb_server_without_transactions_is_served_by_one_worker_only() -> None:
+    # Without transactions writers take turns within one process only: a second worker
+    # could undo or overwrite the first's acknowledged writes (store.mongo).
+    result = run("--store", "mongomock://cli/db", "serve", "--port", "1", "--workers", "2")
+    assert result.returncode == 2
+    assert "--workers 1" in result.stderr and "Traceback" not in result.stderr

@@ -95,6 +95,8 @@ def create_app(
                   docs_url=None, redoc_url=None, openapi_url=None)
 
     def base_url(request: Request) -> str:
+        # A served gateway always has public_base_url (cli serve, api.asgi); the Host
+        # header fallback is for apps made in-process (tests), see Settings.
         if settings.public_base_url:
             return settings.public_base_url.rstrip("/")
         return str(request.base_url).rstrip("/") + "/fhir"

@@ -144,7 +144,7 @@ def _batch(router: FhirRouter, requests: list[FhirRequest]) -> FhirResponse:
     out = []
     for sub in requests:
         try:
-            resp = router.handle(sub)
+            resp = _batch_entry(router, sub)
             entry: dict[str, Any] = {"response": _entry_response(resp)}
             resource = _resource_of(resp)
             if resource is not None:
@@ -153,6 +153,35 @@ def _batch(router: FhirRouter, requests: list[FhirRequest]) -> FhirResponse:
             entry = {"response": {"status": str(exc.status), "outcome": exc.outcome()}}
         out.append(entry)
     return FhirResponse(200, {"resourceType": "Bundle", "type": "batch-response", "entry": out})
+
+
+#: interactions a batch entry runs in a write transaction of its own
+_WRITES = frozenset({"create", "update", "delete"})
+
+
+def _batch_entry(router: FhirRouter, sub: FhirRequest) -> FhirResponse:
+    """One batch entry, succeeding or failing alone (R4 3.1.0.11.2). A write runs in a
+    transaction of its own, as a plain REST write does (security.gate), so checks made
+    in the write's session (one Patient per NHS number, claimed there) hold between
+    concurrent writers; retried, from the entry as posted, when it meets one."""
+    try:
+        write = router.route(sub)[0].name in _WRITES
+    except GatewayError:
+        write = False  # handle() answers the entry with the refusal
+    if not write:
+        return router.handle(sub)
+    repo = router.repository
+    posted = copy.deepcopy(sub.body)
+    for _attempt in range(TRANSACTION_ATTEMPTS):
+        try:
+            with repo.transaction() as session:
+                return router.handle(sub, ctx=FhirContext(repo, router.interceptors,
+                                                          session=session))
+        except VersionConflict:
+            router.interceptors.on_rolled_back(sub)  # what was noted did not happen
+            sub.body = copy.deepcopy(posted)
+    raise Conflict("this entry kept meeting concurrent writers; nothing was written for "
+                   "it; try again")
 
 
 def _transaction(ctx: FhirContext, router: FhirRouter, req: FhirRequest,

@@ -22,20 +22,24 @@ from __future__ import annotations
 import copy
 import re
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 from .. import jsonio
 from ..auth.registry import ClientRegistry
 from ..auth.scopes import grant
+from ..auth.server import REGISTRATION_CLAIM
 from ..errors import BadRequest, Conflict, GatewayError, Unprocessable
 from ..fhir.interactions import CURRENT_VERSION, DEFERRED_CHECKS, SEARCH_MODE
 from ..fhir.interceptors import BaseInterceptor
-from ..fhir.repository import Repository
+from ..fhir.repository import Repository, new_id
 from ..fhir.request import FhirRequest, Interaction
 from ..fhir.types import resource_types
+from ..pipeline.identity import NHS_CLAIMS
 from ..search.query import SearchRequest, parse_search
-from ..store.base import StoreSession
+from ..search.values import now_instant
+from ..store.base import StoreSession, VersionConflict
 from ..store.query import (
     ChainPredicate,
     Criterion,
@@ -74,6 +78,9 @@ _BEARER = re.compile(r"Bearer +([A-Za-z0-9\-_.~+/]+=*)", re.IGNORECASE)
 MAX_INNER_MATCHES = 200
 #: Targets a feed's Provenance may name (the loader's own name one record's writes).
 MAX_FEED_PROVENANCE_TARGETS = 1000
+#: how long a claim on an NHS number naming a Patient not stored yet counts as another
+#: writer's write in progress (see `_claim_nhs_number`); older, it was left behind
+CLAIM_IN_FLIGHT_S = 60
 #: req.state keys this module sets (the audit interceptor reads them)
 INTERACTION = "security.interaction"
 PATIENTS = "security.patients"
@@ -141,6 +148,11 @@ class AccessInterceptor(BaseInterceptor):
         client = self.clients.get(claims["client_id"])
         if client is None:
             raise Unauthorized("the token's client is no longer registered")
+        if claims.get(REGISTRATION_CLAIM) != client.created:
+            # removed and added again (a leaked key replaced): the earlier registration's
+            # tokens end with it
+            raise Unauthorized("the token was issued to an earlier registration of this "
+                               "client")
         scopes = grant(claims.get("scope"), client.role)
         allowed = ROLE_PURPOSES.get(client.role, ())
         purpose = (req.header("x-purpose-of-use") or (allowed[0] if allowed else "")).strip()
@@ -243,6 +255,10 @@ class AccessInterceptor(BaseInterceptor):
             return
         if resource.get("resourceType") != "Patient":
             return  # the one check here is about Patients
+        if rid is None and session is not None:
+            # A create names its Patient now, so the NHS number's claim can name it: the
+            # create interactions take the id from here, as a transaction's are.
+            rid = request.state.setdefault("assigned_id", new_id())
         deferred = request.state.get(DEFERRED_CHECKS)
         if isinstance(deferred, list):  # a transaction entry: judged at its end state
             body = copy.deepcopy(resource)
@@ -260,20 +276,22 @@ class AccessInterceptor(BaseInterceptor):
         feed's conditional create, so without this that create would make a second
         Patient too. Saying the number is on the shared record tells a partner of the
         partnership nothing it may not know: the record exists to hold one Patient per
-        person. (The pipeline's own writes, merges included, do not come this way.)"""
+        person. (The pipeline's own writes, merges included, do not come this way.)
+
+        The search gives the readable 409; what makes the rule hold between concurrent
+        writers (MongoDB does not serialise them) is the claim each number then gets, in
+        the write's session: the unique `person-nhs` record ingest claims numbers with."""
         if body.get("resourceType") != "Patient":
             return
-        numbers = {i.get("value") for i in as_list(body.get("identifier"))
-                   if isinstance(i, dict) and i.get("system") == NHS_NUMBER_SYSTEM
-                   and isinstance(i.get("value"), str)}
+        numbers = _nhs_numbers(body)
         for nhs in sorted(numbers):
             query = IndexQuery(rtype="Patient", criteria=[Criterion(
                 "identifier", "token", [TokenPredicate(NHS_NUMBER_SYSTEM, nhs)])], limit=2)
             if any(row.rid != rid for row in self.repository.find(query, session=session).rows):
-                raise Conflict(f"NHS number {nhs} is already on the shared record: one "
-                               "Patient per person. A partner's data about them is "
-                               "linked by ingest (POST /ingest/{partner}), not by a "
-                               "second Patient", expression="Patient.identifier")
+                raise _held_elsewhere(nhs)
+        if session is not None and rid is not None:
+            for nhs in sorted(numbers):
+                _claim_nhs_number(session, nhs, rid)
 
     def _check_writable(self, caller: SecureCaller, rtype: str, rid: str, name: str) -> None:
         """Raise, in the words an unknown record gets, unless the feed may write this id.
@@ -426,6 +444,56 @@ class AccessInterceptor(BaseInterceptor):
                     not inner or self._holds_visibly(caller, req, other, inner)):
                 return True
         return False
+
+
+def _nhs_numbers(patient: dict[str, Any]) -> set[str]:
+    return {i["value"] for i in as_list(patient.get("identifier"))
+            if isinstance(i, dict) and i.get("system") == NHS_NUMBER_SYSTEM
+            and isinstance(i.get("value"), str)}
+
+
+def _held_elsewhere(nhs: str) -> Conflict:
+    return Conflict(f"NHS number {nhs} is already on the shared record: one Patient per "
+                    "person. A partner's data about them is linked by ingest (POST "
+                    "/ingest/{partner}), not by a second Patient",
+                    expression="Patient.identifier")
+
+
+def _claim_nhs_number(session: StoreSession, nhs: str, rid: str) -> None:
+    """Make the number's `person-nhs` claim name Patient `rid`, which is being written
+    with it: created when absent (create-only, so of two writers racing for a number one
+    fails), or taken over from the Patient it names, which the search just found not to
+    hold the number (its number was changed, it was deleted or merged away, or two
+    Patients swap numbers). Never released on a delete or a change: ingest holds a
+    record whose number's Patient lost it for review (pipeline.identity), and the next
+    Patient written with the number takes the claim over. Rewritten on every write, so
+    two writers' claims on one number always meet on one record (on MongoDB a write
+    conflict). VersionConflict (the write is retried, and then meets the 409) when
+    another writer holds or takes the claim meanwhile."""
+    held = session.record_get(NHS_CLAIMS, nhs)
+    holder = held.get("patient") if isinstance(held, dict) else None
+    if isinstance(held, dict) and isinstance(holder, str) and holder != rid:
+        # Looked at again, not trusted to the search: a MongoDB server without
+        # transactions shows another writer's claim (and Patient) as soon as written.
+        stored = session.current("Patient", holder)
+        if stored is None:
+            # another writer's Patient, still being written - unless the claim was left
+            # behind long ago (a process that died mid-write there)
+            at = held.get("at")
+            if isinstance(at, str) and at > _instant_ago(CLAIM_IN_FLIGHT_S):
+                raise VersionConflict(f"NHS number {nhs} is being claimed concurrently")
+        elif not stored.deleted and nhs in _nhs_numbers(_loads(stored.body)):
+            raise _held_elsewhere(nhs)
+    if held is not None and not session.record_delete(NHS_CLAIMS, nhs):
+        raise VersionConflict(f"NHS number {nhs} claimed concurrently")
+    if not session.record_put(NHS_CLAIMS, nhs, {"patient": rid, "at": now_instant()},
+                              create_only=True):
+        raise VersionConflict(f"NHS number {nhs} claimed concurrently")
+
+
+def _instant_ago(seconds: float) -> str:
+    """A FHIR instant `seconds` ago, in now_instant's form (so the two compare as text)."""
+    return (datetime.now(UTC) - timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _loads(body: str | None) -> dict[str, Any]:

@@ -10,7 +10,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
 from fastapi import FastAPI
@@ -21,13 +21,16 @@ from starlette.responses import JSONResponse, Response
 from ..api.http import error_response, to_fhir_request
 from ..auth.assertion import MAX_ASSERTION_BYTES
 from ..auth.scopes import supported_scopes
-from ..auth.server import MAX_FORM_BYTES, Endpoints, TokenRequest, TokenResult
+from ..auth.server import MAX_FORM_BYTES, Endpoints, TokenRequest, TokenResult, claimed_client
 from ..errors import BadRequest, GatewayError, PayloadTooLarge
 from ..fhir.request import Caller
 from . import Security
 from .audit import reports
-from .audit.events import DCM, audit_event
+from .audit.events import DCM, audit_event, audit_events
 from .errors import Forbidden
+
+if TYPE_CHECKING:
+    from ..pipeline.loader import Summary
 
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 REPORTS = ("patient", "summary", "break-glass")
@@ -108,7 +111,16 @@ async def _form(request: Request) -> dict[str, list[str]]:
 
 
 def _token_and_audit(sec: Security, req: TokenRequest, request: Request) -> TokenResult:
-    result = sec.token_endpoint.handle(req)
+    try:
+        result = sec.token_endpoint.handle(req)
+    except Exception:
+        # a fault, not a refusal: still audited (as the 500 it becomes) before it propagates
+        assertion = req.form.get("client_assertion", [""])[0]
+        _record_token_event(sec, request, req.url,
+                            caller=Caller(client_id=claimed_client(assertion)), status=500,
+                            description="500 server_error: the token request failed "
+                                        "inside the gateway (client not authenticated)")
+        raise
     client = result.client
     caller = Caller(client_id=client.client_id if client else result.claimed_client,
                     role=client.role if client else None,
@@ -195,20 +207,22 @@ def authorize_ingest(sec: Security, request: Request, partner: str, base: str) -
 
 
 def record_ingest(sec: Security, request: Request, caller: Caller, partner: str, base: str,
-                  status: int, summary: dict[str, Any] | None) -> None:
-    """The AuditEvent of an ingest over HTTP, allowed or refused: written durably before
-    the answer is sent. `summary` is the ingest summary (read, created, ... held)."""
+                  status: int, summary: Summary | None) -> None:
+    """The AuditEvents of an ingest over HTTP, allowed or refused: written durably before
+    the answer is sent. `summary`: the run's (None when refused); the Patients it wrote
+    are named as a REST write names its patient, in continuation events past the first
+    MAX_PATIENT_ENTITIES (`audit_events`)."""
     if sec.trail is None:
         return
-    counts = ", ".join(f"{k} {v}" for k, v in (summary or {}).items()
-                       if isinstance(v, int | str))
-    event = audit_event(
+    counts = summary.counts() if summary is not None else {}
+    named = summary.patients if summary is not None else set()
+    text = ", ".join(f"{k} {v}" for k, v in counts.items())
+    sec.trail.record(audit_events(
         subtype="create", action="C", status=status, caller=caller,
         observer=f"fhir-gateway {sec.trail.instance}", destination=base,
-        request_id=getattr(request.state, "request_id", ""),
+        request_id=getattr(request.state, "request_id", ""), patients=named,
         query=f"POST /ingest/{partner}",
-        description=f"ingest of a {partner} file: {counts or status}")
-    sec.trail.record([event])
+        description=f"ingest of a {partner} file: {text or status}"))
 
 
 def record_review(sec: Security, request: Request, caller: Caller, base: str, status: int,

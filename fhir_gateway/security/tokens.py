@@ -22,7 +22,7 @@ from typing import Any
 from joserfc import jws
 from joserfc.errors import JoseError
 
-from ..auth.assertion import b64url_json_object
+from ..auth.assertion import b64url_json_object, numeric_date
 from ..auth.keys import ALGORITHM, KeyRing
 from ..auth.server import ACCESS_TOKEN_LIFETIME_S
 
@@ -57,7 +57,7 @@ class AccessTokenVerifier:
         if claims.get("iss") != issuer:
             raise InvalidToken("the token was not issued by this gateway")
         exp, iat = claims.get("exp"), claims.get("iat")
-        if not _numeric(exp) or not _numeric(iat):
+        if not numeric_date(exp) or not numeric_date(iat):
             raise InvalidToken("the token needs exp and iat")
         if exp <= now - LEEWAY_S:
             raise InvalidToken("the token has expired")
@@ -85,10 +85,6 @@ class AccessTokenVerifier:
         except (JoseError, ValueError, TypeError) as exc:
             raise InvalidToken("the token's signature does not verify") from exc
         return _b64json(body)
-
-
-def _numeric(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _b64json(segment: str) -> dict[str, Any]:

@@ -11,7 +11,8 @@ two concurrent updates can never silently overwrite each other.
 
     StoreError
      ├── VersionConflict    version N of that resource was written by someone else
-     └── StoreUnavailable   the engine cannot be reached or opened
+     ├── StoreUnavailable   the engine cannot be reached or opened
+     └── ResourceTooLarge   the engine cannot hold a resource this large (also a 413)
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Protocol
 
+from ..errors import PayloadTooLarge
 from .query import IndexQuery
 
 
@@ -34,6 +36,12 @@ class VersionConflict(StoreError):
 
 class StoreUnavailable(StoreError):
     """The engine cannot be opened or reached."""
+
+
+class ResourceTooLarge(StoreError, PayloadTooLarge):
+    """The resource, as the engine stores it, passes the engine's size limit (MongoDB's
+    16 MiB per document). Also a PayloadTooLarge, so the API edge answers 413 with an
+    OperationOutcome naming the resource instead of a 500."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,7 +179,10 @@ class StoreSession(Protocol):
     def record_put(self, kind: str, key: str, value: dict, *, expires: str | None = None,
                    create_only: bool = False, now: str | None = None) -> bool:
         """Store `value`; with `create_only`, False (and no change) when a live record
-        exists. `expires`/`now` are FHIR instants; an expired record counts as absent."""
+        exists. `expires`/`now` are FHIR instants; an expired record counts as absent.
+        The session stays usable after False. When a concurrent session creates the
+        same record at the same moment, the loser may instead get VersionConflict (on
+        MongoDB a failed insert aborts the whole transaction): retry the session."""
         ...
 
     def record_delete(self, kind: str, key: str) -> bool: ...

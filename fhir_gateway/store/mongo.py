@@ -12,7 +12,15 @@ Where the server cannot run transactions (a standalone server, or mongomock in t
 write session keeps an undo journal and reverses its writes when the session fails. That
 gives all-or-nothing to one writer, not isolation from concurrent readers: the README lists
 this under limits, and the conformance suite says where mongomock cannot show the real
-behaviour.
+behaviour. Writers are serialised per process only, so a standalone server is for one
+gateway process (a warning is logged when one is opened); each undo step is conditional on
+the document still being what this session wrote, so a failed session never erases a newer
+write another process made meanwhile (that write is kept, with a gap in the history).
+
+Reads run outside any session (read concern "local"): each read sees what the server holds
+at that moment, not one snapshot across the several reads a request makes (a search and its
+includes, a summary). With transactions that is committed data, which a failover can still
+roll back; without them it includes other sessions' unfinished writes.
 
 Shard key (README): `pat` (the patient compartment) for `resources` and `versions`.
 """
@@ -20,6 +28,7 @@ Shard key (README): `pat` (the patient compartment) for `resources` and `version
 from __future__ import annotations
 
 import json
+import logging
 import re
 import threading
 from collections.abc import Iterator, Sequence
@@ -27,7 +36,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import pymongo
-from pymongo.errors import DuplicateKeyError, OperationFailure, PyMongoError
+from pymongo.errors import DocumentTooLarge, DuplicateKeyError, OperationFailure, PyMongoError
 
 from . import base
 from .base import (
@@ -37,6 +46,7 @@ from .base import (
     NewVersion,
     NumberValue,
     ReferenceValue,
+    ResourceTooLarge,
     StoredVersion,
     StoreUnavailable,
     StringValue,
@@ -58,6 +68,18 @@ from .query import (
     TokenPredicate,
     TokenTextPredicate,
 )
+
+log = logging.getLogger("fhir_gateway.store.mongo")
+
+#: commit attempts when the server's answer to a commit was lost (the commit is retried
+#: as the MongoDB drivers' docs advise: retrying a commit is safe, it applies once)
+COMMIT_ATTEMPTS = 3
+#: characters of a string kept as its sort key (`srt`): enough to order by, and a long
+#: value is then not stored twice more per searched parameter (the 16 MiB document limit)
+SORT_KEY_CHARS = 256
+#: MongoDB's per-document limit and its "document too large" server error codes
+MAX_DOCUMENT_BYTES = 16 * 1024 * 1024
+_TOO_LARGE_CODES = frozenset({10334, 17419, 17420})
 
 KIND_FIELD = {
     "token": "tok",
@@ -127,7 +149,14 @@ class MongoEngine:
             hello = self.client.admin.command("hello")
         except (PyMongoError, NotImplementedError, AttributeError):
             return False  # mongomock, or a server too old to say
-        return "setName" in hello or hello.get("msg") == "isdbgrid"
+        if "setName" in hello or hello.get("msg") == "isdbgrid":
+            return True
+        log.warning("MongoDB %s is a standalone server (no transactions): run ONE gateway "
+                    "process on it. Writers are serialised within a process only, so two "
+                    "workers can break the one-Patient-per-NHS-number rule and see each "
+                    "other's unfinished writes; use a replica set for more.",
+                    self.db.name)
+        return False
 
     @contextmanager
     def session(self, *, write: bool) -> Iterator[MongoSession]:
@@ -161,12 +190,7 @@ class MongoEngine:
                 except BaseException:
                     s.abort_transaction()
                     raise
-                try:
-                    s.commit_transaction()
-                except OperationFailure as exc:
-                    if exc.has_error_label("TransientTransactionError"):
-                        raise VersionConflict(str(exc)) from exc
-                    raise
+                _commit(s)
             return
         journal: list[tuple[str, Any]] = []
         with self._writer:
@@ -182,22 +206,87 @@ class MongoEngine:
             close()
 
 
+def _commit(s: Any) -> None:
+    """Commit a transaction: a write conflict is a VersionConflict (the caller retries the
+    whole session); a commit whose answer was lost (UnknownTransactionCommitResult: a
+    network error or a failover) is committed again, as the driver docs advise."""
+    for attempt in range(COMMIT_ATTEMPTS):
+        try:
+            s.commit_transaction()
+            return
+        except PyMongoError as exc:
+            if exc.has_error_label("UnknownTransactionCommitResult") \
+                    and attempt < COMMIT_ATTEMPTS - 1:
+                continue
+            if exc.has_error_label("TransientTransactionError"):
+                raise VersionConflict(str(exc)) from exc
+            raise
+
+
 def _undo(engine: MongoEngine, journal: list[tuple[str, Any]], **kw: Any) -> None:
     """Reverse writes, newest first: a failed session's (no-transaction mode) or a failed
-    savepoint's (both modes; `kw` carries the transaction's session)."""
+    savepoint's (both modes; `kw` carries the transaction's session). Each step applies
+    only while the document is still what this session wrote: without transactions
+    another process may have written over it since, and its acknowledged write is kept
+    (inside a transaction no one else can have, so every step applies)."""
+    kept = []
     for action, arg in reversed(journal):
-        if action == "version":
+        if action == "version":  # (t, id, v) is unique: no one else writes this one
             engine.versions.delete_one({"_id": arg}, **kw)
         elif action == "insert":
-            engine.resources.delete_one({"_id": arg}, **kw)
+            key, version = arg
+            if engine.resources.delete_one({"_id": key, "v": version}, **kw).deleted_count != 1:
+                kept.append(key)
         elif action == "replace":
-            engine.resources.replace_one({"_id": arg["_id"]}, arg, **kw)
+            previous, version = arg
+            if engine.resources.replace_one({"_id": previous["_id"], "v": version}, previous,
+                                            **kw).matched_count != 1:
+                kept.append(previous["_id"])
         elif action == "record":
-            key, previous = arg
-            if previous is None:
-                engine.records.delete_one({"_id": key}, **kw)
-            else:
-                engine.records.replace_one({"_id": key}, previous, upsert=True, **kw)
+            key, previous, written = arg
+            if written is None:  # this session deleted it: back only if still absent
+                try:
+                    engine.records.insert_one(previous, **kw)
+                except DuplicateKeyError:
+                    kept.append(key)
+            elif previous is None:
+                if engine.records.delete_one(written, **kw).deleted_count != 1:
+                    kept.append(key)
+            elif engine.records.replace_one(written, previous, **kw).matched_count != 1:
+                kept.append(key)
+    if kept:
+        log.warning("undoing a failed write session: %s changed since by another writer; "
+                    "that newer write was kept", ", ".join(kept))
+
+
+@contextmanager
+def _raising(key: str, *, in_transaction: bool) -> Iterator[None]:
+    """Maps a write's pymongo errors for the store's callers: a write conflict, or a
+    duplicate key inside a transaction (the server has then aborted it), to
+    VersionConflict (the caller retries the whole session); a document past the size
+    limit to ResourceTooLarge naming `key`. (A duplicate key outside a transaction is the
+    caller's to judge.)"""
+    try:
+        yield
+    except DocumentTooLarge as exc:
+        raise _too_large(key) from exc
+    except DuplicateKeyError as exc:
+        if in_transaction:
+            raise VersionConflict(f"{key} was written concurrently") from exc
+        raise
+    except OperationFailure as exc:
+        if exc.code in _TOO_LARGE_CODES:
+            raise _too_large(key) from exc
+        if exc.has_error_label("TransientTransactionError"):
+            raise VersionConflict(str(exc)) from exc
+        raise
+
+
+def _too_large(key: str) -> ResourceTooLarge:
+    return ResourceTooLarge(
+        f"{key} is too large to store: as MongoDB stores it, with its search values, it "
+        f"passes the {MAX_DOCUMENT_BYTES // (1024 * 1024)} MiB document limit (long text in "
+        "searched elements, such as a name, counts several times); shorten it")
 
 
 class MongoSession:
@@ -252,13 +341,10 @@ class MongoSession:
             "pat": list(new.compartments),
         }
         try:
-            self.e.versions.insert_one(vdoc, **self._kw())
+            with _raising(key, in_transaction=False):
+                self.e.versions.insert_one(vdoc, **self._kw())
         except DuplicateKeyError as exc:
             raise VersionConflict(f"{key} version {new.version} exists") from exc
-        except OperationFailure as exc:
-            if exc.has_error_label("TransientTransactionError"):
-                raise VersionConflict(str(exc)) from exc
-            raise
         if self.journal is not None:
             self.journal.append(("version", vdoc["_id"]))
         fields = {} if deleted else _index_fields(new)
@@ -269,26 +355,24 @@ class MongoSession:
         }
         previous = self.e.resources.find_one({"_id": key}, **self._kw())
         try:
-            if previous is None:
-                self.e.resources.insert_one(doc, **self._kw())
-                if self.journal is not None:
-                    self.journal.append(("insert", key))
-            else:
-                if previous["v"] >= new.version:
-                    raise VersionConflict(f"{key} is at version {previous['v']}")
-                result = self.e.resources.replace_one(
-                    {"_id": key, "v": previous["v"]}, doc, **self._kw()
-                )
-                if result.matched_count != 1:
-                    raise VersionConflict(f"{key} changed while writing version {new.version}")
-                if self.journal is not None:
-                    self.journal.append(("replace", previous))
+            with _raising(key, in_transaction=False):
+                if previous is None:
+                    self.e.resources.insert_one(doc, **self._kw())
+                    if self.journal is not None:
+                        self.journal.append(("insert", (key, new.version)))
+                else:
+                    if previous["v"] >= new.version:
+                        raise VersionConflict(f"{key} is at version {previous['v']}")
+                    result = self.e.resources.replace_one(
+                        {"_id": key, "v": previous["v"]}, doc, **self._kw()
+                    )
+                    if result.matched_count != 1:
+                        raise VersionConflict(
+                            f"{key} changed while writing version {new.version}")
+                    if self.journal is not None:
+                        self.journal.append(("replace", (previous, new.version)))
         except DuplicateKeyError as exc:
             raise VersionConflict(f"{key} was created concurrently") from exc
-        except OperationFailure as exc:
-            if exc.has_error_label("TransientTransactionError"):
-                raise VersionConflict(str(exc)) from exc
-            raise
 
     def put_new(self, news: Sequence[NewVersion]) -> None:
         # One by one: each is a round trip; an insert_many here would need the savepoint
@@ -347,31 +431,44 @@ class MongoSession:
             raise base.StoreError("record_put() in a read-only session")
         doc = {"_id": f"{kind}/{key}", "kind": kind, "key": key, "expires": expires,
                "value": json.dumps(value, separators=(",", ":"), sort_keys=True)}
-        if not create_only:
-            # The previous value is kept so an undo restores it (not just deletes).
-            previous = self.e.records.find_one_and_replace(
-                {"_id": doc["_id"]}, doc, upsert=True, **self._kw())
-            self._journal_record(doc["_id"], previous)
-            return True
-        expired = self.e.records.find_one_and_delete(
-            {"_id": doc["_id"], "expires": {"$ne": None, "$lte": now or ""}}, **self._kw())
-        try:
-            self.e.records.insert_one(doc, **self._kw())
-        except DuplicateKeyError:
-            return False
-        self._journal_record(doc["_id"], expired)
+        in_tx = self.s is not None
+        with _raising(doc["_id"], in_transaction=in_tx):
+            if not create_only:
+                # The previous value is kept so an undo restores it (not just deletes).
+                previous = self.e.records.find_one_and_replace(
+                    {"_id": doc["_id"]}, doc, upsert=True, **self._kw())
+                self._journal_record(doc["_id"], previous, doc)
+                return True
+            expired = self.e.records.find_one_and_delete(
+                {"_id": doc["_id"], "expires": {"$ne": None, "$lte": now or ""}}, **self._kw())
+            if in_tx and expired is None and self.e.records.find_one(
+                    {"_id": doc["_id"]}, {"_id": 1}, **self._kw()) is not None:
+                # Looked up first: inside a transaction a failed insert would abort it all
+                # (the session could not go on after False).
+                return False
+            try:
+                self.e.records.insert_one(doc, **self._kw())
+            except DuplicateKeyError:
+                if in_tx:
+                    raise  # created since the transaction began: _raising -> VersionConflict
+                return False
+        self._journal_record(doc["_id"], expired, doc)
         return True
 
-    def _journal_record(self, key: str, previous: dict[str, Any] | None) -> None:
+    def _journal_record(self, key: str, previous: dict[str, Any] | None,
+                        written: dict[str, Any] | None) -> None:
+        """Journal a record write: `written` None for a delete."""
         if self.journal is not None:
-            self.journal.append(("record", (key, previous)))
+            self.journal.append(("record", (key, previous, written)))
 
     def record_delete(self, kind: str, key: str) -> bool:
         if not self.write:
             raise base.StoreError("record_delete() in a read-only session")
-        previous = self.e.records.find_one_and_delete({"_id": f"{kind}/{key}"}, **self._kw())
+        with _raising(f"{kind}/{key}", in_transaction=self.s is not None):
+            previous = self.e.records.find_one_and_delete({"_id": f"{kind}/{key}"},
+                                                          **self._kw())
         if previous is not None:
-            self._journal_record(previous["_id"], previous)
+            self._journal_record(previous["_id"], previous, None)
         return previous is not None
 
     def record_list(self, kind: str, *, after: str | None = None,
@@ -453,18 +550,25 @@ _SORT_FIELDS = {"tok": ("c", "c", ""), "str": ("n", "n", ""), "dt": ("lo", "hi",
 
 
 def sort_fields(fields: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, Any]]:
-    """Per parameter, its lowest and highest sort value (`srt.<param>.a` / `.d`)."""
+    """Per parameter, its lowest and highest sort value (`srt.<param>.a` / `.d`). A string
+    keeps its first SORT_KEY_CHARS characters: values that share those are tied, and ties
+    are ordered by the next sort key, then type and id (as any tie is)."""
     out: dict[str, dict[str, Any]] = {}
     for field, rows in fields.items():
         asc, desc, _ = _SORT_FIELDS[field]
         for row in rows:
-            a, d = row.get(asc), row.get(desc)
+            a, d = _sort_key(row.get(asc)), _sort_key(row.get(desc))
             slot = out.setdefault(row["p"], {})
             if a is not None and ("a" not in slot or a < slot["a"]):
                 slot["a"] = a
             if d is not None and ("d" not in slot or d > slot["d"]):
                 slot["d"] = d
     return out
+
+
+def _sort_key(value: Any) -> Any:
+    # a prefix orders as the whole value does, except among values sharing that prefix
+    return value[:SORT_KEY_CHARS] if isinstance(value, str) else value
 
 
 class _FilterCompiler:

@@ -9,6 +9,7 @@ import time
 from joserfc import jwk, jws
 
 from fhir_gateway.auth.keys import KeyRing
+from fhir_gateway.auth.server import REGISTRATION_CLAIM
 from fhir_gateway.security.tokens import AccessTokenVerifier, InvalidToken
 from security_kit import BASE, Gateway
 
@@ -114,3 +115,35 @@ def test_two_signing_keys_are_live_across_a_rotation(engine) -> None:
     ring.signing_key()
     assert ring.verification_key(first.kid) is None
     assert len(ring.jwks()["keys"]) == 2
+
+
+def test_a_token_with_a_date_that_is_not_a_number_is_refused(gw: Gateway) -> None:
+    """Even signed by the gateway's own key: NaN passes every comparison."""
+    token = gw.login("ward", "clinician")["Authorization"].split()[1]
+    header, claims, _ = _parts(token)
+    signing = gw.http.app.state.security.keyring.signing_key()
+    for bad in ({"exp": float("nan")}, {"iat": float("nan")}):
+        forged = jws.serialize_compact(header, json.dumps({**claims, **bad}).encode(),
+                                       signing.key, algorithms=["ES384"])
+        assert _status(gw, forged) == 401
+
+
+def test_a_token_names_the_registration_it_was_issued_under(gw: Gateway) -> None:
+    token = gw.login("ward", "clinician")["Authorization"].split()[1]
+    _, claims, _ = _parts(token)
+    assert claims[REGISTRATION_CLAIM] == gw.registry.get("ward").created != ""
+
+
+def test_re_registering_a_client_does_not_revive_its_old_tokens(gw: Gateway) -> None:
+    """Remove, then add with a fresh key (the answer to a leaked key): the tokens issued
+    to the old registration stay dead."""
+    old = gw.register("ward", "clinician", org="B86001")
+    leaked = gw.token(old)
+    assert _status(gw, leaked) == 200
+    assert gw.registry.remove("ward")
+    assert _status(gw, leaked) == 401
+    new = gw.register("ward", "clinician", org="RH1")
+    resp = gw.http.get("/fhir/Patient", headers={"Authorization": f"Bearer {leaked}"})
+    assert resp.status_code == 401
+    assert "earlier registration" in resp.json()["issue"][0]["diagnostics"]
+    assert _status(gw, gw.token(new)) == 200

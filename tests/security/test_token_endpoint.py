@@ -9,7 +9,7 @@ import json
 import time
 
 import pytest
-from joserfc import jwk
+from joserfc import jwk, jws
 
 from security_kit import FHIR, TOKEN_URL, Gateway, make_assertion
 
@@ -161,3 +161,46 @@ def test_token_requests_are_audited_allowed_or_refused(gw: Gateway) -> None:
     events = gw.audit_events(subtype="110122")
     assert sorted(e["outcome"] for e in events) == ["0", "4"]
     assert all(e["agent"][0]["altId"] == "ward" for e in events)
+
+
+def test_dates_that_are_not_finite_numbers_are_refused_and_audited(gw: Gateway) -> None:
+    """NaN passes every comparison; JSON's 1e400 parses as an infinity."""
+    client = gw.register("ward", "clinician", org="RXX01")
+    now = int(time.time())
+    refused = [client.assertion(exp=float("nan")), client.assertion(exp=float("inf")),
+               client.assertion(iat=float("nan")), client.assertion(nbf=float("nan"))]
+    for raw in ('"exp": 1e400', '"nbf": -1e400', '"iat": -1e400'):
+        text = json.dumps(_claims("ward", exp=now + 120))[:-1] + f", {raw}}}"
+        refused.append(jws.serialize_compact({"alg": client.alg, "kid": client.kid},
+                                             text.encode(), client.key,
+                                             algorithms=[client.alg]))
+    for assertion in refused:
+        resp = gw.token_response(assertion)
+        assert resp.status_code == 400, resp.text
+        assert resp.json()["error"] == "invalid_client"
+    events = gw.audit_events(subtype="110122")
+    assert len(events) == len(refused) and all(e["outcome"] == "4" for e in events)
+
+
+def test_a_fault_in_the_token_endpoint_is_still_audited(gw: Gateway, monkeypatch) -> None:
+    client = gw.register("ward", "clinician", org="RXX01")
+
+    def broken(request: object) -> None:
+        raise RuntimeError("the store went away")
+
+    monkeypatch.setattr(gw.http.app.state.security.token_endpoint, "handle", broken)
+    resp = gw.token_response(client.assertion())
+    assert resp.status_code == 500
+    monkeypatch.undo()
+    [event] = gw.audit_events(subtype="110122")
+    assert event["outcome"] != "0" and event["agent"][0]["altId"] == "ward"
+
+
+def test_a_client_id_other_than_the_assertions_issuer_is_refused(gw: Gateway) -> None:
+    """RFC 7521 4.2: client_id, when sent, identifies the client the assertion is for."""
+    client = gw.register("ward", "clinician", org="RXX01")
+    gw.register("ops", "admin")
+    resp = gw.token_response(client.assertion(), client_id="ops")
+    assert resp.status_code == 400 and resp.json()["error"] == "invalid_client"
+    assert "client_id" in resp.json()["error_description"]
+    assert gw.token_response(client.assertion(), client_id="ward").status_code == 200
