@@ -174,6 +174,9 @@ def test_reports_as_json_and_csv(gw: Gateway) -> None:
     summary = gw.http.get("/audit/report?kind=summary&from=2000-01-01", headers=auditor).json()
     assert {"organisation": "RXX01", "purpose": "TREAT", "outcome": "allowed",
             "count": 2} in summary["rows"]
+    # getting a token is no access to anyone's record: not counted among the accesses
+    assert [r for r in summary["rows"] if r["organisation"] == "RXX01"] == [
+        {"organisation": "RXX01", "purpose": "TREAT", "outcome": "allowed", "count": 2}]
     csv = gw.http.get("/audit/report?kind=patient&patient=p1&_format=csv", headers=auditor)
     assert csv.headers["content-type"].startswith("text/csv")
     assert csv.text.splitlines()[0].startswith("recorded,client,role,organisation,purpose")

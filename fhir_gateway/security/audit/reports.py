@@ -9,7 +9,8 @@ against `/fhir/AuditEvent` with a FHIR client) summarised:
   continuation event that names the person;
 - `access_summary(start, end)`: accesses per organisation and purpose over a period
   (`AuditEvent?date=ge{start}&date=le{end}`), each interaction counted once (not its
-  continuation events, which only name more of its patients: `events.audit_events`);
+  continuation events, which only name more of its patients: `events.audit_events`),
+  token requests left out (authenticating reads no one's record);
 - `break_glass(start, end)`: break-glass events to review
   (`AuditEvent?policy=<break-glass policy>&date=...`).
 Rows are JSON objects; `to_csv` renders any report as CSV.
@@ -33,7 +34,10 @@ from ...errors import BadRequest
 from ...fhir.repository import Repository
 from ...search.query import parse_search
 from ..consent import ODS_SYSTEM
-from .events import BREAK_GLASS_POLICY, CLIENT_SYSTEM, PURPOSE_SYSTEM, is_continuation
+from .events import BREAK_GLASS_POLICY, CLIENT_SYSTEM, DCM, PURPOSE_SYSTEM, is_continuation
+
+#: the DICOM event type of a token request's AuditEvent (security.http)
+USER_AUTHENTICATION = "110114"
 
 PAGE = 500
 MAX_ROWS = 100_000
@@ -131,6 +135,8 @@ def access_summary(repository: Repository, *, start: str | None = None,
     for event in _events(repository, searches("summary", start=start, end=end)):
         if is_continuation(event):
             continue  # more patients of an access already counted (events.audit_events)
+        if _is_token_request(event):
+            continue  # authenticating reads no record (AuditEvent?type=110114 lists them)
         r = row(event)
         if r["client"] is None:
             continue  # refused before anyone was identified: not an access
@@ -138,6 +144,11 @@ def access_summary(repository: Repository, *, start: str | None = None,
         counts[(r["organisation"] or "", r["purpose"] or "", outcome)] += 1
     return [{"organisation": org, "purpose": purpose, "outcome": outcome, "count": n}
             for (org, purpose, outcome), n in sorted(counts.items())]
+
+
+def _is_token_request(event: dict[str, Any]) -> bool:
+    kind = event.get("type") if isinstance(event.get("type"), dict) else {}
+    return kind.get("system") == DCM and kind.get("code") == USER_AUTHENTICATION
 
 
 def to_csv(rows: list[dict[str, Any]]) -> str:
