@@ -165,10 +165,10 @@ def _batch_entry(router: FhirRouter, sub: FhirRequest) -> FhirResponse:
     in the write's session (one Patient per NHS number, claimed there) hold between
     concurrent writers; retried, from the entry as posted, when it meets one."""
     try:
-        write = router.route(sub)[0].name in _WRITES
+        interaction = router.route(sub)[0]
     except GatewayError:
-        write = False  # handle() answers the entry with the refusal
-    if not write:
+        return router.handle(sub)  # which answers the entry with the refusal
+    if interaction.name not in _WRITES:
         return router.handle(sub)
     repo = router.repository
     posted = copy.deepcopy(sub.body)
@@ -180,8 +180,10 @@ def _batch_entry(router: FhirRouter, sub: FhirRequest) -> FhirResponse:
         except VersionConflict:
             router.interceptors.on_rolled_back(sub)  # what was noted did not happen
             sub.body = copy.deepcopy(posted)
-    raise Conflict("this entry kept meeting concurrent writers; nothing was written for "
-                   "it; try again")
+    refusal = Conflict("this entry kept meeting concurrent writers; nothing was written "
+                       "for it; try again")
+    router.interceptors.on_failure(sub, interaction, refusal)  # audited, as any refusal
+    raise refusal
 
 
 def _transaction(ctx: FhirContext, router: FhirRouter, req: FhirRequest,

@@ -1,0 +1,38 @@
+"""Batch entries are interactions of their own: a write entry runs in its own transaction
+(fhir/bundles.py `_batch_entry`) and is audited whether it succeeds or is refused."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from fhir_gateway.fhir.repository import Repository
+from fhir_gateway.store.base import VersionConflict
+from security_kit import FHIR_JSON, Gateway
+
+
+def test_an_entry_that_keeps_meeting_other_writers_is_refused_and_audited(
+        gw: Gateway, monkeypatch: pytest.MonkeyPatch) -> None:
+    real = Repository.create
+
+    def always_a_concurrent_writer(self: Repository, resource: dict[str, Any],
+                                   **kw: Any) -> Any:
+        if resource.get("resourceType") == "Observation":
+            raise VersionConflict("another writer got there first")
+        return real(self, resource, **kw)
+
+    monkeypatch.setattr(Repository, "create", always_a_concurrent_writer)
+    feed = {**gw.login("acute-feed", "feed", partner="acute", org="RXA",
+                       scope="system/*.cruds"), **FHIR_JSON, "X-Request-Id": "batch-1"}
+    obs = {"resourceType": "Observation", "status": "final", "code": {"text": "x"}}
+    batch = {"resourceType": "Bundle", "type": "batch", "entry": [
+        {"resource": obs, "request": {"method": "POST", "url": "Observation"}},
+        {"request": {"method": "GET", "url": "Observation?code:text=x"}}]}
+    answer = gw.http.post("/fhir", json=batch, headers=feed)
+    assert answer.status_code == 200, answer.text
+    assert [e["response"]["status"][:3] for e in answer.json()["entry"]] == ["409", "200"]
+    monkeypatch.setattr(Repository, "create", real)
+    refused = [e for e in gw.audit_events(subtype="create")
+               if (e.get("outcomeDesc") or "").startswith("Bundle.entry[0]")]
+    assert [e["outcome"] for e in refused] == ["4"], refused
