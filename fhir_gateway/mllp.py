@@ -293,7 +293,7 @@ class LoaderProcessor:
                       text: str) -> list[dict[str, Any]]:
         """The AuditEvents of one loaded message (see the class docstring)."""
         from .fhir.request import Caller
-        from .security.audit.events import audit_events
+        from .security.audit.events import audit_events, held_retry_events
 
         source = item.source
         created = summary.created > 0  # else updated, or unchanged (a resend)
@@ -301,14 +301,16 @@ class LoaderProcessor:
         control = source.record_id or control_id(source.raw.encode("utf-8"))
         caller = Caller(client_id=f"mllp-listener/{self.partner}", role="feed",
                         organization=source.ods_code or None)
+        observer = f"fhir-gateway mllp {self.trail.instance}"
         return audit_events(
             subtype="create" if created else "update", action="C" if created else "U",
             status=_ACK_STATUS.get(code, 500), caller=caller,
-            observer=f"fhir-gateway mllp {self.trail.instance}",
-            destination=f"mllp:{self.partner}", request_id=control,
+            observer=observer, destination=f"mllp:{self.partner}", request_id=control,
             patients=summary.patients if code == "AA" else (),
             description=f"MLLP {self.partner} message {code}: {counts}; "
-                        f"{text}"[:1000])
+                        f"{text}"[:1000]) + held_retry_events(
+            summary, observer=observer, destination=f"mllp:{self.partner}",
+            request_id=control)
 
     def keep_refused(self, frame_start: bytes, reason: str) -> None:
         """Keep a refused frame (or the first bytes of one too large or never ended)

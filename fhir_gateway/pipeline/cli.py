@@ -120,19 +120,22 @@ def _audit_ingest(repository: Any, settings: Settings, partner: str, paths: list
 
     from ..fhir.request import Caller
     from ..security import open_trail
-    from ..security.audit.events import audit_events
+    from ..security.audit.events import audit_events, held_retry_events
 
     trail = open_trail(repository, settings)
     try:
         text = ", ".join(f"{k} {v}" for k, v in total.counts().items())
+        observer, request_id = f"fhir-gateway ingest {trail.instance}", f"cli-{os.getpid()}"
         trail.record(audit_events(
             subtype="create", action="C", status=200,
             caller=Caller(client_id=f"cli:{getpass.getuser()}"),
-            observer=f"fhir-gateway ingest {trail.instance}", destination=f"cli:{partner}",
-            request_id=f"cli-{os.getpid()}", patients=total.patients,
+            observer=observer, destination=f"cli:{partner}",
+            request_id=request_id, patients=total.patients,
             query="fhir-gateway ingest --partner " + partner + " " +
                   " ".join(Path(p).name for p in paths)[:500],
-            description=f"ingest of {partner} files by the command line: {text}"))
+            description=f"ingest of {partner} files by the command line: {text}")
+            + held_retry_events(total, observer=observer, destination=f"cli:{partner}",
+                                request_id=request_id))
     finally:
         trail.close()
 

@@ -98,6 +98,10 @@ class Summary:
     #: the Patients this run's records were applied to (and merged away by an A40): what
     #: the ingest's AuditEvent names. Never in `counts()`/`to_json()`.
     patients: set[str] = field(default_factory=set)
+    #: the Patients other partners' held records (in `others`) were applied to, per
+    #: partner: for the auditors' trail only (`audit.events.held_retry_events`), never in
+    #: an answer to the feed.
+    others_patients: dict[str, set[str]] = field(default_factory=dict)
 
     def counts(self) -> dict[str, int]:
         return {k: getattr(self, k) for k in
@@ -114,6 +118,8 @@ class Summary:
         self.holds += other.holds
         self.warnings += other.warnings
         self.patients |= other.patients
+        for partner, patients in other.others_patients.items():
+            self.others_patients.setdefault(partner, set()).update(patients)
         for partner, counts in other.others.items():
             mine = self.others.setdefault(partner, dict.fromkeys(counts, 0))
             for key, n in counts.items():
@@ -213,6 +219,7 @@ class Loader:
                 own.add(retried)
                 continue
             summary.others[partner] = retried.bare_counts(records)
+            summary.others_patients[partner] = set(retried.patients)
             log.info("retrying held records after a %s run applied %d of %s's: %s",
                      "/".join(sorted(partners)) or "empty", records, partner,
                      ", ".join(f"{k} {v}" for k, v in summary.others[partner].items()))

@@ -26,7 +26,7 @@ from ..errors import BadRequest, GatewayError, PayloadTooLarge
 from ..fhir.request import Caller
 from . import Security
 from .audit import reports
-from .audit.events import DCM, audit_event, audit_events
+from .audit.events import DCM, audit_event, audit_events, held_retry_events
 from .errors import Forbidden
 
 if TYPE_CHECKING:
@@ -217,12 +217,15 @@ def record_ingest(sec: Security, request: Request, caller: Caller, partner: str,
     counts = summary.counts() if summary is not None else {}
     named = summary.patients if summary is not None else set()
     text = ", ".join(f"{k} {v}" for k, v in counts.items())
+    observer, request_id = f"fhir-gateway {sec.trail.instance}", \
+        getattr(request.state, "request_id", "")
     sec.trail.record(audit_events(
         subtype="create", action="C", status=status, caller=caller,
-        observer=f"fhir-gateway {sec.trail.instance}", destination=base,
-        request_id=getattr(request.state, "request_id", ""), patients=named,
+        observer=observer, destination=base, request_id=request_id, patients=named,
         query=f"POST /ingest/{partner}",
-        description=f"ingest of a {partner} file: {text or status}"))
+        description=f"ingest of a {partner} file: {text or status}")
+        + held_retry_events(summary, observer=observer, destination=base,
+                            request_id=request_id))
 
 
 def record_review(sec: Security, request: Request, caller: Caller, base: str, status: int,

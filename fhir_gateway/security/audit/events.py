@@ -165,6 +165,27 @@ def audit_events(**kwargs: Any) -> list[dict[str, Any]]:
     return events
 
 
+def held_retry_events(summary: Any, *, observer: str, destination: str,
+                      request_id: str) -> list[dict[str, Any]]:
+    """The AuditEvents of other partners' held records a run's retry applied (a loader
+    Summary's `others`): each partner's write is on the trail, naming its Patients, as its
+    own system agent (`held-record-retry/PARTNER`), since the run's own event speaks for
+    the posting partner only and its answer never mentions them."""
+    from ...fhir.request import Caller
+
+    events: list[dict[str, Any]] = []
+    for partner, patients in sorted((getattr(summary, "others_patients", None) or {}).items()):
+        counts = ", ".join(f"{k} {v}" for k, v in summary.others.get(partner, {}).items())
+        events += audit_events(
+            subtype="create", action="C", status=200,
+            caller=Caller(client_id=f"held-record-retry/{partner}", role="feed"),
+            observer=observer, destination=destination, request_id=request_id,
+            patients=patients,
+            description=f"{partner} records held for review, applied by the retry after "
+                        f"another partner's run: {counts}")
+    return events
+
+
 def is_continuation(event: dict[str, Any]) -> bool:
     """Whether `event` only continues another's list of patients (`audit_events`)."""
     return any(e.get("description") == CONTINUES for e in event.get("entity") or [])

@@ -125,7 +125,8 @@ def patient_access(repository: Repository, patients: list[str], *, start: str | 
 def break_glass(repository: Repository, *, start: str | None = None,
                 end: str | None = None) -> list[dict[str, Any]]:
     rows = [row(e) for e in _events(repository, searches("break-glass", start=start, end=end),
-                                    max_rows=MAX_ROWS)]
+                                    max_rows=MAX_ROWS)
+            if not is_continuation(e)]  # one access to review, however many patients
     return sorted(rows, key=lambda r: r["recorded"] or "")
 
 
