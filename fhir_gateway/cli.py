@@ -44,8 +44,9 @@ def listen_base_url(host: str, port: int) -> str | None:
     try:
         address = ipaddress.ip_address(bare)
     except ValueError:
-        return None if bare in ("", "*") else f"http://{bare}:{port}/fhir"
-    if address.is_unspecified:
+        return None if bare in ("", "*", "0") else f"http://{bare}:{port}/fhir"
+    mapped = getattr(address, "ipv4_mapped", None)  # ::ffff:0.0.0.0 binds every address too
+    if address.is_unspecified or (mapped is not None and mapped.is_unspecified):
         return None
     return f"http://[{bare}]:{port}/fhir" if address.version == 6 else f"http://{bare}:{port}/fhir"
 

@@ -140,8 +140,8 @@ def require_scopes(req: FhirRequest) -> None:
 def wants_page(fmt: str | None, accept: str | None) -> bool:
     """Whether to answer with the printable page: `_format` decides when it is given (it
     overrides Accept, R4 3.1.0.1.10: `html` or an HTML media type), else `Accept`."""
-    if fmt is not None:
-        return fmt.strip().lower() in _PAGE_FORMATS
+    if fmt is not None:  # a media type's parameters (charset) do not change the format
+        return fmt.split(";")[0].strip().lower() in _PAGE_FORMATS
     return prefers_html(accept)
 
 

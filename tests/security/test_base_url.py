@@ -42,7 +42,7 @@ def test_serve_derives_the_base_url_from_where_it_listens() -> None:
     assert listen_base_url("localhost", 80) == "http://localhost:80/fhir"
     assert listen_base_url("::1", 8443) == "http://[::1]:8443/fhir"
     assert listen_base_url("[::1]", 8443) == "http://[::1]:8443/fhir"
-    for wildcard in ("0.0.0.0", "::", "[::]", ""):
+    for wildcard in ("0.0.0.0", "::", "[::]", "", "0", "::ffff:0.0.0.0"):
         assert listen_base_url(wildcard, 8080) is None
 
 

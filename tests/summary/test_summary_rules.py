@@ -504,6 +504,7 @@ def test_accept_decides_page_or_document(accept: str | None, html: bool) -> None
     ("&_format=json", "text/html", "application/fhir+json"),
     ("&_format=html", "application/fhir+json", "text/html"),
     ("&_format=text/html", None, "text/html"),
+    ("&_format=text/html;charset=utf-8", None, "text/html"),
     # and formats the summary cannot write are still refused
     ("&_format=xml", "text/html", "406"),
     ("", "application/fhir+xml", "406"),
