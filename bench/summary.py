@@ -259,12 +259,13 @@ def check_answers(base: str, headers: dict[str, str],
                 raise SystemExit(f"summary of {e.nhs}: {resp.status_code} {resp.text[:500]}")
             bundle = resp.json()
             comp = bundle["entry"][0]["resource"]
+            # the Composition cites stored resources by their absolute URL (their fullUrl)
             if bundle["type"] != "document" or comp["resourceType"] != "Composition" or \
-                    comp["subject"]["reference"] != f"Patient/{e.pid}":
+                    comp["subject"]["reference"] != f"{base}/Patient/{e.pid}":
                 raise SystemExit(f"summary of {e.nhs}: not this patient's document")
             cpr = next(s for s in comp["section"] if s["title"].startswith("Resuscitation"))
             cited = [x["reference"] for x in cpr.get("entry", [])]
-            newest = cited[0].split("/")[1] if cited else None
+            newest = cited[0].rsplit("/", 1)[1] if cited else None
             if newest != e.latest_decision:
                 raise SystemExit(f"summary of {e.nhs}: newest CPR decision {newest}, "
                                  f"expected {e.latest_decision}")
