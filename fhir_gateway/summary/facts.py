@@ -639,11 +639,12 @@ def _observation_decision(r: dict[str, Any]) -> str | None:
     """The decision an Observation records, when it can be read: coded 304251008 with a
     decision as its value, or coded as the decision itself (as a Flag is) with no value or
     the same decision as its value (any other value is not understood)."""
-    value = r.get("valueCodeableConcept")
-    valued = t.CPR_DECISIONS.get(t.has_code(value, t.SCT, t.CPR_DECISIONS) or "")
+    valued = t.cpr_decision(r.get("valueCodeableConcept"))
     if t.has_code(r.get("code"), t.SCT, {t.CPR_CODE}):
         return valued
-    coded = t.CPR_DECISIONS[t.has_code(r.get("code"), t.SCT, t.CPR_DECISIONS) or ""]
+    coded = t.cpr_decision(r.get("code"))
+    if coded is None:
+        return None  # coded as both decisions
     has_value = any(k.startswith("value") for k in r)
     if not has_value or r.get("valueBoolean") is True or valued == coded:
         return coded
@@ -760,12 +761,13 @@ def _flag(r: dict[str, Any]) -> list[Fact]:
     if r.get("status") != "active":
         return []
     period = r.get("period") or {}
-    decision = t.CPR_DECISIONS.get(t.has_code(r.get("code"), t.SCT, t.CPR_DECISIONS) or "")
+    decision = t.cpr_decision(r.get("code"))
     if decision:
         return [Fact("cpr", r, t.CPR_WORDS[decision], period.get("start"), decision,
                      details=("Recorded as an alert flag",), review=period.get("end"))]
-    if t.has_code(r.get("code"), t.SCT, {t.CPR_CODE}):
-        # a resuscitation-status alert that does not say which: the crew must see it
+    if t.has_code(r.get("code"), t.SCT, {t.CPR_CODE, *t.CPR_DECISIONS}):
+        # a resuscitation-status alert that does not say which (or says both): the crew
+        # must see it
         words = (r.get("code") or {}).get("text") or "no decision stated"
         return [Fact("cpr", r, not_understood(str(words)), period.get("start"),
                      NOT_UNDERSTOOD, details=("Recorded as an alert flag",),

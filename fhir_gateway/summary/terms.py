@@ -81,6 +81,15 @@ def has_code(concept: Any, system: str, codes: Any) -> str | None:
     return None
 
 
+def cpr_decision(concept: Any) -> str | None:
+    """The CPR decision `concept` codes ("attempt" or "not-attempt"); None when it codes
+    none, or both: a record saying "for" and "not for" CPR decides nothing, so it is
+    shown as not understood, never read by whichever coding comes first."""
+    found = {CPR_DECISIONS[str(c["code"])] for c in codings(concept)
+             if c.get("system") == SCT and c.get("code") in CPR_DECISIONS}
+    return found.pop() if len(found) == 1 else None
+
+
 #: words that make an alert one about CPR ("DNACPR in place", "not for resus"): an alert
 #: in text only is no decision the summary can read, but the crew must be sent to it
 #: how alerts write CPR decisions: DNACPR (and the unified uDNACPR form, plurals), DNAR,

@@ -273,6 +273,29 @@ def test_an_unreadable_resuscitation_status_is_shown_not_dropped(http: TestClien
     assert "NO CPR DECISION" not in headline(doc)
 
 
+@pytest.mark.parametrize("where", ["value", "code", "flag"])
+def test_a_record_coding_both_decisions_is_never_read_as_either(
+        http: TestClient, where: str) -> None:
+    """A value (or a code) holding both 'for' and 'not for attempted CPR' decides
+    nothing: shown as not understood, never read by whichever coding comes first."""
+    rec = Record(http)
+    both = {"coding": [{"system": SCT, "code": "450475007"},
+                       {"system": SCT, "code": "450476008"}]}
+    if where == "value":
+        made = _observation(rec, "304251008", valueCodeableConcept=both)
+    elif where == "code":
+        made = rec.put({"resourceType": "Observation", "status": "final", "code": both,
+                        "subject": {"reference": f"Patient/{rec.pid}"},
+                        "effectiveDateTime": "2026-02-01"}, GP)
+    else:
+        made = rec.put({"resourceType": "Flag", "status": "active", "code": both,
+                        "subject": {"reference": f"Patient/{rec.pid}"}}, GP)
+    doc = document(http, by_nhs(rec.nhs))
+    assert [o["id"] for o in doc.cited("cpr")] == [made["id"]]
+    assert "recorded but not understood" in plain(doc.text("cpr"))
+    assert "FOR ATTEMPTED CPR" not in headline(doc)
+
+
 def test_an_unreadable_status_beside_a_readable_one_is_a_conflict(http: TestClient) -> None:
     rec = Record(http)
     rec.cpr("attempt", "2026-03-01", HOSPICE)
