@@ -40,3 +40,13 @@ Invariant: scr-di-1
 Description: "A detected issue implicates at least two different records (the partners' disagreeing facts)."
 Severity: #error
 Expression: "implicated.select(reference | identifier.value).isDistinct()"
+
+Invariant: scr-cpr-1
+Description: "A CPR decision records one decision: for attempted CPR or not, never both (a crew would otherwise be told whichever coding comes first)."
+Severity: #error
+Expression: "value.ofType(CodeableConcept).coding.where(system = 'http://snomed.info/sct' and (code = '450475007' or code = '450476008')).code.distinct().count() <= 1"
+
+Invariant: scr-subj-1
+Description: "The fact is about a stored Patient, referred to by its id or URL: not a contained Patient, a local '#' reference or an identifier alone, which leave it outside the person's record (the emergency summary would not find it)."
+Severity: #error
+Expression: "subject.reference.exists() and subject.reference.startsWith('#').not()"

@@ -8,6 +8,7 @@ Description: "A cardiopulmonary resuscitation decision: resuscitation status (SN
 * code ^short = "Resuscitation status (SNOMED CT 304251008)"
 * subject 1..1
 * subject only Reference(SCRPatient)
+* obeys scr-cpr-1 and scr-subj-1
 * effective[x] 1..1
 * effective[x] only dateTime
 * effective[x] ^short = "The date the decision was made"
@@ -27,6 +28,7 @@ Description: "Where the person would prefer to be cared for, or to die: the code
 * code from SCRPreferredPlaceType (required)
 * subject 1..1
 * subject only Reference(SCRPatient)
+* obeys scr-subj-1
 * value[x] 1..1
 * value[x] only CodeableConcept
 * value[x] from SCRPreferredPlaceValue (required)
@@ -42,6 +44,7 @@ Description: "Where the person died, as an NHS Data Dictionary death location ty
 * code ^short = "Place of death (project code)"
 * subject 1..1
 * subject only Reference(SCRPatient)
+* obeys scr-subj-1
 * effective[x] ^short = "The date of death, when known"
 * value[x] 1..1
 * value[x] only CodeableConcept
@@ -57,6 +60,7 @@ Description: "A recorded end-of-life status of the person, as the SNOMED CT find
 * code from SCREndOfLifeStatusCode (required)
 * subject 1..1
 * subject only Reference(SCRPatient)
+* obeys scr-subj-1
 * effective[x] ^short = "When it was recorded or took effect (e.g. the date added to the register)"
 
 Extension: SCRReviewDate
