@@ -30,6 +30,7 @@ from summary_kit import (
 
 from fhir_gateway.fhir.repository import Repository
 from fhir_gateway.pipeline.service import IngestService
+from fhir_gateway.store.base import StoreEngine
 from fhir_gateway.summary.terms import REVIEW_DATE_EXTENSION
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "security"))
@@ -294,6 +295,26 @@ def test_a_record_coding_both_decisions_is_never_read_as_either(
     assert [o["id"] for o in doc.cited("cpr")] == [made["id"]]
     assert "recorded but not understood" in plain(doc.text("cpr"))
     assert "FOR ATTEMPTED CPR" not in headline(doc)
+
+
+def test_an_undated_dnacpr_from_the_gp_register_is_kept_and_shown(
+        http: TestClient, engine: StoreEngine) -> None:
+    """The GP mapping keeps an undated decision with a warning (gp.yaml `expect`); the
+    CPR profile must not then reject the person's whole register row, hiding the DNACPR
+    (and the person) from the crew."""
+    header = ("NHS Number,Surname,Forename,Date of Birth,Sex,Practice Code,Usual GP,"
+              "Palliative Register Date,GSF Code,Preferred Place of Death,PPD Recorded,"
+              "DNACPR,DNACPR Date,Care Plan Summary,Last Reviewed,Date of Death,"
+              "Place of Death")
+    row = ("943 476 5919,WHITE,Patricia,03/11/1961,F,Y90028,Dr Clarke,29/11/2025,Blue,"
+           "Care Home,25/12/2025,Y,,Advance care plan discussed,11/03/2026,,")
+    loaded = IngestService(Repository(engine)).ingest(
+        "gp", "palliative_register.csv", f"{header}\r\n{row}\r\n".encode())
+    assert loaded.rejected == 0, loaded.rejections
+    assert any("DNACPR Date" in w["warning"] for w in loaded.warnings)
+    doc = document(http, by_nhs("9434765919"))
+    assert "NOT FOR ATTEMPTED CPR" in headline(doc)
+    assert "date not recorded" in plain(doc.text("cpr"))
 
 
 def test_an_unreadable_status_beside_a_readable_one_is_a_conflict(http: TestClient) -> None:

@@ -111,8 +111,6 @@ CASES: list[tuple[str, str, Callable[[dict[str, Any]], None], str, str]] = [
      "structure", "Observation.value.ofType(String)"),
     ("Observation-cpr", "no value", _set("valueCodeableConcept", _DELETE),
      "required", "Observation.value"),
-    ("Observation-cpr", "no decision date", _set("effectiveDateTime", _DELETE),
-     "required", "Observation.effective"),
     ("Observation-cpr", "decision date as a Period", lambda r: r.update(
         effectivePeriod={"start": r.pop("effectiveDateTime")}),
      "structure", "Observation.effective.ofType(Period)"),
@@ -236,13 +234,13 @@ def test_every_profile_has_several_invalid_variants() -> None:
 def test_all_problems_are_reported_not_only_the_first(validator: ProfileValidator) -> None:
     cpr = example("Observation-cpr")
     cpr["code"]["coding"][0]["code"] = "1234567"
-    del cpr["effectiveDateTime"]
+    cpr["effectivePeriod"] = {"start": cpr.pop("effectiveDateTime")}
     cpr["valueCodeableConcept"]["coding"][0]["code"] = "373066001"
     cpr["subject"] = {"reference": "Group/g1"}
     cpr["status"] = "done"
     assert sorted(errors(validator, cpr)) == sorted([
         ("value", "Observation.code"),
-        ("required", "Observation.effective"),
+        ("structure", "Observation.effective.ofType(Period)"),
         ("code-invalid", "Observation.value.ofType(CodeableConcept)"),
         ("invalid", "Observation.subject"),
         ("code-invalid", "Observation.status"),
@@ -252,12 +250,12 @@ def test_all_problems_are_reported_not_only_the_first(validator: ProfileValidato
 def test_diagnostics_say_what_is_wrong_in_words(validator: ProfileValidator) -> None:
     cpr = example("Observation-cpr")
     cpr["valueCodeableConcept"]["coding"][0]["code"] = "373066001"
-    del cpr["effectiveDateTime"]
+    del cpr["subject"]
     by_path = {i.expression[0]: i.diagnostics for i in validator.validate(cpr)}
     value = by_path["Observation.value.ofType(CodeableConcept)"]
     assert "http://snomed.info/sct|373066001" in value
     assert "450475007" in value and "450476008" in value
-    assert "required" in by_path["Observation.effective"]
+    assert "required" in by_path["Observation.subject"]
     patient = example("Patient-scr")
     patient["identifier"][0]["value"] = "9434765918"
     (issue,) = [i for i in validator.validate(patient) if i.severity == "error"]
@@ -309,10 +307,14 @@ def test_partner_shapes_that_must_fit(validator: ProfileValidator) -> None:
     finding = example("Observation-eol-status")
     finding["code"]["coding"][0]["code"] = "766391000000108"
     assert errors(validator, finding) == []
+    # a GP DNACPR without its date: kept (shown as undated), not the whole row rejected
+    undated = example("Observation-cpr")
+    del undated["effectiveDateTime"]
+    assert errors(validator, undated) == []
 
 
 def test_meta_profile_with_version_is_known(validator: ProfileValidator) -> None:
     obs = example("Observation-cpr")
     obs["meta"]["profile"] = [BASE + "SCR-CPRDecision|0.1.0"]
-    del obs["effectiveDateTime"]
-    assert ("required", "Observation.effective") in errors(validator, obs)
+    del obs["valueCodeableConcept"]
+    assert ("required", "Observation.value") in errors(validator, obs)

@@ -83,10 +83,10 @@ def test_not_a_resource(validator: ProfileValidator) -> None:
 def test_the_same_problem_is_reported_once(validator: ProfileValidator) -> None:
     obs = example("Observation-cpr")
     obs["meta"]["profile"] = [BASE + "SCR-CPRDecision", BASE + "SCR-CPRDecision|0.1.0"]
-    del obs["effectiveDateTime"]
+    del obs["valueCodeableConcept"]
     issues = validator.validate(obs, profile=BASE + "SCR-CPRDecision")
     assert [i.expression for i in issues if i.severity == "error"] == [
-        ("Observation.effective",)]
+        ("Observation.value",)]
 
 
 def test_input_is_not_changed(validator: ProfileValidator) -> None:

@@ -9,9 +9,9 @@ Description: "A cardiopulmonary resuscitation decision: resuscitation status (SN
 * subject 1..1
 * subject only Reference(SCRPatient)
 * obeys scr-cpr-1 and scr-subj-1
-* effective[x] 1..1
+* effective[x] 0..1
 * effective[x] only dateTime
-* effective[x] ^short = "The date the decision was made"
+* effective[x] ^short = "The date the decision was made (an undated decision is kept: shown as undated, never superseded by a dated one, rather than hidden from a crew)"
 * value[x] 1..1
 * value[x] only CodeableConcept
 * value[x] from SCRCPRDecisionValue (required)
