@@ -14,6 +14,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import replace
 
+from .cliargs import port_number, positive
 from .config import BASE_URL_NEEDED, DEFAULT_STORE, Settings, base_url_problem
 from .pipeline import cli as ingest_cli
 from .security import cli as security_cli
@@ -27,8 +28,8 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="serve the FHIR API")
     serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8080)
-    serve.add_argument("--workers", type=int, default=1)
+    serve.add_argument("--port", type=port_number, default=8080)
+    serve.add_argument("--workers", type=positive, default=1)
     serve.add_argument("--store", dest="sub_store", default=None, help=argparse.SUPPRESS)
     serve.add_argument("--log-level", default="info",
                        choices=["critical", "error", "warning", "info", "debug"])
@@ -113,8 +114,8 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     store = getattr(args, "sub_store", None) or args.store
-    settings = Settings.from_env(store_url=store)
     try:
+        settings = Settings.from_env(store_url=store)  # a mistyped variable: one line
         if args.command == "serve":
             return _serve(args, settings)
         status = security_cli.run(args, settings)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -32,3 +33,28 @@ def test_a_mongodb_server_without_transactions_is_served_by_one_worker_only() ->
     result = run("--store", "mongomock://cli/db", "serve", "--port", "1", "--workers", "2")
     assert result.returncode == 2
     assert "--workers 1" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_bad_numbers_are_usage_errors_not_taken_as_given() -> None:
+    # a port past 65535 wraps round in the socket layer: the printed URL would be wrong
+    for args in (("serve", "--port", "99999"), ("serve", "--workers", "0"),
+                 ("demo", "--people", "-5"), ("mllp", "--port", "0")):
+        result = run(*args)
+        assert result.returncode == 2, (args, result.stderr)
+        assert "Traceback" not in result.stderr
+
+
+def test_a_mistyped_setting_is_one_line_and_exit_1() -> None:
+    result = subprocess.run([CLI, "client", "list"], capture_output=True, text=True,
+                            timeout=60, check=False, env={**os.environ,
+                                                          "FHIR_GATEWAY_AUTH": "maybe"})
+    assert result.returncode == 1
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "FHIR_GATEWAY_AUTH" in result.stderr
+
+
+def test_mllp_for_an_unknown_partner_is_refused_at_start(tmp_path: Path) -> None:
+    result = run("--store", f"sqlite:///{tmp_path / 'gw.sqlite3'}", "mllp", "--port",
+                 "2575", "--partner", "nope")
+    assert result.returncode == 1
+    assert len(result.stderr.strip().splitlines()) == 1 and "nope" in result.stderr

@@ -239,10 +239,7 @@ async def resolve(request: Request, key: str) -> Response:
         loader = request.app.state.ingest_service.loader
         if not _mine(caller, await run_in_threadpool(_partner_of_held, loader, key)):
             raise NotFound(f"no held record {key!r}")  # another partner's: as absent
-        try:
-            summary = await run_in_threadpool(loader.resolve_held, key, patient_id=patient)
-        except KeyError as exc:
-            raise NotFound(f"no held record {key!r}") from exc
+        summary = await run_in_threadpool(loader.resolve_held, key, patient_id=patient)
     except GatewayError as exc:
         await _audited(request, caller, exc.status, f"POST /review/held/{key}", patient)
         return await _error_for(request, caller, exc)  # e.g. a 409 naming the holder

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import jsonio
-from ..errors import Conflict, GatewayError, Issue
+from ..errors import Conflict, GatewayError, Issue, NotFound
 from ..fhir.repository import ProfileChecked, Repository, WriteResult, new_id
 from ..ingest.model import (
     NHS_NUMBER_SYSTEM,
@@ -407,10 +407,16 @@ class Loader:
         with self.repo.engine.session(write=False) as s:
             held = s.record_get("held", key)
         if held is None:
-            raise KeyError(f"no held record {key!r}")
+            raise NotFound(f"no held record {key!r}")
         record = from_json(held["record"])
         if patient_id is not None:
-            self.repo.read("Patient", patient_id)  # 404/410 if it is not there
+            target = self.repo.read("Patient", patient_id)  # 404/410 if it is not there
+            survivor = replaced_by(jsonio.loads_trusted(target.body or "{}"))
+            if survivor is not None:
+                # filed there, the record would sit on a record no crew's summary reads
+                # (a candidate listed before an A40 merged it away)
+                raise Conflict(f"Patient/{patient_id} was merged into Patient/{survivor}: "
+                               f"attach the record to it (--patient {survivor})")
         return self.apply(record, patient_id=patient_id, create=patient_id is None,
                           received=held.get("received"))
 

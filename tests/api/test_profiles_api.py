@@ -28,7 +28,7 @@ def example(name: str) -> dict[str, Any]:
 def broken_cpr() -> dict[str, Any]:
     cpr = example("Observation-cpr")
     cpr["valueCodeableConcept"]["coding"][0]["code"] = "385432009"  # not a CPR decision
-    del cpr["effectiveDateTime"]
+    cpr["effectivePeriod"] = {"start": cpr.pop("effectiveDateTime")}  # a date only
     return cpr
 
 

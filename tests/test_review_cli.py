@@ -1,0 +1,95 @@
+"""`fhir-gateway review resolve` (a real process on a SQLite file): a record is never
+filed on a Patient an A40 merged away, where no crew's summary reads it; a resolve is
+audited like any write; one that does not settle the record exits 1 saying why."""
+
+from __future__ import annotations
+
+import getpass
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fhir_gateway.fhir.repository import Repository
+from fhir_gateway.pipeline.loader import Loader, Summary
+from fhir_gateway.store import open_store
+from fhir_gateway.store.query import IndexQuery
+
+CLI = str(Path(sys.executable).with_name("fhir-gateway"))
+# No NHS number and nobody like her on the record: held for review.
+COUNCIL = ("Person ID,Title,First Name,Last Name,DOB,Postcode,NHS No (if known),Service,"
+           "Service Start,Service End,Provider,Key Worker\n"
+           "SC900001,Mrs,Ada,Secretname,1931-02-03,DY1 1AA,,Home care,2026-01-02,,"
+           "Oakleigh Care Home,Brenda Johnson\n")
+
+
+def run(store: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([CLI, "--store", store, *args], capture_output=True, text=True,
+                          timeout=120, check=False)
+
+
+def put_patients(store: str) -> None:
+    engine = open_store(store)
+    try:
+        repo = Repository(engine)
+        repo.update({"resourceType": "Patient", "id": "keep",
+                     "name": [{"family": "Secretname", "given": ["Ada"]}]}, rtype="Patient",
+                    rid="keep")
+        repo.update({"resourceType": "Patient", "id": "old", "active": False,
+                     "name": [{"family": "Secretname", "given": ["Ada"]}],
+                     "link": [{"other": {"reference": "Patient/keep"},
+                               "type": "replaced-by"}]}, rtype="Patient", rid="old")
+    finally:
+        engine.close()
+
+
+def audit_events(store: str) -> list[dict[str, Any]]:
+    engine = open_store(store)
+    try:
+        rows = Repository(engine).find(IndexQuery(rtype="AuditEvent", limit=1000)).rows
+        return [json.loads(r.body or "{}") for r in rows]
+    finally:
+        engine.close()
+
+
+def test_resolving_onto_a_merged_away_patient_is_refused_naming_the_survivor(
+        tmp_path: Path) -> None:
+    store = f"sqlite:///{tmp_path / 'gw.sqlite3'}"
+    council = tmp_path / "council.csv"
+    council.write_text(COUNCIL)
+    assert run(store, "ingest", "--partner", "socialcare", str(council)).returncode == 0
+    put_patients(store)
+    (held,) = [json.loads(line) for line in run(store, "review", "list").stdout.splitlines()
+               if "key" in json.loads(line)]
+    refused = run(store, "review", "resolve", held["key"], "--patient", "old")
+    assert refused.returncode == 1
+    assert "Patient/keep" in refused.stderr and "Traceback" not in refused.stderr
+    assert held["key"] in run(store, "review", "list").stdout  # still held
+
+    settled = run(store, "review", "resolve", held["key"], "--patient", "keep")
+    assert settled.returncode == 0, settled.stderr
+    resolves = [e for e in audit_events(store)
+                if "settled by a reviewer" in (e.get("outcomeDesc") or "")]
+    (event,) = resolves
+    assert event["agent"][0]["altId"] == f"cli:{getpass.getuser()}"
+    assert {x["what"]["reference"] for x in event["entity"]
+            if x.get("role", {}).get("code") == "1"} == {"Patient/keep"}
+    assert run(store, "audit", "verify").returncode == 0
+
+
+def test_a_resolve_that_does_not_settle_the_record_exits_1_saying_why(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from fhir_gateway.cli import main
+
+    def rejected(self: Loader, key: str, **_: Any) -> Summary:
+        return Summary(rejected=1, rejections=[{"reason": "the NHS numbers differ"}])
+
+    monkeypatch.setattr(Loader, "resolve_held", rejected)
+    status = main(["--store", f"sqlite:///{tmp_path / 'gw.sqlite3'}", "review", "resolve",
+                   "socialcare/x", "--patient", "p1"])
+    assert status == 1
+    assert "the NHS numbers differ" in capsys.readouterr().err
