@@ -1,133 +1,224 @@
-"""`fhir-gateway`: the command line (INTERFACE.md).
+"""`fhir-gateway ingest`, `demo`, `review` and `mllp`: partner data from the command line.
 
-Exit status: 0 success, 2 usage error (argparse), 1 failure with a one-line reason on
-stderr. Commands that later issues add (ingest, client, token, audit, demo) are
-registered here as they land, never before.
+INTERFACE.md: `ingest --partner NAME PATH... [--json]` prints a summary (records read,
+resources created, updated, unchanged, rejected, held for review); `--json` prints it as
+one JSON object and exits 0 even when some records were rejected (1 only when nothing
+could be read). A progress bar (rich) is drawn only on a terminal.
 """
 
 from __future__ import annotations
 
 import argparse
-import ipaddress
-import logging
+import json
 import sys
-from collections.abc import Sequence
-from dataclasses import replace
+from pathlib import Path
+from typing import Any
 
-from .cliargs import port_number, positive
-from .config import BASE_URL_NEEDED, DEFAULT_STORE, Settings, base_url_problem
-from .pipeline import cli as ingest_cli
-from .security import cli as security_cli
+from ..cliargs import port_number, positive
+from ..config import Settings
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="fhir-gateway",
-                                     description="Shared care record FHIR gateway")
-    parser.add_argument("--store", default=None,
-                        help=f"store URL (env FHIR_GATEWAY_STORE; default {DEFAULT_STORE})")
-    sub = parser.add_subparsers(dest="command", required=True)
-    serve = sub.add_parser("serve", help="serve the FHIR API")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=port_number, default=8080)
-    serve.add_argument("--workers", type=positive, default=1)
-    serve.add_argument("--store", dest="sub_store", default=None, help=argparse.SUPPRESS)
-    serve.add_argument("--log-level", default="info",
-                       choices=["critical", "error", "warning", "info", "debug"])
-    security_cli.add_commands(sub)
-    ingest_cli.add_commands(sub)
-    return parser
+def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    ingest = sub.add_parser("ingest", help="load partner files into the shared record")
+    ingest.add_argument("--partner", required=True, help="acute, gp, hospice, ...")
+    ingest.add_argument("paths", nargs="+", type=Path, metavar="PATH")
+    ingest.add_argument("--json", action="store_true", help="print the summary as JSON")
+    demo = sub.add_parser("demo", help="write (and load) a synthetic partnership")
+    demo.add_argument("--people", type=positive, default=500)
+    demo.add_argument("--out", type=Path, default=None,
+                      help="write the feeds here and do not load them")
+    demo.add_argument("--seed", type=int, default=20261122)
+    review = sub.add_parser("review", help="records held for identity review")
+    rsub = review.add_subparsers(dest="review_command", required=True)
+    rsub.add_parser("list", help="list held and rejected records")
+    resolve = rsub.add_parser("resolve", help="settle a held record")
+    resolve.add_argument("key")
+    who = resolve.add_mutually_exclusive_group(required=True)
+    who.add_argument("--patient", help="attach it to this Patient id")
+    who.add_argument("--create", action="store_true", help="make a new Patient for it")
+    mllp = sub.add_parser("mllp", help="an MLLP listener for an HL7 v2 feed")
+    mllp.add_argument("--host", default="127.0.0.1")
+    mllp.add_argument("--port", type=port_number, required=True)
+    mllp.add_argument("--partner", default="acute")
 
 
-def listen_base_url(host: str, port: int) -> str | None:
-    """`http://HOST:PORT/fhir` for the address `serve` listens on (an IPv6 address in
-    brackets), or None for a wildcard host (every address: no one URL clients use)."""
-    bare = host.strip("[]")
-    try:
-        address = ipaddress.ip_address(bare)
-    except ValueError:
-        return None if bare in ("", "*", "0") else f"http://{bare}:{port}/fhir"
-    mapped = getattr(address, "ipv4_mapped", None)  # ::ffff:0.0.0.0 binds every address too
-    if address.is_unspecified or (mapped is not None and mapped.is_unspecified):
-        return None
-    return f"http://[{bare}]:{port}/fhir" if address.version == 6 else f"http://{bare}:{port}/fhir"
+#: The SQLite page cache of a bulk load's one writer (`ingest`, `demo`): see SqliteEngine.
+BULK_CACHE_MIB = 256
 
 
-def _serve(args: argparse.Namespace, settings: Settings) -> int:
-    import os
+def _service(settings: Settings, *, bulk: bool = False) -> Any:
+    from ..fhir.repository import Repository
+    from ..store import open_store
+    from .service import IngestService
 
-    import uvicorn
-
-    from .store import open_store
-
-    # The token endpoint and the tokens' issuer and audience come from the base URL, never
-    # from a request's Host header (config.Settings.public_base_url): derived from where
-    # the server listens unless set, and refused for a wildcard host with auth on.
-    listening = listen_base_url(args.host, args.port)
-    if settings.public_base_url is None and listening is not None:
-        settings = replace(settings, public_base_url=listening)
-    if settings.public_base_url is None and settings.auth_enabled:
-        print(f"fhir-gateway: --host {args.host} listens on every address, so the URL "
-              f"clients use is not known: {BASE_URL_NEEDED}", file=sys.stderr, flush=True)
-        return 2
-    problem = base_url_problem(settings)
-    if problem is not None:
-        print(f"fhir-gateway: {problem}", file=sys.stderr, flush=True)
-        return 2
-    # Open the store once here so a bad URL or unreachable server is one line and exit 1,
-    # not a traceback from inside uvicorn's start-up.
-    engine = open_store(settings.store_url, sqlite_synchronous=settings.sqlite_synchronous)
-    single_writer = getattr(engine, "transactions", True) is False
-    engine.close()
-    if single_writer and args.workers > 1:
-        # without transactions, writers take turns within one process only (store.mongo)
-        print("fhir-gateway: this MongoDB server runs no transactions (a standalone "
-              "server): serve it with --workers 1, or use a replica set", file=sys.stderr,
-              flush=True)
-        return 2
-    # Workers are separate processes: they read the store URL and base URL from the
-    # environment (`api.asgi`).
-    os.environ["FHIR_GATEWAY_STORE"] = settings.store_url
-    if settings.public_base_url is not None:
-        os.environ["FHIR_GATEWAY_BASE_URL"] = settings.public_base_url
-    logging.basicConfig(level=args.log_level.upper(), format="%(message)s")
-    base = (settings.public_base_url or f"http://{args.host}:{args.port}/fhir").rstrip("/")
-    print(f"FHIR base: {base}  (store {settings.store_url})", file=sys.stderr, flush=True)
-    if settings.auth_enabled:
-        store = "" if settings.store_url == DEFAULT_STORE else f" --store {settings.store_url}"
-        prog = sys.argv[0] if sys.argv and sys.argv[0].endswith("fhir-gateway") \
-            else "fhir-gateway"  # e.g. .venv/bin/fhir-gateway under `make run`
-        print("Every /fhir call needs an access token. To get one:\n"
-              f"  {prog}{store} client add me --role clinician --org Y00001 "
-              "--new-key me.jwk\n"
-              f"  TOKEN=$({prog} token me --key me.jwk --scope 'system/*.rs' "
-              f"--url {base})\n"
-              f"  curl -H \"Authorization: Bearer $TOKEN\" {base}/Patient",
-              file=sys.stderr, flush=True)
-    else:
-        print("Auth is OFF (FHIR_GATEWAY_AUTH=off): for tests and benches only.",
-              file=sys.stderr, flush=True)
-    uvicorn.run("fhir_gateway.api.asgi:app", host=args.host, port=args.port,
-                workers=args.workers, log_level=args.log_level, access_log=False)
-    return 0
+    store = open_store(settings.store_url, sqlite_synchronous=settings.sqlite_synchronous,
+                       sqlite_cache_mib=BULK_CACHE_MIB if bulk else None)
+    return IngestService(Repository(store))
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    store = getattr(args, "sub_store", None) or args.store
-    try:
-        settings = Settings.from_env(store_url=store)  # a mistyped variable: one line
-        if args.command == "serve":
-            return _serve(args, settings)
-        status = security_cli.run(args, settings)
-        if status is not None:
-            return status
-        if args.command in ("ingest", "demo", "review", "mllp"):
-            return ingest_cli.run(args, settings)
-    except Exception as exc:
-        print(f"fhir-gateway: {exc}", file=sys.stderr)
-        return 1
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    if args.command == "ingest":
+        return _ingest(args, settings)
+    if args.command == "demo":
+        return _demo(args, settings)
+    if args.command == "review":
+        return _review(args, settings)
+    if args.command == "mllp":
+        return _mllp(args, settings)
     return 2
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+def _ingest(args: argparse.Namespace, settings: Settings) -> int:
+    service = _service(settings, bulk=True)
+    unreadable: list[str] = []
+    show = not args.json and sys.stderr.isatty()
+    # All the files are one run: held records are retried once, after the last file.
+    if show:
+        from rich.progress import Progress, SpinnerColumn, TextColumn
+
+        with Progress(SpinnerColumn(), TextColumn("{task.description}"),
+                      TextColumn("{task.completed} records"), transient=True) as bar:
+            task = bar.add_task(args.partner, total=None)
+            total = service.ingest_paths(
+                args.partner, args.paths, on_unreadable=unreadable.append,
+                on_file=lambda name: bar.update(task, description=f"{args.partner}: {name}"),
+                progress=lambda n: bar.advance(task, n))
+    else:
+        total = service.ingest_paths(args.partner, args.paths,
+                                     on_unreadable=unreadable.append)
+    _audit_write(service.loader.repo, settings, total,
+                 command=f"fhir-gateway ingest --partner {args.partner} "
+                         + " ".join(Path(p).name for p in args.paths),
+                 destination=f"cli:{args.partner}",
+                 description=f"ingest of {args.partner} files by the command line")
+    counts = total.counts()
+    if args.json:
+        print(json.dumps({**total.to_json(), "unreadable": unreadable}))
+    else:
+        print(", ".join(f"{k} {v}" for k, v in counts.items()))
+        for r in total.rejections:
+            print(f"rejected: {r['reason']}", file=sys.stderr)
+        for w in total.warnings:
+            print(f"warning: {w['partner']} {w['file']} {w['position']}: {w['warning']}",
+                  file=sys.stderr)
+        for u in unreadable:
+            print(f"unreadable: {u}", file=sys.stderr)
+        # the operator's view: other partners' held records this run's retry applied
+        # (left out of the counts above, which answer for this partner's records only)
+        for partner, c in sorted(total.others.items()):
+            print(f"also retried {c['retried']} held {partner} record(s): "
+                  + ", ".join(f"{k} {v}" for k, v in c.items() if k != "retried"),
+                  file=sys.stderr)
+    if total.read == 0:
+        print("fhir-gateway: nothing could be read", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _audit_write(repository: Any, settings: Settings, summary: Any, *, command: str,
+                 destination: str, description: str, subtype: str = "create") -> None:
+    """The AuditEvents of a command that wrote the shared record (`ingest`, `demo`,
+    `review resolve`), as the HTTP routes record theirs: an operator's writes are on the
+    trail too, naming the Patients written. The agent is the operating-system user."""
+    if not settings.auditing:
+        return
+    import getpass
+    import os
+
+    from ..fhir.request import Caller
+    from ..security import open_trail
+    from ..security.audit.events import audit_events, held_retry_events
+
+    trail = open_trail(repository, settings)
+    try:
+        text = ", ".join(f"{k} {v}" for k, v in summary.counts().items())
+        observer, request_id = f"fhir-gateway {trail.instance}", f"cli-{os.getpid()}"
+        trail.record(audit_events(
+            subtype=subtype, action="C" if subtype == "create" else "U", status=200,
+            caller=Caller(client_id=f"cli:{getpass.getuser()}"),
+            observer=observer, destination=destination, request_id=request_id,
+            patients=summary.patients, query=command[:500],
+            description=f"{description}: {text}")
+            + held_retry_events(summary, observer=observer, destination=destination,
+                                request_id=request_id))
+    finally:
+        trail.close()
+
+
+def _demo(args: argparse.Namespace, settings: Settings) -> int:
+    import tempfile
+
+    from ..demo import write_partnership
+
+    out = args.out or Path(tempfile.mkdtemp(prefix="fhir-gateway-demo-"))
+    files = write_partnership(out, people=args.people, seed=args.seed)
+    print(f"wrote {sum(len(v) for v in files.values())} files for {args.people} people "
+          f"under {out}", file=sys.stderr)
+    if args.out is not None:
+        return 0
+    service = _service(settings, bulk=True)
+    for partner, paths in files.items():
+        summary = service.ingest_paths(partner, paths)
+        _audit_write(service.loader.repo, settings, summary,
+                     command=f"fhir-gateway demo --people {args.people}",
+                     destination=f"cli:{partner}",
+                     description=f"synthetic {partner} feed loaded by the demo")
+        print(f"{partner} ({len(paths)} file{'s' if len(paths) > 1 else ''}): " +
+              ", ".join(f"{k} {v}" for k, v in summary.counts().items()), file=sys.stderr)
+    return 0
+
+
+def _review(args: argparse.Namespace, settings: Settings) -> int:
+    loader = _service(settings).loader
+    if args.review_command == "list":
+        for key, held in loader.list_held():
+            print(json.dumps({"key": key, "reason": held["reason"],
+                              "candidates": held["candidates"],
+                              "position": held["record"]["source"]["position"],
+                              "file": held["record"]["source"]["file"]}))
+        for key, rejected in loader.list_rejected():
+            print(json.dumps({"rejected": key, "reason": rejected["reason"]}))
+        return 0
+    summary = loader.resolve_held(args.key, patient_id=None if args.create else args.patient)
+    choice = "--create" if args.create else f"--patient {args.patient}"
+    _audit_write(loader.repo, settings, summary,
+                 command=f"fhir-gateway review resolve {args.key} {choice}",
+                 destination=f"cli:review/{args.key}",
+                 description=f"held record {args.key} settled by a reviewer ({choice})",
+                 subtype="create" if args.create else "update")
+    print(json.dumps(summary.counts()))
+    if summary.rejected or summary.held:
+        # not settled: the reviewer must hear why, and a script must not take it as done
+        for r in summary.rejections:
+            print(f"fhir-gateway: rejected: {r['reason']}", file=sys.stderr)
+        if summary.held:
+            print("fhir-gateway: the record is still held for review", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _mllp(args: argparse.Namespace, settings: Settings) -> int:
+    import asyncio
+    import contextlib
+
+    from ..ingest import cached_mapping, map_file
+    from ..mllp import loader_processor, serve
+    from ..security import open_trail
+
+    cached_mapping(args.partner)  # an unknown partner: one line now, not AR for ever
+    service = _service(settings)
+    # every message stored is audited, durably before its ACK (mllp.LoaderProcessor)
+    trail = open_trail(service.loader.repo, settings) if settings.auditing else None
+    process = loader_processor(service.loader, args.partner, map_file, trail)
+
+    def listening(port: int) -> None:  # said once bound, so a sender may connect
+        print(f"MLLP listening on {args.host}:{port} for {args.partner}", file=sys.stderr,
+              flush=True)
+
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(serve(args.host, args.port, process, ready=listening))
+    finally:
+        if trail is not None:
+            trail.close()
+    return 0
