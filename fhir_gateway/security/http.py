@@ -169,7 +169,8 @@ def _report(sec: Security, request: Request, base: str) -> Response:
             sec.trail.record([sec.audit.event(freq, "operation", status)])
     wants_csv = params.get("_format") == "csv" or "text/csv" in request.headers.get("accept", "")
     if wants_csv:
-        return Response(reports.to_csv(rows), media_type="text/csv; charset=utf-8",
+        return Response(reports.to_csv(rows, reports.columns(params.get("kind"))),
+                        media_type="text/csv; charset=utf-8",
                         headers=NO_STORE)
     return JSONResponse({"report": params.get("kind"), "rows": rows}, headers=NO_STORE)
 

@@ -181,6 +181,12 @@ def test_reports_as_json_and_csv(gw: Gateway) -> None:
     assert csv.headers["content-type"].startswith("text/csv")
     assert csv.text.splitlines()[0].startswith("recorded,client,role,organisation,purpose")
     assert len(csv.text.splitlines()) == 3
+    # a report with no rows still names its columns
+    for kind, header in (("break-glass", "recorded,client,role,organisation,purpose"),
+                         ("summary&from=2099-01-01", "organisation,purpose,outcome,count")):
+        empty = gw.http.get(f"/audit/report?kind={kind}&_format=csv", headers=auditor)
+        lines = empty.text.splitlines()
+        assert empty.status_code == 200 and len(lines) == 1 and lines[0].startswith(header)
     # the same as an AuditEvent search
     search = gw.http.get("/fhir/AuditEvent?patient=Patient/p1&agent:identifier="
                          "https://fhir.nhs.uk/Id/ods-organization-code|RXX01",

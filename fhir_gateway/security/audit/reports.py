@@ -143,7 +143,7 @@ def access_summary(repository: Repository, *, start: str | None = None,
             continue  # refused before anyone was identified: not an access
         outcome = "allowed" if r["outcome"] == "0" else "refused"
         counts[(r["organisation"] or "", r["purpose"] or "", outcome)] += 1
-    return [{"organisation": org, "purpose": purpose, "outcome": outcome, "count": n}
+    return [dict(zip(SUMMARY_COLUMNS, (org, purpose, outcome, n), strict=True))
             for (org, purpose, outcome), n in sorted(counts.items())]
 
 
@@ -152,13 +152,22 @@ def _is_token_request(event: dict[str, Any]) -> bool:
     return kind.get("system") == DCM and kind.get("code") == USER_AUTHENTICATION
 
 
-def to_csv(rows: list[dict[str, Any]]) -> str:
+#: the accesses summary's columns (`access_summary`)
+SUMMARY_COLUMNS = ("organisation", "purpose", "outcome", "count")
+
+
+def columns(kind: str | None) -> list[str]:
+    """A report's CSV header: the same with no rows as with many, so a spreadsheet or
+    script reading an empty period still finds its columns."""
+    return list(SUMMARY_COLUMNS) if kind == "summary" else list(row({}))
+
+
+def to_csv(rows: list[dict[str, Any]], fieldnames: list[str]) -> str:
     out = io.StringIO()
-    if rows:
-        writer = csv.DictWriter(out, fieldnames=list(rows[0]), lineterminator="\n")
-        writer.writeheader()
-        for r in rows:
-            writer.writerow({k: _safe_cell(v) for k, v in r.items()})
+    writer = csv.DictWriter(out, fieldnames=fieldnames, lineterminator="\n")
+    writer.writeheader()
+    for r in rows:
+        writer.writerow({k: _safe_cell(v) for k, v in r.items()})
     return out.getvalue()
 
 
