@@ -119,8 +119,14 @@ def number_range(value: object) -> tuple[float, float]:
     return float(d - half), float(d + half)
 
 
+#: control characters read as spaces: a partner's stray NUL must not reach a LIKE pattern
+#: (SQLite's LIKE ends at NUL) through an identity lookup, nor be a matching key
+_CONTROLS_AS_SPACE = str.maketrans({c: " " for c in (*range(32), 127)})
+
+
 def normalize(text: str) -> str:
-    """Case- and accent-insensitive form used by string search (R4 3.1.1.4.8)."""
-    decomposed = unicodedata.normalize("NFKD", text)
+    """Case- and accent-insensitive form used by string search (R4 3.1.1.4.8); control
+    characters count as spaces, as tab and line breaks always did."""
+    decomposed = unicodedata.normalize("NFKD", text.translate(_CONTROLS_AS_SPACE))
     stripped = "".join(c for c in decomposed if not unicodedata.combining(c))
     return " ".join(stripped.casefold().split())
