@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from test_mllp_frames import adt  # the same admission message
 
 from fhir_gateway.fhir.repository import Repository
 from fhir_gateway.ingest import map_file
@@ -19,16 +20,6 @@ from fhir_gateway.security.audit.chain import AuditTrail, AuditUnavailable
 from fhir_gateway.security.audit.verify import iter_events, verify
 from fhir_gateway.store import open_store
 from fhir_gateway.store.query import IndexQuery
-
-
-def adt(control: str, *, trigger: str = "A01") -> bytes:
-    return (f"MSH|^~\\&|PAS|RXA|SCR|GATEWAY|202506172006||ADT^{trigger}^ADT_A01|{control}"
-            f"|P|2.4\rEVN|{trigger}|202506172006\r"
-            "PID|1||7731322815^^^NHS^NH~RXA5621246^^^RXA^MR||HILL^DAVID^RAYMOND||19480905|M"
-            "|||185 Cradley Road^^Kingswinford^^DY6 2XB||01384 920299\r"
-            "PD1|||^^Y90001\r"
-            "PV1|1|I|WARD 7^BAY C^BED 1^RXA||||C1234567^THOMPSON^A^^^DR|||300||||||||"
-            "|V45783795|||||||||||||||||||||||||202506172006|\r").encode()
 
 
 @pytest.fixture
