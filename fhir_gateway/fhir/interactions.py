@@ -11,6 +11,7 @@ import copy
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from email.utils import format_datetime
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
@@ -86,10 +87,18 @@ def etag(version: int) -> str:
 
 
 def http_date(instant: str) -> str:
-    from datetime import UTC, datetime
-
-    dt = datetime.strptime(date_range(instant)[0], "%Y-%m-%dT%H:%M:%S.%f").replace(tzinfo=UTC)
-    return format_datetime(dt, usegmt=True)
+    """An instant as an HTTP date (RFC 9110, whole seconds, GMT). The stored
+    `lastUpdated` is an ISO instant with its zone, which `fromisoformat` reads about ten
+    times faster than the general FHIR date reading (it runs on every read); anything
+    else takes that general path."""
+    try:
+        dt = datetime.fromisoformat(instant)
+    except ValueError:
+        dt = None
+    if dt is None or dt.tzinfo is None:
+        dt = datetime.strptime(date_range(instant)[0], "%Y-%m-%dT%H:%M:%S.%f")
+        dt = dt.replace(tzinfo=UTC)
+    return format_datetime(dt.astimezone(UTC), usegmt=True)
 
 
 def version_headers(stored: StoredVersion, base_url: str) -> dict[str, str]:

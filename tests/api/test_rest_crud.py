@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from datetime import UTC, datetime
 
 from fastapi.testclient import TestClient
 
@@ -34,7 +35,9 @@ def test_create_read_vread_with_version_headers(client: TestClient) -> None:
     assert r.headers["etag"] == 'W/"1"'
     assert r.headers["location"] == f"http://gateway.test/fhir/Patient/{pid}/_history/1"
     assert r.headers["content-type"].startswith("application/fhir+json")
-    assert "GMT" in r.headers["last-modified"]
+    # the same instant as meta.lastUpdated, to the second, in GMT (RFC 9110)
+    updated = datetime.fromisoformat(body["meta"]["lastUpdated"]).astimezone(UTC)
+    assert r.headers["last-modified"] == updated.strftime("%a, %d %b %Y %H:%M:%S GMT")
     read = client.get(f"/fhir/Patient/{pid}")
     assert read.status_code == 200 and read.json() == body
     assert read.headers["etag"] == 'W/"1"'
@@ -228,3 +231,12 @@ def test_capability_statement(client: TestClient) -> None:
     assert {"identifier", "name", "birthdate", "_id", "_lastUpdated"} <= params
     assert "documentation" in by_type["MedicinalProduct"]
     assert "MedicinalProduct" in cs["rest"][0]["documentation"]
+
+
+def test_http_date_reads_any_zone_and_falls_back_for_other_forms() -> None:
+    from fhir_gateway.fhir.interactions import http_date
+
+    assert http_date("2026-03-29T00:59:59.5+01:00") == "Sat, 28 Mar 2026 23:59:59 GMT"
+    assert http_date("2026-11-24T00:31:03.123456Z") == "Tue, 24 Nov 2026 00:31:03 GMT"
+    # not an ISO instant with a zone: read as FHIR dates are (UTC)
+    assert http_date("2026-11-24") == "Tue, 24 Nov 2026 00:00:00 GMT"
