@@ -13,6 +13,7 @@ a feed may only change its own partner's data): see `fhir_gateway.security.polic
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -90,6 +91,8 @@ def supported_scopes() -> list[str]:
             "system/Patient.rs", "system/AuditEvent.rs", "system/Provenance.rs"]
 
 
+@functools.lru_cache(maxsize=256)
 def grant(requested: str | None, role: str) -> Scopes:
-    """The scopes a client of `role` gets when it asks for `requested`."""
+    """The scopes a client of `role` gets when it asks for `requested`. Memoised: every
+    request works its token's scopes out again, and `Scopes` is immutable."""
     return Scopes.parse(requested).intersect(role_ceiling(role))
