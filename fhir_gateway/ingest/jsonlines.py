@@ -6,7 +6,9 @@ object (bad JSON, undecodable bytes, an array, nesting deeper than `jsonio.MAX_D
 (`jsonio.parse`).
 
 Field paths are dotted keys with optional 0-based list indexes, as in FHIRPath:
-`respect.cpr`, `name.first`, `admissions[0].id`.
+`respect.cpr`, `name.first`, `admissions[0].id`. A key step must meet an object (or a
+list of one): a list of several, or text where an object is expected, rejects the record
+naming the field, instead of reading the first item or nothing (`walk_one`).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any
 
 from .. import jsonio
 from ..errors import BadRequest
+from .errors import FieldError
 from .source import ReaderOptions, ReadResult, Unreadable, clean
 
 _STEP = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
@@ -60,6 +63,30 @@ def walk(value: Any, steps: tuple[str | int, ...]) -> Any:
     return clean(value)
 
 
+def walk_one(value: Any, steps: tuple[str | int, ...]) -> Any:
+    """`walk` for a partner's own JSON, where a field the mapping reads once must hold one
+    value: a key step on a list of several items, or on text or a number, raises
+    FieldError (the record is kept for review) instead of reading the first item or
+    nothing. Two ReSPECT forms sent as a list are two decisions; reading the first would
+    store whichever the sender happened to put first."""
+    for step in steps:
+        if isinstance(step, int):
+            value = value[step] if isinstance(value, list) and step < len(value) else None
+        else:
+            if isinstance(value, list):
+                if len(value) > 1:
+                    raise FieldError("", f"holds a list of {len(value)} items where one "
+                                         "is read")
+                value = value[0] if value else None
+            if value is not None and not isinstance(value, dict):
+                raise FieldError("", f"holds {type(value).__name__} where an object is "
+                                     f"expected (it has no field {step!r})")
+            value = value.get(step) if value is not None else None
+        if value is None:
+            return None
+    return clean(value)
+
+
 @dataclass(frozen=True, slots=True)
 class JsonRecord:
     position: str
@@ -67,7 +94,10 @@ class JsonRecord:
     data: dict[str, Any]
 
     def get(self, path: str) -> Any:
-        return walk(self.data, parse_path(path))
+        try:
+            return walk_one(self.data, parse_path(path))
+        except FieldError as exc:
+            raise FieldError(path, exc.problem) from None
 
 
 def read(data: bytes, options: ReaderOptions) -> ReadResult:

@@ -193,8 +193,10 @@ def _refused_empty(rule: Rule, body: dict[str, Any], ctx: Context) -> bool:
             continue
         for path in fields:
             parent = path.rsplit(".", 1)[0] if "." in path else None
-            if not _blank(ctx.lookup(path)) or (parent is not None and _blank(
-                    ctx.lookup(parent))):
+            # an absent or null parent is no form at all; an empty one ({}) is a form
+            # sent with nothing in it, refused like a blank field
+            if not _blank(ctx.lookup(path)) or (parent is not None and ctx.lookup(
+                    parent) in (None, [])):
                 continue
             ctx.fail(path, f"is empty, and rule {rule.name!r} never reads an empty value as "
                      "none: the record is kept for review and what is stored stays")

@@ -386,10 +386,11 @@ def test(cond: Condition, ctx: Context) -> bool:
         return not test(cond.parts[0], ctx)
     assert cond.path is not None
     value = ctx.lookup(cond.path)
-    present = value is not None and value != [] and value != {}
+    # An empty object is something sent (a form with nothing filled in: each rule's
+    # checks then see its empty fields), unlike a missing field, a null or no repetitions.
     if cond.op == "present":
-        return present is cond.operands[0]
-    if not present:
+        return (value is not None and value != []) is cond.operands[0]
+    if value is None or value == [] or value == {}:
         return False
     if cond.op in ("equals", "in"):
         wanted = {_scalar_text(v) for v in cond.operands}

@@ -299,6 +299,37 @@ def test_a_form_with_a_blank_cpr_is_rejected_not_retracted() -> None:
         assert "never reads an empty value" in bad.reason
 
 
+def test_an_empty_form_object_is_rejected_not_retracted() -> None:
+    # "respect": {} is a form sent with nothing in it, not "no form": retracting would
+    # delete the hospice's DNACPR because a serializer left out null keys
+    [bad] = run("hospice", client(respect={}))
+    assert isinstance(bad, Rejection) and bad.field == "respect.cpr", bad
+    assert "never reads an empty value" in bad.reason
+    record = only(run("hospice", client(respect=[])))  # no forms at all: retracts
+    assert by_code(record, "304251008") == []
+
+
+def test_two_forms_sent_as_a_list_are_rejected_not_read_as_the_first() -> None:
+    older = {**CLIENT["respect"], "formId": "RSP-0", "cpr": "attempt",
+             "completedOn": "2025-01-05"}
+    [bad] = run("hospice", client(respect=[older, CLIENT["respect"]]))
+    assert isinstance(bad, Rejection), bad
+    assert "respect.cpr" in bad.field.split(", ")
+    assert "holds a list of 2 items where one is read" in bad.reason
+    # a list of one form is that form
+    record = only(run("hospice", client(respect=[CLIENT["respect"]])))
+    [cpr] = by_code(record, "304251008")
+    assert cpr["valueCodeableConcept"]["coding"][0]["code"] == "450476008"
+
+
+def test_text_where_an_object_is_expected_is_rejected_not_dropped() -> None:
+    [bad] = run("hospice", client(name="Patricia White"))
+    assert isinstance(bad, Rejection) and "name.last" in bad.field.split(", "), bad
+    assert "holds str where an object is expected" in bad.reason
+    [bad] = run("hospice", client(address="1 High St, Dudley DY1 4DX"))
+    assert isinstance(bad, Rejection) and "address.postcode" in bad.field.split(", "), bad
+
+
 def test_an_entry_without_a_resource_id_is_known_by_its_full_url() -> None:
     plan = {**PLAN, "resource": {k: v for k, v in PLAN["resource"].items() if k != "id"}}
     results = run("community", bundle(PATIENT, plan), "bundle-1.json")
