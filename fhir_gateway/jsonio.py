@@ -49,8 +49,22 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+def _unique_names(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """An object whose names are unique (RFC 8259 says they SHOULD be; parsers then differ
+    on which value counts): `{"cpr": "attempt", "cpr": "not-attempt"}` is refused, not
+    read as whichever came last."""
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        for name, _ in pairs:
+            if name in seen:
+                raise ValueError(f"the name {name[:80]!r} appears twice in one object")
+            seen.add(name)
+    return obj
+
+
 _strict_decoder = simplejson.JSONDecoder(
-    parse_float=FhirDecimal, parse_constant=_reject_constant
+    parse_float=FhirDecimal, parse_constant=_reject_constant, object_pairs_hook=_unique_names
 )
 
 
@@ -78,7 +92,7 @@ def parse(body: bytes, *, where: str = "request body") -> Any:
         raise BadRequest(
             f"{where} nests deeper than {MAX_DEPTH} levels", code="structure"
         ) from exc
-    except ValueError as exc:  # NaN / Infinity
+    except ValueError as exc:  # NaN / Infinity, a name twice in one object
         raise BadRequest(f"{where} is not valid JSON: {exc}", code="structure") from exc
     depth = max_depth(value)  # first: what follows walks the value recursively
     if depth > MAX_DEPTH:

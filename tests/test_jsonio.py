@@ -43,3 +43,14 @@ def test_a_surrogate_deep_inside_is_refused_for_its_depth_not_a_crash() -> None:
         body = ("[" * depth + '"\\ud800"' + "]" * depth).encode()
         with pytest.raises(BadRequest, match=r"nests .*deep"):
             jsonio.parse(body)
+
+
+@pytest.mark.parametrize("body", [b'{"cpr": "attempt", "cpr": "not-attempt"}',
+                                  b'{"a": [{"b": 1, "c": 2, "b": 1}]}'])
+def test_a_name_twice_in_one_object_is_refused_not_read_as_the_last(body: bytes) -> None:
+    # parsers differ on which value counts; a partner's or client's duplicate must not
+    # silently decide a CPR answer
+    with pytest.raises(BadRequest, match="appears twice in one object"):
+        jsonio.parse(body)
+    # the same name in different objects is fine
+    assert jsonio.parse(b'{"a": {"x": 1}, "b": {"x": 2}}') == {"a": {"x": 1}, "b": {"x": 2}}

@@ -322,6 +322,13 @@ def test_two_forms_sent_as_a_list_are_rejected_not_read_as_the_first() -> None:
     assert cpr["valueCodeableConcept"]["coding"][0]["code"] == "450476008"
 
 
+def test_a_name_twice_in_one_form_rejects_the_line() -> None:
+    line = client().replace('"cpr": "not-attempt"', '"cpr": "attempt", "cpr": "not-attempt"')
+    assert line.count('"cpr"') == 2
+    [bad] = run("hospice", line + "\n")
+    assert isinstance(bad, Rejection) and "appears twice in one object" in bad.reason
+
+
 def test_text_where_an_object_is_expected_is_rejected_not_dropped() -> None:
     [bad] = run("hospice", client(name="Patricia White"))
     assert isinstance(bad, Rejection) and "name.last" in bad.field.split(", "), bad
