@@ -101,9 +101,14 @@ def _rows(lines: list[str], first: int, delimiter: str, options: ReaderOptions) 
                          f"the header row cannot be read ({exc})")
         return
     columns: dict[str, int] = {}
+    named: dict[str, list[int]] = {}
     for i, name in enumerate(header):
         columns.setdefault(_key(name), i)
+        named.setdefault(_key(name), []).append(i)
     missing = sorted(f for f in options.fields if _key(f) not in columns)
+    # A column the mapping reads, named twice: a row is read only when its copies agree
+    twins = {f: named[_key(f)] for f in sorted(options.fields)
+             if len(named.get(_key(f), ())) > 1}
     while True:
         start = cursor.index  # 0-based line where the next row starts
         position = f"line {start + 1}"
@@ -147,8 +152,27 @@ def _rows(lines: list[str], first: int, delimiter: str, options: ReaderOptions) 
                 f"has {len(row)} fields but the header on line {header_line} has "
                 f"{len(header)} ({_field_count_hint(raw, delimiter)})",
             )
+        elif clash := _disagreeing_twin(row, twins):
+            name, places, values = clash
+            yield Unreadable(
+                position, raw, name,
+                f"the header on line {header_line} names column {name!r} "
+                f"{len(places)} times (fields {', '.join(str(i + 1) for i in places)}) and "
+                f"this row's copies differ ({', '.join(repr(v) for v in values)}): which "
+                "one is meant cannot be told",
+            )
         else:
             yield CsvRecord(position, raw, columns, tuple(row))
+
+
+def _disagreeing_twin(row: tuple[str, ...] | list[str], twins: dict[str, list[int]]
+                      ) -> tuple[str, list[int], list[str]] | None:
+    """The first column named more than once whose copies in `row` differ."""
+    for name, places in twins.items():
+        values = list(dict.fromkeys(row[i].strip() for i in places))
+        if len(values) > 1:
+            return name, places, values
+    return None
 
 
 def _unbalanced_quote(line: int, last_line: int, header_line: int) -> str:

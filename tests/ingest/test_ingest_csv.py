@@ -241,3 +241,19 @@ def test_a_blank_dnacpr_rejects_the_row_and_retracts_nothing() -> None:
         [bad] = run("gp", gp_file(gp_row(DNACPR=blank)))
         assert isinstance(bad, Rejection) and bad.field == "DNACPR", bad
         assert "is empty" in bad.reason and "never reads an empty value" in bad.reason
+
+
+def test_a_column_named_twice_is_read_only_when_its_copies_agree() -> None:
+    # an extract that repeats DNACPR (Y in the first copy, N in the second) says two
+    # things; reading the first would record a decision the second denies
+    header = GP_HEADER + ",DNACPR"
+    agreeing = gp_row() + ",Y"
+    differing = gp_row() + ",N"
+    results = run("gp", "\r\n".join([header, agreeing, differing]) + "\r\n", "register.csv")
+    ok, bad = results
+    assert not isinstance(ok, Rejection)
+    [cpr] = by_code(ok, "304251008")
+    assert cpr["valueCodeableConcept"]["coding"][0]["code"] == "450476008"
+    assert isinstance(bad, Rejection) and bad.field == "DNACPR", bad
+    assert bad.source.position == "line 3"
+    assert "names column 'DNACPR' 2 times" in bad.reason and "'Y', 'N'" in bad.reason
