@@ -78,9 +78,9 @@ def frames(buffer: bytearray) -> list[bytes]:
 
 def _header(message: bytes) -> tuple[str, str, list[str]]:
     """The field separator, encoding characters and fields of `message`'s MSH ([] when
-    it has none). Leading CR, LF and spaces are skipped: some senders start a frame with
-    a line break, and their ACK must still name the message."""
-    raw = message.decode("utf-8", errors="replace").lstrip(" \t\r\n\x0b")
+    it has none). Leading CR, LF, spaces and a byte-order mark are skipped: some senders
+    start a frame with them, and their ACK must still name the message."""
+    raw = message.decode("utf-8", errors="replace").lstrip(" \t\r\n\x0b\ufeff")
     raw = raw.replace("\r\n", "\r").replace("\n", "\r")
     # the first MSH: a batch envelope (FHS, BHS) may come before it
     msh = next((s for s in raw.split("\r") if s.lstrip().startswith("MSH")), "").lstrip()

@@ -146,7 +146,8 @@ def test_a_frame_of_two_messages_is_refused_whole(listener: Listener, body: byte
     assert msa(exchange(listener, START + adt("C6", visit="V6") + END))[:2] == ("AA", "C6")
 
 
-@pytest.mark.parametrize("lead", [b"\n", b"\r\n", b"\r\n  "], ids=["lf", "crlf", "spaces"])
+@pytest.mark.parametrize("lead", [b"\n", b"\r\n", b"\r\n  ", "\ufeff".encode()],
+                         ids=["lf", "crlf", "spaces", "bom"])
 def test_a_frame_starting_with_line_breaks_is_acknowledged_by_its_control_id(
         listener: Listener, lead: bytes) -> None:
     ack = exchange(listener, START + lead + adt("C9") + END)
@@ -254,3 +255,13 @@ def test_a_frame_that_never_ends_is_refused_after_a_silence(
     assert listener.count("Encounter") == 0
     (kept,) = listener.rejected()
     assert "|U1|" in kept["raw"] and "incomplete" in kept["reason"]
+
+
+def test_bytes_that_are_not_utf8_in_a_field_answer_ae_naming_their_segment(
+        listener: Listener) -> None:
+    # the content is at fault: AE ("do not resend as is"); AR would have the sender
+    # resend the same bytes for ever, holding up every later message behind it
+    body = adt("U1").replace(b"HILL^DAVID", "HILL^DAVËID".encode("cp1252"))
+    code, control, text = msa(exchange(listener, START + body + END))
+    assert (code, control) == ("AE", "U1") and "PID" in text and "not valid utf-8" in text
+    assert listener.count("Encounter") == 0

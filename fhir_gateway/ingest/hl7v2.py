@@ -32,7 +32,7 @@ from typing import Any
 import hl7
 
 from .errors import FieldError
-from .source import ReaderOptions, ReadResult, Unreadable, bad_bytes, clean, decode
+from .source import BAD_BYTES, ReaderOptions, ReadResult, Unreadable, bad_bytes, clean, decode
 
 _PATH = re.compile(
     r"(?P<seg>[A-Z][A-Z0-9]{2})-(?P<field>\d+)"
@@ -205,16 +205,27 @@ def _unescape(message: hl7.Message, value: str, encoding: str) -> str:
     return "".join(out)
 
 
+_HEX_SPACES = str.maketrans({"\r": " ", "\n": " ", "\t": " "})
+
+
 def _decoded(pending: bytearray, encoding: str, value: str) -> str:
     if not pending:
         return ""
     try:
-        return pending.decode(encoding)
+        text = pending.decode(encoding)
     except UnicodeDecodeError:
         raise FieldError("", f"{value!r} holds hex escape bytes {pending.hex().upper()} that "
                          f"are not {encoding} text") from None
     finally:
         pending.clear()
+    # FHIR strings hold no control characters but tab and line breaks: a line break or
+    # tab sent as hex reads as a space (as \.br\ does); any other is refused
+    text = text.translate(_HEX_SPACES)
+    bad = next((ch for ch in text if ord(ch) < 32 or ord(ch) == 127), None)
+    if bad is not None:
+        raise FieldError("", f"{value!r} holds a hex escape for the control character "
+                         f"U+{ord(bad):04X}, which no FHIR text may hold")
+    return text
 
 
 def _library_unescape(message: hl7.Message, text: str) -> str:
@@ -367,7 +378,10 @@ def _structural_fault(split: _Message, raw: str,
     segments = split.segments
     problem = bad_bytes(raw, options.encoding)
     if problem:
-        return "MSH", problem
+        # named by the segment that holds them: its content is wrong (an MLLP sender is
+        # answered AE, not AR, which would have it resend the same bytes for ever)
+        where = next((seg[:3] for seg in segments if BAD_BYTES in seg), "MSH")
+        return where, problem
     if split.cut_short:
         cut = segments[-1][:3]
         return cut, (f"the message is truncated: its {cut} segment breaks off where the next "

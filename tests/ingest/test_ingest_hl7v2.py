@@ -141,6 +141,21 @@ def test_escape_sequences_in_data_fields(family: str, stored: str) -> None:
     assert record.patient["name"][0]["family"] == stored
 
 
+@pytest.mark.parametrize(("family", "refused"), [
+    ("O\\X00\\BRIEN", "U+0000"), ("O\\X1B\\BRIEN", "U+001B"), ("O\\X7F\\BRIEN", "U+007F"),
+    ("O\\X0D\\BRIEN", None), ("O\\X0D0A\\BRIEN", None), ("O\\X09\\BRIEN", None),
+])
+def test_hex_escaped_control_characters_never_reach_a_name(family: str,
+                                                           refused: str | None) -> None:
+    [result] = run("acute", message(adt("A01", "M1", pid={5: f"{family}^MARY"})))
+    if refused is None:  # a line break or tab reads as a space, as \\.br\\ does
+        assert not isinstance(result, Rejection), result
+        assert result.patient["name"][0]["family"] in ("O BRIEN", "O  BRIEN")
+    else:
+        assert isinstance(result, Rejection) and result.field.startswith("PID-5")
+        assert refused in result.reason
+
+
 def test_hex_escape_bytes_that_are_not_utf8_reject_the_message_naming_the_field() -> None:
     [bad] = run("acute", message(adt("A01", "M1", pid={5: "CL\\XC9\\MENT^MARY"})))
     assert isinstance(bad, Rejection)
@@ -228,6 +243,7 @@ def test_undecodable_bytes_reject_only_their_message() -> None:
     results = run("acute", good + bad + message(adt("A01", "M3")).encode())
     assert [type(r).__name__ for r in results] == ["MappedRecord", "Rejection", "MappedRecord"]
     assert "not valid utf-8" in results[1].reason
+    assert results[1].field == "PID"  # the segment holding them, not the header
 
 
 def test_a08_updates_the_person_only() -> None:
