@@ -35,7 +35,7 @@ from .model import (
 )
 from .source import SourceRecord, Unreadable
 from .spec import Mapping, Rule, load_mapping, mapping_folders
-from .template import Context, Node, render, render_resource, test
+from .template import Condition, Context, Node, render, render_resource, test
 
 _cache: dict[tuple[str, str], tuple[tuple[Any, ...], Mapping]] = {}
 
@@ -160,15 +160,19 @@ def map_record(
     item_sets: list[ItemSet] = []
     if not ctx.problems:
         _check(patient, ctx, "Patient")
+    taken = False
     for rule in mapping.rules:  # also after a problem, so that every problem is named
         first = len(keys)
-        _apply(rule, ctx, resources, keys, retracted, cleared)
+        taken |= _apply(rule, ctx, resources, keys, retracted, cleared)
         if rule.for_each is not None and rule.retract_otherwise:
             if record_id is None:
                 ctx.fail("record.id", f"is empty, so what rule {rule.name!r} listed before "
                          "for this record cannot be found and kept up to date")
             item_sets.append(ItemSet(rule.name, rule.resource_type, rule.system,
                                      tuple(keys[first:])))
+    if not taken and mapping.unmapped_unless is not None \
+            and not test(mapping.unmapped_unless, ctx):
+        _unmapped(mapping.unmapped_unless, ctx)
     if ctx.problems:
         return _reject(source, ctx.problems)
     return MappedRecord(
@@ -179,6 +183,21 @@ def map_record(
         cleared=tuple(cleared) if any(cleared) else (),
         patient_cleared=tuple(patient_nulled),
     )
+
+
+def _unmapped(unless: Condition, ctx: Context) -> None:
+    """Reject a record no rule takes: a partner's DNACPR sent in a form the mapping does
+    not read yet must be seen, not dropped as if nothing had come."""
+    paths = _condition_paths(unless) or ["record"]
+    said = ", ".join(f"{p} {v!r}" for p in paths if (v := ctx.lookup(p)) is not None)
+    ctx.fail(paths[0], f"no rule of this mapping reads a record like this one"
+             f"{f' ({said})' if said else ''}: it is kept for review, nothing is stored")
+
+
+def _condition_paths(cond: Condition) -> list[str]:
+    if cond.path is not None:
+        return [cond.path]
+    return [p for part in cond.parts for p in _condition_paths(part)]
 
 
 def _refused_empty(rule: Rule, body: dict[str, Any], ctx: Context) -> bool:
@@ -363,7 +382,10 @@ def _items(rule: Rule, ctx: Context) -> list[Any]:
 
 def _apply(rule: Rule, ctx: Context, resources: list[dict[str, Any]],
            keys: list[BusinessId], retracted: list[BusinessId],
-           cleared: list[tuple[str, ...]]) -> None:
+           cleared: list[tuple[str, ...]]) -> bool:
+    """Apply `rule` to the record; whether it took the record (its `when` held, or its
+    `retract_when`, for some item)."""
+    taken = False
     for item in _items(rule, ctx):
         ctx.scopes = {rule.alias: item} if rule.alias else {}
         before = ctx.refusals
@@ -372,11 +394,13 @@ def _apply(rule: Rule, ctx: Context, resources: list[dict[str, Any]],
         known = ctx.refusals
         body = None
         if rule.retract_when is not None and test(rule.retract_when, ctx):
+            taken = True
             if value is not None:
                 retracted.append(BusinessId(rule.resource_type, rule.system, str(value)))
             continue
         nulled: list[str] = []
         if rule.when is None or test(rule.when, ctx):
+            taken = True
             body = render_resource(rule.resource, ctx, (rule.resource_type,), nulled)
             if _refused_empty(rule, body, ctx) or _in_the_future(rule, body, ctx):
                 continue  # the record is rejected: nothing retracted, nothing kept
@@ -415,6 +439,7 @@ def _apply(rule: Rule, ctx: Context, resources: list[dict[str, Any]],
                 f"{rule.resource_type} is kept without it"
                 for element, fields in rule.expect if element not in resource)
     ctx.scopes = {}
+    return taken
 
 
 def _check(resource: dict[str, Any], ctx: Context, rule: str) -> bool:

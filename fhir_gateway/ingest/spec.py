@@ -52,11 +52,12 @@ PACKAGE = "fhir_gateway.mappings"
 
 _TOP = {"partner": True, "name": True, "ods_code": True, "mapping_version": True,
         "description": False, "format": True, "record": False, "person": False,
-        "patient": True, "merge": False, "resources": False}
+        "patient": True, "merge": False, "resources": False, "unmapped": False}
 _FORMAT = {"reader", "encoding", "delimiter", "date_formats", "timezone", "required_segments"}
 _RECORD = {"id", "event", "event_time"}
 _PERSON = {"local_system", "authoritative"}
 _MERGE = {"when", "identifier"}
+_UNMAPPED = {"reject_unless"}
 
 
 class _TextLoader(yaml.SafeLoader):
@@ -126,6 +127,9 @@ class Mapping:
     merge_identifier: Node | None
     merge_fields: tuple[str, ...]
     rules: tuple[Rule, ...]
+    #: a record no rule's `when` takes, and that this does not hold for, is rejected for
+    #: review, not dropped (`unmapped.reject_unless`; None: no such check)
+    unmapped_unless: Condition | None = None
 
     def read(self, data: bytes) -> ReadResult:
         return READERS[self.reader.reader][0](data, self.reader)
@@ -304,6 +308,14 @@ def _compile_parts(top: dict[str, Any], compiler: Compiler, file: str) -> dict[s
         merge_when = compiler.condition(merge["when"], "merge.when") if "when" in merge else None
         merge_identifier = compiler.node(merge["identifier"], "merge.identifier")
         merge_fields = _fields_of(merge_identifier)
+    unmapped_unless = None
+    if "unmapped" in top:
+        unmapped = _keys(top["unmapped"], _UNMAPPED, file, "unmapped")
+        if "reject_unless" not in unmapped:
+            raise MappingError(file, "unmapped", "needs reject_unless: the records that may "
+                               "go unmapped (the person's own record, say)")
+        unmapped_unless = compiler.condition(unmapped["reject_unless"],
+                                             "unmapped.reject_unless")
     rules = top.get("resources") or []
     if not isinstance(rules, list):
         raise MappingError(file, "resources", "must be a list of resource rules")
@@ -324,6 +336,7 @@ def _compile_parts(top: dict[str, Any], compiler: Compiler, file: str) -> dict[s
         "patient": patient, "person_fields": person_fields,
         "merge_when": merge_when, "merge_identifier": merge_identifier,
         "merge_fields": merge_fields, "rules": tuple(compiled),
+        "unmapped_unless": unmapped_unless,
     }
 
 

@@ -39,7 +39,11 @@ check_path = parse_path
 RENAMED: dict[str, dict[str, str]] = {
     "CarePlan": {"context": "encounter", "definition": "@canonical"},
     # "do not admit": STU3's prohibited is R4's doNotPerform (same meaning, renamed)
-    "CarePlan.activity.detail": {"definition": "@canonical", "prohibited": "doNotPerform"},
+    "CarePlan.activity.detail": {"definition": "@canonical", "prohibited": "doNotPerform",
+                                 # a string in STU3, a CodeableConcept in R4
+                                 "statusReason": "@text",
+                                 # gone in R4: kept in FHIR's cross-version extension
+                                 "category": "@extension"},
     "Observation": {"context": "encounter"},
     "Condition": {"context": "encounter"},
     "Procedure": {"context": "encounter", "definition": "@canonical"},
@@ -47,6 +51,9 @@ RENAMED: dict[str, dict[str, str]] = {
     "MedicationRequest": {"context": "encounter"},
     "Encounter": {"incomingReferral": "basedOn", "reason": "reasonCode"},
 }
+
+#: FHIR's extension URL for an STU3 element R4 dropped (+ "CarePlan.activity.detail....")
+CROSS_VERSION = "http://hl7.org/fhir/3.0/StructureDefinition/extension-"
 
 #: Codes whose meaning moved (STU3 code -> R4 code), per resource type and element.
 RECODED: dict[tuple[str, str], dict[str, str]] = {
@@ -102,6 +109,15 @@ def _convert(node: Any, path: str) -> Any:
         if target == "@canonical":
             name, urls = _canonical(value)
             out.setdefault(name, []).extend(urls)
+            continue
+        if target == "@text":
+            out[key] = {"text": value} if isinstance(value, str) else _convert(value, child)
+            continue
+        if target == "@extension":
+            # R4's rule for an element another version has and R4 has not (R4 2.6.2.3)
+            out.setdefault("extension", []).append({
+                "url": f"{CROSS_VERSION}{child}",
+                "valueCodeableConcept": _convert(value, child)})
             continue
         converted = _convert(value, child)
         if key == "system" and isinstance(converted, str):

@@ -214,6 +214,20 @@ def test_stu3_entries_become_r4() -> None:
     assert plan.source.record_id == "CarePlan/CMT1-CP"
 
 
+def test_an_entry_no_rule_reads_is_rejected_for_review_not_dropped() -> None:
+    # a DNACPR sent as a Flag (the older end-of-life form) must be seen, not counted as
+    # "unchanged" and lost
+    flag = {"fullUrl": "urn:uuid:f-1", "resource": {
+        "resourceType": "Flag", "id": "F1", "status": "active",
+        "code": {"coding": [{"system": "http://snomed.info/sct", "code": "450476008"}]},
+        "subject": {"reference": "urn:uuid:pat-1"}}}
+    patient, bad = run("community", bundle(PATIENT, flag), "bundle-1.json")
+    assert not isinstance(patient, Rejection)  # the person's own entry needs no rule
+    assert isinstance(bad, Rejection) and bad.field == "resource.resourceType", bad
+    assert bad.source.position == "entry 2" and "'Flag'" in bad.reason
+    assert "kept for review" in bad.reason
+
+
 def test_stu3_to_r4_tables() -> None:
     assert stu3.r4_system("http://hl7.org/fhir/v3/RoleCode") == (
         "http://terminology.hl7.org/CodeSystem/v3-RoleCode")
@@ -232,6 +246,29 @@ def test_stu3_to_r4_tables() -> None:
         "status": "not-started", "prohibited": True, "description": "Hospital admission"}}]})
     assert dont["activity"][0]["detail"] == {"status": "not-started", "doNotPerform": True,
                                              "description": "Hospital admission"}
+
+
+
+def test_stu3_activity_elements_r4_changed_are_converted_not_refused() -> None:
+    # valid STU3: statusReason was a string (R4: CodeableConcept), category left R4 (kept
+    # in FHIR's cross-version extension); before, each such care plan was rejected
+    category = {"coding": [{"system": "http://hl7.org/fhir/care-plan-activity-category",
+                            "code": "procedure"}]}
+    plan = {"fullUrl": "urn:uuid:cp-2", "resource": {
+        **{k: v for k, v in PLAN["resource"].items() if k != "context"}, "id": "CMT1-CP2",
+        "activity": [{"detail": {"status": "cancelled", "statusReason": "patient declined",
+                                 "category": category, "description": "Syringe driver"}}]}}
+    _patient, converted = mapped(run("community", bundle(PATIENT, plan)))
+    [careplan] = converted.resources
+    detail = careplan["activity"][0]["detail"]
+    assert detail["statusReason"] == {"text": "patient declined"}
+    assert detail["extension"] == [{
+        "url": "http://hl7.org/fhir/3.0/StructureDefinition/extension-"
+               "CarePlan.activity.detail.category",
+        "valueCodeableConcept": {"coding": [{
+            "system": "http://terminology.hl7.org/CodeSystem/care-plan-activity-category",
+            "code": "procedure"}]}}]
+    assert "category" not in detail
 
 
 def test_an_invalid_entry_is_rejected_the_others_are_read() -> None:
