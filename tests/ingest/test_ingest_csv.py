@@ -169,11 +169,13 @@ def test_declined_and_not_discussed_record_no_preferred_place() -> None:
     assert by_code(not_discussed, "766391000000108") == []
 
 
-def test_an_unknown_local_place_term_is_kept_as_text_with_a_warning() -> None:
-    record = only(run("gp", gp_file(gp_row(Preferred_Place_of_Death="Nursing Home"))))
-    [ppd] = by_code(record, "preferred-place-of-death")
-    assert ppd["valueCodeableConcept"] == {"text": "Nursing Home"}
-    assert any("Nursing Home" in w and "gp-place" in w for w in record.warnings)
+def test_an_unknown_local_place_term_rejects_the_row_naming_field_and_term() -> None:
+    # A preferred place must be coded (the profile's required binding): text alone was
+    # mapped, then refused by the profile with a reason naming neither the column nor
+    # the term. The analyst is told which term to add to which ConceptMap.
+    [bad] = run("gp", gp_file(gp_row(Preferred_Place_of_Death="Nursing Home")))
+    assert isinstance(bad, Rejection) and bad.field == "Preferred Place of Death", bad
+    assert "'Nursing Home'" in bad.reason and "gp-place" in bad.reason
 
 
 def test_death_recorded_by_the_gp() -> None:

@@ -117,6 +117,12 @@ def test_bad_nhs_number_and_date_are_both_named() -> None:
         assert part in bad.reason
 
 
+def test_an_unknown_place_term_rejects_the_record_naming_field_and_term() -> None:
+    [bad] = run("hospice", client(respect__preferredPlaceOfCare="nursing-home"))
+    assert isinstance(bad, Rejection) and bad.field == "respect.preferredPlaceOfCare", bad
+    assert "'nursing-home'" in bad.reason and "hospice-place" in bad.reason
+
+
 def test_an_unknown_cpr_value_rejects_the_record() -> None:
     [bad] = run("hospice", client(respect__cpr="maybe"))
     assert bad.field == "respect.cpr"
