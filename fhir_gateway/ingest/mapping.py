@@ -386,8 +386,10 @@ def _apply(rule: Rule, ctx: Context, resources: list[dict[str, Any]],
     """Apply `rule` to the record; whether it took the record (its `when` held, or its
     `retract_when`, for some item)."""
     taken = False
-    for item in _items(rule, ctx):
+    for i, item in enumerate(_items(rule, ctx)):
         ctx.scopes = {rule.alias: item} if rule.alias else {}
+        ctx.scope_paths = {rule.alias: f"{rule.for_each}[{i}]"} \
+            if rule.alias and rule.for_each else {}
         before = ctx.refusals
         value = render(rule.value, ctx, ("identifier",))
         refused_key = value is None and ctx.refusals > before  # already named by its field
@@ -438,7 +440,7 @@ def _apply(rule: Rule, ctx: Context, resources: list[dict[str, Any]],
                 f"{rule.name}: {element} is empty{f' ({fields})' if fields else ''}; the "
                 f"{rule.resource_type} is kept without it"
                 for element, fields in rule.expect if element not in resource)
-    ctx.scopes = {}
+    ctx.scopes, ctx.scope_paths = {}, {}
     return taken
 
 

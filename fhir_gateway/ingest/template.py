@@ -275,6 +275,8 @@ class Context:
     settings: Settings
     today: dt.date
     scopes: dict[str, Any] = field(default_factory=dict)
+    #: alias -> where its item is in the record (`admissions[1]`), for naming a field
+    scope_paths: dict[str, str] = field(default_factory=dict)
     problems: list[FieldError] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     #: output element path -> source field, for naming the field when FHIR rejects a value
@@ -304,6 +306,9 @@ class Context:
             return None
 
     def fail(self, path: str, problem: str) -> None:
+        head, dot, rest = path.partition(".")
+        if head in self.scope_paths:  # `admission.admitted` -> `admissions[1].admitted`
+            path = self.scope_paths[head] + dot + rest
         self.refusals += 1
         if not any(p.field == path and p.problem == problem for p in self.problems):
             self.problems.append(FieldError(path, problem))

@@ -136,7 +136,7 @@ def test_an_lpa_flag_other_than_true_or_false_rejects_the_record() -> None:
         contacts = [{"name": "Jo", "relationship": "son", "phone": "1", "lpa": flag}]
         [bad] = run("hospice", client(respect__contacts=contacts))
         assert isinstance(bad, Rejection), flag
-        assert bad.field == "contact.lpa" and "hospice-lpa" in bad.reason
+        assert bad.field == "respect.contacts[0].lpa" and "hospice-lpa" in bad.reason
     for contact in ({"lpa": False}, {}):
         contacts = [{"name": "Jo", "relationship": "son", "phone": "1", **contact}]
         record = only(run("hospice", client(respect__contacts=contacts)))
@@ -152,10 +152,18 @@ def test_a_form_completed_after_today_is_rejected_and_named_once() -> None:
     assert bad.reason.count("after today") == 1, bad.reason
 
 
+def test_a_problem_in_a_list_item_is_named_by_its_place_in_the_list() -> None:
+    admissions = [{"id": "A1", "unit": "IPU", "admitted": "2026-02-26T08:48"},
+                  {"id": "A2", "unit": "IPU", "admitted": "2026-02-30T08:48"}]
+    [bad] = run("hospice", client(admissions=admissions))
+    assert isinstance(bad, Rejection) and bad.field == "admissions[1].admitted", bad
+    assert "admissions[1].admitted: '2026-02-30T08:48' is not a real date" in bad.reason
+
+
 def test_an_admission_without_an_id_cannot_be_kept_up_to_date() -> None:
     admissions = [{"unit": "IPU", "admitted": "2026-07-01T08:48"}]
     [bad] = run("hospice", client(admissions=admissions))
-    assert bad.field == "admission.id"
+    assert bad.field == "admissions[0].id"
 
 
 def test_an_unknown_relationship_is_kept_as_text() -> None:
