@@ -19,22 +19,29 @@ from ..errors import Issue, operation_outcome
 
 log = logging.getLogger("fhir_gateway.access")
 _SAFE_ID = re.compile(r"[A-Za-z0-9._\-]{1,128}")
+_TYPE = re.compile(r"[A-Z][A-Za-z]{1,63}")
 FHIR_JSON = "application/fhir+json; charset=utf-8"
 
 
 def route_shape(path: str) -> str:
-    """`/fhir/Patient/123/_history/2` -> `/fhir/Patient/{id}/_history/{vid}` (no ids logged)."""
-    parts = path.split("/")
+    """`/fhir/Patient/123/_history/2` -> `/fhir/Patient/{id}/_history/{vid}` (no ids logged).
+
+    Empty segments are dropped first (`/fhir//Patient/123` routes like `/fhir/Patient/123`
+    and must not log its id); past the id only operations, `_history` and type names are
+    kept, any other segment is `{value}`."""
+    segments = [s for s in path.split("/") if s]
     out = []
-    for i, part in enumerate(parts):
-        prev = parts[i - 1] if i else ""
-        if i >= 3 and prev == "_history":
-            out.append("{vid}")
-        elif i == 3 and part and not part.startswith(("_", "$")):
+    for i, seg in enumerate(segments):
+        prev = segments[i - 1] if i else ""
+        if i == 2 and not seg.startswith(("_", "$")):
             out.append("{id}")
+        elif i >= 3 and prev == "_history":
+            out.append("{vid}")
+        elif i >= 3 and not (seg.startswith("$") or seg == "_history" or _TYPE.fullmatch(seg)):
+            out.append("{value}")
         else:
-            out.append(part)
-    return "/".join(out)
+            out.append(seg)
+    return "/" + "/".join(out)
 
 
 class RequestLogMiddleware:

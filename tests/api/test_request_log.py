@@ -32,3 +32,19 @@ def test_one_json_line_per_request_without_identifying_values(
     assert all(isinstance(x["duration_ms"], float) for x in lines)
     text = caplog.text
     assert pid not in text and "9434765919" not in text
+
+
+@pytest.mark.parametrize(("path", "shape"), [
+    ("/fhir//Patient/9434765919", "/fhir/Patient/{id}"),
+    ("/fhir/Patient//9434765919/_history//2", "/fhir/Patient/{id}/_history/{vid}"),
+    ("/fhir/Patient/p1/Observation", "/fhir/Patient/{id}/Observation"),
+    ("/fhir/Patient/p1/$everything", "/fhir/Patient/{id}/$everything"),
+    ("/fhir/Patient/$emergency-summary", "/fhir/Patient/$emergency-summary"),
+    ("/fhir/Patient/p1/9434765919", "/fhir/Patient/{id}/{value}"),
+    ("/ingest/gp", "/ingest/gp"),
+])
+def test_the_route_shape_never_holds_an_id_or_value(path: str, shape: str) -> None:
+    # a doubled slash still routes, so it must not move the id out of the id's place
+    from fhir_gateway.api.middleware import route_shape
+
+    assert route_shape(path) == shape
