@@ -16,6 +16,7 @@ SHALL fail"), and a `urn:` reference naming no entry's fullUrl.
 from __future__ import annotations
 
 import copy
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -38,6 +39,8 @@ from .validation import check_resource, conditional_reference, is_bundle_referen
 
 if TYPE_CHECKING:
     from .router import FhirRouter
+
+log = logging.getLogger("fhir_gateway.access")
 
 _ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "PATCH": 2, "GET": 3, "HEAD": 3}
 MAX_ENTRIES = 10_000
@@ -63,7 +66,7 @@ def batch_or_transaction(ctx: FhirContext, req: FhirRequest, router: FhirRouter)
                          code="too-costly")
     _check_full_urls(entries, transaction=kind == "transaction")
     if kind == "batch":
-        return _batch(router, [_entry_request(req, e, i) for i, e in enumerate(entries)])
+        return _batch(router, req, [_entry_request(req, e, i) for i, e in enumerate(entries)])
     return _transaction(ctx, router, req, entries)
 
 
@@ -140,9 +143,13 @@ def _resource_of(resp: FhirResponse) -> dict[str, Any] | None:
     return None
 
 
-def _batch(router: FhirRouter, requests: list[FhirRequest]) -> FhirResponse:
+def _batch(router: FhirRouter, parent: FhirRequest,
+           requests: list[FhirRequest]) -> FhirResponse:
+    """Each entry answered on its own: one that fails in a way nobody foresaw gets its
+    own error, and the others still run; a whole-request error after some entries were
+    written would have a retrying client write them twice."""
     out = []
-    for sub in requests:
+    for index, sub in enumerate(requests):
         try:
             resp = _batch_entry(router, sub)
             entry: dict[str, Any] = {"response": _entry_response(resp)}
@@ -150,9 +157,31 @@ def _batch(router: FhirRouter, requests: list[FhirRequest]) -> FhirResponse:
             if resource is not None:
                 entry["resource"] = resource
         except GatewayError as exc:
-            entry = {"response": {"status": str(exc.status), "outcome": exc.outcome()}}
+            entry = _failed_entry(exc)
+        except Exception:
+            log.exception("batch entry %d of request %s failed", index, parent.request_id)
+            message = (f"Bundle.entry[{index}]: internal error; nothing was written for "
+                       f"this entry; quote request id {parent.request_id}")
+            error = GatewayError(message, issues=[Issue(message, code="exception",
+                                                        severity="fatal")])
+            _note_failure(router, sub, error)
+            entry = _failed_entry(error)
         out.append(entry)
     return FhirResponse(200, {"resourceType": "Bundle", "type": "batch-response", "entry": out})
+
+
+def _failed_entry(exc: GatewayError) -> dict[str, Any]:
+    return {"response": {"status": str(exc.status), "outcome": exc.outcome()}}
+
+
+def _note_failure(router: FhirRouter, sub: FhirRequest, error: GatewayError) -> None:
+    """Tell the interceptors (the audit trail) of an entry that failed unforeseen, as the
+    router tells them of a refusal, so it is on the record like any failed entry."""
+    try:
+        interaction = router.route(sub)[0]
+    except GatewayError:
+        return  # routing refuses it: it never ran as an interaction
+    router.interceptors.on_failure(sub, interaction, error)
 
 
 #: interactions a batch entry runs in a write transaction of its own

@@ -164,3 +164,33 @@ def test_a_retried_transaction_refers_to_what_it_stored(client: TestClient,
         "reference": f"Patient/{pid}"}
     assert client.get(f"/fhir/Patient/{pid}").status_code == 200
     assert count(client, "Patient") == 1 and count(client, "Observation") == 1
+
+
+def test_an_unforeseen_failure_fails_its_batch_entry_not_the_batch(
+        client: TestClient, monkeypatch: Any) -> None:
+    """An entry that fails in a way no check foresaw answers 500 for itself; the entries
+    before it stay written and are reported, so a retrying client does not write them
+    twice (a whole-request 500 after entry 0 was committed said nothing of entry 0)."""
+    from fhir_gateway.fhir.repository import Repository
+
+    real = Repository.create
+
+    def failing_for_observations(self: Repository, resource: dict, **kw: Any) -> Any:
+        if resource.get("resourceType") == "Observation":
+            raise RuntimeError("a fault no check foresaw")
+        return real(self, resource, **kw)
+
+    monkeypatch.setattr(Repository, "create", failing_for_observations)
+    obs = {"resourceType": "Observation", "status": "final", "code": {"text": "x"}}
+    r = client.post("/fhir", json=tx(
+        post({"resourceType": "Patient", "name": [{"family": "Before"}]}), post(obs),
+        post({"resourceType": "Patient", "name": [{"family": "After"}]}), kind="batch"),
+        headers={**FHIR_JSON, "X-Request-Id": "req-17"})
+    assert r.status_code == 200, r.text
+    out = r.json()["entry"]
+    assert [e["response"]["status"][:3] for e in out] == ["201", "500", "201"]
+    issue = out[1]["response"]["outcome"]["issue"][0]
+    assert issue["code"] == "exception" and "Bundle.entry[1]" in issue["diagnostics"]
+    assert "a fault no check foresaw" not in issue["diagnostics"]  # no internals leak
+    monkeypatch.setattr(Repository, "create", real)
+    assert count(client, "Patient") == 2 and count(client, "Observation") == 0
