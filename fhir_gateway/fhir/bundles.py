@@ -60,7 +60,12 @@ def batch_or_transaction(ctx: FhirContext, req: FhirRequest, router: FhirRouter)
     if kind not in ("batch", "transaction"):
         raise BadRequest(f"a Bundle posted to the base must be a batch or transaction, "
                          f"not {kind!r}", expression="Bundle.type")
-    entries = bundle.get("entry") or []
+    entries = bundle.get("entry")
+    if entries is None:
+        entries = []
+    if not isinstance(entries, list):
+        raise BadRequest(f"Bundle.entry must be an array, not {type(entries).__name__}",
+                         expression="Bundle.entry")
     if len(entries) > MAX_ENTRIES:
         raise BadRequest(f"{len(entries)} entries; at most {MAX_ENTRIES} per Bundle",
                          code="too-costly")

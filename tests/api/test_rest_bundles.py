@@ -194,3 +194,14 @@ def test_an_unforeseen_failure_fails_its_batch_entry_not_the_batch(
     assert "a fault no check foresaw" not in issue["diagnostics"]  # no internals leak
     monkeypatch.setattr(Repository, "create", real)
     assert count(client, "Patient") == 2 and count(client, "Observation") == 0
+
+
+def test_an_entry_list_that_is_not_an_array_is_400(client: TestClient) -> None:
+    for kind in ("batch", "transaction"):
+        for entries in (5, True, {"request": {"method": "GET", "url": "Patient"}}):
+            r = client.post("/fhir", json={"resourceType": "Bundle", "type": kind,
+                                           "entry": entries}, headers=FHIR_JSON)
+            assert r.status_code == 400, r.text
+            issue = r.json()["issue"][0]
+            assert "Bundle.entry must be an array" in issue["diagnostics"]
+            assert issue["expression"] == ["Bundle.entry"]
