@@ -71,7 +71,7 @@ def batch_or_transaction(ctx: FhirContext, req: FhirRequest, router: FhirRouter)
                          code="too-costly")
     _check_full_urls(entries, transaction=kind == "transaction")
     if kind == "batch":
-        return _batch(router, req, [_entry_request(req, e, i) for i, e in enumerate(entries)])
+        return _batch(router, req, entries)
     return _transaction(ctx, router, req, entries)
 
 
@@ -148,13 +148,18 @@ def _resource_of(resp: FhirResponse) -> dict[str, Any] | None:
     return None
 
 
-def _batch(router: FhirRouter, parent: FhirRequest,
-           requests: list[FhirRequest]) -> FhirResponse:
-    """Each entry answered on its own: one that fails in a way nobody foresaw gets its
-    own error, and the others still run; a whole-request error after some entries were
-    written would have a retrying client write them twice."""
+def _batch(router: FhirRouter, parent: FhirRequest, entries: list[Any]) -> FhirResponse:
+    """Each entry answered on its own: a malformed one (no request, method "post") or one
+    that fails in a way nobody foresaw gets its own error, and the others still run; a
+    whole-request error after some entries were written would have a retrying client
+    write them twice."""
     out = []
-    for index, sub in enumerate(requests):
+    for index, raw_entry in enumerate(entries):
+        try:
+            sub = _entry_request(parent, raw_entry, index)
+        except GatewayError as exc:
+            out.append(_failed_entry(exc))
+            continue
         try:
             resp = _batch_entry(router, sub)
             entry: dict[str, Any] = {"response": _entry_response(resp)}

@@ -205,3 +205,27 @@ def test_an_entry_list_that_is_not_an_array_is_400(client: TestClient) -> None:
             issue = r.json()["issue"][0]
             assert "Bundle.entry must be an array" in issue["diagnostics"]
             assert issue["expression"] == ["Bundle.entry"]
+
+
+def test_a_malformed_batch_entry_fails_alone_and_a_transaction_whole(
+        client: TestClient) -> None:
+    good = post({"resourceType": "Patient", "name": [{"family": "Kept"}]})
+    malformed = [
+        {"resource": {"resourceType": "Patient"}, "request": {"method": "post",
+                                                              "url": "Patient"}},
+        {"resource": {"resourceType": "Patient"}},
+        "not an entry",
+        {"resource": {"resourceType": "Bundle", "type": "batch"},
+         "request": {"method": "POST", "url": ""}},
+    ]
+    r = client.post("/fhir", json=tx(good, *malformed, kind="batch"), headers=FHIR_JSON)
+    assert r.status_code == 200, r.text
+    out = r.json()["entry"]
+    assert [e["response"]["status"][:3] for e in out] == ["201", "400", "400", "400", "400"]
+    assert out[1]["response"]["outcome"]["issue"][0]["expression"] == [
+        "Bundle.entry[1].request"]
+    assert count(client, "Patient") == 1
+    for entry in malformed:
+        whole = client.post("/fhir", json=tx(good, entry), headers=FHIR_JSON)
+        assert whole.status_code == 400, whole.text
+    assert count(client, "Patient") == 1
