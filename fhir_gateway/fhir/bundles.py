@@ -108,6 +108,15 @@ def _entry_request(parent: FhirRequest, entry: Any, index: int) -> FhirRequest:
     if method not in _ORDER or not isinstance(url, str) or not url:
         raise BadRequest(f"{where}.request needs a method ({', '.join(_ORDER)}) and a url",
                          expression=f"{where}.request")
+    for element in ("ifMatch", "ifNoneExist", "ifNoneMatch", "ifModifiedSince"):
+        # dropped, a number would turn a guarded write into an unguarded one
+        if element in r and not isinstance(r[element], str):
+            raise BadRequest(f"{where}.request.{element} must be a string, not "
+                             f"{type(r[element]).__name__}",
+                             expression=f"{where}.request.{element}")
+    if "fullUrl" in entry and not isinstance(entry["fullUrl"], str):
+        raise BadRequest(f"{where}.fullUrl must be a string, not "
+                         f"{type(entry['fullUrl']).__name__}", expression=f"{where}.fullUrl")
     parts = urlsplit(url)
     path = parts.path
     if parent.base_url and url.startswith(parent.base_url):

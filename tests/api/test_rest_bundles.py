@@ -207,6 +207,41 @@ def test_an_entry_list_that_is_not_an_array_is_400(client: TestClient) -> None:
             assert issue["expression"] == ["Bundle.entry"]
 
 
+def test_request_elements_that_are_not_strings_are_refused_not_dropped(
+        client: TestClient) -> None:
+    """ifMatch 1 (not 'W/"1"') was dropped, so a stale update overwrote version 2;
+    ifNoneExist 5 was dropped, so a conditional create made a duplicate."""
+    pid = client.post("/fhir/Patient", json={"resourceType": "Patient", "gender": "female"},
+                      headers=FHIR_JSON).json()["id"]
+    client.put(f"/fhir/Patient/{pid}", json={"resourceType": "Patient", "id": pid,
+                                             "gender": "male"}, headers=FHIR_JSON)
+    update = {"resource": {"resourceType": "Patient", "id": pid, "gender": "other"},
+              "request": {"method": "PUT", "url": f"Patient/{pid}", "ifMatch": 1}}
+    create = post({"resourceType": "Patient", "identifier": [{"system": "urn:s",
+                                                              "value": "5"}]},
+                  ifNoneExist=5)  # type: ignore[arg-type]
+    for element, entry in (("ifMatch", update), ("ifNoneExist", create),
+                           ("ifNoneMatch", {**update, "request": {
+                               "method": "PUT", "url": f"Patient/{pid}", "ifNoneMatch": 1}}),
+                           ("ifModifiedSince", {"request": {
+                               "method": "GET", "url": f"Patient/{pid}",
+                               "ifModifiedSince": 20200101}})):
+        batch = client.post("/fhir", json=tx(entry, kind="batch"), headers=FHIR_JSON)
+        assert batch.status_code == 200, batch.text
+        response = batch.json()["entry"][0]["response"]
+        assert response["status"] == "400"
+        assert response["outcome"]["issue"][0]["expression"] == [
+            f"Bundle.entry[0].request.{element}"]
+        whole = client.post("/fhir", json=tx(entry), headers=FHIR_JSON)
+        assert whole.status_code == 400, whole.text
+    full_url = {**post({"resourceType": "Patient"}), "fullUrl": 7}
+    r = client.post("/fhir", json=tx(full_url), headers=FHIR_JSON)
+    assert r.status_code == 400 and r.json()["issue"][0]["expression"] == [
+        "Bundle.entry[0].fullUrl"]
+    assert client.get(f"/fhir/Patient/{pid}").json()["meta"]["versionId"] == "2"
+    assert client.get("/fhir/Patient?identifier=urn:s|5").json()["total"] == 0
+
+
 def test_a_malformed_batch_entry_fails_alone_and_a_transaction_whole(
         client: TestClient) -> None:
     good = post({"resourceType": "Patient", "name": [{"family": "Kept"}]})
