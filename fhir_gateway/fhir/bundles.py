@@ -31,6 +31,8 @@ from .interactions import (
     TRANSACTION_MATCH,
     FhirContext,
     conditional_matches,
+    prepare_conditional,
+    require_criteria,
     visible_matches,
 )
 from .repository import new_id
@@ -132,6 +134,8 @@ def _entry_request(parent: FhirRequest, entry: Any, index: int) -> FhirRequest:
                       request_id=parent.request_id, caller=parent.caller)
     sub.state["entry"] = index
     sub.state["fullUrl"] = entry.get("fullUrl")
+    # a transaction runs the caller's checks (which may narrow them) before the entry
+    prepare_conditional(sub)
     if not sub.segments and method == "POST":
         raise BadRequest(f"{where}: a Bundle inside a Bundle is not processed",
                          expression=f"{where}.request.url")
@@ -329,7 +333,7 @@ def _assign_ids(ctx: FhirContext, router: FhirRouter,
         rtype = sub.segments[0]
         condition = sub.header("if-none-exist")
         matched = None
-        if condition:
+        if condition is not None:  # "" too: refused as blank criteria, never ignored
             with _failing_entry(sub):
                 matched = _conditional_match(ctx, router, sub, rtype, condition)
             sub.state[TRANSACTION_MATCH] = matched
@@ -350,6 +354,7 @@ def _conditional_match(ctx: FhirContext, router: FhirRouter, sub: FhirRequest, r
     allowed this create at all, whatever matches. Then only matches the caller may see
     count; a hidden one counts as none, as for a create outside a transaction."""
     _check_once(router, sub)
+    require_criteria(sub, rtype, condition, "ifNoneExist")
     # the check may narrow the condition (a feed's matches only its own resources)
     condition = sub.header("if-none-exist") or condition
     found = visible_matches(ctx, sub, rtype, condition, "ifNoneExist")
@@ -395,11 +400,12 @@ def _identities(ctx: FhirContext, router: FhirRouter, sub: FhirRequest) -> list[
         if matched is not None:
             return [f"{rtype}/{matched.rid}"]
         condition = sub.header("if-none-exist")
-        return [_condition_key(rtype, condition)] if condition else []
+        return [_condition_key(rtype, condition)] if condition is not None else []
     if sub.method not in ("PUT", "DELETE"):
         return []
     _check_once(router, sub)
     where = "conditional update" if sub.method == "PUT" else "conditional delete"
+    require_criteria(sub, rtype, sub.params, where)
     found = conditional_matches(ctx, rtype, sub.params, where)
     if len(found) == 1:
         return [f"{rtype}/{found[0].rid}"]

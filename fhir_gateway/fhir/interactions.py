@@ -18,7 +18,7 @@ from urllib.parse import parse_qsl, urlencode
 
 from .. import jsonio
 from ..errors import BadRequest, Gone, NotFound, PreconditionFailed, information
-from ..search.query import SearchRequest, parse_search
+from ..search.query import RESULT_PARAMS, SearchRequest, parse_search
 from ..search.values import date_range, whole_number
 from ..store.base import HistoryPage, StoredVersion, StoreSession
 from ..store.cursor import BadCursor, history_cursor
@@ -56,6 +56,11 @@ DEFERRED_CHECKS = "fhir.deferred_checks"
 #: None for "create"), reached before any entry ran so `urn:uuid:` references resolve
 TRANSACTION_MATCH = "fhir.transaction_match"
 
+
+#: req.state key: a conditional create's, update's or delete's criteria as the client sent
+#: them, kept before interceptors run: a feed's are narrowed to its own resources (an
+#: added `_tag`), and blank criteria must be judged as sent, not as narrowed
+CRITERIA_AS_SENT = "fhir.criteria_as_sent"
 
 @dataclass(slots=True)
 class _Now:
@@ -234,12 +239,41 @@ def _shown_raw(req: FhirRequest, stored: StoredVersion) -> FhirResponse:
     return FhirResponse(200, raw=stored.body, headers=version_headers(stored, req.base_url))
 
 
+def prepare_conditional(req: FhirRequest) -> None:
+    """Before any interceptor sees a conditional create, update or delete: keep its
+    criteria as sent (CRITERIA_AS_SENT)."""
+    segments = req.segments
+    if CRITERIA_AS_SENT in req.state or len(segments) != 1:
+        return
+    if req.method in ("PUT", "DELETE"):
+        req.state[CRITERIA_AS_SENT] = list(req.params)
+        return
+    condition = req.header("if-none-exist")
+    if req.method != "POST" or condition is None:
+        return
+    req.state[CRITERIA_AS_SENT] = condition
+
+
+def require_criteria(req: FhirRequest | None, rtype: str,
+                     query: str | list[tuple[str, str]], where: str) -> None:
+    """Refuse (400) a conditional interaction with no criterion that has a value: blank
+    criteria (`identifier=`) or only result parameters (`_count=1`) would match every
+    resource of the type, and delete, overwrite or return whichever one is there. Judged
+    on the criteria as the client sent them, when they are known."""
+    sent = req.state.get(CRITERIA_AS_SENT, query) if req is not None else query
+    params = parse_qsl(sent, keep_blank_values=True) if isinstance(sent, str) else sent
+    if not any(value and name.split(":", 1)[0] not in RESULT_PARAMS
+               for name, value in params):
+        raise BadRequest(f"{where} needs a search criterion with a value (an identifier, "
+                         f"say); without one it would match every {rtype}",
+                         expression=where)
+
+
 def _conditional_search(ctx: FhirContext, rtype: str, query: str | list[tuple[str, str]],
                         where: str) -> SearchRequest:
     params = parse_qsl(query, keep_blank_values=True) if isinstance(query, str) else query
     params = [(k, v) for k, v in params if k not in ("_format", "_pretty")]
-    if not params:
-        raise BadRequest(f"{where} has no search criteria", expression=where)
+    require_criteria(None, rtype, params, where)
     return parse_search(rtype, params, ctx.repository.registry, strict=True)
 
 
@@ -358,6 +392,7 @@ def create(ctx: FhirContext, req: FhirRequest, rtype: str) -> FhirResponse:
         if matched is not None:
             return write_response(ctx, req, WriteResult(matched, created=False, changed=False))
     elif (condition := req.header("if-none-exist")) is not None:
+        require_criteria(req, rtype, condition, "If-None-Exist")
         found = visible_matches(ctx, req, rtype, condition, "If-None-Exist")
         if len(found) > 1:
             raise PreconditionFailed(
@@ -374,6 +409,7 @@ def create(ctx: FhirContext, req: FhirRequest, rtype: str) -> FhirResponse:
 
 def conditional_update(ctx: FhirContext, req: FhirRequest, rtype: str) -> FhirResponse:
     resource = check_resource(req.body, expected_type=rtype)
+    require_criteria(req, rtype, req.params, "conditional update")
     found = conditional_matches(ctx, rtype, req.params, "conditional update")
     if len(found) > 1:
         raise PreconditionFailed(f"the conditional update matches more than one {rtype}")
@@ -397,6 +433,7 @@ def conditional_update(ctx: FhirContext, req: FhirRequest, rtype: str) -> FhirRe
 
 
 def conditional_delete(ctx: FhirContext, req: FhirRequest, rtype: str) -> FhirResponse:
+    require_criteria(req, rtype, req.params, "conditional delete")
     found = conditional_matches(ctx, rtype, req.params, "conditional delete")
     if len(found) > 1:
         raise PreconditionFailed(f"the conditional delete matches more than one {rtype}")

@@ -264,3 +264,29 @@ def test_a_malformed_batch_entry_fails_alone_and_a_transaction_whole(
         whole = client.post("/fhir", json=tx(good, entry), headers=FHIR_JSON)
         assert whole.status_code == 400, whole.text
     assert count(client, "Patient") == 1
+
+
+def test_transaction_conditions_without_a_criterion_are_refused(client: TestClient) -> None:
+    stored = client.post("/fhir/Patient", json={"resourceType": "Patient"},
+                         headers=FHIR_JSON).json()
+    entries = [
+        post({"resourceType": "Patient", "name": [{"family": "New"}]}, ifNoneExist=""),
+        post({"resourceType": "Patient", "name": [{"family": "New"}]},
+             ifNoneExist="identifier="),
+        {"resource": {"resourceType": "Patient", "name": [{"family": "Over"}]},
+         "request": {"method": "PUT", "url": "Patient?identifier="}},
+        {"request": {"method": "DELETE", "url": "Patient?_count=1"}},
+    ]
+    for entry in entries:
+        for kind in ("transaction", "batch"):
+            r = client.post("/fhir", json=tx(entry, kind=kind), headers=FHIR_JSON)
+            text = r.text
+            if kind == "batch":
+                assert r.status_code == 200, text
+                text = str(r.json()["entry"][0]["response"])
+                assert r.json()["entry"][0]["response"]["status"] == "400", (entry, text)
+            else:
+                assert r.status_code == 400, (entry, text)
+            assert "needs a search criterion with a value" in text
+    now = client.get(f"/fhir/Patient/{stored['id']}").json()
+    assert now["meta"]["versionId"] == "1" and count(client, "Patient") == 1

@@ -240,3 +240,26 @@ def test_http_date_reads_any_zone_and_falls_back_for_other_forms() -> None:
     assert http_date("2026-11-24T00:31:03.123456Z") == "Tue, 24 Nov 2026 00:31:03 GMT"
     # not an ISO instant with a zone: read as FHIR dates are (UTC)
     assert http_date("2026-11-24") == "Tue, 24 Nov 2026 00:00:00 GMT"
+
+
+BLANK_CRITERIA = ["identifier=", "_count=1", "&&&=", "identifier=&_sort=name", "_format=json"]
+
+
+def test_conditional_writes_without_a_criterion_are_400_and_touch_nothing(
+        client: TestClient) -> None:
+    """Blank criteria (or only result parameters) matched every Patient: with one stored,
+    a conditional delete deleted it, an update overwrote it and a create returned it."""
+    stored = create(client, patient())
+    for criteria in BLANK_CRITERIA:
+        other = patient(name=[{"family": "Someone-else"}])
+        made = client.post("/fhir/Patient", json=other,
+                           headers={**FHIR_JSON, "If-None-Exist": criteria})
+        assert made.status_code == 400, (criteria, made.text)
+        assert "needs a search criterion with a value" in made.text
+        put = client.put(f"/fhir/Patient?{criteria}", json=other, headers=FHIR_JSON)
+        assert put.status_code == 400, (criteria, put.text)
+        deleted = client.delete(f"/fhir/Patient?{criteria}")
+        assert deleted.status_code == 400, (criteria, deleted.text)
+    now = client.get(f"/fhir/Patient/{stored['id']}")
+    assert now.status_code == 200 and now.json()["meta"]["versionId"] == "1"
+    assert client.get("/fhir/Patient?_summary=count").json()["total"] == 1
