@@ -17,7 +17,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 from .. import jsonio
-from ..errors import BadRequest, Gone, NotFound, PreconditionFailed, information
+from ..errors import BadRequest, Conflict, Gone, NotFound, PreconditionFailed, information
 from ..search.query import RESULT_PARAMS, SearchRequest, parse_search
 from ..search.values import date_range, whole_number
 from ..store.base import HistoryPage, StoredVersion, StoreSession
@@ -420,6 +420,13 @@ def conditional_update(ctx: FhirContext, req: FhirRequest, rtype: str) -> FhirRe
                              expression=f"{rtype}.id")
     elif "id" in resource:  # no match: create, keeping the client's id (update-as-create)
         rid = require_id(resource["id"])
+        current = ctx.repository.current(rtype, rid, session=ctx.session)
+        if current is not None and not current.deleted:
+            # the id is another record's, one the criteria did not match: updating it
+            # would put this record over that one (R5 3.2.0.9.2 says so for R4 too)
+            raise Conflict(f"the conditional update matches no {rtype}, but the body's id "
+                           f"{rid!r} is that of an existing {rtype}; leave the id out to "
+                           "create, or correct the criteria", expression=f"{rtype}.id")
     else:  # no match and no id: an ordinary create (a transaction may have given its id)
         check_write(ctx, req, resource, req.state.get("assigned_id"))
         return write_response(ctx, req, ctx.repository.create(

@@ -290,3 +290,16 @@ def test_transaction_conditions_without_a_criterion_are_refused(client: TestClie
             assert "needs a search criterion with a value" in text
     now = client.get(f"/fhir/Patient/{stored['id']}").json()
     assert now["meta"]["versionId"] == "1" and count(client, "Patient") == 1
+
+
+def test_transaction_conditional_update_may_not_take_anothers_id(
+        client: TestClient) -> None:
+    alice = client.post("/fhir/Patient", json={
+        "resourceType": "Patient", "identifier": [{"system": NHS, "value": "9434765919"}]},
+        headers=FHIR_JSON).json()
+    over = {"resource": {"resourceType": "Patient", "id": alice["id"],
+                         "name": [{"family": "Bob"}]},
+            "request": {"method": "PUT", "url": f"Patient?identifier={NHS}|9434765870"}}
+    r = client.post("/fhir", json=tx(over), headers=FHIR_JSON)
+    assert r.status_code == 409, r.text
+    assert client.get(f"/fhir/Patient/{alice['id']}").json()["meta"]["versionId"] == "1"

@@ -263,3 +263,24 @@ def test_conditional_writes_without_a_criterion_are_400_and_touch_nothing(
     now = client.get(f"/fhir/Patient/{stored['id']}")
     assert now.status_code == 200 and now.json()["meta"]["versionId"] == "1"
     assert client.get("/fhir/Patient?_summary=count").json()["total"] == 1
+
+
+def test_conditional_update_matching_nothing_may_not_take_anothers_id(
+        client: TestClient) -> None:
+    """No match and a body id that is another, existing Patient's: 409, not an overwrite
+    of that Patient (R5 3.2.0.9.2, as HAPI does). A new id, or a deleted one, is created."""
+    alice = create(client, patient())
+    bob = patient(id=alice["id"], identifier=[{"system": NHS, "value": "9434765870"}],
+                  name=[{"family": "Bob"}])
+    r = client.put(f"/fhir/Patient?identifier={NHS}|9434765870", json=bob, headers=FHIR_JSON)
+    assert r.status_code == 409, r.text
+    assert r.json()["issue"][0]["expression"] == ["Patient.id"] and alice["id"] in r.text
+    kept = client.get(f"/fhir/Patient/{alice['id']}").json()
+    assert kept["name"] == alice["name"] and kept["meta"]["versionId"] == "1"
+    new_id = client.put(f"/fhir/Patient?identifier={NHS}|9434765870",
+                        json={**bob, "id": "bob-1"}, headers=FHIR_JSON)
+    assert new_id.status_code == 201 and new_id.json()["id"] == "bob-1"
+    assert client.delete("/fhir/Patient/bob-1").status_code == 204
+    again = client.put(f"/fhir/Patient?identifier={NHS}|9434765870",
+                       json={**bob, "id": "bob-1"}, headers=FHIR_JSON)
+    assert again.status_code == 201, again.text  # a deleted id is free to come back
