@@ -25,7 +25,7 @@ from ..store.cursor import BadCursor, history_cursor
 from .interceptors import InterceptorChain
 from .repository import Repository, WriteResult, unknown
 from .request import FhirRequest, FhirResponse
-from .validation import check_resource, is_valid_id
+from .validation import check_resource, conditional_reference, is_valid_id
 
 #: rows (or versions) read at a time when looking past hidden ones: for visible
 #: conditional matches, or for one that makes a `next` link (searchset.py too)
@@ -61,6 +61,11 @@ TRANSACTION_MATCH = "fhir.transaction_match"
 #: them, kept before interceptors run: a feed's are narrowed to its own resources (an
 #: added `_tag`), and blank criteria must be judged as sent, not as narrowed
 CRITERIA_AS_SENT = "fhir.criteria_as_sent"
+
+#: req.state key: why an If-None-Exist cannot be read (it names another type), reported
+#: when the create runs, after the caller's checks
+CONDITION_PROBLEM = "fhir.condition_problem"
+
 
 @dataclass(slots=True)
 class _Now:
@@ -241,7 +246,8 @@ def _shown_raw(req: FhirRequest, stored: StoredVersion) -> FhirResponse:
 
 def prepare_conditional(req: FhirRequest) -> None:
     """Before any interceptor sees a conditional create, update or delete: keep its
-    criteria as sent (CRITERIA_AS_SENT)."""
+    criteria as sent (CRITERIA_AS_SENT), and write an If-None-Exist given as a URL,
+    `[base/]Patient?identifier=...` (HAPI's client sends it so), as its criteria."""
     segments = req.segments
     if CRITERIA_AS_SENT in req.state or len(segments) != 1:
         return
@@ -251,6 +257,16 @@ def prepare_conditional(req: FhirRequest) -> None:
     condition = req.header("if-none-exist")
     if req.method != "POST" or condition is None:
         return
+    named = conditional_reference(condition.strip())
+    if named is not None:
+        if named[0] != segments[0]:
+            req.state[CONDITION_PROBLEM] = (
+                f"If-None-Exist {condition[:80]!r} searches {named[0]}, but this creates a "
+                f"{segments[0]}; give the criteria alone (identifier=system|value)")
+            condition = ""  # matches nothing, narrows nothing; the create refuses it
+        else:
+            condition = named[1]
+        req.headers["if-none-exist"] = condition
     req.state[CRITERIA_AS_SENT] = condition
 
 
@@ -260,6 +276,8 @@ def require_criteria(req: FhirRequest | None, rtype: str,
     criteria (`identifier=`) or only result parameters (`_count=1`) would match every
     resource of the type, and delete, overwrite or return whichever one is there. Judged
     on the criteria as the client sent them, when they are known."""
+    if req is not None and (problem := req.state.get(CONDITION_PROBLEM)):
+        raise BadRequest(problem, expression=where)
     sent = req.state.get(CRITERIA_AS_SENT, query) if req is not None else query
     params = parse_qsl(sent, keep_blank_values=True) if isinstance(sent, str) else sent
     if not any(value and name.split(":", 1)[0] not in RESULT_PARAMS

@@ -303,3 +303,16 @@ def test_transaction_conditional_update_may_not_take_anothers_id(
     r = client.post("/fhir", json=tx(over), headers=FHIR_JSON)
     assert r.status_code == 409, r.text
     assert client.get(f"/fhir/Patient/{alice['id']}").json()["meta"]["versionId"] == "1"
+
+
+def test_transaction_if_none_exist_may_be_written_as_a_url(client: TestClient) -> None:
+    alice = client.post("/fhir/Patient", json={
+        "resourceType": "Patient", "identifier": [{"system": NHS, "value": "9434765919"}]},
+        headers=FHIR_JSON).json()
+    r = client.post("/fhir", json=tx(post(
+        {"resourceType": "Patient", "identifier": [{"system": NHS, "value": "9434765919"}]},
+        ifNoneExist=f"http://gateway.test/fhir/Patient?identifier={NHS}|9434765919")),
+        headers=FHIR_JSON)
+    assert r.status_code == 200, r.text
+    assert r.json()["entry"][0]["resource"]["id"] == alice["id"]
+    assert count(client, "Patient") == 1

@@ -284,3 +284,19 @@ def test_conditional_update_matching_nothing_may_not_take_anothers_id(
     again = client.put(f"/fhir/Patient?identifier={NHS}|9434765870",
                        json={**bob, "id": "bob-1"}, headers=FHIR_JSON)
     assert again.status_code == 201, again.text  # a deleted id is free to come back
+
+
+def test_if_none_exist_may_be_written_as_a_url(client: TestClient) -> None:
+    """HAPI's client sends If-None-Exist as `[base]/Type?criteria`; it is the criteria."""
+    first = create(client, patient())
+    for condition in (f"http://gateway.test/fhir/Patient?identifier={NHS}|9434765919",
+                      f"Patient?identifier={NHS}|9434765919"):
+        r = client.post("/fhir/Patient", json=patient(gender="male"),
+                        headers={**FHIR_JSON, "If-None-Exist": condition})
+        assert r.status_code == 200, (condition, r.text)
+        assert r.json()["id"] == first["id"]
+    other = client.post("/fhir/Patient", json=patient(), headers={
+        **FHIR_JSON, "If-None-Exist": f"Observation?identifier={NHS}|9434765919"})
+    assert other.status_code == 400
+    assert "searches Observation, but this creates a Patient" in other.text
+    assert client.get("/fhir/Patient?_summary=count").json()["total"] == 1
