@@ -441,7 +441,7 @@ def conditional_update(ctx: FhirContext, req: FhirRequest, rtype: str) -> FhirRe
         current = ctx.repository.current(rtype, rid, session=ctx.session)
         if current is not None and not current.deleted:
             # the id is another record's, one the criteria did not match: updating it
-            # would put this record over that one (R5 3.2.0.9.2 says so for R4 too)
+            # would put this record over that one (R5 spells this out; HAPI refuses it)
             raise Conflict(f"the conditional update matches no {rtype}, but the body's id "
                            f"{rid!r} is that of an existing {rtype}; leave the id out to "
                            "create, or correct the criteria", expression=f"{rtype}.id")

@@ -268,7 +268,7 @@ def test_conditional_writes_without_a_criterion_are_400_and_touch_nothing(
 def test_conditional_update_matching_nothing_may_not_take_anothers_id(
         client: TestClient) -> None:
     """No match and a body id that is another, existing Patient's: 409, not an overwrite
-    of that Patient (R5 3.2.0.9.2, as HAPI does). A new id, or a deleted one, is created."""
+    of that Patient (as R5 spells out and HAPI does). A new id, or a deleted one, is created."""
     alice = create(client, patient())
     bob = patient(id=alice["id"], identifier=[{"system": NHS, "value": "9434765870"}],
                   name=[{"family": "Bob"}])
