@@ -16,6 +16,7 @@ SHALL fail"), and a `urn:` reference naming no entry's fullUrl.
 from __future__ import annotations
 
 import copy
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -30,6 +31,8 @@ from .interactions import (
     TRANSACTION_MATCH,
     FhirContext,
     conditional_matches,
+    prepare_conditional,
+    require_criteria,
     visible_matches,
 )
 from .repository import new_id
@@ -38,6 +41,8 @@ from .validation import check_resource, conditional_reference, is_bundle_referen
 
 if TYPE_CHECKING:
     from .router import FhirRouter
+
+log = logging.getLogger("fhir_gateway.access")
 
 _ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "PATCH": 2, "GET": 3, "HEAD": 3}
 MAX_ENTRIES = 10_000
@@ -57,13 +62,18 @@ def batch_or_transaction(ctx: FhirContext, req: FhirRequest, router: FhirRouter)
     if kind not in ("batch", "transaction"):
         raise BadRequest(f"a Bundle posted to the base must be a batch or transaction, "
                          f"not {kind!r}", expression="Bundle.type")
-    entries = bundle.get("entry") or []
+    entries = bundle.get("entry")
+    if entries is None:
+        entries = []
+    if not isinstance(entries, list):
+        raise BadRequest(f"Bundle.entry must be an array, not {type(entries).__name__}",
+                         expression="Bundle.entry")
     if len(entries) > MAX_ENTRIES:
         raise BadRequest(f"{len(entries)} entries; at most {MAX_ENTRIES} per Bundle",
                          code="too-costly")
     _check_full_urls(entries, transaction=kind == "transaction")
     if kind == "batch":
-        return _batch(router, [_entry_request(req, e, i) for i, e in enumerate(entries)])
+        return _batch(router, req, entries)
     return _transaction(ctx, router, req, entries)
 
 
@@ -100,6 +110,15 @@ def _entry_request(parent: FhirRequest, entry: Any, index: int) -> FhirRequest:
     if method not in _ORDER or not isinstance(url, str) or not url:
         raise BadRequest(f"{where}.request needs a method ({', '.join(_ORDER)}) and a url",
                          expression=f"{where}.request")
+    for element in ("ifMatch", "ifNoneExist", "ifNoneMatch", "ifModifiedSince"):
+        # dropped, a number would turn a guarded write into an unguarded one
+        if element in r and not isinstance(r[element], str):
+            raise BadRequest(f"{where}.request.{element} must be a string, not "
+                             f"{type(r[element]).__name__}",
+                             expression=f"{where}.request.{element}")
+    if "fullUrl" in entry and not isinstance(entry["fullUrl"], str):
+        raise BadRequest(f"{where}.fullUrl must be a string, not "
+                         f"{type(entry['fullUrl']).__name__}", expression=f"{where}.fullUrl")
     parts = urlsplit(url)
     path = parts.path
     if parent.base_url and url.startswith(parent.base_url):
@@ -115,6 +134,8 @@ def _entry_request(parent: FhirRequest, entry: Any, index: int) -> FhirRequest:
                       request_id=parent.request_id, caller=parent.caller)
     sub.state["entry"] = index
     sub.state["fullUrl"] = entry.get("fullUrl")
+    # a transaction runs the caller's checks (which may narrow them) before the entry
+    prepare_conditional(sub)
     if not sub.segments and method == "POST":
         raise BadRequest(f"{where}: a Bundle inside a Bundle is not processed",
                          expression=f"{where}.request.url")
@@ -140,9 +161,18 @@ def _resource_of(resp: FhirResponse) -> dict[str, Any] | None:
     return None
 
 
-def _batch(router: FhirRouter, requests: list[FhirRequest]) -> FhirResponse:
+def _batch(router: FhirRouter, parent: FhirRequest, entries: list[Any]) -> FhirResponse:
+    """Each entry answered on its own: a malformed one (no request, method "post") or one
+    that fails in a way nobody foresaw gets its own error, and the others still run; a
+    whole-request error after some entries were written would have a retrying client
+    write them twice."""
     out = []
-    for sub in requests:
+    for index, raw_entry in enumerate(entries):
+        try:
+            sub = _entry_request(parent, raw_entry, index)
+        except GatewayError as exc:
+            out.append(_failed_entry(exc))
+            continue
         try:
             resp = _batch_entry(router, sub)
             entry: dict[str, Any] = {"response": _entry_response(resp)}
@@ -150,9 +180,31 @@ def _batch(router: FhirRouter, requests: list[FhirRequest]) -> FhirResponse:
             if resource is not None:
                 entry["resource"] = resource
         except GatewayError as exc:
-            entry = {"response": {"status": str(exc.status), "outcome": exc.outcome()}}
+            entry = _failed_entry(exc)
+        except Exception:
+            log.exception("batch entry %d of request %s failed", index, parent.request_id)
+            message = (f"Bundle.entry[{index}]: internal error; nothing was written for "
+                       f"this entry; quote request id {parent.request_id}")
+            error = GatewayError(message, issues=[Issue(message, code="exception",
+                                                        severity="fatal")])
+            _note_failure(router, sub, error)
+            entry = _failed_entry(error)
         out.append(entry)
     return FhirResponse(200, {"resourceType": "Bundle", "type": "batch-response", "entry": out})
+
+
+def _failed_entry(exc: GatewayError) -> dict[str, Any]:
+    return {"response": {"status": str(exc.status), "outcome": exc.outcome()}}
+
+
+def _note_failure(router: FhirRouter, sub: FhirRequest, error: GatewayError) -> None:
+    """Tell the interceptors (the audit trail) of an entry that failed unforeseen, as the
+    router tells them of a refusal, so it is on the record like any failed entry."""
+    try:
+        interaction = router.route(sub)[0]
+    except GatewayError:
+        return  # routing refuses it: it never ran as an interaction
+    router.interceptors.on_failure(sub, interaction, error)
 
 
 #: interactions a batch entry runs in a write transaction of its own
@@ -281,7 +333,7 @@ def _assign_ids(ctx: FhirContext, router: FhirRouter,
         rtype = sub.segments[0]
         condition = sub.header("if-none-exist")
         matched = None
-        if condition:
+        if condition is not None:  # "" too: refused as blank criteria, never ignored
             with _failing_entry(sub):
                 matched = _conditional_match(ctx, router, sub, rtype, condition)
             sub.state[TRANSACTION_MATCH] = matched
@@ -302,6 +354,7 @@ def _conditional_match(ctx: FhirContext, router: FhirRouter, sub: FhirRequest, r
     allowed this create at all, whatever matches. Then only matches the caller may see
     count; a hidden one counts as none, as for a create outside a transaction."""
     _check_once(router, sub)
+    require_criteria(sub, rtype, condition, "ifNoneExist")
     # the check may narrow the condition (a feed's matches only its own resources)
     condition = sub.header("if-none-exist") or condition
     found = visible_matches(ctx, sub, rtype, condition, "ifNoneExist")
@@ -347,11 +400,12 @@ def _identities(ctx: FhirContext, router: FhirRouter, sub: FhirRequest) -> list[
         if matched is not None:
             return [f"{rtype}/{matched.rid}"]
         condition = sub.header("if-none-exist")
-        return [_condition_key(rtype, condition)] if condition else []
+        return [_condition_key(rtype, condition)] if condition is not None else []
     if sub.method not in ("PUT", "DELETE"):
         return []
     _check_once(router, sub)
     where = "conditional update" if sub.method == "PUT" else "conditional delete"
+    require_criteria(sub, rtype, sub.params, where)
     found = conditional_matches(ctx, rtype, sub.params, where)
     if len(found) == 1:
         return [f"{rtype}/{found[0].rid}"]

@@ -17,15 +17,15 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 from .. import jsonio
-from ..errors import BadRequest, Gone, NotFound, PreconditionFailed, information
-from ..search.query import SearchRequest, parse_search
+from ..errors import BadRequest, Conflict, Gone, NotFound, PreconditionFailed, information
+from ..search.query import RESULT_PARAMS, SearchRequest, parse_search
 from ..search.values import date_range, whole_number
 from ..store.base import HistoryPage, StoredVersion, StoreSession
 from ..store.cursor import BadCursor, history_cursor
 from .interceptors import InterceptorChain
 from .repository import Repository, WriteResult, unknown
 from .request import FhirRequest, FhirResponse
-from .validation import check_resource, is_valid_id
+from .validation import check_resource, conditional_reference, is_valid_id
 
 #: rows (or versions) read at a time when looking past hidden ones: for visible
 #: conditional matches, or for one that makes a `next` link (searchset.py too)
@@ -55,6 +55,16 @@ DEFERRED_CHECKS = "fhir.deferred_checks"
 #: req.state key: a transaction's verdict on an entry's ifNoneExist (the visible match, or
 #: None for "create"), reached before any entry ran so `urn:uuid:` references resolve
 TRANSACTION_MATCH = "fhir.transaction_match"
+
+
+#: req.state key: a conditional create's, update's or delete's criteria as the client sent
+#: them, kept before interceptors run: a feed's are narrowed to its own resources (an
+#: added `_tag`), and blank criteria must be judged as sent, not as narrowed
+CRITERIA_AS_SENT = "fhir.criteria_as_sent"
+
+#: req.state key: why an If-None-Exist cannot be read (it names another type), reported
+#: when the create runs, after the caller's checks
+CONDITION_PROBLEM = "fhir.condition_problem"
 
 
 @dataclass(slots=True)
@@ -234,12 +244,54 @@ def _shown_raw(req: FhirRequest, stored: StoredVersion) -> FhirResponse:
     return FhirResponse(200, raw=stored.body, headers=version_headers(stored, req.base_url))
 
 
+def prepare_conditional(req: FhirRequest) -> None:
+    """Before any interceptor sees a conditional create, update or delete: keep its
+    criteria as sent (CRITERIA_AS_SENT), and write an If-None-Exist given as a URL,
+    `[base/]Patient?identifier=...` (HAPI's client sends it so), as its criteria."""
+    segments = req.segments
+    if CRITERIA_AS_SENT in req.state or len(segments) != 1:
+        return
+    if req.method in ("PUT", "DELETE"):
+        req.state[CRITERIA_AS_SENT] = list(req.params)
+        return
+    condition = req.header("if-none-exist")
+    if req.method != "POST" or condition is None:
+        return
+    named = conditional_reference(condition.strip())
+    if named is not None:
+        if named[0] != segments[0]:
+            req.state[CONDITION_PROBLEM] = (
+                f"If-None-Exist {condition[:80]!r} searches {named[0]}, but this creates a "
+                f"{segments[0]}; give the criteria alone (identifier=system|value)")
+            condition = ""  # matches nothing, narrows nothing; the create refuses it
+        else:
+            condition = named[1]
+        req.headers["if-none-exist"] = condition
+    req.state[CRITERIA_AS_SENT] = condition
+
+
+def require_criteria(req: FhirRequest | None, rtype: str,
+                     query: str | list[tuple[str, str]], where: str) -> None:
+    """Refuse (400) a conditional interaction with no criterion that has a value: blank
+    criteria (`identifier=`) or only result parameters (`_count=1`) would match every
+    resource of the type, and delete, overwrite or return whichever one is there. Judged
+    on the criteria as the client sent them, when they are known."""
+    if req is not None and (problem := req.state.get(CONDITION_PROBLEM)):
+        raise BadRequest(problem, expression=where)
+    sent = req.state.get(CRITERIA_AS_SENT, query) if req is not None else query
+    params = parse_qsl(sent, keep_blank_values=True) if isinstance(sent, str) else sent
+    if not any(value and name.split(":", 1)[0] not in RESULT_PARAMS
+               for name, value in params):
+        raise BadRequest(f"{where} needs a search criterion with a value (an identifier, "
+                         f"say); without one it would match every {rtype}",
+                         expression=where)
+
+
 def _conditional_search(ctx: FhirContext, rtype: str, query: str | list[tuple[str, str]],
                         where: str) -> SearchRequest:
     params = parse_qsl(query, keep_blank_values=True) if isinstance(query, str) else query
     params = [(k, v) for k, v in params if k not in ("_format", "_pretty")]
-    if not params:
-        raise BadRequest(f"{where} has no search criteria", expression=where)
+    require_criteria(None, rtype, params, where)
     return parse_search(rtype, params, ctx.repository.registry, strict=True)
 
 
@@ -358,6 +410,7 @@ def create(ctx: FhirContext, req: FhirRequest, rtype: str) -> FhirResponse:
         if matched is not None:
             return write_response(ctx, req, WriteResult(matched, created=False, changed=False))
     elif (condition := req.header("if-none-exist")) is not None:
+        require_criteria(req, rtype, condition, "If-None-Exist")
         found = visible_matches(ctx, req, rtype, condition, "If-None-Exist")
         if len(found) > 1:
             raise PreconditionFailed(
@@ -374,6 +427,7 @@ def create(ctx: FhirContext, req: FhirRequest, rtype: str) -> FhirResponse:
 
 def conditional_update(ctx: FhirContext, req: FhirRequest, rtype: str) -> FhirResponse:
     resource = check_resource(req.body, expected_type=rtype)
+    require_criteria(req, rtype, req.params, "conditional update")
     found = conditional_matches(ctx, rtype, req.params, "conditional update")
     if len(found) > 1:
         raise PreconditionFailed(f"the conditional update matches more than one {rtype}")
@@ -384,6 +438,13 @@ def conditional_update(ctx: FhirContext, req: FhirRequest, rtype: str) -> FhirRe
                              expression=f"{rtype}.id")
     elif "id" in resource:  # no match: create, keeping the client's id (update-as-create)
         rid = require_id(resource["id"])
+        current = ctx.repository.current(rtype, rid, session=ctx.session)
+        if current is not None and not current.deleted:
+            # the id is another record's, one the criteria did not match: updating it
+            # would put this record over that one (R5 spells this out; HAPI refuses it)
+            raise Conflict(f"the conditional update matches no {rtype}, but the body's id "
+                           f"{rid!r} is that of an existing {rtype}; leave the id out to "
+                           "create, or correct the criteria", expression=f"{rtype}.id")
     else:  # no match and no id: an ordinary create (a transaction may have given its id)
         check_write(ctx, req, resource, req.state.get("assigned_id"))
         return write_response(ctx, req, ctx.repository.create(
@@ -397,6 +458,7 @@ def conditional_update(ctx: FhirContext, req: FhirRequest, rtype: str) -> FhirRe
 
 
 def conditional_delete(ctx: FhirContext, req: FhirRequest, rtype: str) -> FhirResponse:
+    require_criteria(req, rtype, req.params, "conditional delete")
     found = conditional_matches(ctx, rtype, req.params, "conditional delete")
     if len(found) > 1:
         raise PreconditionFailed(f"the conditional delete matches more than one {rtype}")

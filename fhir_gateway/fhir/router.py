@@ -112,6 +112,7 @@ class FhirRouter:
     def handle(self, req: FhirRequest, *, ctx: FhirContext | None = None) -> FhirResponse:
         interaction, handler, captured = self.route(req)
         ctx = ctx or FhirContext(self.repository, self.interceptors)
+        interactions.prepare_conditional(req)  # before interceptors narrow the criteria
         try:
             self.interceptors.on_request(req, interaction)
             if interaction.name == "batch" or interaction.name == "transaction":

@@ -64,6 +64,12 @@ def check_resource(
         )
     model_class = types.model_for(rtype) if model else None
     if model_class is not None:
+        # the model looks a nested resource's class up by its type and raises KeyError
+        # for one it has not got (a typo, "Practioner"): name the element instead
+        nested = list(_nested_type_problems(body, rtype))
+        if nested:
+            raise InvalidResource(f"{where} is not a valid {rtype}: {nested[0].diagnostics}",
+                                  issues=nested)
         try:
             model_class.model_validate(body)
         except ValidationError as exc:
@@ -73,9 +79,38 @@ def check_resource(
             ) from exc
         except (ValueError, TypeError) as exc:  # model validators that raise directly
             raise InvalidResource(f"{where} is not a valid {rtype}: {exc}") from exc
+        except LookupError as exc:  # a model lookup the walk above did not foresee
+            raise InvalidResource(f"{where} is not a valid {rtype}: it holds a resource "
+                                  f"of a type that cannot be checked ({exc})") from exc
     if model and references:
         check_references(body, rtype, where)
     return body
+
+
+def _nested_type_problems(value: Any, path: str, *, top: bool = True) -> Iterator[Issue]:
+    """An issue for each resource inside the resource (contained, Bundle.entry.resource,
+    Parameters.parameter.resource) whose resourceType is not an R4 type, or is one the
+    model cannot check inside another (no R4B model: accepted only on its own)."""
+    if isinstance(value, dict):
+        if not top and "resourceType" in value:
+            nested = value["resourceType"]
+            where = f"{path}.resourceType"
+            if not isinstance(nested, str) or not types.is_resource_type(nested):
+                shown = nested[:80] if isinstance(nested, str) else nested
+                yield Issue(f"{where}: {shown!r} is not an R4 resource type",
+                            code="structure", expression=(where,))
+                return
+            if types.model_for(nested) is None:
+                yield Issue(f"{where}: {nested} cannot be checked inside another resource "
+                            "(this server has no model for it); send it on its own",
+                            code="not-supported", expression=(where,))
+                return
+        for key, item in value.items():
+            if isinstance(item, dict | list):
+                yield from _nested_type_problems(item, f"{path}.{key}", top=False)
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            yield from _nested_type_problems(item, f"{path}[{i}]", top=False)
 
 
 def conditional_reference(ref: str) -> tuple[str, str] | None:

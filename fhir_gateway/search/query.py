@@ -43,6 +43,14 @@ RESULT_PARAMS = frozenset({"_count", "_format", "_pretty", "_summary", "_element
 #: Common parameters the specification defines but this gateway does not implement.
 UNSUPPORTED = frozenset({"_text", "_content", "_list", "_query", "_filter", "_contained",
                          "_containedType", "_type"})
+#: At most this many values in one parameter (`family=a,b,...`, ORed) and this many
+#: criteria in one search (repeated parameters, ANDed). SQLite refuses an expression tree
+#: deeper than 1000, and the store's SQL nests about two levels per OR value and one per
+#: criterion (a 500 at ~496 values or ~987 criteria): these limits stay well under that,
+#: combined too, and far above what a clinical search needs. Checked here, above the
+#: store, so MongoDB callers meet the same limits.
+MAX_VALUES_PER_PARAM = 100
+MAX_CRITERIA = 100
 _MODIFIERS = {
     "token": {"not", "missing", "text", "of-type"},
     "string": {"exact", "contains", "missing"},
@@ -110,11 +118,22 @@ def parse_search(
     it is the local reference it names (R4 3.1.1.4.12)."""
     parser = _Parser(rtype, registry, base_url)
     request = SearchRequest(query=IndexQuery(rtype=rtype))
+    criteria = [name for name, raw in params
+                if raw != "" and name.partition(":")[0] not in RESULT_PARAMS]
+    if len(criteria) > MAX_CRITERIA:
+        raise BadRequest(f"{len(criteria)} search criteria; at most {MAX_CRITERIA} per search",
+                         code="too-costly", expression=criteria[MAX_CRITERIA])
     problems: list[Issue] = []
     for name, raw in params:
         if raw == "" or name in ("_format", "_pretty"):
             continue  # R4 3.1.1.3: empty parameters are ignored, not an error
         try:
+            if name.partition(":")[0] not in RESULT_PARAMS:
+                values = len(_UNESCAPED_COMMA.split(raw))
+                if values > MAX_VALUES_PER_PARAM:  # never ignored, even when lenient
+                    raise BadRequest(f"{name}: {values} values; at most "
+                                     f"{MAX_VALUES_PER_PARAM} per parameter",
+                                     code="too-costly", expression=name)
             parser.apply(request, name, raw)
         except UnknownParameter as exc:
             if strict:

@@ -240,3 +240,63 @@ def test_http_date_reads_any_zone_and_falls_back_for_other_forms() -> None:
     assert http_date("2026-11-24T00:31:03.123456Z") == "Tue, 24 Nov 2026 00:31:03 GMT"
     # not an ISO instant with a zone: read as FHIR dates are (UTC)
     assert http_date("2026-11-24") == "Tue, 24 Nov 2026 00:00:00 GMT"
+
+
+BLANK_CRITERIA = ["identifier=", "_count=1", "&&&=", "identifier=&_sort=name", "_format=json"]
+
+
+def test_conditional_writes_without_a_criterion_are_400_and_touch_nothing(
+        client: TestClient) -> None:
+    """Blank criteria (or only result parameters) matched every Patient: with one stored,
+    a conditional delete deleted it, an update overwrote it and a create returned it."""
+    stored = create(client, patient())
+    for criteria in BLANK_CRITERIA:
+        other = patient(name=[{"family": "Someone-else"}])
+        made = client.post("/fhir/Patient", json=other,
+                           headers={**FHIR_JSON, "If-None-Exist": criteria})
+        assert made.status_code == 400, (criteria, made.text)
+        assert "needs a search criterion with a value" in made.text
+        put = client.put(f"/fhir/Patient?{criteria}", json=other, headers=FHIR_JSON)
+        assert put.status_code == 400, (criteria, put.text)
+        deleted = client.delete(f"/fhir/Patient?{criteria}")
+        assert deleted.status_code == 400, (criteria, deleted.text)
+    now = client.get(f"/fhir/Patient/{stored['id']}")
+    assert now.status_code == 200 and now.json()["meta"]["versionId"] == "1"
+    assert client.get("/fhir/Patient?_summary=count").json()["total"] == 1
+
+
+def test_conditional_update_matching_nothing_may_not_take_anothers_id(
+        client: TestClient) -> None:
+    """No match and a body id that is another, existing Patient's: 409, not an overwrite
+    of that Patient (as R5 spells out and HAPI does). A new id, or a deleted one, is created."""
+    alice = create(client, patient())
+    bob = patient(id=alice["id"], identifier=[{"system": NHS, "value": "9434765870"}],
+                  name=[{"family": "Bob"}])
+    r = client.put(f"/fhir/Patient?identifier={NHS}|9434765870", json=bob, headers=FHIR_JSON)
+    assert r.status_code == 409, r.text
+    assert r.json()["issue"][0]["expression"] == ["Patient.id"] and alice["id"] in r.text
+    kept = client.get(f"/fhir/Patient/{alice['id']}").json()
+    assert kept["name"] == alice["name"] and kept["meta"]["versionId"] == "1"
+    new_id = client.put(f"/fhir/Patient?identifier={NHS}|9434765870",
+                        json={**bob, "id": "bob-1"}, headers=FHIR_JSON)
+    assert new_id.status_code == 201 and new_id.json()["id"] == "bob-1"
+    assert client.delete("/fhir/Patient/bob-1").status_code == 204
+    again = client.put(f"/fhir/Patient?identifier={NHS}|9434765870",
+                       json={**bob, "id": "bob-1"}, headers=FHIR_JSON)
+    assert again.status_code == 201, again.text  # a deleted id is free to come back
+
+
+def test_if_none_exist_may_be_written_as_a_url(client: TestClient) -> None:
+    """HAPI's client sends If-None-Exist as `[base]/Type?criteria`; it is the criteria."""
+    first = create(client, patient())
+    for condition in (f"http://gateway.test/fhir/Patient?identifier={NHS}|9434765919",
+                      f"Patient?identifier={NHS}|9434765919"):
+        r = client.post("/fhir/Patient", json=patient(gender="male"),
+                        headers={**FHIR_JSON, "If-None-Exist": condition})
+        assert r.status_code == 200, (condition, r.text)
+        assert r.json()["id"] == first["id"]
+    other = client.post("/fhir/Patient", json=patient(), headers={
+        **FHIR_JSON, "If-None-Exist": f"Observation?identifier={NHS}|9434765919"})
+    assert other.status_code == 400
+    assert "searches Observation, but this creates a Patient" in other.text
+    assert client.get("/fhir/Patient?_summary=count").json()["total"] == 1

@@ -158,3 +158,60 @@ def test_forged_cursors_are_400(client: TestClient, key: list[object], path: str
     sep = "&" if "?" in path else "?"
     r = client.get(f"{path}{sep}_cursor={encode_cursor(*key)}")
     assert "cursor" in outcome(r, 400)
+
+
+#: a resource inside the resource whose type is not R4's (a typo), where each may be
+NESTED_UNKNOWN_TYPE = [
+    ("Patient", {"resourceType": "Patient",
+                 "contained": [{"resourceType": "Practioner", "id": "gp"}]},
+     "Patient.contained[0].resourceType"),
+    ("Bundle", {"resourceType": "Bundle", "type": "collection",
+                "entry": [{"resource": {"resourceType": "Foo"}}]},
+     "Bundle.entry[0].resource.resourceType"),
+    ("Parameters", {"resourceType": "Parameters",
+                    "parameter": [{"name": "x", "resource": {"resourceType": "Foo"}}]},
+     "Parameters.parameter[0].resource.resourceType"),
+    ("Patient", {"resourceType": "Patient", "contained": [{"resourceType": 5}]},
+     "Patient.contained[0].resourceType"),
+]
+
+
+@pytest.mark.parametrize(("rtype", "body", "where"), NESTED_UNKNOWN_TYPE)
+def test_a_nested_resource_of_no_r4_type_is_400_naming_it(
+        client: TestClient, rtype: str, body: dict, where: str) -> None:
+    # the model's own lookup of the nested type raised KeyError: a 500
+    created = client.post(f"/fhir/{rtype}", json=body, headers=FHIR_JSON)
+    assert "not an R4 resource type" in outcome(created, 400)
+    assert created.json()["issue"][0]["expression"] == [where]
+    updated = client.put(f"/fhir/{rtype}/n1", json={**body, "id": "n1"}, headers=FHIR_JSON)
+    assert where in outcome(updated, 400)
+    checked = client.post(f"/fhir/{rtype}/$validate", json=body, headers=FHIR_JSON)
+    assert checked.status_code == 200, checked.text  # $validate answers with its outcome
+    assert [i["expression"] for i in checked.json()["issue"]] == [[where]]
+    assert client.get(f"/fhir/{rtype}?_summary=count").json()["total"] == 0
+
+
+def test_a_nested_resource_of_a_type_without_a_model_is_400_not_500(
+        client: TestClient) -> None:
+    body = {"resourceType": "Patient",
+            "contained": [{"resourceType": "EffectEvidenceSynthesis", "status": "draft"}]}
+    msg = outcome(client.post("/fhir/Patient", json=body, headers=FHIR_JSON), 400)
+    assert "Patient.contained[0].resourceType" in msg and "on its own" in msg
+
+
+def test_a_bundle_entry_with_a_nested_unknown_type_fails_that_entry_only(
+        client: TestClient) -> None:
+    bad = {"resourceType": "Patient", "contained": [{"resourceType": "Foo"}]}
+    good = {"resourceType": "Patient", "name": [{"family": "Batch"}]}
+    batch = {"resourceType": "Bundle", "type": "batch", "entry": [
+        {"resource": good, "request": {"method": "POST", "url": "Patient"}},
+        {"resource": bad, "request": {"method": "POST", "url": "Patient"}}]}
+    r = client.post("/fhir", json=batch, headers=FHIR_JSON)
+    assert r.status_code == 200, r.text
+    statuses = [e["response"]["status"][:3] for e in r.json()["entry"]]
+    assert statuses == ["201", "400"]
+    assert client.get("/fhir/Patient?family=Batch").json()["total"] == 1
+    transaction = {**batch, "type": "transaction"}
+    msg = outcome(client.post("/fhir", json=transaction, headers=FHIR_JSON), 400)
+    assert "Bundle.entry[1]" in msg and "nothing in the transaction was written" in msg
+    assert client.get("/fhir/Patient?family=Batch").json()["total"] == 1

@@ -171,3 +171,36 @@ def test_lenient_refuses_a_known_parameter_whose_value_cannot_be_read(
                headers=LENIENT)
     assert listed(b) == [hers]
     assert "shoe-size" in entries(b, "outcome")[0]["resource"]["issue"][0]["diagnostics"]
+
+
+def test_values_and_criteria_are_capped_before_the_store(client: TestClient) -> None:
+    """~500 OR values or ~990 criteria made SQLite refuse the query ("Expression tree is
+    too large"): a 500. Both are capped at parse time (so on MongoDB too): 400 too-costly
+    naming the parameter, under lenient handling too; at the caps, the search runs."""
+    from urllib.parse import urlencode
+
+    from fhir_gateway.search.query import MAX_CRITERIA, MAX_VALUES_PER_PARAM
+
+    seed(client)
+    many = ",".join(f"n{i}" for i in range(MAX_VALUES_PER_PARAM + 1))
+    for headers in (None, LENIENT):
+        r = client.get(f"/fhir/Patient?family={many}", headers=headers)
+        assert r.status_code == 400, r.text
+        issue = r.json()["issue"][0]
+        assert issue["code"] == "too-costly" and issue["expression"] == ["family"]
+        assert f"at most {MAX_VALUES_PER_PARAM}" in issue["diagnostics"]
+    repeated = "&".join(f"family=n{i}" for i in range(MAX_CRITERIA + 1))
+    r = client.get(f"/fhir/Patient?{repeated}")
+    assert r.status_code == 400 and r.json()["issue"][0]["code"] == "too-costly", r.text
+    assert client.post("/fhir/Patient", json={"resourceType": "Patient"}, headers={
+        "Content-Type": "application/fhir+json",
+        "If-None-Exist": f"family={many}"}).status_code == 400
+    assert client.delete(f"/fhir/Patient?{repeated}").status_code == 400
+    # at the caps, the worst case (every criterion full of values) runs on both engines
+    at_caps = [("identifier", ",".join(f"{NHS}|{9000000000 + i}"
+                                       for i in range(MAX_VALUES_PER_PARAM)))
+               for _ in range(MAX_CRITERIA)]
+    r = client.post("/fhir/Patient/_search", content=urlencode(at_caps).encode(),
+                    headers=FORM)
+    assert r.status_code == 200, r.text[:300]
+    assert bundle(client, "Patient", {"family": "Okafor,nobody"})["total"] == 1

@@ -36,3 +36,31 @@ def test_an_entry_that_keeps_meeting_other_writers_is_refused_and_audited(
     refused = [e for e in gw.audit_events(subtype="create")
                if (e.get("outcomeDesc") or "").startswith("Bundle.entry[0]")]
     assert [e["outcome"] for e in refused] == ["4"], refused
+
+
+def test_an_entry_failing_unforeseen_is_answered_for_itself_and_audited(
+        gw: Gateway, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An exception no check foresaw fails its entry (500), not the batch, and the trail
+    records that entry's failure as it records a refused one."""
+    real = Repository.create
+
+    def a_fault(self: Repository, resource: dict[str, Any], **kw: Any) -> Any:
+        if resource.get("resourceType") == "Observation":
+            raise RuntimeError("a fault no check foresaw")
+        return real(self, resource, **kw)
+
+    monkeypatch.setattr(Repository, "create", a_fault)
+    feed = {**gw.login("acute-feed", "feed", partner="acute", org="RXA",
+                       scope="system/*.cruds"), **FHIR_JSON, "X-Request-Id": "batch-2"}
+    obs = {"resourceType": "Observation", "status": "final", "code": {"text": "x"}}
+    batch = {"resourceType": "Bundle", "type": "batch", "entry": [
+        {"resource": obs, "request": {"method": "POST", "url": "Observation"}},
+        {"request": {"method": "GET", "url": "Observation?code:text=x"}}]}
+    answer = gw.http.post("/fhir", json=batch, headers=feed)
+    assert answer.status_code == 200, answer.text
+    assert [e["response"]["status"][:3] for e in answer.json()["entry"]] == ["500", "200"]
+    monkeypatch.setattr(Repository, "create", real)
+    failed = [e for e in gw.audit_events(subtype="create")
+              if (e.get("outcomeDesc") or "").startswith("Bundle.entry[0]")]
+    assert [(e["outcome"], e["outcomeDesc"]) for e in failed] == [
+        ("8", "Bundle.entry[0]: 500 exception")], failed

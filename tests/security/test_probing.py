@@ -433,3 +433,28 @@ def test_a_feeds_search_reads_only_its_own_partners_rows(
     assert [e["resource"]["id"] for e in page.get("entry", [])] == [mine.json()["id"]]
     assert not any(link["relation"] == "next" for link in page.get("link", []))
     assert sum(rows_read) < 10, rows_read
+
+
+def test_feed_conditional_writes_without_a_criterion_are_refused(record: Gateway) -> None:
+    """A feed's criteria are narrowed to its own resources (an added `_tag`) before they
+    run; blank ones are judged as the feed sent them, so `identifier=` does not become
+    "any of the feed's own" and delete, overwrite or return whichever one that is."""
+    feed = gp_feed(record)
+    own = record.http.post("/fhir/Patient", json={
+        "resourceType": "Patient", "identifier": [{"system": NHS, "value": ABSENT_NHS}]},
+        headers=feed)
+    assert own.status_code == 201, own.text
+    pid = own.json()["id"]
+    new = {"resourceType": "Patient", "name": [{"family": "Fresh"}]}
+    answers = [
+        record.http.delete("/fhir/Patient?identifier=", headers=feed),
+        record.http.put("/fhir/Patient?identifier=", json=new, headers=feed),
+        record.http.post("/fhir/Patient", json=new,
+                         headers={**feed, "If-None-Exist": "identifier="}),
+        record.http.post("/fhir", headers=feed, json={
+            "resourceType": "Bundle", "type": "transaction", "entry": [
+                {"request": {"method": "DELETE", "url": "Patient?identifier="}}]}),
+    ]
+    assert [a.status_code for a in answers] == [400] * 4, [a.text for a in answers]
+    assert record.http.get(f"/fhir/Patient/{pid}", headers=feed).json()["meta"][
+        "versionId"] == "1"
