@@ -1,7 +1,8 @@
 """End-to-end ingestion throughput: a synthetic partnership's five feeds into SQLite.
 
 Parse, map, validate (profiles), identity, index, provenance, commit: resources stored
-per second (created + updated), records per second, and the process's peak RSS. With
+per second (created + updated), records per second, CPU per resource (this process, and
+the mapping process apart), and the process's peak RSS. With
 `--compare-validation` the same load runs with profile validation off too (a fresh store
 each time, interleaved rounds), and the on/off ratio is printed: the profiles issue asks
 that validation not halve ingestion.
@@ -53,6 +54,8 @@ def load(feeds: dict[str, list[Path]], *, validate: bool, synchronous: str,
         totals = {"read": 0, "created": 0, "updated": 0, "unchanged": 0, "rejected": 0,
                   "held": 0}
         started = time.perf_counter()
+        cpu = time.process_time()
+        children = _children_cpu()
         for partner, paths in feeds.items():
             # One run per partner, as `fhir-gateway ingest --partner P FILE...` does
             # (mapping in a second process for large inputs, unless --map-in-process).
@@ -66,11 +69,21 @@ def load(feeds: dict[str, list[Path]], *, validate: bool, synchronous: str,
                   f"({(summary.created + summary.updated) / took:,.0f}/s), "
                   f"{summary.held} held, {summary.rejected} rejected", file=sys.stderr)
         elapsed = time.perf_counter() - started
+        cpu = time.process_time() - cpu
+        children = _children_cpu() - children
         size = sum(f.stat().st_size for f in Path(tmp).iterdir())
         engine.close()
     stored = totals["created"] + totals["updated"]
     return {**totals, "seconds": elapsed, "resources_per_s": stored / elapsed, "bytes": size,
-            "records_per_s": totals["read"] / elapsed}
+            "records_per_s": totals["read"] / elapsed,
+            "cpu_us": cpu / stored * 1e6, "child_cpu_us": children / stored * 1e6}
+
+
+def _children_cpu() -> float:
+    """CPU seconds of this process's ended children (the mapping processes): on a shared
+    machine CPU per resource is steadier than wall time."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def main() -> int:
@@ -109,8 +122,9 @@ def main() -> int:
                 last = results[mode][-1]
                 print(f"round {r + 1} validation {'on ' if mode else 'off'}: "
                       f"{last['resources_per_s']:,.0f} resources/s "
-                      f"({last['created'] + last['updated']:,} in {last['seconds']:.1f} s)",
-                      file=sys.stderr)
+                      f"({last['created'] + last['updated']:,} in {last['seconds']:.1f} s), "
+                      f"CPU {last['cpu_us']:,.0f} us/resource (+ mapping process "
+                      f"{last['child_cpu_us']:,.0f})", file=sys.stderr)
     load_after = os.getloadavg()
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     child_mb = background_mapping.child_peak_rss_kib / 1024
@@ -123,7 +137,7 @@ def main() -> int:
           f"{load_before[0]:.2f} before, {load_after[0]:.2f} after")
     print(f"command: {' '.join([Path(sys.executable).name, *sys.argv])}")
     print(f"{'validation':<12}{'records/s':>12}{'resources/s':>14}{'stored':>10}"
-          f"{'rejected':>10}{'held':>6}{'seconds':>9}")
+          f"{'rejected':>10}{'held':>6}{'seconds':>9}{'cpu us/res':>12}{'+mapping':>10}")
     medians = {}
     for mode, runs in results.items():
         med = statistics.median(r["resources_per_s"] for r in runs)
@@ -131,7 +145,9 @@ def main() -> int:
         print(f"{'on' if mode else 'off':<12}"
               f"{statistics.median(r['records_per_s'] for r in runs):>12,.0f}{med:>14,.0f}"
               f"{runs[0]['created'] + runs[0]['updated']:>10,}{runs[0]['rejected']:>10}"
-              f"{runs[0]['held']:>6}{statistics.median(r['seconds'] for r in runs):>9.0f}")
+              f"{runs[0]['held']:>6}{statistics.median(r['seconds'] for r in runs):>9.0f}"
+              f"{statistics.median(r['cpu_us'] for r in runs):>12,.0f}"
+              f"{statistics.median(r['child_cpu_us'] for r in runs):>10,.0f}")
     if len(medians) == 2:
         print(f"ratio validation on/off: {medians[True] / medians[False]:.2f} "
               "(goal: >= 0.5)")

@@ -17,6 +17,7 @@ import re
 import unicodedata
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
+from functools import lru_cache
 
 MIN_INSTANT = "0001-01-01T00:00:00.000000"
 MAX_INSTANT = "9999-12-31T23:59:59.999999"
@@ -40,6 +41,12 @@ def _fmt(dt: datetime) -> str:
 
 def date_range(text: str) -> tuple[str, str]:
     """The inclusive UTC range a FHIR date/dateTime/instant (any precision) stands for."""
+    if type(text) is str:  # anything else fails (or not) exactly as before, uncached
+        return _cached_date_range(text)
+    return _date_range(text)
+
+
+def _date_range(text: str) -> tuple[str, str]:
     m = _DATE.fullmatch(text.strip())
     if not m:
         raise BadDate(f"{text!r} is not a FHIR date or dateTime")
@@ -77,6 +84,10 @@ def date_range(text: str) -> tuple[str, str]:
         raise BadDate(f"{text!r} is not a real date: {exc}") from exc
     return _fmt(lo), _fmt(hi)
 
+
+#: Ingestion indexes the same dates again and again (a person's birth date on every
+#: version, a stay's start on each message of it); errors are not cached (lru_cache).
+_cached_date_range = lru_cache(maxsize=16384)(_date_range)
 
 _WHOLE = re.compile(r"[0-9]{1,18}")
 
@@ -127,6 +138,8 @@ _CONTROLS_AS_SPACE = str.maketrans({c: " " for c in (*range(32), 127)})
 def normalize(text: str) -> str:
     """Case- and accent-insensitive form used by string search (R4 3.1.1.4.8); control
     characters count as spaces, as tab and line breaks always did."""
+    if text.isascii():  # NFKD leaves ASCII as it is, and it has no combining marks
+        return " ".join(text.translate(_CONTROLS_AS_SPACE).casefold().split())
     decomposed = unicodedata.normalize("NFKD", text.translate(_CONTROLS_AS_SPACE))
     stripped = "".join(c for c in decomposed if not unicodedata.combining(c))
     return " ".join(stripped.casefold().split())

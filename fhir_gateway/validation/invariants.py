@@ -12,7 +12,8 @@ with three refinements, each checked against fhirpathpy by
   (``scr-id-1``, ``ext-1``, ``dom-6``), and one, ``dom-3``, that fhirpathpy cannot run
   as R4 wrote it (``as()`` on a collection), is implemented in Python.
 - *Fast*: the two Provenance invariants (``scr-prov-1``, ``scr-prov-2``), run on every
-  ingested record's Provenance, are answered in Python for the shapes R4 allows (lists of
+  ingested record's Provenance, and ``scr-subj-1`` and ``scr-cpr-1``, run on most
+  ingested resources, are answered in Python for the shapes R4 allows (lists of
   objects, string values, no primitive extensions); any other shape goes to fhirpathpy.
 - *Structural*: ``ele-1`` (every element has a value or children) is on every element
   of every snapshot, and ``scr-nhs-1`` (the NHS number Modulus 11 check) applies to every
@@ -154,11 +155,65 @@ def _scr_prov_2(node: Any) -> bool | None:
     return any(e.get("role") == "source" for e in entities)
 
 
+def _scr_subj_1(node: Any) -> bool | None:
+    """subject.reference.exists() and subject.reference.startsWith('#').not()"""
+    if not isinstance(node, dict) or "_subject" in node:
+        return None
+    if "subject" not in node:
+        return False
+    subject = node["subject"]
+    if not isinstance(subject, dict) or "_reference" in subject:
+        return None
+    if "reference" not in subject:
+        return False
+    ref = subject["reference"]
+    if not isinstance(ref, str) or not ref:
+        return None  # null, odd types, "": fhirpathpy decides
+    return not ref.startswith("#")
+
+
+SNOMED = "http://snomed.info/sct"
+#: the two CPR decision codes scr-cpr-1 allows one of (for, not for, attempted CPR)
+_CPR_CODES = frozenset({"450475007", "450476008"})
+
+
+def _scr_cpr_1(node: Any) -> bool | None:
+    """value.ofType(CodeableConcept).coding.where(system = SNOMED and (code = '450475007'
+    or code = '450476008')).code.distinct().count() <= 1, on an Observation (whose model
+    makes `value` the choice element value[x])."""
+    if not isinstance(node, dict) or node.get("resourceType") != "Observation":
+        return None
+    values = [k for k in node if k.startswith(("value", "_value"))]
+    if not values:
+        return True
+    if values != ["valueCodeableConcept"]:
+        return None  # another value[x] (or several): fhirpathpy decides
+    concept = node["valueCodeableConcept"]
+    if not isinstance(concept, dict):
+        return None
+    codings = _dicts(concept.get("coding")) if "coding" in concept else []
+    if codings is None:
+        return None
+    codes = set()
+    for coding in codings:
+        if "_system" in coding or "_code" in coding \
+                or not isinstance(coding.get("system", ""), str) \
+                or not isinstance(coding.get("code", ""), str):
+            return None  # primitive extensions, nulls, odd types
+        if coding.get("system") == SNOMED and coding.get("code") in _CPR_CODES:
+            codes.add(coding["code"])
+    return len(codes) <= 1
+
+
 #: Python for invariants on every ingested resource, for the shapes R4 allows; None
-#: (anything else) leaves the answer to fhirpathpy.
+#: (anything else) leaves the answer to fhirpathpy. (scr-subj-1 and scr-cpr-1 were half
+#: of the fhirpathpy calls of a demo load: on every Observation, Encounter and CarePlan,
+#: and on each Observation profile tried.)
 FAST: dict[str, Callable[[Any], bool | None]] = {
     "scr-prov-1": _scr_prov_1,
     "scr-prov-2": _scr_prov_2,
+    "scr-subj-1": _scr_subj_1,
+    "scr-cpr-1": _scr_cpr_1,
 }
 
 #: Checked by the validator's walk, not by expression: ele-1 on every element, and

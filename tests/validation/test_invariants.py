@@ -81,6 +81,8 @@ WHERE = {
     "scr-id-1": (None, lambda r: _under(r, "identifier"), "Identifier"),
     "scr-prov-1": ("Provenance", lambda r: [r], None),
     "scr-prov-2": ("Provenance", lambda r: [r], None),
+    "scr-subj-1": (None, lambda r: [r], None),
+    "scr-cpr-1": (None, lambda r: [r], None),
 }
 
 ODS = "https://fhir.nhs.uk/Id/ods-organization-code"
@@ -106,6 +108,45 @@ def _provenance_variants(node: dict[str, Any]) -> list[dict[str, Any]]:
             [{"role": "source"}], [{"role": "derivation"}], [], None,
             [{"role": "derivation"}, {"role": "source"}], [{}], [{"role": None}],
             [{"_role": {"extension": []}}], [{"role": "Source"}], {"role": "source"})]
+
+
+def _subject_variants(node: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every way scr-subj-1 can come out, in R4 shapes and others."""
+    bare = {k: v for k, v in node.items() if k != "subject"}
+    return [bare] + [{**bare, "subject": s} for s in (
+        {"reference": "Patient/1"}, {"reference": "#p"}, {"reference": "#"},
+        {"reference": ""}, {"reference": None}, {"reference": 5}, {},
+        {"identifier": {"system": "urn:x", "value": "1"}}, {"display": "x"},
+        {"reference": "https://example.org/fhir/Patient/1"},
+        {"_reference": {"extension": []}}, {"reference": "Patient/1", "_reference": {}},
+        [{"reference": "Patient/1"}], [{"reference": "#p"}], [], None, "Patient/1")] + \
+        [{**bare, "subject": {"reference": "Patient/1"}, "_subject": {"extension": []}}]
+
+
+def _cpr_variants(node: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every way scr-cpr-1 can come out, in R4 shapes and others."""
+    sct = "http://snomed.info/sct"
+    bare = {k: v for k, v in node.items() if not k.startswith(("value", "_value"))}
+    yes, no = {"system": sct, "code": "450475007"}, {"system": sct, "code": "450476008"}
+    out = [bare, {**bare, "resourceType": "Patient"}]
+    for concept in ({"coding": [yes]}, {"coding": [yes, no]}, {"coding": [no, yes, no]},
+                    {"coding": [yes, yes]}, {"coding": []}, {"coding": None}, {},
+                    {"text": "x"}, {"coding": [{"system": "urn:x", "code": "450475007"}, no]},
+                    {"coding": [yes, {"code": "450476008"}]},
+                    {"coding": [yes, {**no, "_code": {"extension": []}}]},
+                    {"coding": [yes, {"system": sct, "code": 450476008}]},
+                    {"coding": [yes, {"system": None, "code": "450476008"}]},
+                    {"coding": [yes, "x"]}, {"coding": {"system": sct, "code": "1"}},
+                    [{"coding": [yes, no]}], "x"):
+        out.append({**bare, "valueCodeableConcept": concept})
+        out.append({**bare, "valueCodeableConcept": concept, "valueString": "x"})
+        out.append({**bare, "value": concept})
+        out.append({k: v for k, v in {**bare, "valueCodeableConcept": concept}.items()
+                    if k != "resourceType"})
+    out.append({**bare, "valueString": "x"})
+    out.append({**bare, "valueQuantity": {"value": 1}})
+    out.append({**bare, "_valueString": {"extension": []}})
+    return out
 
 
 def test_every_shortcut_is_compared() -> None:
@@ -144,6 +185,10 @@ def test_shortcut_matches_fhirpathpy(key: str) -> None:
                 variants.extend([{"value": "1"}, {"system": "urn:x"}])
             if key.startswith("scr-prov-"):
                 variants.extend(_provenance_variants(node))
+            if key == "scr-subj-1":
+                variants.extend(_subject_variants(node))
+            if key == "scr-cpr-1":
+                variants.extend(_cpr_variants(node))
             for v in variants:
                 expected = _outcome(lambda v=v, env=env: evaluate_fhirpath(
                     constraint["expression"], v, env, base) == [True])
