@@ -15,7 +15,7 @@ import re
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
-from ..errors import BadRequest
+from ..errors import BadRequest, UnsupportedMediaType
 from ..search.query import Include, SearchRequest, parse_search
 from ..search.values import date_range, whole_number
 from ..store.base import StoredVersion
@@ -47,6 +47,11 @@ def search_type(ctx: FhirContext, req: FhirRequest, rtype: str) -> FhirResponse:
     params = list(req.params)
     if req.method == "POST" and isinstance(req.body, str):  # _search, form body (3.1.0.9)
         params += parse_qsl(req.body, keep_blank_values=True)
+    elif req.method == "POST" and req.body is not None:
+        # criteria sent as JSON would be ignored, and the search widened to everyone
+        raise UnsupportedMediaType("POST _search takes its criteria as a form body "
+                                   "(Content-Type: application/x-www-form-urlencoded), "
+                                   "not JSON")
     search = parse_search(rtype, params, ctx.repository.registry, strict=strict(req),
                           base_url=req.base_url)
     return FhirResponse(200, searchset(ctx, req, search, search.used,

@@ -135,6 +135,15 @@ def test_search_by_post_form_body(client: TestClient) -> None:
     assert dict(parse_qsl(urlsplit(self_url).query)) == {"gender": "female", "family": "o"}
 
 
+def test_search_by_post_with_a_json_body_is_refused_not_widened(client: TestClient) -> None:
+    seed(client)
+    # the criteria would be ignored and every patient returned
+    r = client.post("/fhir/Patient/_search", json={"family": "ZZZ"},
+                    headers={"Content-Type": "application/fhir+json"})
+    assert r.status_code == 415, r.text
+    assert "form body" in r.json()["issue"][0]["diagnostics"]
+
+
 def test_search_by_post_with_sort_paging_and_errors(client: TestClient) -> None:
     s = seed(client)
     r = client.post("/fhir/Patient/_search", content=b"_sort=-family&_count=1", headers=FORM)
