@@ -8,7 +8,7 @@ object (bad JSON, undecodable bytes, an array, nesting deeper than `jsonio.MAX_D
 Field paths are dotted keys with optional 0-based list indexes, as in FHIRPath:
 `respect.cpr`, `name.first`, `admissions[0].id`. A key step must meet an object (or a
 list of one): a list of several, or text where an object is expected, rejects the record
-naming the field, instead of reading the first item or nothing (`walk_one`).
+naming the field, instead of reading the first item or nothing (`walk`, `one=True`).
 """
 
 from __future__ import annotations
@@ -48,23 +48,11 @@ def check_path(path: str) -> None:
     parse_path(path)
 
 
-def walk(value: Any, steps: tuple[str | int, ...]) -> Any:
+def walk(value: Any, steps: tuple[str | int, ...], *, one: bool = False) -> Any:
     """The value at `steps` inside `value`, or None. A key step on a list looks in its
-    first element (FHIR lists of one, such as `name.family`)."""
-    for step in steps:
-        if isinstance(step, int):
-            value = value[step] if isinstance(value, list) and step < len(value) else None
-        else:
-            if isinstance(value, list):
-                value = value[0] if value else None
-            value = value.get(step) if isinstance(value, dict) else None
-        if value is None:
-            return None
-    return clean(value)
+    first element (FHIR lists of one, such as `name.family`).
 
-
-def walk_one(value: Any, steps: tuple[str | int, ...]) -> Any:
-    """`walk` for a partner's own JSON, where a field the mapping reads once must hold one
+    `one`, for a partner's own JSON, where a field the mapping reads once must hold one
     value: a key step on a list of several items, or on text or a number, raises
     FieldError (the record is kept for review) instead of reading the first item or
     nothing. Two ReSPECT forms sent as a list are two decisions; reading the first would
@@ -74,14 +62,14 @@ def walk_one(value: Any, steps: tuple[str | int, ...]) -> Any:
             value = value[step] if isinstance(value, list) and step < len(value) else None
         else:
             if isinstance(value, list):
-                if len(value) > 1:
+                if one and len(value) > 1:
                     raise FieldError("", f"holds a list of {len(value)} items where one "
                                          "is read")
                 value = value[0] if value else None
-            if value is not None and not isinstance(value, dict):
+            if one and value is not None and not isinstance(value, dict):
                 raise FieldError("", f"holds {type(value).__name__} where an object is "
                                      f"expected (it has no field {step!r})")
-            value = value.get(step) if value is not None else None
+            value = value.get(step) if isinstance(value, dict) else None
         if value is None:
             return None
     return clean(value)
@@ -95,7 +83,7 @@ class JsonRecord:
 
     def get(self, path: str) -> Any:
         try:
-            return walk_one(self.data, parse_path(path))
+            return walk(self.data, parse_path(path), one=True)
         except FieldError as exc:
             raise FieldError(path, exc.problem) from None
 
