@@ -37,6 +37,7 @@ def capability_statement(registry: SearchRegistry, base_url: str) -> dict[str, A
 @cache
 def _static(registry: SearchRegistry) -> dict[str, Any]:
     unvalidated = unvalidated_types()
+    referrers = _referrers(registry)
     resources = []
     for rtype in sorted(resource_types()):
         params = [
@@ -52,10 +53,12 @@ def _static(registry: SearchRegistry) -> dict[str, Any]:
             "conditionalCreate": True,
             "conditionalUpdate": True,
             "conditionalDelete": "single",
-            "searchInclude": ["*", *(f"{rtype}:{code}" for code, p in
-                                      sorted(registry.params(rtype).items())
-                                      if p.type == "reference" and p.indexed)],
-            "searchRevInclude": ["*"],
+            # Only forms the search parser accepts: `Type:param` and `Type:*`, never a
+            # bare `*` (refused: it would pull in every reference of every kind).
+            "searchInclude": [f"{rtype}:*", *(f"{rtype}:{code}" for code, p in
+                                              sorted(registry.params(rtype).items())
+                                              if p.type == "reference" and p.indexed)],
+            "searchRevInclude": [f"{source}:*" for source in referrers.get(rtype, ())],
             "searchParam": [{"name": "_id", "type": "token"}, *(
                 p for p in params if p["name"] != "_id")],
         }
@@ -110,3 +113,16 @@ def _static(registry: SearchRegistry) -> dict[str, Any]:
                             {"code": "history-system"}],
         }],
     }
+
+
+def _referrers(registry: SearchRegistry) -> dict[str, list[str]]:
+    """For each type, the types with an indexed reference parameter that can point to it
+    (a parameter naming no target types can point anywhere)."""
+    out: dict[str, set[str]] = {}
+    every = resource_types()
+    for source in every:
+        for p in registry.params(source).values():
+            if p.type == "reference" and p.indexed:
+                for target in p.targets or every:
+                    out.setdefault(target, set()).add(source)
+    return {t: sorted(sources) for t, sources in out.items()}

@@ -233,6 +233,30 @@ def test_capability_statement(client: TestClient) -> None:
     assert "MedicinalProduct" in cs["rest"][0]["documentation"]
 
 
+def test_every_include_the_statement_offers_is_accepted(client: TestClient) -> None:
+    """It offered a bare `_include=*` and `_revinclude=*`, which searches refuse (400)."""
+    from fhir_gateway.search.query import parse_search
+    from fhir_gateway.search.registry import default_registry
+
+    cs = client.get("/fhir/metadata").json()
+    registry = default_registry()
+    for resource in cs["rest"][0]["resource"]:
+        rtype = resource["type"]
+        for name in ("searchInclude", "searchRevInclude"):
+            for value in resource[name]:
+                assert value != "*"
+                parse_search(rtype, [(name.replace("search", "_").lower(), value)], registry)
+    patient_cs = next(r for r in cs["rest"][0]["resource"] if r["type"] == "Patient")
+    assert "Patient:general-practitioner" in patient_cs["searchInclude"]
+    assert {"Observation:*", "CarePlan:*", "Provenance:*"} <= set(
+        patient_cs["searchRevInclude"])
+    for name, values in (("_include", patient_cs["searchInclude"]),
+                         ("_revinclude", patient_cs["searchRevInclude"])):
+        for value in values:
+            r = client.get("/fhir/Patient", params={name: value})
+            assert r.status_code == 200, (name, value, r.text[:200])
+
+
 def test_http_date_reads_any_zone_and_falls_back_for_other_forms() -> None:
     from fhir_gateway.fhir.interactions import http_date
 
