@@ -97,6 +97,9 @@ def to_response(resp: FhirResponse, *, head: bool = False) -> Response:
     headers = dict(resp.headers)
     media_type = resp.media_type or FHIR_JSON
     if head:
+        # RFC 9110 9.3.2: the length GET would send, not the empty body's 0.
+        if content:
+            headers["content-length"] = str(len(content))
         return Response(status_code=resp.status, headers=headers,
                         media_type=media_type if content else None)
     return Response(content=content, status_code=resp.status, headers=headers,
