@@ -45,9 +45,11 @@ def check_format(request: Request) -> None:
     """Refuse (406) a response format other than JSON (`_format`, `Accept`). Not called
     for a request `$emergency-summary` answers with its HTML page (`wants_page`)."""
     fmt = request.query_params.get("_format")
-    if fmt is not None and fmt not in _FORMAT_OK:
+    if fmt is not None and fmt.split(";")[0].strip().lower() not in _FORMAT_OK:
         raise NotAcceptable(f"_format={fmt!r}: this server speaks FHIR JSON only",
                             expression="_format")
+    if fmt is not None:
+        return  # R4 3.1.0.1.9: `_format` overrides the Accept header
     accept = request.headers.get("accept", "")
     if accept and "xml" in accept and not any(
         t in accept for t in (*JSON_TYPES, "*/*", "application/*")

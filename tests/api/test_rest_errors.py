@@ -84,6 +84,13 @@ def test_content_negotiation(client: TestClient) -> None:
     outcome(client.get("/fhir/metadata?_format=xml"), 406)
     outcome(client.get("/fhir/metadata", headers={"Accept": "application/fhir+xml"}), 406)
     assert client.get("/fhir/metadata?_format=json").status_code == 200
+    # _format overrides Accept (R4 3.1.0.1.9): it was 406 "JSON only" with an XML Accept
+    for fmt in ("json", "application/fhir+json", "application/fhir+json; fhirVersion=4.0"):
+        r = client.get("/fhir/metadata", params={"_format": fmt},
+                       headers={"Accept": "application/fhir+xml"})
+        assert r.status_code == 200 and r.json()["resourceType"] == "CapabilityStatement", fmt
+    outcome(client.get("/fhir/metadata?_format=xml", headers={"Accept": "application/json"}),
+            406)
     ok = client.post("/fhir/Patient", content=b'{"resourceType":"Patient"}',
                      headers={"Content-Type": "application/json"})
     assert ok.status_code == 201
