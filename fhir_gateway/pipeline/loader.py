@@ -346,7 +346,7 @@ class Loader:
                                   "reason": outcome.reason,
                                   "position": record.source.position})
             return summary
-        s.record_delete("held", record_key(record.source))
+        self._settle_hold(s, record)
         counts, summary.patients = outcome
         for key in ("created", "updated", "unchanged"):
             setattr(summary, key, counts[key])
@@ -355,6 +355,21 @@ class Loader:
                              "position": source.position, "record": source.record_id,
                              "warning": w} for w in record.warnings]
         return summary
+
+    @staticmethod
+    def _settle_hold(s: StoreSession, record: MappedRecord) -> None:
+        """An applied record settles a hold of its key only when it is that record, or a
+        newer one from its partner: an older extract delivered again must not take a
+        held record (say, a new DNACPR) off the queue unseen."""
+        key = record_key(record.source)
+        held = s.record_get("held", key)
+        if held is None:
+            return
+        waiting = from_json(held["record"]).source
+        if waiting.raw == record.source.raw or stamp(
+                record.source.event_time, record.source.partner, record.source.record_id
+        ) > stamp(waiting.event_time, waiting.partner, waiting.record_id):
+            s.record_delete("held", key)
 
     def retry_held(self) -> Summary:
         """Apply held records again: a Patient they could not find may exist now.

@@ -446,3 +446,27 @@ def test_a_gp_row_with_another_birth_date_is_held_until_a_reviewer_attaches_it(
     p.service.loader.resolve_held(key, patient_id=patient["id"])
     again = p.send("gp", "reg2.csv", row)
     assert again.held == 0, p.held()
+
+
+def cpr_codes(p: Partnership) -> list[str]:
+    return sorted(o["valueCodeableConcept"]["coding"][0]["code"]
+                  for r in p.repo.find(IndexQuery(rtype="Observation")).rows
+                  if "304251008" in json.dumps(o := jsonio.loads_trusted(r.body)))
+
+
+def test_an_older_extract_delivered_again_does_not_settle_a_newer_hold(
+        partnership: Partnership) -> None:
+    """Day 2's line (a new DNACPR, a mistyped NHS number) was held; day 1's file sent
+    again applied its line for the same client as "unchanged" and deleted the hold: the
+    DNACPR was then nowhere, neither held, rejected nor stored."""
+    p = partnership
+    day1 = hospice("H1", X, "attempt", "2026-01-05")
+    p.send("hospice", "day1.jsonl", day1)
+    assert p.send("hospice", "day2.jsonl", hospice("H1", Y, "not-attempt",
+                                                   "2026-02-01")).held == 1
+    again = p.send("hospice", "day1.jsonl", day1)
+    assert (again.held, again.rejected) == (0, 0)
+    assert [k for k, _ in p.held()] == ["hospice/H1"]
+    (_, waiting), = p.service.loader.list_held()
+    assert '"cpr": "not-attempt"' in waiting["record"]["source"]["raw"]
+    assert cpr_codes(p) == ["450475007"]  # still only day 1's "attempt"
