@@ -232,9 +232,10 @@ async def resolve(request: Request, key: str) -> Response:
         caller = _caller(request)
         _check_reviewer(caller)
         choice = jsonio.parse(await read_body(request, 64 * 1024))
-        if not isinstance(choice, dict) or not (choice.get("create") is True
-                                                or isinstance(choice.get("patient"), str)):
-            raise BadRequest('send {"patient": "<id>"} or {"create": true}')
+        if not isinstance(choice, dict) or not (
+                (choice.get("create") is True) ^ isinstance(choice.get("patient"), str)):
+            # one choice: with both, which one the reviewer meant is a guess
+            raise BadRequest('send {"patient": "<id>"} or {"create": true}, not both')
         patient = None if choice.get("create") is True else require_id(choice["patient"])
         loader = request.app.state.ingest_service.loader
         if not _mine(caller, await run_in_threadpool(_partner_of_held, loader, key)):

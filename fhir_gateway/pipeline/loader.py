@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import jsonio
-from ..errors import Conflict, GatewayError, Issue, NotFound
+from ..errors import Conflict, GatewayError, Issue, NotFound, Unprocessable
 from ..fhir.repository import ProfileChecked, Repository, WriteResult, new_id
 from ..ingest.model import (
     NHS_NUMBER_SYSTEM,
@@ -143,8 +143,19 @@ class RecordRejected(Exception):
 
 
 def record_key(source: SourceRef) -> str:
-    ident = source.record_id or hashlib.sha256(source.raw.encode()).hexdigest()[:16]
-    return f"{source.partner}/{ident}"
+    """A held record's key: partner, record id and a hash of the record's text. Record ids
+    repeat (a PAS reusing an MSH-10 control id; a hospice line per client in each day's
+    extract): keyed by id alone, one acknowledged hold was overwritten, or deleted by
+    another record applied under its id. The same record again has the same key."""
+    digest = hashlib.sha256(source.raw.encode()).hexdigest()
+    if not source.record_id:
+        return f"{source.partner}/{digest[:16]}"
+    return f"{source.partner}/{source.record_id}/{digest[:12]}"
+
+
+def _legacy_key(source: SourceRef) -> str | None:
+    """The key holds had before the text's hash was part of it."""
+    return f"{source.partner}/{source.record_id}" if source.record_id else None
 
 
 def to_json(record: MappedRecord) -> dict[str, Any]:
@@ -308,16 +319,15 @@ class Loader:
             done_held.add(record_key(item.source))
         done.add(outcome)
 
-    def apply(self, record: MappedRecord, *, patient_id: str | None = None,
-              create: bool = False, received: str | None = None) -> Summary:
-        """One record in one transaction; `patient_id`/`create` settle a held identity;
-        `received`: when the partner sent it (default now)."""
+    def apply(self, record: MappedRecord, *, received: str | None = None) -> Summary:
+        """One record in one transaction; `received`: when the partner sent it (default
+        now)."""
         summary = Summary()
         received = received or self.clock()
         for _attempt in range(MAX_ATTEMPTS):
             try:
                 with self.repo.transaction() as s:
-                    return self._attempt(s, record, received, patient_id, create)
+                    return self._attempt(s, record, received, None, False)
             except VersionConflict:
                 continue
             except RecordRejected as exc:
@@ -325,6 +335,34 @@ class Loader:
                 return summary
         self._reject(summary, record.source, "-", STORE_BUSY)
         return summary
+
+    def _settle_by_reviewer(self, key: str, record: MappedRecord, received: str,
+                            patient_id: str | None) -> Summary:
+        """A reviewer's choice for the record held as `key`, in one transaction that first
+        checks it is still held: two reviewers (or a retried request) settling one record
+        at once must not both apply it. What the store or the profiles refuse, and a
+        record the choice leaves held, is said to the reviewer as an error; the hold
+        stays as it was and nothing is filed as rejected (the record is not)."""
+        for _attempt in range(MAX_ATTEMPTS):
+            try:
+                with self.repo.transaction() as s:
+                    held = s.record_get("held", key)
+                    if held is None or held["record"]["source"]["raw"] != record.source.raw:
+                        raise Conflict(f"held record {key!r} was settled meanwhile; "
+                                       "list the held records again")
+                    summary = self._attempt(s, record, received, patient_id,
+                                            patient_id is None)
+                    if summary.held:
+                        raise Conflict(f"held record {key!r} is still held: "
+                                       f"{summary.holds[0]['reason']}")
+                    s.record_delete("held", key)  # a hold kept under an older key too
+                    return summary
+            except VersionConflict:
+                continue
+            except RecordRejected as exc:
+                raise Unprocessable(exc.reason, expression=None if exc.field == "-"
+                                    else exc.field) from exc
+        raise Conflict(STORE_BUSY)
 
     def _attempt(self, s: StoreSession, record: MappedRecord, received: str,
                  patient_id: str | None, create: bool) -> Summary:
@@ -358,18 +396,14 @@ class Loader:
 
     @staticmethod
     def _settle_hold(s: StoreSession, record: MappedRecord) -> None:
-        """An applied record settles a hold of its key only when it is that record, or a
-        newer one from its partner: an older extract delivered again must not take a
-        held record (say, a new DNACPR) off the queue unseen."""
-        key = record_key(record.source)
-        held = s.record_get("held", key)
-        if held is None:
-            return
-        waiting = from_json(held["record"]).source
-        if waiting.raw == record.source.raw or stamp(
-                record.source.event_time, record.source.partner, record.source.record_id
-        ) > stamp(waiting.event_time, waiting.partner, waiting.record_id):
-            s.record_delete("held", key)
+        """An applied record settles its own hold and no other: another record with the
+        same id (an older extract delivered again, a reused control id) must not take a
+        held record, say a new DNACPR, off the queue unseen. The hold's text is compared,
+        since a hold stored before keys held the text's hash is keyed by id alone."""
+        for key in (record_key(record.source), _legacy_key(record.source)):
+            held = s.record_get("held", key) if key else None
+            if held is not None and held["record"]["source"]["raw"] == record.source.raw:
+                s.record_delete("held", key)
 
     def retry_held(self) -> Summary:
         """Apply held records again: a Patient they could not find may exist now.
@@ -432,8 +466,8 @@ class Loader:
                 # (a candidate listed before an A40 merged it away)
                 raise Conflict(f"Patient/{patient_id} was merged into Patient/{survivor}: "
                                f"attach the record to it (--patient {survivor})")
-        return self.apply(record, patient_id=patient_id, create=patient_id is None,
-                          received=held.get("received"))
+        return self._settle_by_reviewer(key, record, held.get("received") or self.clock(),
+                                        patient_id)
 
     def _refuse_second_patient(self, s: StoreSession, person: PersonKey) -> None:
         """A reviewer's "new Patient" for a record whose NHS number a live Patient holds

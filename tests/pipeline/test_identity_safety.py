@@ -17,6 +17,7 @@ from fastapi.testclient import TestClient
 from fhir_gateway import jsonio
 from fhir_gateway.errors import Conflict
 from fhir_gateway.fhir.repository import Repository
+from fhir_gateway.pipeline.loader import from_json
 from fhir_gateway.pipeline.service import IngestService
 from fhir_gateway.store.base import StoreEngine
 from fhir_gateway.store.query import IndexQuery
@@ -466,7 +467,72 @@ def test_an_older_extract_delivered_again_does_not_settle_a_newer_hold(
                                                    "2026-02-01")).held == 1
     again = p.send("hospice", "day1.jsonl", day1)
     assert (again.held, again.rejected) == (0, 0)
-    assert [k for k, _ in p.held()] == ["hospice/H1"]
+    assert [k.rsplit("/", 1)[0] for k, _ in p.held()] == ["hospice/H1"]
     (_, waiting), = p.service.loader.list_held()
     assert '"cpr": "not-attempt"' in waiting["record"]["source"]["raw"]
     assert cpr_codes(p) == ["450475007"]  # still only day 1's "attempt"
+
+
+def test_held_records_sharing_a_control_id_are_each_kept(partnership: Partnership) -> None:
+    """Holds were keyed by partner and record id alone: a second held message reusing an
+    MSH-10 control id (a PAS counter reset) overwrote the first, and a third, applied
+    under the same id, deleted the hold. Each acknowledged admission was then gone."""
+    p = partnership
+    smith = adt("1001", "A01", "202506010900", "RXA111^^^RXA^MR", visit="V1")
+    jones = adt("1001", "A01", "202506020900", "RXA222^^^RXA^MR", name="JONES^MARY",
+                born="19500505", visit="V2")
+    assert p.send("acute", "d1.hl7", smith).held == 1
+    assert p.send("acute", "d2.hl7", jones).held == 1
+    applied = p.send("acute", "d3.hl7", adt("1001", "A01", "202506030900",
+                                            f"{X}^^^NHS^NH~RXA333^^^RXA^MR", visit="V3"))
+    assert (applied.created, applied.held) == (2, 0)
+    held = {h["record"]["person"]["family"]: k for k, h in p.service.loader.list_held()}
+    assert sorted(held) == ["JONES", "SMITH"]
+    assert all(k.startswith("acute/1001/") for k in held.values())
+    assert p.send("acute", "d1.hl7", smith).held == 1  # the same message: the same hold
+    assert len(p.held()) == 2
+
+
+def test_a_held_record_is_settled_once(partnership: Partnership) -> None:
+    """A reviewer's choice read the hold in one session and applied the record in
+    another: two reviewers settling one record at once both applied it (each told 200),
+    the record ending on the second one's Patient. The hold is now checked inside the
+    choice's transaction; the one that comes second is told it was settled meanwhile."""
+    p = partnership
+    for control, nhs, mrn in (("C1", X, "M1"), ("C2", Y, "M2")):  # two men alike
+        p.send("acute", f"{control}.hl7", adt(control, "A01", "202601010900",
+                                              f"{nhs}^^^NHS^NH~{mrn}^^^RXA^MR", visit=mrn))
+    council = COUNCIL_HEAD + "SC1,Mr,John,Smith,1940-01-01,DY1 4DX,,Home care,2026-02-01,,A,B\n"
+    assert p.send("socialcare", "c.csv", council.encode()).held == 1
+    loader = p.service.loader
+    (key, held), = loader.list_held()
+    first, second = held["candidates"]
+    record = from_json(held["record"])
+    assert loader.resolve_held(key, patient_id=first).created >= 1
+    with pytest.raises(Conflict, match="settled meanwhile"):  # the other, a moment later
+        loader._settle_by_reviewer(key, record, held["received"], second)
+    on_second = [r for r in p.repo.find(IndexQuery(rtype="CarePlan")).rows
+                 if second in (r.body or "")]
+    assert on_second == [] and p.held() == []
+
+
+def test_a_reviewers_choice_the_profiles_refuse_is_an_error_and_leaves_the_hold(
+        engine: StoreEngine) -> None:
+    """Over HTTP a refused choice answered 200 with bare counts ("rejected": 1, "held":
+    0) while the record stayed held, and filed a rejected entry for it."""
+    from fhir_gateway.api.app import create_app
+    from fhir_gateway.config import Settings
+
+    p = Partnership(engine)
+    p.send("hospice", "h1.jsonl", hospice("H1", X))
+    assert p.send("hospice", "h2.jsonl", hospice("H1", Y, completed="2026-02-01")).held == 1
+    (key, held), = p.service.loader.list_held()
+    app = create_app(Settings(auth_enabled=False), engine=engine)
+    with TestClient(app) as http:
+        r = http.post(f"/review/held/{key}", json={"patient": held["candidates"][0]})
+        assert r.status_code == 422, r.text
+        assert "nhsNumber" in r.json()["issue"][0]["diagnostics"]
+        both = http.post(f"/review/held/{key}", json={"create": True, "patient": "x"})
+        assert both.status_code == 400, both.text
+    assert [k for k, _ in p.service.loader.list_held()] == [key]
+    assert p.service.loader.list_rejected() == []
