@@ -548,19 +548,21 @@ class Loader:
             if key not in left_out_later:
                 self._upsert(s, record.source, key, _with_patient(resource, pref), new_stamp,
                              count, clear)
+        deleted: list[tuple[str, str, int, bool]] = []
         for key in (*record.retracted, *left_out_now):
             for stored in self._retractable(s, key, new_stamp):
                 result = self.repo.delete(key.resource_type, stored.rid, session=s)
                 if result is not None and result.changed:
                     counts["updated"] += 1
-                    written.append((key.resource_type, stored.rid, result.stored.version, False))
+                    deleted.append((key.resource_type, stored.rid, result.stored.version, False))
         repointed: list[tuple[str, str, int, bool]] = []
         if merged_away is not None:
             self._merge_patients(s, merged_away, patient, count, _counted(counts, repointed))
-        if written:
-            prov, checked = self._check(provenance(record.source, written, received),
-                                        record.source)
-            self.repo.create(prov, session=s, checked=checked)
+        for targets, deletions in ((written, False), (deleted, True)):
+            if targets:
+                prov, checked = self._check(provenance(record.source, targets, received,
+                                                       deleted=deletions), record.source)
+                self.repo.create(prov, session=s, checked=checked)
         if repointed:
             # A Provenance of its own, marked as a merge: the re-pointed versions keep the
             # content their partners wrote, so they must not be credited to this partner.

@@ -16,9 +16,11 @@ MAPPING_POLICY = "https://fhir.example.org/shared-care-record/mapping"
 
 
 def provenance(source: SourceRef, targets: list[tuple[str, str, int, bool]],
-               received: str) -> dict[str, Any]:
-    """`targets`: (type, id, version, created) of each resource this record wrote."""
-    created = all(t[3] for t in targets)
+               received: str, *, deleted: bool = False) -> dict[str, Any]:
+    """`targets`: (type, id, version, created) of each resource this record wrote;
+    `deleted`: the versions are the deletions a record's retraction made (activity
+    DELETE, so an auditor can tell a withdrawn CPR decision from a changed one)."""
+    activity = "DELETE" if deleted else "CREATE" if all(t[3] for t in targets) else "UPDATE"
     out: dict[str, Any] = {
         "resourceType": "Provenance",
         "target": [{"reference": f"{t}/{i}/_history/{v}"} for t, i, v, _ in targets],
@@ -26,7 +28,7 @@ def provenance(source: SourceRef, targets: list[tuple[str, str, int, bool]],
         "policy": [f"{MAPPING_POLICY}/{source.partner}/{source.mapping_version}"],
         "activity": {"coding": [{
             "system": "http://terminology.hl7.org/CodeSystem/v3-DataOperation",
-            "code": "CREATE" if created else "UPDATE"}]},
+            "code": activity}]},
         "agent": [{
             "type": {"coding": [{
                 "system": "http://terminology.hl7.org/CodeSystem/provenance-participant-type",

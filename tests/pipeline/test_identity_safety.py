@@ -15,7 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from fhir_gateway import jsonio
-from fhir_gateway.errors import Conflict
+from fhir_gateway.errors import Conflict, Gone
 from fhir_gateway.fhir.repository import Repository
 from fhir_gateway.pipeline.loader import from_json
 from fhir_gateway.pipeline.service import IngestService
@@ -536,3 +536,25 @@ def test_a_reviewers_choice_the_profiles_refuse_is_an_error_and_leaves_the_hold(
         assert both.status_code == 400, both.text
     assert [k for k, _ in p.service.loader.list_held()] == [key]
     assert p.service.loader.list_rejected() == []
+
+
+def test_a_withdrawn_form_is_credited_as_a_deletion(partnership: Partnership) -> None:
+    """The Provenance of a retraction said UPDATE for versions that are deletions: from
+    the trail an auditor could not tell a withdrawn CPR decision from a changed one."""
+    p = partnership
+    p.send("hospice", "h1.jsonl", hospice("H1", X, "not-attempt"))
+    line = json.loads(hospice("H1", X))
+    line["respect"] = []  # no form now: the earlier one is withdrawn
+    withdrawn = p.send("hospice", "h2.jsonl", (json.dumps(line) + "\n").encode())
+    assert withdrawn.updated >= 2 and cpr_codes(p) == []
+    provs = [jsonio.loads_trusted(r.body) for r in
+             p.repo.find(IndexQuery(rtype="Provenance")).rows if "h2.jsonl" in (r.body or "")]
+    activities = {pr["activity"]["coding"][0]["code"]: pr["target"] for pr in provs}
+    assert set(activities) <= {"UPDATE", "DELETE"} and "DELETE" in activities
+    for target in activities["DELETE"]:
+        rtype, rid, _, _version = target["reference"].split("/")
+        with pytest.raises(Gone):
+            p.repo.read(rtype, rid)
+    for target in activities.get("UPDATE", []):  # what is left there is no deletion
+        rtype, rid, _, _version = target["reference"].split("/")
+        assert p.repo.read(rtype, rid).body
