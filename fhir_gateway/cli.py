@@ -35,7 +35,33 @@ def _parser() -> argparse.ArgumentParser:
                        choices=["critical", "error", "warning", "info", "debug"])
     security_cli.add_commands(sub)
     ingest_cli.add_commands(sub)
+    _store_on_every_command(parser)
     return parser
+
+
+def _store_on_every_command(parser: argparse.ArgumentParser) -> None:
+    """`--store` after the command too (`fhir-gateway ingest --store URL ...`), as INTERFACE
+    says every command takes it: on each leaf command, where a later default cannot undo
+    it (a nested parser's values are copied over its parent's)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in {id(p): p for p in action.choices.values()}.values():
+                nested = any(isinstance(a, argparse._SubParsersAction) for a in sub._actions)
+                if nested:
+                    _store_on_every_command(sub)
+                elif not any("--store" in a.option_strings for a in sub._actions):
+                    sub.add_argument("--store", dest="sub_store", default=None,
+                                     help=argparse.SUPPRESS)
+
+
+def _usage_problem(args: argparse.Namespace) -> str | None:
+    """Option combinations argparse cannot express: usage errors (exit 2), not failures."""
+    if args.command == "client" and args.client_command == "add":
+        if args.role == "feed" and args.partner is None:
+            return "a feed client needs --partner (whose data it writes)"
+        if args.role != "feed" and args.partner is not None:
+            return "--partner is for feed clients only"
+    return None
 
 
 def listen_base_url(host: str, port: int) -> str | None:
@@ -112,7 +138,11 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    problem = _usage_problem(args)
+    if problem is not None:
+        parser.error(problem)  # exits 2
     store = getattr(args, "sub_store", None) or args.store
     try:
         settings = Settings.from_env(store_url=store)  # a mistyped variable: one line

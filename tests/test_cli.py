@@ -58,3 +58,29 @@ def test_mllp_for_an_unknown_partner_is_refused_at_start(tmp_path: Path) -> None
                  "2575", "--partner", "nope")
     assert result.returncode == 1
     assert len(result.stderr.strip().splitlines()) == 1 and "nope" in result.stderr
+
+
+def test_every_command_takes_store_after_its_name(tmp_path: Path) -> None:
+    """INTERFACE: every command takes `--store URL`; after the command's name only `serve`
+    accepted it (`ingest ... --store` was exit 2, "unrecognized arguments")."""
+    store = f"sqlite:///{tmp_path / 'after.sqlite3'}"
+    extract = tmp_path / "gp.csv"
+    extract.write_text("NHS Number,Surname\n")  # a header only: nothing to load
+    for args in (("client", "list", "--store", store), ("audit", "verify", "--store", store),
+                 ("review", "list", "--store", store),
+                 ("ingest", "--partner", "gp", "--store", store, str(extract))):
+        result = run(*args)
+        assert result.returncode != 2 and "unrecognized" not in result.stderr, (args, result)
+    added = run("client", "add", "c1", "--role", "auditor", "--new-key",
+                str(tmp_path / "c1.jwk"), "--store", store)
+    assert added.returncode == 0, added.stderr
+    assert "c1" in run("--store", store, "client", "list").stdout  # the same store
+
+
+def test_a_feed_client_without_its_partner_is_a_usage_error(tmp_path: Path) -> None:
+    store = f"sqlite:///{tmp_path / 'usage.sqlite3'}"
+    for args in (("--role", "feed"), ("--role", "clinician", "--partner", "gp")):
+        result = run("--store", store, "client", "add", "c2", *args, "--new-key",
+                     str(tmp_path / "c2.jwk"))
+        assert result.returncode == 2 and "--partner" in result.stderr, (args, result.stderr)
+        assert not (tmp_path / "c2.jwk").exists()
