@@ -46,7 +46,8 @@ def test_client_add_refusals(tmp_path: Path) -> None:
     bad = tmp_path / "private.json"
     bad.write_text(json.dumps({"keys": [private]}))
     cases = [
-        (["client", "add", "x", "--role", "feed", "--new-key", str(tmp_path / "k1")], 1),
+        # INTERFACE: a usage error is exit 2 (a feed needs --partner: it was 1)
+        (["client", "add", "x", "--role", "feed", "--new-key", str(tmp_path / "k1")], 2),
         (["client", "add", "x", "--role", "clinician", "--jwks", str(bad)], 1),
         (["client", "add", "x", "--role", "clinician", "--jwks", str(tmp_path / "none")], 1),
         (["client", "add", "x", "--role", "wizard", "--new-key", str(tmp_path / "k2")], 2),
