@@ -28,6 +28,7 @@ from ..errors import Conflict, GatewayError, Issue, NotFound, Unprocessable
 from ..fhir.repository import ProfileChecked, Repository, WriteResult, new_id
 from ..ingest.model import (
     NHS_NUMBER_SYSTEM,
+    PARTNER_TAG_SYSTEM,
     PATIENT_REFERENCE,
     BusinessId,
     ItemSet,
@@ -50,6 +51,7 @@ from .merge import (
     keeps_its_owner,
     merge,
     newest_stamp,
+    owners,
     release,
     stamp,
 )
@@ -550,7 +552,7 @@ class Loader:
                              count, clear)
         deleted: list[tuple[str, str, int, bool]] = []
         for key in (*record.retracted, *left_out_now):
-            for stored in self._retractable(s, key, new_stamp):
+            for stored in self._retractable(s, key, new_stamp, record.source.partner):
                 result = self.repo.delete(key.resource_type, stored.rid, session=s)
                 if result is not None and result.changed:
                     counts["updated"] += 1
@@ -724,8 +726,8 @@ class Loader:
                 s.record_put(ITEM_SETS, name, {"stamp": new_stamp, "values": now})
         return left_out_later, left_out_now
 
-    def _retractable(self, s: StoreSession, key: BusinessId,
-                     new_stamp: str) -> list[StoredVersion]:
+    def _retractable(self, s: StoreSession, key: BusinessId, new_stamp: str,
+                     partner: str) -> list[StoredVersion]:
         """What a record retracting `key` deletes: the resources holding it that no newer
         record has said anything of (out of order, a discharge cancelled before a later
         discharge arrived must not delete what that discharge recorded). The retraction's
@@ -734,7 +736,7 @@ class Loader:
         kept = s.record_get(RETRACTIONS, name)
         if kept is None or kept.get("stamp", "") < new_stamp:
             s.record_put(RETRACTIONS, name, {"stamp": new_stamp})
-        return [stored for stored in self._by_key(s, key)
+        return [stored for stored in self._ingested_by_key(s, key, partner)
                 if newest_stamp(s.record_get(ELEMENT_STAMPS,
                                               f"{key.resource_type}/{stored.rid}")) <= new_stamp]
 
@@ -745,11 +747,21 @@ class Loader:
             limit=limit)
         return self.repo.find(query, session=s).rows
 
+    def _ingested_by_key(self, s: StoreSession, key: BusinessId,
+                         partner: str) -> list[StoredVersion]:
+        """The resources holding a record's business key that are the record's to change:
+        not another partner's feed's, written over REST with the same identifier (by
+        mistake or not). Merged into, blocked by or retracted with it, one partner's
+        resource would have overwritten, held up or deleted another's CPR decision."""
+        return [row for row in self._by_key(s, key)
+                if row.body is None or PARTNER_TAG_SYSTEM not in row.body
+                or owners(jsonio.loads_trusted(row.body)) <= {partner}]
+
     def _upsert(self, s: StoreSession, source: SourceRef, key: BusinessId,
                 resource: dict[str, Any], new_stamp: str,
                 count: Callable[[WriteResult], None], clear: tuple[str, ...] = ()) -> None:
         resource = self._resolve_logical(s, resource)
-        existing = self._by_key(s, key)
+        existing = self._ingested_by_key(s, key, source.partner)
         if len(existing) > 1:
             raise RecordRejected("identifier", f"{len(existing)} {key.resource_type} "
                                                f"resources hold {key.system}|{key.value}")

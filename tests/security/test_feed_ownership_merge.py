@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 
+from fhir_gateway.store.query import IndexQuery
 from security_kit import NHS, Gateway
 
 FHIR_JSON = {"Content-Type": "application/fhir+json"}
@@ -89,3 +90,57 @@ def test_a_feeds_patient_that_an_a40_merges_another_partners_record_into_is_rele
     assert "H77" in json.dumps(survivor)  # the merge happened
     assert "tag" not in survivor.get("meta", {}), survivor["meta"]
     assert gw.http.get(f"/fhir/Patient/{pid}", headers=acute).status_code == 404
+
+
+CPR_KEY = "https://fhir.shared-care-record.example/Id/hospice/cpr-decision"
+
+
+def _hospice_form(cpr: str | None, completed: str = "2026-01-05") -> bytes:
+    line = json.loads(_hospice_client())
+    line["respect"] = [] if cpr is None else [{
+        "formId": "RSP-H1", "version": "3", "completedOn": completed, "cpr": cpr,
+        "careFocus": "comfort", "preferredPlaceOfCare": "home", "recommendations": "x",
+        "capacity": "has-capacity", "contacts": [],
+        "clinician": {"name": "Dr A", "gmc": "1234567"}}]
+    return (json.dumps(line) + "\n").encode()
+
+
+def test_another_feeds_resource_with_the_same_business_key_is_left_alone(
+        gw: Gateway) -> None:
+    """Ingest found "its" resource by business identifier among every resource: an
+    Observation another partner's feed wrote over REST with the hospice's CPR key was
+    merged into (taken from that feed), then blocked the hospice's next form ("2
+    Observation resources hold ...": the crew kept seeing the old decision), and was
+    deleted when the hospice withdrew its form."""
+    acute = gw.login("acute-feed", "feed", partner="acute", org="RXA", scope="system/*.cruds")
+    hospice = gw.login("hsp-feed", "feed", partner="hospice", org="X9H01",
+                       scope="system/*.cruds")
+    ndjson = {**hospice, "Content-Type": "application/x-ndjson"}
+    assert gw.http.post("/ingest/hospice", content=_hospice_client(),
+                        headers=ndjson).status_code == 200
+    (patient,) = gw.repository.find(IndexQuery(rtype="Patient")).rows
+    pid = patient.rid
+    theirs = gw.http.post("/fhir/Observation", headers={**acute, **FHIR_JSON}, json={
+        "resourceType": "Observation", "status": "final",
+        "identifier": [{"system": CPR_KEY, "value": "H1"}],
+        "code": {"text": "a note"}, "subject": {"reference": f"Patient/{pid}"}})
+    assert theirs.status_code == 201, theirs.text
+    oid = theirs.json()["id"]
+
+    def hospice_cpr() -> list[str]:
+        rows = gw.repository.find(IndexQuery(rtype="Observation")).rows
+        return [o["valueCodeableConcept"]["coding"][0]["code"] for r in rows
+                if (o := json.loads(r.body or "{}")).get("id") != oid
+                and "304251008" in json.dumps(o.get("code"))]
+
+    for cpr, completed in (("not-attempt", "2026-01-05"), ("attempt", "2026-02-01")):
+        loaded = gw.http.post("/ingest/hospice", content=_hospice_form(cpr, completed),
+                              headers=ndjson)
+        assert loaded.status_code == 200 and loaded.json()["rejected"] == 0, loaded.text
+        assert hospice_cpr() == [{"not-attempt": "450476008", "attempt": "450475007"}[cpr]]
+        mine = gw.http.get(f"/fhir/Observation/{oid}", headers=acute)
+        assert mine.status_code == 200 and mine.json()["code"] == {"text": "a note"}
+    withdrawn = gw.http.post("/ingest/hospice", content=_hospice_form(None), headers=ndjson)
+    assert withdrawn.status_code == 200, withdrawn.text
+    assert hospice_cpr() == []
+    assert gw.http.get(f"/fhir/Observation/{oid}", headers=acute).status_code == 200
