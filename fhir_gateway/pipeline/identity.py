@@ -129,11 +129,22 @@ def _survivors(s: StoreSession, found: list[StoredVersion]) -> list[StoredVersio
     return list(out.values())
 
 
+def canonical_postcode(text: str) -> str:
+    """A postcode compared in one form (no spaces, upper case): partners write `DY1 4DX`,
+    `dy14dx` or `DY14DX` for one address, and a community copy is stored as sent."""
+    return "".join(text.split()).upper()
+
+
 def _postcodes(patient: dict) -> set[str]:
-    # The search index's normalisation (case, accents, runs of spaces), so the indexed
-    # query below finds every Patient this test accepts.
-    return {normalize(str(a.get("postalCode", "")))
+    return {canonical_postcode(str(a.get("postalCode", "")))
             for a in patient.get("address") or [] if isinstance(a, dict)}
+
+
+def _postcode_prefix(postcode: str) -> str:
+    """What every stored spelling of `postcode` starts with in the search index: its
+    outward code (`dy1`, before the last three characters), spaced or not after it."""
+    compact = canonical_postcode(postcode)
+    return normalize(compact[:-3] if len(compact) >= 5 else compact)
 
 
 def _demographic(repo: Repository, s: StoreSession, person: PersonKey,
@@ -141,11 +152,12 @@ def _demographic(repo: Repository, s: StoreSession, person: PersonKey,
     if not (person.family and person.given and person.birth_date and person.postcode):
         return []
     lo, hi = date_range(person.birth_date)
-    postcode = normalize(person.postcode)
+    postcode = canonical_postcode(person.postcode)
     # The postcode comes first: the store drives the lookup from the first of the string
     # criteria, and a postcode holds a handful of people where a surname holds thousands.
     query = IndexQuery(rtype="Patient", criteria=[
-        Criterion("address-postalcode", "string", [StringPredicate("prefix", postcode)]),
+        Criterion("address-postalcode", "string",
+                  [StringPredicate("prefix", _postcode_prefix(person.postcode))]),
         Criterion("birthdate", "date", [RangePredicate("eq", lo, hi)]),
         Criterion("family", "string", [StringPredicate("prefix", normalize(person.family))]),
     ], limit=50)
