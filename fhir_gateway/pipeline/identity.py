@@ -182,6 +182,20 @@ def claimed_patient(s: StoreSession, nhs: str) -> str | None:
     return rid if isinstance(rid, str) else None
 
 
+def merge_survivor(s: StoreSession, nhs: str) -> str | None:
+    """The live Patient that `nhs`'s claim leads to through HL7 A40 merges (the record
+    made for it was merged away, and so on): the partnership said that is the person.
+    None when the claimed Patient was not merged, or the chain ends nowhere live."""
+    rid = claimed_patient(s, nhs)
+    stored = s.current("Patient", rid) if rid else None
+    if stored is None or stored.body is None or "replaced-by" not in stored.body:
+        return None
+    (last,) = _survivors(s, [stored])
+    if last.rid == rid or replaced_by(jsonio.loads_trusted(last.body or "{}")) is not None:
+        return None  # a chain too long or ending at a deleted Patient: not followed
+    return last.rid
+
+
 def _claimed(s: StoreSession, nhs: str) -> Held | None:
     """Held when a Patient was made for `nhs` but no longer holds it (see the module
     docstring); None when the number was never given to a Patient."""

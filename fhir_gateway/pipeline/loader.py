@@ -40,7 +40,15 @@ from ..search.values import BadDate, date_range, now_instant
 from ..store.base import StoredVersion, StoreSession, VersionConflict
 from ..store.query import Criterion, IndexQuery, TokenPredicate
 from ..validation import ProfileValidator, default_validator
-from .identity import NHS_CLAIMS, Held, Resolved, accept_birth_date, replaced_by, resolve
+from .identity import (
+    NHS_CLAIMS,
+    Held,
+    Resolved,
+    accept_birth_date,
+    merge_survivor,
+    replaced_by,
+    resolve,
+)
 from .merge import (
     ELEMENT_STAMPS,
     REPOINT_ACTIVITY,
@@ -450,6 +458,31 @@ class Loader:
                            f"the record to it (--patient {live[0]}) instead of making a "
                            "second Patient for the same person")
 
+    def _refuse_other_holder(self, s: StoreSession, person: PersonKey,
+                             patient_id: str) -> None:
+        """A reviewer's attachment of a record to `patient_id` would write its NHS number
+        there: refused (naming the Patient to attach it to) when another live Patient
+        holds that number, or an HL7 A40 merged the Patient made for it into another
+        one. Either way the number would stand for two records, and every later record
+        for it would be held and a crew's summary refused."""
+        nhs = person.nhs_number
+        if not nhs:
+            return
+        holders = [row.rid for row in self._by_key(
+            s, BusinessId("Patient", NHS_NUMBER_SYSTEM, nhs), limit=10)
+            if row.body and replaced_by(jsonio.loads_trusted(row.body)) is None]
+        if patient_id in holders:
+            return
+        if holders:
+            raise Conflict(f"NHS number {nhs} is on Patient/{holders[0]}: attach the record "
+                           f"to it (--patient {holders[0]}); on Patient/{patient_id} it "
+                           "would make two Patients for the same person")
+        survivor = merge_survivor(s, nhs)
+        if survivor is not None and survivor != patient_id:
+            raise Conflict(f"NHS number {nhs} is Patient/{survivor}'s (an HL7 A40 merged "
+                           f"the record made for it into Patient/{survivor}): attach the "
+                           f"record to it (--patient {survivor})")
+
     def _list(self, kind: str) -> list[tuple[str, dict[str, Any]]]:
         out: list[tuple[str, dict[str, Any]]] = []
         after = None
@@ -483,6 +516,8 @@ class Loader:
                ) -> tuple[dict[str, int], set[str]] | Held:
         """The record's writes: counts, and the Patients written to (merged away too)."""
         if patient_id is not None:
+            # in the write transaction: a Patient a feed gave the number meanwhile counts
+            self._refuse_other_holder(s, record.person, patient_id)
             found: Resolved | Held = Resolved(self.repo.read("Patient", patient_id, session=s),
                                               "reviewer")
         elif create:
@@ -505,7 +540,9 @@ class Loader:
         patient = self._patient(s, found.patient, record, new_stamp, count,
                                 reviewed=found.how == "reviewer")
         if found.how == "reviewer":
-            self._release_local_id(s, record, patient, count)
+            emptied = self._release_local_id(s, record, patient, count)
+            if merged_away is None:
+                merged_away = emptied
             accept_birth_date(s, record.person, patient)
         pref = f"Patient/{patient}"
         left_out_later, left_out_now = self._item_sets(s, record, new_stamp)
@@ -644,24 +681,33 @@ class Loader:
             else None
 
     def _release_local_id(self, s: StoreSession, record: MappedRecord, patient_id: str,
-                          count: Callable[[WriteResult], None]) -> None:
+                          count: Callable[[WriteResult], None]) -> StoredVersion | None:
         """A reviewer attached `record` to `patient_id`: its partner's own identifier for
         the person is that Patient's from now on, so it comes off any other Patient that
         holds it. Left there, every later record carrying it would be held again ("2
         Patients hold ..."), the reviewer's decision undone by the next delivery. (Not for
-        a partner whose own identifier is the NHS number: that is never moved here.)"""
+        a partner whose own identifier is the NHS number: that is never moved here.)
+        Returns a live Patient that held nothing else, not written: everything on it came
+        by that identifier, so the reviewer said it is `patient_id`'s person and the caller
+        merges it in (left with no identifier the profile refuses it, and the attachment
+        with it: the hold could never be settled)."""
         system, value = record.person.local_system, record.person.local_id
         if not system or not value or system == NHS_NUMBER_SYSTEM:
-            return
+            return None
+        emptied: StoredVersion | None = None
         for stored in self._by_key(s, BusinessId("Patient", system, value), limit=10):
             if stored.rid == patient_id or stored.body is None:
                 continue
             other = jsonio.loads_trusted(stored.body)
             kept = [i for i in other.get("identifier") or [] if not (
                 isinstance(i, dict) and i.get("system") == system and i.get("value") == value)]
+            if not kept and replaced_by(other) is None and emptied is None:
+                emptied = stored
+                continue
             released, checked = self._check({**other, "identifier": kept}, record.source)
             count(self.repo.update(released, rtype="Patient", rid=stored.rid, session=s,
                                    checked=checked))
+        return emptied
 
     def _item_sets(self, s: StoreSession, record: MappedRecord,
                    new_stamp: str) -> tuple[set[BusinessId], list[BusinessId]]:

@@ -11,8 +11,10 @@ import json
 from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
 
 from fhir_gateway import jsonio
+from fhir_gateway.errors import Conflict
 from fhir_gateway.fhir.repository import Repository
 from fhir_gateway.pipeline.service import IngestService
 from fhir_gateway.store.base import StoreEngine
@@ -148,3 +150,65 @@ def test_another_postcode_in_the_same_district_does_not_match(
     row = (COUNCIL_HEAD + "SC1,Mr,John,Smith,1940-01-01,DY1 4DX,,Home care,2026-02-01,,A,B\n")
     council = partnership.send("socialcare", "s.csv", row.encode())
     assert council.held == 1
+
+
+# -- a reviewer's attachment never gives a live Patient's NHS number to another -----------
+
+
+def hospice_client_known_twice(p: Partnership) -> tuple[str, str, str]:
+    """A01 gives NHS X to Patient A; the hospice's client H5 (no NHS number, another
+    postcode) is settled by a reviewer with a new Patient P; then H5 comes with X: held,
+    listing A and P. Returns (held key, A, P)."""
+    p.send("acute", "a.hl7", adt("C1", "A01", "202601010900", f"{X}^^^NHS^NH~M1^^^RXA^MR",
+                                 visit="V1"))
+    p.send("hospice", "h0.jsonl", hospice("H5", None, postcode="B63 9ZZ"))
+    p.loader.resolve_held("hospice/H5")
+    later = p.send("hospice", "h1.jsonl", hospice("H5", X, "not-attempt", "2026-02-01",
+                                                  postcode="B63 9ZZ"))
+    assert later.held == 1
+    ((key, _reason, candidates),) = p.held()
+    (a,) = p.holders(X)
+    (other,) = [c for c in candidates if c != a]
+    return key, a, other
+
+
+def test_a_reviewer_cannot_attach_a_live_patients_nhs_number_to_another(
+        partnership: Partnership) -> None:
+    # Attaching H5 (NHS X) to P wrote X onto P while A held it: two Patients for X, every
+    # later record for X held, and the crew's summary for X a 409.
+    key, a, other = hospice_client_known_twice(partnership)
+    with pytest.raises(Conflict, match=f"NHS number {X} is on Patient/{a}"):
+        partnership.loader.resolve_held(key, patient_id=other)
+    assert partnership.holders(X) == [a]
+    assert [k for k, *_ in partnership.held()] == [key]  # still held, nothing written
+    gp = partnership.send("gp", "gp.csv", gp_row(X))
+    assert gp.held == 0, partnership.held()
+
+
+def test_attaching_to_the_holder_merges_in_the_patient_made_only_for_the_local_id(
+        partnership: Partnership) -> None:
+    # The other choice failed too: H5 came off P, which the profile then refused (no
+    # identifier), so the attachment was rejected and the hold could never be settled.
+    # P held nothing but H5: everything on it is H5's person, whom the reviewer says is A.
+    key, a, other = hospice_client_known_twice(partnership)
+    settled = partnership.loader.resolve_held(key, patient_id=a)
+    assert settled.rejected == 0, settled.rejections
+    assert partnership.held() == [] and partnership.holders(X) == [a]
+    assert [p["id"] for p in partnership.active()] == [a]
+    (p,) = [q for q in partnership.patients() if q["id"] == other]
+    assert p["link"] == [{"other": {"reference": f"Patient/{a}"}, "type": "replaced-by"}]
+    assert {d["subject"]["reference"] for d in partnership.decisions()} == {f"Patient/{a}"}
+    again = partnership.send("hospice", "h2.jsonl", hospice("H5", X, "not-attempt",
+                                                           "2026-02-01", postcode="B63 9ZZ"))
+    assert (again.held, again.created) == (0, 0), partnership.held()
+
+
+def test_over_http_the_attachment_is_a_409_naming_the_holder(
+        partnership: Partnership, client: TestClient) -> None:
+    key, a, other = hospice_client_known_twice(partnership)
+    r = client.post(f"/review/held/{key}", json={"patient": other})
+    assert r.status_code == 409, r.text
+    assert f"NHS number {X} is on Patient/{a}" in r.json()["issue"][0]["diagnostics"]
+    assert partnership.holders(X) == [a]
+    summary = client.get(f"/fhir/Patient/$emergency-summary?identifier={NHS}|{X}")
+    assert summary.status_code == 200, summary.text
