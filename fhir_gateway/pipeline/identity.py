@@ -207,10 +207,49 @@ def _claimed(s: StoreSession, nhs: str) -> Held | None:
     survivor = replaced_by(body)
     if survivor is not None:
         return Held(f"NHS number {nhs} was on Patient/{rid}, merged into Patient/{survivor} "
-                    "by an HL7 A40, which holds another NHS number: check which record "
+                    f"by an HL7 A40, which {_nhs_held(s, survivor)}: check which record "
                     "this belongs to", (survivor,))
     return Held(f"NHS number {nhs} was given to Patient/{rid}, which no longer holds it",
                 (rid,))
+
+
+def _by_merge(s: StoreSession, person: PersonKey,
+             local: list[StoredVersion]) -> Resolved | Held | None:
+    """A record whose NHS number no live Patient holds, but whose claim leads through HL7
+    A40 merges to a live survivor: that survivor, as the number led to the record made
+    for it before the merge (the hospital said the two are one person; the result must
+    not depend on whether the record came before the A40 or after). Held when the
+    record's own local id is on another Patient, or its birth date disagrees unvouched,
+    as for any NHS number. The survivor keeps its own NHS number (the loader does not
+    add this one as a second); one with none takes it. None: no such merge."""
+    nhs = person.nhs_number
+    survivor = merge_survivor(s, nhs) if nhs else None
+    stored = s.current("Patient", survivor) if survivor else None
+    if stored is None or stored.body is None:
+        return None
+    where = (f"NHS number {nhs} was on Patient/{claimed_patient(s, str(nhs))}, merged into "
+             f"Patient/{survivor} by an HL7 A40, which {_nhs_held(s, str(survivor))}")
+    if local and local[0].rid != survivor:
+        return Held(f"{where}, but local id {person.local_id} is on Patient/{local[0].rid}",
+                    (stored.rid, local[0].rid))
+    vouched = local and person.local_system != NHS_NUMBER_SYSTEM
+    born = None if vouched else _born_otherwise(stored, person)
+    if born is not None and not _accepted(s, person, stored.rid):
+        return Held(f"{where}, born {born}, but this record says born {person.birth_date}",
+                    (stored.rid,))
+    return Resolved(stored, "merged-nhs")
+
+
+def _nhs_held(s: StoreSession, rid: str) -> str:
+    """What Patient `rid` holds, in words: a hold's reason must not say "another NHS
+    number" of a Patient that holds none."""
+    stored = s.current("Patient", rid)
+    if stored is None or stored.body is None:
+        return "is not there"
+    numbers = [i.get("value") for i in jsonio.loads_trusted(stored.body).get("identifier")
+               or [] if isinstance(i, dict) and i.get("system") == NHS_NUMBER_SYSTEM]
+    return f"holds NHS number {', '.join(map(str, numbers))}" if numbers \
+        else "holds no NHS number"
 
 
 def replaced_by(patient: dict[str, Any]) -> str | None:
@@ -253,8 +292,12 @@ def resolve(repo: Repository, s: StoreSession, person: PersonKey, *,
                             f"born {born}, but this record says born {person.birth_date}",
                             (by_nhs[0].rid,))
             return Resolved(by_nhs[0], "nhs-number")
-        # An NHS number a merge took off a record is held whatever else matches: the
-        # partnership said whose it is, and a local id must not carry it elsewhere.
+        # An NHS number a merge took off a record leads to the survivor, when nothing
+        # else the record says points elsewhere; otherwise it is held whatever else
+        # matches: the partnership said whose it is, and a local id must not carry it
+        # elsewhere.
+        if follow and (merged := _by_merge(s, person, local)) is not None:
+            return merged
         claimed = _claimed(s, person.nhs_number)
         if claimed is not None:
             return claimed

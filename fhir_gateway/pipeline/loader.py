@@ -457,6 +457,14 @@ class Loader:
             raise Conflict(f"NHS number {person.nhs_number} is on Patient/{live[0]}: attach "
                            f"the record to it (--patient {live[0]}) instead of making a "
                            "second Patient for the same person")
+        # An A40 said the record made for this number is the survivor's person: a new
+        # Patient would split them again.
+        survivor = merge_survivor(s, person.nhs_number)
+        if survivor is not None:
+            raise Conflict(f"NHS number {person.nhs_number} is Patient/{survivor}'s (an HL7 "
+                           f"A40 merged the record made for it into Patient/{survivor}): "
+                           f"attach the record to it (--patient {survivor}) instead of "
+                           "making a second Patient for the same person")
 
     def _refuse_other_holder(self, s: StoreSession, person: PersonKey,
                              patient_id: str) -> None:
@@ -622,6 +630,7 @@ class Loader:
             s.record_put(ELEMENT_STAMPS, f"Patient/{rid}", times)
             return rid
         current = jsonio.loads_trusted(stored.body or "{}")
+        _drop_retired_nhs(s, incoming, current, stored.rid, record.person.nhs_number)
         times = s.record_get(ELEMENT_STAMPS, f"Patient/{stored.rid}") or {}
         merged, new_times = merge(current, incoming, times, new_stamp,
                                   authoritative=record.authoritative,
@@ -828,9 +837,16 @@ class Loader:
         survivor_stored = self.repo.read("Patient", survivor, session=s)
         keep = jsonio.loads_trusted(survivor_stored.body or "{}")
         # The survivor keeps its own NHS number; the merged record's local ids move over.
+        # A survivor with none (an MRN-only emergency record) takes the merged record's:
+        # left on neither, the person could not be found by NHS number.
+        own_nhs = any(i.get("system") == NHS_NUMBER_SYSTEM for i in keep.get("identifier", []))
         keep["identifier"] = keep.get("identifier", []) + [
             i for i in old_patient.get("identifier", [])
-            if i not in keep.get("identifier", []) and i.get("system") != NHS_NUMBER_SYSTEM]
+            if i not in keep.get("identifier", []) and (
+                not own_nhs or i.get("system") != NHS_NUMBER_SYSTEM)]
+        for moved in old_patient.get("identifier", []) if not own_nhs else []:
+            if moved.get("system") == NHS_NUMBER_SYSTEM and moved.get("value"):
+                s.record_put(NHS_CLAIMS, moved["value"], {"patient": survivor})
         keep["link"] = [*keep.get("link", []), {"other": {"reference": f"Patient/{loser}"},
                                                  "type": "replaces"}]
         keep_times = s.record_get(ELEMENT_STAMPS, f"Patient/{survivor}") or {}
@@ -851,6 +867,25 @@ class Loader:
         if old_patient["identifier"] is None:
             old_patient.pop("identifier")
         count(self.repo.update(old_patient, rtype="Patient", rid=loser, session=s))
+
+
+def _drop_retired_nhs(s: StoreSession, incoming: dict[str, Any], current: dict[str, Any],
+                      rid: str, nhs: str | None) -> None:
+    """Leave `nhs` off `incoming` when an HL7 A40 retired it into Patient `rid` (its claim
+    leads there through merges) and `rid` holds its own NHS number: the survivor keeps
+    that one (a second nhsNumber the profile refuses, so the record could never be
+    placed), and the record's other facts go on it."""
+    if not nhs or not any(i.get("system") == NHS_NUMBER_SYSTEM
+                          for i in current.get("identifier") or [] if isinstance(i, dict)):
+        return
+    if merge_survivor(s, nhs) != rid:
+        return
+    kept = [i for i in incoming.get("identifier") or [] if not (
+        isinstance(i, dict) and i.get("system") == NHS_NUMBER_SYSTEM and i.get("value") == nhs)]
+    if kept:
+        incoming["identifier"] = kept
+    else:
+        incoming.pop("identifier", None)
 
 
 def _in_order(resource: dict[str, Any], source: SourceRef) -> None:

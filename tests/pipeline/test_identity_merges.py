@@ -212,3 +212,143 @@ def test_over_http_the_attachment_is_a_409_naming_the_holder(
     assert partnership.holders(X) == [a]
     summary = client.get(f"/fhir/Patient/$emergency-summary?identifier={NHS}|{X}")
     assert summary.status_code == 200, summary.text
+
+
+# -- an A40 whose survivor has no NHS number ------------------------------------------
+
+
+def emergency_record_merged_with_nhs(p: Partnership) -> str:
+    """NHS X on the record of MRN M2; an emergency admission under MRN M1 only (another
+    postcode: held, settled by a reviewer with a new Patient); then the PAS merges M2
+    (with X) into M1. Returns the survivor's id."""
+    p.send("acute", "b.hl7", adt("C2", "A01", "202601020900", f"{X}^^^NHS^NH~M2^^^RXA^MR",
+                                 visit="V2"))
+    p.send("acute", "a.hl7", adt("C1", "A01", "202601030900", "M1^^^RXA^MR", visit="V1",
+                                 address="1 High St^^Dudley^^B63 9ZZ"))
+    p.loader.resolve_held("acute/C1")
+    (survivor,) = [q["id"] for q in p.patients()
+                   if any(i.get("value") == "M1" for i in q["identifier"])]
+    merge = p.send("acute", "m.hl7", adt("C3", "A40", "202601040900", "M1^^^RXA^MR",
+                                         merged=f"{X}^^^NHS^NH~M2^^^RXA^MR"))
+    assert (merge.held, merge.rejected) == (0, 0), (p.held(), merge.rejections)
+    return survivor
+
+
+def test_an_a40_into_a_survivor_without_an_nhs_number_moves_the_number_to_it(
+        partnership: Partnership, client: TestClient) -> None:
+    # The merge left X on no Patient: the crew's NHS number search found nobody, and the
+    # GP's DNACPR for X was held ("... which holds another NHS number": it held none).
+    survivor = emergency_record_merged_with_nhs(partnership)
+    assert partnership.holders(X) == [survivor]
+    found = client.get(f"/fhir/Patient?identifier={NHS}|{X}").json()
+    assert [e["resource"]["id"] for e in found.get("entry", [])] == [survivor]
+    gp = partnership.send("gp", "gp.csv", gp_row(X))
+    assert gp.held == 0, partnership.held()
+    assert {d["subject"]["reference"] for d in partnership.decisions()} == {
+        f"Patient/{survivor}"}
+    again = partnership.send("acute", "m2.hl7", adt("C3", "A40", "202601040900",
+                                                    "M1^^^RXA^MR",
+                                                    merged=f"{X}^^^NHS^NH~M2^^^RXA^MR"))
+    assert again.held == 0 and partnership.held() == []
+
+
+# -- an NHS number an A40 retired leads to the survivor -------------------------------
+
+
+def merged_pair(p: Partnership) -> str:
+    """The hospital knew one man twice (M1/NHS X, M2/NHS Y), the hospice as H1 with Y;
+    then an A40 merges M2 into M1. Returns the survivor's id."""
+    p.send("acute", "a.hl7", adt("C1", "A01", "202601010900", f"{X}^^^NHS^NH~M1^^^RXA^MR",
+                                 visit="V1"))
+    p.send("acute", "b.hl7", adt("C2", "A01", "202601020900", f"{Y}^^^NHS^NH~M2^^^RXA^MR",
+                                 visit="V2"))
+    p.send("hospice", "h1.jsonl", hospice("H1", Y))
+    p.send("acute", "m.hl7", adt("C3", "A40", "202601030900", f"{X}^^^NHS^NH~M1^^^RXA^MR",
+                                 merged=f"{Y}^^^NHS^NH~M2^^^RXA^MR"))
+    (survivor,) = p.active()
+    return str(survivor["id"])
+
+
+def test_records_for_a_retired_nhs_number_go_to_the_survivor_which_keeps_its_own(
+        partnership: Partnership) -> None:
+    # They were held ("merged into Patient/A by an HL7 A40, which holds another NHS
+    # number"), and attaching them to A was rejected (2 nhsNumber): no choice placed them.
+    survivor = merged_pair(partnership)
+    hospice_again = partnership.send("hospice", "h1.jsonl", hospice("H1", Y))
+    dnacpr = partnership.send("hospice", "h2.jsonl", hospice("H1", Y, "not-attempt",
+                                                            "2026-02-01"))
+    gp = partnership.send("gp", "gp.csv", gp_row(Y))
+    assert (hospice_again.held, dnacpr.held, gp.held) == (0, 0, 0), partnership.held()
+    assert (dnacpr.rejected, gp.rejected) == (0, 0)
+    assert [p["id"] for p in partnership.active()] == [survivor]
+    assert partnership.holders(X) == [survivor] and partnership.holders(Y) == []
+    assert {d["subject"]["reference"] for d in partnership.decisions()} == {
+        f"Patient/{survivor}"}
+
+
+@pytest.mark.parametrize("order", [("A01 X", "A01 Y", "A40", "GP Y"),
+                                   ("A01 X", "GP Y", "A01 Y", "A40"),
+                                   ("A40", "GP Y", "A01 X", "A01 Y")])
+def test_a_retired_nhs_numbers_dnacpr_ends_the_same_in_any_order(
+        partnership: Partnership, order: tuple[str, ...]) -> None:
+    messages = {
+        "A01 X": ("acute", adt("C1", "A01", "202601010900", f"{X}^^^NHS^NH~M1^^^RXA^MR",
+                               visit="V1")),
+        "A01 Y": ("acute", adt("C2", "A01", "202601020900", f"{Y}^^^NHS^NH~M2^^^RXA^MR",
+                               visit="V2")),
+        "A40": ("acute", adt("C3", "A40", "202601030900", f"{X}^^^NHS^NH~M1^^^RXA^MR",
+                             merged=f"{Y}^^^NHS^NH~M2^^^RXA^MR")),
+        "GP Y": ("gp", gp_row(Y)),
+    }
+    for i, name in enumerate(order):
+        partner, data = messages[name]
+        partnership.send(partner, f"{i}.{'csv' if partner == 'gp' else 'hl7'}", data)
+    partnership.loader.retry_held()
+    (survivor,) = partnership.active()
+    assert partnership.held() == []
+    assert len(partnership.decisions()) == 1
+    assert partnership.holders(X) == [survivor["id"]]
+
+
+def council_row_for_y_held(p: Partnership) -> tuple[str, str, str]:
+    """The council's SC1 (settled earlier with a new Patient C) comes with the retired Y:
+    held, its local id pointing elsewhere. Returns (held key, survivor, C)."""
+    survivor = merged_pair(p)
+    p.send("socialcare", "s1.csv", (
+        COUNCIL_HEAD + "SC1,Mr,John,Smith,1940-01-01,B63 8EE,,Home care,2026-01-01,,A,B\n"
+    ).encode())
+    (first,) = [k for k, *_ in p.held() if "SC1" in k]
+    p.loader.resolve_held(first)
+    (c,) = [q["id"] for q in p.active() if q["id"] != survivor]
+    again = p.send("socialcare", "s2.csv", (
+        COUNCIL_HEAD + f"SC1,Mr,John,Smith,1940-01-01,B63 8EE,{Y},Meals,2026-02-01,,A,B\n"
+    ).encode())
+    assert again.held == 1
+    ((key, reason, _),) = [h for h in p.held() if "SC1" in h[0]]
+    assert f"which holds NHS number {X}" in reason  # not "another": said what it holds
+    return key, survivor, c
+
+
+def test_a_reviewer_attaches_a_retired_nhs_number_to_the_survivor(
+        partnership: Partnership) -> None:
+    key, survivor, _c = council_row_for_y_held(partnership)
+    settled = partnership.loader.resolve_held(key, patient_id=survivor)
+    assert settled.rejected == 0, settled.rejections
+    assert partnership.held() == []
+    assert partnership.holders(X) == [survivor] and partnership.holders(Y) == []
+    assert [p["id"] for p in partnership.active()] == [survivor]  # C held only SC1
+
+
+def test_a_reviewer_cannot_split_a_retired_nhs_number_off_the_survivor(
+        partnership: Partnership, client: TestClient) -> None:
+    # --create was allowed (the Patient made for Y is not live) and split the person again
+    key, survivor, c = council_row_for_y_held(partnership)
+    with pytest.raises(Conflict, match=f"attach the record to it \\(--patient {survivor}\\)"):
+        partnership.loader.resolve_held(key)
+    with pytest.raises(Conflict, match=f"--patient {survivor}"):
+        partnership.loader.resolve_held(key, patient_id=c)
+    r = client.post(f"/review/held/{key}", json={"create": True})
+    assert r.status_code == 409, r.text
+    assert f"Patient/{survivor}" in r.json()["issue"][0]["diagnostics"]
+    assert [k for k, *_ in partnership.held()] == [key]
+    assert len(partnership.active()) == 2 and partnership.holders(Y) == []
