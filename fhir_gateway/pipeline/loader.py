@@ -668,6 +668,9 @@ class Loader:
                 # applied before: its ids went to `survivor` with it (found on both) or
                 # its NHS number did (claimed by the record merged into `survivor`)
                 return None
+            traced = self._traced_duplicate(s, record.merge_from, survivor)
+            if traced is not None:
+                return traced
             return Held(f"HL7 A40: the record it merges away is not known for certain "
                         f"({found.reason}); held until it is", found.candidates)
         if found.patient is None:
@@ -683,6 +686,32 @@ class Loader:
                         f"was merged into Patient/{merged_into} before; check which record "
                         "this belongs to", (found.patient.rid, merged_into))
         return found.patient
+
+    def _traced_duplicate(self, s: StoreSession, person: PersonKey,
+                          survivor: str | None) -> StoredVersion | None:
+        """An A40 merging a duplicate record (its local id on a live Patient with no NHS
+        number, or the same one) into `survivor`, naming the NHS number the PAS has since
+        traced for it, which is the survivor's own: the record merged away is the one its
+        local id is on (the ids disagree only because the number was traced onto the
+        survivor first). None (held) when that Patient holds another NHS number, the local
+        id is on more than one Patient, or the number is on anyone but these two."""
+        nhs, system, value = person.nhs_number, person.local_system, person.local_id
+        if survivor is None or not (nhs and system and value) or system == NHS_NUMBER_SYSTEM:
+            return None
+        by_local = self._by_key(s, BusinessId("Patient", system, value), limit=3)
+        if len(by_local) != 1 or by_local[0].rid == survivor or by_local[0].body is None:
+            return None
+        duplicate = by_local[0]
+        body = jsonio.loads_trusted(duplicate.body or "{}")
+        if replaced_by(body) is not None or any(
+                i.get("system") == NHS_NUMBER_SYSTEM and i.get("value") != nhs
+                for i in body.get("identifier") or [] if isinstance(i, dict)):
+            return None
+        holders = {row.rid for row in self._by_key(
+            s, BusinessId("Patient", NHS_NUMBER_SYSTEM, nhs), limit=5)}
+        if survivor not in holders or not holders <= {survivor, duplicate.rid}:
+            return None
+        return duplicate
 
     def _merged_into(self, s: StoreSession, rid: str) -> str | None:
         stored = s.current("Patient", rid)

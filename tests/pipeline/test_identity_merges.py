@@ -352,3 +352,56 @@ def test_a_reviewer_cannot_split_a_retired_nhs_number_off_the_survivor(
     assert f"Patient/{survivor}" in r.json()["issue"][0]["diagnostics"]
     assert [k for k, *_ in partnership.held()] == [key]
     assert len(partnership.active()) == 2 and partnership.holders(Y) == []
+
+
+# -- an A40 naming the NHS number the PAS traced for the duplicate --------------------
+
+
+def duplicate_emergency_record(p: Partnership, pid3: str = "M2^^^RXA^MR") -> tuple[str, str]:
+    """NHS X on MRN M1's Patient A; an emergency registration under MRN M2 (another
+    address: held when it has no NHS number, settled with a new Patient B). Returns
+    (A, B)."""
+    p.send("acute", "a.hl7", adt("C1", "A01", "202601010900", f"{X}^^^NHS^NH~M1^^^RXA^MR",
+                                 visit="V1"))
+    p.send("acute", "e.hl7", adt("C2", "A01", "202601020900", pid3, visit="V2",
+                                 address="9 Low Rd^^Halesowen^^B63 8EE"))
+    if p.held():  # MRN only: no Patient matches, so a reviewer makes one
+        p.loader.resolve_held("acute/C2")
+    (a,) = p.holders(X)
+    (b,) = [q["id"] for q in p.patients() if q["id"] != a]
+    return a, b
+
+
+def test_an_a40_naming_the_survivors_traced_number_merges_the_duplicate(
+        partnership: Partnership) -> None:
+    # MRG-1 lists M2 and X: "X on A, M2 on B" held it as uncertain, and no review choice
+    # settled it (attach: held again; --create: 409). B is the record merged away.
+    a, b = duplicate_emergency_record(partnership)
+    merge = partnership.send("acute", "m.hl7", adt(
+        "C3", "A40", "202601030900", f"{X}^^^NHS^NH~M1^^^RXA^MR",
+        merged=f"{X}^^^NHS^NH~M2^^^RXA^MR"))
+    assert (merge.held, merge.rejected) == (0, 0), (partnership.held(), merge.rejections)
+    assert [p["id"] for p in partnership.active()] == [a]
+    assert partnership.holders(X) == [a]
+    (merged_away,) = [q for q in partnership.patients() if q["id"] == b]
+    assert merged_away["link"] == [{"other": {"reference": f"Patient/{a}"},
+                                    "type": "replaced-by"}]
+    stays = partnership.all("Encounter")
+    assert {e["subject"]["reference"] for e in stays} == {f"Patient/{a}"} and len(stays) == 2
+    again = partnership.send("acute", "m2.hl7", adt(
+        "C3", "A40", "202601030900", f"{X}^^^NHS^NH~M1^^^RXA^MR",
+        merged=f"{X}^^^NHS^NH~M2^^^RXA^MR"))
+    assert again.held == 0 and partnership.held() == []
+
+
+def test_an_a40_whose_duplicate_holds_another_nhs_number_stays_held(
+        partnership: Partnership) -> None:
+    # B holds Z: MRG's X and B's Z disagree about who B is, so nothing is merged by guess
+    z = nhs_numbers(999000400, 1)[0]
+    a, b = duplicate_emergency_record(partnership, f"{z}^^^NHS^NH~M2^^^RXA^MR")
+    merge = partnership.send("acute", "m.hl7", adt(
+        "C3", "A40", "202601030900", f"{X}^^^NHS^NH~M1^^^RXA^MR",
+        merged=f"{X}^^^NHS^NH~M2^^^RXA^MR"))
+    assert merge.held == 1
+    assert sorted(p["id"] for p in partnership.active()) == sorted([a, b])
+    assert partnership.holders(z) == [b] and partnership.holders(X) == [a]
