@@ -539,6 +539,10 @@ class Loader:
         merged_away = self._merged_away(
             s, record, found.patient.rid if found.patient is not None else None)
         if isinstance(merged_away, Held):
+            if found.how == "reviewer":
+                # Said, not held again as if settled: a reviewer's choice names the
+                # survivor, never the record an A40 merges away.
+                raise Conflict(_unsettled_merge(merged_away))
             return merged_away
         new_stamp = stamp(record.source.event_time, record.source.partner,
                           record.source.record_id)
@@ -896,6 +900,17 @@ class Loader:
         if old_patient["identifier"] is None:
             old_patient.pop("identifier")
         count(self.repo.update(old_patient, rtype="Patient", rid=loser, session=s))
+
+
+def _unsettled_merge(held: Held) -> str:
+    """Why a reviewer's choice cannot settle an HL7 A40 whose record to merge away is in
+    doubt, and what will."""
+    if not held.candidates:  # the record it merges away has not arrived
+        return (f"{held.reason}. No review choice applies it: it is applied when that "
+                "record arrives (the PAS can send it, or a corrected merge)")
+    return (f"{held.reason}. A review choice names the surviving record, not the one "
+            "merged away, so none settles this merge: the PAS must send a corrected merge "
+            "(or the records it names be corrected so they agree)")
 
 
 def _drop_retired_nhs(s: StoreSession, incoming: dict[str, Any], current: dict[str, Any],

@@ -405,3 +405,39 @@ def test_an_a40_whose_duplicate_holds_another_nhs_number_stays_held(
     assert merge.held == 1
     assert sorted(p["id"] for p in partnership.active()) == sorted([a, b])
     assert partnership.holders(z) == [b] and partnership.holders(X) == [a]
+
+
+def test_a_review_choice_that_cannot_settle_an_a40_says_so(
+        partnership: Partnership, client: TestClient) -> None:
+    # Attaching the held A40 to a candidate answered as if settled ("held": 1, 200) and
+    # left it held: a reviewer could not tell the choice had done nothing.
+    z = nhs_numbers(999000400, 1)[0]
+    a, b = duplicate_emergency_record(partnership, f"{z}^^^NHS^NH~M2^^^RXA^MR")
+    partnership.send("acute", "m.hl7", adt(
+        "C3", "A40", "202601030900", f"{X}^^^NHS^NH~M1^^^RXA^MR",
+        merged=f"{X}^^^NHS^NH~M2^^^RXA^MR"))
+    ((key, reason, _),) = partnership.held()
+    with pytest.raises(Conflict, match="the PAS must send a corrected merge"):
+        partnership.loader.resolve_held(key, patient_id=a)
+    with pytest.raises(Conflict, match=f"NHS number {X} is on Patient/{a}"):
+        partnership.loader.resolve_held(key, patient_id=b)  # PID's X is A's
+    r = client.post(f"/review/held/{key}", json={"patient": a})
+    assert r.status_code == 409, r.text
+    assert partnership.held() == [(key, reason, [a, b])]
+    assert sorted(p["id"] for p in partnership.active()) == sorted([a, b])
+
+
+def test_a_review_choice_for_an_a40_that_came_first_says_it_waits(
+        partnership: Partnership) -> None:
+    partnership.send("acute", "a.hl7", adt("C1", "A01", "202601010900",
+                                           f"{X}^^^NHS^NH~M1^^^RXA^MR", visit="V1"))
+    partnership.send("acute", "m.hl7", adt("C3", "A40", "202601030900",
+                                           f"{X}^^^NHS^NH~M1^^^RXA^MR",
+                                           merged=f"{Y}^^^NHS^NH~M2^^^RXA^MR"))
+    ((key, _, _),) = partnership.held()
+    (a,) = partnership.holders(X)
+    with pytest.raises(Conflict, match="applied when that record arrives"):
+        partnership.loader.resolve_held(key, patient_id=a)
+    partnership.send("acute", "b.hl7", adt("C2", "A01", "202601020900",
+                                           f"{Y}^^^NHS^NH~M2^^^RXA^MR", visit="V2"))
+    assert partnership.held() == [] and [p["id"] for p in partnership.active()] == [a]
