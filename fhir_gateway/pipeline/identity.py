@@ -13,9 +13,10 @@ Rules (in order):
    partner that gave someone a second id says they are someone else).
 Anything short of one confident match is held for review: never merged by guess, never
 dropped. Two Patients holding one NHS number is itself a reason to hold, and so is an NHS
-number no Patient holds any more though one was made for it (an HL7 A40 merge takes the
-merged-away record's number off it): a new Patient would be a second record for someone
-the partnership has already said is one person.
+number no Patient holds any more though one was made for it: a new Patient would be a
+second record for someone the partnership has already said is one person. When an HL7
+A40 took it off the record merged away, it leads to the survivor instead, unless the
+record's local id or birth date points elsewhere (then held).
 """
 
 from __future__ import annotations

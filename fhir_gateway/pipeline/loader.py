@@ -614,7 +614,8 @@ class Loader:
                  reviewed: bool = False) -> str:
         """The record's Patient, made or merged into. `reviewed`: a reviewer chose this
         (`review resolve`), so a new Patient takes the NHS number's claim even if one was
-        made before (say, the record merged away by an A40 that left the claim behind)."""
+        made before (for a Patient that no longer holds the number; one an A40 merged
+        away is refused before this, `_refuse_second_patient`)."""
         incoming = dict(record.patient)
         incoming["resourceType"] = "Patient"
         if stored is None:
