@@ -13,9 +13,10 @@ Rules (in order):
    partner that gave someone a second id says they are someone else).
 Anything short of one confident match is held for review: never merged by guess, never
 dropped. Two Patients holding one NHS number is itself a reason to hold, and so is an NHS
-number no Patient holds any more though one was made for it (an HL7 A40 merge takes the
-merged-away record's number off it): a new Patient would be a second record for someone
-the partnership has already said is one person.
+number no Patient holds any more though one was made for it: a new Patient would be a
+second record for someone the partnership has already said is one person. When an HL7
+A40 took it off the record merged away, it leads to the survivor instead, unless the
+record's local id or birth date points elsewhere (then held).
 """
 
 from __future__ import annotations
@@ -129,11 +130,22 @@ def _survivors(s: StoreSession, found: list[StoredVersion]) -> list[StoredVersio
     return list(out.values())
 
 
+def canonical_postcode(text: str) -> str:
+    """A postcode compared in one form (no spaces, upper case): partners write `DY1 4DX`,
+    `dy14dx` or `DY14DX` for one address, and a community copy is stored as sent."""
+    return "".join(text.split()).upper()
+
+
 def _postcodes(patient: dict) -> set[str]:
-    # The search index's normalisation (case, accents, runs of spaces), so the indexed
-    # query below finds every Patient this test accepts.
-    return {normalize(str(a.get("postalCode", "")))
+    return {canonical_postcode(str(a.get("postalCode", "")))
             for a in patient.get("address") or [] if isinstance(a, dict)}
+
+
+def _postcode_prefix(postcode: str) -> str:
+    """What every stored spelling of `postcode` starts with in the search index: its
+    outward code (`dy1`, before the last three characters), spaced or not after it."""
+    compact = canonical_postcode(postcode)
+    return normalize(compact[:-3] if len(compact) >= 5 else compact)
 
 
 def _demographic(repo: Repository, s: StoreSession, person: PersonKey,
@@ -141,11 +153,12 @@ def _demographic(repo: Repository, s: StoreSession, person: PersonKey,
     if not (person.family and person.given and person.birth_date and person.postcode):
         return []
     lo, hi = date_range(person.birth_date)
-    postcode = normalize(person.postcode)
+    postcode = canonical_postcode(person.postcode)
     # The postcode comes first: the store drives the lookup from the first of the string
     # criteria, and a postcode holds a handful of people where a surname holds thousands.
     query = IndexQuery(rtype="Patient", criteria=[
-        Criterion("address-postalcode", "string", [StringPredicate("prefix", postcode)]),
+        Criterion("address-postalcode", "string",
+                  [StringPredicate("prefix", _postcode_prefix(person.postcode))]),
         Criterion("birthdate", "date", [RangePredicate("eq", lo, hi)]),
         Criterion("family", "string", [StringPredicate("prefix", normalize(person.family))]),
     ], limit=50)
@@ -170,6 +183,20 @@ def claimed_patient(s: StoreSession, nhs: str) -> str | None:
     return rid if isinstance(rid, str) else None
 
 
+def merge_survivor(s: StoreSession, nhs: str) -> str | None:
+    """The live Patient that `nhs`'s claim leads to through HL7 A40 merges (the record
+    made for it was merged away, and so on): the partnership said that is the person.
+    None when the claimed Patient was not merged, or the chain ends nowhere live."""
+    rid = claimed_patient(s, nhs)
+    stored = s.current("Patient", rid) if rid else None
+    if stored is None or stored.body is None or "replaced-by" not in stored.body:
+        return None
+    (last,) = _survivors(s, [stored])
+    if last.rid == rid or replaced_by(jsonio.loads_trusted(last.body or "{}")) is not None:
+        return None  # a chain too long or ending at a deleted Patient: not followed
+    return last.rid
+
+
 def _claimed(s: StoreSession, nhs: str) -> Held | None:
     """Held when a Patient was made for `nhs` but no longer holds it (see the module
     docstring); None when the number was never given to a Patient."""
@@ -181,10 +208,49 @@ def _claimed(s: StoreSession, nhs: str) -> Held | None:
     survivor = replaced_by(body)
     if survivor is not None:
         return Held(f"NHS number {nhs} was on Patient/{rid}, merged into Patient/{survivor} "
-                    "by an HL7 A40, which holds another NHS number: check which record "
+                    f"by an HL7 A40, which {_nhs_held(s, survivor)}: check which record "
                     "this belongs to", (survivor,))
     return Held(f"NHS number {nhs} was given to Patient/{rid}, which no longer holds it",
                 (rid,))
+
+
+def _by_merge(s: StoreSession, person: PersonKey,
+             local: list[StoredVersion]) -> Resolved | Held | None:
+    """A record whose NHS number no live Patient holds, but whose claim leads through HL7
+    A40 merges to a live survivor: that survivor, as the number led to the record made
+    for it before the merge (the hospital said the two are one person; the result must
+    not depend on whether the record came before the A40 or after). Held when the
+    record's own local id is on another Patient, or its birth date disagrees unvouched,
+    as for any NHS number. The survivor keeps its own NHS number (the loader does not
+    add this one as a second); one with none takes it. None: no such merge."""
+    nhs = person.nhs_number
+    survivor = merge_survivor(s, nhs) if nhs else None
+    stored = s.current("Patient", survivor) if survivor else None
+    if stored is None or stored.body is None:
+        return None
+    where = (f"NHS number {nhs} was on Patient/{claimed_patient(s, str(nhs))}, merged into "
+             f"Patient/{survivor} by an HL7 A40, which {_nhs_held(s, str(survivor))}")
+    if local and local[0].rid != survivor:
+        return Held(f"{where}, but local id {person.local_id} is on Patient/{local[0].rid}",
+                    (stored.rid, local[0].rid))
+    vouched = local and person.local_system != NHS_NUMBER_SYSTEM
+    born = None if vouched else _born_otherwise(stored, person)
+    if born is not None and not _accepted(s, person, stored.rid):
+        return Held(f"{where}, born {born}, but this record says born {person.birth_date}",
+                    (stored.rid,))
+    return Resolved(stored, "merged-nhs")
+
+
+def _nhs_held(s: StoreSession, rid: str) -> str:
+    """What Patient `rid` holds, in words: a hold's reason must not say "another NHS
+    number" of a Patient that holds none."""
+    stored = s.current("Patient", rid)
+    if stored is None or stored.body is None:
+        return "is not there"
+    numbers = [i.get("value") for i in jsonio.loads_trusted(stored.body).get("identifier")
+               or [] if isinstance(i, dict) and i.get("system") == NHS_NUMBER_SYSTEM]
+    return f"holds NHS number {', '.join(map(str, numbers))}" if numbers \
+        else "holds no NHS number"
 
 
 def replaced_by(patient: dict[str, Any]) -> str | None:
@@ -227,8 +293,12 @@ def resolve(repo: Repository, s: StoreSession, person: PersonKey, *,
                             f"born {born}, but this record says born {person.birth_date}",
                             (by_nhs[0].rid,))
             return Resolved(by_nhs[0], "nhs-number")
-        # An NHS number a merge took off a record is held whatever else matches: the
-        # partnership said whose it is, and a local id must not carry it elsewhere.
+        # An NHS number a merge took off a record leads to the survivor, when nothing
+        # else the record says points elsewhere; otherwise it is held whatever else
+        # matches: the partnership said whose it is, and a local id must not carry it
+        # elsewhere.
+        if follow and (merged := _by_merge(s, person, local)) is not None:
+            return merged
         claimed = _claimed(s, person.nhs_number)
         if claimed is not None:
             return claimed

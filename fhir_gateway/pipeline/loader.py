@@ -41,7 +41,15 @@ from ..search.values import BadDate, date_range, now_instant
 from ..store.base import StoredVersion, StoreSession, VersionConflict
 from ..store.query import Criterion, IndexQuery, TokenPredicate
 from ..validation import ProfileValidator, default_validator
-from .identity import NHS_CLAIMS, Held, Resolved, accept_birth_date, replaced_by, resolve
+from .identity import (
+    NHS_CLAIMS,
+    Held,
+    Resolved,
+    accept_birth_date,
+    merge_survivor,
+    replaced_by,
+    resolve,
+)
 from .merge import (
     ELEMENT_STAMPS,
     REPOINT_ACTIVITY,
@@ -485,6 +493,39 @@ class Loader:
             raise Conflict(f"NHS number {person.nhs_number} is on Patient/{live[0]}: attach "
                            f"the record to it (--patient {live[0]}) instead of making a "
                            "second Patient for the same person")
+        # An A40 said the record made for this number is the survivor's person: a new
+        # Patient would split them again.
+        survivor = merge_survivor(s, person.nhs_number)
+        if survivor is not None:
+            raise Conflict(f"NHS number {person.nhs_number} is Patient/{survivor}'s (an HL7 "
+                           f"A40 merged the record made for it into Patient/{survivor}): "
+                           f"attach the record to it (--patient {survivor}) instead of "
+                           "making a second Patient for the same person")
+
+    def _refuse_other_holder(self, s: StoreSession, person: PersonKey,
+                             patient_id: str) -> None:
+        """A reviewer's attachment of a record to `patient_id` would write its NHS number
+        there: refused (naming the Patient to attach it to) when another live Patient
+        holds that number, or an HL7 A40 merged the Patient made for it into another
+        one. Either way the number would stand for two records, and every later record
+        for it would be held and a crew's summary refused."""
+        nhs = person.nhs_number
+        if not nhs:
+            return
+        holders = [row.rid for row in self._by_key(
+            s, BusinessId("Patient", NHS_NUMBER_SYSTEM, nhs), limit=10)
+            if row.body and replaced_by(jsonio.loads_trusted(row.body)) is None]
+        if patient_id in holders:
+            return
+        if holders:
+            raise Conflict(f"NHS number {nhs} is on Patient/{holders[0]}: attach the record "
+                           f"to it (--patient {holders[0]}); on Patient/{patient_id} it "
+                           "would make two Patients for the same person")
+        survivor = merge_survivor(s, nhs)
+        if survivor is not None and survivor != patient_id:
+            raise Conflict(f"NHS number {nhs} is Patient/{survivor}'s (an HL7 A40 merged "
+                           f"the record made for it into Patient/{survivor}): attach the "
+                           f"record to it (--patient {survivor})")
 
     def _list(self, kind: str) -> list[tuple[str, dict[str, Any]]]:
         out: list[tuple[str, dict[str, Any]]] = []
@@ -519,6 +560,8 @@ class Loader:
                ) -> tuple[dict[str, int], set[str]] | Held:
         """The record's writes: counts, and the Patients written to (merged away too)."""
         if patient_id is not None:
+            # in the write transaction: a Patient a feed gave the number meanwhile counts
+            self._refuse_other_holder(s, record.person, patient_id)
             found: Resolved | Held = Resolved(self.repo.read("Patient", patient_id, session=s),
                                               "reviewer")
         elif create:
@@ -532,6 +575,10 @@ class Loader:
         merged_away = self._merged_away(
             s, record, found.patient.rid if found.patient is not None else None)
         if isinstance(merged_away, Held):
+            if found.how == "reviewer":
+                # Said, not held again as if settled: a reviewer's choice names the
+                # survivor, never the record an A40 merges away.
+                raise Conflict(_unsettled_merge(merged_away))
             return merged_away
         new_stamp = stamp(record.source.event_time, record.source.partner,
                           record.source.record_id)
@@ -541,7 +588,9 @@ class Loader:
         patient = self._patient(s, found.patient, record, new_stamp, count,
                                 reviewed=found.how == "reviewer")
         if found.how == "reviewer":
-            self._release_local_id(s, record, patient, count)
+            emptied = self._release_local_id(s, record, patient, count)
+            if merged_away is None:
+                merged_away = emptied
             accept_birth_date(s, record.person, patient)
         pref = f"Patient/{patient}"
         left_out_later, left_out_now = self._item_sets(s, record, new_stamp)
@@ -603,7 +652,8 @@ class Loader:
                  reviewed: bool = False) -> str:
         """The record's Patient, made or merged into. `reviewed`: a reviewer chose this
         (`review resolve`), so a new Patient takes the NHS number's claim even if one was
-        made before (say, the record merged away by an A40 that left the claim behind)."""
+        made before (for a Patient that no longer holds the number; one an A40 merged
+        away is refused before this, `_refuse_second_patient`)."""
         incoming = dict(record.patient)
         incoming["resourceType"] = "Patient"
         if stored is None:
@@ -623,6 +673,7 @@ class Loader:
             s.record_put(ELEMENT_STAMPS, f"Patient/{rid}", times)
             return rid
         current = jsonio.loads_trusted(stored.body or "{}")
+        _drop_retired_nhs(s, incoming, current, stored.rid, record.person.nhs_number)
         times = s.record_get(ELEMENT_STAMPS, f"Patient/{stored.rid}") or {}
         merged, new_times = merge(current, incoming, times, new_stamp,
                                   authoritative=record.authoritative,
@@ -660,6 +711,9 @@ class Loader:
                 # applied before: its ids went to `survivor` with it (found on both) or
                 # its NHS number did (claimed by the record merged into `survivor`)
                 return None
+            traced = self._traced_duplicate(s, record.merge_from, survivor)
+            if traced is not None:
+                return traced
             return Held(f"HL7 A40: the record it merges away is not known for certain "
                         f"({found.reason}); held until it is", found.candidates)
         if found.patient is None:
@@ -676,30 +730,65 @@ class Loader:
                         "this belongs to", (found.patient.rid, merged_into))
         return found.patient
 
+    def _traced_duplicate(self, s: StoreSession, person: PersonKey,
+                          survivor: str | None) -> StoredVersion | None:
+        """An A40 merging a duplicate record (its local id on a live Patient with no NHS
+        number, or the same one) into `survivor`, naming the NHS number the PAS has since
+        traced for it, which is the survivor's own: the record merged away is the one its
+        local id is on (the ids disagree only because the number was traced onto the
+        survivor first). None (held) when that Patient holds another NHS number, the local
+        id is on more than one Patient, or the number is on anyone but these two."""
+        nhs, system, value = person.nhs_number, person.local_system, person.local_id
+        if survivor is None or not (nhs and system and value) or system == NHS_NUMBER_SYSTEM:
+            return None
+        by_local = self._by_key(s, BusinessId("Patient", system, value), limit=3)
+        if len(by_local) != 1 or by_local[0].rid == survivor or by_local[0].body is None:
+            return None
+        duplicate = by_local[0]
+        body = jsonio.loads_trusted(duplicate.body or "{}")
+        if replaced_by(body) is not None or any(
+                i.get("system") == NHS_NUMBER_SYSTEM and i.get("value") != nhs
+                for i in body.get("identifier") or [] if isinstance(i, dict)):
+            return None
+        holders = {row.rid for row in self._by_key(
+            s, BusinessId("Patient", NHS_NUMBER_SYSTEM, nhs), limit=5)}
+        if survivor not in holders or not holders <= {survivor, duplicate.rid}:
+            return None
+        return duplicate
+
     def _merged_into(self, s: StoreSession, rid: str) -> str | None:
         stored = s.current("Patient", rid)
         return replaced_by(jsonio.loads_trusted(stored.body)) if stored and stored.body \
             else None
 
     def _release_local_id(self, s: StoreSession, record: MappedRecord, patient_id: str,
-                          count: Callable[[WriteResult], None]) -> None:
+                          count: Callable[[WriteResult], None]) -> StoredVersion | None:
         """A reviewer attached `record` to `patient_id`: its partner's own identifier for
         the person is that Patient's from now on, so it comes off any other Patient that
         holds it. Left there, every later record carrying it would be held again ("2
         Patients hold ..."), the reviewer's decision undone by the next delivery. (Not for
-        a partner whose own identifier is the NHS number: that is never moved here.)"""
+        a partner whose own identifier is the NHS number: that is never moved here.)
+        Returns a live Patient that held nothing else, not written: everything on it came
+        by that identifier, so the reviewer said it is `patient_id`'s person and the caller
+        merges it in (left with no identifier the profile refuses it, and the attachment
+        with it: the hold could never be settled)."""
         system, value = record.person.local_system, record.person.local_id
         if not system or not value or system == NHS_NUMBER_SYSTEM:
-            return
+            return None
+        emptied: StoredVersion | None = None
         for stored in self._by_key(s, BusinessId("Patient", system, value), limit=10):
             if stored.rid == patient_id or stored.body is None:
                 continue
             other = jsonio.loads_trusted(stored.body)
             kept = [i for i in other.get("identifier") or [] if not (
                 isinstance(i, dict) and i.get("system") == system and i.get("value") == value)]
+            if not kept and replaced_by(other) is None and emptied is None:
+                emptied = stored
+                continue
             released, checked = self._check({**other, "identifier": kept}, record.source)
             count(self.repo.update(released, rtype="Patient", rid=stored.rid, session=s,
                                    checked=checked))
+        return emptied
 
     def _item_sets(self, s: StoreSession, record: MappedRecord,
                    new_stamp: str) -> tuple[set[BusinessId], list[BusinessId]]:
@@ -830,9 +919,16 @@ class Loader:
         survivor_stored = self.repo.read("Patient", survivor, session=s)
         keep = jsonio.loads_trusted(survivor_stored.body or "{}")
         # The survivor keeps its own NHS number; the merged record's local ids move over.
+        # A survivor with none (an MRN-only emergency record) takes the merged record's:
+        # left on neither, the person could not be found by NHS number.
+        own_nhs = any(i.get("system") == NHS_NUMBER_SYSTEM for i in keep.get("identifier", []))
         keep["identifier"] = keep.get("identifier", []) + [
             i for i in old_patient.get("identifier", [])
-            if i not in keep.get("identifier", []) and i.get("system") != NHS_NUMBER_SYSTEM]
+            if i not in keep.get("identifier", []) and (
+                not own_nhs or i.get("system") != NHS_NUMBER_SYSTEM)]
+        for moved in old_patient.get("identifier", []) if not own_nhs else []:
+            if moved.get("system") == NHS_NUMBER_SYSTEM and moved.get("value"):
+                s.record_put(NHS_CLAIMS, moved["value"], {"patient": survivor})
         keep["link"] = [*keep.get("link", []), {"other": {"reference": f"Patient/{loser}"},
                                                  "type": "replaces"}]
         keep_times = s.record_get(ELEMENT_STAMPS, f"Patient/{survivor}") or {}
@@ -853,6 +949,36 @@ class Loader:
         if old_patient["identifier"] is None:
             old_patient.pop("identifier")
         count(self.repo.update(old_patient, rtype="Patient", rid=loser, session=s))
+
+
+def _unsettled_merge(held: Held) -> str:
+    """Why a reviewer's choice cannot settle an HL7 A40 whose record to merge away is in
+    doubt, and what will."""
+    if not held.candidates:  # the record it merges away has not arrived
+        return (f"{held.reason}. No review choice applies it: it is applied when that "
+                "record arrives (the PAS can send it, or a corrected merge)")
+    return (f"{held.reason}. A review choice names the surviving record, not the one "
+            "merged away, so none settles this merge: the PAS must send a corrected merge "
+            "(or the records it names be corrected so they agree)")
+
+
+def _drop_retired_nhs(s: StoreSession, incoming: dict[str, Any], current: dict[str, Any],
+                      rid: str, nhs: str | None) -> None:
+    """Leave `nhs` off `incoming` when an HL7 A40 retired it into Patient `rid` (its claim
+    leads there through merges) and `rid` holds its own NHS number: the survivor keeps
+    that one (a second nhsNumber the profile refuses, so the record could never be
+    placed), and the record's other facts go on it."""
+    if not nhs or not any(i.get("system") == NHS_NUMBER_SYSTEM
+                          for i in current.get("identifier") or [] if isinstance(i, dict)):
+        return
+    if merge_survivor(s, nhs) != rid:
+        return
+    kept = [i for i in incoming.get("identifier") or [] if not (
+        isinstance(i, dict) and i.get("system") == NHS_NUMBER_SYSTEM and i.get("value") == nhs)]
+    if kept:
+        incoming["identifier"] = kept
+    else:
+        incoming.pop("identifier", None)
 
 
 def _in_order(resource: dict[str, Any], source: SourceRef) -> None:

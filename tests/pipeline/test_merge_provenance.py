@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from fhir_gateway import jsonio
+from fhir_gateway.errors import Conflict
 from fhir_gateway.fhir.repository import Repository
 from fhir_gateway.ingest.model import (
     NHS_NUMBER_SYSTEM,
@@ -118,11 +119,13 @@ def test_a_merge_redelivered_writes_no_second_merge_provenance(merged: Loader) -
     assert len([p for p in all_of(merged.repo, "Provenance") if is_repoint(p)]) == 1
 
 
-def test_a_record_for_a_merged_away_nhs_number_is_held_naming_the_survivor(
+def test_a_record_for_a_merged_away_nhs_number_goes_to_the_survivor(
         merged: Loader) -> None:
     """The A40 took NHS number 9000000009 off the merged-away record. A later record with
     only that number must not become a second Patient for the person (nor fail as a busy
-    store): it is held for review, naming where the record went."""
+    store): the number leads to the survivor, as it led to the merged record before the
+    merge, and the survivor keeps its own NHS number. (It was held, and no reviewer's
+    choice could place it.)"""
     repo = merged.repo
     survivor = next(p for p in all_of(repo, "Patient")
                     if p.get("link", [{}])[0].get("type") == "replaces")
@@ -131,22 +134,32 @@ def test_a_record_for_a_merged_away_nhs_number_is_held_naming_the_survivor(
                      postcode="DY1 4DX", gender="female")
     patients = len(all_of(repo, "Patient"))
     summary = merged.ingest([record(late, "gp", "r9")])
-    assert (summary.held, summary.rejected) == (1, 0), summary
-    (_key, held), = merged.list_held()
-    assert f"merged into Patient/{survivor['id']}" in held["reason"]
-    assert held["candidates"] == [survivor["id"]]
+    assert (summary.held, summary.rejected) == (0, 0), summary
+    assert summary.patients == {survivor["id"]}
     assert len(all_of(repo, "Patient")) == patients
+    (now,) = [p for p in all_of(repo, "Patient") if p["id"] == survivor["id"]]
+    assert [i["value"] for i in now["identifier"] if i.get("system") == NHS_NUMBER_SYSTEM] \
+        == ["9434765919"]
 
 
-def test_a_reviewer_may_still_make_a_new_patient_for_a_merged_away_nhs_number(
+def test_a_reviewer_cannot_make_a_new_patient_for_a_merged_away_nhs_number(
         merged: Loader) -> None:
+    """A record for the merged-away number held for another reason (its birth date): a
+    new Patient would split the person the A40 joined, so it is refused naming the
+    survivor (it once failed as "store busy", then split them), and attaching it there
+    works."""
+    survivor = next(p for p in all_of(merged.repo, "Patient")
+                    if p.get("link", [{}])[0].get("type") == "replaces")
     late = PersonKey(nhs_number="9000000009", local_system=None, local_id=None,
-                     family="Okafor", given="Grace", birth_date="1938-03-14",
+                     family="Okafor", given="Grace", birth_date="1938-04-14",
                      postcode="DY1 4DX", gender="female")
     merged.ingest([record(late, "gp", "r9")])
-    (key, _held), = merged.list_held()
-    settled = merged.resolve_held(key)  # the reviewer: a new Patient
-    assert (settled.created, settled.rejected) == (1, 0), settled
+    (key, held), = merged.list_held()
+    assert held["candidates"] == [survivor["id"]]
+    with pytest.raises(Conflict, match=f"--patient {survivor['id']}"):
+        merged.resolve_held(key)  # the reviewer: a new Patient
+    settled = merged.resolve_held(key, patient_id=survivor["id"])
+    assert (settled.created, settled.rejected) == (0, 0), settled
     holders = [p for p in all_of(merged.repo, "Patient")
                if {"system": NHS_NUMBER_SYSTEM, "value": "9000000009"} in p.get("identifier", [])]
-    assert len(holders) == 1 and merged.list_held() == []
+    assert holders == [] and merged.list_held() == []
