@@ -1,9 +1,10 @@
 """The gate: how the HTTP edge runs a FHIR request when security is on.
 
     handle(request)
-      ├─ a single write (create, update, delete): one store transaction holds the write
-      │  and its AuditEvent (sealed on an in-transaction slot), retried whole on a
-      │  version race; so no write is ever stored without its audit record
+      ├─ a single write (create, update, delete, conditional too): one store transaction
+      │  holds the write and its AuditEvent (sealed on an in-transaction slot), retried
+      │  whole on a version race; so no write is ever stored without its audit record.
+      │  With audit off the write still runs in one transaction (its search and claims)
       └─ anything else: the router as usual
     then, before the response leaves: every other event of the request (reads, refusals,
     Bundle entries, a crash) is made durable (journalled and fsynced, or committed in a
@@ -78,7 +79,9 @@ class SecureGate:
 
     def handle(self, req: FhirRequest) -> FhirResponse:
         if self.trail is None or self.audit is None:
-            return self._route(req)
+            # Unaudited, a single write still runs in one store transaction: a conditional
+            # create's search and its create, and the NHS-number claim, must be one unit.
+            return self._write(req) if self._is_single_write(req) else self._route(req)
         pending: list[dict[str, Any]] = []
         token = COLLECTOR.set(pending)
         try:
@@ -183,7 +186,7 @@ class SecureGate:
                 with repository.transaction() as session:
                     ctx = FhirContext(repository, self.router.interceptors, session=session)
                     response = self.router.handle(req, ctx=ctx)
-                    if events:
+                    if events and self.trail is not None:
                         slot = self.trail.slot()
                         slot.append(session, events)
             except VersionConflict:
