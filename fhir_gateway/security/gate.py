@@ -141,14 +141,15 @@ class SecureGate:
             raise
         finally:
             COLLECTOR.reset(token)
-            if req.state.get(DEFER_DURABILITY):
-                # the HTTP edge awaits it (`audit_settled`) before anything is sent
-                req.state[DURABILITY] = self.trail.submit(pending)
-            else:
-                try:
+            try:
+                if req.state.get(DEFER_DURABILITY):
+                    # the HTTP edge awaits it (`audit_settled`) before anything is sent;
+                    # a journal that cannot be appended to fails here already
+                    req.state[DURABILITY] = self.trail.submit(pending)
+                else:
                     self.trail.record(pending)  # durable before any answer leaves
-                except AuditUnavailable as exc:
-                    raise stored_unaudited(req, exc) from exc
+            except AuditUnavailable as exc:
+                raise stored_unaudited(req, exc) from exc
 
     def refused(self, req: FhirRequest, error: GatewayError) -> None:
         """Audit a request the HTTP edge refused before `handle` (406, 415, 400, 413), as

@@ -27,16 +27,18 @@ class _Unwritable:
         raise AuditUnavailable(JOURNAL_FULL)
 
 
-def _break_trail(gw: Gateway, monkeypatch: pytest.MonkeyPatch) -> None:
-    """From now on no audit event can be made durable (as with a full journal disk);
+def _break_trail(gw: Gateway, monkeypatch: pytest.MonkeyPatch, *,
+                 at_append: bool = False) -> None:
+    """From now on no audit event can be made durable (as with a full journal disk):
+    the append itself fails (`at_append`, the journal's write), or its fsync does;
     what is committed in the store's own transaction (a single write's event) still is."""
     trail = gw.http.app.state.security.trail
 
-    def record(_events: list[dict[str, Any]]) -> None:
+    def fail(_events: list[dict[str, Any]]) -> None:
         raise AuditUnavailable(JOURNAL_FULL)
 
-    monkeypatch.setattr(trail, "submit", lambda _events: _Unwritable())
-    monkeypatch.setattr(trail, "record", record)
+    monkeypatch.setattr(trail, "submit", fail if at_append else lambda _e: _Unwritable())
+    monkeypatch.setattr(trail, "record", fail)
 
 
 def _feed(gw: Gateway) -> dict[str, str]:
@@ -65,11 +67,12 @@ def _says_stored(resp: Any) -> None:
     assert "try again" not in text
 
 
+@pytest.mark.parametrize("at_append", [False, True], ids=["at-fsync", "at-append"])
 @pytest.mark.parametrize("kind", ["transaction", "batch"])
 def test_a_bundle_committed_before_its_audit_failed_says_it_was_stored(
-        gw: Gateway, monkeypatch: pytest.MonkeyPatch, kind: str) -> None:
+        gw: Gateway, monkeypatch: pytest.MonkeyPatch, kind: str, at_append: bool) -> None:
     feed = _feed(gw)
-    _break_trail(gw, monkeypatch)
+    _break_trail(gw, monkeypatch, at_append=at_append)
     _says_stored(gw.http.post("/fhir", json=_bundle(kind), headers=feed))
     assert _patients(gw) == 1
 
