@@ -33,7 +33,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse, Response
 
 from .. import jsonio
-from ..errors import BadRequest, GatewayError, NotFound, UnsupportedMediaType
+from ..errors import BadRequest, GatewayError, Issue, NotFound, UnsupportedMediaType
+from ..store.base import StoreBusy, StoreUnavailable
 from .http import FHIR_JSON, error_response, read_body, to_fhir_request
 
 FEED_TYPES = {"x-application/hl7-v2+er7", "application/hl7-v2", "text/csv", "text/plain",
@@ -169,17 +170,44 @@ async def ingest(request: Request, partner: str, filename: str | None = None) ->
                                               filename or f"{partner}-upload", data)
         except UnknownPartner as exc:
             raise NotFound(str(exc)) from exc
+        except StoreUnavailable as exc:
+            # each batch commits alone: earlier ones may be stored (and a record loaded
+            # again changes nothing), so not "nothing was written"
+            raise StoreBusy(f"the store could not take the file ({exc}); records before "
+                            "that point may be stored already, and loading them again "
+                            "changes nothing: resend the whole file later") from exc
     except GatewayError as exc:
-        await run_in_threadpool(record_ingest, sec, request, caller, partner, base,
-                                exc.status, None)
+        try:
+            await run_in_threadpool(record_ingest, sec, request, caller, partner, base,
+                                    exc.status, None)
+        except GatewayError as audit_failed:  # never a bare 500
+            return error_response(audit_failed)
         return error_response(exc)
-    await run_in_threadpool(record_ingest, sec, request, caller, partner, base, 200,
-                            summary)  # its counts, and the Patients it wrote
+    try:
+        await run_in_threadpool(record_ingest, sec, request, caller, partner, base, 200,
+                                summary)  # its counts, and the Patients it wrote
+    except GatewayError as exc:  # the audit trail failed; the records are committed
+        return error_response(_stored_unaudited(request, partner, summary, exc))
     answer = summary.to_json()
     _, redact = await _redaction_for(request, caller,
                                      [r["reason"] for r in answer["rejections"]])
     answer["rejections"] = [{**r, "reason": redact(r["reason"])} for r in answer["rejections"]]
     return JSONResponse(answer, status_code=200)
+
+
+def _stored_unaudited(request: Request, partner: str, summary: Any,
+                      error: Exception) -> GatewayError:
+    """The answer when the file's records were committed but the audit record of the
+    ingest could not be written: a 500 saying what was stored (never "try again": a
+    resent file would be loaded again), logged loudly."""
+    from ..security.gate import unaudited_after_commit
+
+    counts = ", ".join(f"{k} {v}" for k, v in summary.counts().items())
+    failure = unaudited_after_commit(f"POST /ingest/{partner} ({counts})",
+                                     getattr(request.state, "request_id", ""), error)
+    message = f"{failure.diagnostics}; stored: {counts}"
+    return type(failure)(message, issues=[Issue(message, code="exception",
+                                                severity="fatal")])
 
 
 @router.get("/review/held")

@@ -36,7 +36,7 @@ from .interactions import (
     visible_matches,
 )
 from .repository import new_id
-from .request import FhirRequest, FhirResponse
+from .request import COMMITTED, FhirRequest, FhirResponse
 from .validation import check_resource, conditional_reference, is_bundle_reference, references
 
 if TYPE_CHECKING:
@@ -175,6 +175,8 @@ def _batch(router: FhirRouter, parent: FhirRequest, entries: list[Any]) -> FhirR
             continue
         try:
             resp = _batch_entry(router, sub)
+            if sub.state.get(COMMITTED):
+                parent.state[COMMITTED] = True
             entry: dict[str, Any] = {"response": _entry_response(resp)}
             resource = _resource_of(resp)
             if resource is not None:
@@ -227,8 +229,10 @@ def _batch_entry(router: FhirRouter, sub: FhirRequest) -> FhirResponse:
     for _attempt in range(TRANSACTION_ATTEMPTS):
         try:
             with repo.transaction() as session:
-                return router.handle(sub, ctx=FhirContext(repo, router.interceptors,
-                                                          session=session))
+                response = router.handle(sub, ctx=FhirContext(repo, router.interceptors,
+                                                              session=session))
+            sub.state[COMMITTED] = True
+            return response
         except VersionConflict:
             router.interceptors.on_rolled_back(sub)  # what was noted did not happen
             sub.body = copy.deepcopy(posted)
@@ -246,7 +250,9 @@ def _transaction(ctx: FhirContext, router: FhirRouter, req: FhirRequest,
         # so a retry reusing them would store references to a rolled-back attempt's ids.
         requests = [_entry_request(req, copy.deepcopy(e), i) for i, e in enumerate(entries)]
         try:
-            return _transaction_once(ctx, router, requests)
+            response = _transaction_once(ctx, router, requests)
+            req.state[COMMITTED] = True
+            return response
         except VersionConflict:
             for sub in requests:  # what was noted about them (audit) did not happen
                 router.interceptors.on_rolled_back(sub)

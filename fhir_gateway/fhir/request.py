@@ -22,6 +22,11 @@ class Caller:
     purpose_of_use: str | None = None
 
 
+#: req.state key: set once some of the request's data is committed, so that a failure
+#: after it (its audit record) is not answered as "nothing was stored; try again"
+COMMITTED = "committed"
+
+
 @dataclass(slots=True)
 class FhirRequest:
     method: str

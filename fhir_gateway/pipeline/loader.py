@@ -38,7 +38,7 @@ from ..ingest.model import (
     SourceRef,
 )
 from ..search.values import BadDate, date_range, now_instant
-from ..store.base import StoredVersion, StoreSession, VersionConflict
+from ..store.base import StoredVersion, StoreSession, StoreUnavailable, VersionConflict
 from ..store.query import Criterion, IndexQuery, TokenPredicate
 from ..validation import ProfileValidator, default_validator
 from .identity import (
@@ -381,6 +381,8 @@ class Loader:
         summary = Summary()
         try:
             outcome = self._apply(s, record, received, patient_id, create)
+        except StoreUnavailable:
+            raise  # the store failing (busy: a 503) is no fault of the record: resend
         except GatewayError as exc:
             if patient_id is not None or create:
                 raise  # a reviewer's choice the store refuses: said to the reviewer

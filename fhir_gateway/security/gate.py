@@ -1,16 +1,19 @@
 """The gate: how the HTTP edge runs a FHIR request when security is on.
 
     handle(request)
-      ├─ a single write (create, update, delete): one store transaction holds the write
-      │  and its AuditEvent (sealed on an in-transaction slot), retried whole on a
-      │  version race; so no write is ever stored without its audit record
+      ├─ a single write (create, update, delete, conditional too): one store transaction
+      │  holds the write and its AuditEvent (sealed on an in-transaction slot), retried
+      │  whole on a version race; so no write is ever stored without its audit record.
+      │  With audit off the write still runs in one transaction (its search and claims)
       └─ anything else: the router as usual
     then, before the response leaves: every other event of the request (reads, refusals,
     Bundle entries, a crash) is made durable (journalled and fsynced, or committed in a
     group commit). If that fails, the request fails (503): nothing is answered without
-    its audit record. The HTTP edge asks (DEFER_DURABILITY) to wait for that on the event
-    loop (`audit_settled`) rather than on a worker thread. An auditor's request that may
-    read AuditEvents first waits until this process's journal is stored.
+    its audit record; but when some of its data was already committed (a Bundle's
+    entries), 500 saying the data was stored (`StoredUnaudited`), so it is not resent.
+    The HTTP edge asks (DEFER_DURABILITY) to wait for that on the event loop
+    (`audit_settled`) rather than on a worker thread. An auditor's request that may read
+    AuditEvents first waits until this process's journal is stored.
 
 Requests that never reach an interaction (no such endpoint, a server error) are audited
 here too, and so are those the HTTP edge refuses before handing them over (`refused`:
@@ -19,16 +22,17 @@ a format, media type, unreadable or oversized body).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from contextlib import suppress
 from typing import Any
 
-from ..errors import GatewayError
+from ..errors import GatewayError, Issue
 from ..fhir.interactions import FhirContext
-from ..fhir.request import Caller, FhirRequest, FhirResponse, Interaction
+from ..fhir.request import COMMITTED, Caller, FhirRequest, FhirResponse, Interaction
 from ..fhir.router import FhirRouter
 from ..store.base import VersionConflict
-from .audit.chain import AuditTrail, Slot
+from .audit.chain import AuditTrail, AuditUnavailable, Slot
 from .audit.interceptor import (
     COLLECTOR,
     SEEN,
@@ -37,6 +41,7 @@ from .audit.interceptor import (
     failure_description,
 )
 
+log = logging.getLogger("fhir_gateway.audit")
 WRITE_ATTEMPTS = 20
 _READ_METHODS = frozenset({"GET", "HEAD"})
 _METHOD_SUBTYPE = {"GET": "read", "HEAD": "read", "POST": "create", "PUT": "update",
@@ -53,7 +58,36 @@ async def audit_settled(req: FhirRequest) -> None:
     durable; raises AuditUnavailable (503) if they cannot be. Call before answering."""
     durability = req.state.pop(DURABILITY, None)
     if durability is not None:
-        await durability.settled()
+        try:
+            await durability.settled()
+        except AuditUnavailable as exc:
+            raise stored_unaudited(req, exc) from exc
+
+
+class StoredUnaudited(GatewayError):
+    """The request's data was committed, then its audit record could not be written. Not
+    the 503 "nothing was answered; try again": a retry would store the data again."""
+
+    status = 500
+    default_code = "exception"
+
+
+def stored_unaudited(req: FhirRequest, error: AuditUnavailable) -> GatewayError:
+    """What to raise when the audit write failed: `error` itself unless some of the
+    request's data was already committed, then a 500 that says so (logged loudly)."""
+    if not req.state.get(COMMITTED):
+        return error
+    return unaudited_after_commit(f"{req.method} {req.path or '/'}", req.request_id, error)
+
+
+def unaudited_after_commit(what: str, request_id: str, error: Exception) -> StoredUnaudited:
+    log.critical("%s (request %s): the data WAS committed but its audit record could "
+                 "not be written: %s", what, request_id, error)
+    message = (f"the request's data WAS stored, but its audit record could not be written "
+               f"({error.__class__.__name__}); do not resend it unchanged: read back what "
+               f"was stored first; quote request id {request_id}")
+    return StoredUnaudited(message, issues=[Issue(message, code="exception",
+                                                  severity="fatal")])
 
 
 def may_read_audit(req: FhirRequest) -> bool:
@@ -78,7 +112,9 @@ class SecureGate:
 
     def handle(self, req: FhirRequest) -> FhirResponse:
         if self.trail is None or self.audit is None:
-            return self._route(req)
+            # Unaudited, a single write still runs in one store transaction: a conditional
+            # create's search and its create, and the NHS-number claim, must be one unit.
+            return self._write(req) if self._is_single_write(req) else self._route(req)
         pending: list[dict[str, Any]] = []
         token = COLLECTOR.set(pending)
         try:
@@ -105,11 +141,15 @@ class SecureGate:
             raise
         finally:
             COLLECTOR.reset(token)
-            if req.state.get(DEFER_DURABILITY):
-                # the HTTP edge awaits it (`audit_settled`) before anything is sent
-                req.state[DURABILITY] = self.trail.submit(pending)
-            else:
-                self.trail.record(pending)  # durable before any answer leaves
+            try:
+                if req.state.get(DEFER_DURABILITY):
+                    # the HTTP edge awaits it (`audit_settled`) before anything is sent;
+                    # a journal that cannot be appended to fails here already
+                    req.state[DURABILITY] = self.trail.submit(pending)
+                else:
+                    self.trail.record(pending)  # durable before any answer leaves
+            except AuditUnavailable as exc:
+                raise stored_unaudited(req, exc) from exc
 
     def refused(self, req: FhirRequest, error: GatewayError) -> None:
         """Audit a request the HTTP edge refused before `handle` (406, 415, 400, 413), as
@@ -183,7 +223,7 @@ class SecureGate:
                 with repository.transaction() as session:
                     ctx = FhirContext(repository, self.router.interceptors, session=session)
                     response = self.router.handle(req, ctx=ctx)
-                    if events:
+                    if events and self.trail is not None:
                         slot = self.trail.slot()
                         slot.append(session, events)
             except VersionConflict:
@@ -196,6 +236,7 @@ class SecureGate:
                 raise
             finally:
                 req.state.pop(TX_EVENTS, None)
+            req.state[COMMITTED] = True
             if slot is not None:
                 slot.finish(committed=True)
             return response

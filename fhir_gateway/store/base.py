@@ -12,6 +12,7 @@ two concurrent updates can never silently overwrite each other.
     StoreError
      ├── VersionConflict    version N of that resource was written by someone else
      ├── StoreUnavailable   the engine cannot be reached or opened
+     │    └── StoreBusy     another writer held the store past the wait (also a 503)
      └── ResourceTooLarge   the engine cannot hold a resource this large (also a 413)
 """
 
@@ -22,7 +23,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Protocol
 
-from ..errors import PayloadTooLarge
+from ..errors import GatewayError, PayloadTooLarge
 from .query import IndexQuery
 
 
@@ -36,6 +37,23 @@ class VersionConflict(StoreError):
 
 class StoreUnavailable(StoreError):
     """The engine cannot be opened or reached."""
+
+
+#: seconds a caller is asked to wait before retrying a write the store was too busy for
+BUSY_RETRY_AFTER_S = 5
+
+
+class StoreBusy(StoreUnavailable, GatewayError):
+    """Another writer held the store's writer lock for longer than a writer waits.
+    Nothing of this write was stored. Also a GatewayError (503 with Retry-After), so the
+    API edge answers an OperationOutcome, not a bare 500, and feeds resend rather than
+    treat the record as rejected."""
+
+    status = 503
+    default_code = "transient"
+
+    def __init__(self, diagnostics: str) -> None:
+        super().__init__(diagnostics, headers={"Retry-After": str(BUSY_RETRY_AFTER_S)})
 
 
 class ResourceTooLarge(StoreError, PayloadTooLarge):

@@ -174,6 +174,18 @@ def _index_rows(pk: int, rtype: str, entries: Iterable[IndexEntry]
             yield "idx_number", (*head, v.low, v.high, v.system, v.code)
 
 
+def _begin(conn: sqlite3.Connection, write: bool) -> None:
+    """BEGIN; a write whose lock SQLite's busy timeout gave up on (a writer outside the
+    writer-lock file: another tool on the database) is StoreBusy, as at the lock file."""
+    try:
+        conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+    except sqlite3.OperationalError as exc:
+        if write and ("locked" in str(exc) or "busy" in str(exc)):
+            raise base.StoreBusy(f"the store is busy ({exc}); nothing was written; "
+                                 "try again") from exc
+        raise
+
+
 def _row(row: tuple) -> StoredVersion:
     return StoredVersion(
         rtype=row[0], rid=row[1], version=row[2], last_updated=row[3],
@@ -222,11 +234,11 @@ class SqliteEngine:
         conn = getattr(self._local, "conn", None)
         if conn is None:
             conn = sqlite3.connect(
-                str(self.path), isolation_level=None, check_same_thread=False, timeout=60
-            )
+                str(self.path), isolation_level=None, check_same_thread=False,
+                timeout=WRITER_WAIT_S)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute(f"PRAGMA synchronous={self.synchronous}")
-            conn.execute("PRAGMA busy_timeout=60000")
+            conn.execute(f"PRAGMA busy_timeout={int(WRITER_WAIT_S * 1000)}")
             if self.cache_mib:
                 conn.execute(f"PRAGMA cache_size=-{int(self.cache_mib) * 1024}")
             if self._on_disk:
@@ -255,7 +267,7 @@ class SqliteEngine:
                 self._writer.release()
                 raise
         try:
-            conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+            _begin(conn, write)
             self._local.depth, self._local.writing = 1, write
             try:
                 yield SqliteSession(conn, write=write)
@@ -293,9 +305,9 @@ class SqliteEngine:
                 return fd
             except BlockingIOError:
                 if time.monotonic() >= deadline:
-                    raise sqlite3.OperationalError(
-                        f"database is locked: another process has held the writer lock "
-                        f"for {WRITER_WAIT_S:g} s") from None
+                    raise base.StoreBusy(
+                        f"the store is busy: another writer has held it for "
+                        f"{WRITER_WAIT_S:g} s; nothing was written; try again") from None
                 time.sleep(pause)
                 pause = min(pause * 2, 0.002)
 

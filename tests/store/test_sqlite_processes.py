@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import fcntl
 import multiprocessing
-import sqlite3
 import time
 from pathlib import Path
 
 import pytest
 
 from fhir_gateway.store import sqlite as sqlite_module
+from fhir_gateway.store.base import StoreBusy
 from fhir_gateway.store.sqlite import SqliteEngine
 
 ROUNDS = 150
@@ -61,15 +61,17 @@ def test_a_write_session_holds_the_lock_other_processes_queue_on(tmp_path: Path)
 
 def test_a_writer_stuck_in_another_process_is_waited_for_only_so_long(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    # As busy_timeout did before the lock: "database is locked", not a wait for ever.
+    # As busy_timeout did before the lock, not a wait for ever; and the store's own
+    # StoreBusy (a 503 with Retry-After at the API edge), not a raw sqlite3 error (a 500).
     monkeypatch.setattr(sqlite_module, "WRITER_WAIT_S", 0.3)
     path = tmp_path / "shared.sqlite3"
     engine = SqliteEngine(str(path))
     with open(f"{path}-writers", "ab") as other:  # another process's descriptor
         fcntl.flock(other.fileno(), fcntl.LOCK_EX)
-        with pytest.raises(sqlite3.OperationalError, match="database is locked"), \
+        with pytest.raises(StoreBusy, match="nothing was written") as busy, \
                 engine.session(write=True) as s:
             s.record_put("counter", "c", {"n": 1})
+        assert busy.value.status == 503 and "Retry-After" in busy.value.headers
         fcntl.flock(other.fileno(), fcntl.LOCK_UN)
     with engine.session(write=True) as s:  # the lock was let go: writing works again
         s.record_put("counter", "c", {"n": 2})
@@ -100,3 +102,26 @@ def test_the_wal_is_copied_into_the_database_in_the_background(tmp_path: Path) -
     with reopened.session(write=False) as s:
         assert s.record_get("blob", "b199") == {"text": "x" * 4000}
     reopened.close()
+
+
+def test_a_writer_outside_the_lock_file_is_waited_for_only_so_long_too(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Another tool writing the database directly: SQLite's busy timeout gives up, and
+    # that is StoreBusy as well, not a raw "database is locked".
+    import sqlite3
+
+    monkeypatch.setattr(sqlite_module, "WRITER_WAIT_S", 0.3)
+    path = tmp_path / "shared.sqlite3"
+    engine = SqliteEngine(str(path))
+    other = sqlite3.connect(str(path), isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        with pytest.raises(StoreBusy, match="nothing was written"), \
+                engine.session(write=True) as s:
+            s.record_put("counter", "c", {"n": 1})
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    with engine.session(write=True) as s:
+        s.record_put("counter", "c", {"n": 2})
+    engine.close()
