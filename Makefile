@@ -21,10 +21,13 @@ $(VENV)/.installed: $(BIN)/python $(SOURCES)
 DEMO_PEOPLE ?= 200
 
 # First start: load a synthetic partnership (all five partners' feeds) into the store.
+# The marker is written only once the load finished: a first start interrupted part way
+# loads again next time (loading again changes nothing already stored).
 run: $(VENV)/.installed
-	@if [ -z "$$FHIR_GATEWAY_STORE" ] && [ ! -f var/gateway.sqlite3 ]; then \
+	@if [ -z "$$FHIR_GATEWAY_STORE" ] && [ ! -f var/.demo-loaded ]; then \
 		echo "first start: loading a synthetic partnership of $(DEMO_PEOPLE) people"; \
 		$(BIN)/fhir-gateway demo --people $(DEMO_PEOPLE) || exit 1; \
+		touch var/.demo-loaded; \
 	fi
 	$(BIN)/fhir-gateway serve --host $(HOST) --port $(PORT)
 
