@@ -388,6 +388,7 @@ class Loader:
                 raise  # a reviewer's choice the store refuses: said to the reviewer
             raise _refused(exc, record.source) from exc
         if isinstance(outcome, Held):
+            self._settle_hold(s, record, legacy_only=True)  # listed once, under its key
             s.record_put("held", record_key(record.source), {
                 "reason": outcome.reason, "candidates": list(outcome.candidates),
                 "received": received, "record": to_json(record)})
@@ -407,12 +408,17 @@ class Loader:
         return summary
 
     @staticmethod
-    def _settle_hold(s: StoreSession, record: MappedRecord) -> None:
+    def _settle_hold(s: StoreSession, record: MappedRecord, *,
+                     legacy_only: bool = False) -> None:
         """An applied record settles its own hold and no other: another record with the
         same id (an older extract delivered again, a reused control id) must not take a
         held record, say a new DNACPR, off the queue unseen. The hold's text is compared,
-        since a hold stored before keys held the text's hash is keyed by id alone."""
-        for key in (record_key(record.source), _legacy_key(record.source)):
+        since a hold stored before keys held the text's hash is keyed by id alone.
+        `legacy_only`: the record is held again, under its key; its hold under the old
+        key goes, so it is listed once."""
+        keys = (_legacy_key(record.source),) if legacy_only else (
+            record_key(record.source), _legacy_key(record.source))
+        for key in keys:
             held = s.record_get("held", key) if key else None
             if held is not None and held["record"]["source"]["raw"] == record.source.raw:
                 s.record_delete("held", key)

@@ -15,7 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from fhir_gateway import jsonio
-from fhir_gateway.errors import Conflict, Gone
+from fhir_gateway.errors import Conflict, Gone, Unprocessable
 from fhir_gateway.fhir.repository import Repository
 from fhir_gateway.pipeline.loader import from_json
 from fhir_gateway.pipeline.service import IngestService
@@ -558,3 +558,40 @@ def test_a_withdrawn_form_is_credited_as_a_deletion(partnership: Partnership) ->
     for target in activities.get("UPDATE", []):  # what is left there is no deletion
         rtype, rid, _, _version = target["reference"].split("/")
         assert p.repo.read(rtype, rid).body
+
+
+def test_a_hold_kept_under_the_old_key_is_settled_or_replaced(partnership: Partnership) -> None:
+    """Holds stored before the key held the text's hash are keyed "partner/record id":
+    the record held again is listed once (under its new key); applied, it goes."""
+    p = partnership
+    loader = p.service.loader
+    p.send("hospice", "h1.jsonl", hospice("H1", X))
+    day2 = hospice("H1", Y, "not-attempt", "2026-02-01")
+    assert p.send("hospice", "h2.jsonl", day2).held == 1
+    (key, held), = loader.list_held()
+    with p.repo.transaction() as s:  # as an older version of the gateway kept it
+        s.record_delete("held", key)
+        s.record_put("held", "hospice/H1", held)
+    assert p.send("hospice", "h2.jsonl", day2).held == 1
+    assert [k for k, _ in loader.list_held()] == [key]
+    (patient,) = p.active()
+    with pytest.raises(Unprocessable):  # two NHS numbers: the reviewer is told
+        loader.resolve_held(key, patient_id=patient["id"])
+    assert [k for k, _ in loader.list_held()] == [key]
+
+
+def test_an_applied_record_settles_its_hold_kept_under_the_old_key(
+        partnership: Partnership) -> None:
+    p = partnership
+    loader = p.service.loader
+    for control, nhs, mrn in (("C1", X, "M1"), ("C2", Y, "M2")):  # two men alike
+        p.send("acute", f"{control}.hl7", adt(control, "A01", "202601010900",
+                                              f"{nhs}^^^NHS^NH~{mrn}^^^RXA^MR", visit=mrn))
+    council = COUNCIL_HEAD + "SC1,Mr,John,Smith,1940-01-01,DY1 4DX,,Home care,2026-02-01,,A,B\n"
+    assert p.send("socialcare", "c.csv", council.encode()).held == 1
+    (key, held), = loader.list_held()
+    with p.repo.transaction() as s:  # as an older version of the gateway kept it
+        s.record_delete("held", key)
+        s.record_put("held", "socialcare/SC1", held)
+    assert loader.resolve_held("socialcare/SC1", patient_id=held["candidates"][0]).created
+    assert loader.list_held() == []
