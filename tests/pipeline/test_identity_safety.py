@@ -7,87 +7,30 @@ mongomock, and failed before the fix it names."""
 
 from __future__ import annotations
 
-import datetime as dt
 import json
-from typing import Any
 
+import identity_kit
 import pytest
 from fastapi.testclient import TestClient
+from identity_kit import (
+    COUNCIL_HEAD,
+    GP_HEAD,
+    NHS,
+    X,
+    Y,
+    adt,
+    hospice,
+    nhs_numbers,
+)
 
 from fhir_gateway import jsonio
 from fhir_gateway.errors import Conflict, Gone, Unprocessable
-from fhir_gateway.fhir.repository import Repository
 from fhir_gateway.pipeline.loader import from_json
-from fhir_gateway.pipeline.service import IngestService
 from fhir_gateway.store.base import StoreEngine
 from fhir_gateway.store.query import IndexQuery
 
-TODAY = dt.date(2026, 11, 22)
-NHS = "https://fhir.nhs.uk/Id/nhs-number"
-ADDRESS = "1 High St^^Dudley^^DY1 4DX"
-COUNCIL_HEAD = ("Person ID,Title,First Name,Last Name,DOB,Postcode,NHS No (if known),Service,"
-                "Service Start,Service End,Provider,Key Worker\n")
 
-
-def nhs_numbers(start: int, n: int) -> list[str]:
-    """`n` valid (Modulus 11) NHS numbers from the never-issued 999 range."""
-    out, i = [], start
-    while len(out) < n:
-        digits = str(i)
-        check = 11 - sum(int(c) * w for c, w in zip(digits, range(10, 1, -1), strict=True)) % 11
-        if check != 10:
-            out.append(digits + str(0 if check == 11 else check))
-        i += 1
-    return out
-
-
-X, Y = nhs_numbers(999000200, 2)
-
-
-def adt(control: str, event: str, when: str, pid3: str, name: str = "SMITH^JOHN",
-        born: str = "19400101", address: str = ADDRESS, visit: str | None = None,
-        merged: str | None = None) -> bytes:
-    segments = [f"MSH|^~\\&|PAS|RXA|SCR|GATEWAY|{when}||ADT^{event}^ADT_A01|{control}|P|2.4",
-                f"EVN|{event}|{when}", f"PID|1||{pid3}||{name}||{born}|M|||{address}"]
-    if merged:
-        segments.append(f"MRG|{merged}")
-    if visit:
-        segments.append(f"PV1|1|I|WARD 7^BAY C^BED 1^RXA|||||||300|||||||||{visit}"
-                        + "|" * 25 + when)
-    return ("\r".join(segments) + "\r").encode()
-
-
-def hospice(client: str, nhs: str | None, cpr: str = "attempt",
-            completed: str = "2026-01-05") -> bytes:
-    line: dict[str, Any] = {
-        "clientId": client, "name": {"first": "John", "last": "Smith"}, "dob": "1940-01-01",
-        "gender": "male", "address": {"line": "1 High St", "town": "Dudley",
-                                      "postcode": "DY1 4DX"},
-        "admissions": [],
-        "respect": {"formId": f"RSP-{client}", "version": "3", "completedOn": completed,
-                    "cpr": cpr, "careFocus": "comfort", "preferredPlaceOfCare": "home",
-                    "recommendations": "x", "capacity": "has-capacity", "contacts": [],
-                    "clinician": {"name": "Dr A", "gmc": "1234567"}}}
-    if nhs:
-        line["nhsNumber"] = nhs
-    return (json.dumps(line) + "\n").encode()
-
-
-class Partnership:
-    def __init__(self, engine: StoreEngine) -> None:
-        self.repo = Repository(engine)
-        self.service = IngestService(self.repo)
-
-    def send(self, partner: str, name: str, data: bytes) -> Any:
-        return self.service.ingest(partner, name, data, today=TODAY)
-
-    def patients(self) -> list[dict[str, Any]]:
-        return [jsonio.loads_trusted(r.body) for r in
-                self.repo.find(IndexQuery(rtype="Patient")).rows if r.body]
-
-    def active(self) -> list[dict[str, Any]]:
-        return [p for p in self.patients() if p.get("active", True) is not False]
-
+class Partnership(identity_kit.Partnership):
     def held(self) -> list[tuple[str, str]]:
         return [(k, h["reason"]) for k, h in self.service.loader.list_held()]
 
@@ -126,11 +69,6 @@ def test_after_a_merge_the_merged_away_records_ids_lead_to_the_survivor(
     newest = max(decisions, key=lambda o: o["effectiveDateTime"])
     assert newest["valueCodeableConcept"]["coding"][0]["code"] == "450476008"
     assert newest["subject"]["reference"] == f"Patient/{survivor['id']}"
-
-
-GP_HEAD = ("NHS Number,Surname,Forename,Date of Birth,Sex,Practice Code,Usual GP,"
-           "Palliative Register Date,GSF Code,Preferred Place of Death,PPD Recorded,DNACPR,"
-           "DNACPR Date,Care Plan Summary,Last Reviewed,Date of Death,Place of Death\n")
 
 
 def test_a_death_recorded_on_the_merged_away_record_stays_on_the_survivor(
@@ -423,11 +361,6 @@ def test_a_merge_ends_the_same_in_any_delivery_order(partnership: Partnership,
     (survivor,) = partnership.active()
     assert survivor["address"][0]["postalCode"] == "B63 9ZZ"
     assert sorted(i["value"] for i in survivor["identifier"])[-2:] == ["RXA111", "RXA222"]
-
-
-GP_HEAD = ("NHS Number,Surname,Forename,Date of Birth,Sex,Practice Code,Usual GP,"
-           "Palliative Register Date,GSF Code,Preferred Place of Death,PPD Recorded,DNACPR,"
-           "DNACPR Date,Care Plan Summary,Last Reviewed,Date of Death,Place of Death\n")
 
 
 def test_a_gp_row_with_another_birth_date_is_held_until_a_reviewer_attaches_it(
