@@ -595,10 +595,9 @@ class Loader:
         count = _counted(counts, written)
         patient = self._patient(s, found.patient, record, new_stamp, count,
                                 reviewed=found.how == "reviewer")
+        emptied: list[StoredVersion] = []
         if found.how == "reviewer":
             emptied = self._release_local_id(s, record, patient, count)
-            if merged_away is None:
-                merged_away = emptied
             accept_birth_date(s, record.person, patient)
         pref = f"Patient/{patient}"
         left_out_later, left_out_now = self._item_sets(s, record, new_stamp)
@@ -615,8 +614,13 @@ class Loader:
                     counts["updated"] += 1
                     deleted.append((key.resource_type, stored.rid, result.stored.version, False))
         repointed: list[tuple[str, str, int, bool]] = []
-        if merged_away is not None:
-            self._merge_patients(s, merged_away, patient, count, _counted(counts, repointed))
+        # the A40's record, and every Patient the reviewer's attachment emptied (each
+        # held only this record's local id: the reviewer said it is this person)
+        absorbed = list({gone.rid: gone for gone in (
+            *([merged_away] if merged_away is not None else []), *emptied)
+            if gone.rid != patient}.values())
+        for gone in absorbed:
+            self._merge_patients(s, gone, patient, count, _counted(counts, repointed))
         for targets, deletions in ((written, False), (deleted, True)):
             if targets:
                 prov, checked = self._check(provenance(record.source, targets, received,
@@ -628,7 +632,7 @@ class Loader:
             prov, checked = self._check(repoint_provenance(record.source, repointed,
                                                            received), record.source)
             self.repo.create(prov, session=s, checked=checked)
-        return counts, {patient, *([merged_away.rid] if merged_away is not None else [])}
+        return counts, {patient, *(gone.rid for gone in absorbed)}
 
     def _check(self, resource: dict[str, Any],
                source: SourceRef) -> tuple[dict[str, Any], ProfileChecked | None]:
@@ -770,28 +774,28 @@ class Loader:
             else None
 
     def _release_local_id(self, s: StoreSession, record: MappedRecord, patient_id: str,
-                          count: Callable[[WriteResult], None]) -> StoredVersion | None:
+                          count: Callable[[WriteResult], None]) -> list[StoredVersion]:
         """A reviewer attached `record` to `patient_id`: its partner's own identifier for
         the person is that Patient's from now on, so it comes off any other Patient that
         holds it. Left there, every later record carrying it would be held again ("2
         Patients hold ..."), the reviewer's decision undone by the next delivery. (Not for
         a partner whose own identifier is the NHS number: that is never moved here.)
-        Returns a live Patient that held nothing else, not written: everything on it came
+        Returns the live Patients that held nothing else, not written: everything on them came
         by that identifier, so the reviewer said it is `patient_id`'s person and the caller
         merges it in (left with no identifier the profile refuses it, and the attachment
         with it: the hold could never be settled)."""
         system, value = record.person.local_system, record.person.local_id
         if not system or not value or system == NHS_NUMBER_SYSTEM:
-            return None
-        emptied: StoredVersion | None = None
+            return []
+        emptied: list[StoredVersion] = []
         for stored in self._by_key(s, BusinessId("Patient", system, value), limit=10):
             if stored.rid == patient_id or stored.body is None:
                 continue
             other = jsonio.loads_trusted(stored.body)
             kept = [i for i in other.get("identifier") or [] if not (
                 isinstance(i, dict) and i.get("system") == system and i.get("value") == value)]
-            if not kept and replaced_by(other) is None and emptied is None:
-                emptied = stored
+            if not kept and replaced_by(other) is None:
+                emptied.append(stored)
                 continue
             released, checked = self._check({**other, "identifier": kept}, record.source)
             count(self.repo.update(released, rtype="Patient", rid=stored.rid, session=s,

@@ -145,6 +145,53 @@ def test_attaching_to_the_holder_merges_in_the_patient_made_only_for_the_local_i
     assert (again.held, again.created) == (0, 0), partnership.held()
 
 
+def test_an_attached_a40_merges_in_the_patient_made_only_for_its_local_id(
+        partnership: Partnership) -> None:
+    """With an A40 of its own, the attached record's emptied Patient was skipped: MRN Y1
+    stayed on two live Patients (the next message for it held again, the reviewer's
+    decision undone) and the stay VY stayed off the survivor crews find by NHS number."""
+    p = partnership
+    n, m = nhs_numbers(999000400, 2)
+    p.send("acute", "y.hl7", adt("CY", "A01", "202601010900", "Y1^^^RXA^MR", visit="VY",
+                                 address="9 Low Rd^^Halesowen^^B63 8EE"))
+    p.loader.resolve_held(p.held_key("acute/CY"))  # MRN only: a new Patient, Y
+    p.send("acute", "x.hl7", adt("CX", "A01", "202601020900", f"{n}^^^NHS^NH~X1^^^RXA^MR",
+                                 visit="VX"))
+    p.send("acute", "m.hl7", adt("CM", "A01", "202601030900", f"{m}^^^NHS^NH~M1X^^^RXA^MR",
+                                 visit="VM"))
+    a40 = adt("C40", "A40", "202601040900", f"{n}^^^NHS^NH~Y1^^^RXA^MR",
+              merged=f"{m}^^^NHS^NH~M1X^^^RXA^MR")
+    assert p.send("acute", "a40.hl7", a40).held == 1
+    (x,) = p.holders(n)
+    p.loader.resolve_held(p.held_key("acute/C40"), patient_id=x)
+    assert [q["id"] for q in p.active()] == [x]
+    assert {e["subject"]["reference"] for e in p.all("Encounter")} == {f"Patient/{x}"}
+    later = p.send("acute", "a08.hl7", adt("C41", "A08", "202601050900",
+                                           f"{n}^^^NHS^NH~Y1^^^RXA^MR"))
+    assert later.held == 0, p.held()
+
+
+def test_attaching_merges_in_every_patient_made_only_for_the_local_id(
+        partnership: Partnership) -> None:
+    """Only the first such Patient was merged; the second was "released" with no
+    identifier, which the profile refused: a 422 the commit said it had removed."""
+    p = partnership
+    (n,) = nhs_numbers(999000700, 1)
+    p.send("acute", "y.hl7", adt("CY", "A01", "202601010900", "Y1^^^RXA^MR", visit="VY",
+                                 address="9 Low Rd^^Halesowen^^B63 8EE"))
+    p.loader.resolve_held(p.held_key("acute/CY"))
+    (y,) = p.patients()
+    p.repo.create({"resourceType": "Patient", "identifier": y["identifier"],
+                   "name": y["name"], "birthDate": y["birthDate"]})  # a second one
+    p.send("acute", "x.hl7", adt("CX", "A01", "202601020900", f"{n}^^^NHS^NH~X1^^^RXA^MR",
+                                 visit="VX"))
+    assert p.send("acute", "y2.hl7", adt("CY2", "A08", "202601030900", "Y1^^^RXA^MR")).held
+    (x,) = p.holders(n)
+    settled = p.loader.resolve_held(p.held_key("acute/CY2"), patient_id=x)
+    assert settled.rejected == 0
+    assert [q["id"] for q in p.active()] == [x]
+
+
 def test_over_http_the_attachment_is_a_409_naming_the_holder(
         partnership: Partnership, client: TestClient) -> None:
     key, a, other = hospice_client_known_twice(partnership)
