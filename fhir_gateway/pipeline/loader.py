@@ -62,6 +62,7 @@ from .merge import (
     owners,
     release,
     stamp,
+    stamped_by,
 )
 from .provenance import provenance
 
@@ -853,10 +854,14 @@ class Loader:
         """The resources holding a record's business key that are the record's to change:
         not another partner's feed's, written over REST with the same identifier (by
         mistake or not). Merged into, blocked by or retracted with it, one partner's
-        resource would have overwritten, held up or deleted another's CPR decision."""
+        resource would have overwritten, held up or deleted another's CPR decision. One
+        this partner's records have already written into stays its own (gateways before
+        this rule merged into such resources and kept the feed's tag)."""
         return [row for row in self._by_key(s, key)
                 if row.body is None or PARTNER_TAG_SYSTEM not in row.body
-                or owners(jsonio.loads_trusted(row.body)) <= {partner}]
+                or owners(jsonio.loads_trusted(row.body)) <= {partner}
+                or partner in stamped_by(s.record_get(ELEMENT_STAMPS,
+                                                      f"{key.resource_type}/{row.rid}"))]
 
     def _upsert(self, s: StoreSession, source: SourceRef, key: BusinessId,
                 resource: dict[str, Any], new_stamp: str,

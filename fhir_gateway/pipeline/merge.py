@@ -177,8 +177,12 @@ def keeps_its_owner(survivor: dict[str, Any], merged_away: dict[str, Any],
     """Whether an A40 merge may leave the survivor its owner's: only when the record
     merged into it is that same feed's and holds no other partner's word."""
     mine = owners(survivor)
-    said = {_partner_of(str(v).partition("\t")[0]) for v in merged_away_times.values()}
-    return owners(merged_away) == mine and said <= mine
+    return owners(merged_away) == mine and stamped_by(merged_away_times) <= mine
+
+
+def stamped_by(times: dict[str, Stamp] | None) -> set[str]:
+    """The partners whose ingested records set an element of a resource (its stamps)."""
+    return {_partner_of(str(v).partition("\t")[0]) for v in (times or {}).values()}
 
 
 def release(result: dict[str, Any], partner: str | None = None) -> None:

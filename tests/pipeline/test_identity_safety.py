@@ -528,3 +528,22 @@ def test_an_applied_record_settles_its_hold_kept_under_the_old_key(
         s.record_put("held", "socialcare/SC1", held)
     assert loader.resolve_held("socialcare/SC1", patient_id=held["candidates"][0]).created
     assert loader.list_held() == []
+
+
+def test_a_resource_this_partner_wrote_into_stays_its_own_whatever_its_tags(
+        partnership: Partnership) -> None:
+    """Before ingestion ignored other feeds' REST resources, it merged a partner's record
+    into one and kept that feed's tag. Ignored for its tag alone, such a resource was
+    left with the stale CPR decision beside a second copy the next record made."""
+    from fhir_gateway.ingest.model import PARTNER_TAG_SYSTEM
+
+    p = partnership
+    p.send("hospice", "h1.jsonl", hospice("H1", X, "attempt", "2026-01-05"))
+    (row,) = [r for r in p.repo.find(IndexQuery(rtype="Observation")).rows
+              if "304251008" in (r.body or "")]
+    tagged = jsonio.loads_trusted(row.body or "{}")
+    tagged["meta"]["tag"] = [{"system": PARTNER_TAG_SYSTEM, "code": "community"}]
+    p.repo.update(tagged, rtype="Observation", rid=row.rid)  # as an older gateway left it
+    assert p.send("hospice", "h2.jsonl", hospice("H1", X, "not-attempt",
+                                                 "2026-03-01")).rejected == 0
+    assert cpr_codes(p) == ["450476008"]
