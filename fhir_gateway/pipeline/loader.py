@@ -158,10 +158,20 @@ def record_key(source: SourceRef) -> str:
     repeat (a PAS reusing an MSH-10 control id; a hospice line per client in each day's
     extract): keyed by id alone, one acknowledged hold was overwritten, or deleted by
     another record applied under its id. The same record again has the same key."""
-    digest = hashlib.sha256(source.raw.encode()).hexdigest()
+    digest = hashlib.sha256(_text(source.raw).encode()).hexdigest()
     if not source.record_id:
         return f"{source.partner}/{digest[:16]}"
     return f"{source.partner}/{source.record_id}/{digest[:12]}"
+
+
+def _text(raw: str) -> str:
+    """A record's text as compared for its hold: one message resent with other line ends
+    (CR, CRLF, LF) is the same record, held once."""
+    return "\n".join(raw.splitlines())
+
+
+def _same_record(held: dict[str, Any], source: SourceRef) -> bool:
+    return _text(held["record"]["source"]["raw"]) == _text(source.raw)
 
 
 def _legacy_key(source: SourceRef) -> str | None:
@@ -358,7 +368,7 @@ class Loader:
             try:
                 with self.repo.transaction() as s:
                     held = s.record_get("held", key)
-                    if held is None or held["record"]["source"]["raw"] != record.source.raw:
+                    if held is None or not _same_record(held, record.source):
                         raise Conflict(f"held record {key!r} was settled meanwhile; "
                                        "list the held records again")
                     summary = self._attempt(s, record, received, patient_id,
@@ -421,7 +431,7 @@ class Loader:
             record_key(record.source), _legacy_key(record.source))
         for key in keys:
             held = s.record_get("held", key) if key else None
-            if held is not None and held["record"]["source"]["raw"] == record.source.raw:
+            if held is not None and _same_record(held, record.source):
                 s.record_delete("held", key)
 
     def retry_held(self) -> Summary:

@@ -547,3 +547,18 @@ def test_a_resource_this_partner_wrote_into_stays_its_own_whatever_its_tags(
     assert p.send("hospice", "h2.jsonl", hospice("H1", X, "not-attempt",
                                                  "2026-03-01")).rejected == 0
     assert cpr_codes(p) == ["450476008"]
+
+
+def test_one_message_resent_with_other_line_ends_is_held_once(
+        partnership: Partnership) -> None:
+    """Keys hash the record's text: the same held message sent with CR, CRLF and LF line
+    ends was listed three times, and a reviewer making a new Patient for each listing
+    made three Patients in turn, each merged into the next."""
+    p = partnership
+    message = adt("CZ", "A01", "202606010900", "RXA9^^^RXA^MR", visit="VZ")
+    for name, text in (("cr.hl7", message), ("crlf.hl7", message.replace(b"\r", b"\r\n")),
+                       ("lf.hl7", message.replace(b"\r", b"\n"))):
+        assert p.send("acute", name, text).held == 1
+    (key,) = [k for k, _ in p.held()]
+    p.service.loader.resolve_held(key)
+    assert p.held() == [] and len(p.active()) == 1
