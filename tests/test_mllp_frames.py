@@ -169,7 +169,7 @@ def test_a_locked_store_answers_ar_and_the_resent_message_is_stored(
             fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
     # not the content's fault: AR ("resend later"), never AE ("do not resend as is")
     assert (code, control) == ("AR", "L2")
-    assert "locked" in text and "resend" in text
+    assert "busy" in text and "resend" in text  # StoreBusy: "the store is busy ..."
     assert listener.count("Encounter") == 0
     assert msa(exchange(listener, START + adt("L2") + END))[:2] == ("AA", "L2")
     assert listener.count("Encounter") == 1
