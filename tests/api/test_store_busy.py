@@ -13,36 +13,24 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from fhir_gateway.api.app import create_app
-from fhir_gateway.config import Settings
 from fhir_gateway.store import sqlite as sqlite_module
 from fhir_gateway.store.base import StoreBusy, StoreEngine
 from fhir_gateway.store.query import IndexQuery
-from gatewaykit import FHIR_JSON, make_engine
+from gatewaykit import FHIR_JSON
 
 FEEDS = Path(__file__).resolve().parents[1] / "fixtures" / "feeds"
 PATIENT = {"resourceType": "Patient", "name": [{"family": "Busy"}]}
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[StoreEngine]:
-    engine = make_engine("sqlite", tmp_path)
-    yield engine
-    engine.close()
+# SQLite only (its writer lock is the point): conftest's `engine` and `client`, one engine.
+pytestmark = pytest.mark.parametrize("engine", ["sqlite"], indirect=True)
 
 
 @pytest.fixture
-def client(store: StoreEngine) -> Iterator[TestClient]:
-    app = create_app(Settings(max_body_bytes=1024 * 1024, auth_enabled=False), engine=store)
-    with TestClient(app, base_url="http://gateway.test") as c:
-        yield c
-
-
-@pytest.fixture
-def held_lock(store: StoreEngine, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def held_lock(engine: StoreEngine, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Another process's writer holds the store until the test body ends."""
     monkeypatch.setattr(sqlite_module, "WRITER_WAIT_S", 0.2)
-    with open(f"{store.path}-writers", "ab") as other:  # type: ignore[attr-defined]
+    with open(f"{engine.path}-writers", "ab") as other:  # type: ignore[attr-defined]
         fcntl.flock(other.fileno(), fcntl.LOCK_EX)
         yield
         fcntl.flock(other.fileno(), fcntl.LOCK_UN)
@@ -57,31 +45,31 @@ def _assert_busy(resp: object, says: str = "nothing was written") -> None:
     assert says in outcome["issue"][0]["diagnostics"]
 
 
-def _count(store: StoreEngine, rtype: str) -> int:
-    with store.session(write=False) as s:
+def _count(engine: StoreEngine, rtype: str) -> int:
+    with engine.session(write=False) as s:
         return len(s.find(IndexQuery(rtype=rtype, limit=100)).rows)
 
 
 def test_a_create_the_store_is_too_busy_for_is_a_503_to_retry(
-        client: TestClient, store: StoreEngine, held_lock: None) -> None:
+        client: TestClient, engine: StoreEngine, held_lock: None) -> None:
     _assert_busy(client.post("/fhir/Patient", json=PATIENT, headers=FHIR_JSON))
-    assert _count(store, "Patient") == 0
+    assert _count(engine, "Patient") == 0
 
 
 def test_a_transaction_the_store_is_too_busy_for_is_a_503_to_retry(
-        client: TestClient, store: StoreEngine, held_lock: None) -> None:
+        client: TestClient, engine: StoreEngine, held_lock: None) -> None:
     bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
         {"fullUrl": "urn:uuid:1", "resource": PATIENT,
          "request": {"method": "POST", "url": "Patient"}}]}
     _assert_busy(client.post("/fhir", json=bundle, headers=FHIR_JSON))
-    assert _count(store, "Patient") == 0
+    assert _count(engine, "Patient") == 0
 
 
 def test_an_ingest_the_store_is_too_busy_for_is_a_503_and_rejects_nothing(
-        client: TestClient, store: StoreEngine, monkeypatch: pytest.MonkeyPatch) -> None:
+        client: TestClient, engine: StoreEngine, monkeypatch: pytest.MonkeyPatch) -> None:
     data = (FEEDS / "hospice" / "clients.jsonl").read_bytes()
     monkeypatch.setattr(sqlite_module, "WRITER_WAIT_S", 0.2)
-    with open(f"{store.path}-writers", "ab") as other:  # type: ignore[attr-defined]
+    with open(f"{engine.path}-writers", "ab") as other:  # type: ignore[attr-defined]
         fcntl.flock(other.fileno(), fcntl.LOCK_EX)
         try:
             _assert_busy(client.post("/ingest/hospice?filename=clients.jsonl", content=data,
