@@ -5,7 +5,9 @@ version, check the caller's precondition, assign version N+1 and `meta`, extract
 index values, and `put`. A concurrent writer that wins the race makes `put` fail with
 `VersionConflict`; the whole step is retried, so no version is ever lost or overwritten.
 An update whose content equals the current version's is a no-op (no new version), which
-makes redelivered data idempotent.
+makes redelivered data idempotent. Resources the gateway derives from others (a
+DetectedIssue for partners' disagreeing CPR decisions) are brought up to date in the same
+transaction, just before it commits (`derivations`).
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from ..store.base import (
 )
 from ..store.query import IndexQuery, QueryTooBroad
 from ..validation import default_validator
+from .derivations import Derivation, PendingDerivations
 
 MAX_ATTEMPTS = 20
 
@@ -113,22 +116,35 @@ class Repository:
         registry: SearchRegistry | None = None,
         clock: Callable[[], str] = now_instant,
         profiles: ProfileCheck | None = None,
+        derivations: tuple[Derivation, ...] | None = None,
     ) -> None:
         """`profiles`: the profile check every write passes (default: the gateway's
-        profiles in `profiles/`); a resource naming one of them is held to it."""
+        profiles in `profiles/`); a resource naming one of them is held to it.
+        `derivations`: what the gateway keeps in step with the data (default: the stored
+        DetectedIssue of partners' disagreeing CPR decisions; `()` for none)."""
         self.engine = engine
         self.registry = registry or default_registry()
         self.extractor = IndexExtractor(self.registry)
         self.clock = clock
         self.profiles = profiles if profiles is not None else default_validator().validate
+        if derivations is None:
+            # imported here: the summary's rules sit above this module
+            from ..summary.conflicts import default_derivations
+            derivations = default_derivations()
+        self.pending = PendingDerivations(derivations)
 
     # -- sessions --------------------------------------------------------------------
 
     @contextmanager
     def transaction(self) -> Iterator[StoreSession]:
-        """One write transaction for several interactions (a transaction Bundle)."""
+        """One write transaction for several interactions (a transaction Bundle); the
+        derived resources its writes concern are brought up to date before it commits."""
         with self.engine.session(write=True) as session:
-            yield session
+            try:
+                yield session
+                self.pending.run(self, session)
+            finally:
+                self.pending.forget(session)
 
     @contextmanager
     def _reading(self, session: StoreSession | None) -> Iterator[StoreSession]:
@@ -243,7 +259,7 @@ class Repository:
             try:
                 if session is not None:  # the caller's transaction retries as a whole
                     return self._write_once(session, *args)
-                with self.engine.session(write=True) as s:
+                with self.transaction() as s:
                     return self._write_once(s, *args)
             except VersionConflict:
                 if session is not None:
@@ -277,6 +293,7 @@ class Repository:
         if current is not None and last_updated <= current.last_updated:
             last_updated = current.last_updated  # never run backwards (clock steps)
         body_text = None
+        body: dict[str, Any] | None = None
         index, compartments = (), ()
         if resource is not None:
             if checked is not None and checked.owner is self \
@@ -300,5 +317,9 @@ class Repository:
         new = NewVersion(rtype=rtype, rid=rid, version=version, last_updated=last_updated,
                          body=body_text, index=index, compartments=compartments)
         s.put(new)
+        if rtype in self.pending.watched:
+            before = jsonio.loads_trusted(current.body) \
+                if current is not None and not current.deleted and current.body else None
+            self.pending.note(s, rtype, before, body)
         stored = StoredVersion(rtype, rid, version, last_updated, resource is None, body_text)
         return WriteResult(stored, created=current is None or current.deleted, changed=True)

@@ -53,6 +53,7 @@ What "current" means (the rules a crew relies on):
 from __future__ import annotations
 
 import dataclasses
+import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date
@@ -62,7 +63,7 @@ from ..fhir.interactions import FhirContext, visible
 from ..fhir.request import FhirRequest
 from ..ingest import IngestError, Mapping, cached_mapping
 from ..pipeline.merge import ELEMENT_STAMPS, is_repoint, said_not_deceased
-from ..security.consent import PARTNER_TAG_SYSTEM, ods_codes, speaks_for
+from ..security.consent import PARTNER_TAG_SYSTEM, ods_codes, reference_ids, speaks_for
 from ..store.base import StoredVersion
 from ..store.query import Criterion, IndexQuery, ReferencePredicate, SortKey
 from . import terms as t
@@ -86,6 +87,7 @@ ACTIVE_PLAN = frozenset({"active", "on-hold"})
 TOOK_EFFECT = ACTIVE_PLAN | {"completed", "revoked"}
 ON_HOLD = "ON HOLD: its author has suspended it; check before acting on it"
 LPA_HELD = "Holds Lasting Power of Attorney for health and welfare"
+_CONFLICT_ID_NAMESPACE = f"{t.CANONICAL}/cpr-conflict/Patient/"
 #: a decision the summary holds but cannot read (`Fact.code`)
 NOT_UNDERSTOOD = "not-understood"
 
@@ -826,7 +828,28 @@ def _telecoms(r: dict[str, Any], today: date) -> tuple[list[str], bool]:
     return phones + others + old, bool(phones)
 
 
+def conflict_issue_id(patient_id: str) -> str:
+    """The id of the gateway's stored CPR-conflict DetectedIssue of this Patient
+    (`conflicts`)."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, _CONFLICT_ID_NAMESPACE + patient_id))
+
+
+def is_stored_conflict(resource: dict[str, Any]) -> bool:
+    """Whether `resource` is the gateway's stored CPR-conflict issue of its Patient."""
+    pids = reference_ids([resource.get("patient")], "Patient")
+    return resource.get("resourceType") == "DetectedIssue" and len(pids) == 1 \
+        and resource.get("id") == conflict_issue_id(pids[0])
+
+
+def is_cpr_record(r: dict[str, Any]) -> bool:
+    """Whether `r` holds a CPR decision the summary counts (status and kind as now)."""
+    return r.get("resourceType") in ("Observation", "Flag", "Consent") and any(
+        f.kind == "cpr" for f in _facts_of(r, date.min))
+
+
 def _detected_issue(r: dict[str, Any]) -> list[Fact]:
+    if is_stored_conflict(r):
+        return []  # the gateway's own record of a conflict the summary works out afresh
     return [Fact("issue", r, f"Recorded issue: {r.get('detail') or t.words_for(r.get('code'))}",
                  r.get("identifiedDateTime"))]
 

@@ -65,8 +65,11 @@ def pin_today(monkeypatch: Any, today: dt.date) -> None:
 
 def load_feeds(engine: StoreEngine) -> Repository:
     """Every sample feed through the real pipeline, as tests/pipeline does; the one
-    record held for review is settled as a new person, as a reviewer would."""
-    repo = Repository(engine)
+    record held for review is settled as a new person, as a reviewer would. Stored
+    CPR-conflict issues are judged on the feeds' own day, as their summaries are."""
+    from fhir_gateway.summary.conflicts import CprConflictRecord
+
+    repo = Repository(engine, derivations=(CprConflictRecord(lambda: TODAY),))
     service = IngestService(repo)
     for partner, name in FILES:
         service.ingest(partner, name, (FEEDS / name).read_bytes(), today=TODAY)

@@ -156,6 +156,23 @@ def test_conflicts_carry_a_valid_detected_issue_at_the_top(http: TestClient, key
     assert {cpr_of(o) for o in doc.cited("cpr")} == {"attempt", "not-attempt"}
 
 
+def test_each_conflict_and_no_other_is_a_stored_detected_issue(http: TestClient) -> None:
+    """INTERFACE.md holds partners' disagreement as a DetectedIssue: a clinician's system
+    finds it by searching, implicating the same decisions the summary shows."""
+    for person in EXPECTED["people"].values():
+        if not person["partners"]:
+            continue
+        doc = summary_of(http, person)
+        pid = doc.composition["subject"]["reference"].rsplit("/", 1)[1]
+        found = http.get("/fhir/DetectedIssue", params={"patient": f"Patient/{pid}"}).json()
+        stored = [e["resource"] for e in found.get("entry", [])]
+        assert len(stored) == int(person["cpr_conflict"]), person["nhs"]
+        if stored:
+            shown = {ref.rsplit("/", 2)[-2] + "/" + ref.rsplit("/", 1)[-1] for ref in (
+                i["reference"] for i in doc.of_type("DetectedIssue")[0]["implicated"])}
+            assert {i["reference"] for i in stored[0]["implicated"]} == shown
+
+
 def test_page_for_each_conflict_and_death_says_it_first(http: TestClient) -> None:
     for person in EXPECTED["people"].values():
         if not (person["cpr_conflict"] or person["deceased"]):
