@@ -5,9 +5,11 @@ per second (created + updated), records per second, CPU per resource (this proce
 the mapping process apart), and the process's peak RSS. With
 `--compare-validation` the same load runs with profile validation off too (a fresh store
 each time, interleaved rounds), and the on/off ratio is printed: the profiles issue asks
-that validation not halve ingestion.
+that validation not halve ingestion. `--compare-derivations` does the same with the
+repository's derivations (the stored CPR-conflict DetectedIssue) on and off.
 
     .venv/bin/python bench/ingest.py --people 2000 --rounds 3 --compare-validation
+    .venv/bin/python bench/ingest.py --people 2000 --rounds 3 --compare-derivations
 """
 
 from __future__ import annotations
@@ -44,11 +46,12 @@ class NoProfiles:
 
 def load(feeds: dict[str, list[Path]], *, validate: bool, synchronous: str,
          background: bool | None, cache_mib: int,
-         batch: tuple[int, float]) -> dict[str, Any]:
+         batch: tuple[int, float], derive: bool = True) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="fhir-ingest-bench-") as tmp:
         engine = open_store(f"sqlite:///{tmp}/bench.sqlite3", sqlite_synchronous=synchronous,
                             sqlite_cache_mib=cache_mib or None)
-        repo = Repository(engine, profiles=None if validate else NoProfiles().validate)
+        repo = Repository(engine, profiles=None if validate else NoProfiles().validate,
+                          derivations=None if derive else ())
         loader = Loader(repo, profiles=None if validate else NoProfiles(),  # type: ignore[arg-type]
                         batch_records=batch[0], batch_seconds=batch[1])
         totals = {"read": 0, "created": 0, "updated": 0, "unchanged": 0, "rejected": 0,
@@ -92,6 +95,8 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--synchronous", default="FULL", choices=["FULL", "NORMAL"])
     parser.add_argument("--compare-validation", action="store_true")
+    parser.add_argument("--compare-derivations", action="store_true",
+                        help="also load with the repository's derivations off")
     parser.add_argument("--map-in-process", action="store_true",
                         help="map in this process too (default: as the CLI, a second "
                              "process maps large inputs while this one stores)")
@@ -112,15 +117,21 @@ def main() -> int:
         size = sum(p.stat().st_size for paths in feeds.values() for p in paths)
         print(f"feeds: {sum(len(v) for v in feeds.values()):,} files, {size / 2**20:,.0f} MiB, "
               f"written in {generated:.0f} s", file=sys.stderr)
-        modes = [True, False] if args.compare_validation else [True]
-        results: dict[bool, list[dict[str, Any]]] = {m: [] for m in modes}
+        # (label, validation, derivations)
+        modes = [("on", True, True)]
+        if args.compare_validation:
+            modes.append(("validation off", False, True))
+        if args.compare_derivations:
+            modes.append(("derivations off", True, False))
+        results: dict[str, list[dict[str, Any]]] = {m[0]: [] for m in modes}
         for r in range(args.rounds):
-            for mode in (modes if r % 2 == 0 else list(reversed(modes))):
-                results[mode].append(load(feeds, validate=mode, synchronous=args.synchronous,
-                                          background=background, cache_mib=args.cache_mib,
-                                          batch=(args.batch_records, args.batch_seconds)))
-                last = results[mode][-1]
-                print(f"round {r + 1} validation {'on ' if mode else 'off'}: "
+            for label, validate, derive in (modes if r % 2 == 0 else list(reversed(modes))):
+                results[label].append(load(feeds, validate=validate, derive=derive,
+                                           synchronous=args.synchronous,
+                                           background=background, cache_mib=args.cache_mib,
+                                           batch=(args.batch_records, args.batch_seconds)))
+                last = results[label][-1]
+                print(f"round {r + 1} {label}: "
                       f"{last['resources_per_s']:,.0f} resources/s "
                       f"({last['created'] + last['updated']:,} in {last['seconds']:.1f} s), "
                       f"CPU {last['cpu_us']:,.0f} us/resource (+ mapping process "
@@ -136,22 +147,24 @@ def main() -> int:
     print(f"machine: nproc {os.cpu_count()}, Python {platform.python_version()}, load average "
           f"{load_before[0]:.2f} before, {load_after[0]:.2f} after")
     print(f"command: {' '.join([Path(sys.executable).name, *sys.argv])}")
-    print(f"{'validation':<12}{'records/s':>12}{'resources/s':>14}{'stored':>10}"
+    print(f"{'mode':<16}{'records/s':>12}{'resources/s':>14}{'stored':>10}"
           f"{'rejected':>10}{'held':>6}{'seconds':>9}{'cpu us/res':>12}{'+mapping':>10}")
     medians = {}
     for mode, runs in results.items():
         med = statistics.median(r["resources_per_s"] for r in runs)
         medians[mode] = med
-        print(f"{'on' if mode else 'off':<12}"
+        print(f"{mode:<16}"
               f"{statistics.median(r['records_per_s'] for r in runs):>12,.0f}{med:>14,.0f}"
               f"{runs[0]['created'] + runs[0]['updated']:>10,}{runs[0]['rejected']:>10}"
               f"{runs[0]['held']:>6}{statistics.median(r['seconds'] for r in runs):>9.0f}"
               f"{statistics.median(r['cpu_us'] for r in runs):>12,.0f}"
               f"{statistics.median(r['child_cpu_us'] for r in runs):>10,.0f}")
-    if len(medians) == 2:
-        print(f"ratio validation on/off: {medians[True] / medians[False]:.2f} "
+    if "validation off" in medians:
+        print(f"ratio validation on/off: {medians['on'] / medians['validation off']:.2f} "
               "(goal: >= 0.5)")
-    print(f"store: {results[True][0]['bytes'] / 2**30:,.2f} GiB on disk at the end "
+    if "derivations off" in medians:
+        print(f"ratio derivations on/off: {medians['on'] / medians['derivations off']:.2f}")
+    print(f"store: {results['on'][0]['bytes'] / 2**30:,.2f} GiB on disk at the end "
           "(database, WAL)")
     print(f"peak RSS: this process {rss_mb:,.0f} MB (feed generation included), "
           f"mapping process {child_mb:,.0f} MB"
