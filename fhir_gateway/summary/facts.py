@@ -835,10 +835,14 @@ def conflict_issue_id(patient_id: str) -> str:
 
 
 def is_stored_conflict(resource: dict[str, Any]) -> bool:
-    """Whether `resource` is the gateway's stored CPR-conflict issue of its Patient."""
+    """Whether `resource` is the gateway's stored CPR-conflict issue of its Patient (a
+    feed's resource, even under that id, never is: it carries the feed's partner tag)."""
     pids = reference_ids([resource.get("patient")], "Patient")
+    tags = (resource.get("meta") or {}).get("tag")
     return resource.get("resourceType") == "DetectedIssue" and len(pids) == 1 \
-        and resource.get("id") == conflict_issue_id(pids[0])
+        and resource.get("id") == conflict_issue_id(pids[0]) \
+        and not any(isinstance(tag, dict) and tag.get("system") == PARTNER_TAG_SYSTEM
+                    for tag in (tags if isinstance(tags, list) else []))
 
 
 def is_cpr_record(r: dict[str, Any]) -> bool:

@@ -30,6 +30,7 @@ from summary_kit import (
 )
 
 from fhir_gateway.fhir.repository import Repository
+from fhir_gateway.ingest.model import PARTNER_TAG_SYSTEM
 from fhir_gateway.pipeline.service import IngestService
 from fhir_gateway.store.base import StoreEngine
 from fhir_gateway.store.query import IndexQuery
@@ -278,3 +279,26 @@ def _plain(issue: dict[str, Any]) -> str:
     """What an issue says, without ids and times that differ between loads."""
     return f"{issue['code']['text']}|{issue['detail']}|{len(issue['implicated'])}"
 
+
+
+def test_a_partners_own_issue_under_that_id_is_shown_until_the_gateway_needs_it(
+        http: TestClient) -> None:
+    """The id is the gateway's: a partner's DetectedIssue written there first (it carries
+    the partner's tag) is the partner's recorded issue, shown as such, until a conflict
+    arises; then the gateway's replaces it and the history keeps the partner's."""
+    rec = Record(http)
+    issue_id = conflict_issue_id(rec.pid)
+    partners = {"resourceType": "DetectedIssue", "id": issue_id, "status": "final",
+                "meta": {"tag": [{"system": PARTNER_TAG_SYSTEM, "code": "hospice"}]},
+                "code": {"text": "Family dispute over care"},
+                "patient": {"reference": f"Patient/{rec.pid}"}}
+    assert http.put(f"{ISSUES}/{issue_id}", json=partners).status_code == 201
+    doc = document(http, by_nhs(rec.nhs))
+    assert [i["id"] for i in doc.cited("alerts")] == [issue_id]
+    rec.cpr("not-attempt", "2026-01-01", GP)
+    rec.cpr("attempt", "2026-03-01", HOSPICE)
+    [issue] = issues_of(http, rec.pid)
+    assert issue["code"]["coding"][0]["code"] == "partner-conflict" and "tag" not in issue["meta"]
+    assert document(http, by_nhs(rec.nhs)).cited("alerts") == []
+    first = http.get(f"{ISSUES}/{issue_id}/_history/1").json()
+    assert first["code"]["text"] == "Family dispute over care"
