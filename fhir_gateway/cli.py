@@ -18,6 +18,7 @@ from .cliargs import port_number, positive
 from .config import BASE_URL_NEEDED, DEFAULT_STORE, Settings, base_url_problem
 from .pipeline import cli as ingest_cli
 from .security import cli as security_cli
+from .summary import cli as summary_cli
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -35,6 +36,7 @@ def _parser() -> argparse.ArgumentParser:
                        choices=["critical", "error", "warning", "info", "debug"])
     security_cli.add_commands(sub)
     ingest_cli.add_commands(sub)
+    summary_cli.add_commands(sub)
     _store_on_every_command(parser)
     return parser
 
@@ -153,6 +155,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return status
         if args.command in ("ingest", "demo", "review", "mllp"):
             return ingest_cli.run(args, settings)
+        if args.command == "conflicts":
+            return summary_cli.run(args, settings)
     except Exception as exc:
         print(f"fhir-gateway: {exc}", file=sys.stderr)
         return 1

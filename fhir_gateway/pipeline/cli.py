@@ -86,7 +86,7 @@ def _ingest(args: argparse.Namespace, settings: Settings) -> int:
     else:
         total = service.ingest_paths(args.partner, args.paths,
                                      on_unreadable=unreadable.append)
-    _audit_write(service.loader.repo, settings, total,
+    audit_write(service.loader.repo, settings, total,
                  command=f"fhir-gateway ingest --partner {args.partner} "
                          + " ".join(Path(p).name for p in args.paths),
                  destination=f"cli:{args.partner}",
@@ -115,7 +115,7 @@ def _ingest(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _audit_write(repository: Any, settings: Settings, summary: Any, *, command: str,
+def audit_write(repository: Any, settings: Settings, summary: Any, *, command: str,
                  destination: str, description: str, subtype: str = "create") -> None:
     """The AuditEvents of a command that wrote the shared record (`ingest`, `demo`,
     `review resolve`), as the HTTP routes record theirs: an operator's writes are on the
@@ -159,7 +159,7 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
     service = _service(settings, bulk=True)
     for partner, paths in files.items():
         summary = service.ingest_paths(partner, paths)
-        _audit_write(service.loader.repo, settings, summary,
+        audit_write(service.loader.repo, settings, summary,
                      command=f"fhir-gateway demo --people {args.people}",
                      destination=f"cli:{partner}",
                      description=f"synthetic {partner} feed loaded by the demo")
@@ -181,7 +181,7 @@ def _review(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     summary = loader.resolve_held(args.key, patient_id=None if args.create else args.patient)
     choice = "--create" if args.create else f"--patient {args.patient}"
-    _audit_write(loader.repo, settings, summary,
+    audit_write(loader.repo, settings, summary,
                  command=f"fhir-gateway review resolve {args.key} {choice}",
                  destination=f"cli:review/{args.key}",
                  description=f"held record {args.key} settled by a reviewer ({choice})",

@@ -16,15 +16,18 @@ transaction commits, so it commits or rolls back with the decision that caused i
 Its `identifiedDateTime` is when the newest of the disagreeing decisions was stored, so
 loading the same data again changes nothing.
 
-What it cannot know: a decision passing its review date changes no stored data, so the
-stored issue is worked out again only at the person's next change. `$emergency-summary`
-works conflicts out afresh on every call and never shows this stored issue as well.
+What it cannot know by itself: a decision passing its review date changes no stored
+data, and a store loaded before this existed holds no issues. `refresh_all` (the command
+`fhir-gateway conflicts refresh`) works every person's out again: run it after an upgrade,
+and daily. `$emergency-summary` works conflicts out afresh on every call and never shows
+this stored issue as well.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -34,8 +37,10 @@ from ..fhir.interceptors import InterceptorChain
 from ..fhir.request import FhirRequest
 from ..security.consent import local_refs, reference_ids
 from ..store.base import StoreError
+from ..store.query import Criterion, IndexQuery, TokenPredicate
 from . import document
-from .facts import Facts, conflict_issue_id, gather, is_cpr_record
+from . import terms as t
+from .facts import Facts, conflict_issue_id, gather, is_cpr_record, is_stored_conflict
 from .terms import LONDON
 
 if TYPE_CHECKING:
@@ -86,10 +91,15 @@ class CprConflictRecord:
             target = session.current(rtype, rid)
             if target is not None and not target.deleted and target.body:
                 pids.update(_patients_of_decision(jsonio.loads_trusted(target.body)))
+        self.work_out(ctx, session, pids)
+
+    def work_out(self, ctx: FhirContext, session: StoreSession, pids: set[str],
+                 done: Refreshed | None = None) -> None:
+        """Each Patient's issue made to agree with its decisions; counted in `done`."""
         for pid in sorted(pids):
             try:
                 with session.savepoint():
-                    self._one(ctx, session, pid)
+                    outcome = self._one(ctx, session, pid)
             except StoreError:
                 raise  # the store itself failed: the whole transaction must
             except Exception:
@@ -97,8 +107,12 @@ class CprConflictRecord:
                 # $emergency-summary still works the conflict out, and this is logged.
                 log.exception("the stored CPR-conflict DetectedIssue of Patient/%s could "
                               "not be brought up to date", pid)
+                outcome = "failed"
+            if done is not None:
+                done.count(pid, outcome)
 
-    def _one(self, ctx: FhirContext, session: StoreSession, pid: str) -> None:
+    def _one(self, ctx: FhirContext, session: StoreSession, pid: str) -> str | None:
+        """What became of the Patient's issue: created, updated, deleted or None."""
         issue_id = conflict_issue_id(pid)
         wanted = None
         current = session.current("Patient", pid)
@@ -108,11 +122,80 @@ class CprConflictRecord:
             wanted = stored_issue(gather(ctx, request, patient,
                                           today=(self.today or london_today)()), issue_id)
         if wanted is not None:
-            ctx.repository.update(wanted, rtype="DetectedIssue", rid=issue_id, session=session)
-            return
+            result = ctx.repository.update(wanted, rtype="DetectedIssue", rid=issue_id,
+                                           session=session)
+            return None if not result.changed else "created" if result.created else "updated"
         existing = session.current("DetectedIssue", issue_id)
         if existing is not None and not existing.deleted:
             ctx.repository.delete("DetectedIssue", issue_id, session=session)
+            return "deleted"
+        return None
+
+
+@dataclass(slots=True)
+class Refreshed:
+    """What `refresh_all` did."""
+
+    people: int = 0
+    created: int = 0
+    updated: int = 0
+    deleted: int = 0
+    failed: int = 0
+    #: the Patients whose issue changed (for the audit trail)
+    patients: list[str] = field(default_factory=list)
+
+    def count(self, pid: str, outcome: str | None) -> None:
+        self.people += 1
+        if outcome is not None:
+            setattr(self, outcome, getattr(self, outcome) + 1)
+            if outcome != "failed":
+                self.patients.append(pid)
+
+    def counts(self) -> dict[str, int]:
+        return {"people checked": self.people, "created": self.created,
+                "updated": self.updated, "deleted": self.deleted, "failed": self.failed}
+
+
+def refresh_all(repository: Repository, *, batch: int = 200,
+                today: Callable[[], date] | None = None) -> Refreshed:
+    """Work out every person's stored issue again: each live Patient's, and each stored
+    issue's Patient (one deleted since keeps none). One write transaction per `batch`
+    people, so other writers wait a moment at most; partners may write meanwhile, and
+    their writes keep the issues in step themselves."""
+    record = CprConflictRecord(today)
+    done = Refreshed()
+    seen: set[str] = set()
+    for pids in _batches(repository, batch, seen):
+        with repository.transaction() as session:
+            record.work_out(FhirContext(repository, InterceptorChain(), session=session),
+                            session, pids, done)
+    return done
+
+
+def _batches(repository: Repository, batch: int, seen: set[str]) -> Iterator[set[str]]:
+    """Patient ids to work out, `batch` at a time: every live Patient, then the Patients
+    of stored issues not yet seen."""
+    code = Criterion("code", "token", [TokenPredicate(t.DETECTED_ISSUE_TYPE,
+                                                      "partner-conflict")])
+    for rtype, criteria in (("Patient", []), ("DetectedIssue", [code])):
+        after = None
+        while True:
+            with repository.engine.session(write=False) as s:
+                found = s.find(IndexQuery(rtype=rtype, criteria=criteria, after=after,
+                                          limit=batch))
+            if not found.rows:
+                break
+            after = found.keys[-1]
+            pids = set()
+            for row in found.rows:
+                if rtype == "Patient":
+                    pids.add(row.rid)
+                elif row.body and is_stored_conflict(issue := jsonio.loads_trusted(row.body)):
+                    pids.update(reference_ids([issue.get("patient")], "Patient"))
+            pids -= seen
+            seen.update(pids)
+            if pids:
+                yield pids
 
 
 def _patients_of_decision(r: dict[str, Any]) -> list[str]:
