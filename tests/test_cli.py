@@ -68,6 +68,7 @@ def test_every_command_takes_store_after_its_name(tmp_path: Path) -> None:
     extract.write_text("NHS Number,Surname\n")  # a header only: nothing to load
     for args in (("client", "list", "--store", store), ("audit", "verify", "--store", store),
                  ("review", "list", "--store", store),
+                 ("conflicts", "refresh", "--store", store),
                  ("ingest", "--partner", "gp", "--store", store, str(extract))):
         result = run(*args)
         assert result.returncode != 2 and "unrecognized" not in result.stderr, (args, result)
