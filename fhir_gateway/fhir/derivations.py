@@ -24,6 +24,18 @@ if TYPE_CHECKING:
 
 #: rounds of derivation per commit: a derivation's own writes may concern another one
 MAX_ROUNDS = 3
+#: the tag on every resource a derivation writes (its code names the derivation); a
+#: partner feed's writes never carry it (the security layer strips it)
+DERIVED_TAG_SYSTEM = "https://fhir.shared-care-record.example/CodeSystem/derived-by-gateway"
+
+
+def is_derived(resource: dict[str, Any], code: str | None = None) -> bool:
+    """Whether the gateway wrote `resource` as a derivation (of `code`, when given)."""
+    tags = (resource.get("meta") or {}).get("tag") if isinstance(resource.get("meta"),
+                                                                  dict) else None
+    return any(isinstance(t, dict) and t.get("system") == DERIVED_TAG_SYSTEM
+               and (code is None or t.get("code") == code)
+               for t in (tags if isinstance(tags, list) else []))
 
 
 class Derivation(Protocol):

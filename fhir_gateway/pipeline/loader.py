@@ -25,6 +25,7 @@ from typing import Any
 
 from .. import jsonio
 from ..errors import Conflict, GatewayError, Issue, NotFound, Unprocessable
+from ..fhir.derivations import DERIVED_TAG_SYSTEM, is_derived
 from ..fhir.repository import ProfileChecked, Repository, WriteResult, new_id
 from ..ingest.model import (
     NHS_NUMBER_SYSTEM,
@@ -938,6 +939,8 @@ class Loader:
         for stored in self.repo.find(compartment, session=s).rows:
             if stored.rtype == "Patient" or stored.body is None:
                 continue
+            if DERIVED_TAG_SYSTEM in stored.body and is_derived(jsonio.loads_trusted(stored.body)):
+                continue  # the gateway's own (a derivation works the survivor's out anew)
             text = stored.body.replace(f'"Patient/{loser}"', f'"Patient/{survivor}"')
             if text != stored.body:
                 repoint(self.repo.update(jsonio.loads_trusted(text), rtype=stored.rtype,

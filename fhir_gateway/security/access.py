@@ -31,6 +31,7 @@ from ..auth.registry import ClientRegistry
 from ..auth.scopes import grant
 from ..auth.server import REGISTRATION_CLAIM
 from ..errors import BadRequest, Conflict, GatewayError, Unprocessable
+from ..fhir.derivations import DERIVED_TAG_SYSTEM
 from ..fhir.interactions import CURRENT_VERSION, DEFERRED_CHECKS, SEARCH_MODE
 from ..fhir.interceptors import BaseInterceptor
 from ..fhir.repository import Repository, new_id
@@ -511,7 +512,9 @@ def _stamp(resource: dict[str, Any], caller: SecureCaller) -> None:
         # named here: stamping would otherwise drop or trip over it before validation
         raise BadRequest("meta must be an object and meta.tag an array of Codings",
                          expression=f"{resource.get('resourceType')}.meta")
-    tags = [t for t in tag or [] if t.get("system") not in (PARTNER_TAG_SYSTEM, ODS_SYSTEM)]
+    # the gateway's own marks are never a feed's to set (a derived resource is the gateway's)
+    tags = [t for t in tag or [] if t.get("system") not in (PARTNER_TAG_SYSTEM, ODS_SYSTEM,
+                                                            DERIVED_TAG_SYSTEM)]
     tags.append({"system": PARTNER_TAG_SYSTEM, "code": caller.partner})
     if caller.organization:
         tags.append({"system": ODS_SYSTEM, "code": caller.organization})

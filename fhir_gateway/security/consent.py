@@ -95,10 +95,16 @@ class ConsentPolicy:
         """The Patients whose record `resource` tells of: its compartment's and, for a
         Provenance, its targets' (ingest's Provenance names only the resources a record
         changed, which leaves it outside the compartment when the Patient was unchanged;
-        it is hidden exactly when a target is). `memo`: per request, never shared."""
+        it is hidden exactly when a target is) and, for a DetectedIssue, the current
+        patients of what it implicates. `memo`: per request, never shared."""
         patients = self.patients_of(resource)
-        if resource.get("resourceType") == "Provenance":
-            patients += self._target_patients(resource, memo)
+        rtype = resource.get("resourceType")
+        if rtype == "Provenance":
+            patients += self._target_patients(resource.get("target"), memo)
+        elif rtype == "DetectedIssue":
+            # it tells of the records it implicates: a decision since re-filed to a hidden
+            # person must not be read through an issue about the person it was on
+            patients += self._target_patients(resource.get("implicated"), memo)
         return patients
 
     def patients_of(self, resource: dict[str, Any]) -> list[str]:
@@ -120,11 +126,12 @@ class ConsentPolicy:
                 continue
         return out
 
-    def _target_patients(self, prov: dict[str, Any], memo: dict[str, Any]) -> list[str]:
-        """The patients of a Provenance's non-Patient targets: one read for all of them (a
-        deleted target costs a look at its last version, up to MAX_DELETED_TARGETS)."""
+    def _target_patients(self, references: Any, memo: dict[str, Any]) -> list[str]:
+        """The patients of the non-Patient resources `references` name (a Provenance's
+        targets): one read for all of them (a deleted target costs a look at its last
+        version, up to MAX_DELETED_TARGETS)."""
         compartment = patient_compartment()
-        wanted = {(t, i) for t, i in local_refs(prov.get("target") or [])
+        wanted = {(t, i) for t, i in local_refs(references or [])
                   if t != "Patient" and t in compartment}
         todo = sorted(k for k in wanted if f"{_TARGET_MEMO}{k[0]}/{k[1]}" not in memo)
         if todo:

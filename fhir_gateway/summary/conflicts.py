@@ -2,16 +2,20 @@
 
 INTERFACE.md holds "two partners disagree on a safety fact" as a `DetectedIssue`
 referencing both, so a clinician's system searching `DetectedIssue?patient=...` finds it,
-not only a crew reading `$emergency-summary`. One per person, with an id derived from the
-Patient's (`facts.conflict_issue_id`): created when the person's current decisions come to
+not only a crew reading `$emergency-summary`. One per person: its id is random (no caller
+can work it out, and so none can learn from a refused write that it exists), kept in the
+store's system records per Patient (`stored_issue_id`), and it carries the gateway's derived
+tag (`facts.is_stored_conflict`), which no partner feed's write can; the gateway never
+changes a resource it did not write. Created when the person's current decisions come to
 differ, updated when what differs changes, and deleted when they agree again (its history
 keeps what it said). "Current" and "differ" are the summary's own rules (`facts.gather`,
 `Facts.conflict`), judged with no caller's restrictions, so the stored issue and the
 summary's agree on the day the data changed.
 
 It is kept in step by the repository (`fhir.derivations`): every change to a CPR decision
-(an Observation, Flag or advance-directive Consent, before or after), and every Provenance
-naming one, marks its Patient, and the issue is worked out again just before the
+(an Observation, Flag or advance-directive Consent, before or after), every Provenance
+naming a decision's current version (or none), and a Patient's creation or deletion mark
+the Patient, and the issue is worked out again just before the
 transaction commits, so it commits or rolls back with the decision that caused it.
 Its `identifiedDateTime` is when the newest of the disagreeing decisions was stored, so
 loading the same data again changes nothing.
@@ -26,21 +30,24 @@ this stored issue as well.
 from __future__ import annotations
 
 import logging
+import re
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
 from .. import jsonio
+from ..fhir.derivations import DERIVED_TAG_SYSTEM
 from ..fhir.interactions import FhirContext
 from ..fhir.interceptors import InterceptorChain
 from ..fhir.request import FhirRequest
-from ..security.consent import local_refs, reference_ids
+from ..security.consent import reference_ids
 from ..store.base import StoreError
 from ..store.query import Criterion, IndexQuery, TokenPredicate
 from . import document
 from . import terms as t
-from .facts import Facts, conflict_issue_id, gather, is_cpr_record, is_stored_conflict
+from .facts import CONFLICT_TAG_CODE, Facts, gather, is_cpr_record, is_stored_conflict
 from .terms import LONDON
 
 if TYPE_CHECKING:
@@ -52,6 +59,16 @@ log = logging.getLogger("fhir_gateway.summary.conflicts")
 #: the types that can hold a CPR decision (`facts.is_cpr_record`)
 DECISION_TYPES = frozenset({"Observation", "Flag", "Consent"})
 _TARGET = "target:"
+#: system records: Patient id -> {"id": its stored issue's id}
+ISSUE_IDS = "cpr-conflict-issue"
+_VERSIONED = re.compile(r"^(?:.*/)?([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})"
+                        r"(?:/_history/([0-9]+))?$")
+
+
+def stored_issue_id(session: StoreSession, pid: str) -> str | None:
+    """The id of the Patient's stored CPR-conflict issue, if one was ever stored."""
+    found = (session.record_get(ISSUE_IDS, pid) or {}).get("id")
+    return found if isinstance(found, str) else None
 
 
 def london_today() -> date:
@@ -61,23 +78,28 @@ def london_today() -> date:
 class CprConflictRecord:
     """Keeps each Patient's stored CPR-conflict DetectedIssue in step (a Derivation)."""
 
-    watches = frozenset({*DECISION_TYPES, "Provenance"})
+    watches = frozenset({*DECISION_TYPES, "Provenance", "Patient"})
 
     def __init__(self, today: Callable[[], date] | None = None) -> None:
         """`today`: the London day review dates are judged on (default: the clock's)."""
         self.today = today
 
     def touched(self, before: dict[str, Any] | None, after: dict[str, Any] | None) -> set[str]:
-        """Keys: `Patient/<id>` of a CPR decision's person; `target:<Type>/<id>` of each
-        decision a Provenance names (who recorded a decision decides whose it is, and a
-        feed writing over REST sends the Provenance after the decision)."""
+        """Keys: `Patient/<id>` of a CPR decision's person, and of a Patient created or
+        deleted (decisions may name it before it exists, and a deleted one keeps no
+        issue); `target:<Type>/<id>[/<version>]` of each decision a Provenance names (who
+        recorded a decision decides whose it is, and a feed writing over REST sends the
+        Provenance after the decision)."""
         keys: set[str] = set()
         for r in (before, after):
             if r is None:
                 continue
-            if r.get("resourceType") == "Provenance":
-                keys.update(f"{_TARGET}{rtype}/{rid}" for rtype, rid
-                            in local_refs(r.get("target")) if rtype in DECISION_TYPES)
+            rtype = r.get("resourceType")
+            if rtype == "Patient":
+                if (before is None) != (after is None) and r.get("id"):
+                    keys.add(f"Patient/{r['id']}")
+            elif rtype == "Provenance":
+                keys.update(_decision_targets(r.get("target")))
             else:
                 keys.update(f"Patient/{pid}" for pid in _patients_of_decision(r))
         return keys
@@ -87,9 +109,13 @@ class CprConflictRecord:
         ctx = FhirContext(repository, InterceptorChain(), session=session)
         pids = {k.removeprefix("Patient/") for k in keys if k.startswith("Patient/")}
         for key in sorted(k for k in keys if k.startswith(_TARGET)):
-            rtype, _, rid = key.removeprefix(_TARGET).partition("/")
+            rtype, rid, version = [*key.removeprefix(_TARGET).split("/"), ""][:3]
             target = session.current(rtype, rid)
-            if target is not None and not target.deleted and target.body:
+            # a Provenance of an old version changes no decision's source: only the
+            # version that last changed a decision counts, and that is the current one
+            # (a merge's re-pointing aside), or a Provenance naming no version
+            if target is not None and not target.deleted and target.body \
+                    and version in ("", str(target.version)):
                 pids.update(_patients_of_decision(jsonio.loads_trusted(target.body)))
         self.work_out(ctx, session, pids)
 
@@ -113,20 +139,30 @@ class CprConflictRecord:
 
     def _one(self, ctx: FhirContext, session: StoreSession, pid: str) -> str | None:
         """What became of the Patient's issue: created, updated, deleted or None."""
-        issue_id = conflict_issue_id(pid)
+        issue_id = stored_issue_id(session, pid)
         wanted = None
         current = session.current("Patient", pid)
         if current is not None and not current.deleted and current.body:
             patient = jsonio.loads_trusted(current.body)
             request = FhirRequest(method="GET", path=f"Patient/{pid}")
             wanted = stored_issue(gather(ctx, request, patient,
-                                          today=(self.today or london_today)()), issue_id)
+                                         today=(self.today or london_today)()))
+        existing = session.current("DetectedIssue", issue_id) if issue_id else None
+        if existing is not None and not existing.deleted and existing.body \
+                and not is_stored_conflict(jsonio.loads_trusted(existing.body)):
+            # not the gateway's (written over it with auth off): never changed; a new id
+            log.warning("DetectedIssue/%s is no longer the gateway's; Patient/%s's stored "
+                        "CPR-conflict issue gets a new id", issue_id, pid)
+            issue_id, existing = None, None
         if wanted is not None:
+            if issue_id is None:
+                issue_id = str(uuid.uuid4())
+                session.record_put(ISSUE_IDS, pid, {"id": issue_id})
+            wanted["id"] = issue_id
             result = ctx.repository.update(wanted, rtype="DetectedIssue", rid=issue_id,
                                            session=session)
             return None if not result.changed else "created" if result.created else "updated"
-        existing = session.current("DetectedIssue", issue_id)
-        if existing is not None and not existing.deleted:
+        if issue_id is not None and existing is not None and not existing.deleted:
             ctx.repository.delete("DetectedIssue", issue_id, session=session)
             return "deleted"
         return None
@@ -204,14 +240,30 @@ def _patients_of_decision(r: dict[str, Any]) -> list[str]:
     return reference_ids([r.get("subject"), r.get("patient")], "Patient")
 
 
-def stored_issue(facts: Facts, issue_id: str) -> dict[str, Any] | None:
-    """The DetectedIssue to store for these facts (None when the decisions agree)."""
+def _decision_targets(references: Any) -> set[str]:
+    """`target:` keys of the decision types a Provenance's targets name."""
+    out = set()
+    for node in references if isinstance(references, list) else []:
+        ref = node.get("reference") if isinstance(node, dict) else None
+        m = _VERSIONED.match(ref) if isinstance(ref, str) else None
+        if m and m.group(1) in DECISION_TYPES:
+            out.add(f"{_TARGET}{m.group(1)}/{m.group(2)}"
+                    + (f"/{m.group(3)}" if m.group(3) else ""))
+    return out
+
+
+def stored_issue(facts: Facts) -> dict[str, Any] | None:
+    """The DetectedIssue to store for these facts, without its id (None when the
+    decisions agree)."""
     identified = max((str((f.resource.get("meta") or {}).get("lastUpdated") or "")
                       for f in facts.cpr), default="")
     issue = document.detected_issue(facts, identified=identified)
     if issue is None:
         return None
-    issue["id"] = issue_id
+    del issue["id"]
+    issue["meta"] = {**issue.get("meta", {}), "tag": [
+        {"system": DERIVED_TAG_SYSTEM, "code": CONFLICT_TAG_CODE,
+         "display": "Derived by the gateway from partners' CPR decisions"}]}
     issue["status"] = "final"
     if not identified:
         del issue["identifiedDateTime"]

@@ -53,17 +53,17 @@ What "current" means (the rules a crew relies on):
 from __future__ import annotations
 
 import dataclasses
-import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
+from ..fhir.derivations import is_derived
 from ..fhir.interactions import FhirContext, visible
 from ..fhir.request import FhirRequest
 from ..ingest import IngestError, Mapping, cached_mapping
 from ..pipeline.merge import ELEMENT_STAMPS, is_repoint, said_not_deceased
-from ..security.consent import PARTNER_TAG_SYSTEM, ods_codes, reference_ids, speaks_for
+from ..security.consent import PARTNER_TAG_SYSTEM, ods_codes, speaks_for
 from ..store.base import StoredVersion
 from ..store.query import Criterion, IndexQuery, ReferencePredicate, SortKey
 from . import terms as t
@@ -87,7 +87,6 @@ ACTIVE_PLAN = frozenset({"active", "on-hold"})
 TOOK_EFFECT = ACTIVE_PLAN | {"completed", "revoked"}
 ON_HOLD = "ON HOLD: its author has suspended it; check before acting on it"
 LPA_HELD = "Holds Lasting Power of Attorney for health and welfare"
-_CONFLICT_ID_NAMESPACE = f"{t.CANONICAL}/cpr-conflict/Patient/"
 #: a decision the summary holds but cannot read (`Fact.code`)
 NOT_UNDERSTOOD = "not-understood"
 
@@ -828,21 +827,16 @@ def _telecoms(r: dict[str, Any], today: date) -> tuple[list[str], bool]:
     return phones + others + old, bool(phones)
 
 
-def conflict_issue_id(patient_id: str) -> str:
-    """The id of the gateway's stored CPR-conflict DetectedIssue of this Patient
-    (`conflicts`)."""
-    return str(uuid.uuid5(uuid.NAMESPACE_URL, _CONFLICT_ID_NAMESPACE + patient_id))
+#: the code of the derived tag (`fhir.derivations`) on the gateway's stored CPR-conflict
+#: DetectedIssue (`conflicts`)
+CONFLICT_TAG_CODE = "cpr-conflict"
 
 
 def is_stored_conflict(resource: dict[str, Any]) -> bool:
-    """Whether `resource` is the gateway's stored CPR-conflict issue of its Patient (a
-    feed's resource, even under that id, never is: it carries the feed's partner tag)."""
-    pids = reference_ids([resource.get("patient")], "Patient")
-    tags = (resource.get("meta") or {}).get("tag")
-    return resource.get("resourceType") == "DetectedIssue" and len(pids) == 1 \
-        and resource.get("id") == conflict_issue_id(pids[0]) \
-        and not any(isinstance(tag, dict) and tag.get("system") == PARTNER_TAG_SYSTEM
-                    for tag in (tags if isinstance(tags, list) else []))
+    """Whether `resource` is the gateway's stored CPR-conflict issue: it carries the
+    gateway's derived tag, which a partner feed's writes never do."""
+    return resource.get("resourceType") == "DetectedIssue" \
+        and is_derived(resource, CONFLICT_TAG_CODE)
 
 
 def is_cpr_record(r: dict[str, Any]) -> bool:

@@ -163,3 +163,32 @@ def test_a_reviewer_cannot_make_a_new_patient_for_a_merged_away_nhs_number(
     holders = [p for p in all_of(merged.repo, "Patient")
                if {"system": NHS_NUMBER_SYSTEM, "value": "9000000009"} in p.get("identifier", [])]
     assert holders == [] and merged.list_held() == []
+
+
+def test_a_merge_leaves_the_gateways_conflict_issue_to_the_gateway(engine: StoreEngine) -> None:
+    """The merged-away person's stored CPR-conflict issue is the gateway's, not a partner
+    fact: the merge does not re-point it (its Provenance would credit the hospital with
+    it); the issue goes with the merged-away record, and the survivor gets its own."""
+    from fhir_gateway.fhir.derivations import is_derived
+
+    loader = Loader(Repository(engine), clock=clock)
+    old = person("9000000009", "G1", "gp")
+    loader.ingest([record(old, "gp", "r1", dnacpr())])
+    attempt = {**dnacpr(), "identifier": [{"system": "https://acute.example/Id/cpr",
+                                          "value": "A1"}],
+               "effectiveDateTime": "2026-02-12", "valueCodeableConcept": {"coding": [
+                   {"system": "http://snomed.info/sct", "code": "450475007"}]}}
+    loader.ingest([record(person("9000000009", "A-OLD", "acute"), "acute", "a1", attempt)])
+    [before] = all_of(loader.repo, "DetectedIssue")
+    loser = before["patient"]["reference"]
+    survivor = person("9434765919", "RXA-NEW", "acute")
+    summary = loader.ingest([record(survivor, "acute", "m2", event="A40", merge_from=old)])
+    assert summary.rejected == 0, summary.rejections
+    [after] = all_of(loader.repo, "DetectedIssue")
+    assert after["patient"]["reference"] != loser and is_derived(after)
+    assert after["id"] != before["id"]
+    history = loader.repo.history(rtype="DetectedIssue", rid=before["id"]).versions
+    assert all(loser in (v.body or loser) for v in history)  # never re-pointed
+    targets = [t["reference"] for p in all_of(loader.repo, "Provenance")
+               for t in p.get("target", [])]
+    assert not any(t.startswith("DetectedIssue/") for t in targets)
