@@ -47,6 +47,8 @@ def date_range(text: str) -> tuple[str, str]:
 
 
 def _date_range(text: str) -> tuple[str, str]:
+    if not isinstance(text, str):  # a JSON number where FHIR JSON has a string
+        raise BadDate(f"{text!r} is not a FHIR date or dateTime (a JSON string)")
     m = _DATE.fullmatch(text.strip())
     if not m:
         raise BadDate(f"{text!r} is not a FHIR date or dateTime")

@@ -35,7 +35,8 @@ from fhir_gateway.pipeline.service import IngestService
 from fhir_gateway.store.base import StoreEngine
 from fhir_gateway.store.query import IndexQuery
 from fhir_gateway.summary import conflicts
-from fhir_gateway.summary.facts import conflict_issue_id
+from fhir_gateway.summary.conflicts import stored_issue_id
+from fhir_gateway.summary.facts import is_stored_conflict
 from fhir_gateway.validation import default_validator
 from gatewaykit import make_engine
 
@@ -55,6 +56,12 @@ def issues_of(http: TestClient, pid: str) -> list[dict[str, Any]]:
     return [e["resource"] for e in resp.json().get("entry", [])]
 
 
+def issue_id_of(http: TestClient, pid: str) -> str | None:
+    engine = http.app.state.fhir_router.repository.engine
+    with engine.session(write=False) as session:
+        return stored_issue_id(session, pid)
+
+
 def implicated(issue: dict[str, Any]) -> set[str]:
     return {i["reference"] for i in issue["implicated"]}
 
@@ -69,7 +76,7 @@ def test_disagreeing_partners_get_one_stored_issue_naming_both(http: TestClient)
     assert issues_of(http, rec.pid) == []
     hospice = rec.cpr("attempt", "2026-03-01", HOSPICE)
     [issue] = issues_of(http, rec.pid)
-    assert issue["id"] == conflict_issue_id(rec.pid)
+    assert issue["id"] == issue_id_of(http, rec.pid) and is_stored_conflict(issue)
     assert implicated(issue) == {ref(gp), ref(hospice)}
     assert issue["patient"] == {"reference": f"Patient/{rec.pid}"}
     assert issue["status"] == "final" and issue["severity"] == "high"
@@ -88,8 +95,8 @@ def test_agreement_deletes_the_issue_and_a_new_conflict_brings_it_back(
     rec = Record(http)
     rec.cpr("not-attempt", "2026-01-01", GP)
     rec.cpr("attempt", "2026-03-01", HOSPICE)
-    issue_id = conflict_issue_id(rec.pid)
-    assert len(issues_of(http, rec.pid)) == 1
+    [first] = issues_of(http, rec.pid)
+    issue_id = first["id"]
     # the hospice's newer form agrees with the GP: nothing to flag any more
     rec.cpr("not-attempt", "2026-04-01", HOSPICE)
     assert issues_of(http, rec.pid) == []
@@ -169,7 +176,7 @@ def test_the_summary_shows_its_own_issue_not_the_stored_one_too(http: TestClient
     assert len(issues_of(http, rec.pid)) == 1
     doc = document(http, by_nhs(rec.nhs))
     [issue] = doc.of_type("DetectedIssue")
-    assert issue["id"] != conflict_issue_id(rec.pid)  # the document's, made for this call
+    assert issue["id"] != issue_id_of(http, rec.pid)  # the document's, made for this call
     assert doc.cited("alerts") == []
     assert "Recorded issue" not in json.dumps(doc.composition)
 
@@ -239,7 +246,8 @@ def test_feeds_store_an_issue_for_each_conflict_expected_and_no_other(
     assert conflicted and len(issues) == len(conflicted)
     for person in conflicted:
         patient = _patient_of(fed, person["nhs"])
-        issue = issues[conflict_issue_id(patient["id"])]
+        [issue] = [i for i in issues.values()
+                   if i["patient"]["reference"] == f"Patient/{patient['id']}"]
         with fed.session(write=False) as s:
             decisions = [json.loads(s.current(*i["reference"].split("/")).body)
                          for i in issue["implicated"]]
@@ -281,24 +289,81 @@ def _plain(issue: dict[str, Any]) -> str:
 
 
 
-def test_a_partners_own_issue_under_that_id_is_shown_until_the_gateway_needs_it(
-        http: TestClient) -> None:
-    """The id is the gateway's: a partner's DetectedIssue written there first (it carries
-    the partner's tag) is the partner's recorded issue, shown as such, until a conflict
-    arises; then the gateway's replaces it and the history keeps the partner's."""
+def test_a_partners_own_issue_is_the_partners_and_never_changed(http: TestClient) -> None:
+    """A partner's DetectedIssue about the person is shown as its recorded issue, and the
+    gateway's stored conflict issue is another resource: the gateway never writes over,
+    deletes or hides what it did not write."""
     rec = Record(http)
-    issue_id = conflict_issue_id(rec.pid)
-    partners = {"resourceType": "DetectedIssue", "id": issue_id, "status": "final",
+    partners = {"resourceType": "DetectedIssue", "id": "hospice-issue", "status": "final",
                 "meta": {"tag": [{"system": PARTNER_TAG_SYSTEM, "code": "hospice"}]},
                 "code": {"text": "Family dispute over care"},
                 "patient": {"reference": f"Patient/{rec.pid}"}}
-    assert http.put(f"{ISSUES}/{issue_id}", json=partners).status_code == 201
-    doc = document(http, by_nhs(rec.nhs))
-    assert [i["id"] for i in doc.cited("alerts")] == [issue_id]
+    assert http.put(f"{ISSUES}/hospice-issue", json=partners).status_code == 201
     rec.cpr("not-attempt", "2026-01-01", GP)
     rec.cpr("attempt", "2026-03-01", HOSPICE)
-    [issue] = issues_of(http, rec.pid)
-    assert issue["code"]["coding"][0]["code"] == "partner-conflict" and "tag" not in issue["meta"]
-    assert document(http, by_nhs(rec.nhs)).cited("alerts") == []
-    first = http.get(f"{ISSUES}/{issue_id}/_history/1").json()
-    assert first["code"]["text"] == "Family dispute over care"
+    found = {i["id"]: i for i in issues_of(http, rec.pid)}
+    assert set(found) == {"hospice-issue", issue_id_of(http, rec.pid)}
+    assert found["hospice-issue"]["meta"]["versionId"] == "1"
+    assert not is_stored_conflict(found["hospice-issue"])
+    doc = document(http, by_nhs(rec.nhs))
+    assert [i["id"] for i in doc.cited("alerts")] == ["hospice-issue"]
+    rec.cpr("attempt", "2026-04-01", GP)  # agreement: the gateway's goes, the partner's stays
+    assert [i["id"] for i in issues_of(http, rec.pid)] == ["hospice-issue"]
+
+
+def test_the_issues_id_cannot_be_worked_out_from_the_patients(tmp_path: Any) -> None:
+    """No caller can name the issue before it exists (a refused write would otherwise
+    tell whether partners disagree about someone the caller may not see): the same
+    person's issue in two stores has two unrelated ids."""
+    ids = []
+    for n in range(2):
+        (tmp_path / str(n)).mkdir()
+        engine = make_engine("sqlite", tmp_path / str(n))
+        try:
+            repo = Repository(engine)
+            repo.update({"resourceType": "Patient", "id": "p1"}, rtype="Patient", rid="p1")
+            for oid, code in (("gp", "450476008"), ("hospice", "450475007")):
+                repo.update({"resourceType": "Observation", "id": oid, "status": "final",
+                             "code": {"coding": [{"system": SCT, "code": "304251008"}]},
+                             "subject": {"reference": "Patient/p1"},
+                             "effectiveDateTime": "2026-01-01", "valueCodeableConcept": {
+                                 "coding": [{"system": SCT, "code": code}]}},
+                            rtype="Observation", rid=oid)
+            with engine.session(write=False) as session:
+                ids.append(stored_issue_id(session, "p1"))
+        finally:
+            engine.close()
+    assert all(ids) and ids[0] != ids[1]
+
+
+def test_deleting_the_patient_deletes_its_issue(http: TestClient) -> None:
+    rec = Record(http)
+    rec.cpr("not-attempt", "2026-01-01", GP)
+    rec.cpr("attempt", "2026-03-01", HOSPICE)
+    issue_id = issue_id_of(http, rec.pid)
+    assert http.delete(f"/fhir/Patient/{rec.pid}").status_code in (200, 204)
+    assert http.get(f"{ISSUES}/{issue_id}").status_code == 410
+    assert http.get(ISSUES, params={"patient": f"Patient/{rec.pid}"}).json().get("total") == 0
+
+
+@pytest.mark.parametrize("odd", [
+    {"resourceType": "Flag", "status": "active", "period": {"start": 5},
+     "code": {"coding": [{"system": SCT, "code": "450476008"}]}},
+    {"resourceType": "Flag", "status": "active", "period": {"end": 20270101},
+     "code": {"coding": [{"system": SCT, "code": "450475007"}]}},
+    {"resourceType": "Observation", "status": "final", "effectiveDateTime": 20260101,
+     "code": {"coding": [{"system": SCT, "code": "304251008"}]},
+     "valueCodeableConcept": {"coding": [{"system": SCT, "code": "450475007"}]}},
+])
+def test_a_decision_with_a_number_for_a_date_is_no_500(http: TestClient,
+                                                         odd: dict[str, Any]) -> None:
+    """A JSON number where FHIR has a date string (review found a Flag's `period.start`
+    answered 500 from the search index): refused, or stored and summarised, never a 500;
+    the conflict it may make is worked out like any other."""
+    rec = Record(http)
+    rec.cpr("not-attempt", "2026-01-01", GP)
+    resp = http.post(f"/fhir/{odd['resourceType']}",
+                     json={**odd, "subject": {"reference": f"Patient/{rec.pid}"}})
+    assert resp.status_code < 500, resp.text
+    assert http.get(by_nhs(rec.nhs)).status_code == 200
+    assert http.get(ISSUES, params={"patient": f"Patient/{rec.pid}"}).status_code == 200
