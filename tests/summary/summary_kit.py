@@ -63,15 +63,17 @@ def pin_today(monkeypatch: Any, today: dt.date) -> None:
     monkeypatch.setattr(operation, "emergency_summary", pinned)
 
 
-def load_feeds(engine: StoreEngine) -> Repository:
-    """Every sample feed through the real pipeline, as tests/pipeline does; the one
-    record held for review is settled as a new person, as a reviewer would. Stored
-    CPR-conflict issues are judged on the feeds' own day, as their summaries are."""
+def load_feeds(engine: StoreEngine,
+               files: list[tuple[str, str]] | None = None) -> Repository:
+    """Every sample feed (or `files`, in that order) through the real pipeline, as
+    tests/pipeline does; the one record held for review is settled as a new person, as a
+    reviewer would. Stored CPR-conflict issues are judged on the feeds' own day, as their
+    summaries are."""
     from fhir_gateway.summary.conflicts import CprConflictRecord
 
     repo = Repository(engine, derivations=(CprConflictRecord(lambda: TODAY),))
     service = IngestService(repo)
-    for partner, name in FILES:
+    for partner, name in FILES if files is None else files:
         service.ingest(partner, name, (FEEDS / name).read_bytes(), today=TODAY)
     for key, _ in service.loader.list_held():
         service.loader.resolve_held(key)

@@ -15,23 +15,21 @@ import pytest
 from fastapi.testclient import TestClient
 from summary_kit import (
     EXPECTED,
-    FEEDS,
     FILES,
     GP,
     HOSPICE,
     NHS,
     RULES_TODAY,
     SCT,
-    TODAY,
     Record,
     by_nhs,
     document,
+    load_feeds,
     valid_nhs,
 )
 
 from fhir_gateway.fhir.repository import Repository
 from fhir_gateway.ingest.model import PARTNER_TAG_SYSTEM
-from fhir_gateway.pipeline.service import IngestService
 from fhir_gateway.store.base import StoreEngine
 from fhir_gateway.store.query import IndexQuery
 from fhir_gateway.summary import conflicts
@@ -204,16 +202,6 @@ def test_a_failure_to_work_the_issue_out_loses_no_decision(
 # -- the partners' sample feeds ----------------------------------------------------------
 
 
-def _load(engine: StoreEngine, files: list[tuple[str, str]]) -> Repository:
-    repo = Repository(engine, derivations=(conflicts.CprConflictRecord(lambda: TODAY),))
-    service = IngestService(repo)
-    for partner, name in files:
-        service.ingest(partner, name, (FEEDS / name).read_bytes(), today=TODAY)
-    for key, _ in service.loader.list_held():
-        service.loader.resolve_held(key)
-    return repo
-
-
 def _stored_issues(engine: StoreEngine) -> dict[str, dict[str, Any]]:
     with engine.session(write=False) as s:
         rows = s.find(IndexQuery(rtype="DetectedIssue", limit=1000)).rows
@@ -234,7 +222,7 @@ def fed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StoreEngine]:
     """SQLite only: loading the feeds into mongomock takes a minute; test_summary_feeds
     checks the stored issues of its mongomock load over HTTP."""
     engine = make_engine("sqlite", tmp_path_factory.mktemp("sqlite"))
-    _load(engine, list(FILES))
+    load_feeds(engine, list(FILES))
     yield engine
     engine.close()
 
@@ -258,7 +246,7 @@ def test_feeds_store_an_issue_for_each_conflict_expected_and_no_other(
 
 def test_feeds_loaded_again_change_no_issue(fed: StoreEngine) -> None:
     before = {k: v["meta"] for k, v in _stored_issues(fed).items()}
-    _load(fed, list(FILES))
+    load_feeds(fed, list(FILES))
     assert {k: v["meta"] for k, v in _stored_issues(fed).items()} == before
 
 
@@ -268,14 +256,14 @@ def test_feeds_shuffled_store_the_same_issues(seed: int, tmp_path: Any) -> None:
     random.Random(seed).shuffle(files)
     engine = make_engine("sqlite", tmp_path)
     try:
-        _load(engine, files)
+        load_feeds(engine, files)
         got = {_plain(i) for i in _stored_issues(engine).values()}
     finally:
         engine.close()
     (tmp_path / "in-order").mkdir()
     in_order = make_engine("sqlite", tmp_path / "in-order")
     try:
-        _load(in_order, list(FILES))
+        load_feeds(in_order, list(FILES))
         want = {_plain(i) for i in _stored_issues(in_order).values()}
     finally:
         in_order.close()
