@@ -87,10 +87,10 @@ def _ingest(args: argparse.Namespace, settings: Settings) -> int:
         total = service.ingest_paths(args.partner, args.paths,
                                      on_unreadable=unreadable.append)
     audit_write(service.loader.repo, settings, total,
-                 command=f"fhir-gateway ingest --partner {args.partner} "
-                         + " ".join(Path(p).name for p in args.paths),
-                 destination=f"cli:{args.partner}",
-                 description=f"ingest of {args.partner} files by the command line")
+                command=f"fhir-gateway ingest --partner {args.partner} "
+                        + " ".join(Path(p).name for p in args.paths),
+                destination=f"cli:{args.partner}",
+                description=f"ingest of {args.partner} files by the command line")
     counts = total.counts()
     if args.json:
         print(json.dumps({**total.to_json(), "unreadable": unreadable}))
@@ -116,10 +116,11 @@ def _ingest(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def audit_write(repository: Any, settings: Settings, summary: Any, *, command: str,
-                 destination: str, description: str, subtype: str = "create") -> None:
+                destination: str, description: str, subtype: str = "create") -> None:
     """The AuditEvents of a command that wrote the shared record (`ingest`, `demo`,
-    `review resolve`), as the HTTP routes record theirs: an operator's writes are on the
-    trail too, naming the Patients written. The agent is the operating-system user."""
+    `review resolve`, `conflicts refresh`), as the HTTP routes record theirs: an
+    operator's writes are on the trail too, naming the Patients written. The agent is the
+    operating-system user."""
     if not settings.auditing:
         return
     import getpass
@@ -160,9 +161,9 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
     for partner, paths in files.items():
         summary = service.ingest_paths(partner, paths)
         audit_write(service.loader.repo, settings, summary,
-                     command=f"fhir-gateway demo --people {args.people}",
-                     destination=f"cli:{partner}",
-                     description=f"synthetic {partner} feed loaded by the demo")
+                    command=f"fhir-gateway demo --people {args.people}",
+                    destination=f"cli:{partner}",
+                    description=f"synthetic {partner} feed loaded by the demo")
         print(f"{partner} ({len(paths)} file{'s' if len(paths) > 1 else ''}): " +
               ", ".join(f"{k} {v}" for k, v in summary.counts().items()), file=sys.stderr)
     return 0
@@ -182,10 +183,10 @@ def _review(args: argparse.Namespace, settings: Settings) -> int:
     summary = loader.resolve_held(args.key, patient_id=None if args.create else args.patient)
     choice = "--create" if args.create else f"--patient {args.patient}"
     audit_write(loader.repo, settings, summary,
-                 command=f"fhir-gateway review resolve {args.key} {choice}",
-                 destination=f"cli:review/{args.key}",
-                 description=f"held record {args.key} settled by a reviewer ({choice})",
-                 subtype="create" if args.create else "update")
+                command=f"fhir-gateway review resolve {args.key} {choice}",
+                destination=f"cli:review/{args.key}",
+                description=f"held record {args.key} settled by a reviewer ({choice})",
+                subtype="create" if args.create else "update")
     print(json.dumps(summary.counts()))
     if summary.rejected or summary.held:
         # not settled: the reviewer must hear why, and a script must not take it as done
