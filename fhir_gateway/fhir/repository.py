@@ -280,13 +280,16 @@ class Repository:
                     f"If-Match asked for version {if_match} of {rtype}/{rid}, but the current "
                     f"version is {have if have is not None else 'none'}",
                     headers={"ETag": f'W/"{have}"'} if have else None)
+        # the current version parsed once: for the no-op check and for the derivations
+        before = jsonio.loads_trusted(current.body) \
+            if current is not None and not current.deleted and current.body is not None \
+            and (resource is not None or rtype in self.pending.watched) else None
         if resource is None:  # delete
             if current is None:
                 raise NotFound(f"{rtype}/{rid} is not known")
             if current.deleted:
                 return WriteResult(current, created=False, changed=False)
-        elif current is not None and not current.deleted and current.body is not None \
-                and _content(jsonio.loads_trusted(current.body)) == _content(resource):
+        elif before is not None and _content(before) == _content(resource):
             return WriteResult(current, created=False, changed=False)
         version = (current.version if current else 0) + 1
         last_updated = self.clock()
@@ -318,8 +321,6 @@ class Repository:
                          body=body_text, index=index, compartments=compartments)
         s.put(new)
         if rtype in self.pending.watched:
-            before = jsonio.loads_trusted(current.body) \
-                if current is not None and not current.deleted and current.body else None
             self.pending.note(s, rtype, before, body)
         stored = StoredVersion(rtype, rid, version, last_updated, resource is None, body_text)
         return WriteResult(stored, created=current is None or current.deleted, changed=True)

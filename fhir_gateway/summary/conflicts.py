@@ -59,6 +59,7 @@ log = logging.getLogger("fhir_gateway.summary.conflicts")
 #: the types that can hold a CPR decision (`facts.is_cpr_record`)
 DECISION_TYPES = frozenset({"Observation", "Flag", "Consent"})
 _TARGET = "target:"
+_WRITTEN = "written:"
 #: system records: Patient id -> {"id": its stored issue's id}
 ISSUE_IDS = "cpr-conflict-issue"
 _VERSIONED = re.compile(r"^(?:.*/)?([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})"
@@ -89,7 +90,9 @@ class CprConflictRecord:
         deleted (decisions may name it before it exists, and a deleted one keeps no
         issue); `target:<Type>/<id>[/<version>]` of each decision a Provenance names (who
         recorded a decision decides whose it is, and a feed writing over REST sends the
-        Provenance after the decision)."""
+        Provenance after the decision); `written:<Type>/<id>` of each decision-type
+        resource written, whose persons (before and after) are marked already, so a
+        Provenance naming it in the same transaction (ingestion's) reads nothing more."""
         keys: set[str] = set()
         for r in (before, after):
             if r is None:
@@ -102,14 +105,20 @@ class CprConflictRecord:
                 keys.update(_decision_targets(r.get("target")))
             else:
                 keys.update(f"Patient/{pid}" for pid in _patients_of_decision(r))
+                if r.get("id"):
+                    # its Provenance need not read it again: this write marked its person
+                    keys.add(f"{_WRITTEN}{rtype}/{r['id']}")
         return keys
 
     def bring_up_to_date(self, repository: Repository, session: StoreSession,
                          keys: set[str]) -> None:
         ctx = FhirContext(repository, InterceptorChain(), session=session)
         pids = {k.removeprefix("Patient/") for k in keys if k.startswith("Patient/")}
+        written = {k.removeprefix(_WRITTEN) for k in keys if k.startswith(_WRITTEN)}
         for key in sorted(k for k in keys if k.startswith(_TARGET)):
             rtype, rid, version = [*key.removeprefix(_TARGET).split("/"), ""][:3]
+            if f"{rtype}/{rid}" in written:
+                continue  # written in this transaction: its own write marked its person
             target = session.current(rtype, rid)
             # a Provenance of an old version changes no decision's source: only the
             # version that last changed a decision counts, and that is the current one
@@ -200,17 +209,17 @@ def refresh_all(repository: Repository, *, batch: int = 200,
     their writes keep the issues in step themselves."""
     record = CprConflictRecord(today)
     done = Refreshed()
-    seen: set[str] = set()
-    for pids in _batches(repository, batch, seen):
+    for pids in _batches(repository, batch):
         with repository.transaction() as session:
             record.work_out(FhirContext(repository, InterceptorChain(), session=session),
                             session, pids, done)
     return done
 
 
-def _batches(repository: Repository, batch: int, seen: set[str]) -> Iterator[set[str]]:
+def _batches(repository: Repository, batch: int) -> Iterator[set[str]]:
     """Patient ids to work out, `batch` at a time: every live Patient, then the Patients
     of stored issues not yet seen."""
+    seen: set[str] = set()
     code = Criterion("code", "token", [TokenPredicate(t.DETECTED_ISSUE_TYPE,
                                                       "partner-conflict")])
     for rtype, criteria in (("Patient", []), ("DetectedIssue", [code])):
