@@ -63,6 +63,9 @@ def _usage_problem(args: argparse.Namespace) -> str | None:
             return "a feed client needs --partner (whose data it writes)"
         if args.role != "feed" and args.partner is not None:
             return "--partner is for feed clients only"
+    if (args.command == "review" and args.review_command == "resolve"
+            and args.replace_nhs_number and args.create):
+        return "--replace-nhs-number needs --patient (the Patient whose number it corrects)"
     return None
 
 

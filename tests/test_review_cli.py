@@ -93,3 +93,36 @@ def test_a_resolve_that_does_not_settle_the_record_exits_1_saying_why(
                    "socialcare/x", "--patient", "p1"])
     assert status == 1
     assert "the NHS numbers differ" in capsys.readouterr().err
+
+
+def test_the_operator_replaces_an_nhs_number_a_partner_corrected(tmp_path: Path) -> None:
+    """An A08 keeping the MRN but giving another NHS number is held; the operator's
+    `--replace-nhs-number` puts the corrected number on the person, audited as such."""
+    from pipeline.identity_kit import X, Y, adt
+
+    store = f"sqlite:///{tmp_path / 'gw.sqlite3'}"
+    first, second = tmp_path / "a.hl7", tmp_path / "b.hl7"
+    first.write_bytes(adt("C1", "A01", "202601010900", f"{X}^^^NHS^NH~M1^^^RXA^MR",
+                          visit="V1"))
+    second.write_bytes(adt("C2", "A08", "202601020900", f"{Y}^^^NHS^NH~M1^^^RXA^MR",
+                           visit="V1"))
+    for path in (first, second):
+        assert run(store, "ingest", "--partner", "acute", "--json", str(path)).returncode == 0
+    (held,) = [json.loads(line) for line in run(store, "review", "list").stdout.splitlines()]
+    (patient,) = held["candidates"]
+    usage = run(store, "review", "resolve", held["key"], "--create", "--replace-nhs-number")
+    assert usage.returncode == 2 and "--replace-nhs-number needs --patient" in usage.stderr
+    done = run(store, "review", "resolve", held["key"], "--patient", patient,
+               "--replace-nhs-number")
+    assert done.returncode == 0, done.stderr
+    assert run(store, "review", "list").stdout == ""
+    engine = open_store(store)
+    try:
+        body = json.loads(Repository(engine).read("Patient", patient).body or "{}")
+    finally:
+        engine.close()
+    assert [i["value"] for i in body["identifier"]
+            if i["system"] == "https://fhir.nhs.uk/Id/nhs-number"] == [Y]
+    resolved = [e for e in audit_events(store)
+                if "--replace-nhs-number" in json.dumps(e) and e.get("outcome") == "0"]
+    assert len(resolved) == 1

@@ -252,8 +252,10 @@ async def rejected(request: Request) -> Response:
 
 @router.post("/review/held/{key:path}")
 async def resolve(request: Request, key: str) -> Response:
-    """Body: `{"patient": "<id>"}` to attach, or `{"create": true}` for a new Patient."""
+    """Body: `{"patient": "<id>"}` to attach, or `{"create": true}` for a new Patient.
+    `"replaceNhsNumber"` is refused (403): the operator's CLI does that."""
     from ..fhir.interactions import require_id
+    from ..security.errors import Forbidden
 
     caller, patient = None, None
     try:
@@ -264,6 +266,12 @@ async def resolve(request: Request, key: str) -> Response:
                 (choice.get("create") is True) ^ isinstance(choice.get("patient"), str)):
             # one choice: with both, which one the reviewer meant is a guess
             raise BadRequest('send {"patient": "<id>"} or {"create": true}, not both')
+        if "replaceNhsNumber" in choice:
+            # It changes how every partner's records find the person (theirs with the old
+            # number are held from then on): the partnership's operator decides, not one feed.
+            raise Forbidden("replacing a Patient's NHS number is for the partnership's "
+                            "operator: fhir-gateway review resolve KEY --patient ID "
+                            "--replace-nhs-number")
         patient = None if choice.get("create") is True else require_id(choice["patient"])
         loader = request.app.state.ingest_service.loader
         if not _mine(caller, await run_in_threadpool(_partner_of_held, loader, key)):

@@ -36,6 +36,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     who = resolve.add_mutually_exclusive_group(required=True)
     who.add_argument("--patient", help="attach it to this Patient id")
     who.add_argument("--create", action="store_true", help="make a new Patient for it")
+    resolve.add_argument("--replace-nhs-number", action="store_true",
+                         help="with --patient: the record corrects the person's NHS number; "
+                              "the one on the Patient is replaced by the record's")
     mllp = sub.add_parser("mllp", help="an MLLP listener for an HL7 v2 feed")
     mllp.add_argument("--host", default="127.0.0.1")
     mllp.add_argument("--port", type=port_number, required=True)
@@ -180,8 +183,11 @@ def _review(args: argparse.Namespace, settings: Settings) -> int:
         for key, rejected in loader.list_rejected():
             print(json.dumps({"rejected": key, "reason": rejected["reason"]}))
         return 0
-    summary = loader.resolve_held(args.key, patient_id=None if args.create else args.patient)
+    summary = loader.resolve_held(args.key, patient_id=None if args.create else args.patient,
+                                  replace_nhs_number=args.replace_nhs_number)
     choice = "--create" if args.create else f"--patient {args.patient}"
+    if args.replace_nhs_number:
+        choice += " --replace-nhs-number"
     audit_write(loader.repo, settings, summary,
                 command=f"fhir-gateway review resolve {args.key} {choice}",
                 destination=f"cli:review/{args.key}",

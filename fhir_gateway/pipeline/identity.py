@@ -200,9 +200,17 @@ def merge_survivor(s: StoreSession, nhs: str) -> str | None:
 def _claimed(s: StoreSession, nhs: str) -> Held | None:
     """Held when a Patient was made for `nhs` but no longer holds it (see the module
     docstring); None when the number was never given to a Patient."""
-    rid = claimed_patient(s, nhs)
-    if rid is None:
+    claim = s.record_get(NHS_CLAIMS, nhs) or {}
+    rid = claim.get("patient")
+    if not isinstance(rid, str):
         return None
+    corrected_to = claim.get("corrected_to")
+    if isinstance(corrected_to, str):
+        # a reviewer said the number was wrong for that person: a record still giving it
+        # is someone's to check (the partner's copy not yet corrected, or another person)
+        return Held(f"NHS number {nhs} was on Patient/{rid} until a reviewer replaced it "
+                    f"with {corrected_to} as a correction: check whether this record is "
+                    "that person's (with an uncorrected number) or someone else's", (rid,))
     stored = s.current("Patient", rid)
     body = jsonio.loads_trusted(stored.body) if stored and stored.body else {}
     survivor = replaced_by(body)

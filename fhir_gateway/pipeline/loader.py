@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import jsonio
-from ..errors import Conflict, GatewayError, Issue, NotFound, Unprocessable
+from ..errors import BadRequest, Conflict, GatewayError, Issue, NotFound, Unprocessable
 from ..fhir.derivations import DERIVED_TAG_SYSTEM, is_derived
 from ..fhir.repository import ProfileChecked, Repository, WriteResult, new_id
 from ..ingest.model import (
@@ -359,7 +359,7 @@ class Loader:
         return summary
 
     def _settle_by_reviewer(self, key: str, record: MappedRecord, received: str,
-                            patient_id: str | None) -> Summary:
+                            patient_id: str | None, replace_nhs: bool = False) -> Summary:
         """A reviewer's choice for the record held as `key`, in one transaction that first
         checks it is still held: two reviewers (or a retried request) settling one record
         at once must not both apply it. What the store or the profiles refuse, and a
@@ -373,7 +373,7 @@ class Loader:
                         raise Conflict(f"held record {key!r} was settled meanwhile; "
                                        "list the held records again")
                     summary = self._attempt(s, record, received, patient_id,
-                                            patient_id is None)
+                                            patient_id is None, replace_nhs)
                     if summary.held:
                         raise Conflict(f"held record {key!r} is still held: "
                                        f"{summary.holds[0]['reason']}")
@@ -387,12 +387,12 @@ class Loader:
         raise Conflict(STORE_BUSY)
 
     def _attempt(self, s: StoreSession, record: MappedRecord, received: str,
-                 patient_id: str | None, create: bool) -> Summary:
+                 patient_id: str | None, create: bool, replace_nhs: bool = False) -> Summary:
         """Apply `record` in `s`: its writes, or its hold for review. Raises
         RecordRejected (the caller undoes its writes) or VersionConflict."""
         summary = Summary()
         try:
-            outcome = self._apply(s, record, received, patient_id, create)
+            outcome = self._apply(s, record, received, patient_id, create, replace_nhs)
         except StoreUnavailable:
             raise  # the store failing (busy: a 503) is no fault of the record: resend
         except GatewayError as exc:
@@ -481,8 +481,14 @@ class Loader:
     def list_rejected(self) -> list[tuple[str, dict[str, Any]]]:
         return self._list("rejected")
 
-    def resolve_held(self, key: str, *, patient_id: str | None = None) -> Summary:
-        """Settle a held record: attach it to `patient_id`, or (None) make a new Patient."""
+    def resolve_held(self, key: str, *, patient_id: str | None = None,
+                     replace_nhs_number: bool = False) -> Summary:
+        """Settle a held record: attach it to `patient_id`, or (None) make a new Patient.
+        `replace_nhs_number`: the record corrects the person's NHS number (an A08 keeping
+        the MRN but giving another number): the number on `patient_id` is taken off and
+        the record's put in its place (see `_corrected`)."""
+        if replace_nhs_number and patient_id is None:
+            raise BadRequest("replacing an NHS number needs the Patient to replace it on")
         with self.repo.engine.session(write=False) as s:
             held = s.record_get("held", key)
         if held is None:
@@ -497,7 +503,7 @@ class Loader:
                 raise Conflict(f"Patient/{patient_id} was merged into Patient/{survivor}: "
                                f"attach the record to it (--patient {survivor})")
         return self._settle_by_reviewer(key, record, held.get("received") or self.clock(),
-                                        patient_id)
+                                        patient_id, replace_nhs_number)
 
     def _refuse_second_patient(self, s: StoreSession, person: PersonKey) -> None:
         """A reviewer's "new Patient" for a record whose NHS number a live Patient holds
@@ -576,7 +582,7 @@ class Loader:
     # -- one record -----------------------------------------------------------------------
 
     def _apply(self, s: StoreSession, record: MappedRecord, received: str,
-               patient_id: str | None, create: bool
+               patient_id: str | None, create: bool, replace_nhs: bool = False
                ) -> tuple[dict[str, int], set[str]] | Held:
         """The record's writes: counts, and the Patients written to (merged away too)."""
         if patient_id is not None:
@@ -584,6 +590,9 @@ class Loader:
             self._refuse_other_holder(s, record.person, patient_id)
             found: Resolved | Held = Resolved(self.repo.read("Patient", patient_id, session=s),
                                               "reviewer")
+            if replace_nhs:
+                assert found.patient is not None  # read raises for an absent Patient
+                found = Resolved(_corrected(s, found.patient, record.person), "reviewer")
         elif create:
             # in the write transaction: a Patient a feed made meanwhile counts too
             self._refuse_second_patient(s, record.person)
@@ -1009,6 +1018,34 @@ def _drop_retired_nhs(s: StoreSession, incoming: dict[str, Any], current: dict[s
         incoming["identifier"] = kept
     else:
         incoming.pop("identifier", None)
+
+
+def _corrected(s: StoreSession, patient: StoredVersion, person: PersonKey) -> StoredVersion:
+    """`patient` as it would be without the NHS number a reviewer's correction replaces
+    (the record's own goes on it, as for a Patient with none). The old number's claim
+    stays on `patient` and names the number that replaced it, so a later record giving the
+    old number is held, saying so, never given to a new Patient or to this one: one
+    partner may still have the wrong number, or it may be someone else's. Refused when
+    the record gives no NHS number, or `patient` holds none other to replace (a plain
+    attachment says that)."""
+    new = person.nhs_number
+    if not new:
+        raise Unprocessable("the held record gives no NHS number to put on "
+                            f"Patient/{patient.rid}")
+    current = jsonio.loads_trusted(patient.body or "{}")
+    idents = [i for i in current.get("identifier") or [] if isinstance(i, dict)]
+    old = [i for i in idents if i.get("system") == NHS_NUMBER_SYSTEM and i.get("value") != new]
+    if not old:
+        raise Conflict(f"Patient/{patient.rid} holds no other NHS number to replace: attach "
+                       "the record without replacing one")
+    for ident in old:
+        if isinstance(ident.get("value"), str):
+            s.record_put(NHS_CLAIMS, ident["value"], {"patient": patient.rid,
+                                                       "corrected_to": new})
+    current["identifier"] = [i for i in idents if i not in old]
+    if not current["identifier"]:
+        del current["identifier"]
+    return dataclasses.replace(patient, body=jsonio.dumps(current))
 
 
 def _in_order(resource: dict[str, Any], source: SourceRef) -> None:

@@ -24,10 +24,10 @@ from identity_kit import (
 )
 
 from fhir_gateway import jsonio
-from fhir_gateway.errors import Conflict, Gone, Unprocessable
+from fhir_gateway.errors import BadRequest, Conflict, Gone, Unprocessable
 from fhir_gateway.pipeline.loader import from_json
 from fhir_gateway.store.base import StoreEngine
-from fhir_gateway.store.query import IndexQuery
+from fhir_gateway.store.query import Criterion, IndexQuery, TokenPredicate
 
 
 class Partnership(identity_kit.Partnership):
@@ -562,3 +562,104 @@ def test_one_message_resent_with_other_line_ends_is_held_once(
     (key,) = [k for k, _ in p.held()]
     p.service.loader.resolve_held(key)
     assert p.held() == [] and len(p.active()) == 1
+
+
+# -- a partner's NHS-number correction, applied by the operator ------------------------------
+
+
+def corrected_number(p: Partnership) -> tuple[str, dict]:
+    """The hospital first sent M1 with NHS X, then an A08 keeping M1 but giving Y (its PAS
+    traced the right number): held, as the MRN's Patient holds another NHS number."""
+    p.send("acute", "a.hl7", adt("C1", "A01", "202601010900", f"{X}^^^NHS^NH~M1^^^RXA^MR",
+                                 visit="V1"))
+    assert p.send("acute", "b.hl7", adt("C2", "A08", "202601020900",
+                                        f"{Y}^^^NHS^NH~M1^^^RXA^MR", visit="V1")).held == 1
+    (key, reason), = p.held()
+    assert "another NHS number" in reason
+    (patient,) = p.patients()
+    return key, patient
+
+
+def holders(p: Partnership, nhs: str) -> list[str]:
+    query = IndexQuery(rtype="Patient", criteria=[
+        Criterion("identifier", "token", [TokenPredicate(NHS, nhs)])])
+    return [r.rid for r in p.repo.find(query).rows]
+
+
+def test_a_reviewer_replaces_an_nhs_number_the_partner_corrected(
+        partnership: Partnership) -> None:
+    key, patient = corrected_number(partnership)
+    loader = partnership.service.loader
+    with pytest.raises(Unprocessable, match="nhsNumber"):
+        loader.resolve_held(key, patient_id=patient["id"])  # both numbers: refused, as ever
+    done = loader.resolve_held(key, patient_id=patient["id"], replace_nhs_number=True)
+    assert (done.updated, done.held, done.rejected) == (1, 0, 0)
+    assert partnership.held() == []
+    (after,) = partnership.patients()
+    assert after["id"] == patient["id"]
+    assert [i["value"] for i in after["identifier"] if i["system"] == NHS] == [Y]
+    assert "M1" in [i["value"] for i in after["identifier"]]
+    # a crew's NHS-number search finds the person by the corrected number, and only by it
+    assert holders(partnership, Y) == [patient["id"]]
+    assert holders(partnership, X) == []
+    (visit,) = partnership.all("Encounter")
+    assert visit["subject"]["reference"] == f"Patient/{patient['id']}"
+    # the hospital's next message, with the corrected number, simply links
+    again = partnership.send("acute", "c.hl7", adt("C3", "A08", "202601030900",
+                                                  f"{Y}^^^NHS^NH~M1^^^RXA^MR", visit="V1"))
+    assert (again.held, again.rejected) == (0, 0)
+    # a record still giving the old number (a partner not yet corrected, or someone else
+    # whose number it is) is held saying why: never put on this person, nor a new Patient
+    late = partnership.send("hospice", "h1.jsonl", hospice("H1", X))
+    assert late.held == 1
+    (_, reason), = partnership.held()
+    assert f"NHS number {X} was on Patient/{patient['id']}" in reason
+    assert f"replaced it with {Y}" in reason
+    assert len(partnership.patients()) == 1
+    assert [p["id"] for p in partnership.patients()] == [patient["id"]]
+
+
+def test_a_replacement_the_record_does_not_support_is_refused_and_the_hold_kept(
+        partnership: Partnership) -> None:
+    key, patient = corrected_number(partnership)
+    loader = partnership.service.loader
+    partnership.repo.update({"resourceType": "Patient", "id": "bare",
+                             "name": [{"family": "Smith", "given": ["John"]}]},
+                            rtype="Patient", rid="bare")
+    with pytest.raises(Conflict, match="holds no other NHS number"):
+        loader.resolve_held(key, patient_id="bare", replace_nhs_number=True)
+    with pytest.raises(BadRequest):
+        loader.resolve_held(key, replace_nhs_number=True)  # replaced on which Patient?
+    # another live Patient holds the corrected number: one number, two Patients: refused
+    partnership.send("acute", "w.hl7", adt("C9", "A01", "202601050900",
+                                           f"{Y}^^^NHS^NH~M9^^^RXA^MR", visit="V9"))
+    (w,) = holders(partnership, Y)
+    with pytest.raises(Conflict, match=f"NHS number {Y} is on Patient/{w}"):
+        loader.resolve_held(key, patient_id=patient["id"], replace_nhs_number=True)
+    assert [k for k, _ in partnership.held()] == [key]
+    assert holders(partnership, X) == [patient["id"]]
+
+
+def test_a_held_record_without_an_nhs_number_replaces_none(
+        partnership: Partnership) -> None:
+    _, patient = corrected_number(partnership)
+    row = ("SC900001,Mrs,Ada,Secretname,1931-02-03,DY1 1AA,,Home care,2026-01-02,,"
+           "Oakleigh Care Home,Brenda Johnson\n")
+    assert partnership.send("socialcare", "c.csv", (COUNCIL_HEAD + row).encode()).held == 1
+    key = next(k for k, _ in partnership.held() if k.startswith("socialcare"))
+    with pytest.raises(Unprocessable, match="gives no NHS number"):
+        partnership.service.loader.resolve_held(key, patient_id=patient["id"],
+                                                replace_nhs_number=True)
+    assert holders(partnership, X) == [patient["id"]]
+    assert len(partnership.held()) == 2
+
+
+def test_over_http_a_feed_cannot_replace_an_nhs_number(
+        partnership: Partnership, client: TestClient) -> None:
+    key, patient = corrected_number(partnership)
+    r = client.post(f"/review/held/{key}",
+                    json={"patient": patient["id"], "replaceNhsNumber": True})
+    assert r.status_code == 403, r.text
+    assert "fhir-gateway review resolve" in r.json()["issue"][0]["diagnostics"]
+    assert [k for k, _ in partnership.held()] == [key]
+    assert holders(partnership, X) == [patient["id"]]
