@@ -186,7 +186,12 @@ def claimed_patient(s: StoreSession, nhs: str) -> str | None:
 def merge_survivor(s: StoreSession, nhs: str) -> str | None:
     """The live Patient that `nhs`'s claim leads to through HL7 A40 merges (the record
     made for it was merged away, and so on): the partnership said that is the person.
-    None when the claimed Patient was not merged, or the chain ends nowhere live."""
+    None when the claimed Patient was not merged, or the chain ends nowhere live, or a
+    reviewer replaced the number as wrong for that person (a correction, not a merge of
+    one person's two numbers: see `_claimed`)."""
+    claim = s.record_get(NHS_CLAIMS, nhs) or {}
+    if "corrected_to" in claim:
+        return None
     rid = claimed_patient(s, nhs)
     stored = s.current("Patient", rid) if rid else None
     if stored is None or stored.body is None or "replaced-by" not in stored.body:

@@ -19,7 +19,7 @@ import hashlib
 import itertools
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -585,6 +585,7 @@ class Loader:
                patient_id: str | None, create: bool, replace_nhs: bool = False
                ) -> tuple[dict[str, int], set[str]] | Held:
         """The record's writes: counts, and the Patients written to (merged away too)."""
+        copies: list[StoredVersion] = []  # what a reviewer's NHS-number correction merges in
         if patient_id is not None:
             # in the write transaction: a Patient a feed gave the number meanwhile counts
             self._refuse_other_holder(s, record.person, patient_id)
@@ -592,7 +593,8 @@ class Loader:
                                               "reviewer")
             if replace_nhs:
                 assert found.patient is not None  # read raises for an absent Patient
-                found = Resolved(_corrected(s, found.patient, record.person), "reviewer")
+                corrected, copies = self._corrected(s, found.patient, record.person)
+                found = Resolved(corrected, "reviewer")
         elif create:
             # in the write transaction: a Patient a feed made meanwhile counts too
             self._refuse_second_patient(s, record.person)
@@ -618,7 +620,8 @@ class Loader:
                                 reviewed=found.how == "reviewer")
         emptied: list[StoredVersion] = []
         if found.how == "reviewer":
-            emptied = self._release_local_id(s, record, patient, count)
+            emptied = self._release_local_id(s, record, patient, count,
+                                             merging={c.rid for c in copies})
             accept_birth_date(s, record.person, patient)
         pref = f"Patient/{patient}"
         left_out_later, left_out_now = self._item_sets(s, record, new_stamp)
@@ -637,8 +640,10 @@ class Loader:
         repointed: list[tuple[str, str, int, bool]] = []
         # the A40's record, and every Patient the reviewer's attachment emptied (each
         # held only this record's local id: the reviewer said it is this person)
+        # and the copy of the person a reviewer's NHS-number correction found under the
+        # wrong number
         absorbed = list({gone.rid: gone for gone in (
-            *([merged_away] if merged_away is not None else []), *emptied)
+            *([merged_away] if merged_away is not None else []), *emptied, *copies)
             if gone.rid != patient}.values())
         for gone in absorbed:
             self._merge_patients(s, gone, patient, count, _counted(counts, repointed))
@@ -795,7 +800,8 @@ class Loader:
             else None
 
     def _release_local_id(self, s: StoreSession, record: MappedRecord, patient_id: str,
-                          count: Callable[[WriteResult], None]) -> list[StoredVersion]:
+                          count: Callable[[WriteResult], None], *,
+                          merging: Collection[str] = ()) -> list[StoredVersion]:
         """A reviewer attached `record` to `patient_id`: its partner's own identifier for
         the person is that Patient's from now on, so it comes off any other Patient that
         holds it. Left there, every later record carrying it would be held again ("2
@@ -804,13 +810,14 @@ class Loader:
         Returns the live Patients that held nothing else, not written: everything on them came
         by that identifier, so the reviewer said it is `patient_id`'s person and the caller
         merges it in (left with no identifier the profile refuses it, and the attachment
-        with it: the hold could never be settled)."""
+        with it: the hold could never be settled). Patients in `merging` are left as they
+        are: the caller merges them in, and a merged-away record keeps its local ids."""
         system, value = record.person.local_system, record.person.local_id
         if not system or not value or system == NHS_NUMBER_SYSTEM:
             return []
         emptied: list[StoredVersion] = []
         for stored in self._by_key(s, BusinessId("Patient", system, value), limit=10):
-            if stored.rid == patient_id or stored.body is None:
+            if stored.rid == patient_id or stored.rid in merging or stored.body is None:
                 continue
             other = jsonio.loads_trusted(stored.body)
             kept = [i for i in other.get("identifier") or [] if not (
@@ -822,6 +829,54 @@ class Loader:
             count(self.repo.update(released, rtype="Patient", rid=stored.rid, session=s,
                                    checked=checked))
         return emptied
+
+    def _corrected(self, s: StoreSession, patient: StoredVersion,
+                   person: PersonKey) -> tuple[StoredVersion, list[StoredVersion]]:
+        """A reviewer's NHS-number correction: the record's number is the person's, and
+        `patient` is the person. Returns `patient` as it would be without the number the
+        correction replaces (the record's own then goes on it, as on a Patient with none)
+        and the Patients to merge into it: when `patient` holds no other number (the
+        record's, or none), the copy of the person made under the wrong one (the live
+        Patient holding the record's local id and another NHS number) is merged in, as an
+        HL7 A40 would, keeping its local ids but not its number.
+        Each replaced number's claim stays where it was and names the number that
+        replaced it, so a later record still giving it is held, saying so, never linked
+        to this person or given a new Patient: one partner may still have the wrong
+        number, or it may be someone else's. Refused when the record gives no NHS number,
+        or there is no other number to replace (a plain attachment says that)."""
+        new = person.nhs_number
+        if not new:
+            raise Unprocessable("the held record gives no NHS number to put on "
+                                f"Patient/{patient.rid}")
+        current = jsonio.loads_trusted(patient.body or "{}")
+        idents = [i for i in current.get("identifier") or [] if isinstance(i, dict)]
+        old = [i for i in idents if i.get("system") == NHS_NUMBER_SYSTEM and i.get("value") != new]
+        copies: list[StoredVersion] = []
+        if not old and person.local_system != NHS_NUMBER_SYSTEM and person.local_id:
+            copies = [row for row in self._by_key(
+                s, BusinessId("Patient", str(person.local_system), person.local_id), limit=10)
+                if row.rid != patient.rid and row.body
+                and replaced_by(jsonio.loads_trusted(row.body)) is None]
+        if len(copies) > 1:
+            raise Conflict(f"{len(copies)} Patients hold {person.local_system}|"
+                           f"{person.local_id}: merge them first (an HL7 A40)")
+        wrong = [i for row in copies for i in jsonio.loads_trusted(row.body or "{}").get(
+            "identifier") or [] if isinstance(i, dict) and i.get("system") == NHS_NUMBER_SYSTEM]
+        if not old and not wrong:
+            raise Conflict(f"Patient/{patient.rid} holds no other NHS number to replace, nor "
+                           f"does a Patient holding local id {person.local_id}: attach the "
+                           "record without replacing one")
+        for ident, holder in [*((i, patient.rid) for i in old),
+                              *((i, copies[0].rid) for i in wrong)]:
+            if isinstance(ident.get("value"), str):
+                s.record_put(NHS_CLAIMS, ident["value"], {"patient": holder,
+                                                           "corrected_to": new})
+        if old:
+            current["identifier"] = [i for i in idents if i not in old]
+            if not current["identifier"]:
+                del current["identifier"]
+            patient = dataclasses.replace(patient, body=jsonio.dumps(current))
+        return patient, copies
 
     def _item_sets(self, s: StoreSession, record: MappedRecord,
                    new_stamp: str) -> tuple[set[BusinessId], list[BusinessId]]:
@@ -1018,34 +1073,6 @@ def _drop_retired_nhs(s: StoreSession, incoming: dict[str, Any], current: dict[s
         incoming["identifier"] = kept
     else:
         incoming.pop("identifier", None)
-
-
-def _corrected(s: StoreSession, patient: StoredVersion, person: PersonKey) -> StoredVersion:
-    """`patient` as it would be without the NHS number a reviewer's correction replaces
-    (the record's own goes on it, as for a Patient with none). The old number's claim
-    stays on `patient` and names the number that replaced it, so a later record giving the
-    old number is held, saying so, never given to a new Patient or to this one: one
-    partner may still have the wrong number, or it may be someone else's. Refused when
-    the record gives no NHS number, or `patient` holds none other to replace (a plain
-    attachment says that)."""
-    new = person.nhs_number
-    if not new:
-        raise Unprocessable("the held record gives no NHS number to put on "
-                            f"Patient/{patient.rid}")
-    current = jsonio.loads_trusted(patient.body or "{}")
-    idents = [i for i in current.get("identifier") or [] if isinstance(i, dict)]
-    old = [i for i in idents if i.get("system") == NHS_NUMBER_SYSTEM and i.get("value") != new]
-    if not old:
-        raise Conflict(f"Patient/{patient.rid} holds no other NHS number to replace: attach "
-                       "the record without replacing one")
-    for ident in old:
-        if isinstance(ident.get("value"), str):
-            s.record_put(NHS_CLAIMS, ident["value"], {"patient": patient.rid,
-                                                       "corrected_to": new})
-    current["identifier"] = [i for i in idents if i not in old]
-    if not current["identifier"]:
-        del current["identifier"]
-    return dataclasses.replace(patient, body=jsonio.dumps(current))
 
 
 def _in_order(resource: dict[str, Any], source: SourceRef) -> None:

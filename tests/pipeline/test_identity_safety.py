@@ -623,11 +623,6 @@ def test_a_replacement_the_record_does_not_support_is_refused_and_the_hold_kept(
         partnership: Partnership) -> None:
     key, patient = corrected_number(partnership)
     loader = partnership.service.loader
-    partnership.repo.update({"resourceType": "Patient", "id": "bare",
-                             "name": [{"family": "Smith", "given": ["John"]}]},
-                            rtype="Patient", rid="bare")
-    with pytest.raises(Conflict, match="holds no other NHS number"):
-        loader.resolve_held(key, patient_id="bare", replace_nhs_number=True)
     with pytest.raises(BadRequest):
         loader.resolve_held(key, replace_nhs_number=True)  # replaced on which Patient?
     # another live Patient holds the corrected number: one number, two Patients: refused
@@ -663,3 +658,59 @@ def test_over_http_a_feed_cannot_replace_an_nhs_number(
     assert "fhir-gateway review resolve" in r.json()["issue"][0]["diagnostics"]
     assert [k for k, _ in partnership.held()] == [key]
     assert holders(partnership, X) == [patient["id"]]
+
+
+def test_a_correction_to_a_number_another_patient_holds_merges_the_wrong_copy_in(
+        partnership: Partnership) -> None:
+    """The hospital knew the man as M1 under a wrong NHS number X; the hospice knows him
+    under his right one, Y: two Patients for one person, and a crew searching Y finds no
+    hospital data. The hospital's A08 with Y is held (Y is on the hospice's Patient, M1
+    on the hospital's); the operator's correction merges the wrong-number copy in."""
+    p = partnership
+    p.send("acute", "a.hl7", adt("C1", "A01", "202601010900", f"{X}^^^NHS^NH~M1^^^RXA^MR",
+                                 visit="V1"))
+    p.send("hospice", "h1.jsonl", hospice("H1", Y, "not-attempt"))
+    (copy,) = holders(p, X)
+    (person,) = holders(p, Y)
+    assert p.send("acute", "b.hl7", adt("C2", "A08", "202601020900",
+                                        f"{Y}^^^NHS^NH~M1^^^RXA^MR", visit="V1")).held == 1
+    (key, _), = p.held()
+    with pytest.raises(Conflict, match=f"NHS number {Y} is on Patient/{person}"):
+        p.service.loader.resolve_held(key, patient_id=copy, replace_nhs_number=True)
+    p.service.loader.resolve_held(key, patient_id=person, replace_nhs_number=True)
+    assert p.held() == []
+    (live,) = p.active()
+    assert live["id"] == person
+    idents = {(i["system"], i["value"]) for i in live["identifier"]}
+    assert (NHS, Y) in idents and (NHS, X) not in idents
+    assert {"M1", "H1"} <= {v for _, v in idents}
+    assert holders(p, X) == []
+    (visit,) = p.all("Encounter")
+    assert visit["subject"]["reference"] == f"Patient/{person}"
+    merged = next(q for q in p.patients() if q["id"] == copy)
+    assert merged["active"] is False
+    assert merged["link"] == [{"other": {"reference": f"Patient/{person}"},
+                               "type": "replaced-by"}]
+    # the original message resent with the wrong number is held, not filed on him by the
+    # merge (as an A40's retired number would be): the number was wrong, not his
+    resent = p.send("acute", "a2.hl7", adt("C1", "A01", "202601010900",
+                                           f"{X}^^^NHS^NH~M1^^^RXA^MR", visit="V1"))
+    assert resent.held == 1
+    (_, reason), = p.held()
+    assert f"replaced it with {Y}" in reason
+
+
+def test_a_replacement_with_no_number_to_replace_is_refused(partnership: Partnership) -> None:
+    # the GP's key is the NHS number itself: a GP row held for its birth date names no
+    # local id, so there is no copy under a wrong number, and the Patient holds the row's
+    p = partnership
+    p.send("hospice", "h.jsonl", hospice("H1", X))
+    row = (GP_HEAD + f"{X},DOE,Jane,02/03/1985,F,Y90028,Dr A,01/01/2026,Red,Home,"
+           "01/01/2026,Y,01/02/2026,Plan,01/02/2026,,\n").encode()
+    assert p.send("gp", "reg.csv", row).held == 1
+    ((key, _),) = p.held()
+    (patient,) = p.patients()
+    with pytest.raises(Conflict, match="holds no other NHS number to replace"):
+        p.service.loader.resolve_held(key, patient_id=patient["id"], replace_nhs_number=True)
+    assert [k for k, _ in p.held()] == [key]
+    assert holders(p, X) == [patient["id"]]
