@@ -126,3 +126,33 @@ def test_the_operator_replaces_an_nhs_number_a_partner_corrected(tmp_path: Path)
     resolved = [e for e in audit_events(store)
                 if "--replace-nhs-number" in json.dumps(e) and e.get("outcome") == "0"]
     assert len(resolved) == 1
+
+
+def test_the_operator_discards_a_held_record_which_is_kept(tmp_path: Path) -> None:
+    """`review discard` takes a held record off the queue unapplied; `review list` then
+    shows it as discarded, with who and why; the audit event says what was done, not why."""
+    store = f"sqlite:///{tmp_path / 'gw.sqlite3'}"
+    feed = tmp_path / "council.csv"
+    feed.write_text(COUNCIL)
+    assert run(store, "ingest", "--partner", "socialcare", "--json",
+               str(feed)).returncode == 0
+    (held,) = [json.loads(line) for line in run(store, "review", "list").stdout.splitlines()]
+    assert run(store, "review", "discard", held["key"]).returncode == 2  # why, please
+    done = run(store, "review", "discard", held["key"], "--reason", "duplicate test entry")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {"discarded": held["key"]}
+    (listed,) = [json.loads(line) for line in run(store, "review", "list").stdout.splitlines()]
+    assert listed["discarded"] == held["key"]
+    assert listed["held_because"] == held["reason"]
+    assert (listed["reason"], listed["by"]) == ("duplicate test entry",
+                                                f"cli:{getpass.getuser()}")
+    again = run(store, "review", "discard", held["key"], "--reason", "again")
+    assert again.returncode == 1 and "no held record" in again.stderr
+    discards = [e for e in audit_events(store)
+                if "discard" in json.dumps(e) and e.get("action") == "D"]
+    assert len(discards) == 1 and "duplicate test entry" not in json.dumps(discards)
+    engine = open_store(store)
+    try:
+        assert Repository(engine).find(IndexQuery(rtype="Patient")).rows == []
+    finally:
+        engine.close()

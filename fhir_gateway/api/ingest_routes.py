@@ -252,34 +252,47 @@ async def rejected(request: Request) -> Response:
 
 @router.post("/review/held/{key:path}")
 async def resolve(request: Request, key: str) -> Response:
-    """Body: `{"patient": "<id>"}` to attach, or `{"create": true}` for a new Patient.
+    """Body: `{"patient": "<id>"}` to attach, `{"create": true}` for a new Patient, or
+    `{"discard": "<why>"}` to take it off the queue unapplied (kept, with who and why).
     `"replaceNhsNumber"` is refused (403): the operator's CLI does that."""
     from ..fhir.interactions import require_id
     from ..security.errors import Forbidden
 
-    caller, patient = None, None
+    caller, patient, discard = None, None, None
     try:
         caller = _caller(request)
         _check_reviewer(caller)
         choice = jsonio.parse(await read_body(request, 64 * 1024))
-        if not isinstance(choice, dict) or not (
-                (choice.get("create") is True) ^ isinstance(choice.get("patient"), str)):
-            # one choice: with both, which one the reviewer meant is a guess
-            raise BadRequest('send {"patient": "<id>"} or {"create": true}, not both')
+        if not isinstance(choice, dict) or [choice.get("create") is True,
+                                            isinstance(choice.get("patient"), str),
+                                            isinstance(choice.get("discard"), str)
+                                            ].count(True) != 1:
+            # one choice: with two, which one the reviewer meant is a guess
+            raise BadRequest('send one of {"patient": "<id>"}, {"create": true} or '
+                             '{"discard": "<why>"}')
         if "replaceNhsNumber" in choice:
             # It changes how every partner's records find the person (theirs with the old
             # number are held from then on): the partnership's operator decides, not one feed.
             raise Forbidden("replacing a Patient's NHS number is for the partnership's "
                             "operator: fhir-gateway review resolve KEY --patient ID "
                             "--replace-nhs-number")
-        patient = None if choice.get("create") is True else require_id(choice["patient"])
+        discard = choice.get("discard") if isinstance(choice.get("discard"), str) else None
+        patient = require_id(choice["patient"]) if isinstance(choice.get("patient"), str) \
+            else None
         loader = request.app.state.ingest_service.loader
         if not _mine(caller, await run_in_threadpool(_partner_of_held, loader, key)):
             raise NotFound(f"no held record {key!r}")  # another partner's: as absent
-        summary = await run_in_threadpool(loader.resolve_held, key, patient_id=patient)
+        if discard is not None:
+            by = getattr(caller, "client_id", None) or "anonymous (auth off)"
+            await run_in_threadpool(loader.discard_held, key, reason=discard, by=by)
+        else:
+            summary = await run_in_threadpool(loader.resolve_held, key, patient_id=patient)
     except GatewayError as exc:
         await _audited(request, caller, exc.status, f"POST /review/held/{key}", patient)
         return await _error_for(request, caller, exc)  # e.g. a 409 naming the holder
+    if discard is not None:
+        await _audited(request, caller, 200, f"POST /review/held/{key} (discarded)")
+        return JSONResponse({"discarded": key})
     await _audited(request, caller, 200, f"POST /review/held/{key}", patient)
     return JSONResponse(summary.counts())
 

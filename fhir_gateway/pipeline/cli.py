@@ -39,6 +39,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     resolve.add_argument("--replace-nhs-number", action="store_true",
                          help="with --patient: the record corrects the person's NHS number; "
                               "the one on the Patient is replaced by the record's")
+    discard = rsub.add_parser("discard", help="take a held record off the queue unapplied "
+                                              "(kept, with who, when and why)")
+    discard.add_argument("key")
+    discard.add_argument("--reason", required=True,
+                         help="why (kept with the record, not in the audit trail)")
     mllp = sub.add_parser("mllp", help="an MLLP listener for an HL7 v2 feed")
     mllp.add_argument("--host", default="127.0.0.1")
     mllp.add_argument("--port", type=port_number, required=True)
@@ -138,7 +143,8 @@ def audit_write(repository: Any, settings: Settings, summary: Any, *, command: s
         text = ", ".join(f"{k} {v}" for k, v in summary.counts().items())
         observer, request_id = f"fhir-gateway {trail.instance}", f"cli-{os.getpid()}"
         trail.record(audit_events(
-            subtype=subtype, action="C" if subtype == "create" else "U", status=200,
+            subtype=subtype, action={"create": "C", "delete": "D"}.get(subtype, "U"),
+            status=200,
             caller=Caller(client_id=f"cli:{getpass.getuser()}"),
             observer=observer, destination=destination, request_id=request_id,
             patients=summary.patients, query=command[:500],
@@ -182,6 +188,23 @@ def _review(args: argparse.Namespace, settings: Settings) -> int:
                               "file": held["record"]["source"]["file"]}))
         for key, rejected in loader.list_rejected():
             print(json.dumps({"rejected": key, "reason": rejected["reason"]}))
+        for key, discarded in loader.list_discarded():
+            print(json.dumps({"discarded": key, "held_because": discarded["reason"],
+                              **discarded["discarded"]}))
+        return 0
+    if args.review_command == "discard":
+        import getpass
+
+        from .loader import Summary
+
+        loader.discard_held(args.key, reason=args.reason, by=f"cli:{getpass.getuser()}")
+        # the reviewer's words stay with the record: auditors see no free text
+        audit_write(loader.repo, settings, Summary(),
+                    command=f"fhir-gateway review discard {args.key}",
+                    destination=f"cli:review/{args.key}",
+                    description=f"held record {args.key} discarded by a reviewer",
+                    subtype="delete")
+        print(json.dumps({"discarded": args.key}))
         return 0
     summary = loader.resolve_held(args.key, patient_id=None if args.create else args.patient,
                                   replace_nhs_number=args.replace_nhs_number)

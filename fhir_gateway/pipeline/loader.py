@@ -82,6 +82,9 @@ ITEM_SETS = "item-sets"
 #: System records: the stamp of the record that retracted a business id (`_retract`).
 RETRACTIONS = "retractions"
 
+#: System records (kind) of held records a reviewer discarded, kept with who, when and why.
+DISCARDED = "discarded"
+
 
 @dataclass(slots=True)
 class Summary:
@@ -477,6 +480,29 @@ class Loader:
 
     def list_held(self) -> list[tuple[str, dict[str, Any]]]:
         return self._list("held")
+
+    def list_discarded(self) -> list[tuple[str, dict[str, Any]]]:
+        return self._list(DISCARDED)
+
+    def discard_held(self, key: str, *, reason: str, by: str) -> dict[str, Any]:
+        """Take a held record off the queue without applying it: an older extract's line
+        a newer one has since superseded, a test message. Attaching such a record would
+        file what it says (a contact since taken off the form) on the person; discarding
+        writes nothing to the shared record. The record is kept, with who discarded it,
+        when and why (`list_discarded`), never deleted; delivered again, it is held again.
+        One transaction that first checks the record is still held (else 404)."""
+        reason = " ".join(reason.split())
+        if not reason:
+            raise BadRequest("say why the held record is discarded (--reason)")
+        with self.repo.transaction() as s:
+            held = s.record_get("held", key)
+            if held is None:
+                raise NotFound(f"no held record {key!r}")
+            entry = {**held, "discarded": {"reason": reason[:1000], "by": by,
+                                           "at": self.clock()}}
+            s.record_put(DISCARDED, key, entry)
+            s.record_delete("held", key)
+        return entry
 
     def list_rejected(self) -> list[tuple[str, dict[str, Any]]]:
         return self._list("rejected")

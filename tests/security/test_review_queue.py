@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 
+from fhir_gateway.store.query import IndexQuery
 from security_kit import Gateway
 
 SOCIALCARE_HEADER = ("Person ID,Title,First Name,Last Name,DOB,Postcode,NHS No (if known),"
@@ -97,3 +98,37 @@ def test_a_resolve_body_must_name_a_patient_id_or_ask_for_a_new_one(gw: Gateway)
         r = gw.http.post(f"/review/held/{key}", json=body, headers=social)
         assert r.status_code == 400, (body, r.text)
     assert len(gw.http.get("/review/held", headers=social).json()) == 1  # untouched
+
+
+def test_a_feed_discards_its_own_held_record_and_it_is_kept(gw: Gateway) -> None:
+    """A stale or mistaken held record is taken off the queue without being applied:
+    nothing reaches the shared record, the record itself is kept with who and why, another
+    partner's feed cannot do it, and the audit trail carries no free text."""
+    social, hospice = _load(gw)
+    key = gw.http.get("/review/held", headers=social).json()[0]["key"]
+    theirs = gw.http.post(f"/review/held/{key}", json={"discard": "not ours"}, headers=hospice)
+    assert theirs.status_code == 404  # another partner's: as absent
+    for body in ({"discard": "  "}, {"discard": 5}, {"discard": "x", "create": True}):
+        r = gw.http.post(f"/review/held/{key}", json=body, headers=social)
+        assert r.status_code == 400, (body, r.text)
+    patients = len(gw.repository.find(IndexQuery(rtype="Patient")).rows)
+    r = gw.http.post(f"/review/held/{key}",
+                     json={"discard": "test record from the council's training system"},
+                     headers=social)
+    assert r.status_code == 200, r.text
+    assert r.json() == {"discarded": key}
+    assert gw.http.get("/review/held", headers=social).json() == []
+    assert len(gw.repository.find(IndexQuery(rtype="Patient")).rows) == patients
+    ((kept_key, kept),) = gw.http.app.state.ingest_service.loader.list_discarded()
+    assert kept_key == key and "Secretname" in kept["record"]["source"]["raw"]
+    assert kept["discarded"]["by"] == "sc-feed"
+    assert kept["discarded"]["reason"] == "test record from the council's training system"
+    again = gw.http.post(f"/review/held/{key}", json={"discard": "twice"}, headers=social)
+    assert again.status_code == 404
+    events = [e for e in gw.audit_events(subtype="operation")
+              if "(discarded)" in e.get("outcomeDesc", "")]
+    assert len(events) == 1 and "training" not in json.dumps(events)
+    # delivered again, it is held again: a discard is not a rule against the record
+    r = gw.http.post("/ingest/socialcare", content=SOCIALCARE.encode(),
+                     headers={**social, "Content-Type": "text/csv"})
+    assert r.status_code == 200 and r.json()["held"] == 1
