@@ -270,7 +270,7 @@ async def resolve(request: Request, key: str) -> Response:
             # one choice: with two, which one the reviewer meant is a guess
             raise BadRequest('send one of {"patient": "<id>"}, {"create": true} or '
                              '{"discard": "<why>"}')
-        if "replaceNhsNumber" in choice:
+        if choice.get("replaceNhsNumber", False) is not False:
             # It changes how every partner's records find the person (theirs with the old
             # number are held from then on): the partnership's operator decides, not one feed.
             raise Forbidden("replacing a Patient's NHS number is for the partnership's "

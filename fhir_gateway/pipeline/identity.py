@@ -178,20 +178,40 @@ def _demographic(repo: Repository, s: StoreSession, person: PersonKey,
 
 def claimed_patient(s: StoreSession, nhs: str) -> str | None:
     """The id of the Patient the pipeline made for `nhs` (kept after a merge took the
-    number off it), or None when the number was never given to a Patient."""
-    rid = (s.record_get(NHS_CLAIMS, nhs) or {}).get("patient")
-    return rid if isinstance(rid, str) else None
+    number off it), or None when the number was never given to a Patient, or a reviewer
+    took it off that Patient as wrong for them (`corrected_away`): then it leads nowhere,
+    neither to that Patient nor through merges to another."""
+    claim = s.record_get(NHS_CLAIMS, nhs) or {}
+    rid = claim.get("patient")
+    return rid if isinstance(rid, str) and "corrected_to" not in claim else None
+
+
+def corrected_away(s: StoreSession, nhs: str) -> str | None:
+    """The Patient a reviewer's NHS-number correction took `nhs` off (`review resolve
+    --replace-nhs-number`), or None."""
+    claim = s.record_get(NHS_CLAIMS, nhs) or {}
+    rid = claim.get("patient")
+    return rid if isinstance(rid, str) and "corrected_to" in claim else None
+
+
+def corrected_from(s: StoreSession, nhs: str | None, patient_id: str) -> bool:
+    """Whether a correction took `nhs` off Patient `patient_id`, or off a Patient an HL7
+    A40 has since merged into it: the partnership said the number is not this person's,
+    so a record giving it for them (their local id vouching) is filed without it."""
+    rid = corrected_away(s, nhs) if nhs else None
+    if rid is None:
+        return False
+    stored = s.current("Patient", rid)
+    return rid == patient_id or (stored is not None and _survivors(s, [stored])[0].rid
+                                 == patient_id)
 
 
 def merge_survivor(s: StoreSession, nhs: str) -> str | None:
     """The live Patient that `nhs`'s claim leads to through HL7 A40 merges (the record
     made for it was merged away, and so on): the partnership said that is the person.
     None when the claimed Patient was not merged, or the chain ends nowhere live, or a
-    reviewer replaced the number as wrong for that person (a correction, not a merge of
-    one person's two numbers: see `_claimed`)."""
-    claim = s.record_get(NHS_CLAIMS, nhs) or {}
-    if "corrected_to" in claim:
-        return None
+    reviewer took the number off as wrong for that person (a correction, not one person's
+    second number: see `_claimed`)."""
     rid = claimed_patient(s, nhs)
     stored = s.current("Patient", rid) if rid else None
     if stored is None or stored.body is None or "replaced-by" not in stored.body:
@@ -205,17 +225,19 @@ def merge_survivor(s: StoreSession, nhs: str) -> str | None:
 def _claimed(s: StoreSession, nhs: str) -> Held | None:
     """Held when a Patient was made for `nhs` but no longer holds it (see the module
     docstring); None when the number was never given to a Patient."""
-    claim = s.record_get(NHS_CLAIMS, nhs) or {}
-    rid = claim.get("patient")
-    if not isinstance(rid, str):
-        return None
-    corrected_to = claim.get("corrected_to")
-    if isinstance(corrected_to, str):
+    corrected = corrected_away(s, nhs)
+    if corrected is not None:
         # a reviewer said the number was wrong for that person: a record still giving it
-        # is someone's to check (the partner's copy not yet corrected, or another person)
-        return Held(f"NHS number {nhs} was on Patient/{rid} until a reviewer replaced it "
-                    f"with {corrected_to} as a correction: check whether this record is "
-                    "that person's (with an uncorrected number) or someone else's", (rid,))
+        # (and no local id of theirs) is someone's to check: theirs, not yet corrected, or
+        # another person's. (The number that replaced it is not said: a feed may read
+        # this reason without being allowed to see that person.)
+        return Held(f"NHS number {nhs} was on Patient/{corrected} until a reviewer "
+                    "replaced it as wrong for that person: check whether this record is "
+                    "theirs (attach it there: the old number is left off) or someone "
+                    "else's", (corrected,))
+    rid = claimed_patient(s, nhs)
+    if rid is None:
+        return None
     stored = s.current("Patient", rid)
     body = jsonio.loads_trusted(stored.body) if stored and stored.body else {}
     survivor = replaced_by(body)
@@ -312,6 +334,11 @@ def resolve(repo: Repository, s: StoreSession, person: PersonKey, *,
         # elsewhere.
         if follow and (merged := _by_merge(s, person, local)) is not None:
             return merged
+        if local and person.local_system != NHS_NUMBER_SYSTEM \
+                and corrected_from(s, person.nhs_number, local[0].rid):
+            # the partner's own id for the person, with the number a reviewer corrected
+            # away from them: theirs, filed without it (the loader leaves it off)
+            return Resolved(local[0], "corrected-nhs")
         claimed = _claimed(s, person.nhs_number)
         if claimed is not None:
             return claimed

@@ -47,6 +47,7 @@ from .identity import (
     Held,
     Resolved,
     accept_birth_date,
+    corrected_from,
     merge_survivor,
     replaced_by,
     resolve,
@@ -82,6 +83,9 @@ ITEM_SETS = "item-sets"
 #: System records: the stamp of the record that retracted a business id (`_retract`).
 RETRACTIONS = "retractions"
 
+#: The element stamp (in a Patient's `ELEMENT_STAMPS`) of the record that last set its NHS
+#: number: a correction from an older record than that is refused (`Loader._corrected`).
+NHS_STAMP = "identifier@nhs-number"
 #: System records (kind) of held records a reviewer discarded, kept with who, when and why.
 DISCARDED = "discarded"
 
@@ -528,6 +532,16 @@ class Loader:
                 # (a candidate listed before an A40 merged it away)
                 raise Conflict(f"Patient/{patient_id} was merged into Patient/{survivor}: "
                                f"attach the record to it (--patient {survivor})")
+            person = record.person
+            if replace_nhs_number and patient_id not in (held.get("candidates") or []) \
+                    and not any(isinstance(i, dict) and i.get("system") == person.local_system
+                                and i.get("value") == person.local_id for i in
+                                jsonio.loads_trusted(target.body or "{}").get("identifier")
+                                or []):
+                # a mistyped id would take another person's number off them
+                raise Conflict(f"Patient/{patient_id} is not one of the held record's "
+                               "candidates and does not hold its local id: an NHS number "
+                               "is replaced only on the person the record is about")
         return self._settle_by_reviewer(key, record, held.get("received") or self.clock(),
                                         patient_id, replace_nhs_number)
 
@@ -555,12 +569,16 @@ class Loader:
                            "making a second Patient for the same person")
 
     def _refuse_other_holder(self, s: StoreSession, person: PersonKey,
-                             patient_id: str) -> None:
+                             patient_id: str, replacing: bool = False) -> None:
         """A reviewer's attachment of a record to `patient_id` would write its NHS number
         there: refused (naming the Patient to attach it to) when another live Patient
         holds that number, or an HL7 A40 merged the Patient made for it into another
         one. Either way the number would stand for two records, and every later record
-        for it would be held and a crew's summary refused."""
+        for it would be held and a crew's summary refused. Also refused when `patient_id`
+        holds another number (two numbers the profile refuses), saying how a partner's
+        correction is applied, unless `replacing` is that, or the record's number is one
+        the gateway leaves off there (corrected away from it, or retired into it by an
+        A40)."""
         nhs = person.nhs_number
         if not nhs:
             return
@@ -578,6 +596,16 @@ class Loader:
             raise Conflict(f"NHS number {nhs} is Patient/{survivor}'s (an HL7 A40 merged "
                            f"the record made for it into Patient/{survivor}): attach the "
                            f"record to it (--patient {survivor})")
+        chosen = s.current("Patient", patient_id)
+        if not replacing and chosen is not None and chosen.body \
+                and _nhs_numbers(jsonio.loads_trusted(chosen.body)) \
+                and not corrected_from(s, nhs, patient_id) \
+                and survivor is None:  # (an A40's retired number is left off there)
+            # (neither number is named: a feed reads this without seeing that Patient)
+            raise Conflict(f"Patient/{patient_id} holds another NHS number than this "
+                           "record's: if the partner corrected the person's number, the "
+                           "operator applies it (fhir-gateway review resolve KEY --patient "
+                           f"{patient_id} --replace-nhs-number)")
 
     def _list(self, kind: str) -> list[tuple[str, dict[str, Any]]]:
         out: list[tuple[str, dict[str, Any]]] = []
@@ -611,15 +639,20 @@ class Loader:
                patient_id: str | None, create: bool, replace_nhs: bool = False
                ) -> tuple[dict[str, int], set[str]] | Held:
         """The record's writes: counts, and the Patients written to (merged away too)."""
-        copies: list[StoredVersion] = []  # what a reviewer's NHS-number correction merges in
+        # what a reviewer's NHS-number correction merges in, and the numbers it replaces
+        copies: list[StoredVersion] = []
+        replaced: list[str] = []
         if patient_id is not None:
             # in the write transaction: a Patient a feed gave the number meanwhile counts
-            self._refuse_other_holder(s, record.person, patient_id)
+            self._refuse_other_holder(s, record.person, patient_id, replace_nhs)
             found: Resolved | Held = Resolved(self.repo.read("Patient", patient_id, session=s),
                                               "reviewer")
             if replace_nhs:
                 assert found.patient is not None  # read raises for an absent Patient
-                corrected, copies = self._corrected(s, found.patient, record.person)
+                corrected, copies, replaced = self._corrected(
+                    s, found.patient, record.person,
+                    stamp(record.source.event_time, record.source.partner,
+                          record.source.record_id))
                 found = Resolved(corrected, "reviewer")
         elif create:
             # in the write transaction: a Patient a feed made meanwhile counts too
@@ -649,6 +682,13 @@ class Loader:
             emptied = self._release_local_id(s, record, patient, count,
                                              merging={c.rid for c in copies})
             accept_birth_date(s, record.person, patient)
+        repointed: list[tuple[str, str, int, bool]] = []
+        if replaced and record.person.nhs_number:
+            # before the record's own resources are written: one keyed by the new number
+            # (a GP row's) would otherwise be a second beside the re-keyed one
+            for rid in dict.fromkeys([patient, *(c.rid for c in copies)]):
+                self._rekey(s, rid, replaced, record.person.nhs_number,
+                            _counted(counts, repointed))
         pref = f"Patient/{patient}"
         left_out_later, left_out_now = self._item_sets(s, record, new_stamp)
         cleared = record.cleared or ((),) * len(record.resources)
@@ -663,7 +703,6 @@ class Loader:
                 if result is not None and result.changed:
                     counts["updated"] += 1
                     deleted.append((key.resource_type, stored.rid, result.stored.version, False))
-        repointed: list[tuple[str, str, int, bool]] = []
         # the A40's record, and every Patient the reviewer's attachment emptied (each
         # held only this record's local id: the reviewer said it is this person)
         # and the copy of the person a reviewer's NHS-number correction found under the
@@ -731,20 +770,30 @@ class Loader:
             merged, times = merge(None, incoming, {}, new_stamp,
                                   authoritative=record.authoritative,
                                   cleared=record.patient_cleared)
+            if _nhs_numbers(merged):
+                times[NHS_STAMP] = new_stamp
             merged, checked = self._check({**merged, "id": rid}, record.source)
             count(self.repo.update(merged, rtype="Patient", rid=rid, session=s,
                                    checked=checked))
             s.record_put(ELEMENT_STAMPS, f"Patient/{rid}", times)
             return rid
         current = jsonio.loads_trusted(stored.body or "{}")
-        _drop_retired_nhs(s, incoming, current, stored.rid, record.person.nhs_number)
+        nhs = record.person.nhs_number
+        _drop_retired_nhs(s, incoming, current, stored.rid, nhs)
+        if corrected_from(s, nhs, stored.rid):
+            # a reviewer took this number off the person as wrong (`_corrected`): a record
+            # still giving it, filed here by its partner's own id or a reviewer, adds
+            # its facts, not the number
+            _leave_off_nhs(incoming, nhs)
+            nhs = None
         times = s.record_get(ELEMENT_STAMPS, f"Patient/{stored.rid}") or {}
         merged, new_times = merge(current, incoming, times, new_stamp,
                                   authoritative=record.authoritative,
                                   cleared=record.patient_cleared)
-        if record.person.nhs_number and not any(
-                i.get("system") == NHS_NUMBER_SYSTEM for i in current.get("identifier", [])):
-            s.record_put(NHS_CLAIMS, record.person.nhs_number, {"patient": stored.rid})
+        if _nhs_numbers(merged) != _nhs_numbers(current):
+            new_times[NHS_STAMP] = new_stamp  # what set the number (`_corrected`)
+        if nhs and not _nhs_numbers(current):
+            s.record_put(NHS_CLAIMS, nhs, {"patient": stored.rid})
         merged, checked = self._check(merged, record.source)
         if changed(current, merged):
             count(self.repo.update(merged, rtype="Patient", rid=stored.rid, session=s,
@@ -856,8 +905,8 @@ class Loader:
                                    checked=checked))
         return emptied
 
-    def _corrected(self, s: StoreSession, patient: StoredVersion,
-                   person: PersonKey) -> tuple[StoredVersion, list[StoredVersion]]:
+    def _corrected(self, s: StoreSession, patient: StoredVersion, person: PersonKey,
+                   new_stamp: str) -> tuple[StoredVersion, list[StoredVersion], list[str]]:
         """A reviewer's NHS-number correction: the record's number is the person's, and
         `patient` is the person. Returns `patient` as it would be without the number the
         correction replaces (the record's own then goes on it, as on a Patient with none)
@@ -868,12 +917,20 @@ class Loader:
         Each replaced number's claim stays where it was and names the number that
         replaced it, so a later record still giving it is held, saying so, never linked
         to this person or given a new Patient: one partner may still have the wrong
-        number, or it may be someone else's. Refused when the record gives no NHS number,
-        or there is no other number to replace (a plain attachment says that)."""
+        number, or it may be someone else's. The third value: the numbers replaced.
+        Refused when the record gives no NHS number, or there is no other number to
+        replace (a plain attachment says that), or the record's number is one a correction
+        took off this person (attaching files it without), or the number it would replace
+        was set by a newer record than this one (an older message delivered late, held
+        because the newer one had already given the right number)."""
         new = person.nhs_number
         if not new:
             raise Unprocessable("the held record gives no NHS number to put on "
                                 f"Patient/{patient.rid}")
+        if corrected_from(s, new, patient.rid):
+            raise Conflict(f"NHS number {new} was taken off Patient/{patient.rid} as wrong by "
+                           "an earlier correction: attach the record without "
+                           "--replace-nhs-number (the old number is left off)")
         current = jsonio.loads_trusted(patient.body or "{}")
         idents = [i for i in current.get("identifier") or [] if isinstance(i, dict)]
         old = [i for i in idents if i.get("system") == NHS_NUMBER_SYSTEM and i.get("value") != new]
@@ -892,6 +949,12 @@ class Loader:
             raise Conflict(f"Patient/{patient.rid} holds no other NHS number to replace, nor "
                            f"does a Patient holding local id {person.local_id}: attach the "
                            "record without replacing one")
+        for holder in [patient.rid, *(row.rid for row in copies)]:
+            set_by = (s.record_get(ELEMENT_STAMPS, f"Patient/{holder}") or {}).get(NHS_STAMP)
+            if isinstance(set_by, str) and set_by > new_stamp:
+                raise Conflict(f"Patient/{holder}'s NHS number was set by a newer record than "
+                               "this one: an older record cannot correct it (was this "
+                               "message delivered late?)")
         for ident, holder in [*((i, patient.rid) for i in old),
                               *((i, copies[0].rid) for i in wrong)]:
             if isinstance(ident.get("value"), str):
@@ -902,7 +965,32 @@ class Loader:
             if not current["identifier"]:
                 del current["identifier"]
             patient = dataclasses.replace(patient, body=jsonio.dumps(current))
-        return patient, copies
+        return patient, copies, [str(i.get("value")) for i in (*old, *wrong)]
+
+    def _rekey(self, s: StoreSession, patient_id: str, replaced: list[str], new: str,
+               repoint: Callable[[WriteResult], None]) -> None:
+        """After a correction: a partner whose own key for the person is the NHS number
+        (the GP register) keys their resources by it too (`gp/cpr-decision|<number>`).
+        Left under the wrong number, they would be found by no later record of that
+        partner's, now giving the right one: a DNACPR the GP withdraws would stay. Each
+        identifier in the person's record whose value is a replaced number is given the
+        new one, the content otherwise unchanged (credited as a merge's re-pointing, so
+        the fact stays its author's)."""
+        compartment = IndexQuery(rtype=None, compartment=patient_id)
+        for stored in self.repo.find(compartment, session=s).rows:
+            if stored.rtype == "Patient" or stored.body is None \
+                    or not any(number in stored.body for number in replaced):
+                continue
+            resource = jsonio.loads_trusted(stored.body)
+            idents = resource.get("identifier")
+            if not isinstance(idents, list) or is_derived(resource):
+                continue
+            rekeyed = [{**i, "value": new} if isinstance(i, dict)
+                       and i.get("system") != NHS_NUMBER_SYSTEM
+                       and i.get("value") in replaced else i for i in idents]
+            if rekeyed != idents:
+                repoint(self.repo.update({**resource, "identifier": rekeyed},
+                                         rtype=stored.rtype, rid=stored.rid, session=s))
 
     def _item_sets(self, s: StoreSession, record: MappedRecord,
                    new_stamp: str) -> tuple[set[BusinessId], list[BusinessId]]:
@@ -1093,12 +1181,21 @@ def _drop_retired_nhs(s: StoreSession, incoming: dict[str, Any], current: dict[s
         return
     if merge_survivor(s, nhs) != rid:
         return
+    _leave_off_nhs(incoming, nhs)
+
+
+def _leave_off_nhs(incoming: dict[str, Any], nhs: str) -> None:
     kept = [i for i in incoming.get("identifier") or [] if not (
         isinstance(i, dict) and i.get("system") == NHS_NUMBER_SYSTEM and i.get("value") == nhs)]
     if kept:
         incoming["identifier"] = kept
     else:
         incoming.pop("identifier", None)
+
+
+def _nhs_numbers(patient: dict[str, Any]) -> list[str]:
+    return [str(i.get("value")) for i in patient.get("identifier") or []
+            if isinstance(i, dict) and i.get("system") == NHS_NUMBER_SYSTEM]
 
 
 def _in_order(resource: dict[str, Any], source: SourceRef) -> None:

@@ -24,10 +24,10 @@ from identity_kit import (
 )
 
 from fhir_gateway import jsonio
-from fhir_gateway.errors import BadRequest, Conflict, Gone, Unprocessable
+from fhir_gateway.errors import Conflict, Gone
 from fhir_gateway.pipeline.loader import from_json
 from fhir_gateway.store.base import StoreEngine
-from fhir_gateway.store.query import Criterion, IndexQuery, TokenPredicate
+from fhir_gateway.store.query import IndexQuery
 
 
 class Partnership(identity_kit.Partnership):
@@ -449,10 +449,12 @@ def test_a_held_record_is_settled_once(partnership: Partnership) -> None:
     assert on_second == [] and p.held() == []
 
 
-def test_a_reviewers_choice_the_profiles_refuse_is_an_error_and_leaves_the_hold(
+def test_a_reviewers_refused_choice_is_an_error_and_leaves_the_hold(
         engine: StoreEngine) -> None:
     """Over HTTP a refused choice answered 200 with bare counts ("rejected": 1, "held":
-    0) while the record stayed held, and filed a rejected entry for it."""
+    0) while the record stayed held, and filed a rejected entry for it. (The choice, a
+    Patient holding another NHS number, was refused by the profiles, 422; since session
+    13 it is refused before, 409, pointing to the operator's correction.)"""
     from fhir_gateway.api.app import create_app
     from fhir_gateway.config import Settings
 
@@ -463,8 +465,8 @@ def test_a_reviewers_choice_the_profiles_refuse_is_an_error_and_leaves_the_hold(
     app = create_app(Settings(auth_enabled=False), engine=engine)
     with TestClient(app) as http:
         r = http.post(f"/review/held/{key}", json={"patient": held["candidates"][0]})
-        assert r.status_code == 422, r.text
-        assert "nhsNumber" in r.json()["issue"][0]["diagnostics"]
+        assert r.status_code == 409, r.text
+        assert "--replace-nhs-number" in r.json()["issue"][0]["diagnostics"]
         both = http.post(f"/review/held/{key}", json={"create": True, "patient": "x"})
         assert both.status_code == 400, both.text
     assert [k for k, _ in p.service.loader.list_held()] == [key]
@@ -508,7 +510,9 @@ def test_a_hold_kept_under_the_old_key_is_settled_or_replaced(partnership: Partn
     assert p.send("hospice", "h2.jsonl", day2).held == 1
     assert [k for k, _ in loader.list_held()] == [key]
     (patient,) = p.active()
-    with pytest.raises(Unprocessable):  # two NHS numbers: the reviewer is told
+    # two NHS numbers: the reviewer is told (409 since session 13, 422 from the profile
+    # before), and how a correction is applied
+    with pytest.raises(Conflict, match="--replace-nhs-number"):
         loader.resolve_held(key, patient_id=patient["id"])
     assert [k for k, _ in loader.list_held()] == [key]
 
@@ -563,154 +567,3 @@ def test_one_message_resent_with_other_line_ends_is_held_once(
     p.service.loader.resolve_held(key)
     assert p.held() == [] and len(p.active()) == 1
 
-
-# -- a partner's NHS-number correction, applied by the operator ------------------------------
-
-
-def corrected_number(p: Partnership) -> tuple[str, dict]:
-    """The hospital first sent M1 with NHS X, then an A08 keeping M1 but giving Y (its PAS
-    traced the right number): held, as the MRN's Patient holds another NHS number."""
-    p.send("acute", "a.hl7", adt("C1", "A01", "202601010900", f"{X}^^^NHS^NH~M1^^^RXA^MR",
-                                 visit="V1"))
-    assert p.send("acute", "b.hl7", adt("C2", "A08", "202601020900",
-                                        f"{Y}^^^NHS^NH~M1^^^RXA^MR", visit="V1")).held == 1
-    (key, reason), = p.held()
-    assert "another NHS number" in reason
-    (patient,) = p.patients()
-    return key, patient
-
-
-def holders(p: Partnership, nhs: str) -> list[str]:
-    query = IndexQuery(rtype="Patient", criteria=[
-        Criterion("identifier", "token", [TokenPredicate(NHS, nhs)])])
-    return [r.rid for r in p.repo.find(query).rows]
-
-
-def test_a_reviewer_replaces_an_nhs_number_the_partner_corrected(
-        partnership: Partnership) -> None:
-    key, patient = corrected_number(partnership)
-    loader = partnership.service.loader
-    with pytest.raises(Unprocessable, match="nhsNumber"):
-        loader.resolve_held(key, patient_id=patient["id"])  # both numbers: refused, as ever
-    done = loader.resolve_held(key, patient_id=patient["id"], replace_nhs_number=True)
-    assert (done.updated, done.held, done.rejected) == (1, 0, 0)
-    assert partnership.held() == []
-    (after,) = partnership.patients()
-    assert after["id"] == patient["id"]
-    assert [i["value"] for i in after["identifier"] if i["system"] == NHS] == [Y]
-    assert "M1" in [i["value"] for i in after["identifier"]]
-    # a crew's NHS-number search finds the person by the corrected number, and only by it
-    assert holders(partnership, Y) == [patient["id"]]
-    assert holders(partnership, X) == []
-    (visit,) = partnership.all("Encounter")
-    assert visit["subject"]["reference"] == f"Patient/{patient['id']}"
-    # the hospital's next message, with the corrected number, simply links
-    again = partnership.send("acute", "c.hl7", adt("C3", "A08", "202601030900",
-                                                  f"{Y}^^^NHS^NH~M1^^^RXA^MR", visit="V1"))
-    assert (again.held, again.rejected) == (0, 0)
-    # a record still giving the old number (a partner not yet corrected, or someone else
-    # whose number it is) is held saying why: never put on this person, nor a new Patient
-    late = partnership.send("hospice", "h1.jsonl", hospice("H1", X))
-    assert late.held == 1
-    (_, reason), = partnership.held()
-    assert f"NHS number {X} was on Patient/{patient['id']}" in reason
-    assert f"replaced it with {Y}" in reason
-    assert len(partnership.patients()) == 1
-    assert [p["id"] for p in partnership.patients()] == [patient["id"]]
-
-
-def test_a_replacement_the_record_does_not_support_is_refused_and_the_hold_kept(
-        partnership: Partnership) -> None:
-    key, patient = corrected_number(partnership)
-    loader = partnership.service.loader
-    with pytest.raises(BadRequest):
-        loader.resolve_held(key, replace_nhs_number=True)  # replaced on which Patient?
-    # another live Patient holds the corrected number: one number, two Patients: refused
-    partnership.send("acute", "w.hl7", adt("C9", "A01", "202601050900",
-                                           f"{Y}^^^NHS^NH~M9^^^RXA^MR", visit="V9"))
-    (w,) = holders(partnership, Y)
-    with pytest.raises(Conflict, match=f"NHS number {Y} is on Patient/{w}"):
-        loader.resolve_held(key, patient_id=patient["id"], replace_nhs_number=True)
-    assert [k for k, _ in partnership.held()] == [key]
-    assert holders(partnership, X) == [patient["id"]]
-
-
-def test_a_held_record_without_an_nhs_number_replaces_none(
-        partnership: Partnership) -> None:
-    _, patient = corrected_number(partnership)
-    row = ("SC900001,Mrs,Ada,Secretname,1931-02-03,DY1 1AA,,Home care,2026-01-02,,"
-           "Oakleigh Care Home,Brenda Johnson\n")
-    assert partnership.send("socialcare", "c.csv", (COUNCIL_HEAD + row).encode()).held == 1
-    key = next(k for k, _ in partnership.held() if k.startswith("socialcare"))
-    with pytest.raises(Unprocessable, match="gives no NHS number"):
-        partnership.service.loader.resolve_held(key, patient_id=patient["id"],
-                                                replace_nhs_number=True)
-    assert holders(partnership, X) == [patient["id"]]
-    assert len(partnership.held()) == 2
-
-
-def test_over_http_a_feed_cannot_replace_an_nhs_number(
-        partnership: Partnership, client: TestClient) -> None:
-    key, patient = corrected_number(partnership)
-    r = client.post(f"/review/held/{key}",
-                    json={"patient": patient["id"], "replaceNhsNumber": True})
-    assert r.status_code == 403, r.text
-    assert "fhir-gateway review resolve" in r.json()["issue"][0]["diagnostics"]
-    assert [k for k, _ in partnership.held()] == [key]
-    assert holders(partnership, X) == [patient["id"]]
-
-
-def test_a_correction_to_a_number_another_patient_holds_merges_the_wrong_copy_in(
-        partnership: Partnership) -> None:
-    """The hospital knew the man as M1 under a wrong NHS number X; the hospice knows him
-    under his right one, Y: two Patients for one person, and a crew searching Y finds no
-    hospital data. The hospital's A08 with Y is held (Y is on the hospice's Patient, M1
-    on the hospital's); the operator's correction merges the wrong-number copy in."""
-    p = partnership
-    p.send("acute", "a.hl7", adt("C1", "A01", "202601010900", f"{X}^^^NHS^NH~M1^^^RXA^MR",
-                                 visit="V1"))
-    p.send("hospice", "h1.jsonl", hospice("H1", Y, "not-attempt"))
-    (copy,) = holders(p, X)
-    (person,) = holders(p, Y)
-    assert p.send("acute", "b.hl7", adt("C2", "A08", "202601020900",
-                                        f"{Y}^^^NHS^NH~M1^^^RXA^MR", visit="V1")).held == 1
-    (key, _), = p.held()
-    with pytest.raises(Conflict, match=f"NHS number {Y} is on Patient/{person}"):
-        p.service.loader.resolve_held(key, patient_id=copy, replace_nhs_number=True)
-    p.service.loader.resolve_held(key, patient_id=person, replace_nhs_number=True)
-    assert p.held() == []
-    (live,) = p.active()
-    assert live["id"] == person
-    idents = {(i["system"], i["value"]) for i in live["identifier"]}
-    assert (NHS, Y) in idents and (NHS, X) not in idents
-    assert {"M1", "H1"} <= {v for _, v in idents}
-    assert holders(p, X) == []
-    (visit,) = p.all("Encounter")
-    assert visit["subject"]["reference"] == f"Patient/{person}"
-    merged = next(q for q in p.patients() if q["id"] == copy)
-    assert merged["active"] is False
-    assert merged["link"] == [{"other": {"reference": f"Patient/{person}"},
-                               "type": "replaced-by"}]
-    # the original message resent with the wrong number is held, not filed on him by the
-    # merge (as an A40's retired number would be): the number was wrong, not his
-    resent = p.send("acute", "a2.hl7", adt("C1", "A01", "202601010900",
-                                           f"{X}^^^NHS^NH~M1^^^RXA^MR", visit="V1"))
-    assert resent.held == 1
-    (_, reason), = p.held()
-    assert f"replaced it with {Y}" in reason
-
-
-def test_a_replacement_with_no_number_to_replace_is_refused(partnership: Partnership) -> None:
-    # the GP's key is the NHS number itself: a GP row held for its birth date names no
-    # local id, so there is no copy under a wrong number, and the Patient holds the row's
-    p = partnership
-    p.send("hospice", "h.jsonl", hospice("H1", X))
-    row = (GP_HEAD + f"{X},DOE,Jane,02/03/1985,F,Y90028,Dr A,01/01/2026,Red,Home,"
-           "01/01/2026,Y,01/02/2026,Plan,01/02/2026,,\n").encode()
-    assert p.send("gp", "reg.csv", row).held == 1
-    ((key, _),) = p.held()
-    (patient,) = p.patients()
-    with pytest.raises(Conflict, match="holds no other NHS number to replace"):
-        p.service.loader.resolve_held(key, patient_id=patient["id"], replace_nhs_number=True)
-    assert [k for k, _ in p.held()] == [key]
-    assert holders(p, X) == [patient["id"]]
