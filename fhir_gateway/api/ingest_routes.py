@@ -19,7 +19,8 @@ id (the pipeline writes them for the operator). Over HTTP (auth on) a caller see
 only where it may see that Patient (the access interceptor's `can_see`, as for any read):
 other ids leave the candidates, and in text become "another record" (and the CLI hint
 `(--patient ID)` is dropped), so a feed learns no consent-hidden Patient's id, nor that
-the person is on the record under it.
+the person is on the record under it; a text naming such a Patient also loses the NHS
+numbers and dates it gives that are not in the feed's own record (that Patient's).
 """
 
 from __future__ import annotations
@@ -47,6 +48,9 @@ _ID = r"([A-Za-z0-9\-.]{0,63}[A-Za-z0-9\-])"  # a FHIR id, less a sentence's ful
 _NAMED_PATIENT = re.compile(rf"Patient/{_ID}")
 _PATIENT_HINT = re.compile(rf" ?\(--patient {_ID}\)")
 OTHER_RECORD = "another record"
+#: what the pipeline's words say of a Patient besides its id: an NHS number, a date (born)
+_PERSONAL = re.compile(r"\b(?:\d{10}|\d{4}-\d{2}(?:-\d{2})?)\b")
+WITHHELD = "[withheld]"
 
 router = APIRouter()
 
@@ -108,9 +112,15 @@ def _named_ids(texts: Iterable[str]) -> set[str]:
             for m in pattern.finditer(text)}
 
 
-def _redactor(visible: set[str]) -> Callable[[str], str]:
-    """Rewrites the pipeline's words so they name only the `visible` Patients."""
-    def redact(text: str) -> str:
+def _redactor(visible: set[str]) -> Callable[..., str]:
+    """Rewrites the pipeline's words so they name only the `visible` Patients. A text that
+    names another Patient also loses the NHS numbers and dates it gives ("which holds NHS
+    number ...", "born ...": that Patient's) except those in `own`, the caller's own
+    record's text (what it sent it knows)."""
+    def redact(text: str, own: str = "") -> str:
+        if _named_ids([text]) - visible:
+            text = _PERSONAL.sub(lambda m: m.group(0) if m.group(0) in own else WITHHELD,
+                                 text)
         text = _PATIENT_HINT.sub(lambda m: m.group(0) if m.group(1) in visible else "", text)
         return _NAMED_PATIENT.sub(
             lambda m: m.group(0) if m.group(1) in visible else OTHER_RECORD, text)
@@ -119,7 +129,7 @@ def _redactor(visible: set[str]) -> Callable[[str], str]:
 
 async def _redaction_for(request: Request, caller: Any,
                          texts: Iterable[str], ids: Iterable[str] = ()
-                         ) -> tuple[set[str], Callable[[str], str]]:
+                         ) -> tuple[set[str], Callable[..., str]]:
     """The Patient ids `caller` may see among those named, and a redactor for texts."""
     named = _named_ids(texts) | set(ids)
     if not named:  # nothing to check (most answers): no store reads, no thread hop
@@ -128,13 +138,15 @@ async def _redaction_for(request: Request, caller: Any,
     return visible, _redactor(visible)
 
 
-async def _error_for(request: Request, caller: Any, error: GatewayError) -> Response:
-    """`error` as an OperationOutcome naming only Patients the caller may see."""
+async def _error_for(request: Request, caller: Any, error: GatewayError,
+                     own: str = "") -> Response:
+    """`error` as an OperationOutcome naming only Patients the caller may see (`own`: the
+    text of the caller's record it is about)."""
     outcome = error.outcome()
     issues = [i for i in outcome.get("issue", []) if isinstance(i.get("diagnostics"), str)]
     _, redact = await _redaction_for(request, caller, [i["diagnostics"] for i in issues])
     for issue in issues:
-        issue["diagnostics"] = redact(issue["diagnostics"])
+        issue["diagnostics"] = redact(issue["diagnostics"], own)
     return Response(content=jsonio.dump_bytes(outcome), status_code=error.status,
                     headers=error.headers, media_type=FHIR_JSON)
 
@@ -226,7 +238,7 @@ async def held(request: Request) -> Response:
         request, caller, [v["reason"] for _, v in items],
         [c for _, v in items for c in v["candidates"]])
     await _audited(request, caller, 200, f"GET /review/held ({len(items)} listed)")
-    return JSONResponse([{"key": k, "reason": redact(v["reason"]),
+    return JSONResponse([{"key": k, "reason": redact(v["reason"], _raw(v)),
                           "candidates": [c for c in v["candidates"] if c in visible],
                           "source": v["record"]["source"]} for k, v in items])
 
@@ -258,7 +270,7 @@ async def resolve(request: Request, key: str) -> Response:
     from ..fhir.interactions import require_id
     from ..security.errors import Forbidden
 
-    caller, patient, discard = None, None, None
+    caller, patient, discard, own = None, None, None, ""
     try:
         caller = _caller(request)
         _check_reviewer(caller)
@@ -280,8 +292,10 @@ async def resolve(request: Request, key: str) -> Response:
         patient = require_id(choice["patient"]) if isinstance(choice.get("patient"), str) \
             else None
         loader = request.app.state.ingest_service.loader
-        if not _mine(caller, await run_in_threadpool(_partner_of_held, loader, key)):
+        held = await run_in_threadpool(_held_record, loader, key)
+        if not _mine(caller, None if held is None else _held_partner(held)):
             raise NotFound(f"no held record {key!r}")  # another partner's: as absent
+        own = _raw(held)
         if discard is not None:
             by = getattr(caller, "client_id", None) or "anonymous (auth off)"
             await run_in_threadpool(loader.discard_held, key, reason=discard, by=by)
@@ -289,7 +303,7 @@ async def resolve(request: Request, key: str) -> Response:
             summary = await run_in_threadpool(loader.resolve_held, key, patient_id=patient)
     except GatewayError as exc:
         await _audited(request, caller, exc.status, f"POST /review/held/{key}", patient)
-        return await _error_for(request, caller, exc)  # e.g. a 409 naming the holder
+        return await _error_for(request, caller, exc, own)  # e.g. a 409 naming the holder
     if discard is not None:
         await _audited(request, caller, 200, f"POST /review/held/{key} (discarded)")
         return JSONResponse({"discarded": key})
@@ -297,7 +311,13 @@ async def resolve(request: Request, key: str) -> Response:
     return JSONResponse(summary.counts())
 
 
-def _partner_of_held(loader: Any, key: str) -> str | None:
+def _raw(held: dict[str, Any]) -> str:
+    source = held.get("record", {}).get("source", {}) if isinstance(held, dict) else {}
+    raw = source.get("raw") if isinstance(source, dict) else None
+    return raw if isinstance(raw, str) else ""
+
+
+def _held_record(loader: Any, key: str) -> dict[str, Any] | None:
     with loader.repo.engine.session(write=False) as s:
         value = s.record_get("held", key)
-    return None if value is None else _held_partner(value)
+    return value if isinstance(value, dict) else None
