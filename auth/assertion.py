@@ -54,12 +54,15 @@ class VerifiedAssertion:
 def b64url_json_object(segment: str) -> dict[str, Any] | None:
     """A compact JWS segment decoded (base64url, then JSON): the object, or None when it
     is not base64url JSON, uses the non-JSON constants NaN, Infinity or -Infinity (which
-    Python's json accepts), is nested too deep to parse, or is not an object. For the
+    Python's json accepts), holds a lone surrogate escape (`"\ud800"`, which Python's json
+    accepts too: no UTF-8 text holds it, so the audit record of the refusal, and a stored
+    jti, could not be written), is nested too deep to parse, or is not an object. For the
     client assertions here and the gateway's access tokens (`security.tokens`)."""
     try:
         value = json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)),
                            parse_constant=_no_constant)
-    except (ValueError, UnicodeDecodeError, RecursionError):
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except (ValueError, UnicodeDecodeError, UnicodeEncodeError, RecursionError):
         return None
     return value if isinstance(value, dict) else None
 

@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from ..errors import BadRequest, InvalidResource, Issue
-from . import types
+from . import json_types, types
 
 #: FHIR R4 id: 1-64 of [A-Za-z0-9-.] (R4 2.24.0.3, `id` datatype).
 ID_PATTERN = re.compile(r"[A-Za-z0-9\-.]{1,64}")
@@ -82,6 +82,11 @@ def check_resource(
         except LookupError as exc:  # a model lookup the walk above did not foresee
             raise InvalidResource(f"{where} is not a valid {rtype}: it holds a resource "
                                   f"of a type that cannot be checked ({exc})") from exc
+        # the model coerces ("true" -> True) and the body is stored as sent: refused
+        mistyped = list(json_types.problems(body, model_class, rtype))
+        if mistyped:
+            raise InvalidResource(f"{where} is not a valid {rtype}: "
+                                  f"{mistyped[0].diagnostics}", issues=mistyped)
     if model and references:
         check_references(body, rtype, where)
     return body

@@ -15,6 +15,7 @@ Nothing here knows a partner: all of that is in the mapping files.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from typing import Any
 from fhir.resources.R4B import get_fhir_model_class
 from pydantic import ValidationError
 
+from ..fhir import json_types
 from . import values
 from .errors import FieldError
 from .model import (
@@ -444,6 +446,10 @@ def _apply(rule: Rule, ctx: Context, resources: list[dict[str, Any]],
     return taken
 
 
+#: the steps of a FHIRPath location: `Patient.name[0].given` -> Patient, name, 0, given
+_STEPS = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
+
+
 def _check(resource: dict[str, Any], ctx: Context, rule: str) -> bool:
     """Check `resource` with the R4B model; each problem is named by its source field."""
     rtype = resource["resourceType"]
@@ -465,7 +471,13 @@ def _check(resource: dict[str, Any], ctx: Context, rule: str) -> bool:
     except (ValueError, TypeError) as exc:
         ctx.fail(rule, f"makes an invalid {rtype}: {exc}")
         return False
-    return True
+    mistyped = list(json_types.problems(resource, get_fhir_model_class(rtype), rtype))
+    for issue in mistyped:  # a source's "true" where FHIR has a boolean: never stored so
+        element = issue.expression[0]
+        loc = tuple(int(i) if i else name for name, i in _STEPS.findall(element))
+        field = _origin(ctx, loc) or f"{rule} ({element})"
+        ctx.fail(field, issue.diagnostics)
+    return not mistyped
 
 
 def _origin(ctx: Context, path: tuple[Any, ...]) -> str | None:

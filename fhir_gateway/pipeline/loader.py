@@ -780,7 +780,7 @@ class Loader:
         current = jsonio.loads_trusted(stored.body or "{}")
         nhs = record.person.nhs_number
         _drop_retired_nhs(s, incoming, current, stored.rid, nhs)
-        if corrected_from(s, nhs, stored.rid):
+        if nhs and nhs not in _nhs_numbers(current) and corrected_from(s, nhs, stored.rid):
             # a reviewer took this number off the person as wrong (`_corrected`): a record
             # still giving it, filed here by its partner's own id or a reviewer, adds
             # its facts, not the number

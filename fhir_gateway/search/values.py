@@ -16,7 +16,7 @@ import math
 import re
 import unicodedata
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from functools import lru_cache
 
 MIN_INSTANT = "0001-01-01T00:00:00.000000"
@@ -109,7 +109,7 @@ def now_instant() -> str:
 def _decimal(value: object) -> Decimal:
     try:
         d = Decimal(str(value))
-    except InvalidOperation as exc:
+    except ArithmeticError as exc:  # InvalidOperation, and the context's other signals
         raise ValueError(f"{value!r} is not a number") from exc
     if not d.is_finite() or not math.isfinite(float(d)):
         raise ValueError(f"{value!r} is not a finite number a double can hold")
@@ -128,8 +128,11 @@ def number_range(value: object) -> tuple[float, float]:
     d = _decimal(value)
     exponent = d.as_tuple().exponent
     assert isinstance(exponent, int)  # finite
-    half = Decimal(5).scaleb(exponent - 1)
-    return float(d - half), float(d + half)
+    try:
+        half = Decimal(5).scaleb(exponent - 1)
+        return float(d - half), float(d + half)
+    except ArithmeticError as exc:  # 0e999999999: a precision past the decimal context
+        raise ValueError(f"{value!r} has an exponent out of range") from exc
 
 
 #: control characters read as spaces: a partner's stray NUL must not reach a LIKE pattern

@@ -91,6 +91,12 @@ def _refusals(gw: Gateway) -> dict[str, str]:
         "payload-nested-too-deep": base64.urlsafe_b64encode(
             b'{"alg":"ES384","kid":"ward-key"}').rstrip(b"=").decode() + "."
         + base64.urlsafe_b64encode(b"[" * 2000).rstrip(b"=").decode() + ".sig",
+        # a lone surrogate escape: Python's json reads it, no UTF-8 text holds it (the
+        # refusal's AuditEvent, and a stored jti, could not be written: 500)
+        "lone-surrogate-iss": _unsigned({"alg": "ES384", "kid": client.kid},
+                                        {**_claims("feed-gp"), "iss": "\ud800",
+                                         "sub": "\ud800"}),
+        "lone-surrogate-jti": _signed(client, {}, claims={"jti": "\ud800"}),
     }
 
 
@@ -112,7 +118,8 @@ WHY = {"expired": "expired", "far-future": "more than 300 seconds ahead",
        "unregistered-jku": "'jku' header is not accepted", "oversized": "at most 4096 bytes",
        "signed-by-another-key": "signature does not verify", "unknown-client": "unknown client",
        "no-jti": "jti is required", "garbage": "not base64url JSON",
-       "nested-too-deep": "not base64url JSON", "payload-nested-too-deep": "not base64url JSON"}
+       "nested-too-deep": "not base64url JSON", "payload-nested-too-deep": "not base64url JSON",
+       "lone-surrogate-iss": "not base64url JSON", "lone-surrogate-jti": "not base64url JSON"}
 
 
 def test_every_bad_assertion_is_refused_for_its_own_reason_without_a_500(gw: Gateway) -> None:
