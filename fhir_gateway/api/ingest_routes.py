@@ -49,7 +49,7 @@ _NAMED_PATIENT = re.compile(rf"Patient/{_ID}")
 _PATIENT_HINT = re.compile(rf" ?\(--patient {_ID}\)")
 OTHER_RECORD = "another record"
 #: what the pipeline's words say of a Patient besides its id: an NHS number, a date (born)
-_PERSONAL = re.compile(r"\b(?:\d{10}|\d{4}-\d{2}(?:-\d{2})?)\b")
+_PERSONAL = re.compile(r"\b(?:\d{10}|\d{4}(?:-\d{2}(?:-\d{2})?)?)\b")
 WITHHELD = "[withheld]"
 
 router = APIRouter()
@@ -278,11 +278,16 @@ async def resolve(request: Request, key: str) -> Response:
         if not isinstance(choice, dict) or [choice.get("create") is True,
                                             isinstance(choice.get("patient"), str),
                                             isinstance(choice.get("discard"), str)
-                                            ].count(True) != 1:
+                                            ].count(True) != 1 or any(
+                choice.get(k) is not None and not ok for k, ok in (
+                    ("create", choice.get("create") is True),
+                    ("patient", isinstance(choice.get("patient"), str)),
+                    ("discard", isinstance(choice.get("discard"), str)))):
+            # a mistyped second choice is a second choice too: refused, not ignored
             # one choice: with two, which one the reviewer meant is a guess
             raise BadRequest('send one of {"patient": "<id>"}, {"create": true} or '
                              '{"discard": "<why>"}')
-        if choice.get("replaceNhsNumber", False) is not False:
+        if choice.get("replaceNhsNumber") not in (None, False):
             # It changes how every partner's records find the person (theirs with the old
             # number are held from then on): the partnership's operator decides, not one feed.
             raise Forbidden("replacing a Patient's NHS number is for the partnership's "

@@ -189,7 +189,8 @@ def _review(args: argparse.Namespace, settings: Settings) -> int:
         for key, rejected in loader.list_rejected():
             print(json.dumps({"rejected": key, "reason": rejected["reason"]}))
         for key, discarded in loader.list_discarded():
-            print(json.dumps({"discarded": key, "held_because": discarded["reason"],
+            print(json.dumps({"discarded": key.rpartition("@")[0] or key,
+                              "held_because": discarded["reason"],
                               **discarded["discarded"]}))
         return 0
     if args.review_command == "discard":

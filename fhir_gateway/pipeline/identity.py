@@ -227,6 +227,9 @@ def _claimed(s: StoreSession, nhs: str) -> Held | None:
     docstring); None when the number was never given to a Patient."""
     corrected = corrected_away(s, nhs)
     if corrected is not None:
+        stored = s.current("Patient", corrected)
+        if stored is not None and stored.body is not None:  # merged since: the person's now
+            corrected = _survivors(s, [stored])[0].rid
         # a reviewer said the number was wrong for that person: a record still giving it
         # (and no local id of theirs) is someone's to check: theirs, not yet corrected, or
         # another person's. (The number that replaced it is not said: a feed may read
@@ -337,7 +340,15 @@ def resolve(repo: Repository, s: StoreSession, person: PersonKey, *,
         if local and person.local_system != NHS_NUMBER_SYSTEM \
                 and corrected_from(s, person.nhs_number, local[0].rid):
             # the partner's own id for the person, with the number a reviewer corrected
-            # away from them: theirs, filed without it (the loader leaves it off)
+            # away from them: theirs, filed without it (the loader leaves it off), unless
+            # the birth date says otherwise: the number points away from them, so their
+            # id alone (mistyped, reused) does not vouch here
+            born = _born_otherwise(local[0], person)
+            if born is not None and not _accepted(s, person, local[0].rid):
+                return Held(f"NHS number {person.nhs_number} was taken off "
+                            f"Patient/{local[0].rid} as wrong by a reviewer, and this record "
+                            f"giving it with local id {person.local_id} says born "
+                            f"{person.birth_date}, not {born}", (local[0].rid,))
             return Resolved(local[0], "corrected-nhs")
         claimed = _claimed(s, person.nhs_number)
         if claimed is not None:

@@ -63,8 +63,10 @@ from .merge import (
     newest_stamp,
     owners,
     release,
+    renamed_record,
     stamp,
     stamped_by,
+    when_and_who,
 )
 from .provenance import provenance
 
@@ -176,6 +178,16 @@ def _text(raw: str) -> str:
     """A record's text as compared for its hold: one message resent with other line ends
     (CR, CRLF, LF) is the same record, held once."""
     return "\n".join(raw.splitlines())
+
+
+def _still_held(s: StoreSession, key: str, source: SourceRef) -> bool:
+    """Whether the record is still on the review queue (under its key, or the key an
+    older gateway kept it under)."""
+    for where in (key, _legacy_key(source)):
+        held = s.record_get("held", where) if where else None
+        if held is not None and _same_record(held, source):
+            return True
+    return False
 
 
 def _same_record(held: dict[str, Any], source: SourceRef) -> bool:
@@ -314,9 +326,10 @@ class Loader:
                     if isinstance(item, Rejection):
                         self._reject(done, item.source, item.field, item.reason)
                     else:
+                        key = record_key(item.source)
                         self._count(done, done_held, item,
-                                    self.apply(item, received=received.get(
-                                        record_key(item.source))))
+                                    self.apply(item, received=received.get(key),
+                                               retry=key in received))
                     applied += 1
             summary.add(done)
             held_now |= done_held
@@ -332,9 +345,12 @@ class Loader:
         if isinstance(item, Rejection):
             self._reject(done, item.source, item.field, item.reason, session=s)
             return
+        key = record_key(item.source)
+        if key in received and not _still_held(s, key, item.source):
+            return  # a retry of a hold a reviewer settled or discarded meanwhile
         try:
             with s.savepoint():
-                when = received.get(record_key(item.source)) or self.clock()
+                when = received.get(key) or self.clock()
                 outcome = self._attempt(s, item, when, None, False)
         except RecordRejected as exc:
             self._reject(done, item.source, exc.field, exc.reason, session=s)
@@ -348,14 +364,17 @@ class Loader:
             done_held.add(record_key(item.source))
         done.add(outcome)
 
-    def apply(self, record: MappedRecord, *, received: str | None = None) -> Summary:
+    def apply(self, record: MappedRecord, *, received: str | None = None,
+              retry: bool = False) -> Summary:
         """One record in one transaction; `received`: when the partner sent it (default
-        now)."""
+        now); `retry`: a held record applied again, only if it is still held."""
         summary = Summary()
         received = received or self.clock()
         for _attempt in range(MAX_ATTEMPTS):
             try:
                 with self.repo.transaction() as s:
+                    if retry and not _still_held(s, record_key(record.source), record.source):
+                        return summary
                     return self._attempt(s, record, received, None, False)
             except VersionConflict:
                 continue
@@ -502,9 +521,10 @@ class Loader:
             held = s.record_get("held", key)
             if held is None:
                 raise NotFound(f"no held record {key!r}")
-            entry = {**held, "discarded": {"reason": reason[:1000], "by": by,
-                                           "at": self.clock()}}
-            s.record_put(DISCARDED, key, entry)
+            at = self.clock()
+            entry = {**held, "discarded": {"reason": reason[:1000], "by": by, "at": at}}
+            # keyed by the time too: the same record held and discarded again keeps both
+            s.record_put(DISCARDED, f"{key}@{at}", entry)
             s.record_delete("held", key)
         return entry
 
@@ -949,9 +969,17 @@ class Loader:
             raise Conflict(f"Patient/{patient.rid} holds no other NHS number to replace, nor "
                            f"does a Patient holding local id {person.local_id}: attach the "
                            "record without replacing one")
-        for holder in [patient.rid, *(row.rid for row in copies)]:
-            set_by = (s.record_get(ELEMENT_STAMPS, f"Patient/{holder}") or {}).get(NHS_STAMP)
-            if isinstance(set_by, str) and set_by > new_stamp:
+        when, who = when_and_who(new_stamp)
+        for holder in [patient.rid, *(row.rid for row in copies)] if when else []:
+            # Only event times order records across partners and messages: a correction
+            # from a partner without them (hospice, council) is never judged "late".
+            times = s.record_get(ELEMENT_STAMPS, f"Patient/{holder}") or {}
+            set_by = times.get(NHS_STAMP)
+            if not isinstance(set_by, str):  # a Patient stored before NHS_STAMP was kept:
+                set_by = max((str(v) for v in times.values()  # the partner's newest word
+                              if when_and_who(str(v))[1] == who), default="")
+            set_when = when_and_who(set_by)[0]
+            if set_when and set_when > when:
                 raise Conflict(f"Patient/{holder}'s NHS number was set by a newer record than "
                                "this one: an older record cannot correct it (was this "
                                "message delivered late?)")
@@ -975,22 +1003,55 @@ class Loader:
         partner's, now giving the right one: a DNACPR the GP withdraws would stay. Each
         identifier in the person's record whose value is a replaced number is given the
         new one, the content otherwise unchanged (credited as a merge's re-pointing, so
-        the fact stays its author's)."""
+        the fact stays its author's). Their element stamps, and the Patient's, are
+        renamed likewise (`merge.renamed_record`), since that partner orders its records
+        by the number. Refused when a resource of the same type already holds the new key
+        (the partner's corrected register wrote it): two would share it."""
         compartment = IndexQuery(rtype=None, compartment=patient_id)
+        self._restamp(s, f"Patient/{patient_id}", replaced, new)
         for stored in self.repo.find(compartment, session=s).rows:
-            if stored.rtype == "Patient" or stored.body is None \
-                    or not any(number in stored.body for number in replaced):
+            name = f"{stored.rtype}/{stored.rid}"
+            if stored.body is None or (stored.rtype == "Patient" and stored.rid == patient_id):
+                continue
+            self._restamp(s, name, replaced, new)  # (what the partner said under the old)
+            if not any(n in stored.body for n in replaced):
                 continue
             resource = jsonio.loads_trusted(stored.body)
             idents = resource.get("identifier")
-            if not isinstance(idents, list) or is_derived(resource):
+            if stored.rtype == "Patient" or not isinstance(idents, list) \
+                    or is_derived(resource):
                 continue
             rekeyed = [{**i, "value": new} if isinstance(i, dict)
                        and i.get("system") != NHS_NUMBER_SYSTEM
                        and i.get("value") in replaced else i for i in idents]
-            if rekeyed != idents:
-                repoint(self.repo.update({**resource, "identifier": rekeyed},
-                                         rtype=stored.rtype, rid=stored.rid, session=s))
+            if rekeyed == idents:
+                continue
+            for ident in rekeyed:
+                if ident in idents or not isinstance(ident, dict):
+                    continue
+                taken = [row.rid for row in self._by_key(s, BusinessId(
+                    stored.rtype, str(ident.get("system")), new)) if row.rid != stored.rid]
+                if taken:
+                    # (the partner's corrected register already wrote its own under the
+                    # new number: two resources would share the key, and every later
+                    # record of the partner's for it would be rejected)
+                    raise Conflict(f"{stored.rtype}/{taken[0]} already holds "
+                                   f"{ident.get('system')}|{new}, which {name} would be "
+                                   "given by this correction: settle the two first "
+                                   "(delete the one that no longer holds)")
+            repoint(self.repo.update({**resource, "identifier": rekeyed},
+                                     rtype=stored.rtype, rid=stored.rid, session=s))
+
+    @staticmethod
+    def _restamp(s: StoreSession, name: str, replaced: list[str], new: str) -> None:
+        times = s.record_get(ELEMENT_STAMPS, name)
+        if not times:
+            return
+        renamed = times
+        for old in replaced:
+            renamed = renamed_record(renamed, old, new)
+        if renamed != times:
+            s.record_put(ELEMENT_STAMPS, name, renamed)
 
     def _item_sets(self, s: StoreSession, record: MappedRecord,
                    new_stamp: str) -> tuple[set[BusinessId], list[BusinessId]]:

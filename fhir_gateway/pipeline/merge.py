@@ -223,6 +223,25 @@ def newest_stamp(times: dict[str, Stamp] | None) -> Stamp:
     return max((str(v).partition("\t")[0] for v in (times or {}).values()), default="")
 
 
+def when_and_who(stamp_: Stamp) -> tuple[str, str]:
+    """A stamp's event time ("" for a record without one) and partner."""
+    bare = stamp_.partition("\t")[0]
+    return _time_of(bare), _partner_of(bare)
+
+
+def renamed_record(times: dict[str, Stamp], old: str, new: str) -> dict[str, Stamp]:
+    """`times` with the stamps of record id `old` (an un-timed partner's) given record id
+    `new`: a partner whose record id is the NHS number (the GP register) orders its
+    records by it, so after a correction its next records (the new number) must still
+    be judged against what it said under the old one as the same record's."""
+    def renamed(value: Stamp) -> Stamp:
+        bare, tab, rest = str(value).partition("\t")
+        if bare.endswith(f"\x1f~{old}") and not _time_of(bare):
+            bare = bare[: -len(old)] + new
+        return bare + tab + rest
+    return {k: renamed(v) for k, v in times.items()}
+
+
 def _time_of(stamp_: Stamp) -> str:
     """A stamp's event time as a UTC instant ("" for a record without one)."""
     return stamp_.split("\x1f", 1)[0]

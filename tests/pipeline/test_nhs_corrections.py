@@ -51,15 +51,15 @@ def gp_row(nhs: str, dnacpr: str, when: str = "10/01/2026") -> bytes:
             f"01/01/2026,{dnacpr},{when},Plan,01/02/2026,,\n").encode()
 
 
-def corrected_number(p: Partnership) -> tuple[str, str]:
-    """The hold of the hospital's correction, and the Patient (NHS X, MRN M1)."""
-    p.send("acute", "a.hl7", adt("C1", "A01", "202601010900", f"{X}^^^NHS^NH~M1^^^RXA^MR",
+def corrected_number(p: Partnership, old: str = X, new: str = Y) -> tuple[str, str]:
+    """The hold of the hospital's correction, and the Patient (NHS `old`, MRN M1)."""
+    p.send("acute", "a.hl7", adt("C1", "A01", "202601010900", f"{old}^^^NHS^NH~M1^^^RXA^MR",
                                  visit="V1"))
     assert p.send("acute", "b.hl7", adt("C2", "A08", "202601020900",
-                                        f"{Y}^^^NHS^NH~M1^^^RXA^MR", visit="V1")).held == 1
+                                        f"{new}^^^NHS^NH~M1^^^RXA^MR", visit="V1")).held == 1
     (key, reason), = p.held()
     assert "another NHS number" in reason
-    (patient,) = p.holders(X)
+    (patient,) = p.holders(old)
     return key, patient
 
 
@@ -128,21 +128,114 @@ def test_the_old_number_leads_nowhere_after_an_a40_either(
     assert len(p.holders(X)) == 1 and p.holders(X) != [survivor]
 
 
+@pytest.mark.parametrize(("old", "new"), [(X, Y), (Y, X)])
 def test_the_gp_resources_keyed_by_the_old_number_follow_the_correction(
-        p: Partnership) -> None:
-    """The GP keys its resources by the NHS number itself: left under X, its withdrawal
-    of the DNACPR (sent under Y once the register is corrected) would find nothing, and
-    the DNACPR would stay on the record."""
-    key, patient = corrected_number(p)
-    assert p.send("gp", "reg.csv", gp_row(X, "Y")).held == 0
+        p: Partnership, old: str, new: str) -> None:
+    """The GP keys its resources by the NHS number itself: left under the old number, its
+    withdrawal of the DNACPR (sent under the new one once the register is corrected) would
+    find nothing, and the DNACPR would stay. It also orders its records by that number
+    (it sends no event times): when the new number sorts before the old, its rows were
+    judged older than what it had said under the old one, and changed nothing."""
+    key, patient = corrected_number(p, old, new)
+    assert p.send("gp", "reg.csv", gp_row(old, "Y")).held == 0
     assert p.cpr() == [(f"Patient/{patient}", DNACPR)]
     p.loader.resolve_held(key, patient_id=patient, replace_nhs_number=True)
-    withdrawn = p.send("gp", "reg2.csv", gp_row(Y, "N"))
+    withdrawn = p.send("gp", "reg2.csv", gp_row(new, "N"))
     assert (withdrawn.held, withdrawn.rejected) == (0, 0)
     assert p.cpr() == []  # "N" withdraws the GP's decision
     plans = [c for c in p.all("CarePlan") if c["status"] == "active"]
     assert len(plans) == 1
-    assert len(p.patients()) == 1 and p.nhs_of(patient) == [Y]
+    assert len(p.patients()) == 1 and p.nhs_of(patient) == [new]
+
+
+def test_a_correction_that_would_give_two_resources_one_key_is_refused(
+        p: Partnership) -> None:
+    """The GP corrected its register first: its resources are under Y on the Patient the
+    register made, and under X on the hospital's copy. Re-keying the copy's would make two
+    of each under one key (every later GP row for him then rejected): refused."""
+    p.send("acute", "a.hl7", adt("C1", "A01", "202601010900", f"{X}^^^NHS^NH~M1^^^RXA^MR",
+                                 visit="V1"))
+    p.send("gp", "reg.csv", gp_row(X, "Y"))
+    p.send("gp", "reg2.csv", gp_row(Y, "Y"))
+    (copy,) = p.holders(X)
+    (person,) = p.holders(Y)
+    assert p.send("acute", "b.hl7", adt("C2", "A08", "202601020900",
+                                        f"{Y}^^^NHS^NH~M1^^^RXA^MR", visit="V1")).held == 1
+    (key, _), = p.held()
+    before = sorted((r["id"], r["meta"]["versionId"]) for r in p.all("Observation"))
+    with pytest.raises(Conflict, match="already holds"):
+        p.loader.resolve_held(key, patient_id=person, replace_nhs_number=True)
+    assert [k for k, _ in p.held()] == [key]
+    assert sorted((r["id"], r["meta"]["versionId"]) for r in p.all("Observation")) == before
+    assert p.holders(X) == [copy]
+
+
+def test_a_partner_without_event_times_may_correct_a_number_a_message_set(
+        p: Partnership) -> None:
+    """The "delivered late" guard compared an un-timed hospice record with the ADT message
+    that set the number: an un-timed stamp sorts before every timed one, so no hospice or
+    council correction could ever be applied."""
+    p.send("acute", "a.hl7", adt("C1", "A01", "202601010900", f"{X}^^^NHS^NH~M1^^^RXA^MR",
+                                 visit="V1"))
+    p.send("hospice", "h1.jsonl", hospice("H1", X))
+    assert p.send("hospice", "h2.jsonl", hospice("H1", Y, "not-attempt", "2026-02-01")).held == 1
+    (key, _), = p.held()
+    (patient,) = p.holders(X)
+    p.loader.resolve_held(key, patient_id=patient, replace_nhs_number=True)
+    assert p.nhs_of(patient) == [Y]
+    assert p.cpr() == [(f"Patient/{patient}", DNACPR)]
+
+
+def test_on_a_patient_stored_before_the_number_was_stamped_the_guard_still_holds(
+        p: Partnership) -> None:
+    from fhir_gateway.pipeline.loader import NHS_STAMP
+    from fhir_gateway.pipeline.merge import ELEMENT_STAMPS
+
+    p.send("acute", "b.hl7", adt("C2", "A08", "202601020900", f"{Y}^^^NHS^NH~M1^^^RXA^MR",
+                                 visit="V1"))
+    (patient,) = p.holders(Y)
+    with p.repo.transaction() as s:  # as an older gateway left it: no NHS_STAMP
+        times = s.record_get(ELEMENT_STAMPS, f"Patient/{patient}")
+        s.record_put(ELEMENT_STAMPS, f"Patient/{patient}",
+                     {k: v for k, v in times.items() if k != NHS_STAMP})
+    assert p.send("acute", "a.hl7", adt("C1", "A01", "202601010900",
+                                        f"{X}^^^NHS^NH~M1^^^RXA^MR", visit="V1")).held == 1
+    (key, _), = p.held()
+    with pytest.raises(Conflict, match="set by a newer record"):
+        p.loader.resolve_held(key, patient_id=patient, replace_nhs_number=True)
+    assert p.nhs_of(patient) == [Y]
+
+
+def test_the_old_number_with_the_persons_id_but_another_birth_date_is_held(
+        p: Partnership) -> None:
+    """The corrected-away number points away from him: his MRN alone (mistyped, reused)
+    does not file another person's message, their death with it, on him."""
+    key, patient = corrected_number(p)
+    p.loader.resolve_held(key, patient_id=patient, replace_nhs_number=True)
+    other = p.send("acute", "c.hl7", adt("C7", "A08", "202601060900",
+                                         f"{X}^^^NHS^NH~M1^^^RXA^MR", name="JONES^MARY",
+                                         born="19550505", visit="V1"))
+    assert other.held == 1
+    (_, reason), = p.held()
+    assert "born 1955-05-05" in reason
+    person = next(q for q in p.patients() if q["id"] == patient)
+    assert person["birthDate"] == "1940-01-01" and person["name"][0]["family"] == "SMITH"
+
+
+def test_after_a_merge_the_hold_names_the_person_it_leads_to(p: Partnership) -> None:
+    p.send("acute", "a.hl7", adt("C1", "A01", "202601010900", f"{X}^^^NHS^NH~M1^^^RXA^MR",
+                                 visit="V1"))
+    p.send("hospice", "h1.jsonl", hospice("H1", Y))
+    (person,) = p.holders(Y)
+    p.send("acute", "b.hl7", adt("C2", "A08", "202601020900", f"{Y}^^^NHS^NH~M1^^^RXA^MR",
+                                 visit="V1"))
+    (key, _), = p.held()
+    p.loader.resolve_held(key, patient_id=person, replace_nhs_number=True)
+    assert p.send("gp", "reg.csv", gp_row(X, "Y")).held == 1
+    (hold, reason), = p.held()
+    assert f"was on Patient/{person} until" in reason
+    p.loader.resolve_held(hold, patient_id=person)  # "attach it there" works
+    assert p.nhs_of(person) == [Y]
 
 
 def test_a_correction_to_a_number_another_patient_holds_merges_the_wrong_copy_in(
@@ -267,3 +360,42 @@ def test_a_record_without_a_number_is_unprocessable_as_a_correction(p: Partnersh
     assert patient in hold["candidates"]
     with pytest.raises(Unprocessable, match="gives no NHS number"):
         p.loader.resolve_held(key, patient_id=patient, replace_nhs_number=True)
+
+
+# -- discarding held records ------------------------------------------------------------------
+
+
+def test_a_record_discarded_while_a_retry_runs_is_not_applied(
+        p: Partnership, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The retry listed the holds in one session and applied them in another: a hold a
+    reviewer discarded in between was applied anyway (both discarded and on the record)."""
+    from fhir_gateway.pipeline.loader import Loader
+
+    row = ("SC1,Mr,John,Smith,1940-01-01,DY1 4DX,,Home care,2026-01-02,,"
+           "Oakleigh Care Home,Brenda Johnson\n")
+    assert p.send("socialcare", "c.csv", (COUNCIL_HEAD + row).encode()).held == 1
+    (key, _), = p.held()
+    original = Loader._apply_batch
+
+    def discard_first(self: Loader, batch: list, *args: object, **kwargs: object) -> None:
+        if any(i.source.partner == "socialcare" for i in batch) and p.held():
+            self.discard_held(key, reason="a test row", by="reviewer")  # the retry's batch
+        original(self, batch, *args, **kwargs)
+
+    monkeypatch.setattr(Loader, "_apply_batch", discard_first)
+    p.send("hospice", "h1.jsonl", hospice("H1", X))  # now someone to match: retried
+    assert [k.rpartition("@")[0] for k, _ in p.loader.list_discarded()] == [key]
+    assert p.all("CarePlan") == [c for c in p.all("CarePlan")
+                                 if "socialcare" not in str(c.get("identifier"))]
+    assert all("SC1" not in str(q.get("identifier")) for q in p.patients())
+
+
+def test_each_discard_of_a_record_is_kept(p: Partnership) -> None:
+    row = (b"SC9,Mrs,Ada,Secretname,1931-02-03,DY1 1AA,,Home care,2026-01-02,,"
+           b"Oakleigh Care Home,Brenda Johnson\n")
+    for who in ("alice", "bob"):
+        assert p.send("socialcare", "c.csv", COUNCIL_HEAD.encode() + row).held == 1
+        (key, _), = p.held()
+        p.loader.discard_held(key, reason=f"{who}'s reason", by=who)
+    kept = p.loader.list_discarded()
+    assert sorted(v["discarded"]["by"] for _, v in kept) == ["alice", "bob"]
