@@ -21,6 +21,7 @@ record's local id or birth date points elsewhere (then held).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -291,16 +292,36 @@ def _nhs_held(s: StoreSession, rid: str) -> str:
         else "holds no NHS number"
 
 
-def replaced_by(patient: dict[str, Any]) -> str | None:
-    """The id of the Patient `patient` was merged into (its `link` replaced-by), or None."""
+#: a reference to one of this server's Patients, by id (a version named or not)
+_PATIENT_REF = re.compile(r"Patient/([A-Za-z0-9\-.]{1,64})(?:/_history/[A-Za-z0-9\-.]{1,64})?")
+
+
+def replaced_by(patient: dict[str, Any], base_url: str = "") -> str | None:
+    """The id of the Patient `patient` was merged into (its `link` replaced-by), or None.
+    The reference may name a version (`Patient/x/_history/2`: the Patient is the same)
+    or, given this server's `base_url`, be absolute; any other (another server's) is not
+    followed: `merge_links` still shows the record was merged."""
+    base = base_url.rstrip("/") + "/" if base_url else None
+    for ref in merge_links(patient):
+        if base and ref.startswith(base):
+            ref = ref[len(base):]
+        m = _PATIENT_REF.fullmatch(ref)
+        if m is not None:
+            return m.group(1)
+    return None
+
+
+def merge_links(patient: dict[str, Any]) -> list[str]:
+    """The references of `patient`'s `link`s of type replaced-by, as written."""
+    out = []
     for link in patient.get("link") or []:
         if not isinstance(link, dict) or link.get("type") != "replaced-by":
             continue
         other = link.get("other")
         ref = other.get("reference") if isinstance(other, dict) else None
-        if isinstance(ref, str) and ref.startswith("Patient/"):
-            return ref.split("/", 1)[1]
-    return None
+        if isinstance(ref, str):
+            out.append(ref)
+    return out
 
 
 def resolve(repo: Repository, s: StoreSession, person: PersonKey, *,

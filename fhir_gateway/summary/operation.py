@@ -39,7 +39,7 @@ from ..errors import BadRequest, Conflict, GatewayError, NotFound
 from ..fhir.interactions import FhirContext, read_visible, require_id, visible
 from ..fhir.repository import unknown as not_known
 from ..fhir.request import FhirRequest, FhirResponse
-from ..pipeline.identity import MAX_MERGE_HOPS, claimed_patient, replaced_by
+from ..pipeline.identity import MAX_MERGE_HOPS, claimed_patient, merge_links, replaced_by
 from ..search.values import now_instant
 from ..security.errors import Forbidden
 from ..store.base import StoredVersion
@@ -249,7 +249,13 @@ def _merged_into(ctx: FhirContext, req: FhirRequest, patient: dict[str, Any],
     is gone, or round in a circle. A merged-away record is never summarised in its place:
     its facts moved on, so it would say "no plan recorded" about a person who has one."""
     seen = {patient["id"]}
-    while (survivor_id := replaced_by(patient)) is not None:
+    while (survivor_id := replaced_by(patient, req.base_url)) is not None or merge_links(patient):
+        if survivor_id is None:
+            # merged into a record named some other way (another server's URL): never
+            # summarised in its place, and never "not known" either
+            raise Conflict(f"Patient/{patient['id']} was merged into "
+                           f"{merge_links(patient)[0][:200]}, which this gateway cannot "
+                           "follow: ask for the record it was merged into")
         if survivor_id in seen or len(seen) > MAX_MERGE_HOPS:
             return None
         seen.add(survivor_id)
