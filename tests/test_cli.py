@@ -85,3 +85,20 @@ def test_a_feed_client_without_its_partner_is_a_usage_error(tmp_path: Path) -> N
                      str(tmp_path / "c2.jwk"))
         assert result.returncode == 2 and "--partner" in result.stderr, (args, result.stderr)
         assert not (tmp_path / "c2.jwk").exists()
+
+
+def test_a_file_whose_name_is_not_utf8_is_loaded(tmp_path: Path) -> None:
+    """`na\\xe9me.csv` (a latin-1 é) loaded nothing and exited 1 with only a codec error:
+    the surrogate-escaped name went into every stored record."""
+    import json
+
+    name = tmp_path / os.fsdecode(b"na\xe9me.csv")
+    name.write_text("Person ID,Title,First Name,Last Name,DOB,Postcode,NHS No (if known),"
+                    "Service,Service Start,Service End,Provider,Key Worker\n"
+                    "SC1,Mrs,Ada,Anyname,1931-02-03,DY1 1AA,9434765919,Home care,"
+                    "2026-01-02,,Oakleigh Care Home,Brenda Johnson\n")
+    done = run("--store", f"sqlite:///{tmp_path / 'gw.sqlite3'}", "ingest", "--partner",
+               "socialcare", "--json", os.fsdecode(bytes(name)))
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    assert summary["created"] > 0 and summary["rejected"] == 0

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import multiprocessing
+import os
 import pickle
 import queue as queue_module
 import resource
@@ -70,9 +71,17 @@ def _here(partner: str, paths: Sequence[Path], today: dt.date | None,
             if on_unreadable:
                 on_unreadable(f"{path}: {exc.strerror}")
             continue
+        name = file_label(path)
         if on_file:
-            on_file(path.name)
-        yield from map_file(partner, path.name, data, today=today)
+            on_file(name)
+        yield from map_file(partner, name, data, today=today)
+
+
+def file_label(path: Path) -> str:
+    """The file's name as stored text: a name that is not UTF-8 (a latin-1 é, which the
+    file system hands over as a surrogate escape) would make every record naming it
+    unwritable (no UTF-8 text holds the escape), so its bad bytes are shown as U+FFFD."""
+    return os.fsencode(path.name).decode("utf-8", "replace")
 
 
 def _produce(partner: str, paths: list[Path], today: dt.date | None,

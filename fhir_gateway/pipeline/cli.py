@@ -77,6 +77,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _ingest(args: argparse.Namespace, settings: Settings) -> int:
+    from ..ingest.background import file_label
+
     service = _service(settings, bulk=True)
     unreadable: list[str] = []
     show = not args.json and sys.stderr.isatty()
@@ -96,7 +98,7 @@ def _ingest(args: argparse.Namespace, settings: Settings) -> int:
                                      on_unreadable=unreadable.append)
     audit_write(service.loader.repo, settings, total,
                 command=f"fhir-gateway ingest --partner {args.partner} "
-                        + " ".join(Path(p).name for p in args.paths),
+                        + " ".join(file_label(Path(p)) for p in args.paths),
                 destination=f"cli:{args.partner}",
                 description=f"ingest of {args.partner} files by the command line")
     counts = total.counts()
