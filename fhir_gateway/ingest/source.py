@@ -87,6 +87,29 @@ def bad_bytes(raw: str, encoding: str) -> str | None:
     return None
 
 
+#: characters FHIR text cannot carry (R4 `string`: none below U+0020 but tab, CR and LF)
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f]")
+
+
+def control_character(value: Any, where: str) -> tuple[str, str] | None:
+    """(field, problem) for the first text in `value` (a cell, or parsed JSON) holding a
+    control character FHIR text cannot carry, else None: stored, it breaks the R4 string
+    rule and what search finds (`WH<NUL>ITE` is not found by `family=WHITE`)."""
+    if isinstance(value, str):
+        found = _CONTROL.search(value)
+        return (where, f"holds the control character U+{ord(found.group()):04X}, which "
+                       "FHIR text cannot carry") if found else None
+    items = value.items() if isinstance(value, dict) else enumerate(value) \
+        if isinstance(value, list) else ()
+    for key, item in items:
+        inner = f"{where}[{key}]" if isinstance(key, int) else \
+            f"{where}.{key}" if where else str(key)
+        problem = control_character(item, inner)
+        if problem is not None:
+            return problem
+    return None
+
+
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 
 

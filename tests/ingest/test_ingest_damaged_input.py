@@ -197,3 +197,29 @@ def test_a_stray_quote_in_the_last_row_names_the_quote() -> None:
     assert [r.source.position for r in mapped(results)] == ["line 2", "line 3"]
     [bad] = rejected(results)
     assert bad.source.position == "line 4" and "unbalanced quote" in bad.reason
+
+
+@pytest.mark.parametrize("control", ["\x00", "\x07", "\x1b"])
+def test_a_control_character_in_a_cell_rejects_only_its_row_naming_the_column(
+        control: str) -> None:
+    """A GP surname `WH<NUL>ITE` was stored as sent: not FHIR text, and not found by
+    `family=WHITE`. Tab, CR and LF stay text (a care plan's lines)."""
+    rows = service_rows()
+    rows[1] = rows[1].replace("Dudley Homecare Ltd", f"Dudley{control}Homecare Ltd")
+    results = run("socialcare", "\n".join([SC_HEADER, *rows]) + "\n", "services.csv")
+    [bad] = rejected(results)
+    assert bad.source.position == "line 3" and bad.field == "Provider"
+    assert f"U+{ord(control):04X}" in bad.reason and "services.csv" in bad.reason
+    assert len(mapped(results)) == len(rows) - 1
+
+
+def test_a_control_character_in_a_json_line_rejects_only_that_line() -> None:
+    line = {"clientId": "H1", "name": {"first": "Jo\u0000hn", "last": "Smith"},
+            "dob": "1940-01-01", "gender": "male", "admissions": []}
+    good = {**line, "clientId": "H2", "name": {"first": "Mary", "last": "Smith"}}
+    import json
+
+    results = run("hospice", json.dumps(line) + "\n" + json.dumps(good) + "\n", "h.jsonl")
+    [bad] = rejected(results)
+    assert bad.field == "name.first" and "U+0000" in bad.reason
+    assert [r.source.position for r in mapped(results)] == ["line 2"]
