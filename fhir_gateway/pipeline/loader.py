@@ -1019,8 +1019,8 @@ class Loader:
             resource = jsonio.loads_trusted(stored.body)
             idents = resource.get("identifier")
             if stored.rtype == "Patient" or not isinstance(idents, list) \
-                    or is_derived(resource):
-                continue
+                    or is_derived(resource) or owners(resource):
+                continue  # (a feed's REST write keeps its keys: the feed wrote them)
             rekeyed = [{**i, "value": new} if isinstance(i, dict)
                        and i.get("system") != NHS_NUMBER_SYSTEM
                        and i.get("value") in replaced else i for i in idents]
