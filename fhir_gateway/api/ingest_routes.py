@@ -164,6 +164,7 @@ async def _audited(request: Request, caller: Any, status: int, what: str,
 async def ingest(request: Request, partner: str, filename: str | None = None) -> Response:
     from ..fhir.request import Caller
     from ..ingest import UnknownPartner
+    from ..ingest.background import file_label
     from ..security.http import authorize_ingest, record_ingest
 
     sec, base = request.app.state.security, _base(request)
@@ -179,7 +180,8 @@ async def ingest(request: Request, partner: str, filename: str | None = None) ->
         service = request.app.state.ingest_service
         try:
             summary = await run_in_threadpool(service.ingest, partner,
-                                              filename or f"{partner}-upload", data)
+                                              file_label(filename or f"{partner}-upload"),
+                                              data)
         except UnknownPartner as exc:
             raise NotFound(str(exc)) from exc
         except StoreUnavailable as exc:

@@ -100,11 +100,13 @@ def _spec(annotation: Any) -> Spec | None:
     name = getattr(t, "__name__", "")
     if name == "ResourceType":
         return "resource", None
-    if name.endswith("Type") and name != "FHIRPrimitiveExtensionType":
+    if name == "FHIRPrimitiveExtensionType":  # `_birthDate`: an Element (id, extension)
+        return "complex", _model_of("Element")
+    if name.endswith("Type"):
         child = _model_of(name[: -len("Type")])
         if child is not None:
             return "complex", child
-    return None  # `_element` extensions and anything unforeseen: not walked
+    return None  # anything unforeseen: not walked
 
 
 @lru_cache(maxsize=512)

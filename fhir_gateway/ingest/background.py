@@ -77,11 +77,14 @@ def _here(partner: str, paths: Sequence[Path], today: dt.date | None,
         yield from map_file(partner, name, data, today=today)
 
 
-def file_label(path: Path) -> str:
+def file_label(path: Path | str) -> str:
     """The file's name as stored text: a name that is not UTF-8 (a latin-1 é, which the
     file system hands over as a surrogate escape) would make every record naming it
-    unwritable (no UTF-8 text holds the escape), so its bad bytes are shown as U+FFFD."""
-    return os.fsencode(path.name).decode("utf-8", "replace")
+    unwritable (no UTF-8 text holds the escape), so its bad bytes are shown as U+FFFD;
+    control characters (FHIR text cannot carry them; Provenance names the file) as `?`."""
+    name = path.name if isinstance(path, Path) else path
+    text = os.fsencode(name).decode("utf-8", "replace")
+    return "".join("?" if ord(c) < 32 or ord(c) == 127 else c for c in text)
 
 
 def _produce(partner: str, paths: list[Path], today: dt.date | None,

@@ -24,7 +24,6 @@ from .source import (
     Unreadable,
     bad_bytes,
     clean,
-    control_character,
     decode,
     physical_lines,
 )
@@ -170,9 +169,6 @@ def _rows(lines: list[str], first: int, delimiter: str, options: ReaderOptions) 
                 f"this row's copies differ ({', '.join(repr(v) for v in values)}): which "
                 "one is meant cannot be told",
             )
-        elif control := next((c for c in (control_character(cell, name) for name, cell in
-                                          zip(header, row, strict=False)) if c), None):
-            yield Unreadable(position, raw, *control)
         else:
             yield CsvRecord(position, raw, columns, tuple(row))
 

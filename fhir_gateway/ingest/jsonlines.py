@@ -21,7 +21,7 @@ from typing import Any
 from .. import jsonio
 from ..errors import BadRequest
 from .errors import FieldError
-from .source import ReaderOptions, ReadResult, Unreadable, clean, control_character
+from .source import ReaderOptions, ReadResult, Unreadable, clean
 
 _STEP = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
 
@@ -105,9 +105,5 @@ def read(data: bytes, options: ReaderOptions) -> ReadResult:
         if not isinstance(value, dict):
             yield Unreadable(position, raw, "line",
                              f"holds a JSON {type(value).__name__}, not an object")
-            continue
-        control = control_character(value, "")
-        if control is not None:
-            yield Unreadable(position, raw, *control)
             continue
         yield JsonRecord(position, raw, value)

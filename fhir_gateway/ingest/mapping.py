@@ -35,7 +35,7 @@ from .model import (
     Rejection,
     SourceRef,
 )
-from .source import SourceRecord, Unreadable
+from .source import SourceRecord, Unreadable, control_character
 from .spec import Mapping, Rule, load_mapping, mapping_folders
 from .template import Condition, Context, Node, render, render_resource, test
 
@@ -471,12 +471,14 @@ def _check(resource: dict[str, Any], ctx: Context, rule: str) -> bool:
     except (ValueError, TypeError) as exc:
         ctx.fail(rule, f"makes an invalid {rtype}: {exc}")
         return False
-    mistyped = list(json_types.problems(resource, get_fhir_model_class(rtype), rtype))
-    for issue in mistyped:  # a source's "true" where FHIR has a boolean: never stored so
-        element = issue.expression[0]
+    mistyped = [(i.expression[0], i.diagnostics) for i in
+                json_types.problems(resource, get_fhir_model_class(rtype), rtype)]
+    control = control_character(resource, rtype)  # only what the mapping made FHIR text
+    if control is not None:
+        mistyped.append((control[0], f"{control[0]} {control[1]}"))
+    for element, problem in mistyped:  # a source's "true" where FHIR has a boolean, a NUL
         loc = tuple(int(i) if i else name for name, i in _STEPS.findall(element))
-        field = _origin(ctx, loc) or f"{rule} ({element})"
-        ctx.fail(field, issue.diagnostics)
+        ctx.fail(_origin(ctx, loc) or f"{rule} ({element})", problem)
     return not mistyped
 
 

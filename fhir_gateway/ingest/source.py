@@ -64,11 +64,16 @@ ReadResult = Iterator[SourceRecord | Unreadable]
 
 
 def clean(value: Any) -> Any:
-    """Strings stripped, empty strings as None; other values as they are."""
+    """Strings stripped, empty strings as None; other values as they are. A vertical tab
+    or form feed (Word's line and page breaks, pasted into free text) is a line break:
+    FHIR text cannot carry them (`control_character`)."""
     if isinstance(value, str):
-        value = value.strip()
+        value = value.translate(_BREAKS).strip()
         return value or None
     return value
+
+
+_BREAKS = str.maketrans({"\x0b": "\n", "\x0c": "\n"})
 
 
 def decode(data: bytes, encoding: str) -> str:
@@ -92,9 +97,9 @@ _CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f]")
 
 
 def control_character(value: Any, where: str) -> tuple[str, str] | None:
-    """(field, problem) for the first text in `value` (a cell, or parsed JSON) holding a
-    control character FHIR text cannot carry, else None: stored, it breaks the R4 string
-    rule and what search finds (`WH<NUL>ITE` is not found by `family=WHITE`)."""
+    """(where, problem) for the first text in `value` (a mapped resource, `where` its type)
+    holding a control character FHIR text cannot carry, else None: stored, it breaks the
+    R4 string rule and what search finds (`WH<NUL>ITE` is not found by `family=WHITE`)."""
     if isinstance(value, str):
         found = _CONTROL.search(value)
         return (where, f"holds the control character U+{ord(found.group()):04X}, which "

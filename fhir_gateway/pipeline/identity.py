@@ -296,15 +296,13 @@ def _nhs_held(s: StoreSession, rid: str) -> str:
 _PATIENT_REF = re.compile(r"Patient/([A-Za-z0-9\-.]{1,64})(?:/_history/[A-Za-z0-9\-.]{1,64})?")
 
 
-def replaced_by(patient: dict[str, Any], base_url: str = "") -> str | None:
+def replaced_by(patient: dict[str, Any]) -> str | None:
     """The id of the Patient `patient` was merged into (its `link` replaced-by), or None.
-    The reference may name a version (`Patient/x/_history/2`: the Patient is the same)
-    or, given this server's `base_url`, be absolute; any other (another server's) is not
-    followed: `merge_links` still shows the record was merged."""
-    base = base_url.rstrip("/") + "/" if base_url else None
+    The reference may name a version (`Patient/x/_history/2`: the Patient is the same).
+    Any other form (an absolute URL, an identifier) is followed by nothing, ingestion and
+    the summary alike, so they agree on where a person's record is: `merge_links` still
+    shows the record was merged (the summary refuses to stand it in for the survivor)."""
     for ref in merge_links(patient):
-        if base and ref.startswith(base):
-            ref = ref[len(base):]
         m = _PATIENT_REF.fullmatch(ref)
         if m is not None:
             return m.group(1)
@@ -312,15 +310,19 @@ def replaced_by(patient: dict[str, Any], base_url: str = "") -> str | None:
 
 
 def merge_links(patient: dict[str, Any]) -> list[str]:
-    """The references of `patient`'s `link`s of type replaced-by, as written."""
+    """What `patient`'s `link`s of type replaced-by name, as written (a reference, else
+    the identifier or display)."""
     out = []
     for link in patient.get("link") or []:
         if not isinstance(link, dict) or link.get("type") != "replaced-by":
             continue
         other = link.get("other")
-        ref = other.get("reference") if isinstance(other, dict) else None
-        if isinstance(ref, str):
-            out.append(ref)
+        other = other if isinstance(other, dict) else {}
+        ref = other.get("reference")
+        ident = other.get("identifier") if isinstance(other.get("identifier"), dict) else {}
+        out.append(ref if isinstance(ref, str) else
+                   f"the record identified as {ident.get('system')}|{ident.get('value')}"
+                   if ident else str(other.get("display") or "a record it does not name"))
     return out
 
 

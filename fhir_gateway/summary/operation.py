@@ -195,6 +195,11 @@ def find_patient(ctx: FhirContext, req: FhirRequest,
         if not found:
             raise unknown
         if len(found) > 1:
+            # a merged-away record that kept the number and its survivor are one person
+            survivors = {(m[0]["id"] if m is not None else p["id"]): (p, row)
+                         for p, row in found for m in [_merged_into(ctx, req, p, row)]}
+            found = list(survivors.values()) if len(survivors) == 1 else found
+        if len(found) > 1:
             raise Conflict(f"{len(found)} records hold NHS number {t.spaced(nhs)}; the "
                            "summary will not choose between them: ask for them to be merged",
                            expression="identifier")
@@ -249,10 +254,11 @@ def _merged_into(ctx: FhirContext, req: FhirRequest, patient: dict[str, Any],
     is gone, or round in a circle. A merged-away record is never summarised in its place:
     its facts moved on, so it would say "no plan recorded" about a person who has one."""
     seen = {patient["id"]}
-    while (survivor_id := replaced_by(patient, req.base_url)) is not None or merge_links(patient):
+    while (survivor_id := replaced_by(patient)) is not None or merge_links(patient):
         if survivor_id is None:
-            # merged into a record named some other way (another server's URL): never
-            # summarised in its place, and never "not known" either
+            # merged into a record named some other way (an absolute URL, an identifier),
+            # which ingestion does not follow either: never summarised in its place, and
+            # never "not known"
             raise Conflict(f"Patient/{patient['id']} was merged into "
                            f"{merge_links(patient)[0][:200]}, which this gateway cannot "
                            "follow: ask for the record it was merged into")

@@ -40,6 +40,9 @@ def patient(**extra: Any) -> dict[str, Any]:
      "Patient.contained[0].active"),
     (patient(extension=[{"url": "http://example.org/x", "valueBoolean": "no"}]),
      "Patient.extension[0].valueBoolean"),
+    (patient(gender="male", _gender={"extension": [{"url": "http://example.org/x",
+                                                   "valueBoolean": "true"}]}),
+     "Patient._gender.extension[0].valueBoolean"),
 ])
 def test_a_primitive_of_another_json_type_is_refused(client: TestClient, body: dict[str, Any],
                                                      element: str) -> None:
@@ -55,7 +58,9 @@ def test_a_primitive_of_another_json_type_is_refused(client: TestClient, body: d
 
 def test_the_right_json_types_are_stored(client: TestClient) -> None:
     body = patient(deceasedBoolean=True, active=False, multipleBirthInteger=2,
-                   birthDate="1940-01-01")
+                   birthDate="1940-01-01",
+                   name=[{"given": ["A", None], "_given": [None, {"extension": [
+                       {"url": "http://example.org/x", "valueString": "b"}]}]}])
     assert client.post("/fhir/Patient", json=body, headers=JSON).status_code == 201
     obs = {"resourceType": "Observation", "status": "final", "code": {"text": "pulse"},
            "valueQuantity": {"value": 72.5}}

@@ -111,3 +111,14 @@ def test_records_lost_on_the_way_from_the_child_fail_the_run() -> None:
     short = [("items", here[:1]), ("done", (1000, len(here)))]
     with pytest.raises(IngestError, match=f"sent {len(here)} records but 1 arrived"):
         list(_received(_Channel(short), _Child(), "community", None, None))
+
+
+def test_a_files_name_is_stored_as_text_fhir_can_carry() -> None:
+    import os
+    from pathlib import Path
+
+    from fhir_gateway.ingest.background import file_label
+
+    assert file_label(Path(os.fsdecode(b"na\xe9me.csv"))) == "na\ufffdme.csv"
+    assert file_label("reg\x01ister\nline.csv") == "reg?ister?line.csv"
+    assert file_label(Path("/feeds/gp register.csv")) == "gp register.csv"

@@ -223,3 +223,30 @@ def test_a_control_character_in_a_json_line_rejects_only_that_line() -> None:
     [bad] = rejected(results)
     assert bad.field == "name.first" and "U+0000" in bad.reason
     assert [r.source.position for r in mapped(results)] == ["line 2"]
+
+
+def test_a_control_character_in_a_column_no_one_reads_rejects_nothing() -> None:
+    """Checked where the mapping makes FHIR text, not in every cell: a record (a DNACPR
+    with it) was rejected for a column the gateway never reads."""
+    rows = [f"{row},memo\x01text" for row in service_rows()]
+    results = run("socialcare", "\n".join([SC_HEADER + ",Practice Memo", *rows]) + "\n",
+                  "services.csv")
+    assert rejected(results) == []
+    assert len(mapped(results)) == len(rows)
+
+
+def test_a_vertical_tab_in_free_text_is_a_line_break() -> None:
+    rows = service_rows()
+    rows[0] = rows[0].replace("Dudley Homecare Ltd", "Dudley\x0bHomecare Ltd")
+    results = run("socialcare", "\n".join([SC_HEADER, *rows]) + "\n", "services.csv")
+    assert rejected(results) == []
+    (plan,) = mapped(results)[0].resources
+    assert plan["activity"][0]["detail"]["performer"][0]["display"] == "Dudley\nHomecare Ltd"
+
+
+def test_a_raw_control_character_in_an_hl7_field_is_rejected() -> None:
+    results = run("acute", adt_message("C1", "HI\x01LL", SMITH_NHS, "V1")
+                  + adt_message("C2", "JONES", JONES_NHS, "V2"), "adt.hl7")
+    [bad] = rejected(results)
+    assert "U+0001" in bad.reason and "message 1" in bad.reason
+    assert [r.person.family for r in mapped(results)] == ["JONES"]
