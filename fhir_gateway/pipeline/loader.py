@@ -935,9 +935,11 @@ class Loader:
         Patient holding the record's local id and another NHS number) is merged in, as an
         HL7 A40 would, keeping its local ids but not its number.
         Each replaced number's claim stays where it was and names the number that
-        replaced it, so a later record still giving it is held, saying so, never linked
-        to this person or given a new Patient: one partner may still have the wrong
-        number, or it may be someone else's. The third value: the numbers replaced.
+        replaced it, so the number leads nowhere: a later record still giving it is held,
+        saying so (one partner may still have the wrong number, or it may be someone
+        else's), unless its partner's own id for the person vouches and its birth date
+        agrees (`identity.resolve`): then it is filed here without the number. The third
+        value: the numbers replaced.
         Refused when the record gives no NHS number, or there is no other number to
         replace (a plain attachment says that), or the record's number is one a correction
         took off this person (attaching files it without), or the number it would replace
