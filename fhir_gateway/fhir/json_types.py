@@ -52,7 +52,9 @@ def problems(resource: dict[str, Any], model: Any, path: str) -> Iterator[Issue]
                 if isinstance(item, dict):
                     yield from problems(item, child, where)
             elif kind == "resource":
-                nested = _model_of(item.get("resourceType")) if isinstance(item, dict) else None
+                # (a type that is not a string must not reach the cache: unhashable)
+                rt = item.get("resourceType") if isinstance(item, dict) else None
+                nested = _model_of(rt) if isinstance(rt, str) else None
                 if nested is not None:
                     yield from problems(item, nested, where)
             elif not _fits(kind, item):
@@ -110,8 +112,8 @@ def _spec(annotation: Any) -> Spec | None:
 
 
 @lru_cache(maxsize=512)
-def _model_of(name: Any) -> Any | None:
-    if not isinstance(name, str) or not name:
+def _model_of(name: str) -> Any | None:
+    if not name:
         return None
     try:
         return get_fhir_model_class(name)

@@ -225,24 +225,24 @@ def merge_survivor(s: StoreSession, nhs: str) -> str | None:
 
 def _claimed(s: StoreSession, nhs: str) -> Held | None:
     """Held when a Patient was made for `nhs` but no longer holds it (see the module
-    docstring); None when the number was never given to a Patient."""
-    corrected = corrected_away(s, nhs)
-    if corrected is not None:
-        stored = s.current("Patient", corrected)
-        if stored is not None and stored.body is not None:  # merged since: the person's now
-            corrected = _survivors(s, [stored])[0].rid
+    docstring); None when the number was never given to a Patient. Reached by every
+    record whose number no Patient holds (a new person's first): the claim is read once."""
+    claim = s.record_get(NHS_CLAIMS, nhs) or {}
+    rid = claim.get("patient")
+    if not isinstance(rid, str):
+        return None
+    stored = s.current("Patient", rid)
+    if "corrected_to" in claim:
         # a reviewer said the number was wrong for that person: a record still giving it
         # (and no local id of theirs) is someone's to check: theirs, not yet corrected, or
         # another person's. (The number that replaced it is not said: a feed may read
         # this reason without being allowed to see that person.)
-        return Held(f"NHS number {nhs} was on Patient/{corrected} until a reviewer "
+        if stored is not None and stored.body is not None:  # merged since: the person's now
+            rid = _survivors(s, [stored])[0].rid
+        return Held(f"NHS number {nhs} was on Patient/{rid} until a reviewer "
                     "replaced it as wrong for that person: check whether this record is "
                     "theirs (attach it there: the old number is left off) or someone "
-                    "else's", (corrected,))
-    rid = claimed_patient(s, nhs)
-    if rid is None:
-        return None
-    stored = s.current("Patient", rid)
+                    "else's", (rid,))
     body = jsonio.loads_trusted(stored.body) if stored and stored.body else {}
     survivor = replaced_by(body)
     if survivor is not None:
