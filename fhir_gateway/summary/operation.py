@@ -35,7 +35,7 @@ from typing import Any
 
 from .. import jsonio
 from ..auth.scopes import Scopes
-from ..errors import BadRequest, Conflict, GatewayError, NotFound
+from ..errors import BadRequest, Conflict, GatewayError, Gone, NotFound
 from ..fhir.interactions import FhirContext, read_visible, require_id, visible
 from ..fhir.repository import unknown as not_known
 from ..fhir.request import FhirRequest, FhirResponse
@@ -205,7 +205,7 @@ def find_patient(ctx: FhirContext, req: FhirRequest,
                            expression="identifier")
         asked = f"NHS number {t.spaced(nhs)}"
     shown = _merged_into(ctx, req, *found[0])
-    if shown is None:  # merged into a record this caller may not see (or gone)
+    if shown is None:  # merged into a record this caller may not see (or never there)
         raise unknown
     patient, stored = shown
     found_as = None
@@ -250,10 +250,14 @@ def _no_params(req: FhirRequest, allowed: set[str]) -> None:
 def _merged_into(ctx: FhirContext, req: FhirRequest, patient: dict[str, Any],
                  stored: StoredVersion) -> tuple[dict[str, Any], StoredVersion] | None:
     """The Patient `patient` was last merged into (A into B, then B into C: C), else
-    `patient` itself; None when the chain leads to one this caller may not see, one that
-    is gone, or round in a circle. A merged-away record is never summarised in its place:
-    its facts moved on, so it would say "no plan recorded" about a person who has one."""
-    seen = {patient["id"]}
+    `patient` itself; None when the chain leads to one this caller may not see or that
+    was never there (the two look the same). A merged-away record is never summarised in
+    its place: its facts moved on, so it would say "no plan recorded" about a person who
+    has one. A chain this caller can see to be broken (round in a circle, longer than any
+    merge makes, into a deletion) is a 409 saying so: a crew told "no record is known"
+    would take it for a person with no plan."""
+    first = patient["id"]
+    seen = [first]
     while (survivor_id := replaced_by(patient)) is not None or merge_links(patient):
         if survivor_id is None:
             # merged into a record named some other way (an absolute URL, an identifier),
@@ -263,16 +267,23 @@ def _merged_into(ctx: FhirContext, req: FhirRequest, patient: dict[str, Any],
                            f"{merge_links(patient)[0][:200]}, which this gateway cannot "
                            "follow: ask for the record it was merged into")
         if survivor_id in seen or len(seen) > MAX_MERGE_HOPS:
-            return None
-        seen.add(survivor_id)
+            path = " -> ".join(f"Patient/{rid}" for rid in [*seen, survivor_id][:4])
+            raise Conflict(f"Patient/{first} was merged, but its merge links "
+                           + ("lead round in a circle" if survivor_id in seen else
+                              f"run past {MAX_MERGE_HOPS} merges")
+                           + f" ({path}{' ...' if len(seen) > 3 else ''}): the record "
+                           "they lead to cannot be found; ask for the links to be repaired")
         try:
-            stored = ctx.repository.read("Patient", survivor_id, session=ctx.session)
+            stored = read_visible(ctx, req, "Patient", survivor_id)
+        except Gone:  # raised only to a caller who may know the survivor was there
+            raise Conflict(f"Patient/{patient['id']} was merged into "
+                           f"Patient/{survivor_id}, which has since been deleted: the "
+                           "record cannot be summarised; ask for the merge to be "
+                           "repaired") from None
         except GatewayError:
             return None
-        shown = visible(ctx, req, stored)
-        if shown is None:
-            return None
-        patient = shown
+        seen.append(survivor_id)
+        patient = jsonio.loads_trusted(stored.body or "{}")
     return patient, stored
 
 

@@ -171,7 +171,51 @@ def test_a_chain_of_merges_leads_to_the_record_that_holds_the_facts(
     assert "NOT FOR ATTEMPTED CPR" in headline(doc)
     merged("x", "y", 80)
     merged("y", "x", 100)
-    assert http.get("/fhir/Patient/x/$emergency-summary").status_code == 404
+    circle = http.get("/fhir/Patient/x/$emergency-summary")
+    # a broken chain the caller can see is said, never "not known": a crew would read
+    # that as a person with no plan
+    assert circle.status_code == 409, circle.text
+    said = circle.json()["issue"][0]["diagnostics"]
+    assert "circle" in said and "Patient/x -> Patient/y -> Patient/x" in said
+
+
+def test_a_chain_longer_than_any_merge_makes_is_said_not_called_unknown(
+        http: TestClient) -> None:
+    Record(http, pid="m12", nhs=valid_nhs(500)).cpr("not-attempt", "2026-01-01", GP)
+    for n in range(12):
+        Record(http, pid=f"m{n}", nhs=valid_nhs(520 + 20 * n),
+               link=[{"other": {"reference": f"Patient/m{n + 1}"}, "type": "replaced-by"}])
+    far = http.get("/fhir/Patient/m0/$emergency-summary")
+    assert far.status_code == 409, far.text
+    assert "run past 10 merges" in far.json()["issue"][0]["diagnostics"]
+    near = document(http, "/fhir/Patient/m4/$emergency-summary")  # 8 merges from m12
+    assert near.of_type("Patient")[0]["id"] == "m12"
+    assert "NOT FOR ATTEMPTED CPR" in headline(near)
+
+
+def test_a_record_merged_into_a_deleted_one_is_said_to_be_broken(http: TestClient) -> None:
+    from fhir_gateway.fhir.interceptors import BaseInterceptor
+    from fhir_gateway.fhir.request import FhirRequest
+
+    Record(http, pid="gone", nhs=valid_nhs(20)).cpr("not-attempt", "2026-01-01", GP)
+    Record(http, pid="left", nhs=valid_nhs(40),
+           link=[{"other": {"reference": "Patient/gone"}, "type": "replaced-by"}])
+    assert http.delete("/fhir/Patient/gone").status_code in (200, 204)
+    for asked in ("/fhir/Patient/left/$emergency-summary", by_nhs(valid_nhs(40))):
+        r = http.get(asked)
+        assert r.status_code == 409, r.text
+        said = r.json()["issue"][0]["diagnostics"]
+        assert "merged into Patient/gone, which has since been deleted" in said
+
+    class HideGone(BaseInterceptor):
+        def can_see(self, request: FhirRequest, resource: dict[str, Any]) -> bool:
+            return resource.get("id") != "gone"
+
+    # to a caller who may not see the deleted record, exactly as if it never existed
+    http.app.state.fhir_router.interceptors.add(HideGone())
+    hidden = http.get("/fhir/Patient/left/$emergency-summary")
+    assert hidden.status_code == 404, hidden.text
+    assert "gone" not in hidden.text
 
 
 # -- 2. scopes that cannot read everything the summary uses are refused -------------------
