@@ -66,6 +66,9 @@ def _usage_problem(args: argparse.Namespace) -> str | None:
     if (args.command == "review" and args.review_command == "resolve"
             and args.replace_nhs_number and args.create):
         return "--replace-nhs-number needs --patient (the Patient whose number it corrects)"
+    if (args.command == "review" and args.review_command == "resolve"
+            and args.despite_differences and args.create):
+        return "--despite-differences goes with --patient (the Patient to attach it to)"
     return None
 
 

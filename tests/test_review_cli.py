@@ -156,3 +156,35 @@ def test_the_operator_discards_a_held_record_which_is_kept(tmp_path: Path) -> No
         assert Repository(engine).find(IndexQuery(rtype="Patient")).rows == []
     finally:
         engine.close()
+
+
+def test_an_attachment_contradicting_the_record_needs_the_reviewers_say_so(
+        tmp_path: Path) -> None:
+    """Not a candidate, another birth date and surname: a mistyped id, until the reviewer
+    says otherwise; the override is in the audited command."""
+    store = f"sqlite:///{tmp_path / 'gw.sqlite3'}"
+    council = tmp_path / "council.csv"
+    council.write_text(COUNCIL)
+    assert run(store, "ingest", "--partner", "socialcare", str(council)).returncode == 0
+    engine = open_store(store)
+    try:
+        Repository(engine).update({"resourceType": "Patient", "id": "other",
+                                   "name": [{"family": "Jones", "given": ["Mary"]}],
+                                   "birthDate": "1950-01-01"}, rtype="Patient", rid="other")
+    finally:
+        engine.close()
+    (held,) = [json.loads(line) for line in run(store, "review", "list").stdout.splitlines()
+               if "key" in json.loads(line)]
+    refused = run(store, "review", "resolve", held["key"], "--patient", "other")
+    assert refused.returncode == 1, refused.stderr
+    assert "birth date and family name differ" in refused.stderr
+    assert "--despite-differences" in refused.stderr and "Traceback" not in refused.stderr
+    usage = run(store, "review", "resolve", held["key"], "--create", "--despite-differences")
+    assert usage.returncode == 2 and "goes with --patient" in usage.stderr
+    assert held["key"] in run(store, "review", "list").stdout  # still held
+    done = run(store, "review", "resolve", held["key"], "--patient", "other",
+               "--despite-differences")
+    assert done.returncode == 0, done.stderr
+    assert held["key"] not in run(store, "review", "list").stdout
+    assert any("--patient other --despite-differences" in (e.get("outcomeDesc") or "")
+               for e in audit_events(store))

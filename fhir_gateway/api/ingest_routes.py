@@ -266,9 +266,11 @@ async def rejected(request: Request) -> Response:
 
 @router.post("/review/held/{key:path}")
 async def resolve(request: Request, key: str) -> Response:
-    """Body: `{"patient": "<id>"}` to attach, `{"create": true}` for a new Patient, or
-    `{"discard": "<why>"}` to take it off the queue unapplied (kept, with who and why).
-    `"replaceNhsNumber"` is refused (403): the operator's CLI does that."""
+    """Body: `{"patient": "<id>"}` to attach (with `"despiteDifferences": true` to a
+    Patient the hold did not offer whose birth date or family name contradicts the
+    record's), `{"create": true}` for a new Patient, or `{"discard": "<why>"}` to take it
+    off the queue unapplied (kept, with who and why). `"replaceNhsNumber"` is refused
+    (403): the operator's CLI does that."""
     from ..fhir.interactions import require_id
     from ..security.errors import Forbidden
 
@@ -289,6 +291,10 @@ async def resolve(request: Request, key: str) -> Response:
             # one choice: with two, which one the reviewer meant is a guess
             raise BadRequest('send one of {"patient": "<id>"}, {"create": true} or '
                              '{"discard": "<why>"}')
+        despite = choice.get("despiteDifferences")
+        if despite not in (None, False) and not (despite is True and "patient" in choice):
+            raise BadRequest('"despiteDifferences" is true or false, and goes with '
+                             '{"patient": "<id>"}')
         if choice.get("replaceNhsNumber") not in (None, False):
             # It changes how every partner's records find the person (theirs with the old
             # number are held from then on): the partnership's operator decides, not one feed.
@@ -307,7 +313,8 @@ async def resolve(request: Request, key: str) -> Response:
             by = getattr(caller, "client_id", None) or "anonymous (auth off)"
             await run_in_threadpool(loader.discard_held, key, reason=discard, by=by)
         else:
-            summary = await run_in_threadpool(loader.resolve_held, key, patient_id=patient)
+            summary = await run_in_threadpool(loader.resolve_held, key, patient_id=patient,
+                                              despite_differences=despite is True)
     except GatewayError as exc:
         await _audited(request, caller, exc.status, f"POST /review/held/{key}", patient)
         return await _error_for(request, caller, exc, own)  # e.g. a 409 naming the holder

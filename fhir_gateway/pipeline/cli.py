@@ -39,6 +39,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     resolve.add_argument("--replace-nhs-number", action="store_true",
                          help="with --patient: the record corrects the person's NHS number; "
                               "the one on the Patient is replaced by the record's")
+    resolve.add_argument("--despite-differences", action="store_true",
+                         help="with --patient: attach it although the Patient is not one "
+                              "of the hold's candidates and its birth date or family name "
+                              "contradicts the record's")
     discard = rsub.add_parser("discard", help="take a held record off the queue unapplied "
                                               "(kept, with who, when and why)")
     discard.add_argument("key")
@@ -210,10 +214,13 @@ def _review(args: argparse.Namespace, settings: Settings) -> int:
         print(json.dumps({"discarded": args.key}))
         return 0
     summary = loader.resolve_held(args.key, patient_id=None if args.create else args.patient,
-                                  replace_nhs_number=args.replace_nhs_number)
+                                  replace_nhs_number=args.replace_nhs_number,
+                                  despite_differences=args.despite_differences)
     choice = "--create" if args.create else f"--patient {args.patient}"
     if args.replace_nhs_number:
         choice += " --replace-nhs-number"
+    if args.despite_differences:
+        choice += " --despite-differences"
     audit_write(loader.repo, settings, summary,
                 command=f"fhir-gateway review resolve {args.key} {choice}",
                 destination=f"cli:review/{args.key}",

@@ -93,6 +93,22 @@ def _born_otherwise(patient: StoredVersion, person: PersonKey) -> str | None:
     return None if stored.startswith(given) or given.startswith(stored) else stored
 
 
+def contradictions(patient: StoredVersion, person: PersonKey) -> list[str]:
+    """What the Patient contradicts in the record's person: "birth date" (as
+    `_born_otherwise` judges it) and "family name" (the record's is none of the Patient's
+    names, compared as identity's matching compares them). Nothing is said where either
+    side is silent."""
+    out = ["birth date"] if _born_otherwise(patient, person) is not None else []
+    if person.family and normalize(person.family):
+        names = jsonio.loads_trusted(patient.body or "{}").get("name") or []
+        families = {normalize(n["family"]) for n in names
+                    if isinstance(n, dict) and isinstance(n.get("family"), str)}
+        families.discard("")
+        if families and normalize(person.family) not in families:
+            out.append("family name")
+    return out
+
+
 def _other_local_id(patient: StoredVersion, person: PersonKey) -> str | None:
     """Another id of the record's partner (its `local_system`) the Patient holds."""
     if not (person.local_system and person.local_id):

@@ -47,6 +47,7 @@ from .identity import (
     Held,
     Resolved,
     accept_birth_date,
+    contradictions,
     corrected_from,
     merge_survivor,
     replaced_by,
@@ -532,11 +533,15 @@ class Loader:
         return self._list("rejected")
 
     def resolve_held(self, key: str, *, patient_id: str | None = None,
-                     replace_nhs_number: bool = False) -> Summary:
+                     replace_nhs_number: bool = False,
+                     despite_differences: bool = False) -> Summary:
         """Settle a held record: attach it to `patient_id`, or (None) make a new Patient.
         `replace_nhs_number`: the record corrects the person's NHS number (an A08 keeping
         the MRN but giving another number): the number on `patient_id` is taken off and
-        the record's put in its place (see `_corrected`)."""
+        the record's put in its place (see `_corrected`). An attachment to a Patient the
+        hold did not offer as a candidate, whose birth date or family name contradicts
+        the record's, is refused unless `despite_differences`: a mistyped id would file
+        this person's facts (a DNACPR among them) on someone else."""
         if replace_nhs_number and patient_id is None:
             raise BadRequest("replacing an NHS number needs the Patient to replace it on")
         with self.repo.engine.session(write=False) as s:
@@ -553,7 +558,19 @@ class Loader:
                 raise Conflict(f"Patient/{patient_id} was merged into Patient/{survivor}: "
                                f"attach the record to it (--patient {survivor})")
             person = record.person
-            if replace_nhs_number and patient_id not in (held.get("candidates") or []) \
+            offered = patient_id in (held.get("candidates") or [])
+            differs = [] if offered or replace_nhs_number or despite_differences \
+                else contradictions(target, person)
+            if differs:
+                said = ", ".join(f"{what} {value}" for what, value in (
+                    ("born", person.birth_date), ("family name", person.family)) if value)
+                raise Conflict(f"Patient/{patient_id} is not one of the held record's "
+                               f"candidates, and its {' and '.join(differs)} "
+                               f"{'differ' if len(differs) > 1 else 'differs'} from the "
+                               f"record's ({said}): check the Patient id; to attach the "
+                               "record all the same, say so (--despite-differences, or "
+                               '"despiteDifferences": true over HTTP)')
+            if replace_nhs_number and not offered \
                     and not any(isinstance(i, dict) and i.get("system") == person.local_system
                                 and i.get("value") == person.local_id for i in
                                 jsonio.loads_trusted(target.body or "{}").get("identifier")

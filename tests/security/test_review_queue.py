@@ -133,3 +133,29 @@ def test_a_feed_discards_its_own_held_record_and_it_is_kept(gw: Gateway) -> None
     r = gw.http.post("/ingest/socialcare", content=SOCIALCARE.encode(),
                      headers={**social, "Content-Type": "text/csv"})
     assert r.status_code == 200 and r.json()["held"] == 1
+
+
+def test_a_feed_attaching_to_a_patient_contradicting_its_record_must_say_so(
+        gw: Gateway) -> None:
+    """Ada Secretname (born 1931-02-03) was held with no candidates; Patient/mj is Mary
+    Jones. The 409 gives the record's own values, never the Patient's."""
+    social, _ = _load(gw)
+    gw.put({"resourceType": "Patient", "id": "mj", "birthDate": "1950-01-01",
+            "name": [{"family": "Jones", "given": ["Mary"]}]})
+    key = gw.http.get("/review/held", headers=social).json()[0]["key"]
+    for body in ({"patient": "mj", "despiteDifferences": "yes"},
+                 {"create": True, "despiteDifferences": True},
+                 {"despiteDifferences": True}):
+        r = gw.http.post(f"/review/held/{key}", json=body, headers=social)
+        assert r.status_code == 400, (body, r.text)
+    refused = gw.http.post(f"/review/held/{key}", json={"patient": "mj"}, headers=social)
+    assert refused.status_code == 409, refused.text
+    said = refused.json()["issue"][0]["diagnostics"]
+    assert "birth date and family name differ" in said and '"despiteDifferences": true' in said
+    assert "1950" not in said and "Jones" not in said
+    assert [h["key"] for h in gw.http.get("/review/held", headers=social).json()] == [key]
+    done = gw.http.post(f"/review/held/{key}", json={"patient": "mj",
+                                                     "despiteDifferences": True},
+                        headers=social)
+    assert done.status_code == 200, done.text
+    assert gw.http.get("/review/held", headers=social).json() == []
