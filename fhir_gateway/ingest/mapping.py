@@ -35,7 +35,7 @@ from .model import (
     Rejection,
     SourceRef,
 )
-from .source import SourceRecord, Unreadable, control_character
+from .source import SourceRecord, Unreadable, control_character, foreign_encoding
 from .spec import Mapping, Rule, load_mapping, mapping_folders
 from .template import Condition, Context, Node, render, render_resource, test
 
@@ -89,6 +89,13 @@ def map_file(
     if today is None:
         today = dt.datetime.now(values.zone(mapping.settings.timezone)).date()
     name = Path(filename).name or filename
+    wide = foreign_encoding(data, mapping.reader.encoding)
+    if wide is not None:  # one rejection for the file, kept readable for review
+        codec, problem = wide
+        yield _reject(_source(mapping, name, "whole file", None, None,
+                              data.decode(codec, errors="replace")),
+                      [FieldError("file", problem)])
+        return
     records = mapping.read(data)
     while True:
         try:

@@ -85,6 +85,34 @@ def decode(data: bytes, encoding: str) -> str:
     return data.decode(encoding, errors="replace")
 
 
+#: byte-order marks of the Unicode encodings a spreadsheet's "Unicode text" export writes
+_WIDE_BOMS = ((b"\xff\xfe\x00\x00", "UTF-32"), (b"\x00\x00\xfe\xff", "UTF-32"),
+              (b"\xff\xfe", "UTF-16"), (b"\xfe\xff", "UTF-16"))
+
+
+def foreign_encoding(data: bytes, encoding: str) -> tuple[str, str] | None:
+    """(codec, problem sentence) when `data` is plainly UTF-16 or UTF-32 text (a
+    byte-order mark, or every other byte of its start NUL) while the mapping says `encoding`,
+    else None. Read as `encoding`, each row would be rejected for a column its garbled
+    header lacks, which sends the partner looking for the wrong fault."""
+    if encoding.lower().replace("-", "").replace("_", "").startswith(("utf16", "utf32")):
+        return None
+    kind = next((name for bom, name in _WIDE_BOMS if data.startswith(bom)), None)
+    codec = kind.lower() if kind else ""
+    head = data[:256]
+    even, odd = head[0::2].count(0), head[1::2].count(0)
+    if kind is None and len(head) >= 8 and max(even, odd) * 10 >= len(head) * 4 \
+            and min(even, odd) * 10 <= len(head) // 2:
+        # no mark, but ASCII written two bytes a character (every other byte NUL, so not
+        # some binary file such as a spreadsheet's): the NULs say which end comes first
+        kind = "UTF-16"
+        codec = "utf-16-be" if even > odd else "utf-16-le"
+    if kind is None:
+        return None
+    return codec, (f"the file is {kind} text, not {encoding}: export or save it as "
+                   f"{encoding} and send it again")
+
+
 def bad_bytes(raw: str, encoding: str) -> str | None:
     """The problem sentence when `raw` holds undecodable bytes, else None."""
     if BAD_BYTES in raw:

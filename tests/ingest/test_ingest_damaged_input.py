@@ -250,3 +250,35 @@ def test_a_raw_control_character_in_an_hl7_field_is_rejected() -> None:
     [bad] = rejected(results)
     assert "U+0001" in bad.reason and "message 1" in bad.reason
     assert [r.person.family for r in mapped(results)] == ["JONES"]
+
+
+@pytest.mark.parametrize(("codec", "said"), [
+    ("utf-16", "UTF-16"), ("utf-16-le", "UTF-16"), ("utf-16-be", "UTF-16"),
+    ("utf-32", "UTF-32")])
+def test_a_file_saved_as_utf16_is_rejected_as_such_not_row_by_row(codec: str,
+                                                                   said: str) -> None:
+    """A spreadsheet's "Unicode text" export: read as UTF-8 every row was rejected for a
+    missing column, sending the partner after the wrong fault. One rejection now says what
+    the file is, keeping its text readable for review."""
+    text = "\n".join([SC_HEADER, *service_rows()]) + "\n"
+    results = run("socialcare", text.encode(codec), "services.csv")
+    [bad] = results
+    assert isinstance(bad, Rejection)
+    assert bad.source.position == "whole file" and bad.field == "file"
+    assert f"the file is {said} text, not utf-8" in bad.reason
+    assert "services.csv" in bad.reason
+    assert bad.source.raw.lstrip("\ufeff").startswith(SC_HEADER.split(",")[0])
+
+
+def test_only_wide_text_the_mapping_did_not_declare_is_refused() -> None:
+    from fhir_gateway.ingest.source import foreign_encoding
+
+    wide = ("Person ID,Name\n1,Ann\n").encode("utf-16")
+    assert foreign_encoding(wide, "utf-16") is None
+    assert foreign_encoding(wide, "utf-8") is not None
+    # plain text with no NULs, accented or not, is never taken for UTF-16
+    assert foreign_encoding("Zoë,Ćwik\n".encode(), "utf-8") is None
+    assert foreign_encoding("Zoë,Ćwik\n".encode("cp1252", "replace"), "cp1252") is None
+    # nor is a binary file (a spreadsheet's zip) sent by mistake
+    assert foreign_encoding(b"PK\x03\x04\x14\x00\x00\x00\x08\x00" + bytes(40) + b"xl/", "utf-8") \
+        is None
