@@ -697,6 +697,8 @@ class Loader:
             found = Resolved(None, "reviewer")
         else:
             found = resolve(self.repo, s, record.person)
+            if isinstance(found, Resolved) and found.how == "corrected-nhs":
+                found = self._undoing_correction(s, record, found)
         if isinstance(found, Held):
             return found
         merged_away = self._merged_away(
@@ -842,6 +844,29 @@ class Loader:
             # an older one that comes later (and each partner's word on a death is kept)
             s.record_put(ELEMENT_STAMPS, f"Patient/{stored.rid}", new_times)
         return stored.rid
+
+    def _undoing_correction(self, s: StoreSession, record: MappedRecord,
+                            found: Resolved) -> Resolved | Held:
+        """`found` (filed without the corrected-away number), unless the record is the
+        correcting partner's own and newer than its correction: then the partner's system
+        gives the old number again (the correction undone there, or wrong), which filing
+        it without the number would leave unsaid. Held for a reviewer, whose attachment
+        files it as before. A partner without event times cannot be ordered: filed."""
+        assert found.patient is not None
+        when, who = when_and_who(stamp(record.source.event_time, record.source.partner,
+                                       record.source.record_id))
+        times = s.record_get(ELEMENT_STAMPS, f"Patient/{found.patient.rid}") or {}
+        set_by = times.get(NHS_STAMP)
+        if not (when and isinstance(set_by, str)):
+            return found
+        set_when, set_who = when_and_who(set_by)
+        if set_who != who or not set_when or when <= set_when:
+            return found  # another partner's, or delivered late: the correction stands
+        return Held(f"NHS number {record.person.nhs_number} was replaced on "
+                    f"Patient/{found.patient.rid} by a correction from this partner's own "
+                    f"record of {set_when}, and this newer record gives it again: check "
+                    "whether the partner undid the correction (attach the record there: "
+                    "the old number is left off; or discard it)", (found.patient.rid,))
 
     def _merged_away(self, s: StoreSession, record: MappedRecord,
                      survivor: str | None) -> StoredVersion | Held | None:

@@ -399,3 +399,43 @@ def test_each_discard_of_a_record_is_kept(p: Partnership) -> None:
         p.loader.discard_held(key, reason=f"{who}'s reason", by=who)
     kept = p.loader.list_discarded()
     assert sorted(v["discarded"]["by"] for _, v in kept) == ["alice", "bob"]
+
+
+def test_the_correcting_partner_giving_the_old_number_again_later_is_held(
+        p: Partnership) -> None:
+    """After the hospital's correction X -> Y, a newer message of its own gives X again
+    (its system undid the correction, or the correction was wrong): filing it without X
+    left that unsaid. Held; a reviewer's attachment files it as before. An older message
+    delivered late is the correction's past: filed without X, as before."""
+    key, patient = corrected_number(p)
+    p.loader.resolve_held(key, patient_id=patient, replace_nhs_number=True)
+    late = p.send("acute", "l.hl7", adt("C0", "A08", "202601011200",
+                                        f"{X}^^^NHS^NH~M1^^^RXA^MR", visit="V1"))
+    assert (late.held, late.rejected) == (0, 0)
+    undone = p.send("acute", "u.hl7", adt("C9", "A08", "202601090900",
+                                          f"{X}^^^NHS^NH~M1^^^RXA^MR", visit="V1"))
+    assert undone.held == 1
+    (hold, reason), = p.held()
+    assert f"NHS number {X} was replaced on Patient/{patient}" in reason
+    assert "this newer record gives it again" in reason and Y not in reason
+    assert p.nhs_of(patient) == [Y]
+    done = p.loader.resolve_held(hold, patient_id=patient)
+    assert (done.held, done.rejected) == (0, 0)
+    assert p.nhs_of(patient) == [Y] and p.holders(X) == []
+
+
+def test_another_partner_giving_the_old_number_with_its_own_id_is_filed(
+        p: Partnership) -> None:
+    """Only the correcting partner's own newer word is news: another partner still using
+    the old number under its id for the person is the usual lag."""
+    p.send("acute", "a.hl7", adt("C1", "A01", "202601010900", f"{X}^^^NHS^NH~M1^^^RXA^MR",
+                                 visit="V1"))
+    p.send("hospice", "h1.jsonl", hospice("H1", X))
+    (patient,) = p.holders(X)
+    assert p.send("acute", "b.hl7", adt("C2", "A08", "202601020900",
+                                        f"{Y}^^^NHS^NH~M1^^^RXA^MR", visit="V1")).held == 1
+    (key, _), = p.held()
+    p.loader.resolve_held(key, patient_id=patient, replace_nhs_number=True)
+    again = p.send("hospice", "h2.jsonl", hospice("H1", X, "not-attempt", "2026-02-01"))
+    assert (again.held, again.rejected) == (0, 0)
+    assert p.nhs_of(patient) == [Y]
