@@ -256,7 +256,8 @@ def _kind(key: str, value: Any) -> str | None:
 
 
 def _say_deceased(result: dict[str, Any], kept: dict[str, Stamp], key: str, value: Any,
-                  new_stamp: Stamp, partner: str | None = None) -> None:
+                  new_stamp: Stamp, partner: str | None = None, *,
+                  restated: bool = True) -> None:
     """Keep, per partner, its newest date of death, newest "deceased: true" and newest
     "not deceased", and derive `deceased[x]` from them all: the same messages in any
     order, or any of them again, give the same answer. A partner's word is its newest
@@ -264,14 +265,28 @@ def _say_deceased(result: dict[str, Any], kept: dict[str, Stamp], key: str, valu
     came after the date. Any partner's death stands: one partner's "not deceased" (HL7
     PID-30 N) withdraws only what that partner said, and a disagreement is shown by the
     summary, never settled by the later message. A date says more than "true"; of
-    several partners' dates, the newest said."""
+    several partners' dates, the newest said.
+
+    `restated`: a record delivered again (the same stamp: a partner without event times
+    stamps each delivery of one record alike) says what that record says now, replacing
+    what it said before, as it does for every other element: a corrected date of death,
+    or "not deceased" after a death recorded in error, is that record's word. (An A40's
+    fold passes False: two copies of one record's word, neither known to be the later.)"""
     kind = _kind(key, value)
     if kind is None:
         return
     said = _statements(result, kept)
     mine = said.setdefault(_partner_of(new_stamp) if partner is None else partner, {})
-    if kind in mine and mine[kind][0] >= new_stamp:
-        return  # said before, or something newer of this kind
+    before = mine.get(kind)
+    if before is not None and before[0] > new_stamp:
+        return  # something newer of this kind
+    if before is not None and before[0] == new_stamp:
+        others = [k for k, (when, _) in mine.items() if when == new_stamp and k != kind]
+        if not restated or (_same(before[1], value) and not others):
+            return  # said before: the same record again
+    if restated:
+        for k in [k for k, (when, _) in mine.items() if when == new_stamp]:
+            del mine[k]  # this record's earlier word
     mine[kind] = (new_stamp, value)
     for name in [n for n in kept if n.startswith(SAID_DECEASED)]:
         del kept[name]
@@ -308,7 +323,8 @@ def fold_deceased(survivor: dict[str, Any], survivor_times: dict[str, Stamp],
     `survivor` and `survivor_times` in place."""
     for partner, kinds in _statements(merged_away, merged_away_times).items():
         for kind, (when, value) in kinds.items():
-            _say_deceased(survivor, survivor_times, _ELEMENT[kind], value, when, partner)
+            _say_deceased(survivor, survivor_times, _ELEMENT[kind], value, when, partner,
+                          restated=False)
 
 
 #: what an A40 merge sets itself on the survivor (`fold_newer` leaves them alone)

@@ -120,3 +120,40 @@ def test_of_one_partners_dates_the_newest_is_kept_in_any_order() -> None:
                ({"deceasedBoolean": True}, _stamped("03", "a3"))]
     for order in itertools.permutations(range(3)):
         assert merged(*(records[i] for i in order))["deceasedDateTime"] == "2026-05-02"
+
+
+# A partner without event times (the community trust, the GP register) stamps every
+# delivery of one record alike: its next extract is that record's word now. A corrected
+# date of death, or "not deceased" after a death recorded in error, was dropped as "said
+# before", so a living person stayed DECEASED on the crew's summary.
+CMTY = stamp(None, "community", "Patient/C1")
+
+
+@pytest.mark.parametrize(("first", "then", "expect"), [
+    ({"deceasedDateTime": "2026-10-12"}, {"deceasedBoolean": False},
+     {"deceasedBoolean": False}),
+    ({"deceasedBoolean": False}, {"deceasedDateTime": "2026-11-01"},
+     {"deceasedDateTime": "2026-11-01"}),
+    ({"deceasedDateTime": "2026-10-12"}, {"deceasedDateTime": "2026-10-21"},
+     {"deceasedDateTime": "2026-10-21"}),
+    ({"deceasedBoolean": True}, {"deceasedDateTime": "2026-10-21"},
+     {"deceasedDateTime": "2026-10-21"}),
+])
+def test_an_untimed_records_next_delivery_is_its_word_on_the_death(
+        first: dict[str, object], then: dict[str, object],
+        expect: dict[str, object]) -> None:
+    result = merged((first, CMTY), (then, CMTY))
+    assert {k: v for k, v in result.items() if k.startswith("deceased")} == expect
+    # and the same again changes nothing
+    again = merged((first, CMTY), (then, CMTY), (then, CMTY))
+    assert again == result
+
+
+def test_one_untimed_records_correction_leaves_another_records_word() -> None:
+    """Two records of one partner (two rows of the register): each keeps its own word."""
+    row1, row2 = stamp(None, "gp", "~1"), stamp(None, "gp", "~2")
+    result = merged(({"deceasedDateTime": "2026-10-12"}, row1),
+                    ({"deceasedBoolean": False}, row2),
+                    ({"deceasedDateTime": "2026-10-12"}, row1))
+    assert result == merged(({"deceasedDateTime": "2026-10-12"}, row1),
+                            ({"deceasedBoolean": False}, row2))
