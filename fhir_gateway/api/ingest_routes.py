@@ -107,6 +107,15 @@ def _may_see_patient(sec: Any, asking: Any, pid: str) -> bool:
     return bool(sec.access.can_see(asking, jsonio.loads_trusted(stored.body)))
 
 
+def _live_patient(request: Request, pid: str) -> bool:
+    """Whether Patient `pid` is stored and not deleted (seen by the caller or not)."""
+    try:
+        request.app.state.security.repository.read("Patient", pid)
+    except GatewayError:
+        return False
+    return True
+
+
 def _named_ids(texts: Iterable[str]) -> set[str]:
     return {m.group(1) for text in texts for pattern in (_NAMED_PATIENT, _PATIENT_HINT)
             for m in pattern.finditer(text)}
@@ -272,6 +281,7 @@ async def resolve(request: Request, key: str) -> Response:
     off the queue unapplied (kept, with who and why). `"replaceNhsNumber"` is refused
     (403): the operator's CLI does that."""
     from ..fhir.interactions import require_id
+    from ..fhir.repository import unknown as not_known
     from ..security.errors import Forbidden
 
     caller, patient, discard, own = None, None, None, ""
@@ -292,7 +302,7 @@ async def resolve(request: Request, key: str) -> Response:
             raise BadRequest('send one of {"patient": "<id>"}, {"create": true} or '
                              '{"discard": "<why>"}')
         despite = choice.get("despiteDifferences")
-        if despite not in (None, False) and not (despite is True and "patient" in choice):
+        if not (despite is None or despite is False or (despite is True and "patient" in choice)):
             raise BadRequest('"despiteDifferences" is true or false, and goes with '
                              '{"patient": "<id>"}')
         if choice.get("replaceNhsNumber") not in (None, False):
@@ -309,12 +319,19 @@ async def resolve(request: Request, key: str) -> Response:
         if not _mine(caller, None if held is None else _held_partner(held)):
             raise NotFound(f"no held record {key!r}")  # another partner's: as absent
         own = _raw(held)
+        shown = True  # whether the caller may see the Patient (so learn how it differs)
+        if patient is not None and request.app.state.security.access is not None:
+            shown = patient in await run_in_threadpool(_visible_patients, request, caller,
+                                                       [patient])
+            if not shown and not await run_in_threadpool(_live_patient, request, patient):
+                raise not_known("Patient", patient)  # a deletion too: as an absent id
         if discard is not None:
             by = getattr(caller, "client_id", None) or "anonymous (auth off)"
             await run_in_threadpool(loader.discard_held, key, reason=discard, by=by)
         else:
             summary = await run_in_threadpool(loader.resolve_held, key, patient_id=patient,
-                                              despite_differences=despite is True)
+                                              despite_differences=despite is True,
+                                              compare=shown)
     except GatewayError as exc:
         await _audited(request, caller, exc.status, f"POST /review/held/{key}", patient)
         return await _error_for(request, caller, exc, own)  # e.g. a 409 naming the holder

@@ -95,18 +95,31 @@ def _born_otherwise(patient: StoredVersion, person: PersonKey) -> str | None:
 
 def contradictions(patient: StoredVersion, person: PersonKey) -> list[str]:
     """What the Patient contradicts in the record's person: "birth date" (as
-    `_born_otherwise` judges it) and "family name" (the record's is none of the Patient's
-    names, compared as identity's matching compares them). Nothing is said where either
-    side is silent."""
+    `_born_otherwise` judges it) and "family name" (the record's shares no spelling with
+    any of the Patient's names: `family_spellings`). Nothing is said where either side is
+    silent."""
     out = ["birth date"] if _born_otherwise(patient, person) is not None else []
-    if person.family and normalize(person.family):
-        names = jsonio.loads_trusted(patient.body or "{}").get("name") or []
-        families = {normalize(n["family"]) for n in names
-                    if isinstance(n, dict) and isinstance(n.get("family"), str)}
-        families.discard("")
-        if families and normalize(person.family) not in families:
-            out.append("family name")
+    theirs = family_spellings(person.family or "")
+    names = jsonio.loads_trusted(patient.body or "{}").get("name") or []
+    ours = {k for n in names if isinstance(n, dict) and isinstance(n.get("family"), str)
+            for k in family_spellings(n["family"])}
+    if theirs and ours and not theirs & ours:
+        out.append("family name")
     return out
+
+
+_NAME_BREAKS = re.compile(r"[\W\d_]+")
+
+
+def family_spellings(family: str) -> set[str]:
+    """The forms a family name is written in across partners' systems, compared as one:
+    case and accents folded, apostrophes, hyphens and spaces dropped (O'Brien, OBrien,
+    O Brien), each part of a double-barrelled name on its own (Smith-Jones, Smith), and
+    Mac as Mc (MacDonald, McDonald). Two names agree when their sets meet."""
+    parts = [p for p in _NAME_BREAKS.split(normalize(family)) if p]
+    parts = ["mc" + p[3:] if p.startswith("mac") and len(p) > 4 else p for p in parts]
+    whole = "".join(parts)
+    return ({whole} if whole else set()) | {p for p in parts if len(p) > 1}
 
 
 def _other_local_id(patient: StoredVersion, person: PersonKey) -> str | None:

@@ -534,14 +534,17 @@ class Loader:
 
     def resolve_held(self, key: str, *, patient_id: str | None = None,
                      replace_nhs_number: bool = False,
-                     despite_differences: bool = False) -> Summary:
+                     despite_differences: bool = False, compare: bool = True) -> Summary:
         """Settle a held record: attach it to `patient_id`, or (None) make a new Patient.
         `replace_nhs_number`: the record corrects the person's NHS number (an A08 keeping
         the MRN but giving another number): the number on `patient_id` is taken off and
         the record's put in its place (see `_corrected`). An attachment to a Patient the
         hold did not offer as a candidate, whose birth date or family name contradicts
         the record's, is refused unless `despite_differences`: a mistyped id would file
-        this person's facts (a DNACPR among them) on someone else."""
+        this person's facts (a DNACPR among them) on someone else. `compare=False` (a
+        reviewer who may not see that Patient): any Patient not offered is refused so,
+        unless `despite_differences`, without comparing, so that the answer says nothing
+        of the Patient."""
         if replace_nhs_number and patient_id is None:
             raise BadRequest("replacing an NHS number needs the Patient to replace it on")
         with self.repo.engine.session(write=False) as s:
@@ -559,8 +562,12 @@ class Loader:
                                f"attach the record to it (--patient {survivor})")
             person = record.person
             offered = patient_id in (held.get("candidates") or [])
-            differs = [] if offered or replace_nhs_number or despite_differences \
-                else contradictions(target, person)
+            unasked = not (offered or replace_nhs_number or despite_differences)
+            if unasked and not compare:
+                raise Conflict(f"Patient/{patient_id} is not one of the held record's "
+                               "candidates: check the Patient id; to attach the record to "
+                               'it all the same, say so ("despiteDifferences": true)')
+            differs = contradictions(target, person) if unasked else []
             if differs:
                 said = ", ".join(f"{what} {value}" for what, value in (
                     ("born", person.birth_date), ("family name", person.family)) if value)

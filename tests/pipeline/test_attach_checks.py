@@ -115,3 +115,23 @@ def test_a_candidate_the_hold_offered_is_the_reviewers_choice(engine: StoreEngin
     done = p.loader.resolve_held(key, patient_id=john)
     assert (done.held, done.rejected) == (0, 0)
     assert p.cpr_subjects() == [f"Patient/{john}"]
+
+
+@pytest.mark.parametrize(("recorded", "on_patient"), [
+    ("O'Brien", "OBrien"), ("O'Brien", "O Brien"), ("O'Brien", "O\u2019Brien"),
+    ("Smith-Jones", "Smith Jones"), ("Smith-Jones", "Smith"), ("Jones", "Smith-Jones"),
+    ("McDonald", "MacDonald"), ("Zoë", "ZOE"), ("de la Cruz", "DELACRUZ")])
+def test_one_family_name_spelt_the_ways_partners_spell_it_agrees(recorded: str,
+                                                                 on_patient: str) -> None:
+    """Spelling differences are why records are held in the first place: refusing them
+    would make the reviewer's override routine, and the check worthless."""
+    from fhir_gateway.ingest.model import PersonKey
+    from fhir_gateway.pipeline.identity import contradictions
+    from fhir_gateway.store.base import StoredVersion
+
+    patient = StoredVersion("Patient", "p", 1, "2026-01-01T00:00:00Z", False, json.dumps(
+        {"resourceType": "Patient", "name": [{"family": on_patient}]}))
+    person = PersonKey(family=recorded)
+    assert contradictions(patient, person) == []
+    other = PersonKey(family="Taylor")
+    assert contradictions(patient, other) == ["family name"]

@@ -137,13 +137,16 @@ def test_a_feed_discards_its_own_held_record_and_it_is_kept(gw: Gateway) -> None
 
 def test_a_feed_attaching_to_a_patient_contradicting_its_record_must_say_so(
         gw: Gateway) -> None:
-    """Ada Secretname (born 1931-02-03) was held with no candidates; Patient/mj is Mary
-    Jones. The 409 gives the record's own values, never the Patient's."""
+    """Ada Secretname (born 1931-02-03) was held with no candidates. Patient/mj, the feed's
+    own, is Mary Jones: the 409 says what differs, with the record's values only."""
     social, _ = _load(gw)
-    gw.put({"resourceType": "Patient", "id": "mj", "birthDate": "1950-01-01",
-            "name": [{"family": "Jones", "given": ["Mary"]}]})
+    mine = gw.http.put("/fhir/Patient/mj", headers=social, json={
+        "resourceType": "Patient", "id": "mj", "birthDate": "1950-01-01",
+        "name": [{"family": "Jones", "given": ["Mary"]}]})
+    assert mine.status_code == 201, mine.text
     key = gw.http.get("/review/held", headers=social).json()[0]["key"]
     for body in ({"patient": "mj", "despiteDifferences": "yes"},
+                 {"patient": "mj", "despiteDifferences": 0},
                  {"create": True, "despiteDifferences": True},
                  {"despiteDifferences": True}):
         r = gw.http.post(f"/review/held/{key}", json=body, headers=social)
@@ -159,3 +162,37 @@ def test_a_feed_attaching_to_a_patient_contradicting_its_record_must_say_so(
                         headers=social)
     assert done.status_code == 200, done.text
     assert gw.http.get("/review/held", headers=social).json() == []
+
+
+def test_an_attachment_says_nothing_of_a_patient_the_feed_may_not_see(gw: Gateway) -> None:
+    """Whether a hidden Patient's birth date or name matches the feed's record, the answer
+    is the same, and compares nothing; a deleted one it never saw answers as an absent id
+    (it was 410, confirming the deletion)."""
+    social, _ = _load(gw)
+    gw.put({"resourceType": "Patient", "id": "same", "birthDate": "1931-02-03",
+            "name": [{"family": "Secretname", "given": ["Ada"]}]})
+    gw.put({"resourceType": "Patient", "id": "other", "birthDate": "1950-07-07",
+            "name": [{"family": "Hidden"}]})
+    gw.put({"resourceType": "Patient", "id": "was-here", "birthDate": "1950-07-07"})
+    gw.repository.delete("Patient", "was-here")
+    assert gw.http.get("/fhir/Patient/same", headers=social).status_code == 404
+    key = gw.http.get("/review/held", headers=social).json()[0]["key"]
+
+    def attach(pid: str) -> tuple[int, str]:
+        r = gw.http.post(f"/review/held/{key}", json={"patient": pid}, headers=social)
+        return r.status_code, r.json()["issue"][0]["diagnostics"]
+
+    (same_status, same), (other_status, other) = attach("same"), attach("other")
+    assert same_status == other_status == 409
+    assert same == other  # (naming neither: a hidden Patient is "another record")
+    assert "differ" not in same and "despiteDifferences" in same
+    gone, absent = attach("was-here"), attach("never-there")
+    assert gone[0] == absent[0] == 404
+    assert gone[1] == absent[1]
+    assert [h["key"] for h in gw.http.get("/review/held", headers=social).json()] == [key]
+    # said all the same, the feed's record is attached (as before: feeds file on any
+    # Patient the partnership holds)
+    done = gw.http.post(f"/review/held/{key}", json={"patient": "same",
+                                                     "despiteDifferences": True},
+                        headers=social)
+    assert done.status_code == 200, done.text
