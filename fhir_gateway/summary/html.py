@@ -89,12 +89,18 @@ def error_page(status: int, message: str) -> str:
     """A page for a request the summary cannot answer (bad NHS number, unknown person, an
     internal error)."""
     titles = {400: "Check the request", 401: "Sign-in needed", 403: "Not allowed",
-              404: "No record found", 500: "Summary could not be made"}
+              404: "No record found", 409: "Record found, not shown",
+              500: "Summary could not be made"}
     title = titles.get(status, "Cannot show")
+    # a record that exists but cannot be shown must never read as "no record": a crew
+    # would take the person for one with no plan
+    found = ("<p>This person has a record on the shared record, which may hold a care "
+             "plan or a CPR decision. Use the patient's own forms and ask their "
+             "clinicians.</p>") if status == 409 else ""
     return ("<!DOCTYPE html>\n<html lang=\"en-GB\"><head><meta charset=\"utf-8\">"
             f"{_CSP_META}<title>{_e(title)}</title><style>{_STYLE}</style></head><body>"
             f"<div class=\"box\" style=\"background:#505a5f;color:#ffffff\">"
-            f"<h1>{_e(title.upper())}</h1><p>{_e(message)}</p></div>"
+            f"<h1>{_e(title.upper())}</h1><p>{_e(message)}</p>{found}</div>"
             f"<p class=\"meta\">HTTP status {status}. Nothing is shown from any record.</p>"
             "</body></html>\n")
 

@@ -177,6 +177,12 @@ def test_a_chain_of_merges_leads_to_the_record_that_holds_the_facts(
     assert circle.status_code == 409, circle.text
     said = circle.json()["issue"][0]["diagnostics"]
     assert "circle" in said and "Patient/x -> Patient/y -> Patient/x" in said
+    page = http.get("/fhir/Patient/x/$emergency-summary", headers={"Accept": "text/html"})
+    assert page.status_code == 409
+    words = plain(page.text)
+    assert "RECORD FOUND, NOT SHOWN" in words and "No record found" not in words
+    assert "This person has a record on the shared record, which may hold a care plan" \
+        in words
 
 
 def test_a_chain_longer_than_any_merge_makes_is_said_not_called_unknown(
