@@ -137,7 +137,19 @@ def audit_write(repository: Any, settings: Settings, summary: Any, *, command: s
     operating-system user."""
     if not settings.auditing:
         return
-    import getpass
+    text = ", ".join(f"{k} {v}" for k, v in summary.counts().items())
+    try:
+        _record(repository, settings, summary, text, command=command,
+                destination=destination, description=description, subtype=subtype)
+    except Exception as exc:
+        # the writes are committed: an operator told only of the failure would think
+        # nothing happened (and a resolve retried finds no held record)
+        raise RuntimeError(f"stored ({text}), but the audit record of it could not be "
+                           f"written: {exc}") from exc
+
+
+def _record(repository: Any, settings: Settings, summary: Any, text: str, *, command: str,
+            destination: str, description: str, subtype: str) -> None:
     import os
 
     from ..fhir.request import Caller
@@ -146,12 +158,11 @@ def audit_write(repository: Any, settings: Settings, summary: Any, *, command: s
 
     trail = open_trail(repository, settings)
     try:
-        text = ", ".join(f"{k} {v}" for k, v in summary.counts().items())
         observer, request_id = f"fhir-gateway {trail.instance}", f"cli-{os.getpid()}"
         trail.record(audit_events(
             subtype=subtype, action={"create": "C", "delete": "D"}.get(subtype, "U"),
             status=200,
-            caller=Caller(client_id=f"cli:{getpass.getuser()}"),
+            caller=Caller(client_id=f"cli:{operator()}"),
             observer=observer, destination=destination, request_id=request_id,
             patients=summary.patients, query=command[:500],
             description=f"{description}: {text}")
@@ -159,6 +170,18 @@ def audit_write(repository: Any, settings: Settings, summary: Any, *, command: s
                                 request_id=request_id))
     finally:
         trail.close()
+
+
+def operator() -> str:
+    """The operating-system user running the command, as the trail names it; a uid with no
+    user entry (a container run as an arbitrary uid) is named by its number."""
+    import getpass
+    import os
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return f"uid:{os.getuid()}"
 
 
 def _demo(args: argparse.Namespace, settings: Settings) -> int:
@@ -200,11 +223,9 @@ def _review(args: argparse.Namespace, settings: Settings) -> int:
                               **discarded["discarded"]}))
         return 0
     if args.review_command == "discard":
-        import getpass
-
         from .loader import Summary
 
-        loader.discard_held(args.key, reason=args.reason, by=f"cli:{getpass.getuser()}")
+        loader.discard_held(args.key, reason=args.reason, by=f"cli:{operator()}")
         # the reviewer's words stay with the record: auditors see no free text
         audit_write(loader.repo, settings, Summary(),
                     command=f"fhir-gateway review discard {args.key}",

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import hl7
+import pytest
 from fastapi.testclient import TestClient
 
 from fhir_gateway.fhir.repository import Repository
@@ -173,3 +174,52 @@ def test_a_nul_in_a_name_is_rejected_for_review_not_a_crash(engine: StoreEngine)
     assert (summary.read, summary.held, summary.rejected) == (1, 0, 1), summary.rejections
     (rejection,) = summary.rejections
     assert rejection["field"] == "Last Name" and "U+0000" in rejection["reason"]
+
+
+def test_a_cli_ingest_by_a_uid_with_no_user_entry_is_audited_under_its_number(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """A container run as an arbitrary uid has no passwd entry: the records were stored,
+    then naming the operator failed, so no AuditEvent, no summary, and exit 1 with a line
+    that made the operator think nothing happened."""
+    import getpass
+    import os
+
+    from fhir_gateway.cli import main
+    from fhir_gateway.store import open_store
+
+    def no_entry() -> str:
+        raise KeyError(f"getpwuid(): uid not found: {os.getuid()}")
+
+    monkeypatch.setattr(getpass, "getuser", no_entry)
+    store = f"sqlite:///{tmp_path / 'cli.sqlite3'}"
+    status = main(["--store", store, "ingest", "--partner", "gp", "--json",
+                   str(FEEDS / "gp" / "palliative_register.csv")])
+    assert status == 0, capsys.readouterr().err
+    assert json.loads(capsys.readouterr().out)["created"] > 0
+    engine = open_store(store)
+    try:
+        events = [json.loads(r.body or "{}") for r in Repository(engine).find(
+            IndexQuery(rtype="AuditEvent", limit=1000)).rows]
+    finally:
+        engine.close()
+    assert any(a.get("altId") == f"cli:uid:{os.getuid()}" for e in events
+               for a in e["agent"])
+
+
+def test_an_audit_failure_after_a_cli_write_says_the_write_was_stored(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from fhir_gateway.cli import main
+    from fhir_gateway.pipeline import cli as pipeline_cli
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(pipeline_cli, "_record", broken)
+    status = main(["--store", f"sqlite:///{tmp_path / 'cli.sqlite3'}", "ingest",
+                   "--partner", "gp", str(FEEDS / "gp" / "palliative_register.csv")])
+    assert status == 1
+    said = capsys.readouterr().err
+    assert said.startswith("fhir-gateway: stored (read ") and "created" in said
+    assert "the audit record of it could not be written: No space left" in said
