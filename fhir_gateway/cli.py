@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import logging
+import socket
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
@@ -118,6 +119,18 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
               "server): serve it with --workers 1, or use a replica set", file=sys.stderr,
               flush=True)
         return 2
+    # What uvicorn's start-up would stop on with a traceback and exit 3, said in one line
+    # first: the signing keys, and the address being free.
+    if settings.auth_enabled and settings.signing_keys_file:
+        from .auth.keys import load_key_file
+
+        load_key_file(settings.signing_keys_file)  # SigningKeyError: one line, exit 1
+    try:
+        socket.create_server((args.host.strip("[]"), args.port)).close()
+    except OSError as exc:
+        print(f"fhir-gateway: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}",
+              file=sys.stderr, flush=True)
+        return 1
     # Workers are separate processes: they read the store URL and base URL from the
     # environment (`api.asgi`).
     os.environ["FHIR_GATEWAY_STORE"] = settings.store_url
@@ -140,8 +153,15 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     else:
         print("Auth is OFF (FHIR_GATEWAY_AUTH=off): for tests and benches only.",
               file=sys.stderr, flush=True)
-    uvicorn.run("fhir_gateway.api.asgi:app", host=args.host, port=args.port,
-                workers=args.workers, log_level=args.log_level, access_log=False)
+    try:
+        uvicorn.run("fhir_gateway.api.asgi:app", host=args.host, port=args.port,
+                    workers=args.workers, log_level=args.log_level, access_log=False)
+    except SystemExit as exc:  # uvicorn's "Application startup failed" is exit 3
+        if exc.code in (0, None):
+            return 0
+        print("fhir-gateway: the server stopped during start-up (the log above says why)",
+              file=sys.stderr, flush=True)
+        return 1
     return 0
 
 

@@ -102,3 +102,24 @@ def test_a_file_whose_name_is_not_utf8_is_loaded(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout)
     assert summary["created"] > 0 and summary["rejected"] == 0
+
+
+def test_serve_that_cannot_start_is_one_line_and_exit_1(tmp_path: Path) -> None:
+    """Both stopped inside uvicorn's start-up: a traceback and exit 3, no documented
+    status, so a supervisor or an operator's script could not tell what happened."""
+    import socket
+
+    store = f"sqlite:///{tmp_path / 'gw.sqlite3'}"
+    env = {**os.environ, "FHIR_GATEWAY_SIGNING_KEYS": str(tmp_path / "missing.jwks")}
+    keys = subprocess.run([CLI, "--store", store, "serve", "--port", "1"], env=env,
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert keys.returncode == 1, keys.stderr
+    assert "Traceback" not in keys.stderr
+    assert "cannot read the signing key file" in keys.stderr
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = str(taken.getsockname()[1])
+        busy = run("--store", store, "serve", "--host", "127.0.0.1", "--port", port)
+    assert busy.returncode == 1, busy.stderr
+    assert "Traceback" not in busy.stderr
+    lines = [line for line in busy.stderr.splitlines() if line.startswith("fhir-gateway:")]
+    assert lines and f"cannot listen on 127.0.0.1:{port}" in lines[0]
