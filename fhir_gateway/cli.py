@@ -113,6 +113,10 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     engine = open_store(settings.store_url, sqlite_synchronous=settings.sqlite_synchronous)
     single_writer = getattr(engine, "transactions", True) is False
     engine.close()
+    if settings.auditing:
+        from .security.audit.journal import journal_directory
+
+        journal_directory(settings.audit_journal, engine)  # a relative one: one line, exit 1
     if single_writer and args.workers > 1:
         # without transactions, writers take turns within one process only (store.mongo)
         print("fhir-gateway: this MongoDB server runs no transactions (a standalone "

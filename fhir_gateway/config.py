@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -21,6 +22,9 @@ class Settings:
     store_url: str = DEFAULT_STORE
     #: largest request body accepted (413 above it)
     max_body_bytes: int = 16 * 1024 * 1024
+    #: largest partner file `POST /ingest/{partner}` accepts (413 above it): a partner's
+    #: whole extract, larger than any FHIR request
+    max_feed_bytes: int = 256 * 1024 * 1024
     #: SQLite `synchronous`: FULL makes every acknowledged write survive kill -9 and power loss
     sqlite_synchronous: str = "FULL"
     #: the public FHIR base URL (env FHIR_GATEWAY_BASE_URL). With auth on, the token
@@ -59,8 +63,10 @@ class Settings:
         env = os.environ
         values: dict[str, object] = {
             "store_url": env.get("FHIR_GATEWAY_STORE", DEFAULT_STORE),
-            "max_body_bytes": int(env.get("FHIR_GATEWAY_MAX_BODY_BYTES", 16 * 1024 * 1024)),
-            "sqlite_synchronous": env.get("FHIR_GATEWAY_SQLITE_SYNCHRONOUS", "FULL"),
+            "max_body_bytes": _bytes(env, "FHIR_GATEWAY_MAX_BODY_BYTES", 16 * 1024 * 1024),
+            "max_feed_bytes": _bytes(env, "FHIR_GATEWAY_MAX_FEED_BYTES", 256 * 1024 * 1024),
+            "sqlite_synchronous": _synchronous(env.get("FHIR_GATEWAY_SQLITE_SYNCHRONOUS",
+                                                       "FULL")),
             "public_base_url": env.get("FHIR_GATEWAY_BASE_URL") or None,
             "auth_enabled": _flag(env.get("FHIR_GATEWAY_AUTH", "on"), "FHIR_GATEWAY_AUTH"),
             "audit_enabled": (_flag(env["FHIR_GATEWAY_AUDIT"], "FHIR_GATEWAY_AUDIT")
@@ -87,6 +93,32 @@ def base_url_problem(settings: Settings) -> str | None:
         return (f"FHIR_GATEWAY_BASE_URL={url[:200]!r} is not an http(s) URL without query "
                 "or fragment (e.g. https://gateway.example.org/fhir)")
     return None
+
+
+def _bytes(env: Mapping[str, str], name: str, default: int) -> int:
+    text = env.get(name)
+    if text is None or not text.strip():
+        return default
+    try:
+        value = int(text.strip())
+    except ValueError:
+        raise ValueError(f"{name}={text!r}: give a number of bytes (16777216, not "
+                         "16MiB)") from None
+    if value < 1:
+        raise ValueError(f"{name}={text!r}: give a number of bytes above 0")
+    return value
+
+
+#: SQLite `synchronous` levels a served gateway takes: OFF would acknowledge writes a
+#: power cut can lose, which the gateway promises never to do
+SYNCHRONOUS = ("FULL", "NORMAL", "EXTRA")
+
+
+def _synchronous(value: str) -> str:
+    if value.strip().upper() not in SYNCHRONOUS:
+        raise ValueError(f"FHIR_GATEWAY_SQLITE_SYNCHRONOUS={value!r}: use FULL (the "
+                         "default), NORMAL or EXTRA")
+    return value.strip().upper()
 
 
 def _flag(value: str, name: str) -> bool:

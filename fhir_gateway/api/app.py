@@ -78,6 +78,7 @@ def create_app(
         app.state.fhir_router = state["router"]
         app.state.security = security
         app.state.ingest_service = IngestService(repository)
+        app.state.max_feed_bytes = settings.max_feed_bytes  # POST /ingest/{partner}
         # The profiles, ValueSets, CodeSystems and ConceptMaps, readable and searchable;
         # unchanged definitions make no new version, so this is cheap on every start.
         await run_in_threadpool(publish_conformance, repository)

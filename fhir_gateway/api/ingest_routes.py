@@ -41,8 +41,6 @@ from .http import FHIR_JSON, error_response, read_body, to_fhir_request
 FEED_TYPES = {"x-application/hl7-v2+er7", "application/hl7-v2", "text/csv", "text/plain",
               "application/x-ndjson", "application/fhir+json", "application/json",
               "application/octet-stream"}
-#: A partner's whole extract can be large; the limit still bounds memory.
-MAX_FEED_BYTES = 256 * 1024 * 1024
 #: how the pipeline's words name a Patient: `Patient/ID`, and the CLI hint `(--patient ID)`
 _ID = r"([A-Za-z0-9\-.]{0,63}[A-Za-z0-9\-])"  # a FHIR id, less a sentence's full stop
 _NAMED_PATIENT = re.compile(rf"Patient/{_ID}")
@@ -183,7 +181,8 @@ async def ingest(request: Request, partner: str, filename: str | None = None) ->
         ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if ctype and ctype not in FEED_TYPES:
             raise UnsupportedMediaType(f"Content-Type {ctype!r} is not a partner feed format")
-        data = await read_body(request, MAX_FEED_BYTES)
+        # a partner's whole extract can be large; the limit (settings) still bounds memory
+        data = await read_body(request, request.app.state.max_feed_bytes)
         if not data:
             raise BadRequest("the body is empty: send the partner's file")
         service = request.app.state.ingest_service

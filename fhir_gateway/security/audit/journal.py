@@ -88,10 +88,16 @@ def journal_directory(setting: str | None, engine: Any) -> Path | None:
     FHIR_GATEWAY_AUDIT_JOURNAL); by default beside a SQLite database file (`<file>-audit/`).
     None ("off", an in-memory database, another engine unconfigured): the trail writes
     straight to the store."""
-    if setting == "off":
+    if setting and setting.strip().lower() == "off":
         return None
     if setting:
-        return Path(setting)
+        path = Path(setting)
+        if not path.is_absolute():
+            # relative to whatever directory the server was started in: a journal of
+            # acknowledged events `audit verify`, run elsewhere, would not find
+            raise ValueError(f"FHIR_GATEWAY_AUDIT_JOURNAL={setting!r}: give an absolute "
+                             "directory, or off")
+        return path
     path = getattr(engine, "path", None)
     if path is None or str(path) == ":memory:":
         return None
