@@ -36,15 +36,15 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-from fhir_gateway.fhir.repository import Repository  # noqa: E402
-from fhir_gateway.security.audit.chain import Chain, Unsealed, unsealed_content  # noqa: E402
-from fhir_gateway.security.audit.events import audit_event  # noqa: E402
-from fhir_gateway.security.audit.index import audit_index  # noqa: E402
-from fhir_gateway.security.audit.journal import read_lines, store_in_batches  # noqa: E402
-from fhir_gateway.security.context import SecureCaller  # noqa: E402
-from fhir_gateway.store import open_store  # noqa: E402
+# The installed package, as the other benches use it (the source tree lacks
+# `fhir_gateway.auth`, which pyproject maps from `auth/` at install).
+from fhir_gateway.fhir.repository import Repository
+from fhir_gateway.security.audit.chain import Chain, Unsealed, unsealed_content
+from fhir_gateway.security.audit.events import audit_event
+from fhir_gateway.security.audit.index import audit_index
+from fhir_gateway.security.audit.journal import read_lines, store_in_batches
+from fhir_gateway.security.context import SecureCaller
+from fhir_gateway.store import open_store
 
 
 def journal_bytes(events: int) -> bytes:
