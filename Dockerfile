@@ -1,4 +1,6 @@
-# The gateway image. Built by `docker compose up`; also runs alone with `docker run`.
+# The gateway image. Built by `docker compose up`; also runs alone with `docker run`,
+# given FHIR_GATEWAY_BASE_URL (it listens on 0.0.0.0, so serve cannot derive the URL
+# clients use) and a volume at /app/var for the record (else `docker rm` deletes it).
 
 # Build the wheel in a throwaway stage so the runtime image carries no source tree.
 FROM python:3.11-slim AS build
@@ -19,6 +21,8 @@ RUN groupadd --system --gid 10001 gateway \
     && useradd --system --uid 10001 --gid gateway --home-dir /app --create-home gateway
 WORKDIR /app
 USER 10001:10001
+# the SQLite record and its audit journal (the default store is var/gateway.sqlite3)
+VOLUME /app/var
 EXPOSE 8080
 # 0.0.0.0 because 127.0.0.1 inside a container is unreachable from outside it.
 CMD ["fhir-gateway", "serve", "--host", "0.0.0.0", "--port", "8080"]

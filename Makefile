@@ -24,7 +24,9 @@ DEMO_PEOPLE ?= 200
 # The marker is written only once the load finished: a first start interrupted part way
 # loads again next time (loading again changes nothing already stored).
 run: $(VENV)/.installed
-	@if [ -z "$$FHIR_GATEWAY_STORE" ] && [ ! -f var/.demo-loaded ]; then \
+	@if [ -n "$$FHIR_GATEWAY_STORE" ]; then \
+		echo "FHIR_GATEWAY_STORE is set: serving that store as it is (no demo partnership loaded)"; \
+	elif [ ! -f var/.demo-loaded ]; then \
 		echo "first start: loading a synthetic partnership of $(DEMO_PEOPLE) people"; \
 		$(BIN)/fhir-gateway demo --people $(DEMO_PEOPLE) || exit 1; \
 		touch var/.demo-loaded; \
