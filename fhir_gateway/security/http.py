@@ -182,6 +182,8 @@ def _rows(sec: Security, params: Any) -> list[dict[str, Any]]:
         raise BadRequest(f"kind must be one of {', '.join(REPORTS)}", expression="kind")
     if kind == "patient" and not patient:
         raise BadRequest("kind=patient needs patient=<Patient id>", expression="patient")
+    for name, value in (("from", start), ("to", end)):
+        _report_date(name, value)
     if sec.trail is not None:
         sec.trail.catch_up()  # the accesses this process just answered are in the report
     if kind == "patient":
@@ -190,6 +192,23 @@ def _rows(sec: Security, params: Any) -> list[dict[str, Any]]:
     if kind == "break-glass":
         return reports.break_glass(sec.repository, start=start, end=end)
     return reports.access_summary(sec.repository, start=start, end=end)
+
+
+def _report_date(name: str, value: str | None) -> None:
+    """A report's `from`/`to` is one FHIR date or dateTime, nothing more: sent into the
+    AuditEvent search, `2026-01-01,le2000` would be two values (either matching), so a
+    wider period than asked."""
+    from ..search.values import BadDate, date_range
+
+    if value is None:
+        return
+    try:
+        if "," in value or "|" in value:
+            raise BadDate(value)
+        date_range(value)
+    except BadDate:
+        raise BadRequest(f"{name}={value[:40]!r} is not a FHIR date or dateTime "
+                         "(YYYY, YYYY-MM-DD or YYYY-MM-DDThh:mm:ssZ)", expression=name) from None
 
 
 def authorize_ingest(sec: Security, request: Request, partner: str, base: str) -> Caller:

@@ -196,6 +196,22 @@ def test_reports_as_json_and_csv(gw: Gateway) -> None:
     assert gw.http.get("/audit/report?kind=nonsense", headers=auditor).status_code == 400
 
 
+def test_a_report_period_is_one_date_each_end(gw: Gateway) -> None:
+    """`from=2099-01-01,le2000` went into the AuditEvent search as two values, either
+    matching: a wider period than asked. A bad date is named as `from`/`to`, not `date`."""
+    auditor = gw.login("audit-team", "auditor", org="X26")
+    ward = gw.login("ward", "clinician", org="RXX01")
+    gw.http.get("/fhir/metadata", headers=ward)
+    for query, named in (("from=2099-01-01,le2000", "from"), ("to=31/12/2026", "to"),
+                         ("from=2026-01-01|x", "from")):
+        r = gw.http.get(f"/audit/report?kind=summary&{query}", headers=auditor)
+        assert r.status_code == 400, (query, r.text)
+        assert r.json()["issue"][0]["expression"] == [named]
+    fine = gw.http.get("/audit/report?kind=summary&from=2026-01-01&to=2099-12-31T23:59:59Z",
+                       headers=auditor)
+    assert fine.status_code == 200, fine.text
+
+
 def test_audit_events_are_found_by_last_updated(gw: Gateway) -> None:
     """`_lastUpdated` (meta, stamped by the trail when it seals) is indexed like any
     other resource's: an auditor's "since" query finds the reads, a later bound none."""
