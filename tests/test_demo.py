@@ -51,3 +51,29 @@ def test_formats_and_identifiers(tmp_path: Path) -> None:
     for path in files["community"]:
         bundle = json.loads(path.read_text(encoding="utf-8"))
         assert bundle["resourceType"] == "Bundle" and bundle["type"] == "collection"
+
+
+def test_the_demo_loads_and_leaves_no_files_behind(tmp_path: Path) -> None:
+    """Without --out it wrote the feeds to a temporary directory and left it there."""
+    import os
+    import subprocess
+    import sys
+
+    from fhir_gateway.fhir.repository import Repository
+    from fhir_gateway.store import open_store
+    from fhir_gateway.store.query import IndexQuery
+
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    store = f"sqlite:///{tmp_path / 'demo.sqlite3'}"
+    cli = str(Path(sys.executable).with_name("fhir-gateway"))
+    run = subprocess.run([cli, "--store", store, "demo", "--people", "4"],
+                         capture_output=True, text=True, timeout=300, check=False,
+                         env={**os.environ, "TMPDIR": str(scratch)})
+    assert run.returncode == 0, run.stderr
+    assert list(scratch.iterdir()) == []
+    engine = open_store(store)
+    try:
+        assert Repository(engine).find(IndexQuery(rtype="Patient", limit=10)).rows
+    finally:
+        engine.close()

@@ -189,21 +189,26 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
 
     from ..demo import write_partnership
 
-    out = args.out or Path(tempfile.mkdtemp(prefix="fhir-gateway-demo-"))
-    files = write_partnership(out, people=args.people, seed=args.seed)
-    print(f"wrote {sum(len(v) for v in files.values())} files for {args.people} people "
-          f"under {out}", file=sys.stderr)
     if args.out is not None:
+        files = write_partnership(args.out, people=args.people, seed=args.seed)
+        print(f"wrote {sum(len(v) for v in files.values())} files for {args.people} people "
+              f"under {args.out}", file=sys.stderr)
         return 0
-    service = _service(settings, bulk=True)
-    for partner, paths in files.items():
-        summary = service.ingest_paths(partner, paths)
-        audit_write(service.loader.repo, settings, summary,
-                    command=f"fhir-gateway demo --people {args.people}",
-                    destination=f"cli:{partner}",
-                    description=f"synthetic {partner} feed loaded by the demo")
-        print(f"{partner} ({len(paths)} file{'s' if len(paths) > 1 else ''}): " +
-              ", ".join(f"{k} {v}" for k, v in summary.counts().items()), file=sys.stderr)
+    # loaded, then removed: what a record needs for review (its raw text) is in the store
+    with tempfile.TemporaryDirectory(prefix="fhir-gateway-demo-") as tmp:
+        files = write_partnership(Path(tmp), people=args.people, seed=args.seed)
+        print(f"wrote {sum(len(v) for v in files.values())} files for {args.people} people "
+              "to load", file=sys.stderr)
+        service = _service(settings, bulk=True)
+        for partner, paths in files.items():
+            summary = service.ingest_paths(partner, paths)
+            audit_write(service.loader.repo, settings, summary,
+                        command=f"fhir-gateway demo --people {args.people}",
+                        destination=f"cli:{partner}",
+                        description=f"synthetic {partner} feed loaded by the demo")
+            print(f"{partner} ({len(paths)} file{'s' if len(paths) > 1 else ''}): " +
+                  ", ".join(f"{k} {v}" for k, v in summary.counts().items()),
+                  file=sys.stderr)
     return 0
 
 
