@@ -267,11 +267,13 @@ def _say_deceased(result: dict[str, Any], kept: dict[str, Stamp], key: str, valu
     summary, never settled by the later message. A date says more than "true"; of
     several partners' dates, the newest said.
 
-    `restated`: a record delivered again (the same stamp: a partner without event times
-    stamps each delivery of one record alike) says what that record says now, replacing
-    what it said before, as it does for every other element: a corrected date of death,
-    or "not deceased" after a death recorded in error, is that record's word. (An A40's
-    fold passes False: two copies of one record's word, neither known to be the later.)"""
+    `restated`: a record of a partner without event times delivered again (the same
+    stamp: such a partner stamps each delivery of one record alike) says what that record
+    says now, replacing what it said before, as it does for every other element: a
+    corrected date of death, or "not deceased" after a death recorded in error, is that
+    record's word. (An A40's fold passes False: two copies of one record's word, neither
+    known to be the later.) A file stating one record twice, differently, so makes new
+    versions on each delivery, the last word standing, as other elements already did."""
     kind = _kind(key, value)
     if kind is None:
         return
@@ -280,6 +282,9 @@ def _say_deceased(result: dict[str, Any], kept: dict[str, Stamp], key: str, valu
     before = mine.get(kind)
     if before is not None and before[0] > new_stamp:
         return  # something newer of this kind
+    # Only an un-timed stamp stands for "this record, whenever delivered": a timed one
+    # (an HL7 message) names one message, whose kinds ("true" and a date) add up.
+    restated = restated and not _time_of(new_stamp)
     if before is not None and before[0] == new_stamp:
         others = [k for k, (when, _) in mine.items() if when == new_stamp and k != kind]
         if not restated or (_same(before[1], value) and not others):

@@ -157,3 +157,16 @@ def test_one_untimed_records_correction_leaves_another_records_word() -> None:
                     ({"deceasedDateTime": "2026-10-12"}, row1))
     assert result == merged(({"deceasedDateTime": "2026-10-12"}, row1),
                             ({"deceasedBoolean": False}, row2))
+
+
+@pytest.mark.parametrize("order", list(itertools.permutations(range(2))))
+def test_one_messages_date_and_deceased_true_keep_the_date_in_either_order(
+        order: tuple[int, ...]) -> None:
+    """Two HL7 messages under one control id and time (a PAS reusing MSH-10): a timed
+    stamp names one message, whose "true" carries its date; only an un-timed record's
+    next delivery restates its word."""
+    when = stamp("2026-05-01T09:30:00Z", "acute", "M1")
+    records = [({"deceasedDateTime": "2026-05-01T09:30:00+01:00"}, when),
+               ({"deceasedBoolean": True}, when)]
+    result = merged(*(records[i] for i in order))
+    assert result.get("deceasedDateTime") == "2026-05-01T09:30:00+01:00"
