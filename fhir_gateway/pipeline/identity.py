@@ -95,31 +95,43 @@ def _born_otherwise(patient: StoredVersion, person: PersonKey) -> str | None:
 
 def contradictions(patient: StoredVersion, person: PersonKey) -> list[str]:
     """What the Patient contradicts in the record's person: "birth date" (as
-    `_born_otherwise` judges it) and "family name" (the record's shares no spelling with
-    any of the Patient's names: `family_spellings`). Nothing is said where either side is
-    silent."""
+    `_born_otherwise` judges it) and "family name" (the record's agrees with none of the
+    Patient's names: `family_agrees`). Nothing is said where either side is silent."""
     out = ["birth date"] if _born_otherwise(patient, person) is not None else []
-    theirs = family_spellings(person.family or "")
+    theirs = family_forms(person.family or "")
     names = jsonio.loads_trusted(patient.body or "{}").get("name") or []
-    ours = {k for n in names if isinstance(n, dict) and isinstance(n.get("family"), str)
-            for k in family_spellings(n["family"])}
-    if theirs and ours and not theirs & ours:
+    ours = [family_forms(n["family"]) for n in names
+            if isinstance(n, dict) and isinstance(n.get("family"), str)]
+    ours = [f for f in ours if f[0]]
+    if theirs[0] and ours and not any(family_agrees(theirs, f) for f in ours):
         out.append("family name")
     return out
 
 
 _NAME_BREAKS = re.compile(r"[\W\d_]+")
+#: name particles: a part of its own only with what follows (Al-Sayed is not Al-Hashimi)
+_PARTICLES = frozenset({"al", "el", "ul", "bin", "ben", "ibn", "abu", "ap", "van", "von",
+                        "der", "den", "ter", "de", "da", "di", "du", "del", "della", "dos",
+                        "das", "le", "la", "les", "lo", "st", "saint", "mc", "mac", "o"})
 
 
-def family_spellings(family: str) -> set[str]:
-    """The forms a family name is written in across partners' systems, compared as one:
-    case and accents folded, apostrophes, hyphens and spaces dropped (O'Brien, OBrien,
-    O Brien), each part of a double-barrelled name on its own (Smith-Jones, Smith), and
-    Mac as Mc (MacDonald, McDonald). Two names agree when their sets meet."""
+def family_forms(family: str) -> tuple[str, frozenset[str]]:
+    """A family name as partners' systems write it, compared as one: the whole name with
+    case and accents folded and apostrophes, hyphens and spaces dropped (O'Brien, OBrien,
+    O Brien), Mac as Mc (MacDonald, McDonald); and the parts a double-barrelled name is
+    also known by alone (Smith-Jones: Smith, Jones), particles never alone."""
     parts = [p for p in _NAME_BREAKS.split(normalize(family)) if p]
     parts = ["mc" + p[3:] if p.startswith("mac") and len(p) > 4 else p for p in parts]
-    whole = "".join(parts)
-    return ({whole} if whole else set()) | {p for p in parts if len(p) > 1}
+    alone = frozenset(p for p in parts if len(p) > 1 and p not in _PARTICLES) \
+        if len(parts) > 1 else frozenset()
+    return "".join(parts), alone
+
+
+def family_agrees(a: tuple[str, frozenset[str]], b: tuple[str, frozenset[str]]) -> bool:
+    """Two `family_forms` name one family: the same whole, or one is a part the other's
+    double-barrelled name is known by alone (Smith and Smith-Jones; never Smith-Jones and
+    Smith-Brown, nor Al-Sayed and Al-Hashimi)."""
+    return a[0] == b[0] or a[0] in b[1] or b[0] in a[1]
 
 
 def _other_local_id(patient: StoredVersion, person: PersonKey) -> str | None:

@@ -554,19 +554,20 @@ class Loader:
         record = from_json(held["record"])
         if patient_id is not None:
             target = self.repo.read("Patient", patient_id)  # 404/410 if it is not there
+            person = record.person
+            offered = patient_id in (held.get("candidates") or [])
+            unasked = not (offered or replace_nhs_number or despite_differences)
+            if unasked and not compare:
+                # before anything about the Patient is looked at (merged away too)
+                raise Conflict(f"Patient/{patient_id} is not one of the held record's "
+                               "candidates: check the Patient id; to attach the record to "
+                               'it all the same, say so ("despiteDifferences": true)')
             survivor = replaced_by(jsonio.loads_trusted(target.body or "{}"))
             if survivor is not None:
                 # filed there, the record would sit on a record no crew's summary reads
                 # (a candidate listed before an A40 merged it away)
                 raise Conflict(f"Patient/{patient_id} was merged into Patient/{survivor}: "
                                f"attach the record to it (--patient {survivor})")
-            person = record.person
-            offered = patient_id in (held.get("candidates") or [])
-            unasked = not (offered or replace_nhs_number or despite_differences)
-            if unasked and not compare:
-                raise Conflict(f"Patient/{patient_id} is not one of the held record's "
-                               "candidates: check the Patient id; to attach the record to "
-                               'it all the same, say so ("despiteDifferences": true)')
             differs = contradictions(target, person) if unasked else []
             if differs:
                 said = ", ".join(f"{what} {value}" for what, value in (

@@ -135,3 +135,19 @@ def test_one_family_name_spelt_the_ways_partners_spell_it_agrees(recorded: str,
     assert contradictions(patient, person) == []
     other = PersonKey(family="Taylor")
     assert contradictions(patient, other) == ["family name"]
+
+
+@pytest.mark.parametrize(("recorded", "on_patient"), [
+    ("Al-Sayed", "Al-Hashimi"), ("Van Dyke", "Van Rijn"), ("De Souza", "De Silva"),
+    ("Le Roux", "Le Blanc"), ("Smith-Jones", "Smith-Brown"), ("Smith", "Jones")])
+def test_families_sharing_a_particle_or_one_part_are_not_one(recorded: str,
+                                                             on_patient: str) -> None:
+    """A mistyped id landing on Yusuf Al-Hashimi filed Fatima Al-Sayed's DNACPR on him:
+    every part counted alone, particles too."""
+    from fhir_gateway.ingest.model import PersonKey
+    from fhir_gateway.pipeline.identity import contradictions
+    from fhir_gateway.store.base import StoredVersion
+
+    patient = StoredVersion("Patient", "p", 1, "2026-01-01T00:00:00Z", False, json.dumps(
+        {"resourceType": "Patient", "name": [{"family": on_patient}]}))
+    assert contradictions(patient, PersonKey(family=recorded)) == ["family name"]

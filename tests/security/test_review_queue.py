@@ -182,9 +182,12 @@ def test_an_attachment_says_nothing_of_a_patient_the_feed_may_not_see(gw: Gatewa
         r = gw.http.post(f"/review/held/{key}", json={"patient": pid}, headers=social)
         return r.status_code, r.json()["issue"][0]["diagnostics"]
 
+    gw.put({"resourceType": "Patient", "id": "merged", "active": False,
+            "link": [{"other": {"reference": "Patient/other"}, "type": "replaced-by"}]})
     (same_status, same), (other_status, other) = attach("same"), attach("other")
     assert same_status == other_status == 409
     assert same == other  # (naming neither: a hidden Patient is "another record")
+    assert attach("merged") == (409, same)  # nor whether an A40 merged it away
     assert "differ" not in same and "despiteDifferences" in same
     gone, absent = attach("was-here"), attach("never-there")
     assert gone[0] == absent[0] == 404
