@@ -113,10 +113,6 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     engine = open_store(settings.store_url, sqlite_synchronous=settings.sqlite_synchronous)
     single_writer = getattr(engine, "transactions", True) is False
     engine.close()
-    if settings.auditing:
-        from .security.audit.journal import journal_directory
-
-        journal_directory(settings.audit_journal, engine)  # a relative one: one line, exit 1
     if single_writer and args.workers > 1:
         # without transactions, writers take turns within one process only (store.mongo)
         print("fhir-gateway: this MongoDB server runs no transactions (a standalone "
@@ -130,8 +126,11 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
 
         load_key_file(settings.signing_keys_file)  # SigningKeyError: one line, exit 1
     try:
-        socket.create_server((args.host.strip("[]"), args.port)).close()
-    except OSError as exc:
+        host = args.host.strip("[]")
+        family = socket.getaddrinfo(host, args.port, type=socket.SOCK_STREAM,
+                                    flags=socket.AI_PASSIVE)[0][0]  # ::1 is IPv6
+        socket.create_server((host, args.port), family=family).close()
+    except OSError as exc:  # socket.gaierror too: a host name that does not resolve
         print(f"fhir-gateway: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}",
               file=sys.stderr, flush=True)
         return 1

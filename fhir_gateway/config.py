@@ -72,7 +72,7 @@ class Settings:
             "audit_enabled": (_flag(env["FHIR_GATEWAY_AUDIT"], "FHIR_GATEWAY_AUDIT")
                               if env.get("FHIR_GATEWAY_AUDIT") else None),
             "signing_keys_file": env.get("FHIR_GATEWAY_SIGNING_KEYS") or None,
-            "audit_journal": env.get("FHIR_GATEWAY_AUDIT_JOURNAL") or None,
+            "audit_journal": _journal(env.get("FHIR_GATEWAY_AUDIT_JOURNAL") or None),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]
@@ -119,6 +119,18 @@ def _synchronous(value: str) -> str:
         raise ValueError(f"FHIR_GATEWAY_SQLITE_SYNCHRONOUS={value!r}: use FULL (the "
                          "default), NORMAL or EXTRA")
     return value.strip().upper()
+
+
+def _journal(value: str | None) -> str | None:
+    """Checked before any command writes (a CLI ingest committed, then failed auditing):
+    `off` in any case, or an absolute directory (a relative one lands wherever the command
+    was started, where `audit verify` run elsewhere would not find acknowledged events)."""
+    if value is None or value.strip().lower() == "off":
+        return value
+    if not os.path.isabs(value):
+        raise ValueError(f"FHIR_GATEWAY_AUDIT_JOURNAL={value!r}: give an absolute "
+                         "directory, or off")
+    return value
 
 
 def _flag(value: str, name: str) -> bool:

@@ -59,3 +59,47 @@ def test_the_audit_journal_directory_must_be_absolute(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="give an absolute directory"):
         journal_directory("journals", object())
     assert journal_directory(str(tmp_path), object()) == tmp_path
+
+
+def test_a_relative_audit_journal_is_refused_before_anything_is_written(
+        tmp_path: Path) -> None:
+    """A CLI ingest stored the whole file, then failed to audit it (the check ran only when
+    the trail opened)."""
+    import os
+    import subprocess
+    import sys
+
+    cli = str(Path(sys.executable).with_name("fhir-gateway"))
+    data = tmp_path / "reg.csv"
+    data.write_text(GP_HEAD + "9434765919,SMITH,John,01/01/1940,M,Y90028,Dr A,01/01/2026,"
+                    "Red,Home,01/01/2026,Y,10/01/2026,Plan,01/02/2026,,\n")
+    store = tmp_path / "gw.sqlite3"
+    run = subprocess.run([cli, "--store", f"sqlite:///{store}", "ingest", "--partner", "gp",
+                          str(data)], capture_output=True, text=True, timeout=120,
+                         check=False, cwd=tmp_path,
+                         env={**os.environ, "FHIR_GATEWAY_AUDIT_JOURNAL": "var/journal"})
+    assert run.returncode == 1
+    assert run.stderr.strip().splitlines() == [
+        "fhir-gateway: FHIR_GATEWAY_AUDIT_JOURNAL='var/journal': give an absolute "
+        "directory, or off"]
+    assert not store.exists()
+
+
+def test_serve_checks_an_ipv6_address_as_ipv6(tmp_path: Path) -> None:
+    """The address check bound every host as IPv4: `--host ::1` was refused."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    with socket.create_server(("::1", 0), family=socket.AF_INET6) as taken:
+        port = str(taken.getsockname()[1])
+        cli = str(Path(sys.executable).with_name("fhir-gateway"))
+        busy = subprocess.run([cli, "--store", f"sqlite:///{tmp_path / 'gw.sqlite3'}",
+                               "serve", "--host", "::1", "--port", port],
+                              capture_output=True, text=True, timeout=60, check=False,
+                              env={**os.environ, "FHIR_GATEWAY_AUTH": "off"})
+    # the port is taken on ::1, so refused, and for that reason, not the address family
+    assert busy.returncode == 1, busy.stderr
+    assert "Address family" not in busy.stderr
+    assert f"cannot listen on ::1:{port}" in busy.stderr
