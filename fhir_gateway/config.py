@@ -72,7 +72,7 @@ class Settings:
             "audit_enabled": (_flag(env["FHIR_GATEWAY_AUDIT"], "FHIR_GATEWAY_AUDIT")
                               if env.get("FHIR_GATEWAY_AUDIT") else None),
             "signing_keys_file": env.get("FHIR_GATEWAY_SIGNING_KEYS") or None,
-            "audit_journal": _journal(env.get("FHIR_GATEWAY_AUDIT_JOURNAL") or None),
+            "audit_journal": checked_journal(env.get("FHIR_GATEWAY_AUDIT_JOURNAL") or None),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]
@@ -121,11 +121,16 @@ def _synchronous(value: str) -> str:
     return value.strip().upper()
 
 
-def _journal(value: str | None) -> str | None:
+def journal_off(value: str | None) -> bool:
+    """Whether an audit journal setting says `off` (in any case)."""
+    return value is not None and value.strip().lower() == "off"
+
+
+def checked_journal(value: str | None) -> str | None:
     """Checked before any command writes (a CLI ingest committed, then failed auditing):
     `off` in any case, or an absolute directory (a relative one lands wherever the command
     was started, where `audit verify` run elsewhere would not find acknowledged events)."""
-    if value is None or value.strip().lower() == "off":
+    if value is None or journal_off(value):
         return value
     if not os.path.isabs(value):
         raise ValueError(f"FHIR_GATEWAY_AUDIT_JOURNAL={value!r}: give an absolute "

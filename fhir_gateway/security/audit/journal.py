@@ -50,6 +50,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from ...config import checked_journal, journal_off
 from ...fhir.repository import Repository
 from ...search.registry import SearchRegistry
 from ...search.values import now_instant
@@ -88,16 +89,10 @@ def journal_directory(setting: str | None, engine: Any) -> Path | None:
     FHIR_GATEWAY_AUDIT_JOURNAL); by default beside a SQLite database file (`<file>-audit/`).
     None ("off", an in-memory database, another engine unconfigured): the trail writes
     straight to the store."""
-    if setting and setting.strip().lower() == "off":
+    if journal_off(setting):
         return None
     if setting:
-        path = Path(setting)
-        if not path.is_absolute():
-            # relative to whatever directory the server was started in: a journal of
-            # acknowledged events `audit verify`, run elsewhere, would not find
-            raise ValueError(f"FHIR_GATEWAY_AUDIT_JOURNAL={setting!r}: give an absolute "
-                             "directory, or off")
-        return path
+        return Path(str(checked_journal(setting)))  # config's rule: absolute, or refused
     path = getattr(engine, "path", None)
     if path is None or str(path) == ":memory:":
         return None
