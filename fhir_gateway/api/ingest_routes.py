@@ -105,13 +105,18 @@ def _may_see_patient(sec: Any, asking: Any, pid: str) -> bool:
     return bool(sec.access.can_see(asking, jsonio.loads_trusted(stored.body)))
 
 
-def _live_patient(request: Request, pid: str) -> bool:
-    """Whether Patient `pid` is stored and not deleted (seen by the caller or not)."""
+def _patient_standing(request: Request, caller: Any, pid: str) -> str:
+    """Patient `pid` to this caller, from one read: "shown", "hidden" (stored, not
+    deleted, not visible to it) or "absent" (a deletion too)."""
+    sec = request.app.state.security
     try:
-        request.app.state.security.repository.read("Patient", pid)
+        stored = sec.repository.read("Patient", pid)
     except GatewayError:
-        return False
-    return True
+        return "absent"
+    asking = to_fhir_request(request, "$review", None, _base(request))
+    asking.caller = caller
+    return "shown" if sec.access.can_see(asking, jsonio.loads_trusted(stored.body)) \
+        else "hidden"
 
 
 def _named_ids(texts: Iterable[str]) -> set[str]:
@@ -320,10 +325,10 @@ async def resolve(request: Request, key: str) -> Response:
         own = _raw(held)
         shown = True  # whether the caller may see the Patient (so learn how it differs)
         if patient is not None and request.app.state.security.access is not None:
-            shown = patient in await run_in_threadpool(_visible_patients, request, caller,
-                                                       [patient])
-            if not shown and not await run_in_threadpool(_live_patient, request, patient):
+            standing = await run_in_threadpool(_patient_standing, request, caller, patient)
+            if standing == "absent":
                 raise not_known("Patient", patient)  # a deletion too: as an absent id
+            shown = standing == "shown"
         if discard is not None:
             by = getattr(caller, "client_id", None) or "anonymous (auth off)"
             await run_in_threadpool(loader.discard_held, key, reason=discard, by=by)

@@ -554,6 +554,7 @@ class Loader:
         record = from_json(held["record"])
         if patient_id is not None:
             target = self.repo.read("Patient", patient_id)  # 404/410 if it is not there
+            current = jsonio.loads_trusted(target.body or "{}")
             person = record.person
             offered = patient_id in (held.get("candidates") or [])
             unasked = not (offered or replace_nhs_number or despite_differences)
@@ -562,7 +563,7 @@ class Loader:
                 raise Conflict(f"Patient/{patient_id} is not one of the held record's "
                                "candidates: check the Patient id; to attach the record to "
                                'it all the same, say so ("despiteDifferences": true)')
-            survivor = replaced_by(jsonio.loads_trusted(target.body or "{}"))
+            survivor = replaced_by(current)
             if survivor is not None:
                 # filed there, the record would sit on a record no crew's summary reads
                 # (a candidate listed before an A40 merged it away)
@@ -581,8 +582,7 @@ class Loader:
             if replace_nhs_number and not offered \
                     and not any(isinstance(i, dict) and i.get("system") == person.local_system
                                 and i.get("value") == person.local_id for i in
-                                jsonio.loads_trusted(target.body or "{}").get("identifier")
-                                or []):
+                                current.get("identifier") or []):
                 # a mistyped id would take another person's number off them
                 raise Conflict(f"Patient/{patient_id} is not one of the held record's "
                                "candidates and does not hold its local id: an NHS number "
