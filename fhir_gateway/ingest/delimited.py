@@ -6,9 +6,11 @@ or CRLF line ends; blank rows anywhere (skipped, including a file's blank traili
 and rows of delimiters only). A row's position is the physical line it starts on. Header
 names are matched ignoring case and surrounding spaces. A row with the wrong number of
 fields, undecodable bytes, or a file whose header lacks a column the mapping reads is
-`Unreadable`, row by row. A row running over several lines that comes out with the wrong
-number of fields has an unbalanced quote: only its first line is `Unreadable`, and
-reading starts again on the next line, so one stray quote never swallows the file.
+`Unreadable`, row by row; such a header with no rows after it is `Unreadable` itself (a
+header-only file is an empty extract only when the header is the mapping's). A row running
+over several lines that comes out with the wrong number of fields has an unbalanced quote:
+only its first line is `Unreadable`, and reading starts again on the next line, so one
+stray quote never swallows the file.
 """
 
 from __future__ import annotations
@@ -117,16 +119,18 @@ def _rows(lines: list[str], first: int, delimiter: str, options: ReaderOptions) 
     # A column the mapping reads, named twice: a row is read only when its copies agree
     twins = {f: named[_key(f)] for f in sorted(options.fields)
              if len(named.get(_key(f), ())) > 1}
+    rows = 0  # rows other than blank ones, read or not
     while True:
         start = cursor.index  # 0-based line where the next row starts
         position = f"line {start + 1}"
         try:
             row = next(reader)
         except StopIteration:
-            return
+            break
         except csv.Error as exc:
             if cursor.index == start:  # no line consumed: nothing more can be read
-                return
+                break
+            rows += 1
             # Reject the row's first line only; a quote left open may have run past it.
             spanned = cursor.index - start > 1
             yield Unreadable(position, lines[start], "row", f"is not valid CSV ({exc})" + (
@@ -137,6 +141,7 @@ def _rows(lines: list[str], first: int, delimiter: str, options: ReaderOptions) 
         raw = "".join(lines[start:cursor.index])
         if not any(cell.strip() for cell in row):
             continue  # a blank row, or delimiters only
+        rows += 1
         if len(row) != len(header) and cursor.index - start > 1:
             # A quoted line break that leaves the row malformed is a stray quote: give up
             # only this line, so the lines it swallowed are read as their own rows.
@@ -171,6 +176,15 @@ def _rows(lines: list[str], first: int, delimiter: str, options: ReaderOptions) 
             )
         else:
             yield CsvRecord(position, raw, columns, tuple(row))
+    if not rows and missing:
+        # A header with no rows is an empty extract, but only if it is the mapping's
+        # header: otherwise (a NUL-filled or foreign file) nothing would say it was wrong.
+        yield Unreadable(
+            f"line {header_line}", lines[first], missing[0],
+            f"the header on line {header_line} has no column {missing[0]!r}, which the "
+            f"mapping reads (missing: {', '.join(repr(m) for m in missing)}), and no rows "
+            "follow it: this is not the partner's extract, or its header is damaged",
+        )
 
 
 def _disagreeing_twin(row: tuple[str, ...] | list[str], twins: dict[str, list[int]]

@@ -282,3 +282,31 @@ def test_only_wide_text_the_mapping_did_not_declare_is_refused() -> None:
     # nor is a binary file (a spreadsheet's zip) sent by mistake
     assert foreign_encoding(b"PK\x03\x04\x14\x00\x00\x00\x08\x00" + bytes(40) + b"xl/", "utf-8") \
         is None
+
+
+GP_HEADER = ("NHS Number,Surname,Forename,Date of Birth,Sex,Practice Code,Usual GP,"
+             "Palliative Register Date,GSF Code,Preferred Place of Death,PPD Recorded,DNACPR,"
+             "DNACPR Date,Care Plan Summary,Last Reviewed,Date of Death,Place of Death")
+
+
+@pytest.mark.parametrize("partner", ["gp", "socialcare"])
+@pytest.mark.parametrize("data", [b"\x00" * 4096, b"\x00", b"PK\x03\x04 not a csv\n",
+                                  b"Name,Date of birth\n"])
+def test_a_csv_file_with_no_rows_under_a_foreign_header_is_rejected(
+        partner: str, data: bytes) -> None:
+    """A NUL-filled file (a failed copy), or another file sent by mistake, has no rows
+    under its first line, so no row said the header was wrong: it was answered `read 0`
+    and nothing was kept. Its first line is now rejected, kept raw for review."""
+    [bad] = run(partner, data, "extract.csv")
+    assert isinstance(bad, Rejection)
+    assert bad.source.position == "line 1"
+    assert "has no column" in bad.reason and "no rows follow it" in bad.reason
+    assert "extract.csv" in bad.reason and bad.source.raw == data.decode().splitlines()[0] + (
+        "\n" if b"\n" in data else "")
+
+
+@pytest.mark.parametrize(("partner", "header"), [("gp", GP_HEADER), ("socialcare", SC_HEADER)])
+def test_the_mappings_own_header_with_no_rows_is_an_empty_extract(partner: str,
+                                                                   header: str) -> None:
+    assert run(partner, header + "\n\n", "extract.csv") == []
+    assert run(partner, "\n \n", "extract.csv") == []  # blank: nothing to read

@@ -144,3 +144,13 @@ def test_the_cli_tells_the_operator_of_other_partners_records_it_applied(
         assert run.returncode == 0, run.stderr
     assert "also retried 1 held socialcare record(s): created" in run.stderr, run.stderr
     assert "SC999001" not in run.stdout + run.stderr
+
+
+def test_a_nul_filled_extract_is_answered_rejected_and_kept(engine: StoreEngine) -> None:
+    """A failed copy (the file's length, every byte NUL) was answered `read 0`: the operator
+    saw nothing wrong and nothing was kept. It is now one rejection, kept for review."""
+    service = IngestService(Repository(engine))
+    answer = service.ingest("socialcare", "services.csv", b"\x00" * 2048)
+    assert (answer.read, answer.rejected) == (1, 1)
+    [(_, kept)] = service.loader.list_rejected()
+    assert kept["raw"] == "\x00" * 2048 and "services.csv line 1" in kept["reason"]
