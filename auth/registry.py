@@ -22,12 +22,12 @@ from typing import Any
 
 from joserfc import jwk
 
+from ..ingest.spec import partners
 from ..search.values import now_instant
 from ..store.base import StoreEngine
 
 KIND = "oauth-client"
 ROLES = ("clinician", "ambulance", "feed", "auditor", "admin")
-PARTNERS = ("acute", "gp", "hospice", "socialcare", "community")
 #: JWS algorithms a client may sign its assertion with (SMART Backend Services).
 CLIENT_ALGORITHMS = ("RS384", "ES384")
 MIN_RSA_BITS = 2048
@@ -183,8 +183,10 @@ class ClientRegistry:
             raise RegistryError(f"role {role!r}: one of {', '.join(ROLES)}")
         if role == "feed" and partner is None:
             raise RegistryError("a feed client needs --partner (whose data it writes)")
-        if partner is not None and partner not in PARTNERS:
-            raise RegistryError(f"partner {partner!r}: one of {', '.join(PARTNERS)}")
+        if partner is not None and partner not in (known := partners()):
+            # the installed mappings, not a fixed list: a sixth partner is a mapping file
+            raise RegistryError(f"partner {partner!r} has no mapping (known: "
+                                f"{', '.join(known)})")
         if role != "feed" and partner is not None:
             raise RegistryError("--partner is for feed clients only")
         if organization is not None and not _ODS.fullmatch(organization):

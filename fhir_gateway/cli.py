@@ -64,6 +64,11 @@ def _usage_problem(args: argparse.Namespace) -> str | None:
             return "a feed client needs --partner (whose data it writes)"
         if args.role != "feed" and args.partner is not None:
             return "--partner is for feed clients only"
+        from .ingest.spec import partners
+
+        if args.partner is not None and args.partner not in (known := partners()):
+            return (f"--partner {args.partner!r} has no mapping (known: "
+                    f"{', '.join(known)})")
     if (args.command == "review" and args.review_command == "resolve"
             and args.replace_nhs_number and args.create):
         return "--replace-nhs-number needs --patient (the Patient whose number it corrects)"

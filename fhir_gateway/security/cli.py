@@ -9,7 +9,7 @@ import argparse
 import sys
 from typing import Any
 
-from ..auth.registry import PARTNERS, ROLES
+from ..auth.registry import ROLES
 
 
 def add_commands(sub: Any) -> None:
@@ -18,7 +18,7 @@ def add_commands(sub: Any) -> None:
     add = csub.add_parser("add", help="register a client (private_key_jwt)")
     add.add_argument("client_id")
     add.add_argument("--role", required=True, choices=ROLES)
-    add.add_argument("--partner", choices=PARTNERS, help="whose data a feed writes")
+    add.add_argument("--partner", help="whose data a feed writes (a partner with a mapping)")
     add.add_argument("--org", help="the client's ODS organisation code")
     keys = add.add_mutually_exclusive_group(required=True)
     keys.add_argument("--jwks", help="JWK Set file of the client's public keys")

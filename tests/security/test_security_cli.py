@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from fhir_gateway.auth.registry import new_key_pair
 
 CLI = str(Path(sys.executable).with_name("fhir-gateway"))
@@ -86,3 +88,32 @@ def test_audit_verify_exit_status(tmp_path: Path) -> None:
                    "(SELECT min(rowid) FROM resources WHERE rtype='AuditEvent')")
     broken = run(store, "audit", "verify")
     assert broken.returncode == 1 and "NOT intact" in broken.stderr
+
+
+def test_a_feeds_partner_is_any_partner_with_a_mapping(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A sixth partner is a mapping file only (issue 5): the registry took its partners from
+    a list written in Python, so that partner's feed could never be registered."""
+    from fhir_gateway.auth import registry as registry_module
+    from fhir_gateway.auth.registry import ClientRegistry, RegistryError
+    from fhir_gateway.ingest.spec import partners
+    from fhir_gateway.store import open_store
+
+    store = open_store(f"sqlite:///{tmp_path / 'r.sqlite3'}")
+    try:
+        registry = ClientRegistry(store)
+        _, public = new_key_pair()
+        for name in partners():  # every installed mapping's partner
+            registry.add(f"{name}-feed", role="feed", jwks={"keys": [public]}, partner=name)
+        with pytest.raises(RegistryError, match="'carehome' has no mapping"):
+            registry.add("ch-feed", role="feed", jwks={"keys": [public]}, partner="carehome")
+        # the list the registry consults is the mappings', so a mapping added is a partner
+        monkeypatch.setattr(registry_module, "partners", lambda: [*partners(), "carehome"])
+        assert registry.add("ch-feed", role="feed", jwks={"keys": [public]},
+                            partner="carehome").partner == "carehome"
+    finally:
+        store.close()
+    refused = run(f"sqlite:///{tmp_path / 's.sqlite3'}", "client", "add", "x", "--role",
+                  "feed", "--partner", "carehome", "--new-key", str(tmp_path / "k"))
+    assert refused.returncode == 2 and "'carehome' has no mapping" in refused.stderr
+    assert ", ".join(partners()) in refused.stderr
