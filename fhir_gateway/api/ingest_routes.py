@@ -280,7 +280,7 @@ async def rejected(request: Request) -> Response:
 @router.post("/review/held/{key:path}")
 async def resolve(request: Request, key: str) -> Response:
     """Body: `{"patient": "<id>"}` to attach (with `"despiteDifferences": true` to a
-    Patient the hold did not offer whose birth date or family name contradicts the
+    Patient the hold did not offer whose birth date, family name or sex contradicts the
     record's), `{"create": true}` for a new Patient, or `{"discard": "<why>"}` to take it
     off the queue unapplied (kept, with who and why). `"replaceNhsNumber"` is refused
     (403): the operator's CLI does that."""

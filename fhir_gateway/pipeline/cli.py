@@ -41,7 +41,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
                               "the one on the Patient is replaced by the record's")
     resolve.add_argument("--despite-differences", action="store_true",
                          help="with --patient: attach it although the Patient is not one "
-                              "of the hold's candidates and its birth date or family name "
+                              "of the hold's candidates and its birth date, family name or sex "
                               "contradicts the record's")
     discard = rsub.add_parser("discard", help="take a held record off the queue unapplied "
                                               "(kept, with who, when and why)")

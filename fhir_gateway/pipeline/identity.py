@@ -95,16 +95,21 @@ def _born_otherwise(patient: StoredVersion, person: PersonKey) -> str | None:
 
 def contradictions(patient: StoredVersion, person: PersonKey) -> list[str]:
     """What the Patient contradicts in the record's person: "birth date" (as
-    `_born_otherwise` judges it) and "family name" (the record's agrees with none of the
-    Patient's names: `family_agrees`). Nothing is said where either side is silent."""
+    `_born_otherwise` judges it), "family name" (the record's agrees with none of the
+    Patient's names: `family_agrees`) and "sex" (one says male, the other female: a
+    Patient with no birth date is otherwise Mary Taylor and Bob Taylor alike). Nothing is
+    said where either side is silent, or says other or unknown."""
     out = ["birth date"] if _born_otherwise(patient, person) is not None else []
+    body = jsonio.loads_trusted(patient.body or "{}")
     theirs = family_forms(person.family or "")
-    names = jsonio.loads_trusted(patient.body or "{}").get("name") or []
+    names = body.get("name") or []
     ours = [family_forms(n["family"]) for n in names
             if isinstance(n, dict) and isinstance(n.get("family"), str)]
     ours = [f for f in ours if f[0]]
     if theirs[0] and ours and not any(family_agrees(theirs, f) for f in ours):
         out.append("family name")
+    if {person.gender, body.get("gender")} == {"male", "female"}:
+        out.append("sex")
     return out
 
 

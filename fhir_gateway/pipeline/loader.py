@@ -539,7 +539,7 @@ class Loader:
         `replace_nhs_number`: the record corrects the person's NHS number (an A08 keeping
         the MRN but giving another number): the number on `patient_id` is taken off and
         the record's put in its place (see `_corrected`). An attachment to a Patient the
-        hold did not offer as a candidate, whose birth date or family name contradicts
+        hold did not offer as a candidate, whose birth date, family name or sex contradicts
         the record's, is refused unless `despite_differences`: a mistyped id would file
         this person's facts (a DNACPR among them) on someone else. `compare=False` (a
         reviewer who may not see that Patient): any Patient not offered is refused so,
@@ -572,9 +572,12 @@ class Loader:
             differs = contradictions(target, person) if unasked else []
             if differs:
                 said = ", ".join(f"{what} {value}" for what, value in (
-                    ("born", person.birth_date), ("family name", person.family)) if value)
+                    ("born", person.birth_date), ("family name", person.family),
+                    ("sex", person.gender)) if value)
+                which = " and ".join([", ".join(differs[:-1]), differs[-1]] if differs[:-1]
+                                     else differs)
                 raise Conflict(f"Patient/{patient_id} is not one of the held record's "
-                               f"candidates, and its {' and '.join(differs)} "
+                               f"candidates, and its {which} "
                                f"{'differ' if len(differs) > 1 else 'differs'} from the "
                                f"record's ({said}): check the Patient id; to attach the "
                                "record all the same, say so (--despite-differences, or "

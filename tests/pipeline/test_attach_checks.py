@@ -3,7 +3,7 @@
 A held record with no NHS number and no match has no candidates: the reviewer finds the
 person some other way and types a Patient id. Mistyped, that id files this person's facts
 (a DNACPR among them) on someone else. So an attachment to a Patient that is not a
-candidate and whose birth date or family name contradicts the record's is refused, with
+candidate and whose birth date, family name or sex contradicts the record's is refused, with
 nothing written, unless the reviewer says to attach it all the same. Real feed text
 through `IngestService`, on SQLite and mongomock (the CLI and HTTP spellings are
 tested beside the other review commands)."""
@@ -151,3 +151,43 @@ def test_families_sharing_a_particle_or_one_part_are_not_one(recorded: str,
     patient = StoredVersion("Patient", "p", 1, "2026-01-01T00:00:00Z", False, json.dumps(
         {"resourceType": "Patient", "name": [{"family": on_patient}]}))
     assert contradictions(patient, PersonKey(family=recorded)) == ["family name"]
+
+
+def sexed(message: bytes, code: str) -> bytes:
+    return message.replace(b"||19400101|M|||", f"||19400101|{code}|||".encode())
+
+
+def test_a_patient_of_the_other_sex_is_refused_where_name_and_birth_date_agree(
+        p: Partnership) -> None:
+    """Mary Smith and John Smith born the same day: with only the birth date and family
+    name compared, a mistyped id filed John's DNACPR on Mary with no refusal."""
+    (key, _), = p.held()  # the hospice's John Smith, male, born 1940-01-01
+    mary, unknown = identity_kit.nhs_numbers(999000500, 2)
+    p.send("acute", "e.hl7", sexed(adt("E1", "A01", "202601010920",
+                                       f"{mary}^^^NHS^NH~M5^^^RXA^MR", name="SMITH^MARY",
+                                       visit="V5"), "F"))
+    p.send("acute", "f.hl7", sexed(adt("F1", "A01", "202601010925",
+                                       f"{unknown}^^^NHS^NH~M6^^^RXA^MR", name="SMITH^J",
+                                       visit="V6"), "U"))
+    with pytest.raises(Conflict, match=r"its sex differs from the record's \(born "
+                                       r"1940-01-01, family name Smith, sex male\)"):
+        p.loader.resolve_held(key, patient_id=p.patient_of(mary))
+    assert p.cpr_subjects() == [] and len(p.held()) == 1
+    # a sex recorded as unknown contradicts nothing
+    done = p.loader.resolve_held(key, patient_id=p.patient_of(unknown))
+    assert (done.held, done.rejected) == (0, 0)
+    assert p.cpr_subjects() == [f"Patient/{p.patient_of(unknown)}"]
+
+
+def test_several_differences_are_named_together() -> None:
+    from fhir_gateway.ingest.model import PersonKey
+    from fhir_gateway.pipeline.identity import contradictions
+    from fhir_gateway.store.base import StoredVersion
+
+    patient = StoredVersion("Patient", "p", 1, "2026-01-01T00:00:00Z", False, json.dumps(
+        {"resourceType": "Patient", "gender": "female", "birthDate": "1951-07-07",
+         "name": [{"family": "Jones"}]}))
+    person = PersonKey(family="Smith", birth_date="1940-01-01", gender="male")
+    assert contradictions(patient, person) == ["birth date", "family name", "sex"]
+    assert contradictions(patient, PersonKey(gender="other")) == []
+    assert contradictions(patient, PersonKey(gender=None)) == []
