@@ -310,3 +310,42 @@ def test_the_mappings_own_header_with_no_rows_is_an_empty_extract(partner: str,
                                                                    header: str) -> None:
     assert run(partner, header + "\n\n", "extract.csv") == []
     assert run(partner, "\n \n", "extract.csv") == []  # blank: nothing to read
+
+
+def test_an_untimed_record_stated_twice_differently_in_one_file_is_refused() -> None:
+    """Without event times a file's two copies of one record cannot be ordered: every
+    delivery would apply both in turn. Each partner without them, each copy rejected."""
+    import json as json_
+
+    from ingest_helpers import ROOT
+
+    feeds = ROOT / "tests" / "fixtures" / "feeds"
+    hospice_line = (feeds / "hospice" / next(p.name for p in (feeds / "hospice").iterdir()
+                                               if p.suffix == ".jsonl")).read_text()
+    first = json_.loads(hospice_line.splitlines()[0])
+    other = {**first, "gender": "female" if first.get("gender") != "female" else "male"}
+    lines = "\n".join(json_.dumps(x) for x in (first, other)) + "\n"
+    results = run("hospice", lines, "clients.jsonl")
+    assert [r.source.position for r in rejected(results)] == ["line 1", "line 2"]
+    assert all("stated 2 times in this file, differently (line 1, line 2)" in r.reason
+               for r in rejected(results))
+    # the same copy twice says one thing: both kept
+    same = "\n".join(json_.dumps(first) for _ in range(2)) + "\n"
+    assert len(mapped(run("hospice", same, "clients.jsonl"))) == 2
+
+    patient = {"resourceType": "Patient", "id": "CM9",
+               "identifier": [{"system": "https://fhir.nhs.uk/Id/nhs-number",
+                               "value": SMITH_NHS}],
+               "name": [{"family": "Smith"}], "birthDate": "1940-01-01"}
+    bundle = {"resourceType": "Bundle", "type": "collection", "entry": [
+        {"fullUrl": "urn:uuid:a", "resource": patient},
+        {"fullUrl": "urn:uuid:b", "resource": {**patient, "birthDate": "1941-01-01"}}]}
+    results = run("community", json_.dumps(bundle), "bundle.json")
+    assert len(rejected(results)) == 2 and not mapped(results), results
+
+
+def test_a_timed_message_repeated_under_one_control_id_is_read_as_before() -> None:
+    """HL7 messages carry their own times (the loader orders them): not refused here."""
+    one = adt_message("C1", "SMITH", SMITH_NHS, "V1")
+    two = adt_message("C1", "SMYTHE", SMITH_NHS, "V1")
+    assert len(mapped(run("acute", one + two, "adt.hl7"))) == 2
