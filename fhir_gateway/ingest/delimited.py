@@ -4,13 +4,16 @@ Handled: a UTF-8 byte-order mark; `,` or `;` (sniffed from the header line unles
 mapping declares one); quoted fields holding delimiters, quotes and line breaks; CR, LF
 or CRLF line ends; blank rows anywhere (skipped, including a file's blank trailing rows
 and rows of delimiters only). A row's position is the physical line it starts on. Header
-names are matched ignoring case and surrounding spaces. A row with the wrong number of
-fields, undecodable bytes, or a file whose header lacks a column the mapping reads is
-`Unreadable`, row by row; such a header with no rows after it is `Unreadable` itself (a
-header-only file is an empty extract only when the header is the mapping's). A row running
+names are matched ignoring case and surrounding spaces. A header lacking a column the
+mapping reads is itself `Unreadable` (kept: a NUL-filled copy, another file, or a file sent
+without its header, whose first line is then a record), and so is each row under it; a
+header that cannot be parsed is `Unreadable` with the whole file. A stray quote in the
+header, which would run it on over the rows, is read from the header's own line. A row
+with the wrong number of fields, or undecodable bytes, is `Unreadable`. A row running
 over several lines that comes out with the wrong number of fields has an unbalanced quote:
 only its first line is `Unreadable`, and reading starts again on the next line, so one
-stray quote never swallows the file.
+stray quote never swallows the file. A file of blank lines (spaces, tabs, line ends) is
+an empty extract.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .source import (
+    CONTROL_CHARACTER,
     ReaderOptions,
     ReadResult,
     Unreadable,
@@ -71,7 +75,9 @@ def sniff_delimiter(header_line: str) -> str:
 
 def read(data: bytes, options: ReaderOptions) -> ReadResult:
     lines = physical_lines(decode(data, options.encoding))
-    first = next((i for i, line in enumerate(lines) if line.strip()), None)
+    # blank is what a spreadsheet leaves (spaces, tabs, line ends): a file of anything
+    # else (no-break spaces, separator bytes) goes on to the header check, and is kept
+    first = next((i for i, line in enumerate(lines) if line.strip(" \t\r\n")), None)
     if first is None:
         return
     delimiter = options.delimiter or sniff_delimiter(lines[first])
@@ -107,30 +113,51 @@ def _rows(lines: list[str], first: int, delimiter: str, options: ReaderOptions) 
     try:
         header = [h.strip() for h in next(reader)]
     except (csv.Error, StopIteration) as exc:
-        yield Unreadable(f"line {header_line}", lines[first], "header",
-                         f"the header row cannot be read ({exc})")
+        found = CONTROL_CHARACTER.search(lines[first])
+        hint = (f"; it holds the control character U+{ord(found.group()):04X}, so it is a "
+                "damaged copy or another kind of file") if found else ""
+        # nothing after it can be read by name: the whole file is kept with the rejection
+        yield Unreadable(f"line {header_line}", "".join(lines[first:]), "header",
+                         f"the header row cannot be read ({exc}){hint}")
         return
+    missing = _missing(header, options)
+    if missing and cursor.index - first > 1:
+        # A stray quote ran the header on over the rows after it (a quoted header name
+        # may wrap, so only when that leaves columns missing): read it from its own line.
+        alone = next(csv.reader([lines[first]], delimiter=delimiter, quotechar='"'), [])
+        if len(_missing([h.strip() for h in alone], options)) < len(missing):
+            header = [h.strip() for h in alone]
+            missing = _missing(header, options)
+            cursor.index = first + 1
+            reader = _reader(cursor, delimiter)
     columns: dict[str, int] = {}
     named: dict[str, list[int]] = {}
     for i, name in enumerate(header):
         columns.setdefault(_key(name), i)
         named.setdefault(_key(name), []).append(i)
-    missing = sorted(f for f in options.fields if _key(f) not in columns)
+    if missing:
+        # Kept whatever follows: a file sent without its header has a record here, and a
+        # NUL-filled copy or another file sent by mistake has no rows to say so.
+        yield Unreadable(
+            f"line {header_line}", "".join(lines[first:cursor.index]), "header",
+            f"the header on line {header_line} has no column {missing[0]!r}, which the "
+            f"mapping reads (missing: {', '.join(repr(m) for m in missing)}): this is not "
+            "the partner's extract, its header is damaged, or it was sent without its "
+            "header (then this line is a record)",
+        )
     # A column the mapping reads, named twice: a row is read only when its copies agree
     twins = {f: named[_key(f)] for f in sorted(options.fields)
              if len(named.get(_key(f), ())) > 1}
-    rows = 0  # rows other than blank ones, read or not
     while True:
         start = cursor.index  # 0-based line where the next row starts
         position = f"line {start + 1}"
         try:
             row = next(reader)
         except StopIteration:
-            break
+            return
         except csv.Error as exc:
             if cursor.index == start:  # no line consumed: nothing more can be read
-                break
-            rows += 1
+                return
             # Reject the row's first line only; a quote left open may have run past it.
             spanned = cursor.index - start > 1
             yield Unreadable(position, lines[start], "row", f"is not valid CSV ({exc})" + (
@@ -141,7 +168,6 @@ def _rows(lines: list[str], first: int, delimiter: str, options: ReaderOptions) 
         raw = "".join(lines[start:cursor.index])
         if not any(cell.strip() for cell in row):
             continue  # a blank row, or delimiters only
-        rows += 1
         if len(row) != len(header) and cursor.index - start > 1:
             # A quoted line break that leaves the row malformed is a stray quote: give up
             # only this line, so the lines it swallowed are read as their own rows.
@@ -176,15 +202,12 @@ def _rows(lines: list[str], first: int, delimiter: str, options: ReaderOptions) 
             )
         else:
             yield CsvRecord(position, raw, columns, tuple(row))
-    if not rows and missing:
-        # A header with no rows is an empty extract, but only if it is the mapping's
-        # header: otherwise (a NUL-filled or foreign file) nothing would say it was wrong.
-        yield Unreadable(
-            f"line {header_line}", lines[first], missing[0],
-            f"the header on line {header_line} has no column {missing[0]!r}, which the "
-            f"mapping reads (missing: {', '.join(repr(m) for m in missing)}), and no rows "
-            "follow it: this is not the partner's extract, or its header is damaged",
-        )
+
+
+def _missing(header: list[str], options: ReaderOptions) -> list[str]:
+    """The columns the mapping reads that `header` lacks."""
+    keys = {_key(name) for name in header}
+    return sorted(f for f in options.fields if _key(f) not in keys)
 
 
 def _disagreeing_twin(row: tuple[str, ...] | list[str], twins: dict[str, list[int]]

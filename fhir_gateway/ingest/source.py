@@ -121,7 +121,7 @@ def bad_bytes(raw: str, encoding: str) -> str | None:
 
 
 #: characters FHIR text cannot carry (R4 `string`: none below U+0020 but tab, CR and LF)
-_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f]")
+CONTROL_CHARACTER = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f]")
 
 
 def control_character(value: Any, where: str) -> tuple[str, str] | None:
@@ -129,7 +129,7 @@ def control_character(value: Any, where: str) -> tuple[str, str] | None:
     holding a control character FHIR text cannot carry, else None: stored, it breaks the
     R4 string rule and what search finds (`WH<NUL>ITE` is not found by `family=WHITE`)."""
     if isinstance(value, str):
-        found = _CONTROL.search(value)
+        found = CONTROL_CHARACTER.search(value)
         return (where, f"holds the control character U+{ord(found.group()):04X}, which "
                        "FHIR text cannot carry") if found else None
     items = value.items() if isinstance(value, dict) else enumerate(value) \

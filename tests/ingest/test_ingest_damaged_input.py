@@ -299,10 +299,55 @@ def test_a_csv_file_with_no_rows_under_a_foreign_header_is_rejected(
     and nothing was kept. Its first line is now rejected, kept raw for review."""
     [bad] = run(partner, data, "extract.csv")
     assert isinstance(bad, Rejection)
-    assert bad.source.position == "line 1"
-    assert "has no column" in bad.reason and "no rows follow it" in bad.reason
-    assert "extract.csv" in bad.reason and bad.source.raw == data.decode().splitlines()[0] + (
-        "\n" if b"\n" in data else "")
+    assert bad.source.position == "line 1" and bad.field == "header"
+    assert "has no column" in bad.reason and "this is not the partner's extract" in bad.reason
+    assert "extract.csv" in bad.reason and bad.source.raw == data.decode()
+
+
+def test_a_large_nul_filled_copy_is_kept_whole_saying_what_it_holds() -> None:
+    """Past the csv module's field limit the header cannot be parsed at all: its message
+    ("field larger than field limit") said nothing a partner could act on, and only the
+    first line was kept."""
+    data = b"\x00" * 200_000 + b"\n" + b"\x00" * 10
+    [bad] = run("gp", data, "register.csv")
+    assert isinstance(bad, Rejection) and bad.field == "header"
+    assert "control character U+0000" in bad.reason and "damaged copy" in bad.reason
+    assert bad.source.raw == data.decode()
+
+
+@pytest.mark.parametrize("blankish", ["\u00a0" * 50, "\x1c\x1d\x1e\x1f" * 10, "\u3000\n"])
+def test_a_file_of_characters_no_spreadsheet_writes_is_not_an_empty_extract(
+        blankish: str) -> None:
+    [bad] = run("socialcare", blankish.encode(), "services.csv")
+    assert isinstance(bad, Rejection) and bad.field == "header"
+    assert bad.source.raw == blankish
+
+
+def test_a_file_sent_without_its_header_keeps_its_first_record() -> None:
+    """The first row was taken for the header: every other row was rejected and kept, but
+    the first one (a person's record) was neither counted nor kept."""
+    rows = service_rows()
+    results = run("socialcare", "\n".join(rows) + "\n", "services.csv")
+    assert len(results) == len(rows) and not mapped(results)
+    first = results[0]
+    assert first.field == "header" and first.source.raw == rows[0] + "\n"
+    assert "sent without its header (then this line is a record)" in first.reason
+    assert [r.source.position for r in results] == [f"line {i}" for i in
+                                                    range(1, len(rows) + 1)]
+
+
+def test_a_stray_quote_in_the_header_does_not_swallow_the_rows() -> None:
+    """Read as a quoted value, the header ran on to the end of the file: every row became
+    part of it and none was loaded or kept."""
+    header = SC_HEADER.rsplit(",", 1)[0] + ',"Key Worker'
+    results = run("socialcare", "\n".join([header, *service_rows()]) + "\n", "services.csv")
+    assert len(mapped(results)) == len(service_rows()) and not rejected(results)
+
+
+def test_a_quoted_header_name_may_wrap_over_two_lines() -> None:
+    header = SC_HEADER.replace("Key Worker", '"Key\nWorker"')
+    results = run("socialcare", "\n".join([header, *service_rows()]) + "\n", "services.csv")
+    assert not rejected(results) and len(mapped(results)) == len(service_rows())
 
 
 @pytest.mark.parametrize(("partner", "header"), [("gp", GP_HEADER), ("socialcare", SC_HEADER)])

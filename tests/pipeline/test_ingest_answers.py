@@ -154,3 +154,4 @@ def test_a_nul_filled_extract_is_answered_rejected_and_kept(engine: StoreEngine)
     assert (answer.read, answer.rejected) == (1, 1)
     [(_, kept)] = service.loader.list_rejected()
     assert kept["raw"] == "\x00" * 2048 and "services.csv line 1" in kept["reason"]
+    assert kept["field"] == "header"
