@@ -22,6 +22,8 @@ from typing import Any
 
 from joserfc import jwk
 
+from ..ingest.errors import MappingError
+from ..ingest.mapping import cached_mapping
 from ..ingest.spec import partners
 from ..search.values import now_instant
 from ..store.base import StoreEngine
@@ -187,6 +189,12 @@ class ClientRegistry:
             # the installed mappings, not a fixed list: a sixth partner is a mapping file
             raise RegistryError(f"partner {partner!r} has no mapping (known: "
                                 f"{', '.join(known)})")
+        if partner is not None:
+            try:  # a draft that does not load would take the feed's files and fail each
+                cached_mapping(partner)
+            except MappingError as exc:
+                raise RegistryError(f"partner {partner!r}'s mapping does not load: {exc}"
+                                    ) from exc
         if role != "feed" and partner is not None:
             raise RegistryError("--partner is for feed clients only")
         if organization is not None and not _ODS.fullmatch(organization):

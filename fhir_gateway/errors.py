@@ -125,6 +125,13 @@ class Unprocessable(GatewayError):
     default_code = "processing"
 
 
+class Unavailable(GatewayError):
+    """The gateway's own set-up stops it serving this (a partner mapping that does not
+    load): nothing was done, and the same request can succeed once the operator fixes it."""
+
+    status = 503
+
+
 def operation_outcome(issues: list[Issue]) -> dict[str, Any]:
     """An OperationOutcome resource (as a dict) holding `issues`."""
     return {"resourceType": "OperationOutcome", "issue": [i.to_fhir() for i in issues]}

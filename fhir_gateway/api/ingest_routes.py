@@ -34,7 +34,14 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse, Response
 
 from .. import jsonio
-from ..errors import BadRequest, GatewayError, Issue, NotFound, UnsupportedMediaType
+from ..errors import (
+    BadRequest,
+    GatewayError,
+    Issue,
+    NotFound,
+    Unavailable,
+    UnsupportedMediaType,
+)
 from ..store.base import StoreBusy, StoreUnavailable
 from .http import FHIR_JSON, error_response, read_body, to_fhir_request
 
@@ -175,7 +182,7 @@ async def _audited(request: Request, caller: Any, status: int, what: str,
 @router.post("/ingest/{partner}")
 async def ingest(request: Request, partner: str, filename: str | None = None) -> Response:
     from ..fhir.request import Caller
-    from ..ingest import UnknownPartner
+    from ..ingest import MappingError, UnknownPartner
     from ..ingest.background import file_label
     from ..security.http import authorize_ingest, record_ingest
 
@@ -197,6 +204,10 @@ async def ingest(request: Request, partner: str, filename: str | None = None) ->
                                               data)
         except UnknownPartner as exc:
             raise NotFound(str(exc)) from exc
+        except MappingError as exc:  # raised before anything is read
+            raise Unavailable(f"the gateway's mapping for partner {partner!r} does not load "
+                              f"({exc}): nothing was read; the operator must correct it, "
+                              "then send the file again") from exc
         except StoreUnavailable as exc:
             # each batch commits alone: earlier ones may be stored (and a record loaded
             # again changes nothing), so not "nothing was written"
