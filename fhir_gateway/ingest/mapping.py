@@ -14,8 +14,6 @@ Nothing here knows a partner: all of that is in the mapping files.
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
 import datetime as dt
 import re
 from collections.abc import Iterator
@@ -98,28 +96,6 @@ def map_file(
                               data.decode(codec, errors="replace")),
                       [FieldError("file", problem)])
         return
-    items = _read(mapping, name, data)
-    if not mapping.event_time:
-        # Records without event times are ordered by record id alone, so one record
-        # stated twice, differently, in one file would be re-applied copy after copy on
-        # every delivery: which copy is meant cannot be told, so none of them is.
-        items = _said_twice_refused(mapping, name, list(items), today)
-    for item in items:
-        if isinstance(item, (MappedRecord, Rejection)):
-            yield item
-            continue
-        try:
-            yield map_record(mapping, name, item, today=today)
-        except Exception as exc:  # an engine bug: keep the record for review, go on
-            source = _source(mapping, name, item.position, None, None, item.raw)
-            yield _reject(source, [FieldError("record", "could not be mapped because of an "
-                                              f"error in the gateway ({type(exc).__name__}: "
-                                              f"{exc}); please report it")])
-
-
-def _read(mapping: Mapping, name: str, data: bytes
-          ) -> Iterator[SourceRecord | MappedRecord | Rejection]:
-    """The reader's records, its unreadable ones already rejected."""
     records = mapping.read(data)
     while True:
         try:
@@ -135,43 +111,13 @@ def _read(mapping: Mapping, name: str, data: bytes
             source = _source(mapping, name, item.position, item.record_id, None, item.raw)
             yield _reject(source, [FieldError(item.field, item.problem)])
             continue
-        yield item
-
-
-def _said_twice_refused(mapping: Mapping, name: str,
-                        items: list[SourceRecord | MappedRecord | Rejection], today: dt.date
-                        ) -> list[SourceRecord | MappedRecord | Rejection]:
-    """`items`, with every copy of a record id the file maps more than once, not all
-    alike, rejected (copies alike are kept: applying one again changes nothing)."""
-    places: dict[str, list[tuple[int, SourceRecord]]] = {}
-    for i, item in enumerate(items):
-        if not isinstance(item, (MappedRecord, Rejection)):
-            ctx = Context(record=item, settings=mapping.settings, today=today)
-            rid = _as_text(_first_value(mapping.record_id, ctx, "record.id"))
-            if rid is not None:
-                places.setdefault(rid, []).append((i, item))
-    out = list(items)
-    for rid, copies in places.items():
-        if len(copies) < 2:
-            continue
-        where = [i for i, _ in copies]
-        for i, record in copies:
-            # an engine bug leaves the copy unmapped: mapped (and reported) one by one later
-            with contextlib.suppress(Exception):
-                out[i] = map_record(mapping, name, record, today=today)
-        mapped = [out[i] for i in where if isinstance(out[i], MappedRecord)]
-        said = [dataclasses.replace(m, source=mapped[0].source) for m in mapped]
-        if all(m == said[0] for m in said):
-            continue
-        lines = ", ".join(m.source.position for m in mapped)
-        for i in where:
-            copy = out[i]
-            if isinstance(copy, MappedRecord):
-                out[i] = _reject(copy.source, [FieldError("record", (
-                    f"record {rid!r} is stated {len(mapped)} times in this file, "
-                    f"differently ({lines}): which one is meant cannot be told, so none is "
-                    "applied; send it once"))])
-    return out
+        try:
+            yield map_record(mapping, name, item, today=today)
+        except Exception as exc:  # an engine bug: keep the record for review, go on
+            source = _source(mapping, name, item.position, None, None, item.raw)
+            yield _reject(source, [FieldError("record", "could not be mapped because of an "
+                                              f"error in the gateway ({type(exc).__name__}: "
+                                              f"{exc}); please report it")])
 
 
 def _source(mapping: Mapping, file: str, position: str, record_id: str | None,

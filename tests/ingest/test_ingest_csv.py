@@ -160,8 +160,9 @@ def test_an_unknown_dnacpr_value_is_never_guessed() -> None:
 
 
 def test_declined_and_not_discussed_record_no_preferred_place() -> None:
-    declined, not_discussed = (only(run("gp", gp_file(gp_row(Preferred_Place_of_Death=place))))
-                               for place in ("Declined to discuss", "Not discussed"))
+    declined, not_discussed = mapped(run("gp", gp_file(
+        gp_row(Preferred_Place_of_Death="Declined to discuss"),
+        gp_row(Preferred_Place_of_Death="Not discussed"))))
     for record in (declined, not_discussed):
         assert by_code(record, "preferred-place-of-death") == []
     assert by_code(declined, "766391000000108")[0]["effectiveDateTime"] == "2025-12-25"
@@ -230,9 +231,7 @@ def test_a_postcode_field_holding_no_postcode_is_kept_as_sent_and_matches_no_one
 def test_council_service_row_key_is_stable_across_date_formats_and_updates() -> None:
     rows = ["SC1,Mr,Ken,White,1927-10-11,B63 5XG,,Reablement,2026-07-29,,Oak,Jo",
             "SC1,Mr,Ken,White,11/10/1927,B63 5XG,,Reablement,29/07/2026,30/12/2026,Oak,Jo"]
-    # two extracts (one file stating the row twice, differently, is refused)
-    first, second = (only(run("socialcare", "\n".join([SC_HEADER, row]) + "\n"))
-                     for row in rows)
+    first, second = mapped(run("socialcare", "\n".join([SC_HEADER, *rows]) + "\n"))
     assert first.keys == second.keys
     assert of_type(first, "CarePlan")[0]["status"] == "active"
     assert of_type(second, "CarePlan")[0]["status"] == "active"  # ends after TODAY

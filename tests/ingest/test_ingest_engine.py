@@ -223,10 +223,8 @@ def test_choices_require_for_each_and_retraction(tmp_path: Path) -> None:
               subject: {reference: "urn:gateway:patient"}
         """,
         {"id": "1", "nhs": "9434765919", "alert": "falls", "ended": "yes",
-         "notes": [{"n": 1, "text": "a"}, {"n": 2, "text": "b"}]})
-    # the same record's next extract (one file stating it twice, differently, is refused)
-    records += run("lab", json.dumps({"id": "1", "nhs": "9434765919"}), "lab2.jsonl",
-                   mapping_dir=tmp_path)
+         "notes": [{"n": 1, "text": "a"}, {"n": 2, "text": "b"}]},
+        {"id": "1", "nhs": "9434765919"})
     with_alert, without = mapped(records)
     assert [f["status"] for f in with_alert.resources] == ["inactive", "active", "active"]
     assert [k.value for k in with_alert.keys] == ["1", "1/1", "1/2"]
@@ -254,12 +252,12 @@ NOTES_IN_FULL = """\
 
 
 def test_a_list_stated_in_full_names_every_item_it_gives(tmp_path: Path) -> None:
-    # one record's four extracts (one file stating it four ways would be refused)
-    full, blank_item, empty, none = mapped([record for line in (
+    full, blank_item, empty, none = mapped(lab(
+        tmp_path, NOTES_IN_FULL,
         {"id": "1", "nhs": "9434765919", "notes": [{"n": 1, "text": "a"}, {"n": 2, "text": "b"}]},
         {"id": "1", "nhs": "9434765919", "notes": [{"n": 1, "text": "a"}, {"n": 2}]},
         {"id": "1", "nhs": "9434765919", "notes": []},
-        {"id": "1", "nhs": "9434765919"}) for record in lab(tmp_path, NOTES_IN_FULL, line)])
+        {"id": "1", "nhs": "9434765919"}))
     assert [[k.value for k in r.item_sets[0].keys] for r in (full, blank_item, empty, none)] \
         == [["1/1", "1/2"], ["1/1"], [], []]
     assert {r.item_sets[0].rule for r in (full, blank_item, empty, none)} == {"note"}

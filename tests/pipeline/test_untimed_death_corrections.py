@@ -64,30 +64,3 @@ def test_the_community_trusts_not_deceased_after_a_death_in_error_is_taken(
     # and a death it records later is taken too
     p.send("community", "c3.json", community(deceasedDateTime="2026-11-01"))
     assert death(p) == {"deceasedDateTime": "2026-11-01"}
-
-
-def test_one_record_stated_twice_differently_in_one_file_is_refused_every_delivery(
-        p: identity_kit.Partnership) -> None:
-    """Two register rows for one NHS number, alive and dead: stamped alike, each delivery
-    applied both in turn, so the same file made new versions every time it came (and what
-    stood was whichever row came last). Neither is applied now; both are kept for review,
-    and the file again changes nothing."""
-    p.send("gp", "reg1.csv", gp_row(""))
-    (before,) = p.patients()
-    twice = GP_HEAD.encode() + gp_row("12/10/2026").split(b"\n", 1)[1] \
-        + gp_row("").split(b"\n", 1)[1]
-    for _delivery in range(2):
-        answer = p.send("gp", "reg2.csv", twice)
-        assert (answer.read, answer.rejected, answer.created, answer.updated) == (2, 2, 0, 0)
-        assert all("stated 2 times in this file, differently (line 2, line 3)" in r["reason"]
-                   for r in answer.rejections)
-        (now,) = p.patients()
-        assert now["meta"]["versionId"] == before["meta"]["versionId"] and death(p) == {}
-    assert len(p.loader.list_rejected()) == 2  # the same two, not two more per delivery
-
-
-def test_one_record_stated_twice_alike_is_applied_once(p: identity_kit.Partnership) -> None:
-    row = gp_row("12/10/2026")
-    answer = p.send("gp", "reg.csv", row + row.split(b"\n", 1)[1])
-    assert (answer.read, answer.rejected) == (2, 0) and death(p) == {
-        "deceasedDateTime": "2026-10-12"}
