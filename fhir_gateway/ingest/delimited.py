@@ -12,8 +12,8 @@ header, which would run it on over the rows, is read from the header's own line.
 with the wrong number of fields, or undecodable bytes, is `Unreadable`. A row running
 over several lines that comes out with the wrong number of fields has an unbalanced quote:
 only its first line is `Unreadable`, and reading starts again on the next line, so one
-stray quote never swallows the file. A file of blank lines (spaces, tabs, line ends) is
-an empty extract.
+stray quote never swallows the file. A file of blank lines (spaces, tabs, line ends,
+delimiters) is an empty extract; such lines before the header are skipped.
 """
 
 from __future__ import annotations
@@ -75,9 +75,9 @@ def sniff_delimiter(header_line: str) -> str:
 
 def read(data: bytes, options: ReaderOptions) -> ReadResult:
     lines = physical_lines(decode(data, options.encoding))
-    # blank is what a spreadsheet leaves (spaces, tabs, line ends): a file of anything
-    # else (no-break spaces, separator bytes) goes on to the header check, and is kept
-    first = next((i for i, line in enumerate(lines) if line.strip(" \t\r\n")), None)
+    # blank is what a spreadsheet leaves (spaces, tabs, line ends, a row of delimiters): a
+    # file of anything else (no-break spaces, separator bytes) goes to the header check
+    first = next((i for i, line in enumerate(lines) if line.strip(" \t\r\n,;|")), None)
     if first is None:
         return
     delimiter = options.delimiter or sniff_delimiter(lines[first])
@@ -121,13 +121,18 @@ def _rows(lines: list[str], first: int, delimiter: str, options: ReaderOptions) 
                          f"the header row cannot be read ({exc}){hint}")
         return
     missing = _missing(header, options)
-    if missing and cursor.index - first > 1:
-        # A stray quote ran the header on over the rows after it (a quoted header name
-        # may wrap, so only when that leaves columns missing): read it from its own line.
-        alone = next(csv.reader([lines[first]], delimiter=delimiter, quotechar='"'), [])
-        if len(_missing([h.strip() for h in alone], options)) < len(missing):
-            header = [h.strip() for h in alone]
-            missing = _missing(header, options)
+    if cursor.index - first > 1:
+        # A quoted header name may wrap onto the next line, but a stray quote runs the
+        # header on over the rows (to the file's end, or the next quote). Read from its own
+        # line, the header is taken when that leaves fewer columns missing or the next
+        # line has as many fields as it: a wrapped name's next line holds the rest of the
+        # header, not a row of that width.
+        alone = [h.strip() for h in
+                 next(csv.reader([lines[first]], delimiter=delimiter, quotechar='"'), [])]
+        after = lines[first + 1]
+        width = len(next(csv.reader([after], delimiter=delimiter, quotechar='"'), []))
+        if len(_missing(alone, options)) < len(missing) or width == len(alone):
+            header, missing = alone, _missing(alone, options)
             cursor.index = first + 1
             reader = _reader(cursor, delimiter)
     columns: dict[str, int] = {}

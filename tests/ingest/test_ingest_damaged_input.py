@@ -355,3 +355,20 @@ def test_the_mappings_own_header_with_no_rows_is_an_empty_extract(partner: str,
                                                                    header: str) -> None:
     assert run(partner, header + "\n\n", "extract.csv") == []
     assert run(partner, "\n \n", "extract.csv") == []  # blank: nothing to read
+
+
+def test_a_stray_quote_in_a_column_no_one_reads_does_not_swallow_the_rows() -> None:
+    """With no mapped column missing, the header run on over every row was taken as it
+    was: the file was answered `read 0` and nothing was kept."""
+    header = SC_HEADER + ',"Notes'
+    rows = [row + ",n" for row in service_rows()]
+    results = run("socialcare", "\n".join([header, *rows]) + "\n", "services.csv")
+    assert len(mapped(results)) == len(rows) and not rejected(results)
+
+
+@pytest.mark.parametrize("above", [",,,,,,", ";;;", " , ,"])
+def test_a_row_of_delimiters_above_the_header_is_blank(above: str) -> None:
+    results = run("socialcare", "\n".join([above, SC_HEADER, *service_rows()]) + "\n",
+                  "services.csv")
+    assert len(mapped(results)) == len(service_rows()) and not rejected(results)
+    assert mapped(results)[0].source.position == "line 3"
