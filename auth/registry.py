@@ -185,6 +185,8 @@ class ClientRegistry:
             raise RegistryError(f"role {role!r}: one of {', '.join(ROLES)}")
         if role == "feed" and partner is None:
             raise RegistryError("a feed client needs --partner (whose data it writes)")
+        if role != "feed" and partner is not None:
+            raise RegistryError("--partner is for feed clients only")
         if partner is not None and partner not in (known := partners()):
             # the installed mappings, not a fixed list: a sixth partner is a mapping file
             raise RegistryError(f"partner {partner!r} has no mapping (known: "
@@ -195,8 +197,6 @@ class ClientRegistry:
             except MappingError as exc:
                 raise RegistryError(f"partner {partner!r}'s mapping does not load: {exc}"
                                     ) from exc
-        if role != "feed" and partner is not None:
-            raise RegistryError("--partner is for feed clients only")
         if organization is not None and not _ODS.fullmatch(organization):
             raise RegistryError(f"--org {organization!r} is not an ODS code (A-Z 0-9, 3-12)")
         client = Client(client_id=client_id, role=role, jwks=validate_jwks(jwks),
