@@ -99,29 +99,24 @@ def _visible_patients(request: Request, caller: Any, ids: Iterable[str]) -> set[
         return wanted
     if caller is None or not wanted:
         return set()
+    asking = _asking(request, caller)
+    return {pid for pid in wanted if _standing(sec, asking, pid) == "shown"}
+
+
+def _asking(request: Request, caller: Any) -> Any:
+    """The review request as the access policy judges it, on behalf of `caller`."""
     asking = to_fhir_request(request, "$review", None, _base(request))
     asking.caller = caller
-    return {pid for pid in wanted if _may_see_patient(sec, asking, pid)}
+    return asking
 
 
-def _may_see_patient(sec: Any, asking: Any, pid: str) -> bool:
-    try:
-        stored = sec.repository.read("Patient", pid)
-    except GatewayError:
-        return False  # absent or deleted: nothing to show
-    return bool(sec.access.can_see(asking, jsonio.loads_trusted(stored.body)))
-
-
-def _patient_standing(request: Request, caller: Any, pid: str) -> str:
-    """Patient `pid` to this caller, from one read: "shown", "hidden" (stored, not
-    deleted, not visible to it) or "absent" (a deletion too)."""
-    sec = request.app.state.security
+def _standing(sec: Any, asking: Any, pid: str) -> str:
+    """Patient `pid` to the caller `asking` is for, from one read: "shown", "hidden"
+    (stored, not deleted, not visible to it) or "absent" (a deletion too)."""
     try:
         stored = sec.repository.read("Patient", pid)
     except GatewayError:
         return "absent"
-    asking = to_fhir_request(request, "$review", None, _base(request))
-    asking.caller = caller
     return "shown" if sec.access.can_see(asking, jsonio.loads_trusted(stored.body)) \
         else "hidden"
 
@@ -336,7 +331,8 @@ async def resolve(request: Request, key: str) -> Response:
         own = _raw(held)
         shown = True  # whether the caller may see the Patient (so learn how it differs)
         if patient is not None and request.app.state.security.access is not None:
-            standing = await run_in_threadpool(_patient_standing, request, caller, patient)
+            standing = await run_in_threadpool(_standing, request.app.state.security,
+                                               _asking(request, caller), patient)
             if standing == "absent":
                 raise not_known("Patient", patient)  # a deletion too: as an absent id
             shown = standing == "shown"
