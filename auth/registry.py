@@ -22,7 +22,7 @@ from typing import Any
 
 from joserfc import jwk
 
-from ..ingest.errors import MappingError
+from ..ingest.errors import MappingError, UnknownPartner
 from ..ingest.mapping import cached_mapping
 from ..ingest.spec import partners
 from ..search.values import now_instant
@@ -187,13 +187,14 @@ class ClientRegistry:
             raise RegistryError("a feed client needs --partner (whose data it writes)")
         if role != "feed" and partner is not None:
             raise RegistryError("--partner is for feed clients only")
-        if partner is not None and partner not in (known := partners()):
-            # the installed mappings, not a fixed list: a sixth partner is a mapping file
-            raise RegistryError(f"partner {partner!r} has no mapping (known: "
-                                f"{', '.join(known)})")
         if partner is not None:
-            try:  # a draft that does not load would take the feed's files and fail each
+            # the installed mappings, not a fixed list: a sixth partner is a mapping file,
+            # and one that does not load (a draft) would take the feed's files and fail each
+            try:
                 cached_mapping(partner)
+            except UnknownPartner as exc:
+                raise RegistryError(f"partner {partner!r} has no mapping (known: "
+                                    f"{', '.join(partners())})") from exc
             except MappingError as exc:
                 raise RegistryError(f"partner {partner!r}'s mapping does not load: {exc}"
                                     ) from exc
