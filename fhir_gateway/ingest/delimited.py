@@ -127,12 +127,11 @@ def _rows(lines: list[str], first: int, delimiter: str, options: ReaderOptions) 
         # line, the header is taken when that leaves fewer columns missing or the next
         # line has as many fields as it: a wrapped name's next line holds the rest of the
         # header, not a row of that width.
-        alone = [h.strip() for h in
-                 next(csv.reader([lines[first]], delimiter=delimiter, quotechar='"'), [])]
-        after = lines[first + 1]
-        width = len(next(csv.reader([after], delimiter=delimiter, quotechar='"'), []))
-        if len(_missing(alone, options)) < len(missing) or width == len(alone):
-            header, missing = alone, _missing(alone, options)
+        alone = [h.strip() for h in _fields(lines[first], delimiter)]
+        missing_alone = _missing(alone, options)
+        if len(missing_alone) < len(missing) \
+                or len(_fields(lines[first + 1], delimiter)) == len(alone):
+            header, missing = alone, missing_alone
             cursor.index = first + 1
             reader = _reader(cursor, delimiter)
     columns: dict[str, int] = {}
@@ -145,10 +144,9 @@ def _rows(lines: list[str], first: int, delimiter: str, options: ReaderOptions) 
         # NUL-filled copy or another file sent by mistake has no rows to say so.
         yield Unreadable(
             f"line {header_line}", "".join(lines[first:cursor.index]), "header",
-            f"the header on line {header_line} has no column {missing[0]!r}, which the "
-            f"mapping reads (missing: {', '.join(repr(m) for m in missing)}): this is not "
-            "the partner's extract, its header is damaged, or it was sent without its "
-            "header (then this line is a record)",
+            f"{_no_column(header_line, missing)}: this is not the partner's extract, its "
+            "header is damaged, or it was sent without its header (then this line is a "
+            "record)",
         )
     # A column the mapping reads, named twice: a row is read only when its copies agree
     twins = {f: named[_key(f)] for f in sorted(options.fields)
@@ -185,11 +183,7 @@ def _rows(lines: list[str], first: int, delimiter: str, options: ReaderOptions) 
         if problem:
             yield Unreadable(position, raw, "row", problem)
         elif missing:
-            yield Unreadable(
-                position, raw, missing[0],
-                f"the header on line {header_line} has no column {missing[0]!r}, which the "
-                f"mapping reads (missing: {', '.join(repr(m) for m in missing)})",
-            )
+            yield Unreadable(position, raw, missing[0], _no_column(header_line, missing))
         elif len(row) != len(header):  # a shifted row must not be read as another's columns
             yield Unreadable(
                 position, raw, "row",
@@ -207,6 +201,20 @@ def _rows(lines: list[str], first: int, delimiter: str, options: ReaderOptions) 
             )
         else:
             yield CsvRecord(position, raw, columns, tuple(row))
+
+
+def _fields(line: str, delimiter: str) -> list[str]:
+    """One physical line's fields, read alone (a quote left open ends with the line);
+    none when csv refuses it."""
+    try:
+        return next(csv.reader([line], delimiter=delimiter, quotechar='"'), [])
+    except csv.Error:
+        return []
+
+
+def _no_column(header_line: int, missing: list[str]) -> str:
+    return (f"the header on line {header_line} has no column {missing[0]!r}, which the "
+            f"mapping reads (missing: {', '.join(repr(m) for m in missing)})")
 
 
 def _missing(header: list[str], options: ReaderOptions) -> list[str]:
