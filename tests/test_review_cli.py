@@ -109,6 +109,10 @@ def test_the_operator_replaces_an_nhs_number_a_partner_corrected(tmp_path: Path)
     for path in (first, second):
         assert run(store, "ingest", "--partner", "acute", "--json", str(path)).returncode == 0
     (held,) = [json.loads(line) for line in run(store, "review", "list").stdout.splitlines()]
+    assert held["received"] and "last_received" not in held  # how long it has waited
+    assert run(store, "ingest", "--partner", "acute", "--json", str(second)).returncode == 0
+    (again,) = [json.loads(line) for line in run(store, "review", "list").stdout.splitlines()]
+    assert again["received"] == held["received"] < again["last_received"]
     (patient,) = held["candidates"]
     usage = run(store, "review", "resolve", held["key"], "--create", "--replace-nhs-number")
     assert usage.returncode == 2 and "--replace-nhs-number needs --patient" in usage.stderr

@@ -175,6 +175,17 @@ def record_key(source: SourceRef) -> str:
     return f"{source.partner}/{source.record_id}/{digest[:12]}"
 
 
+def _keep_for_review(s: StoreSession, kind: str, key: str, value: dict[str, Any]) -> None:
+    """Put a held or rejected record on the review queue. The same record delivered again
+    (each day's extract repeats a line) keeps when it first came, so the queue shows how
+    long it has waited, and says when it came last (`last_received`)."""
+    before = s.record_get(kind, key)
+    first = before.get("received") if isinstance(before, dict) else None
+    if isinstance(first, str) and first != value["received"]:
+        value = {**value, "received": first, "last_received": value["received"]}
+    s.record_put(kind, key, value)
+
+
 def _text(raw: str) -> str:
     """A record's text as compared for its hold: one message resent with other line ends
     (CR, CRLF, LF) is the same record, held once."""
@@ -428,7 +439,7 @@ class Loader:
             raise _refused(exc, record.source) from exc
         if isinstance(outcome, Held):
             self._settle_hold(s, record, legacy_only=True)  # listed once, under its key
-            s.record_put("held", record_key(record.source), {
+            _keep_for_review(s, "held", record_key(record.source), {
                 "reason": outcome.reason, "candidates": list(outcome.candidates),
                 "received": received, "record": to_json(record)})
             summary.held += 1
@@ -676,10 +687,10 @@ class Loader:
               f"{hashlib.sha256(source.raw.encode()).hexdigest()[:12]}"
         value = {**entry, "raw": source.raw, "received": self.clock()}
         if session is not None:
-            session.record_put("rejected", key, value)
+            _keep_for_review(session, "rejected", key, value)
             return
         with self.repo.transaction() as s:
-            s.record_put("rejected", key, value)
+            _keep_for_review(s, "rejected", key, value)
 
     # -- one record -----------------------------------------------------------------------
 

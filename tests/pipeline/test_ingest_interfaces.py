@@ -48,6 +48,34 @@ def test_cli_ingest_json_summary_and_exit_codes(tmp_path: Path) -> None:
     assert unknown.returncode == 1 and len(unknown.stderr.strip().splitlines()) == 1
 
 
+def test_cli_ingest_of_an_empty_extract_exits_0_and_of_a_failed_copy_1(tmp_path: Path) -> None:
+    """A register listing nobody today (the mapping's header alone) exited 1, "nothing
+    could be read", paging whoever schedules the load; a zero-byte or blank file (a failed
+    copy) or a missing one still exits 1, also beside an empty extract."""
+    store = f"sqlite:///{tmp_path / 'cli.sqlite3'}"
+    header = (FEEDS / "gp" / "palliative_register.csv").read_text().splitlines()[0]
+    empty = tmp_path / "register-empty.csv"
+    empty.write_text(header + "\r\n")
+    (tmp_path / "zero.csv").write_bytes(b"")
+    (tmp_path / "blank.csv").write_text(" \r\n\r\n")
+
+    def ingest(*names: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([CLI, "--store", store, "ingest", "--partner", "gp", "--json",
+                               *(str(tmp_path / n) for n in names)],
+                              capture_output=True, text=True, timeout=300, check=False)
+
+    done = ingest("register-empty.csv")
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    assert (summary["read"], summary["rejected"], summary["held"]) == (0, 0, 0)
+    assert "no records" in done.stderr and "nothing could be read" not in done.stderr
+    for names in (("zero.csv",), ("blank.csv",), ("nope.csv",),
+                  ("register-empty.csv", "zero.csv"), ("register-empty.csv", "nope.csv")):
+        failed = ingest(*names)
+        assert failed.returncode == 1, (names, failed.stderr)
+        assert "nothing could be read" in failed.stderr, names
+
+
 def test_cli_ingest_is_audited_naming_each_patient_it_wrote(tmp_path: Path) -> None:
     import getpass
 

@@ -231,6 +231,32 @@ def test_rejections_are_kept_with_raw_text(loader: Loader) -> None:
     assert kept[0][1]["raw"] == "raw row9" and kept[0][1]["field"] == "NHS Number"
 
 
+def test_a_record_delivered_again_keeps_when_it_first_came(loader: Loader) -> None:
+    """Each day's extract repeats a line still rejected or held: the review item's
+    `received` was the latest delivery's, so a record waiting for weeks looked new (and a
+    held record applied later got the latest delivery as its Provenance's time)."""
+    ticks = itertools.count()  # its own clock: the module's wraps at 60
+    loader = Loader(loader.repo, clock=lambda: f"2026-11-22T11:{next(ticks):02d}:00.000000Z")
+    bad = Rejection(source=source("gp", "row9"), field="NHS Number", reason="bad")
+    unsure = record(person(nhs=None, local="SC9", partner="socialcare"), "socialcare", "s1")
+    loader.ingest([bad, unsure])
+    (_, rejected), = loader.list_rejected()
+    (_, held), = loader.list_held()
+    assert "last_received" not in rejected and "last_received" not in held
+    loader.ingest([bad, unsure])
+    loader.ingest([bad, unsure])
+    (_, rejected_again), = loader.list_rejected()
+    (_, held_again), = loader.list_held()
+    for first, again in ((rejected, rejected_again), (held, held_again)):
+        assert again["received"] == first["received"]
+        assert again["last_received"] > first["received"]
+    loader.ingest([record(person(partner="gp", local="G1"), "gp", "r1")])  # s1 matches now
+    assert loader.list_held() == []
+    recorded = {p["recorded"] for p in all_of(loader.repo, "Provenance")
+                if '"s1"' in jsonio.dumps(p)}
+    assert recorded == {held["received"]}
+
+
 def test_resource_meeting_no_profile_rejects_the_whole_record(loader: Loader) -> None:
     summary = loader.ingest([record(person(), "acute", "m1",
                                     encounter("V1", "bogus", "2026-05-01"))])
