@@ -69,7 +69,7 @@ from .merge import (
     stamped_by,
     when_and_who,
 )
-from .provenance import provenance
+from .provenance import LAST_FED, provenance
 
 log = logging.getLogger("fhir_gateway.pipeline")
 
@@ -173,6 +173,16 @@ def record_key(source: SourceRef) -> str:
     if not source.record_id:
         return f"{source.partner}/{digest[:16]}"
     return f"{source.partner}/{source.record_id}/{digest[:12]}"
+
+
+def _note_fed(s: StoreSession, patient: str, partner: str, received: str) -> None:
+    """A record that changed nothing still fed the person's record: the crew's summary
+    says when the record was last fed, and a daily extract confirming it unchanged counts
+    (no Provenance says so). Received times are UTC instants of one width (the clock's)."""
+    key = f"Patient/{patient}"
+    fed = s.record_get(LAST_FED, key) or {}
+    if not isinstance(fed.get(partner), str) or fed[partner] < received:
+        s.record_put(LAST_FED, key, {**fed, partner: received})
 
 
 def _keep_for_review(s: StoreSession, kind: str, key: str, value: dict[str, Any]) -> None:
@@ -784,6 +794,8 @@ class Loader:
             prov, checked = self._check(repoint_provenance(record.source, repointed,
                                                            received), record.source)
             self.repo.create(prov, session=s, checked=checked)
+        if not (written or deleted or repointed):
+            _note_fed(s, patient, record.source.partner, received)
         return counts, {patient, *(gone.rid for gone in absorbed)}
 
     def _check(self, resource: dict[str, Any],

@@ -13,6 +13,9 @@ from ..ingest.model import SourceRef
 ODS_SYSTEM = "https://fhir.nhs.uk/Id/ods-organization-code"
 SOURCE_RECORD_SYSTEM = "https://fhir.example.org/shared-care-record/Id/source-record"
 MAPPING_POLICY = "https://fhir.example.org/shared-care-record/mapping"
+#: system records, keyed `Patient/<id>`: when each partner last sent a record about the
+#: person that changed nothing (which writes no Provenance), `{partner: received}`
+LAST_FED = "last-fed"
 
 
 def provenance(source: SourceRef, targets: list[tuple[str, str, int, bool]],

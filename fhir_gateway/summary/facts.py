@@ -63,6 +63,7 @@ from ..fhir.interactions import FhirContext, visible
 from ..fhir.request import FhirRequest
 from ..ingest import IngestError, Mapping, cached_mapping
 from ..pipeline.merge import ELEMENT_STAMPS, is_repoint, said_not_deceased
+from ..pipeline.provenance import LAST_FED
 from ..security.consent import PARTNER_TAG_SYSTEM, ods_codes, speaks_for
 from ..store.base import StoredVersion
 from ..store.query import Criterion, IndexQuery, ReferencePredicate, SortKey
@@ -255,6 +256,9 @@ def gather(ctx: FhirContext, req: FhirRequest, patient: dict[str, Any], *,
     times = [str((r.get("meta") or {}).get("lastUpdated") or "") for r in (patient, *resources)]
     times += [str(p.get("recorded") or "") for p in provenances]
     times += [s.recorded or "" for s in sources.values()]
+    if ctx.session is not None:  # a delivery that changed nothing fed it too
+        fed = ctx.session.record_get(LAST_FED, f"Patient/{pid}") or {}
+        times += [v for v in fed.values() if isinstance(v, str)]
     facts.last_fed = max((x for x in times if x), key=sortable, default=None)
     facts.bodies = bodies
     return facts
