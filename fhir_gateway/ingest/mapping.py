@@ -37,7 +37,7 @@ from .model import (
 )
 from .source import SourceRecord, Unreadable, control_character, foreign_encoding
 from .spec import Mapping, Rule, load_mapping, mapping_folders
-from .template import Condition, Context, Node, render, render_resource, test
+from .template import Condition, Const, Context, Node, Obj, render, render_resource, test
 
 _cache: dict[tuple[str, str], tuple[tuple[Any, ...], Mapping]] = {}
 
@@ -172,7 +172,8 @@ def map_record(
     taken = False
     for rule in mapping.rules:  # also after a problem, so that every problem is named
         first = len(keys)
-        taken |= _apply(rule, ctx, resources, keys, retracted, cleared)
+        taken |= _apply(rule, ctx, resources, keys, retracted, cleared,
+                        restated=event_time is None)
         if rule.for_each is not None and rule.retract_otherwise:
             if record_id is None:
                 ctx.fail("record.id", f"is empty, so what rule {rule.name!r} listed before "
@@ -391,9 +392,12 @@ def _items(rule: Rule, ctx: Context) -> list[Any]:
 
 def _apply(rule: Rule, ctx: Context, resources: list[dict[str, Any]],
            keys: list[BusinessId], retracted: list[BusinessId],
-           cleared: list[tuple[str, ...]]) -> bool:
+           cleared: list[tuple[str, ...]], *, restated: bool = False) -> bool:
     """Apply `rule` to the record; whether it took the record (its `when` held, or its
-    `retract_when`, for some item)."""
+    `retract_when`, for some item). `restated`: the record has no event time, so it
+    restates each resource whole (an extract row, a form): an element of the rule's
+    resource it leaves out is cleared, not kept from an older record (a new ReSPECT form
+    without a completion date must not show the old form's date and signer)."""
     taken = False
     for i, item in enumerate(_items(rule, ctx)):
         ctx.scopes = {rule.alias: item} if rule.alias else {}
@@ -431,26 +435,50 @@ def _apply(rule: Rule, ctx: Context, resources: list[dict[str, Any]],
                      "has no business identifier and cannot be kept up to date")
             continue
         key = BusinessId(rule.resource_type, rule.system, str(value))
-        if key in keys:
-            ctx.warnings.append(f"{rule.name}: a second item with the identifier {key.value!r} "
-                                "in this record was left out (the first is kept)")
-            continue
         extra = [i for i in body.get("identifier", []) if i != key.identifier()]
         resource = {"resourceType": rule.resource_type, "identifier": [key.identifier(), *extra],
                     **{k: v for k, v in body.items() if k not in ("resourceType", "identifier")}}
+        if key in keys:
+            if resources[keys.index(key)] == resource:
+                ctx.warnings.append(f"{rule.name}: {_item_path(rule, i)} repeats an earlier "
+                                    "item exactly and is kept once")
+            else:
+                # Two items one identifier cannot tell apart (two contacts both named John
+                # Smith, son and husband): keeping one would drop the other unseen, an LPA
+                # holder perhaps, so the record waits for review.
+                ctx.fail(_item_path(rule, i), f"has the identifier {key.value!r} of an earlier "
+                         f"item of rule {rule.name!r} but says something else: the two "
+                         "cannot be told apart, so neither can be kept up to date")
+            continue
         # A value already refused is reported once, by its field, not again by the model.
         if ctx.refusals == known and _check(resource, ctx, rule.name):
             resources.append(resource)
             keys.append(key)
             clear = rule.clear if rule.clear_when is not None and test(rule.clear_when,
                                                                        ctx) else ()
-            cleared.append(tuple(dict.fromkeys((*clear, *nulled))))
+            absent = tuple(k for k in _elements(rule.resource) if k not in resource) \
+                if restated else ()
+            cleared.append(tuple(dict.fromkeys((*clear, *nulled, *absent))))
             ctx.warnings.extend(
                 f"{rule.name}: {element} is empty{f' ({fields})' if fields else ''}; the "
                 f"{rule.resource_type} is kept without it"
                 for element, fields in rule.expect if element not in resource)
     ctx.scopes, ctx.scope_paths = {}, {}
     return taken
+
+
+def _elements(template: Node) -> tuple[str, ...]:
+    """The top-level element names a resource template can give."""
+    if isinstance(template, Obj):
+        return tuple(name for name, _ in template.items)
+    if isinstance(template, Const) and isinstance(template.value, dict):
+        return tuple(template.value)
+    return ()
+
+
+def _item_path(rule: Rule, index: int) -> str:
+    """The source path of one item of a rule (`respect.contacts[1]`), or the rule's name."""
+    return f"{rule.for_each}[{index}]" if rule.for_each else f"rule {rule.name!r}"
 
 
 #: the steps of a FHIRPath location: `Patient.name[0].given` -> Patient, name, 0, given

@@ -4,7 +4,9 @@ Each top-level element of a stored resource remembers the source stamp of the re
 set it: (event time, partner, record id). An incoming element replaces the stored one only
 when its stamp is not older, so an A01 delivered after its A03 cannot reopen a finished
 Encounter, and the same records in any order give the same resource. Elements a record
-lacks are unknown to it, not removed (an A08 that omits the death fields keeps them).
+lacks are unknown to it, not removed (an A08 that omits the death fields keeps them),
+unless its mapping lists them as cleared (`MappedRecord.cleared`: an A13's, or, for a
+record without an event time, every element of the resource it restates and leaves out).
 Identifiers are a union: every partner's local id stays on the Patient.
 """
 

@@ -88,7 +88,8 @@ def test_a_client_without_a_form_retracts_what_the_form_said() -> None:
 def test_the_contacts_are_a_list_stated_in_full() -> None:
     record = only(run("hospice", client()))
     [contacts] = record.item_sets
-    assert [k.value for k in contacts.keys] == ["MSH-1/Peter White", "MSH-1/Ann Green"]
+    assert [k.value for k in contacts.keys] == ["MSH-1/Peter White/son",
+                                                "MSH-1/Ann Green/neighbour"]
     assert set(contacts.keys) == {k for k in record.keys if k.resource_type == "RelatedPerson"}
     # the admissions are not: a record may list only recent ones
     assert {i.resource_type for i in record.item_sets} == {"RelatedPerson"}
@@ -178,7 +179,27 @@ def test_the_same_contact_twice_is_kept_once_with_a_warning() -> None:
     contact = {"name": "Jo", "relationship": "son", "phone": "1", "lpa": True}
     record = only(run("hospice", client(respect__contacts=[contact, contact])))
     assert len(of_type(record, "RelatedPerson")) == 1
-    assert any("second item" in w for w in record.warnings)
+    assert any("respect.contacts[1] repeats an earlier item exactly" in w
+               for w in record.warnings)
+
+
+def test_two_contacts_the_identifier_cannot_tell_apart_are_sent_for_review() -> None:
+    """Two different contacts with one key: the second was left out with a warning only,
+    an LPA holder among them (two unnamed contacts, a neighbour and a daughter)."""
+    neighbour = {"relationship": "friend", "phone": "1", "lpa": False}
+    daughter = {"relationship": "friend", "phone": "2", "lpa": True}
+    [bad] = run("hospice", client(respect__contacts=[neighbour, daughter]))
+    assert bad.field == "respect.contacts[1]" and "cannot be told apart" in bad.reason
+
+
+def test_a_son_and_a_husband_of_one_name_are_two_contacts() -> None:
+    son = {"name": "John Smith", "relationship": "son", "phone": "1", "lpa": False}
+    husband = {"name": "John Smith", "relationship": "husband", "phone": "2", "lpa": True}
+    record = only(run("hospice", client(respect__contacts=[son, husband])))
+    people = of_type(record, "RelatedPerson")
+    assert len(people) == 2 and not record.warnings
+    assert [any(c.get("code") == "HPOWATT" for r in p["relationship"]
+                for c in r.get("coding", [])) for p in people] == [False, True]
 
 
 # --- STU3 ---------------------------------------------------------------------------------

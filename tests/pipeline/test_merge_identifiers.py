@@ -58,3 +58,38 @@ def test_an_identifier_under_a_system_the_record_does_not_write_stays() -> None:
         key, {"system": FORM_SYSTEM, "value": "RSP-NEW"}]}
     merged, _ = merge(stored, incoming, {}, stamp(None, "hospice", "MSH-1"))
     assert merged["identifier"] == [key, {"system": FORM_SYSTEM, "value": "RSP-NEW"}, own]
+
+
+def test_a_new_form_leaving_out_its_date_and_signer_does_not_keep_the_old_ones(
+        engine: StoreEngine) -> None:
+    """A hospice line restates the form whole: a new form (for CPR now) without a
+    completion date or clinician kept the old form's date and signer, so the crew read
+    "FOR ATTEMPTED CPR - decided 16 Jul 2026, Dr A", and a contact's removed phone stayed."""
+    service = IngestService(Repository(engine))
+    old = json.loads(client("RSP-OLD"))
+    old["respect"]["contacts"] = [{"name": "Jo", "relationship": "son", "phone": "0700"}]
+    new = json.loads(json.dumps(old))
+    new["respect"].update(formId="RSP-NEW", cpr="attempt", recommendations=None,
+                          contacts=[{"name": "Jo", "relationship": "son"}])
+    del new["respect"]["completedOn"], new["respect"]["clinician"]
+    for i, line in enumerate([old, new]):
+        summary = service.ingest("hospice", f"clients{i}.jsonl",
+                                 (json.dumps(line) + "\n").encode(),
+                                 today=dt.date(2026, 11, 22))
+        assert summary.rejected == 0, summary.rejections
+    repo = Repository(engine)
+
+    def only(rtype: str) -> dict:
+        (row,) = repo.find(IndexQuery(rtype=rtype)).rows
+        return jsonio.loads_trusted(row.body or "{}")
+
+    plan, contact = only("CarePlan"), only("RelatedPerson")
+    (cpr,) = [jsonio.loads_trusted(r.body or "{}") for r in repo.find(
+        IndexQuery(rtype="Observation")).rows if '"304251008"' in (r.body or "")]
+    assert cpr["valueCodeableConcept"]["coding"][0]["code"] == "450475007"
+    assert "effectiveDateTime" not in cpr and "performer" not in cpr
+    assert not {"created", "author", "description"} & set(plan)
+    assert "telecom" not in contact
+    again = service.ingest("hospice", "clients1.jsonl", (json.dumps(new) + "\n").encode(),
+                           today=dt.date(2026, 11, 22))
+    assert (again.created, again.updated) == (0, 0)  # the same line again: no new versions
