@@ -40,7 +40,7 @@ from ..ingest.model import (
 )
 from ..search.values import BadDate, date_range, now_instant
 from ..store.base import StoredVersion, StoreSession, StoreUnavailable, VersionConflict
-from ..store.query import Criterion, IndexQuery, TokenPredicate
+from ..store.query import Criterion, IndexQuery, SortKey, TokenPredicate
 from ..validation import ProfileValidator, default_validator
 from .identity import (
     NHS_CLAIMS,
@@ -69,7 +69,7 @@ from .merge import (
     stamped_by,
     when_and_who,
 )
-from .provenance import LAST_FED, provenance
+from .provenance import LAST_FED, SOURCE_RECORD_SYSTEM, provenance
 
 log = logging.getLogger("fhir_gateway.pipeline")
 
@@ -183,6 +183,13 @@ def _note_fed(s: StoreSession, patient: str, partner: str, received: str) -> Non
     fed = s.record_get(LAST_FED, key) or {}
     if not isinstance(fed.get(partner), str) or fed[partner] < received:
         s.record_put(LAST_FED, key, {**fed, partner: received})
+
+
+def _superseded_reason(newer: str) -> str:
+    return (f"a newer record with the same id, received {newer}, was applied after this "
+            "one was held: applied now, this one would bring back what that record "
+            "changed. Discard it (fhir-gateway review discard KEY --reason ...) unless it "
+            "is the one that should stand")
 
 
 def _keep_for_review(s: StoreSession, kind: str, key: str, value: dict[str, Any]) -> None:
@@ -498,10 +505,11 @@ class Loader:
         """`retry_held`, kept apart per partner: how many of each partner's held records
         were applied again, and what that did (`ingest` answers a feed with its own)."""
         by_partner: dict[str, tuple[int, Summary]] = {}
-        ready: list[MappedRecord | Rejection] = []
+        ready: list[MappedRecord] = []
         received: dict[str, str] = {}  # this retry's own: runs may overlap (API, MLLP)
+        superseded: dict[str, tuple[dict[str, Any], str]] = {}
         with self.repo.engine.session(write=False) as s:
-            for _key, held in self.list_held():
+            for key, held in self.list_held():
                 record = from_json(held["record"])
                 found: Resolved | Held | StoredVersion | None = resolve(
                     self.repo, s, record.person)
@@ -510,11 +518,24 @@ class Loader:
                                               if found.patient is not None else None)
                 if not (isinstance(found, Held) and found.reason == held["reason"]
                         and list(found.candidates) == held["candidates"]):
+                    newer = self._applied_since(s, record, held.get("received"))
+                    if newer is not None:
+                        if held["reason"] != _superseded_reason(newer):
+                            superseded[key] = (held, newer)
+                        continue
                     ready.append(record)
                     if isinstance(held.get("received"), str):
                         received[record_key(record.source)] = held["received"]
+        for key, (held, newer) in superseded.items():
+            with self.repo.transaction() as s:
+                if s.record_get("held", key) == held:  # not settled meanwhile
+                    s.record_put("held", key, {**held, "reason": _superseded_reason(newer)})
+        # by partner, and within one in the order the partner's records came: of two held
+        # records of one id, the later one is applied last
+        ready.sort(key=lambda r: (r.source.partner, received.get(record_key(r.source), ""),
+                                  record_key(r.source)))
         groups: dict[str, list[MappedRecord | Rejection]] = {}
-        for record in ready:  # in key order, so in partner order: as applied before
+        for record in ready:
             groups.setdefault(record.source.partner, []).append(record)
         for partner, records in groups.items():
             summary = Summary()
@@ -522,6 +543,26 @@ class Loader:
             summary.held, summary.holds = 0, []
             by_partner[partner] = (len(records), summary)
         return by_partner
+
+    def _applied_since(self, s: StoreSession, record: MappedRecord,
+                       held_since: Any) -> str | None:
+        """When a record of the same partner and id, received after `record` was held,
+        was applied (its Provenance's `recorded`), for a partner without event times:
+        that record restated what this one says, so applying this one by a retry would
+        quietly bring back what it changed (a January ReSPECT form over June's)."""
+        if record.source.event_time or not record.source.record_id \
+                or not isinstance(held_since, str):
+            return None
+        query = IndexQuery(rtype="Provenance", criteria=[Criterion(
+            "entity:identifier", "token",
+            [TokenPredicate(f"{SOURCE_RECORD_SYSTEM}/{record.source.partner}",
+                            record.source.record_id)])],
+            sort=[SortKey("recorded", "date", descending=True)], limit=1)
+        for row in self.repo.find(query, session=s).rows:
+            recorded = jsonio.loads_trusted(row.body or "{}").get("recorded")
+            if isinstance(recorded, str) and recorded > held_since:
+                return recorded
+        return None
 
     def list_held(self) -> list[tuple[str, dict[str, Any]]]:
         return self._list("held")

@@ -1,0 +1,93 @@
+"""A held record retried later must not overwrite what the partner sent after it.
+
+Partners without event times (the hospice) order one record's versions only by when they
+came. A January line held (no NHS number yet) and retried after June's line for the same
+client had been applied rewrote the CPR decision to January's, and left the queue; two
+held lines retried together were applied in the order of a hash of their text."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fhir_gateway import jsonio
+from fhir_gateway.fhir.repository import Repository
+from fhir_gateway.pipeline.service import IngestService
+from fhir_gateway.store.base import StoreEngine
+from fhir_gateway.store.query import IndexQuery
+from gatewaykit import ENGINES, make_engine
+
+TODAY = dt.date(2026, 11, 22)
+COUNCIL = ("Person ID,Title,First Name,Last Name,DOB,Postcode,NHS No (if known),Service,"
+           "Service Start,Service End,Provider,Key Worker\r\n"
+           "SC9,Ms,Philippa,Quennell,1950-02-03,DY1 4DX,9434765919,Home care,2026-07-01,,"
+           "Oakleigh,B J\r\n")
+
+
+def line(cpr: str, form: str, on: str, *, nhs: bool, words: str = "x") -> bytes:
+    client: dict[str, Any] = {
+        "clientId": "MSH-1", "name": {"first": "Philippa", "last": "Quennell"},
+        "dob": "1950-02-03", "gender": "female",
+        "address": {"line": "1 High St", "town": "Dudley", "postcode": "DY1 4DX"},
+        "admissions": [],
+        "respect": {"formId": form, "version": "3", "completedOn": on, "cpr": cpr,
+                    "careFocus": "comfort", "preferredPlaceOfCare": "home",
+                    "recommendations": words, "capacity": "has-capacity", "contacts": [],
+                    "clinician": {"name": "Dr A", "gmc": "1234567"}}}
+    if nhs:
+        client["nhsNumber"] = "9434765919"
+    return (json.dumps(client) + "\n").encode()
+
+
+def cpr_decisions(engine: StoreEngine) -> list[tuple[str, str]]:
+    rows = Repository(engine).find(IndexQuery(rtype="Observation")).rows
+    found = [jsonio.loads_trusted(r.body or "{}") for r in rows]
+    return [(o["valueCodeableConcept"]["text"], o["effectiveDateTime"]) for o in found
+            if o["code"]["coding"][0]["code"] == "304251008"]
+
+
+def test_a_held_older_line_does_not_overwrite_the_newer_one_applied(
+        engine: StoreEngine) -> None:
+    service = IngestService(Repository(engine))
+    held = service.ingest("hospice", "jan.jsonl",
+                          line("attempt", "RSP-1", "2026-01-10", nhs=False), today=TODAY)
+    assert held.held == 1
+    june = service.ingest("hospice", "jun.jsonl",
+                          line("not-attempt", "RSP-2", "2026-06-01", nhs=True), today=TODAY)
+    assert june.rejected == 0 and june.held == 0
+    assert cpr_decisions(engine) == [("not-attempt", "2026-06-01")]
+    (key, kept), = service.loader.list_held()  # kept, and said why, never applied unseen
+    assert kept["record"]["source"]["file"] == "jan.jsonl"
+    assert "a newer record with the same id" in kept["reason"]
+    versions = Repository(engine).find(IndexQuery(rtype="Observation")).rows[0].version
+    again = service.loader.retry_held()  # and again: nothing changes, not even the hold
+    assert (again.created, again.updated) == (0, 0)
+    assert service.loader.list_held() == [(key, kept)]
+    assert Repository(engine).find(IndexQuery(rtype="Observation")).rows[0].version == versions
+
+
+@pytest.mark.parametrize("kind", ENGINES)
+def test_held_lines_of_one_client_are_applied_in_the_order_they_came(
+        kind: str, tmp_path: Path) -> None:
+    """Two wordings, so that January's key sorts first in one run and June's in the other."""
+    orders = set()
+    for i, words in enumerate(["Jan recs", "a"]):
+        engine = make_engine(kind, tmp_path / str(i))
+        try:
+            service = IngestService(Repository(engine))
+            jan = line("attempt", "RSP-1", "2026-01-10", nhs=False, words=words)
+            jun = line("not-attempt", "RSP-2", "2026-06-01", nhs=False, words="Jun recs")
+            for name, data in (("jan.jsonl", jan), ("jun.jsonl", jun)):
+                assert service.ingest("hospice", name, data, today=TODAY).held == 1
+            orders.add(tuple(h["record"]["source"]["file"][:3]
+                             for _, h in service.loader.list_held()))
+            service.ingest("socialcare", "council.csv", COUNCIL.encode(), today=TODAY)
+            assert service.loader.list_held() == []
+            assert cpr_decisions(engine) == [("not-attempt", "2026-06-01")]
+        finally:
+            engine.close()
+    assert orders == {("jan", "jun"), ("jun", "jan")}
