@@ -122,8 +122,12 @@ def _section(section: Section, issue: dict[str, Any] | None,
     if refs:
         out["entry"] = refs
     elif section.key in FACT_SECTIONS:
-        out["emptyReason"] = {"coding": [{"system": EMPTY_REASON, "code": "nilknown",
-                                          "display": "Nil Known"}],
+        # "Nil Known" only when the whole record was read: cut off, what a machine reads
+        # must not say the opposite of the warning a person reads
+        code, display = ("nilknown", "Nil Known") if section.read_all \
+            else ("unavailable", "Unavailable")
+        out["emptyReason"] = {"coding": [{"system": EMPTY_REASON, "code": code,
+                                          "display": display}],
                               "text": section.empty}
     return out
 

@@ -322,7 +322,8 @@ def _select(patient: dict[str, Any], candidates: list[Fact], today: date,
         contacts=by_kind.get("contact", []),
         team=by_kind.get("team", []),
         alerts=alerts,
-        cpr_alerts=[f for f in alerts if f.kind == "alert" and _mentions_cpr(f)],
+        # a partner's DetectedIssue is an alert too ("signed DNACPR form seen at home")
+        cpr_alerts=[f for f in alerts if f.kind in ("alert", "issue") and _mentions_cpr(f)],
     )
 
 

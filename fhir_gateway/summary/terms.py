@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import re
+import unicodedata
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -101,14 +102,22 @@ CPR_MENTION = re.compile(r"\b(?:u?DNA?CPRs?|DNARs?|DNRs?|NFR|CPR|resus\w*|(?-i:R
 
 def mentions_cpr(*concepts: Any) -> bool:
     """Whether any of `concepts` (CodeableConcepts, or plain text) says CPR or
-    resuscitation in its text or a coding's display."""
+    resuscitation in its text or a coding's display: as read, so letters written wide,
+    split by zero-width characters or dressed in combining marks count."""
     for concept in concepts:
         texts = [concept] if isinstance(concept, str) else \
             [concept.get("text") if isinstance(concept, dict) else None,
              *(c.get("display") for c in codings(concept))]
-        if any(isinstance(x, str) and CPR_MENTION.search(x) for x in texts):
+        if any(isinstance(x, str) and CPR_MENTION.search(_letters(x)) for x in texts):
             return True
     return False
+
+
+def _letters(text: str) -> str:
+    """`text` as its letters read: compatibility forms folded (ＤＮＡＣＰＲ), format
+    characters and combining marks dropped."""
+    folded = unicodedata.normalize("NFKD", text)
+    return "".join(c for c in folded if unicodedata.category(c) not in ("Cf", "Mn", "Me"))
 
 
 def words_for(concept: Any, fallback: str = "not stated") -> str:
@@ -126,15 +135,31 @@ def words_for(concept: Any, fallback: str = "not stated") -> str:
     return fallback
 
 
-#: Unicode bidirectional controls: in a name they can redraw the rest of a line backwards
-#: (an NHS number or birth date read reversed); record text never needs them
-_BIDI_CONTROLS = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 #: what XML 1.0 does not allow: the narrative must stay well-formed XHTML
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+#: combining marks kept on one letter (Vietnamese stacks two); more only paint over the
+#: lines around them (a name drawn across "NOT FOR ATTEMPTED CPR")
+MAX_MARKS = 2
 
 
 def escaped(text: Any) -> str:
-    """Record text made safe for the page and the narrative: bidirectional controls
-    removed, characters XML forbids replaced by U+FFFD, markup escaped."""
-    cleaned = _NOT_XML.sub("\ufffd", _BIDI_CONTROLS.sub("", str(text)))
-    return html.escape(cleaned, quote=True)
+    """Record text made safe for the page and the narrative: format characters removed
+    (bidirectional controls can redraw a line backwards, an NHS number read reversed;
+    zero-width ones hide what a word is), stacks of combining marks cut to MAX_MARKS,
+    characters XML forbids replaced by U+FFFD, markup escaped."""
+    return html.escape(_NOT_XML.sub("\ufffd", _plain(str(text))), quote=True)
+
+
+def _plain(text: str) -> str:
+    if text.isascii():  # nearly every text: nothing to do
+        return text
+    out: list[str] = []
+    marks = 0
+    for c in unicodedata.normalize("NFC", text):
+        kind = unicodedata.category(c)
+        if kind == "Cf":
+            continue
+        marks = marks + 1 if kind in ("Mn", "Me") else 0
+        if marks <= MAX_MARKS:
+            out.append(c)
+    return "".join(out)

@@ -11,7 +11,7 @@ summary may be incomplete: never "no plan recorded".
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime
 from typing import Any
 
@@ -48,6 +48,7 @@ class Section:
     empty: str = ""  # said when there is nothing to list
     headline: str = ""  # the CPR box / banners
     tone: str = ""  # deceased | conflict | not-attempt | attempt | expired | none
+    read_all: bool = True  # False: the record was read cut off, so "none" is not known
 
     @property
     def refs(self) -> list[str]:
@@ -156,12 +157,21 @@ def sections(facts: Facts, *, generated: str) -> list[Section]:
     phones = any(f.code == "phone" for f in facts.team)
     out.append(Section("team", "Care team and 24-hour numbers",
                        tuple(item(f) for f in facts.team),
-                       notes=(TEAM_HOURS_UNKNOWN if phones else NO_TEAM_PHONE,),
+                       notes=(TEAM_HOURS_UNKNOWN,) if phones else
+                       () if facts.truncated else (NO_TEAM_PHONE,),
                        empty="No care team recorded."))
     out.append(Section("alerts", "Alerts", tuple(item(f) for f in facts.alerts),
                        empty="No alerts recorded."))
     out.append(_about(facts, generated))
+    if facts.truncated:
+        # what was not read may hold what a section lacks: never say there is none
+        out = [replace(s, empty=NOT_IN_WHAT_WAS_READ, read_all=False) if s.empty else s
+               for s in out]
     return out
+
+
+NOT_IN_WHAT_WAS_READ = ("None found in what was read; the record is larger than the summary "
+                        "reads at once, so there may be some.")
 
 
 TEAM_HOURS_UNKNOWN = "The record does not say which of these numbers answer 24 hours."

@@ -7,6 +7,7 @@ from __future__ import annotations
 import html
 import re
 import sys
+import unicodedata
 from pathlib import Path
 from typing import Any
 
@@ -265,6 +266,36 @@ def test_a_resuscitation_alert_beside_a_plan_is_not_no_decision(http: TestClient
     _flag(rec, "Not for resus - see ReSPECT form")
     top = plain(headline(document(http, by_nhs(rec.nhs))))
     assert "NO CPR DECISION RECORDED" not in top and "READ THE ALERT" in top
+
+
+@pytest.mark.parametrize("kind", ["issue", "zero-width", "wide", "marks"])
+def test_cpr_in_a_partners_issue_or_disguised_letters_sends_the_crew_to_it(
+        http: TestClient, kind: str) -> None:
+    """A partner's DetectedIssue saying DNACPR, and an alert whose DNACPR is split by
+    zero-width joiners, written in wide letters or dressed in combining marks (each read
+    by a person as DNACPR), met "NO EMERGENCY CARE PLAN RECORDED"."""
+    rec = Record(http)
+    words = {"issue": "DNACPR", "zero-width": "\u200d".join("DNACPR"),
+             "wide": "\uff24\uff2e\uff21\uff23\uff30\uff32",
+             "marks": "".join(c + "\u0332" for c in "DNACPR")}[kind]
+    if kind == "issue":
+        rec.put({"resourceType": "DetectedIssue", "status": "final",
+                 "patient": {"reference": f"Patient/{rec.pid}"},
+                 "detail": f"Signed {words} form seen at the patient's home"}, GP)
+    else:
+        _flag(rec, f"{words} in place")
+    top = plain(headline(document(http, by_nhs(rec.nhs))))
+    assert "READ THE ALERT" in top and "NO EMERGENCY CARE PLAN RECORDED" not in top
+    page = http.get(by_nhs(rec.nhs), headers=PAGE).text
+    assert "READ THE ALERT" in page and "\u200d" not in page
+
+
+def test_stacked_combining_marks_cannot_paint_over_the_cpr_box(http: TestClient) -> None:
+    rec = Record(http, name=[{"family": "Example",
+                              "given": ["A" + "\u0300\u0301\u0302\u0303" * 13 + "nn"]}])
+    kept = unicodedata.normalize("NFC", "A\u0300\u0301\u0302") + "nn"  # two on the letter
+    page = http.get(by_nhs(rec.nhs), headers=PAGE).text
+    assert kept in page and "\u0302\u0303" not in page
 
 
 def test_an_alert_about_something_else_changes_nothing(http: TestClient) -> None:

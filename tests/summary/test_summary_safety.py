@@ -575,6 +575,14 @@ def test_a_cut_read_says_the_summary_may_be_incomplete_in_the_headline(
     assert "MAY BE INCOMPLETE" in headline(doc)
     page = http.get(by_nhs(rec.nhs), headers={"Accept": "text/html"}).text
     assert "NO EMERGENCY CARE PLAN RECORDED" not in page and "MAY BE INCOMPLETE" in page
+    # nor does the document say it to a machine ("Nil Known") or in any section's words
+    for key in ("cpr", "legal", "contacts", "team"):
+        section = doc.section(key)
+        assert section is not None and "entry" not in section, key
+        assert section["emptyReason"]["coding"][0]["code"] == "unavailable", key
+        assert "recorded." not in section["text"]["div"] and "None found in what was read" \
+            in section["text"]["div"], key
+    assert "No contacts recorded" not in page and "None found in what was read" in page
 
 
 def test_types_the_summary_does_not_use_do_not_fill_its_read(
