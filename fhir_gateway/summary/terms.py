@@ -114,7 +114,7 @@ def mentions_cpr(*concepts: Any) -> bool:
 
 
 def _letters(text: str) -> str:
-    """`text` as its letters read: compatibility forms folded (ＤＮＡＣＰＲ), format
+    """`text` as its letters read: compatibility forms folded (DNACPR in wide letters), format
     characters and combining marks dropped."""
     folded = unicodedata.normalize("NFKD", text)
     return "".join(c for c in folded if unicodedata.category(c) not in ("Cf", "Mn", "Me"))
