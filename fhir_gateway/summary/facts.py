@@ -21,7 +21,7 @@ What "current" means (the rules a crew relies on):
   recorded" (the name is shown), and then each resource is a source of its own
   (unsourced facts are never merged into one source, nor supersede each other).
 - CPR decision: an Observation coded 304251008 valued 450476008 / 450475007, or an
-  Observation coded 450476008 / 450475007 itself (date: `effectiveDateTime`); an active
+  Observation coded 450476008 / 450475007 itself (date: `effective[x]`, a period by its start); an active
   Flag coded 450476008 / 450475007 (the NHS England end of life model; date:
   `period.start`); an active advance-directive Consent (scope `adr`) of category `dnr`,
   i.e. not for CPR (date: `dateTime`). A resuscitation-status record (Observation or Flag
@@ -254,7 +254,7 @@ def gather(ctx: FhirContext, req: FhirRequest, patient: dict[str, Any], *,
         facts.alive_said_by = tuple(_partner_name(p) for p in
                                     said_not_deceased(patient, times, since))
     times = [str((r.get("meta") or {}).get("lastUpdated") or "") for r in (patient, *resources)]
-    times += [str(p.get("recorded") or "") for p in provenances]
+    times += [received_at(p) or "" for p in provenances]
     times += [s.recorded or "" for s in sources.values()]
     if ctx.session is not None:  # a delivery that changed nothing fed it too
         fed = ctx.session.record_get(LAST_FED, f"Patient/{pid}") or {}
@@ -544,8 +544,20 @@ def source_of(prov: dict[str, Any]) -> Source:
         what = entity.get("what") or {}
         if entity.get("role") == "source" and isinstance(what, dict):
             record = what.get("display") or (what.get("identifier") or {}).get("value")
-    return Source(ods=ods, name=name, recorded=prov.get("recorded"), record=record,
+    return Source(ods=ods, name=name, recorded=received_at(prov), record=record,
                   provenance=prov, person=person)
+
+
+def received_at(prov: dict[str, Any]) -> str | None:
+    """When a Provenance says its target was received: its `recorded`, the writer's own
+    word, but never later than the gateway stored the Provenance (a clock error or a
+    typo saying 2030 would make a stale record look fresh to a crew)."""
+    recorded = prov.get("recorded")
+    stored = (prov.get("meta") or {}).get("lastUpdated")
+    if isinstance(stored, str) and (not isinstance(recorded, str)
+                                    or sortable(recorded) > sortable(stored)):
+        return stored
+    return recorded if isinstance(recorded, str) else None
 
 
 def _tagged_source(resource: dict[str, Any], partner_ods: dict[str, str | None]) -> Source:
@@ -591,7 +603,7 @@ def _facts_of(r: dict[str, Any], today: date) -> list[Fact]:
 
 
 def _observation(r: dict[str, Any]) -> list[Fact]:
-    code, value, when = r.get("code"), r.get("valueCodeableConcept"), r.get("effectiveDateTime")
+    code, value, when = r.get("code"), r.get("valueCodeableConcept"), effective(r)
     if t.has_code(code, t.SCT, {t.CPR_CODE}) or t.has_code(code, t.SCT, t.CPR_DECISIONS):
         return [_cpr_observation(r)]
     kind = t.PLACE_KINDS.get(t.has_code(code, t.EOL_OBSERVATION, t.PLACE_KINDS) or "")
@@ -635,10 +647,21 @@ def _cpr_observation(r: dict[str, Any]) -> Fact:
         # is unknown, and the crew is told so rather than shown nothing
         details.append(UNREADABLE_REVIEW)
     if decision is None:
-        return Fact("cpr", r, not_understood(_value_words(r)), r.get("effectiveDateTime"),
+        return Fact("cpr", r, not_understood(_value_words(r)), effective(r),
                     NOT_UNDERSTOOD, details=tuple(details), review=review)
-    return Fact("cpr", r, t.CPR_WORDS[decision], r.get("effectiveDateTime"), decision,
+    return Fact("cpr", r, t.CPR_WORDS[decision], effective(r), decision,
                 details=tuple(details), review=review)
+
+
+def effective(r: dict[str, Any]) -> str | None:
+    """When an Observation took effect: R4's `effective[x]` as a dateTime, an instant or a
+    period's start (a decision dated by a period is not undated)."""
+    for value in (r.get("effectiveDateTime"), r.get("effectiveInstant"),
+                  (r.get("effectivePeriod") or {}).get("start")
+                  if isinstance(r.get("effectivePeriod"), dict) else None):
+        if isinstance(value, str) and value:
+            return value
+    return None
 
 
 def _observation_decision(r: dict[str, Any]) -> str | None:

@@ -52,6 +52,40 @@ def test_newest_decision_per_partner_supersedes_older_ones(http: TestClient) -> 
     assert "For attempted CPR" not in json.dumps(doc.composition)
 
 
+@pytest.mark.parametrize("dated", [{"effectivePeriod": {"start": "2026-05-21"}},
+                                   {"effectiveInstant": "2026-05-21T09:30:00Z"}])
+def test_a_decision_dated_by_a_period_or_an_instant_is_dated(
+        http: TestClient, dated: dict[str, Any]) -> None:
+    """R4 allows effective[x] as a period or an instant: such a decision was "date not
+    recorded" and could not supersede the partner's older one (both shown, flagged)."""
+    rec = Record(http)
+    rec.cpr("not-attempt", "2024-01-10", GP)
+    newer = rec.put({"resourceType": "Observation", "status": "final",
+                     "code": {"coding": [{"system": SCT, "code": "304251008"}]},
+                     "subject": {"reference": f"Patient/{rec.pid}"}, **dated,
+                     "valueCodeableConcept": {"coding": [{"system": SCT, "code": "450475007"}]}},
+                    GP)
+    doc = summary(http, rec.nhs)
+    assert [o["id"] for o in doc.cited("cpr")] == [newer["id"]]
+    assert "FOR ATTEMPTED CPR" in headline(doc) and "DISAGREE" not in headline(doc)
+    assert "21 May 2026" in doc.text("cpr") and "date not recorded" not in doc.text("cpr")
+
+
+def test_a_received_time_in_the_future_is_not_believed(http: TestClient) -> None:
+    """A Provenance's `recorded` is its writer's word: 2030 (a clock error) made the crew
+    read the decision as received, and the record as fed, in 2030."""
+    rec = Record(http)
+    rec.put({"resourceType": "Observation", "status": "final",
+             "code": {"coding": [{"system": SCT, "code": "304251008"}]},
+             "subject": {"reference": f"Patient/{rec.pid}"},
+             "effectiveDateTime": "2026-05-01",
+             "valueCodeableConcept": {"coding": [{"system": SCT, "code": "450476008"}]}},
+            GP, recorded="2030-01-01T09:00:00Z")
+    page = http.get(by_nhs(rec.nhs), headers={"Accept": "text/html"}).text
+    assert "NOT FOR ATTEMPTED CPR" in page and "2030" not in page
+    assert "2030" not in json.dumps(summary(http, rec.nhs).composition)
+
+
 def test_partners_agreeing_is_not_a_conflict(http: TestClient) -> None:
     rec = Record(http)
     rec.cpr("not-attempt", "2026-01-01", GP)
