@@ -21,8 +21,8 @@ What "current" means (the rules a crew relies on):
   recorded" (the name is shown), and then each resource is a source of its own
   (unsourced facts are never merged into one source, nor supersede each other).
 - CPR decision: an Observation coded 304251008 valued 450476008 / 450475007, or an
-  Observation coded 450476008 / 450475007 itself (date: `effective[x]`, a period by its start); an active
-  Flag coded 450476008 / 450475007 (the NHS England end of life model; date:
+  Observation coded 450476008 / 450475007 itself (date: `effective[x]`, a period by its
+  start); an active Flag coded 450476008 / 450475007 (the NHS England end of life model; date:
   `period.start`); an active advance-directive Consent (scope `adr`) of category `dnr`,
   i.e. not for CPR (date: `dateTime`). A resuscitation-status record (Observation or Flag
   coded 304251008) whose value the summary cannot read is a decision "not understood",
