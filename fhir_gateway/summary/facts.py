@@ -140,6 +140,8 @@ class Fact:
     #: False when its date must not decide what it replaces (not confirmed, or dated
     #: after today): it is shown beside its source's others, never over them
     orderable: bool = True
+    #: what its date is, where not what its kind's dates are (`words.DATE_WORDS`)
+    date_words: str | None = None
 
     @property
     def ref(self) -> str:
@@ -737,8 +739,10 @@ def _careplan(r: dict[str, Any]) -> list[Fact]:
     if r.get("status") == "on-hold":
         details.insert(0, ON_HOLD)
     period = r.get("period") or {}
+    # a plan without `created` is dated by when it started, and said so
     return [Fact("plan", r, text, r.get("created") or period.get("start"),
-                 group=f"{rank}", details=tuple(details), review=period.get("end"))]
+                 group=f"{rank}", details=tuple(details), review=period.get("end"),
+                 date_words=None if r.get("created") else "started")]
 
 
 def _related_person(r: dict[str, Any], today: date) -> list[Fact]:

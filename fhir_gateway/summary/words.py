@@ -111,7 +111,7 @@ def source_words(source: Source) -> str:
 
 
 def item(fact: Fact) -> Item:
-    verb = DATE_WORDS.get(fact.kind, "dated")
+    verb = fact.date_words or DATE_WORDS.get(fact.kind, "dated")
     when = f"{verb} {day(fact.date)}".strip() if fact.date else \
         ("date not recorded" if verb else "")
     status = ""

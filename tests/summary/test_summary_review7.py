@@ -138,6 +138,19 @@ def _respect(pid: str, **more: Any) -> dict[str, Any]:
             "subject": {"reference": f"Patient/{pid}"}, "created": "2026-03-01", **more}
 
 
+def test_a_plan_dated_by_its_start_is_said_to_have_started(http: TestClient) -> None:
+    """A community plan active since 4 Dec 2025 (no `created`) read "completed 4 Dec
+    2025", as if the plan had ended."""
+    rec = Record(http)
+    plan = _respect(rec.pid, period={"start": "2025-12-04"})
+    del plan["created"]
+    rec.put(plan, HOSPICE)
+    rec.put(_respect(rec.pid, id="p1-form-2"), GP)  # another source: both shown
+    text = plain(document(http, by_nhs(rec.nhs)).text("respect"))
+    assert "started 4 Dec 2025" in text and "completed 4 Dec 2025" not in text
+    assert "completed 1 Mar 2026" in text  # a form's own date stays its completion
+
+
 @pytest.mark.parametrize("status", ["draft", "unknown"])
 def test_a_plan_not_in_force_replaces_nothing(http: TestClient, status: str) -> None:
     rec = Record(http)
