@@ -36,19 +36,22 @@ check_path = parse_path
 #: Elements renamed (or re-typed) between STU3 and R4, per resource type and path.
 #: "@canonical" turns STU3 `definition` references into R4 instantiatesCanonical (a FHIR
 #: resource) or instantiatesUri (anything else).
+#: "@encounter": STU3's `context` (an Encounter or an EpisodeOfCare) is R4's `encounter`
+#: (an Encounter only); a context naming an EpisodeOfCare goes to the cross-version
+#: extension, never into `encounter`, where an Encounter with the same id would be linked.
 RENAMED: dict[str, dict[str, str]] = {
-    "CarePlan": {"context": "encounter", "definition": "@canonical"},
+    "CarePlan": {"context": "@encounter", "definition": "@canonical"},
     # "do not admit": STU3's prohibited is R4's doNotPerform (same meaning, renamed)
     "CarePlan.activity.detail": {"definition": "@canonical", "prohibited": "doNotPerform",
                                  # a string in STU3, a CodeableConcept in R4
                                  "statusReason": "@text",
                                  # gone in R4: kept in FHIR's cross-version extension
                                  "category": "@extension"},
-    "Observation": {"context": "encounter"},
-    "Condition": {"context": "encounter"},
-    "Procedure": {"context": "encounter", "definition": "@canonical"},
-    "DiagnosticReport": {"context": "encounter"},
-    "MedicationRequest": {"context": "encounter"},
+    "Observation": {"context": "@encounter"},
+    "Condition": {"context": "@encounter"},
+    "Procedure": {"context": "@encounter", "definition": "@canonical"},
+    "DiagnosticReport": {"context": "@encounter"},
+    "MedicationRequest": {"context": "@encounter"},
     "Encounter": {"incomingReferral": "basedOn", "reason": "reasonCode"},
 }
 
@@ -96,6 +99,16 @@ def _canonical(value: Any) -> tuple[str, list[str]]:
     return ("instantiatesCanonical" if fhir else "instantiatesUri"), urls
 
 
+_EPISODE = re.compile(r"(?:^|/)EpisodeOfCare/[^/]+(?:/_history/[^/]+)?$")
+
+
+def _names_episode(reference: Any) -> bool:
+    """Whether an STU3 Reference points to an EpisodeOfCare (by type or by its URL)."""
+    return isinstance(reference, dict) and (
+        reference.get("type") == "EpisodeOfCare"
+        or bool(_EPISODE.search(str(reference.get("reference") or ""))))
+
+
 def _convert(node: Any, path: str) -> Any:
     if isinstance(node, list):
         return [_convert(item, path) for item in node]
@@ -112,6 +125,13 @@ def _convert(node: Any, path: str) -> Any:
             continue
         if target == "@text":
             out[key] = {"text": value} if isinstance(value, str) else _convert(value, child)
+            continue
+        if target == "@encounter":
+            if _names_episode(value):
+                out.setdefault("extension", []).append({
+                    "url": f"{CROSS_VERSION}{child}", "valueReference": value})
+            else:
+                out["encounter"] = _convert(value, child)
             continue
         if target == "@extension":
             # R4's rule for an element another version has and R4 has not (R4 2.6.2.3)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
 from ingest_helpers import by_code, mapped, of_type, only, rejected, run
 
 from fhir_gateway.ingest import Rejection, stu3
@@ -247,6 +248,19 @@ def test_stu3_entries_become_r4() -> None:
     assert "context" not in careplan and "definition" not in careplan
     # the record id is the resource's type and id (fullUrls may be minted per extract)
     assert plan.source.record_id == "CarePlan/CMT1-CP"
+
+
+@pytest.mark.parametrize("context", [{"reference": "EpisodeOfCare/CMT1-E0"},
+                                     {"reference": "https://c.example/fhir/EpisodeOfCare/E0"},
+                                     {"reference": "urn:uuid:ep-1", "type": "EpisodeOfCare"}])
+def test_a_plan_in_an_episode_of_care_is_not_linked_to_an_encounter(
+        context: dict[str, Any]) -> None:
+    """STU3's context may be an EpisodeOfCare; renamed to R4's encounter, its id found the
+    home visit Encounter of the same id, a link the partner never made."""
+    plan = {**PLAN, "resource": {**PLAN["resource"], "context": context}}
+    *_, mapped_plan = mapped(run("community", bundle(PATIENT, VISIT, plan), "bundle-1.json"))
+    [careplan] = mapped_plan.resources
+    assert "encounter" not in careplan and "context" not in careplan
 
 
 def test_an_entry_no_rule_reads_is_rejected_for_review_not_dropped() -> None:
