@@ -231,7 +231,7 @@ def gather(ctx: FhirContext, req: FhirRequest, patient: dict[str, Any], *,
             bodies[f"{row.rtype}/{row.rid}"] = row.body
     provenances = [r for r in resources if r["resourceType"] == "Provenance"]
     candidates = [f for r in resources for f in _facts_of(r, today)]
-    candidates += _patient_facts(patient)
+    candidates += _patient_facts(patient) + _patient_contacts(patient, today)
     replacing = [(r, refs) for r in resources if r["resourceType"] == "CarePlan"
                  and r.get("status") in TOOK_EFFECT and (refs := _replaces(r))]
     sources = _sources(ctx, req, [patient, *(f.resource for f in candidates),
@@ -749,14 +749,31 @@ def _related_person(r: dict[str, Any], today: date) -> list[Fact]:
     if r.get("active") is False:
         return []
     chosen = current_name(r.get("name"), today)
-    name = _name(chosen) if chosen else "Name not recorded"
+    return _contact(r, r, _name(chosen) if chosen else "Name not recorded", today)
+
+
+def _patient_contacts(patient: dict[str, Any], today: date) -> list[Fact]:
+    """The Patient's own `contact`s (next of kin, as R4 and UK Core hold them)."""
+    out: list[Fact] = []
+    for c in patient.get("contact") or []:
+        if isinstance(c, dict):
+            name = _name(c["name"]) if isinstance(c.get("name"), dict) else (
+                str((c.get("organization") or {}).get("display") or "Name not recorded")
+                if isinstance(c.get("organization"), dict) else "Name not recorded")
+            out += _contact(patient, c, name, today)
+    return out
+
+
+def _contact(r: dict[str, Any], c: dict[str, Any], name: str, today: date) -> list[Fact]:
+    """A contact's facts: `c` holds its relationship, telecom and period (a RelatedPerson,
+    or one of a Patient's `contact`s), `r` is the resource cited."""
     relations, lpa = [], False
-    for rel in r.get("relationship") or []:
+    for rel in c.get("relationship") or []:
         if t.has_code(rel, t.ROLE_CODE, {"HPOWATT"}):
             lpa = True
         elif not t.has_code(rel, t.CONTACT_ROLE, {"C"}):
             relations.append(t.words_for(rel, ""))
-    telecoms, phone = _telecoms(r, today)
+    telecoms, phone = _telecoms(c, today)
     details = [", ".join(x for x in relations if x)] if any(relations) else []
     details += telecoms
     if not phone:
@@ -765,7 +782,7 @@ def _related_person(r: dict[str, Any], today: date) -> list[Fact]:
     if lpa:
         details.append(LPA_HELD)
     # the relationship's end, as a review date: one that has passed ends the LPA too
-    ended = (r.get("period") or {}).get("end") if isinstance(r.get("period"), dict) else None
+    ended = (c.get("period") or {}).get("end") if isinstance(c.get("period"), dict) else None
     out = [Fact("contact", r, name, code="lpa" if lpa else None, details=tuple(details),
                 review=ended)]
     if lpa:

@@ -86,6 +86,25 @@ def test_a_received_time_in_the_future_is_not_believed(http: TestClient) -> None
     assert "2030" not in json.dumps(summary(http, rec.nhs).composition)
 
 
+def test_next_of_kin_on_the_patient_is_a_contact(http: TestClient) -> None:
+    """R4 and UK Core hold next of kin in Patient.contact: the summary said "No contacts
+    recorded" while its own Patient entry carried the name and number."""
+    kin = {"relationship": [{"coding": [{
+        "system": "http://terminology.hl7.org/CodeSystem/v2-0131", "code": "N",
+        "display": "Next-of-Kin"}]}], "name": {"given": ["Ruth"], "family": "Okafor"},
+        "telecom": [{"system": "phone", "value": "07700 900123", "use": "mobile"}]}
+    gone = {"name": {"text": "Old Neighbour"}, "period": {"end": "2025-03-01"},
+            "telecom": [{"system": "phone", "value": "01384 000000"}]}
+    rec = Record(http, contact=[kin, gone])
+    doc = summary(http, rec.nhs)
+    contacts = doc.text("contacts")
+    assert "Ruth Okafor" in contacts and "07700 900123" in contacts
+    assert "Next-of-Kin" in contacts and "No contacts recorded" not in contacts
+    assert "Relationship ended" in contacts[contacts.index("Old Neighbour"):]
+    page = http.get(by_nhs(rec.nhs), headers={"Accept": "text/html"}).text
+    assert "Ruth Okafor" in page and "07700 900123" in page
+
+
 def test_partners_agreeing_is_not_a_conflict(http: TestClient) -> None:
     rec = Record(http)
     rec.cpr("not-attempt", "2026-01-01", GP)
