@@ -25,7 +25,7 @@ from pydantic import ValidationError
 
 from .. import jsonio
 from ..errors import BadRequest
-from .jsonlines import JsonRecord, parse_path, walk
+from .jsonlines import JsonRecord, parse_path
 from .source import ReaderOptions, ReadResult, Unreadable
 from .values import parse_datetime
 
@@ -196,6 +196,33 @@ def _stu3_problem(resource: Any) -> tuple[str, str] | None:
 BundleEntry = JsonRecord
 
 
+_PATIENT_URL = re.compile(r"(?:^|/)(Patient/[^/]+?)(?:/_history/[^/]+)?$")
+
+
+def _subject_patient(subject: Any, resource: dict[str, Any],
+                     patients: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
+    """The Patient an entry is about: a Patient entry named by fullUrl, `Patient/id` or an
+    absolute URL ending so; a contained Patient (`#id`); or, for a reference by identifier
+    only, a Patient holding just that identifier (the NHS number or the trust's own id,
+    which identity resolves like any other)."""
+    if not isinstance(subject, dict):
+        return None
+    ref = subject.get("reference")
+    if isinstance(ref, str):
+        if ref.startswith("#"):
+            return next((c for c in resource.get("contained") or [] if isinstance(c, dict)
+                         and c.get("resourceType") == "Patient" and c.get("id") == ref[1:]),
+                        None)
+        if ref in patients:
+            return patients[ref]
+        tail = _PATIENT_URL.search(ref)
+        return patients.get(tail.group(1)) if tail else None
+    ident = subject.get("identifier")
+    if isinstance(ident, dict) and ident.get("system") and ident.get("value"):
+        return {"resourceType": "Patient", "identifier": [ident]}
+    return None
+
+
 def _rewrite_refs(node: Any, targets: dict[str, str]) -> Any:
     if isinstance(node, dict):
         out = {k: _rewrite_refs(v, targets) for k, v in node.items()}
@@ -247,12 +274,21 @@ def _entries(entries: list[Any], options: ReaderOptions) -> Iterator[BundleEntry
                 targets[entry["fullUrl"]] = local
             if problem is not None:
                 broken.add(local)
+        elif isinstance(entry, dict) and isinstance(entry.get("fullUrl"), str) \
+                and problem is not None:
+            broken.add(entry["fullUrl"])  # an entry without an id is known by its fullUrl
     converted = {
         i: to_r4(_rewrite_refs(res, targets)) for i, (_, _, res, problem) in enumerate(checked)
         if res is not None and problem is None
     }
-    patients = {f"Patient/{r['id']}": r for r in converted.values()
-                if r.get("resourceType") == "Patient" and r.get("id")}
+    patients: dict[str, dict[str, Any]] = {}
+    for i, r in converted.items():
+        if r.get("resourceType") == "Patient":
+            if r.get("id"):
+                patients[f"Patient/{r['id']}"] = r
+            full_url = entries[i].get("fullUrl") if isinstance(entries[i], dict) else None
+            if isinstance(full_url, str):
+                patients.setdefault(full_url, r)  # (an entry without an id: by its fullUrl)
     for i, (position, raw, _, problem) in enumerate(checked):
         if problem is not None:
             yield Unreadable(position, raw, problem[0], problem[1])
@@ -260,13 +296,19 @@ def _entries(entries: list[Any], options: ReaderOptions) -> Iterator[BundleEntry
         resource = converted[i]
         patient: dict[str, Any] | None = resource
         if resource.get("resourceType") != "Patient":
-            ref = walk(resource, ("subject", "reference")) or walk(
-                resource, ("patient", "reference"))
+            subject = resource.get("subject") if "subject" in resource \
+                else resource.get("patient")
+            ref = subject.get("reference") if isinstance(subject, dict) else None
             if ref in broken:
                 yield Unreadable(position, raw, "subject", f"its Patient ({ref}) is not valid, "
                                  "so whom it is about is unknown")
                 continue
-            patient = patients.get(ref) if isinstance(ref, str) else None
+            patient = _subject_patient(subject, resource, patients)
+            if patient is None and isinstance(ref, str):
+                yield Unreadable(position, raw, "subject", f"names {ref!r}, which is neither "
+                                 "a Patient entry of this Bundle (by fullUrl or Patient/id) "
+                                 "nor a contained Patient, so whom it is about is unknown")
+                continue
         fields = {"resource": resource, "patient": patient,
                   "fullUrl": entries[i].get("fullUrl"), "entry": i + 1}
         yield BundleEntry(position, raw, fields)

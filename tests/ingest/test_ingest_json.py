@@ -250,6 +250,37 @@ def test_stu3_entries_become_r4() -> None:
     assert plan.source.record_id == "CarePlan/CMT1-CP"
 
 
+@pytest.mark.parametrize("subject", ["urn:uuid:pat-1", "https://c.example/fhir/Patient/CMT1",
+                                     "#p", {"system": "https://fhir.nhs.uk/Id/nhs-number",
+                                            "value": "9434765919"}])
+def test_a_visits_subject_in_each_form_stu3_servers_send_finds_its_patient(
+        subject: Any) -> None:
+    """A Patient entry without an id (known by its urn:uuid fullUrl), an absolute URL to a
+    Patient entry, a contained Patient and a reference by NHS number were all refused,
+    "the record has neither an NHS number nor the partner's own identifier"."""
+    patient = {**PATIENT, "resource": {**PATIENT["resource"]}}
+    visit = {**VISIT, "resource": {**VISIT["resource"]}}
+    if subject == "urn:uuid:pat-1":
+        del patient["resource"]["id"]
+    if subject == "#p":
+        visit["resource"]["contained"] = [{**PATIENT["resource"], "id": "p"}]
+    visit["resource"]["subject"] = {"identifier": subject} if isinstance(subject, dict) \
+        else {"reference": subject}
+    *_, mapped_visit = mapped(run("community", bundle(patient, visit), "bundle-1.json"))
+    assert mapped_visit.person.nhs_number == "9434765919"
+    [encounter] = mapped_visit.resources
+    assert encounter["resourceType"] == "Encounter"
+
+
+def test_a_subject_naming_no_patient_says_so() -> None:
+    visit = {**VISIT, "resource": {**VISIT["resource"],
+                                   "subject": {"reference": "urn:uuid:nobody"}}}
+    _, bad = run("community", bundle(PATIENT, visit), "bundle-1.json")
+    assert isinstance(bad, Rejection) and bad.field == "subject"
+    assert "urn:uuid:nobody" in bad.reason and "no Patient entry" not in bad.reason
+    assert "neither a Patient entry of this Bundle" in bad.reason
+
+
 @pytest.mark.parametrize("context", [{"reference": "EpisodeOfCare/CMT1-E0"},
                                      {"reference": "https://c.example/fhir/EpisodeOfCare/E0"},
                                      {"reference": "urn:uuid:ep-1", "type": "EpisodeOfCare"}])
