@@ -74,10 +74,15 @@ class Person:
 
 def _people(n: int, rng: random.Random) -> list[Person]:
     out = []
+    issued: set[str] = set()
     for i in range(n):
         female = rng.random() < 0.5
+        nhs = nhs_number(rng)
+        while nhs in issued:  # one number, one person: at 100,000 people about 5% of
+            nhs = nhs_number(rng)  # random draws repeat one (held as identity conflicts)
+        issued.add(nhs)
         person = Person(
-            index=i, nhs=nhs_number(rng), family=rng.choice(FAMILIES),
+            index=i, nhs=nhs, family=rng.choice(FAMILIES),
             given=rng.choice(GIVEN_F if female else GIVEN_M),
             gender="female" if female else "male",
             birth=date(1925, 1, 1) + timedelta(days=rng.randrange(365 * 45)),
