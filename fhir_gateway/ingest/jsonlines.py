@@ -57,7 +57,7 @@ def walk(value: Any, steps: tuple[str | int, ...], *, one: bool = False) -> Any:
     FieldError (the record is kept for review) instead of reading the first item or
     nothing. Two ReSPECT forms sent as a list are two decisions; reading the first would
     store whichever the sender happened to put first."""
-    for step in steps:
+    for depth, step in enumerate(steps):
         if isinstance(step, int):
             value = value[step] if isinstance(value, list) and step < len(value) else None
         else:
@@ -69,10 +69,33 @@ def walk(value: Any, steps: tuple[str | int, ...], *, one: bool = False) -> Any:
             if one and value is not None and not isinstance(value, dict):
                 raise FieldError("", f"holds {type(value).__name__} where an object is "
                                      f"expected (it has no field {step!r})")
-            value = value.get(step) if isinstance(value, dict) else None
+            if isinstance(value, dict):
+                found = value.get(step)
+                if found is None and one and step not in value:
+                    _misnamed(value, step, steps[:depth + 1])
+                value = found
+            else:
+                value = None
         if value is None:
             return None
     return clean(value)
+
+
+def _misnamed(obj: dict[str, Any], step: str, path: tuple[str | int, ...]) -> None:
+    """Refuse a field that is absent under its name but present under another spelling
+    (`ReSPECT` for `respect`, `nhs_number` for `nhsNumber`): read as absent, a renamed
+    form would retract every decision on it without a word."""
+    wanted = _folded(step)
+    for key in obj:
+        if isinstance(key, str) and key != step and _folded(key) == wanted:
+            where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path)
+            raise FieldError(where.lstrip("."), f"is absent, but the record has {key!r}: a "
+                             "field spelt otherwise is not read (check the extract's "
+                             "field names)")
+
+
+def _folded(name: str) -> str:
+    return "".join(c for c in name.casefold() if c.isalnum())
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +108,7 @@ class JsonRecord:
         try:
             return walk(self.data, parse_path(path), one=True)
         except FieldError as exc:
-            raise FieldError(path, exc.problem) from None
+            raise FieldError(exc.field or path, exc.problem) from None
 
 
 def read(data: bytes, options: ReaderOptions) -> ReadResult:

@@ -176,6 +176,19 @@ def test_an_unknown_relationship_is_kept_as_text() -> None:
     assert record.warnings
 
 
+@pytest.mark.parametrize(("renamed", "field"), [("respect", "respect"),
+                                              ("nhsNumber", "nhsNumber")])
+def test_a_field_spelt_otherwise_is_refused_not_read_as_absent(renamed: str,
+                                                               field: str) -> None:
+    """`ReSPECT` for `respect` read as "no form", which retracts every decision on it
+    without a word; `NHS_Number` for `nhsNumber` as a client without a number."""
+    line = json.loads(client())
+    line[{"respect": "ReSPECT", "nhsNumber": "NHS_Number"}[renamed]] = line.pop(renamed)
+    [bad] = run("hospice", json.dumps(line))
+    assert isinstance(bad, Rejection) and bad.field == field
+    assert "spelt otherwise" in bad.reason
+
+
 def test_the_same_contact_twice_is_kept_once_with_a_warning() -> None:
     contact = {"name": "Jo", "relationship": "son", "phone": "1", "lpa": True}
     record = only(run("hospice", client(respect__contacts=[contact, contact])))
