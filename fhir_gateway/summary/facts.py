@@ -644,15 +644,29 @@ def _cpr_observation(r: dict[str, Any]) -> Fact:
     if _unconfirmed(r):
         details.append(f"Status: {r['status']}")
     sent, review = _review_extension(r)
+    ended = _period_end(r)
+    if ended is not None:
+        # a decision for a period only (CPR for the weeks of a procedure) lapses with it:
+        # past its end it is expired, never the partner's current word
+        sent = True
+        review = review_day(ended) and min(ended, review or ended, key=sortable)
     if sent and review is None:
         # a review date was sent but cannot be read: whether the decision has expired
         # is unknown, and the crew is told so rather than shown nothing
         details.append(UNREADABLE_REVIEW)
+    # (nor does it replace the decision it interrupted: shown beside it, never over it)
     if decision is None:
         return Fact("cpr", r, not_understood(_value_words(r)), effective(r),
-                    NOT_UNDERSTOOD, details=tuple(details), review=review)
+                    NOT_UNDERSTOOD, details=tuple(details), review=review,
+                    orderable=ended is None)
     return Fact("cpr", r, t.CPR_WORDS[decision], effective(r), decision,
-                details=tuple(details), review=review)
+                details=tuple(details), review=review, orderable=ended is None)
+
+
+def _period_end(r: dict[str, Any]) -> str | None:
+    period = r.get("effectivePeriod")
+    end = period.get("end") if isinstance(period, dict) else None
+    return end if isinstance(end, str) and end else None
 
 
 def effective(r: dict[str, Any]) -> str | None:

@@ -71,6 +71,23 @@ def test_a_decision_dated_by_a_period_or_an_instant_is_dated(
     assert "21 May 2026" in doc.text("cpr") and "date not recorded" not in doc.text("cpr")
 
 
+def test_a_decision_for_a_period_that_has_ended_is_expired_not_current(
+        http: TestClient) -> None:
+    """CPR "for the weeks of a procedure" (effectivePeriod 1 Feb - 1 Mar) showed, in June,
+    as the GP's current decision over its standing DNACPR."""
+    rec = Record(http)
+    standing = rec.cpr("not-attempt", "2025-09-01", GP)
+    rec.put({"resourceType": "Observation", "status": "final",
+             "code": {"coding": [{"system": SCT, "code": "304251008"}]},
+             "subject": {"reference": f"Patient/{rec.pid}"},
+             "effectivePeriod": {"start": "2026-02-01", "end": "2026-03-01"},
+             "valueCodeableConcept": {"coding": [{"system": SCT, "code": "450475007"}]}}, GP)
+    doc = summary(http, rec.nhs)
+    assert "NOT FOR ATTEMPTED CPR" in headline(doc) and "DISAGREE" not in headline(doc)
+    assert standing["id"] in [o["id"] for o in doc.cited("cpr")]
+    assert "EXPIRED" in doc.text("cpr")[doc.text("cpr").index("For attempted CPR"):]
+
+
 def test_a_received_time_in_the_future_is_not_believed(http: TestClient) -> None:
     """A Provenance's `recorded` is its writer's word: 2030 (a clock error) made the crew
     read the decision as received, and the record as fed, in 2030."""
