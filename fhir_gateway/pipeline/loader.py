@@ -518,20 +518,23 @@ class Loader:
                                               if found.patient is not None else None)
                 if not (isinstance(found, Held) and found.reason == held["reason"]
                         and list(found.candidates) == held["candidates"]):
-                    newer = self._applied_since(s, record, held.get("received"))
+                    # its latest delivery orders it among the partner's records (a form
+                    # sent again today is today's word), as when it was first applied
+                    last = held.get("last_received") or held.get("received")
+                    newer = self._applied_since(s, record, last)
                     if newer is not None:
                         if held["reason"] != _superseded_reason(newer):
                             superseded[key] = (held, newer)
                         continue
                     ready.append(record)
-                    if isinstance(held.get("received"), str):
-                        received[record_key(record.source)] = held["received"]
+                    if isinstance(last, str):
+                        received[record_key(record.source)] = last
         for key, (held, newer) in superseded.items():
             with self.repo.transaction() as s:
                 if s.record_get("held", key) == held:  # not settled meanwhile
                     s.record_put("held", key, {**held, "reason": _superseded_reason(newer)})
-        # by partner, and within one in the order the partner's records came: of two held
-        # records of one id, the later one is applied last
+        # by partner, and within one in the order the partner's records last came: of two
+        # held records of one id, the one delivered later is applied last
         ready.sort(key=lambda r: (r.source.partner, received.get(record_key(r.source), ""),
                                   record_key(r.source)))
         groups: dict[str, list[MappedRecord | Rejection]] = {}
@@ -652,7 +655,8 @@ class Loader:
                 raise Conflict(f"Patient/{patient_id} is not one of the held record's "
                                "candidates and does not hold its local id: an NHS number "
                                "is replaced only on the person the record is about")
-        return self._settle_by_reviewer(key, record, held.get("received") or self.clock(),
+        return self._settle_by_reviewer(key, record, held.get("last_received")
+                                        or held.get("received") or self.clock(),
                                         patient_id, replace_nhs_number)
 
     def _refuse_second_patient(self, s: StoreSession, person: PersonKey) -> None:

@@ -91,3 +91,15 @@ def test_held_lines_of_one_client_are_applied_in_the_order_they_came(
         finally:
             engine.close()
     assert orders == {("jan", "jun"), ("jun", "jan")}
+
+
+def test_a_form_delivered_again_after_an_old_one_is_the_later_word(engine: StoreEngine) -> None:
+    """June's form held, an old January extract re-run by mistake and held, June's sent
+    again: retried in the order they first came, January was applied last."""
+    service = IngestService(Repository(engine))
+    jun = line("not-attempt", "RSP-2", "2026-06-01", nhs=False, words="Jun recs")
+    jan = line("attempt", "RSP-1", "2026-01-10", nhs=False, words="Jan recs")
+    for name, data in (("jun.jsonl", jun), ("jan.jsonl", jan), ("jun-again.jsonl", jun)):
+        assert service.ingest("hospice", name, data, today=TODAY).held == 1
+    service.ingest("socialcare", "council.csv", COUNCIL.encode(), today=TODAY)
+    assert cpr_decisions(engine) == [("not-attempt", "2026-06-01")]

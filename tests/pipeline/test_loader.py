@@ -233,8 +233,9 @@ def test_rejections_are_kept_with_raw_text(loader: Loader) -> None:
 
 def test_a_record_delivered_again_keeps_when_it_first_came(loader: Loader) -> None:
     """Each day's extract repeats a line still rejected or held: the review item's
-    `received` was the latest delivery's, so a record waiting for weeks looked new (and a
-    held record applied later got the latest delivery as its Provenance's time)."""
+    `received` was the latest delivery's, so a record waiting for weeks looked new. Applied
+    later, it counts as received when it last came (its latest delivery is the partner's
+    latest word)."""
     ticks = itertools.count()  # its own clock: the module's wraps at 60
     loader = Loader(loader.repo, clock=lambda: f"2026-11-22T11:{next(ticks):02d}:00.000000Z")
     bad = Rejection(source=source("gp", "row9"), field="NHS Number", reason="bad")
@@ -254,7 +255,7 @@ def test_a_record_delivered_again_keeps_when_it_first_came(loader: Loader) -> No
     assert loader.list_held() == []
     recorded = {p["recorded"] for p in all_of(loader.repo, "Provenance")
                 if '"s1"' in jsonio.dumps(p)}
-    assert recorded == {held["received"]}
+    assert recorded == {held_again["last_received"]}
 
 
 def test_resource_meeting_no_profile_rejects_the_whole_record(loader: Loader) -> None:
