@@ -442,14 +442,20 @@ def _apply(rule: Rule, ctx: Context, resources: list[dict[str, Any]],
             if resources[keys.index(key)] == resource:
                 ctx.warnings.append(f"{rule.name}: {_item_path(rule, i)} repeats an earlier "
                                     "item exactly and is kept once")
-            else:
-                # Two items one identifier cannot tell apart (two contacts both named John
-                # Smith, son and husband): keeping one would drop the other unseen, an LPA
-                # holder perhaps, so the record waits for review.
-                ctx.fail(_item_path(rule, i), f"has the identifier {key.value!r} of an earlier "
-                         f"item of rule {rule.name!r} but says something else: the two "
-                         "cannot be told apart, so neither can be kept up to date")
-            continue
+                continue
+            if rule.for_each is None:  # two rules, one identifier: the mapping's fault
+                ctx.fail(f"rule {rule.name!r}", f"gives the identifier {key.value!r} an "
+                         "earlier rule gave: fix the mapping")
+                continue
+            # Items the identifier cannot tell apart (one contact listed twice with two
+            # numbers): each is kept, the later ones by their order among them. Dropping
+            # one would lose it unseen (an LPA holder perhaps); refusing the record would
+            # hold up the whole form, its CPR decision too.
+            n = 2
+            while BusinessId(rule.resource_type, rule.system, f"{value}#{n}") in keys:
+                n += 1
+            key = BusinessId(rule.resource_type, rule.system, f"{value}#{n}")
+            resource = {**resource, "identifier": [key.identifier(), *extra]}
         # A value already refused is reported once, by its field, not again by the model.
         if ctx.refusals == known and _check(resource, ctx, rule.name):
             resources.append(resource)

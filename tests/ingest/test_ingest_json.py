@@ -197,13 +197,19 @@ def test_the_same_contact_twice_is_kept_once_with_a_warning() -> None:
                for w in record.warnings)
 
 
-def test_two_contacts_the_identifier_cannot_tell_apart_are_sent_for_review() -> None:
+def test_two_contacts_the_identifier_cannot_tell_apart_are_both_kept() -> None:
     """Two different contacts with one key: the second was left out with a warning only,
-    an LPA holder among them (two unnamed contacts, a neighbour and a daughter)."""
+    an LPA holder among them (two unnamed friends); refusing the record instead held up
+    the whole form, its CPR decision too."""
     neighbour = {"relationship": "friend", "phone": "1", "lpa": False}
     daughter = {"relationship": "friend", "phone": "2", "lpa": True}
-    [bad] = run("hospice", client(respect__contacts=[neighbour, daughter]))
-    assert bad.field == "respect.contacts[1]" and "cannot be told apart" in bad.reason
+    record = only(run("hospice", client(respect__contacts=[neighbour, daughter])))
+    people = of_type(record, "RelatedPerson")
+    assert [p["identifier"][0]["value"] for p in people] == ["MSH-1//friend",
+                                                            "MSH-1//friend#2"]
+    assert [p["telecom"][0]["value"] for p in people] == ["1", "2"]
+    [contacts] = record.item_sets  # both are the list stated in full
+    assert len(contacts.keys) == 2
 
 
 def test_a_son_and_a_husband_of_one_name_are_two_contacts() -> None:
