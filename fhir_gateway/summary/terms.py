@@ -115,9 +115,23 @@ def mentions_cpr(*concepts: Any) -> bool:
 
 def _letters(text: str) -> str:
     """`text` as its letters read: compatibility forms folded (DNACPR in wide letters), format
-    characters and combining marks dropped."""
-    folded = unicodedata.normalize("NFKD", text)
-    return "".join(c for c in folded if unicodedata.category(c) not in ("Cf", "Mn", "Me"))
+    characters and combining marks dropped, Cyrillic and Greek letters that look Latin read
+    as Latin (DNACPR with a Cyrillic Es), and letters spelt out with stops joined
+    (D.N.A.C.P.R.)."""
+    folded = unicodedata.normalize("NFKD", text).translate(_LOOKALIKES)
+    plain = "".join(c for c in folded if unicodedata.category(c) not in ("Cf", "Mn", "Me"))
+    return _SPELT_OUT.sub(lambda m: re.sub(r"[.\s]", "", m.group()) + " ", plain)
+
+
+#: Cyrillic and Greek capitals and small letters drawn like Latin ones
+_LOOKALIKES = str.maketrans(
+    "\u0410\u0412\u0421\u0415\u041d\u0406\u041a\u041c\u041e\u0420\u0422\u0425\u0423"  # Cyrillic
+    "\u0430\u0441\u0435\u0456\u043e\u0440\u0445\u0443"  # Cyrillic small
+    "\u0391\u0392\u0395\u0397\u0399\u039a\u039c\u039d\u039f\u03a1\u03a4\u03a5\u03a7"  # Greek
+    "\u03bd\u03bf\u03c1",  # Greek small
+    "ABCEHIKMOPTXY" "aceiopxy" "ABEHIKMNOPTYX" "vop")
+#: letters spelt out one by one with stops (and spaces): D.N.A.C.P.R., D. N. R.
+_SPELT_OUT = re.compile(r"\b(?:[A-Za-z]\.\s?){2,}[A-Za-z]?\b\.?")
 
 
 def words_for(concept: Any, fallback: str = "not stated") -> str:
@@ -135,18 +149,22 @@ def words_for(concept: Any, fallback: str = "not stated") -> str:
     return fallback
 
 
+#: Unicode bidirectional controls: in a name they can redraw the rest of a line backwards
+#: (an NHS number or birth date read reversed); record text never needs them. (Other
+#: format characters stay: Persian needs ZWNJ, Sinhala and emoji ZWJ, the Welsh flag its
+#: tags; `mentions_cpr` reads through them.)
+_BIDI_CONTROLS = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 #: what XML 1.0 does not allow: the narrative must stay well-formed XHTML
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
-#: combining marks kept on one letter (Vietnamese stacks two); more only paint over the
-#: lines around them (a name drawn across "NOT FOR ATTEMPTED CPR")
-MAX_MARKS = 2
+#: combining marks kept on one letter (Hindi and pointed Hebrew stack three); more only
+#: paint over the lines around them (a name drawn across "NOT FOR ATTEMPTED CPR")
+MAX_MARKS = 4
 
 
 def escaped(text: Any) -> str:
-    """Record text made safe for the page and the narrative: format characters removed
-    (bidirectional controls can redraw a line backwards, an NHS number read reversed;
-    zero-width ones hide what a word is), stacks of combining marks cut to MAX_MARKS,
-    characters XML forbids replaced by U+FFFD, markup escaped."""
+    """Record text made safe for the page and the narrative: bidirectional controls
+    removed, stacks of combining marks cut to MAX_MARKS, characters XML forbids replaced
+    by U+FFFD, markup escaped."""
     return html.escape(_NOT_XML.sub("\ufffd", _plain(str(text))), quote=True)
 
 
@@ -155,11 +173,8 @@ def _plain(text: str) -> str:
         return text
     out: list[str] = []
     marks = 0
-    for c in unicodedata.normalize("NFC", text):
-        kind = unicodedata.category(c)
-        if kind == "Cf":
-            continue
-        marks = marks + 1 if kind in ("Mn", "Me") else 0
+    for c in _BIDI_CONTROLS.sub("", text):
+        marks = marks + 1 if unicodedata.category(c) in ("Mn", "Me") else 0
         if marks <= MAX_MARKS:
             out.append(c)
     return "".join(out)
