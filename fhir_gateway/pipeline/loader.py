@@ -839,7 +839,9 @@ class Loader:
             prov, checked = self._check(repoint_provenance(record.source, repointed,
                                                            received), record.source)
             self.repo.create(prov, session=s, checked=checked)
-        if not (written or deleted or repointed):
+        if not (written or deleted or repointed or record.source.event_time):
+            # (a timed message that changes nothing is a repeat, or older than what
+            # stands: it confirms nothing)
             _note_fed(s, patient, record.source.partner, received)
         return counts, {patient, *(gone.rid for gone in absorbed)}
 

@@ -23,8 +23,9 @@ from fhir_gateway.summary.words import instant
 from gatewaykit import make_engine
 
 GP = "gp/palliative_register.csv"
-# after the repository's own clock (meta.lastUpdated), so only the deliveries count
-FIRST, AGAIN = "2030-01-06T09:15:00.000000Z", "2030-03-04T07:45:00.000000Z"
+# the first delivery's time is before the repository's own clock (meta.lastUpdated); the
+# second's after it, so that only the note of a delivery that changed nothing can give it
+FIRST, AGAIN = "2026-01-06T09:15:00.000000Z", "2030-03-04T07:45:00.000000Z"
 
 
 @pytest.fixture(params=["sqlite", "mongomock"])
@@ -53,9 +54,22 @@ def test_an_unchanged_delivery_moves_last_fed(engine: StoreEngine) -> None:
     assert first["created"] > 0
     nhs = next(line.split(",")[0] for line in (FEEDS / GP).read_text().splitlines()[1:]
                if line[:1].isdigit()).replace(" ", "")
-    assert last_fed(engine, nhs) == f"Record last fed {instant(FIRST)}."
+    assert last_fed(engine, nhs) != f"Record last fed {instant(AGAIN)}."
     again = deliver(engine, AGAIN)
     assert (again["created"], again["updated"]) == (0, 0) and again["unchanged"] > 0
     assert last_fed(engine, nhs) == f"Record last fed {instant(AGAIN)}."
     deliver(engine, FIRST)  # an older copy's receipt does not take it back
     assert last_fed(engine, nhs) == f"Record last fed {instant(AGAIN)}."
+
+
+def test_a_repeated_or_older_message_does_not_move_last_fed(engine: StoreEngine) -> None:
+    """An ADT message sent again, or one older than what stands, changes nothing and
+    confirms nothing: it moved "last fed" as if the hospital had confirmed the record."""
+    message = ("MSH|^~\\&|PAS|RXA|SCR|GATEWAY|202601020900||ADT^A01^ADT_A01|C1|P|2.4\r"
+               "EVN|A01|202601020900\r"
+               "PID|1||9434765919^^^NHS^NH~M1^^^RXA^MR||SMITH^ANN||19411103|F\r"
+               "PV1|1|I|WARD 7^BAY C^BED 1^RXA||||||||||||||||V1\r").encode()
+    for when in (FIRST, AGAIN):
+        loader = Loader(Repository(engine), clock=lambda when=when: when)
+        loader.ingest(map_file("acute", "adt.hl7", message))
+    assert last_fed(engine, "9434765919") != f"Record last fed {instant(AGAIN)}."
