@@ -65,10 +65,10 @@ def test_an_unchanged_delivery_moves_last_fed(engine: StoreEngine) -> None:
 def test_a_repeated_or_older_message_does_not_move_last_fed(engine: StoreEngine) -> None:
     """An ADT message sent again, or one older than what stands, changes nothing and
     confirms nothing: it moved "last fed" as if the hospital had confirmed the record."""
-    message = ("MSH|^~\\&|PAS|RXA|SCR|GATEWAY|202601020900||ADT^A01^ADT_A01|C1|P|2.4\r"
-               "EVN|A01|202601020900\r"
-               "PID|1||9434765919^^^NHS^NH~M1^^^RXA^MR||SMITH^ANN||19411103|F\r"
-               "PV1|1|I|WARD 7^BAY C^BED 1^RXA||||||||||||||||V1\r").encode()
+    message = (b"MSH|^~\\&|PAS|RXA|SCR|GATEWAY|202601020900||ADT^A01^ADT_A01|C1|P|2.4\r"
+               b"EVN|A01|202601020900\r"
+               b"PID|1||9434765919^^^NHS^NH~M1^^^RXA^MR||SMITH^ANN||19411103|F\r"
+               b"PV1|1|I|WARD 7^BAY C^BED 1^RXA||||||||||||||||V1\r")
     for when in (FIRST, AGAIN):
         loader = Loader(Repository(engine), clock=lambda when=when: when)
         loader.ingest(map_file("acute", "adt.hl7", message))
