@@ -201,8 +201,9 @@ _PATIENT_URL = re.compile(r"(?:^|/)(Patient/[^/]+?)(?:/_history/[^/]+)?$")
 
 def _subject_patient(subject: Any, resource: dict[str, Any],
                      patients: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
-    """The Patient an entry is about: a Patient entry named by fullUrl, `Patient/id` or an
-    absolute URL ending so; a contained Patient (`#id`); or, for a reference by identifier
+    """The Patient an entry is about: a Patient entry named by its fullUrl (an absolute
+    URL or urn:uuid) or by `Patient/id`; a contained Patient (`#id`); or, for a reference
+    by identifier
     only, a Patient holding just that identifier (the NHS number or the trust's own id,
     which identity resolves like any other)."""
     if not isinstance(subject, dict):
@@ -215,7 +216,9 @@ def _subject_patient(subject: Any, resource: dict[str, Any],
                         None)
         if ref in patients:
             return patients[ref]
-        tail = _PATIENT_URL.search(ref)
+        if ":" in ref:  # absolute: R4 resolves it by an entry's fullUrl alone, else it is
+            return None  # another server's Patient, whatever its id (3.3.1.4.1)
+        tail = _PATIENT_URL.search(ref)  # Patient/id/_history/v
         return patients.get(tail.group(1)) if tail else None
     ident = subject.get("identifier")
     if isinstance(ident, dict) and ident.get("system") and ident.get("value"):

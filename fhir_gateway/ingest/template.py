@@ -37,6 +37,7 @@ from .source import SourceRecord
 
 MAP_FUNCTIONS = frozenset({"code", "coding", "concept"})
 VALUE_FUNCTIONS = frozenset({"date", "datetime", "nhs", "postcode", "words", "ref_id"})
+_REF_ID = re.compile(r"(?:^|/)[A-Za-z]+/([^/]+?)(?:/_history/[^/]+)?$")
 PARTNER_ATTRIBUTES = frozenset({"ods_code", "name", "key"})
 _PLACEHOLDER = re.compile(r"\$\{([^{}]*)\}")
 
@@ -349,10 +350,12 @@ def evaluate(ph: Placeholder, ctx: Context) -> Any:
         if ph.function == "words":
             return text.split()
         if ph.function == "ref_id":
-            ref = text.rsplit("/", 1)
-            if len(ref) != 2 or not ref[1]:
+            # Type/id, an absolute URL ending so, or either with /_history/v: the id, never
+            # the version (Encounter/E1/_history/2 is E1, not another visit's 2)
+            found = _REF_ID.search(text)
+            if found is None:
                 raise ValueError(f"{text!r} is not a reference of the form Type/id")
-            return ref[1]
+            return found.group(1)
     except ValueError as exc:
         ctx.fail(ph.path, str(exc))
         return None

@@ -281,6 +281,8 @@ def test_a_visits_subject_in_each_form_stu3_servers_send_finds_its_patient(
     visit = {**VISIT, "resource": {**VISIT["resource"]}}
     if subject == "urn:uuid:pat-1":
         del patient["resource"]["id"]
+    if isinstance(subject, str) and subject.startswith("https:"):
+        patient["fullUrl"] = subject  # an absolute reference is found by fullUrl alone
     if subject == "#p":
         visit["resource"]["contained"] = [{**PATIENT["resource"], "id": "p"}]
     visit["resource"]["subject"] = {"identifier": subject} if isinstance(subject, dict) \
@@ -291,13 +293,24 @@ def test_a_visits_subject_in_each_form_stu3_servers_send_finds_its_patient(
     assert encounter["resourceType"] == "Encounter"
 
 
-def test_a_subject_naming_no_patient_says_so() -> None:
-    visit = {**VISIT, "resource": {**VISIT["resource"],
-                                   "subject": {"reference": "urn:uuid:nobody"}}}
-    _, bad = run("community", bundle(PATIENT, visit), "bundle-1.json")
+@pytest.mark.parametrize("subject", ["urn:uuid:nobody",
+                                     "https://gp-system.example/fhir/Patient/CMT1"])
+def test_a_subject_naming_no_patient_says_so(subject: str) -> None:
+    """Another server's Patient with the id of this Bundle's is not this Bundle's."""
+    patient = {**PATIENT, "fullUrl": "https://c.example/fhir/Patient/CMT1"}
+    visit = {**VISIT, "resource": {**VISIT["resource"], "subject": {"reference": subject}}}
+    _, bad = run("community", bundle(patient, visit), "bundle-1.json")
     assert isinstance(bad, Rejection) and bad.field == "subject"
-    assert "urn:uuid:nobody" in bad.reason and "no Patient entry" not in bad.reason
-    assert "neither a Patient entry of this Bundle" in bad.reason
+    assert subject in bad.reason and "neither a Patient entry of this Bundle" in bad.reason
+
+
+def test_a_context_naming_an_encounter_version_names_that_encounter() -> None:
+    """`Encounter/CMT1-E0/_history/2` was read as Encounter `2`: another visit's."""
+    plan = {**PLAN, "resource": {**PLAN["resource"],
+                                 "context": {"reference": "Encounter/CMT1-E0/_history/2"}}}
+    *_, mapped_plan = mapped(run("community", bundle(PATIENT, VISIT, plan), "bundle-1.json"))
+    [careplan] = mapped_plan.resources
+    assert careplan["encounter"]["identifier"]["value"] == "CMT1-E0"
 
 
 @pytest.mark.parametrize("context", [{"reference": "EpisodeOfCare/CMT1-E0"},
