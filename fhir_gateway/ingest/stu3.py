@@ -248,7 +248,7 @@ def read(data: bytes, options: ReaderOptions) -> ReadResult:
     if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
         yield Unreadable("file", text, "Bundle", "is not a FHIR Bundle")
         return
-    entries = bundle.get("entry")
+    entries = bundle.get("entry", [])  # none at all: an empty Bundle (R4 JSON has no [])
     if not isinstance(entries, list):
         yield Unreadable("file", text, "Bundle.entry", "the Bundle has no list of entries")
         return

@@ -135,11 +135,16 @@ def _ingest(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _holds_anything(path: Path) -> bool:
-    """Whether `path` holds more than white space: a zero-byte or blank file is a failed
-    copy, not an extract (read in blocks: a damaged file can be large)."""
+    """Whether `path` holds more than white space (and a UTF-8 byte-order mark): a
+    zero-byte or blank file is a failed copy, not an extract (read in blocks: a damaged
+    file can be large)."""
     try:
         with path.open("rb") as f:
+            first = True
             while block := f.read(1 << 16):
+                if first and block.startswith(b"\xef\xbb\xbf"):
+                    block = block[3:]
+                first = False
                 if block.strip():
                     return True
     except OSError:

@@ -58,6 +58,7 @@ def test_cli_ingest_of_an_empty_extract_exits_0_and_of_a_failed_copy_1(tmp_path:
     empty.write_text(header + "\r\n")
     (tmp_path / "zero.csv").write_bytes(b"")
     (tmp_path / "blank.csv").write_text(" \r\n\r\n")
+    (tmp_path / "bom.csv").write_bytes(b"\xef\xbb\xbf\r\n")  # a failed export's mark alone
 
     def ingest(*names: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([CLI, "--store", store, "ingest", "--partner", "gp", "--json",
@@ -69,7 +70,14 @@ def test_cli_ingest_of_an_empty_extract_exits_0_and_of_a_failed_copy_1(tmp_path:
     summary = json.loads(done.stdout)
     assert (summary["read"], summary["rejected"], summary["held"]) == (0, 0, 0)
     assert "no records" in done.stderr and "nothing could be read" not in done.stderr
-    for names in (("zero.csv",), ("blank.csv",), ("nope.csv",),
+    bundle = tmp_path / "bundle-empty.json"  # a community extract listing nobody
+    bundle.write_text('{"resourceType": "Bundle", "type": "collection"}')
+    empty_bundle = subprocess.run([CLI, "--store", store, "ingest", "--partner", "community",
+                                   "--json", str(bundle)],
+                                  capture_output=True, text=True, timeout=300, check=False)
+    assert empty_bundle.returncode == 0, empty_bundle.stderr
+    assert json.loads(empty_bundle.stdout)["rejected"] == 0
+    for names in (("zero.csv",), ("blank.csv",), ("bom.csv",), ("nope.csv",),
                   ("register-empty.csv", "zero.csv"), ("register-empty.csv", "nope.csv")):
         failed = ingest(*names)
         assert failed.returncode == 1, (names, failed.stderr)
