@@ -301,7 +301,10 @@ def _select(patient: dict[str, Any], candidates: list[Fact], today: date,
         if _unconfirmed(f.resource):
             # a preliminary decision must not replace the partner's final one
             f = dataclasses.replace(f, orderable=False)
-        if after(f.date, today):
+        if after(f.date, today) and f.date_words == "started":
+            # a plan that starts later: said so, and it replaces nothing yet
+            f = dataclasses.replace(f, orderable=False, date_words="starts")
+        elif after(f.date, today):
             # a slip of the year (2062 for 2026) must not fix a decision for decades
             f = dataclasses.replace(f, orderable=False, details=(*f.details, FUTURE_DATE))
         if f.kind in ("contact", "lpa-holder") and f.expired:

@@ -150,6 +150,15 @@ def test_a_plan_dated_by_its_start_is_said_to_have_started(http: TestClient) -> 
     assert "completed 1 Mar 2026" in text  # a form's own date stays its completion
 
 
+def test_a_plan_that_starts_later_says_so(http: TestClient) -> None:
+    rec = Record(http)
+    plan = _respect(rec.pid, period={"start": "2026-07-15"})  # "today" is 1 Jun 2026
+    del plan["created"]
+    rec.put(plan, HOSPICE)
+    text = plain(document(http, by_nhs(rec.nhs)).text("respect"))
+    assert "starts 15 Jul 2026" in text and "Dated after today" not in text
+
+
 @pytest.mark.parametrize("status", ["draft", "unknown"])
 def test_a_plan_not_in_force_replaces_nothing(http: TestClient, status: str) -> None:
     rec = Record(http)
