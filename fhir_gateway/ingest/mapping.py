@@ -37,7 +37,17 @@ from .model import (
 )
 from .source import SourceRecord, Unreadable, control_character, foreign_encoding
 from .spec import Mapping, Rule, load_mapping, mapping_folders
-from .template import Condition, Const, Context, Node, Obj, render, render_resource, test
+from .template import (
+    Condition,
+    Const,
+    Context,
+    Lst,
+    Node,
+    Obj,
+    render,
+    render_resource,
+    test,
+)
 
 _cache: dict[tuple[str, str], tuple[tuple[Any, ...], Mapping]] = {}
 
@@ -462,8 +472,10 @@ def _apply(rule: Rule, ctx: Context, resources: list[dict[str, Any]],
             keys.append(key)
             clear = rule.clear if rule.clear_when is not None and test(rule.clear_when,
                                                                        ctx) else ()
-            absent = tuple(k for k in _elements(rule.resource) if k not in resource) \
-                if restated else ()
+            absent = tuple(k for k in _elements(rule.resource) if k not in resource) + tuple(
+                f"identifier|{system}" for system in _identifier_systems(rule.resource)
+                if not any(i.get("system") == system for i in resource["identifier"])
+            ) if restated else ()
             cleared.append(tuple(dict.fromkeys((*clear, *nulled, *absent))))
             ctx.warnings.extend(
                 f"{rule.name}: {element} is empty{f' ({fields})' if fields else ''}; the "
@@ -480,6 +492,21 @@ def _elements(template: Node) -> tuple[str, ...]:
     if isinstance(template, Const) and isinstance(template.value, dict):
         return tuple(template.value)
     return ()
+
+
+def _identifier_systems(template: Node) -> tuple[str, ...]:
+    """The systems of the extra identifiers a resource template gives (a form's id):
+    restated without one, the resource no longer has that identifier."""
+    items = dict(template.items) if isinstance(template, Obj) else {}
+    found = items.get("identifier")
+    entries = found.items if isinstance(found, Lst) else ()
+    out = []
+    for entry in entries:
+        fields = dict(entry.items) if isinstance(entry, Obj) else {}
+        system = fields.get("system")
+        if isinstance(system, Const) and isinstance(system.value, str):
+            out.append(system.value)
+    return tuple(out)
 
 
 def _item_path(rule: Rule, index: int) -> str:

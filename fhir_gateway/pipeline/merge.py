@@ -93,6 +93,10 @@ def merge(stored: dict[str, Any] | None, incoming: dict[str, Any],
     form that replaced it (an identifier under a system the record does not write stays)."""
     result = dict(stored or {})
     kept = dict(times)
+    # `identifier|<system>`: the record restates the resource without its identifier
+    # under that system (a new form without a form id): the stored one goes too
+    unsaid = {p.partition("|")[2] for p in cleared if p.startswith("identifier|")}
+    cleared = [p for p in cleared if not p.startswith("identifier|")]
     if stored is not None:
         release(result, _partner_of(new_stamp))
     for key, value in incoming.items():
@@ -104,7 +108,7 @@ def merge(stored: dict[str, Any] | None, incoming: dict[str, Any],
             if incoming.get("resourceType") == "Patient":
                 result[key] = _union(result.get(key) or [], value)
                 continue
-            written = {i.get("system") for i in value if isinstance(i, dict)}
+            written = {i.get("system") for i in value if isinstance(i, dict)} | unsaid
             value = [*value, *(i for i in result.get(key) or []
                                if isinstance(i, dict) and i.get("system") not in written)]
         base = _choice_base(key)

@@ -93,3 +93,19 @@ def test_a_new_form_leaving_out_its_date_and_signer_does_not_keep_the_old_ones(
     again = service.ingest("hospice", "clients1.jsonl", (json.dumps(new) + "\n").encode(),
                            today=dt.date(2026, 11, 22))
     assert (again.created, again.updated) == (0, 0)  # the same line again: no new versions
+
+
+def test_a_new_form_without_a_form_id_does_not_keep_the_old_ones(engine: StoreEngine) -> None:
+    """Restated without `formId`, the plan still carried the old form's id: the old id found
+    the new form, and the crew's summary named it."""
+    service = IngestService(Repository(engine))
+    new = json.loads(client("RSP-NEW"))
+    del new["respect"]["formId"]
+    for i, data in enumerate([client("RSP-OLD"), (json.dumps(new) + "\n").encode()]):
+        summary = service.ingest("hospice", f"clients{i}.jsonl", data,
+                                 today=dt.date(2026, 11, 22))
+        assert summary.rejected == 0, summary.rejections
+    (row,) = Repository(engine).find(IndexQuery(rtype="CarePlan")).rows
+    plan = jsonio.loads_trusted(row.body or "{}")
+    assert [i for i in plan["identifier"] if i.get("system") == FORM_SYSTEM] == []
+    assert len(plan["identifier"]) == 1  # its own key stays
