@@ -549,8 +549,9 @@ class Loader:
 
     def _applied_since(self, s: StoreSession, record: MappedRecord,
                        held_since: Any) -> str | None:
-        """When a record of the same partner and id, received after `record` was held,
-        was applied (its Provenance's `recorded`), for a partner without event times:
+        """When a record of the same partner and id, received after `record` last came
+        (`held_since`), was applied (its Provenance's `recorded`), for a partner without
+        event times:
         that record restated what this one says, so applying this one by a retry would
         quietly bring back what it changed (a January ReSPECT form over June's)."""
         if record.source.event_time or not record.source.record_id \
