@@ -142,6 +142,9 @@ class Fact:
     orderable: bool = True
     #: what its date is, where not what its kind's dates are (`words.DATE_WORDS`)
     date_words: str | None = None
+    #: False when it must not replace its source's older facts, though newer ones replace
+    #: it (a decision for a period only)
+    replaces: bool = True
 
     @property
     def ref(self) -> str:
@@ -388,7 +391,7 @@ def newest_per_source(facts: Iterable[Fact]) -> list[Fact]:
         # earliest: so the current ones are those whose latest is not before the
         # latest earliest moment of the group (undated ones always are)
         spans = [(f, span(f.date) if f.orderable else None) for f in group]
-        latest_start = max((m[0] for _, m in spans if m), default=None)
+        latest_start = max((m[0] for f, m in spans if m and f.replaces), default=None)
         top = [f for f, m in spans if m is None or latest_start is None
                or m[1] >= latest_start]
         by_value: dict[str, Fact] = {}
@@ -647,23 +650,27 @@ def _cpr_observation(r: dict[str, Any]) -> Fact:
     if _unconfirmed(r):
         details.append(f"Status: {r['status']}")
     sent, review = _review_extension(r)
-    ended = _period_end(r)
-    if ended is not None:
-        # a decision for a period only (CPR for the weeks of a procedure) lapses with it:
-        # past its end it is expired, never the partner's current word
-        sent = True
-        review = review_day(ended) and min(ended, review or ended, key=sortable)
     if sent and review is None:
         # a review date was sent but cannot be read: whether the decision has expired
         # is unknown, and the crew is told so rather than shown nothing
         details.append(UNREADABLE_REVIEW)
-    # (nor does it replace the decision it interrupted: shown beside it, never over it)
+    ended = _period_end(r)
+    if ended is not None and (not sent or review is not None):
+        # a decision for a period only (CPR for the weeks of a procedure) lapses with it:
+        # past its end, or its review date if that comes first, it is expired
+        end_day, review_on = review_day(ended), review_day(review) if review else None
+        if end_day is None:
+            details.append(UNREADABLE_REVIEW)
+        elif review_on is None or end_day < review_on:
+            review = ended
+    # (nor does it replace the decision it interrupted: shown beside it, never over it,
+    # though the partner's newer decisions replace it)
     if decision is None:
         return Fact("cpr", r, not_understood(_value_words(r)), effective(r),
                     NOT_UNDERSTOOD, details=tuple(details), review=review,
-                    orderable=ended is None)
+                    replaces=ended is None)
     return Fact("cpr", r, t.CPR_WORDS[decision], effective(r), decision,
-                details=tuple(details), review=review, orderable=ended is None)
+                details=tuple(details), review=review, replaces=ended is None)
 
 
 def _period_end(r: dict[str, Any]) -> str | None:

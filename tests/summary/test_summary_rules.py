@@ -88,6 +88,31 @@ def test_a_decision_for_a_period_that_has_ended_is_expired_not_current(
     assert "EXPIRED" in doc.text("cpr")[doc.text("cpr").index("For attempted CPR"):]
 
 
+def _for_a_period(rec: Record, start: str, end: str, **more: Any) -> dict[str, Any]:
+    return rec.put({"resourceType": "Observation", "status": "final",
+                    "code": {"coding": [{"system": SCT, "code": "304251008"}]},
+                    "subject": {"reference": f"Patient/{rec.pid}"},
+                    "effectivePeriod": {"start": start, "end": end},
+                    "valueCodeableConcept": {"coding": [{"system": SCT, "code": "450475007"}]},
+                    **more}, GP)
+
+
+def test_a_period_decision_keeps_its_review_date_and_yields_to_newer_ones(
+        http: TestClient) -> None:
+    """The first rule for periods let the end stand in for a passed review date (a month
+    ending later), and kept a period decision current beside its source's newer one."""
+    rec = Record(http)
+    _for_a_period(rec, "2026-01-10", "2026-06", extension=[
+        {"url": REVIEW_DATE_EXTENSION, "valueDate": "2026-05-10"}])
+    assert "EXPIRED" in summary(http, rec.nhs).text("cpr")  # "today" is 1 Jun 2026
+    other = Record(http, pid="p2", nhs=valid_nhs(100))
+    _for_a_period(other, "2026-01-10", "2026-12-01")
+    newer = other.cpr("not-attempt", "2026-05-20", GP)
+    doc = summary(http, other.nhs)
+    assert "NOT FOR ATTEMPTED CPR" in headline(doc) and "DISAGREE" not in headline(doc)
+    assert [o["id"] for o in doc.cited("cpr")] == [newer["id"]]
+
+
 def test_a_received_time_in_the_future_is_not_believed(http: TestClient) -> None:
     """A Provenance's `recorded` is its writer's word: 2030 (a clock error) made the crew
     read the decision as received, and the record as fed, in 2030."""
