@@ -85,9 +85,13 @@ def _misnamed(obj: dict[str, Any], step: str, path: tuple[str | int, ...]) -> No
     """Refuse a field that is absent under its name but present under another spelling
     (`ReSPECT` for `respect`, `nhs_number` for `nhsNumber`): read as absent, a renamed
     form would retract every decision on it without a word."""
+    if step.startswith("_"):
+        return
     wanted = _folded(step)
     for key in obj:
-        if isinstance(key, str) and key != step and _folded(key) == wanted:
+        # (`_birthDate` is FHIR JSON's extension of `birthDate`, not a spelling of it)
+        if isinstance(key, str) and key != step and not key.startswith("_") \
+                and _folded(key) == wanted:
             where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path)
             raise FieldError(where.lstrip("."), f"is absent, but the record has {key!r}: a "
                              "field spelt otherwise is not read (check the extract's "

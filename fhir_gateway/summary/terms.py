@@ -120,7 +120,17 @@ def _letters(text: str) -> str:
     (D.N.A.C.P.R.)."""
     folded = unicodedata.normalize("NFKD", text).translate(_LOOKALIKES)
     plain = "".join(c for c in folded if unicodedata.category(c) not in ("Cf", "Mn", "Me"))
-    return _SPELT_OUT.sub(lambda m: re.sub(r"[.\s]", "", m.group()) + " ", plain)
+    return _SPELT_OUT.sub(_joined_if_cpr, plain)
+
+
+def _joined_if_cpr(found: re.Match[str]) -> str:
+    """Letters spelt out with stops, joined when they spell a CPR term and no name follows
+    them (`D.N.R. Patel` is someone's initials)."""
+    letters = re.sub(r"[.\s]", "", found.group())
+    rest = found.string[found.end():]
+    if letters.upper() in _SPELT_TERMS and not re.match(r"\s*[A-Z][a-z]", rest):
+        return letters + " "
+    return found.group()
 
 
 #: Cyrillic and Greek capitals and small letters drawn like Latin ones
@@ -130,6 +140,8 @@ _LOOKALIKES = str.maketrans(
     "\u0391\u0392\u0395\u0397\u0399\u039a\u039c\u039d\u039f\u03a1\u03a4\u03a5\u03a7"  # Greek
     "\u03bd\u03bf\u03c1",  # Greek small
     "ABCEHIKMOPTXY" "aceiopxy" "ABEHIKMNOPTYX" "vop")
+#: CPR terms a writer may spell out letter by letter
+_SPELT_TERMS = frozenset({"DNACPR", "UDNACPR", "DNAR", "DNR", "NFR", "CPR"})
 #: letters spelt out one by one with stops (and spaces): D.N.A.C.P.R., D. N. R.
 _SPELT_OUT = re.compile(r"\b(?:[A-Za-z]\.\s?){2,}[A-Za-z]?\b\.?")
 
@@ -174,7 +186,9 @@ def _plain(text: str) -> str:
     out: list[str] = []
     marks = 0
     for c in _BIDI_CONTROLS.sub("", text):
-        marks = marks + 1 if unicodedata.category(c) in ("Mn", "Me") else 0
+        kind = unicodedata.category(c)
+        if kind != "Cf":  # a joiner keeps the letter going: its marks still count
+            marks = marks + 1 if kind in ("Mn", "Me") else 0
         if marks <= MAX_MARKS:
             out.append(c)
     return "".join(out)

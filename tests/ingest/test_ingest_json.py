@@ -293,6 +293,18 @@ def test_a_visits_subject_in_each_form_stu3_servers_send_finds_its_patient(
     assert encounter["resourceType"] == "Encounter"
 
 
+def test_a_primitive_extension_is_not_a_misspelt_field() -> None:
+    """`_birthDate` (FHIR JSON's data-absent-reason beside no birthDate) was taken for a
+    misspelling of `birthDate`, and the person's whole Bundle rejected."""
+    resource = {k: v for k, v in PATIENT["resource"].items() if k != "birthDate"}
+    resource["_birthDate"] = {"extension": [{
+        "url": "http://hl7.org/fhir/StructureDefinition/data-absent-reason",
+        "valueCode": "unknown"}]}
+    results = run("community", bundle({**PATIENT, "resource": resource}, VISIT),
+                  "bundle-1.json")
+    assert not any(isinstance(r, Rejection) for r in results), results
+
+
 @pytest.mark.parametrize("subject", ["urn:uuid:nobody",
                                      "https://gp-system.example/fhir/Patient/CMT1"])
 def test_a_subject_naming_no_patient_says_so(subject: str) -> None:

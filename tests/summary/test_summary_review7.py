@@ -314,10 +314,22 @@ def test_cpr_in_a_partners_issue_or_disguised_letters_sends_the_crew_to_it(
 
 
 def test_stacked_combining_marks_cannot_paint_over_the_cpr_box(http: TestClient) -> None:
-    rec = Record(http, name=[{"family": "Example",
-                              "given": ["A" + "\u0300\u0301\u0302\u0303" * 13 + "nn"]}])
+    from fhir_gateway.summary.terms import escaped
+
+    marks = "\u0300\u0301\u0302\u0303"
+    rec = Record(http, name=[{"family": "Example", "given": ["A" + marks * 13 + "nn"]}])
     page = http.get(by_nhs(rec.nhs), headers=PAGE).text
-    assert "A\u0300\u0301\u0302\u0303nn" in page  # four marks on a letter, no more
+    assert f"A{marks}nn" in page  # four marks on a letter, no more
+    # a joiner does not start the count again
+    assert escaped("A" + (marks + "\u200d") * 13 + "x") == "A" + marks + "\u200dx"
+
+
+@pytest.mark.parametrize("text", ["Key holder: neighbour D.N.R. Patel",
+                                  "Carer C. P. R. Evans visits daily"])
+def test_initials_are_not_a_cpr_alert(http: TestClient, text: str) -> None:
+    rec = Record(http)
+    _flag(rec, text)
+    assert "NO EMERGENCY CARE PLAN RECORDED" in headline(document(http, by_nhs(rec.nhs)))
 
 
 @pytest.mark.parametrize("name", [
