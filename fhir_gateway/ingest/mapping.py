@@ -15,6 +15,7 @@ Nothing here knows a partner: all of that is in the mapping files.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +24,7 @@ from typing import Any
 from fhir.resources.R4B import get_fhir_model_class
 from pydantic import ValidationError
 
+from .. import jsonio
 from ..fhir import json_types
 from . import values
 from .errors import FieldError
@@ -409,6 +411,7 @@ def _apply(rule: Rule, ctx: Context, resources: list[dict[str, Any]],
     resource it leaves out is cleared, not kept from an older record (a new ReSPECT form
     without a completion date must not show the old form's date and signer)."""
     taken = False
+    split: set[str] = set()  # identifier values two differing items share
     for i, item in enumerate(_items(rule, ctx)):
         ctx.scopes = {rule.alias: item} if rule.alias else {}
         ctx.scope_paths = {rule.alias: f"{rule.for_each}[{i}]"} \
@@ -448,23 +451,27 @@ def _apply(rule: Rule, ctx: Context, resources: list[dict[str, Any]],
         extra = [i for i in body.get("identifier", []) if i != key.identifier()]
         resource = {"resourceType": rule.resource_type, "identifier": [key.identifier(), *extra],
                     **{k: v for k, v in body.items() if k not in ("resourceType", "identifier")}}
-        if key in keys:
-            if resources[keys.index(key)] == resource:
+        if key in keys and rule.for_each is None:  # two rules, one identifier
+            ctx.fail(f"rule {rule.name!r}", f"gives the identifier {key.value!r} an earlier "
+                     "rule gave: fix the mapping")
+            continue
+        if key in keys or str(value) in split:
+            # Items the identifier cannot tell apart (one contact listed twice with two
+            # numbers): each is kept, keyed also by what it says, so their order does not
+            # matter. Dropping one would lose it unseen (an LPA holder perhaps); refusing
+            # the record would hold up the whole form, its CPR decision too.
+            if key in keys:
+                k = keys.index(key)
+                keys[k] = _by_content(key, resources[k])
+                resources[k] = {**resources[k],
+                                "identifier": [keys[k].identifier(),
+                                               *resources[k]["identifier"][1:]]}
+                split.add(str(value))
+            key = _by_content(key, resource)
+            if key in keys:
                 ctx.warnings.append(f"{rule.name}: {_item_path(rule, i)} repeats an earlier "
                                     "item exactly and is kept once")
                 continue
-            if rule.for_each is None:  # two rules, one identifier: the mapping's fault
-                ctx.fail(f"rule {rule.name!r}", f"gives the identifier {key.value!r} an "
-                         "earlier rule gave: fix the mapping")
-                continue
-            # Items the identifier cannot tell apart (one contact listed twice with two
-            # numbers): each is kept, the later ones by their order among them. Dropping
-            # one would lose it unseen (an LPA holder perhaps); refusing the record would
-            # hold up the whole form, its CPR decision too.
-            n = 2
-            while BusinessId(rule.resource_type, rule.system, f"{value}#{n}") in keys:
-                n += 1
-            key = BusinessId(rule.resource_type, rule.system, f"{value}#{n}")
             resource = {**resource, "identifier": [key.identifier(), *extra]}
         # A value already refused is reported once, by its field, not again by the model.
         if ctx.refusals == known and _check(resource, ctx, rule.name):
@@ -483,6 +490,13 @@ def _apply(rule: Rule, ctx: Context, resources: list[dict[str, Any]],
                 for element, fields in rule.expect if element not in resource)
     ctx.scopes, ctx.scope_paths = {}, {}
     return taken
+
+
+def _by_content(key: BusinessId, resource: dict[str, Any]) -> BusinessId:
+    """`key` made particular to what `resource` says (`value#` and a digest of it)."""
+    said = {k: v for k, v in resource.items() if k != "identifier"}
+    digest = hashlib.sha256(jsonio.canonical(said).encode()).hexdigest()[:8]
+    return BusinessId(key.resource_type, key.system, f"{key.value}#{digest}")
 
 
 def _elements(template: Node) -> tuple[str, ...]:
