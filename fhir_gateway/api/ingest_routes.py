@@ -190,7 +190,7 @@ async def ingest(request: Request, partner: str, filename: str | None = None) ->
             raise UnsupportedMediaType(f"Content-Type {ctype!r} is not a partner feed format")
         # a partner's whole extract can be large; the limit (settings) still bounds memory
         data = await read_body(request, request.app.state.max_feed_bytes)
-        if not data:
+        if not data.removeprefix(b"\xef\xbb\xbf").strip():  # (a failed export's mark alone)
             raise BadRequest("the body is empty: send the partner's file")
         service = request.app.state.ingest_service
         try:

@@ -216,8 +216,9 @@ def _subject_patient(subject: Any, resource: dict[str, Any],
                         None)
         if ref in patients:
             return patients[ref]
-        if ":" in ref:  # absolute: R4 resolves it by an entry's fullUrl alone, else it is
-            return None  # another server's Patient, whatever its id (3.3.1.4.1)
+        if ":" in ref:  # absolute: R4 resolves it by an entry's fullUrl alone (a version
+            # dropped), else it is another server's Patient, whatever its id (3.3.1.4.1)
+            return patients.get(re.sub(r"/_history/[^/]+$", "", ref))
         tail = _PATIENT_URL.search(ref)  # Patient/id/_history/v
         return patients.get(tail.group(1)) if tail else None
     ident = subject.get("identifier")

@@ -276,6 +276,7 @@ def test_stu3_entries_become_r4() -> None:
 
 
 @pytest.mark.parametrize("subject", ["urn:uuid:pat-1", "https://c.example/fhir/Patient/CMT1",
+                                     "https://c.example/fhir/Patient/CMT1/_history/3",
                                      "#p", {"system": "https://fhir.nhs.uk/Id/nhs-number",
                                             "value": "9434765919"}])
 def test_a_visits_subject_in_each_form_stu3_servers_send_finds_its_patient(
@@ -288,7 +289,8 @@ def test_a_visits_subject_in_each_form_stu3_servers_send_finds_its_patient(
     if subject == "urn:uuid:pat-1":
         del patient["resource"]["id"]
     if isinstance(subject, str) and subject.startswith("https:"):
-        patient["fullUrl"] = subject  # an absolute reference is found by fullUrl alone
+        # an absolute reference is found by fullUrl alone (its version dropped)
+        patient["fullUrl"] = subject.partition("/_history/")[0]
     if subject == "#p":
         visit["resource"]["contained"] = [{**PATIENT["resource"], "id": "p"}]
     visit["resource"]["subject"] = {"identifier": subject} if isinstance(subject, dict) \

@@ -155,3 +155,13 @@ def test_a_nul_filled_extract_is_answered_rejected_and_kept(engine: StoreEngine)
     [(_, kept)] = service.loader.list_rejected()
     assert kept["raw"] == "\x00" * 2048 and "services.csv line 1" in kept["reason"]
     assert kept["field"] == "header"
+
+
+@pytest.mark.parametrize("body", [b"", b"\xef\xbb\xbf", b"\xef\xbb\xbf\r\n  \n"])
+def test_a_body_of_nothing_but_a_byte_order_mark_is_empty(
+        apps: tuple[TestClient, TestClient], body: bytes) -> None:
+    """A failed export's mark alone was answered 200 "read 0" over HTTP (the CLI exits 1)."""
+    shared, _ = apps
+    r = shared.post("/ingest/hospice?filename=c.jsonl", content=body,
+                    headers={"Content-Type": "application/x-ndjson"})
+    assert r.status_code == 400 and "empty" in r.text
