@@ -87,7 +87,7 @@ def test_a_council_row_matches_a_community_patient_whatever_its_postcode_spellin
 
 def test_another_postcode_in_the_same_district_does_not_match(
         partnership: Partnership) -> None:
-    # the lookup now starts from the outward code (DY1): the whole postcode must still agree
+    # the whole postcode must agree, not only its district (DY1)
     partnership.send("community", "bundle-1.json", community("dy14dy"))
     row = (COUNCIL_HEAD + "SC1,Mr,John,Smith,1940-01-01,DY1 4DX,,Home care,2026-02-01,,A,B\n")
     council = partnership.send("socialcare", "s.csv", row.encode())
