@@ -11,11 +11,11 @@ count) and each included resource passes the same visibility check as a match.
 
 from __future__ import annotations
 
-import re
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 from ..errors import BadRequest, UnsupportedMediaType
+from ..references import literal_reference
 from ..search.query import Include, SearchRequest, parse_search
 from ..search.values import date_range, whole_number
 from ..store.base import StoredVersion
@@ -40,7 +40,6 @@ MAX_INCLUDED = 1000
 #: MAX_INCLUDED + 1 (one batch); reaching it marks the result capped, never silently
 REVINCLUDE_BATCHES = 5
 #: A local reference (R4 3.1.1.4.12); another server's resources are never included.
-_LOCAL = re.compile(r"^([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})(?:/_history/[^/]+)?$")
 
 
 def search_type(ctx: FhirContext, req: FhirRequest, rtype: str) -> FhirResponse:
@@ -274,9 +273,10 @@ def _forward(ctx: FhirContext, req: FhirRequest, inc: Include,
                 ref = node.get("reference") if isinstance(node, dict) else node
                 if isinstance(ref, str) and req.base_url and ref.startswith(req.base_url + "/"):
                     ref = ref[len(req.base_url) + 1:]
-                m = _LOCAL.match(ref) if isinstance(ref, str) else None
-                if m and (inc.target_type is None or m.group(1) == inc.target_type):
-                    targets.setdefault(m.group(1), set()).add(m.group(2))
+                named = literal_reference(ref)
+                if named is not None and named.relative \
+                        and inc.target_type in (None, named.type):
+                    targets.setdefault(named.type, set()).add(named.id)
     out: list[StoredVersion] = []
     for rtype, ids in targets.items():
         if is_resource_type(rtype):

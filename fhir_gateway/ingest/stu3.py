@@ -25,6 +25,8 @@ from pydantic import ValidationError
 
 from .. import jsonio
 from ..errors import BadRequest
+from ..fhir.validation import is_valid_id
+from ..references import literal_reference
 from .jsonlines import JsonRecord, parse_path
 from .source import ReaderOptions, ReadResult, Unreadable
 from .values import parse_datetime
@@ -78,7 +80,6 @@ MOVED_SYSTEMS: dict[str, str] = {
 _V3 = re.compile(r"http://hl7\.org/fhir/v3/(.+)")
 _V2 = re.compile(r"http://hl7\.org/fhir/v2/(\d{4})")
 _LOCAL_DATETIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?")
-_RESOURCE_REF = re.compile(r"(?:https?://\S+/)?([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})")
 
 
 def r4_system(url: str) -> str:
@@ -95,18 +96,23 @@ def r4_system(url: str) -> str:
 def _canonical(value: Any) -> tuple[str, list[str]]:
     refs = value if isinstance(value, list) else [value]
     urls = [r.get("reference") for r in refs if isinstance(r, dict) and r.get("reference")]
-    fhir = all(_RESOURCE_REF.fullmatch(u) for u in urls)
+    fhir = all(_names_resource(u) for u in urls)
     return ("instantiatesCanonical" if fhir else "instantiatesUri"), urls
 
 
-_EPISODE = re.compile(r"(?:^|/)EpisodeOfCare/[^/]+(?:/_history/[^/]+)?$")
+def _names_resource(url: str) -> bool:
+    """`Type/id`, or an http(s) URL ending so: a canonical, not a bare URI."""
+    named = literal_reference(url)
+    return named is not None and named.version is None and is_valid_id(named.id) \
+        and (named.base is None or re.fullmatch(r"https?://\S+", named.base) is not None)
 
 
 def _names_episode(reference: Any) -> bool:
     """Whether an STU3 Reference points to an EpisodeOfCare (by type or by its URL)."""
-    return isinstance(reference, dict) and (
-        reference.get("type") == "EpisodeOfCare"
-        or bool(_EPISODE.search(str(reference.get("reference") or ""))))
+    if not isinstance(reference, dict):
+        return False
+    named = literal_reference(reference.get("reference"))
+    return "EpisodeOfCare" in (reference.get("type"), named and named.type)
 
 
 def _convert(node: Any, path: str) -> Any:
@@ -196,9 +202,6 @@ def _stu3_problem(resource: Any) -> tuple[str, str] | None:
 BundleEntry = JsonRecord
 
 
-_PATIENT_URL = re.compile(r"(?:^|/)(Patient/[^/]+?)(?:/_history/[^/]+)?$")
-
-
 def _subject_patient(subject: Any, resource: dict[str, Any],
                      patients: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
     """The Patient an entry is about: a Patient entry named by its fullUrl (an absolute
@@ -216,11 +219,13 @@ def _subject_patient(subject: Any, resource: dict[str, Any],
                         None)
         if ref in patients:
             return patients[ref]
+        named = literal_reference(ref)
         if ":" in ref:  # absolute: R4 resolves it by an entry's fullUrl alone (a version
             # dropped), else it is another server's Patient, whatever its id (3.3.1.4.1)
-            return patients.get(re.sub(r"/_history/[^/]+$", "", ref))
-        tail = _PATIENT_URL.search(ref)  # Patient/id/_history/v
-        return patients.get(tail.group(1)) if tail else None
+            return patients.get(named.unversioned if named else ref)
+        if named is not None and named.type == "Patient":  # Patient/id/_history/v
+            return patients.get(f"Patient/{named.id}")
+        return None
     ident = subject.get("identifier")
     if isinstance(ident, dict) and ident.get("system") and ident.get("value"):
         return {"resourceType": "Patient", "identifier": [ident]}

@@ -28,6 +28,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..references import literal_reference
 from . import values
 from .conceptmaps import ConceptMap
 from .errors import FieldError
@@ -37,7 +38,6 @@ from .source import SourceRecord
 
 MAP_FUNCTIONS = frozenset({"code", "coding", "concept"})
 VALUE_FUNCTIONS = frozenset({"date", "datetime", "nhs", "postcode", "words", "ref_id"})
-_REF_ID = re.compile(r"(?:^|/)[A-Za-z]+/([^/]+?)(?:/_history/[^/]+)?$")
 PARTNER_ATTRIBUTES = frozenset({"ods_code", "name", "key"})
 _PLACEHOLDER = re.compile(r"\$\{([^{}]*)\}")
 
@@ -352,10 +352,10 @@ def evaluate(ph: Placeholder, ctx: Context) -> Any:
         if ph.function == "ref_id":
             # Type/id, an absolute URL ending so, or either with /_history/v: the id, never
             # the version (Encounter/E1/_history/2 is E1, not another visit's 2)
-            found = _REF_ID.search(text)
-            if found is None:
+            named = literal_reference(text)
+            if named is None:
                 raise ValueError(f"{text!r} is not a reference of the form Type/id")
-            return found.group(1)
+            return named.id
     except ValueError as exc:
         ctx.fail(ph.path, str(exc))
         return None

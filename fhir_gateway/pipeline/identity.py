@@ -28,6 +28,7 @@ from typing import Any
 from .. import jsonio
 from ..fhir.repository import Repository
 from ..ingest.model import NHS_NUMBER_SYSTEM, PersonKey
+from ..references import literal_reference
 from ..search.values import date_range, normalize
 from ..store.base import StoredVersion, StoreSession
 from ..store.query import (
@@ -342,10 +343,6 @@ def _nhs_held(s: StoreSession, rid: str) -> str:
         else "holds no NHS number"
 
 
-#: a reference to one of this server's Patients, by id (a version named or not)
-_PATIENT_REF = re.compile(r"Patient/([A-Za-z0-9\-.]{1,64})(?:/_history/[A-Za-z0-9\-.]{1,64})?")
-
-
 def replaced_by(patient: dict[str, Any]) -> str | None:
     """The id of the Patient `patient` was merged into (its `link` replaced-by), or None.
     The reference may name a version (`Patient/x/_history/2`: the Patient is the same).
@@ -353,9 +350,9 @@ def replaced_by(patient: dict[str, Any]) -> str | None:
     the summary alike, so they agree on where a person's record is: `merge_links` still
     shows the record was merged (the summary refuses to stand it in for the survivor)."""
     for ref in merge_links(patient):
-        m = _PATIENT_REF.fullmatch(ref)
-        if m is not None:
-            return m.group(1)
+        named = literal_reference(ref)
+        if named is not None and named.relative and named.type == "Patient":
+            return named.id
     return None
 
 

@@ -9,13 +9,13 @@ silently dropped.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 from typing import Any
 
+from ..references import literal_reference
 from ..store.base import (
     DateValue,
     IndexEntry,
@@ -30,7 +30,6 @@ from .values import MAX_INSTANT, MIN_INSTANT, BadDate, date_range, normalize, nu
 
 #: A local reference, `Type/id[/_history/v]` (R4 3.1.1.4.12). An absolute URL is another
 #: server's resource: indexed by its URL only, never as a local Patient.
-_REF = re.compile(r"^([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})(?:/_history/[^/]+)?$")
 
 
 @dataclass(slots=True)
@@ -132,9 +131,9 @@ def _references(node: Any, local_base: str | None = None) -> Iterable[ReferenceV
         return
     local = ref[len(local_base) + 1:] if local_base and ref.startswith(local_base + "/") \
         else ref  # an absolute URL at this server's own base is a local reference
-    m = _REF.match(local)
-    if m:
-        yield ReferenceValue(m.group(1), m.group(2), ref)
+    named = literal_reference(local)
+    if named is not None and named.relative:
+        yield ReferenceValue(named.type, named.id, ref)
     else:  # canonical or absolute URL to something not Type/id shaped
         yield ReferenceValue(None, None, ref)
 

@@ -34,7 +34,6 @@ never across requests), so a Consent written by any instance or by ingest applie
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,6 +41,7 @@ from .. import jsonio
 from ..errors import NotFound
 from ..fhir.repository import Repository
 from ..ingest.model import PARTNER_TAG_SYSTEM
+from ..references import literal_reference
 from ..search.extract import patient_compartment
 from ..search.values import BadDate, date_range
 from ..store.query import Criterion, IndexQuery, ReferencePredicate, TokenPredicate
@@ -60,7 +60,6 @@ MAX_DELETED_TARGETS = 10
 #: it is among the patients behind is hidden from everyone consent applies to
 UNJUDGED = "#unjudged"
 _TARGET_MEMO = "consent.target-patients:"
-_REF = re.compile(r"^(?:.*/)?([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})(?:/_history/.*)?$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,9 +79,9 @@ def reference_ids(value: Any, rtype: str) -> list[str]:
     out = []
     for node in value:
         ref = node.get("reference") if isinstance(node, dict) else node
-        m = _REF.match(ref) if isinstance(ref, str) else None
-        if m and m.group(1) == rtype:
-            out.append(m.group(2))
+        named = literal_reference(ref)
+        if named is not None and named.type == rtype:
+            out.append(named.id)
     return out
 
 
@@ -397,9 +396,9 @@ def local_refs(nodes: Any) -> list[tuple[str, str]]:
     out = []
     for node in nodes if isinstance(nodes, list) else []:
         ref = node.get("reference") if isinstance(node, dict) else None
-        m = _REF.match(ref) if isinstance(ref, str) else None
-        if m:
-            out.append((m.group(1), m.group(2)))
+        named = literal_reference(ref)
+        if named is not None:
+            out.append((named.type, named.id))
     return out
 
 

@@ -64,6 +64,7 @@ from ..fhir.request import FhirRequest
 from ..ingest import IngestError, Mapping, cached_mapping
 from ..pipeline.merge import ELEMENT_STAMPS, is_repoint, said_not_deceased
 from ..pipeline.provenance import LAST_FED
+from ..references import literal_reference
 from ..security.consent import PARTNER_TAG_SYSTEM, ods_codes, speaks_for
 from ..store.base import StoredVersion
 from ..store.query import Criterion, IndexQuery, ReferencePredicate, SortKey
@@ -431,9 +432,9 @@ UNREADABLE_REVIEW = ("A review date was recorded but cannot be read: check with 
 def _replaces(resource: dict[str, Any]) -> list[str]:
     out = []
     for ref in resource.get("replaces") or []:
-        text = ref.get("reference") if isinstance(ref, dict) else None
-        if isinstance(text, str) and "/" in text:
-            out.append("/".join(text.split("/_history/")[0].split("/")[-2:]))
+        named = literal_reference(ref.get("reference") if isinstance(ref, dict) else None)
+        if named is not None:
+            out.append(f"{named.type}/{named.id}")
     return out
 
 
