@@ -185,6 +185,43 @@ def _note_fed(s: StoreSession, patient: str, partner: str, received: str) -> Non
         s.record_put(LAST_FED, key, {**fed, partner: received})
 
 
+#: on a held record: when a record of its partner and id, without event times, was
+#: applied after it came (that record restated what the id says now)
+RESTATED_AFTER = "restated_after"
+_HOLDS_PAGE = 16
+
+
+def _supersede_older_holds(s: StoreSession, source: SourceRef, received: str) -> None:
+    """A record without an event time restates what its id says, whether it changed
+    anything or not. Each record of the same partner and id held from before it is marked
+    superseded now, saying so on the review queue: a retry must not apply it over this
+    one, and a reviewer must not attach it unwarned (a January ReSPECT form over June's).
+    A record that changed nothing writes no Provenance, so `_applied_since` alone would
+    not see it."""
+    if not source.record_id:
+        return
+    prefix = f"{source.partner}/{source.record_id}/"
+    after, found = prefix, []
+    while True:  # held keys are `partner/record id/digest`: one short range of keys
+        rows = s.record_list("held", after=after, limit=_HOLDS_PAGE)
+        found += [(key, held) for key, held in rows if key.startswith(prefix)]
+        if len(rows) < _HOLDS_PAGE or not rows[-1][0].startswith(prefix):
+            break
+        after = rows[-1][0]
+    legacy = _legacy_key(source)
+    held = s.record_get("held", legacy) if legacy else None
+    if legacy and held is not None:
+        found.append((legacy, held))
+    for key, held in found:
+        came = held.get("last_received") or held.get("received")
+        if held["record"]["source"].get("record_id") != source.record_id \
+                or not isinstance(came, str) or came >= received \
+                or str(held.get(RESTATED_AFTER) or "") >= received:
+            continue
+        s.record_put("held", key, {**held, RESTATED_AFTER: received,
+                                   "reason": _superseded_reason(received)})
+
+
 def _superseded_reason(newer: str) -> str:
     return (f"a newer record with the same id, received {newer}, was applied after this "
             "one was held: applied now, this one would bring back what that record "
@@ -521,7 +558,7 @@ class Loader:
                     # its latest delivery orders it among the partner's records (a form
                     # sent again today is today's word), as when it was first applied
                     last = held.get("last_received") or held.get("received")
-                    newer = self._applied_since(s, record, last)
+                    newer = self._applied_since(s, record, last, held)
                     if newer is not None:
                         if held["reason"] != _superseded_reason(newer):
                             superseded[key] = (held, newer)
@@ -548,15 +585,18 @@ class Loader:
         return by_partner
 
     def _applied_since(self, s: StoreSession, record: MappedRecord,
-                       held_since: Any) -> str | None:
+                       held_since: Any, held: dict[str, Any]) -> str | None:
         """When a record of the same partner and id, received after `record` last came
-        (`held_since`), was applied (its Provenance's `recorded`), for a partner without
-        event times:
+        (`held_since`), was applied (its Provenance's `recorded`, or, when it changed
+        nothing, the hold's RESTATED_AFTER), for a partner without event times:
         that record restated what this one says, so applying this one by a retry would
         quietly bring back what it changed (a January ReSPECT form over June's)."""
         if record.source.event_time or not record.source.record_id \
                 or not isinstance(held_since, str):
             return None
+        restated = held.get(RESTATED_AFTER)
+        if isinstance(restated, str) and restated > held_since:
+            return restated
         query = IndexQuery(rtype="Provenance", criteria=[Criterion(
             "entity:identifier", "token",
             [TokenPredicate(f"{SOURCE_RECORD_SYSTEM}/{record.source.partner}",
@@ -844,6 +884,8 @@ class Loader:
             # (a timed message that changes nothing is a repeat, or older than what
             # stands: it confirms nothing)
             _note_fed(s, patient, record.source.partner, received)
+        if not record.source.event_time:
+            _supersede_older_holds(s, record.source, received)
         return counts, {patient, *(gone.rid for gone in absorbed)}
 
     def _check(self, resource: dict[str, Any],

@@ -103,3 +103,62 @@ def test_a_form_delivered_again_after_an_old_one_is_the_later_word(engine: Store
         assert service.ingest("hospice", name, data, today=TODAY).held == 1
     service.ingest("socialcare", "council.csv", COUNCIL.encode(), today=TODAY)
     assert cpr_decisions(engine) == [("not-attempt", "2026-06-01")]
+
+
+def _held_in_conflict(engine: StoreEngine) -> tuple[IngestService, bytes, str]:
+    """December's form applied; January's line held, its NHS number another Patient's
+    (a typing slip the hospice later corrects)."""
+    repo = Repository(engine)
+    service = IngestService(repo)
+    other = repo.create({"resourceType": "Patient", "name": [{"family": "Other"}],
+                         "identifier": [{"system": "https://fhir.nhs.uk/Id/nhs-number",
+                                         "value": OTHER_NHS}]}).stored.rid
+    december = line("not-attempt", "RSP-0", "2025-12-01", nhs=True)
+    assert service.ingest("hospice", "dec.jsonl", december, today=TODAY).created > 0
+    january = {**json.loads(line("attempt", "RSP-1", "2026-01-10", nhs=True)),
+               "nhsNumber": OTHER_NHS}
+    assert service.ingest("hospice", "jan.jsonl", (json.dumps(january) + "\n").encode(),
+                          today=TODAY).held == 1
+    (_, held), = service.loader.list_held()
+    assert "a newer record" not in held["reason"]
+    return service, december, other
+
+
+OTHER_NHS = "9434765870"
+
+
+def test_a_line_restating_what_stands_supersedes_an_older_held_line(
+        engine: StoreEngine) -> None:
+    """June's extract restates December's form unchanged: no Provenance is written, and
+    January's held line was left looking like a plain identity conflict, for a reviewer
+    to attach over June's word (or a retry to apply once the conflict went)."""
+    service, december, other = _held_in_conflict(engine)
+    june = service.ingest("hospice", "jun.jsonl", december, today=TODAY)
+    assert (june.created, june.updated, june.held) == (0, 0, 0)
+    (key, held), = service.loader.list_held()
+    assert held["reason"].startswith("a newer record with the same id, received ")
+    assert held["record"]["source"]["file"] == "jan.jsonl"
+    # the conflict gone, a retry still does not bring January's form back
+    Repository(engine).delete("Patient", other)
+    service.loader.retry_held()
+    assert [k for k, _ in service.loader.list_held()] == [key]
+    assert cpr_decisions(engine) == [("not-attempt", "2025-12-01")]
+
+
+def test_a_line_changing_the_record_marks_the_older_held_line_at_once(
+        engine: StoreEngine) -> None:
+    service, _, _ = _held_in_conflict(engine)
+    june = service.ingest("hospice", "jun.jsonl",
+                          line("not-attempt", "RSP-2", "2026-06-01", nhs=True), today=TODAY)
+    assert june.updated + june.created > 0
+    (_, held), = service.loader.list_held()
+    assert held["reason"].startswith("a newer record with the same id, received ")
+
+
+def test_a_line_of_another_client_leaves_the_held_line_as_it_was(engine: StoreEngine) -> None:
+    service, _, _ = _held_in_conflict(engine)
+    other = json.loads(line("not-attempt", "RSP-9", "2026-06-01", nhs=False))
+    other.update(clientId="MSH-10", name={"first": "Ann", "last": "Else"})
+    service.ingest("hospice", "jun.jsonl", (json.dumps(other) + "\n").encode(), today=TODAY)
+    assert [h["reason"] for _, h in service.loader.list_held()
+            if h["record"]["source"]["file"] == "jan.jsonl"][0].startswith("NHS number")
