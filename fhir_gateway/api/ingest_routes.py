@@ -45,9 +45,10 @@ from ..errors import (
 from ..store.base import StoreBusy, StoreUnavailable
 from .http import FHIR_JSON, error_response, read_body, to_fhir_request
 
+#: (`application/json+fhir`: the JSON type DSTU2 named, which STU3 systems still send)
 FEED_TYPES = {"x-application/hl7-v2+er7", "application/hl7-v2", "text/csv", "text/plain",
-              "application/x-ndjson", "application/fhir+json", "application/json",
-              "application/octet-stream"}
+              "application/x-ndjson", "application/fhir+json", "application/json+fhir",
+              "application/json", "application/octet-stream"}
 #: how the pipeline's words name a Patient: `Patient/ID`, and the CLI hint `(--patient ID)`
 _ID = r"([A-Za-z0-9\-.]{0,63}[A-Za-z0-9\-])"  # a FHIR id, less a sentence's full stop
 _NAMED_PATIENT = re.compile(rf"Patient/{_ID}")

@@ -131,6 +131,16 @@ def test_http_ingest_answers_the_summary(client: TestClient) -> None:
     assert held.status_code == 200 and isinstance(held.json(), list)
 
 
+def test_http_ingest_takes_the_json_media_type_stu3_systems_send(client: TestClient) -> None:
+    """An STU3 system labels its Bundle `application/json+fhir` (DSTU2's name for FHIR
+    JSON); it was refused 415."""
+    data = (FEEDS / "community" / "bundle-00000.json").read_bytes()
+    r = client.post("/ingest/community?filename=bundle-00000.json", content=data,
+                    headers={"Content-Type": "application/json+fhir; charset=utf-8"})
+    assert r.status_code == 200, r.text
+    assert r.json()["created"] > 0
+
+
 GODSON = {"clientId": "MSH-7", "nhsNumber": "9434765919", "dob": "1961-11-03",
           "name": {"first": "Pat", "last": "White"}, "gender": "female",
           "respect": {"formId": "RSP-7", "version": "1", "completedOn": "2026-07-16",
