@@ -10,7 +10,8 @@ from fhir_gateway.references import LiteralReference, literal_reference
 @pytest.mark.parametrize(("ref", "parts"), [
     ("Patient/123", (None, "Patient", "123", None)),
     ("Patient/123/_history/2", (None, "Patient", "123", "2")),
-    ("https://gw.example/fhir/Encounter/E.1", ("https://gw.example/fhir", "Encounter", "E.1", None)),
+    ("https://gw.example/fhir/Encounter/E.1",
+     ("https://gw.example/fhir", "Encounter", "E.1", None)),
     ("https://gw.example/fhir/Patient/p/_history/7",
      ("https://gw.example/fhir", "Patient", "p", "7")),
     # an id the partner wrote that is not a FHIR id is still its id (looked up, not trusted)

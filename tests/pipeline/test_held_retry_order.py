@@ -160,5 +160,6 @@ def test_a_line_of_another_client_leaves_the_held_line_as_it_was(engine: StoreEn
     other = json.loads(line("not-attempt", "RSP-9", "2026-06-01", nhs=False))
     other.update(clientId="MSH-10", name={"first": "Ann", "last": "Else"})
     service.ingest("hospice", "jun.jsonl", (json.dumps(other) + "\n").encode(), today=TODAY)
-    assert [h["reason"] for _, h in service.loader.list_held()
-            if h["record"]["source"]["file"] == "jan.jsonl"][0].startswith("NHS number")
+    (january,) = [h for _, h in service.loader.list_held()
+                  if h["record"]["source"]["file"] == "jan.jsonl"]
+    assert january["reason"].startswith("NHS number")
