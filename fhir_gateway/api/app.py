@@ -21,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ..config import Settings
-from ..errors import GatewayError, MethodNotAllowed, NotFound
+from ..errors import BadRequest, GatewayError, MethodNotAllowed, NotFound
 from ..fhir.conformance import publish as publish_conformance
 from ..fhir.interceptors import InterceptorChain
 from ..fhir.repository import Repository
@@ -120,7 +120,7 @@ def create_app(
         req = to_fhir_request(request, path, None, base_url(request))
         req.state[DEFER_DURABILITY] = True
         page = path.rstrip("/").endswith(EMERGENCY_SUMMARY) and wants_page(
-            request.query_params.get("_format"), request.headers.get("accept"))
+            request.query_params.get("_format"), req.header("accept"))
         try:
             resp = await run(request, req, page=page)
         except GatewayError as exc:
@@ -151,6 +151,10 @@ async def accepted_body(request: Request, limit: int, *, page: bool = False) -> 
     """The parsed body of a request the edge accepts; else 406 (format), 413 (size), 415
     (media type) or 400 (unreadable JSON). `page`: the answer will be the summary's HTML
     page, which the operation negotiates itself."""
+    if len(request.query_params.getlist("_format")) > 1:
+        # read first by one part and last by another, it could choose the page and JSON
+        raise BadRequest("_format is given more than once: give one format",
+                         expression="_format")
     if not page:
         check_format(request)
     return parse_body(request, await read_body(request, limit))

@@ -50,7 +50,7 @@ def check_format(request: Request) -> None:
                             expression="_format")
     if fmt is not None:
         return  # R4 3.1.0.1.9: `_format` overrides the Accept header
-    accept = request.headers.get("accept", "")
+    accept = ", ".join(request.headers.getlist("accept"))  # sent twice: one list
     if accept and "xml" in accept and not any(
         t in accept for t in (*JSON_TYPES, "*/*", "application/*")
     ):
@@ -77,12 +77,24 @@ def _is_utf8(raw: bytes) -> bool:
     return True
 
 
+def joined_headers(request: Request) -> dict[str, str]:
+    """Each header once, a repeated one's values joined by commas (RFC 9110 5.3), as every
+    reader must see it: `Accept` sent twice is one list, not the first (or the last) to
+    one reader and the other to another. A header that cannot be a list (credentials)
+    sent twice is then unreadable, and refused, rather than one copy chosen."""
+    out: dict[str, str] = {}
+    for k, v in request.headers.items():
+        k = k.lower()
+        out[k] = f"{out[k]}, {v}" if k in out else v
+    return out
+
+
 def to_fhir_request(request: Request, path: str, body: Any, base_url: str) -> FhirRequest:
     return FhirRequest(
         method=request.method,
         path=path,
         params=[(k, v) for k, v in request.query_params.multi_items()],
-        headers={k.lower(): v for k, v in request.headers.items()},
+        headers=joined_headers(request),
         body=body,
         base_url=base_url,
         request_id=getattr(request.state, "request_id", ""),
