@@ -13,12 +13,12 @@ from __future__ import annotations
 import re
 from typing import NamedTuple
 
-_LITERAL = re.compile(r"(?:(?P<base>.+)/)?(?P<type>[A-Z][A-Za-z]+)/(?P<id>[^/]+)"
+_LITERAL = re.compile(r"(?:(?P<base>.*)/)?(?P<type>[A-Z][A-Za-z]+)/(?P<id>[^/]+)"
                       r"(?:/_history/(?P<version>.+))?", re.DOTALL)
 
 
 class LiteralReference(NamedTuple):
-    base: str | None  # None: relative (`Patient/1`); else what came before `Type/id`
+    base: str | None  # None: relative (`Patient/1`); else what came before `/Type/id`
     type: str
     id: str
     version: str | None

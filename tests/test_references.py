@@ -25,11 +25,19 @@ def test_a_literal_reference_is_read_into_its_parts(ref: str, parts: tuple[objec
 
 @pytest.mark.parametrize("ref", [
     "#contained", "urn:uuid:6a0e0e0c-0000-4000-8000-000000000001", "Patient?identifier=s|v",
-    "Patient", "patient/1", "Patient/", "/Patient/1", "123", "", None, 42,
+    "Patient", "patient/1", "Patient/", "Patient//1", "123", "", None, 42,
     {"reference": "Patient/1"},
 ])
 def test_anything_else_is_not_a_literal_reference(ref: object) -> None:
     assert literal_reference(ref) is None
+
+
+def test_a_path_from_the_root_is_not_relative() -> None:
+    """`/Patient/1` names a Patient (consent counts it, cautiously), but not one this
+    server's index takes as its own `Patient/1`."""
+    named = literal_reference("/Patient/1")
+    assert named == LiteralReference("", "Patient", "1", None)
+    assert not named.relative
 
 
 def test_history_is_never_taken_for_the_type_or_the_id() -> None:
