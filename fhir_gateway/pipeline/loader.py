@@ -200,13 +200,12 @@ def _supersede_older_holds(s: StoreSession, source: SourceRef, received: str) ->
     not see it."""
     if not source.record_id:
         return
+    # held keys are `partner/record id/digest`: one range of keys, usually empty
     prefix = f"{source.partner}/{source.record_id}/"
     after, found = prefix, []
-    while True:  # held keys are `partner/record id/digest`: one short range of keys
-        rows = s.record_list("held", after=after, limit=_HOLDS_PAGE)
-        found += [(key, held) for key, held in rows if key.startswith(prefix)]
-        if len(rows) < _HOLDS_PAGE or not rows[-1][0].startswith(prefix):
-            break
+    while rows := s.record_list("held", after=after, before=prefix[:-1] + "0",
+                                limit=_HOLDS_PAGE):
+        found += rows
         after = rows[-1][0]
     legacy = _legacy_key(source)
     held = s.record_get("held", legacy) if legacy else None

@@ -205,8 +205,10 @@ class StoreSession(Protocol):
 
     def record_delete(self, kind: str, key: str) -> bool: ...
 
-    def record_list(self, kind: str, *, after: str | None = None,
-                    limit: int = 1000) -> list[tuple[str, dict]]: ...
+    def record_list(self, kind: str, *, after: str | None = None, before: str | None = None,
+                    limit: int = 1000) -> list[tuple[str, dict]]:
+        """Records of `kind` in key order, keys strictly between `after` and `before`."""
+        ...
 
 
 class StoreEngine(Protocol):

@@ -471,9 +471,12 @@ class MongoSession:
             self._journal_record(previous["_id"], previous, None)
         return previous is not None
 
-    def record_list(self, kind: str, *, after: str | None = None,
+    def record_list(self, kind: str, *, after: str | None = None, before: str | None = None,
                     limit: int = 1000) -> list[tuple[str, dict]]:
-        docs = self.e.records.find({"kind": kind, "key": {"$gt": after or ""}}, **self._kw()) \
+        keys: dict[str, str] = {"$gt": after or ""}
+        if before is not None:
+            keys["$lt"] = before
+        docs = self.e.records.find({"kind": kind, "key": keys}, **self._kw()) \
             .sort([("key", 1)]).limit(limit)
         return [(d["key"], json.loads(d["value"])) for d in docs]
 

@@ -551,11 +551,12 @@ class SqliteSession:
         return self.conn.execute("DELETE FROM records WHERE kind=? AND key=?",
                                  (kind, key)).rowcount > 0
 
-    def record_list(self, kind: str, *, after: str | None = None,
+    def record_list(self, kind: str, *, after: str | None = None, before: str | None = None,
                     limit: int = 1000) -> list[tuple[str, dict]]:
+        bound, args = ("AND key<? ", (before,)) if before is not None else ("", ())
         rows = self.conn.execute(
-            "SELECT key, value FROM records WHERE kind=? AND key>? ORDER BY key LIMIT ?",
-            (kind, after or "", limit)).fetchall()
+            f"SELECT key, value FROM records WHERE kind=? AND key>? {bound}ORDER BY key LIMIT ?",
+            (kind, after or "", *args, limit)).fetchall()
         return [(k, json.loads(v)) for k, v in rows]
 
     def find(self, query: IndexQuery) -> FindResult:

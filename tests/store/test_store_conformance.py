@@ -453,6 +453,8 @@ def test_system_records(engine: StoreEngine) -> None:
         assert s.record_get("client", "nobody") is None
         assert [k for k, _ in s.record_list("client")] == ["ambulance", "gp-feed"]
         assert [k for k, _ in s.record_list("client", after="ambulance")] == ["gp-feed"]
+        assert [k for k, _ in s.record_list("client", before="gp-feed")] == ["ambulance"]
+        assert s.record_list("client", after="ambulance", before="gp-feed") == []
     with engine.session(write=True) as s:
         assert s.record_put("client", "gp-feed", {"role": "feed", "partner": "hospice"})
         assert s.record_delete("client", "ambulance")
