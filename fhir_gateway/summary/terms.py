@@ -117,20 +117,24 @@ def _letters(text: str) -> str:
     """`text` as its letters read: compatibility forms folded (DNACPR in wide letters), format
     characters and combining marks dropped, Cyrillic and Greek letters that look Latin read
     as Latin (DNACPR with a Cyrillic Es), and letters spelt out with stops joined
-    (D.N.A.C.P.R.)."""
+    (D.N.A.C.P.R., D N A C P R, D-N-R)."""
     folded = unicodedata.normalize("NFKD", text).translate(_LOOKALIKES)
     plain = "".join(c for c in folded if unicodedata.category(c) not in ("Cf", "Mn", "Me"))
     return _SPELT_OUT.sub(_joined_if_cpr, plain)
 
 
 def _joined_if_cpr(found: re.Match[str]) -> str:
-    """Letters spelt out with stops, joined when they spell a CPR term and no name follows
+    """Letters spelt out one by one, joined when they spell a CPR term and no name follows
     them (`D.N.R. Patel` is someone's initials)."""
-    letters = re.sub(r"[.\s]", "", found.group())
-    rest = found.string[found.end():]
-    if letters.upper() in _SPELT_TERMS and not re.match(r"\s*[A-Z][a-z]", rest):
-        return letters + " "
-    return found.group()
+    text = found.group()
+    if re.match(r"\s*[A-Z][a-z]", found.string[found.end():]):
+        return text
+    starts = [i for i, c in enumerate(text) if c.isalpha()]
+    letters = "".join(text[i] for i in starts)
+    for k, start in enumerate(starts):  # the whole run, else its end ("a D N R form")
+        if letters[k:].upper() in _SPELT_TERMS:
+            return text[:start] + letters[k:] + " "
+    return text
 
 
 #: Cyrillic and Greek capitals and small letters drawn like Latin ones
@@ -142,8 +146,9 @@ _LOOKALIKES = str.maketrans(
     "ABCEHIKMOPTXY" "aceiopxy" "ABEHIKMNOPTYX" "vop")
 #: CPR terms a writer may spell out letter by letter
 _SPELT_TERMS = frozenset({"DNACPR", "UDNACPR", "DNAR", "DNR", "NFR", "CPR"})
-#: letters spelt out one by one with stops (and spaces): D.N.A.C.P.R., D. N. R.
-_SPELT_OUT = re.compile(r"\b(?:[A-Za-z]\.\s?){2,}[A-Za-z]?\b\.?")
+#: letters spelt out one by one, with stops, spaces or hyphens: D.N.A.C.P.R., D. N. R.,
+#: D N A C P R, D-N-R
+_SPELT_OUT = re.compile(r"\b(?:[A-Za-z](?:\.\s?|\s|-)){2,}[A-Za-z]?\b\.?")
 
 
 def words_for(concept: Any, fallback: str = "not stated") -> str:

@@ -290,7 +290,7 @@ def test_a_resuscitation_alert_beside_a_plan_is_not_no_decision(http: TestClient
 
 
 @pytest.mark.parametrize("kind", ["issue", "zero-width", "wide", "marks", "stops",
-                                  "cyrillic"])
+                                  "spaces", "hyphens", "after-a-word", "cyrillic"])
 def test_cpr_in_a_partners_issue_or_disguised_letters_sends_the_crew_to_it(
         http: TestClient, kind: str) -> None:
     """A partner's DetectedIssue saying DNACPR, and an alert whose DNACPR is split by
@@ -300,7 +300,8 @@ def test_cpr_in_a_partners_issue_or_disguised_letters_sends_the_crew_to_it(
     words = {"issue": "DNACPR", "zero-width": "\u200d".join("DNACPR"),
              "wide": "\uff24\uff2e\uff21\uff23\uff30\uff32",
              "marks": "".join(c + "\u0332" for c in "DNACPR"), "stops": "D.N.A.C.P.R.",
-             "cyrillic": "DNA\u0421PR"}[kind]
+             "spaces": "D N A C P R", "hyphens": "D-N-A-C-P-R",
+             "after-a-word": "a D N R form", "cyrillic": "DNA\u0421PR"}[kind]
     if kind == "issue":
         rec.put({"resourceType": "DetectedIssue", "status": "final",
                  "patient": {"reference": f"Patient/{rec.pid}"},
@@ -325,7 +326,8 @@ def test_stacked_combining_marks_cannot_paint_over_the_cpr_box(http: TestClient)
 
 
 @pytest.mark.parametrize("text", ["Key holder: neighbour D.N.R. Patel",
-                                  "Carer C. P. R. Evans visits daily"])
+                                  "Carer C. P. R. Evans visits daily",
+                                  "Key holder: D N R Patel", "Plan A B C agreed"])
 def test_initials_are_not_a_cpr_alert(http: TestClient, text: str) -> None:
     rec = Record(http)
     _flag(rec, text)
