@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, replace
-from datetime import date, datetime
+from datetime import date
 from typing import Any
 
-from .dates import UNREADABLE_DATE, london_moment
+from .dates import UNREADABLE_DATE, day, london_moment
 from .facts import MERGED, NOT_UNDERSTOOD, Fact, Facts, Source, current_name
 
 #: what a fact's date is, by kind
@@ -53,29 +53,6 @@ class Section:
     @property
     def refs(self) -> list[str]:
         return list(dict.fromkeys(i.ref for i in self.items if i.ref))
-
-
-def day(value: str | None) -> str:
-    """'2026-07-22...' -> '22 Jul 2026' (a dateTime in London time), '2026-07' -> 'Jul
-    2026', '2026' as it is; '' when absent; a date that cannot be read (or falls outside
-    the calendar in London time) is given as sent, saying so."""
-    if not value:
-        return ""
-    text = str(value)
-    try:
-        if len(text) > 10:
-            moment = london_moment(text)
-            return f"{moment.day} {moment:%b %Y}"
-        if len(text) == 10:
-            parsed = datetime.strptime(text, "%Y-%m-%d")
-            return f"{parsed.day} {parsed:%b %Y}"
-        if len(text) == 7:  # a partial date says only the month: so do we
-            return f"{datetime.strptime(text, '%Y-%m'):%b %Y}"
-        if len(text) == 4 and text.isascii() and text.isdigit():
-            return text
-    except ValueError:
-        pass
-    return f"{text} ({UNREADABLE_DATE})"
 
 
 def instant(value: str | None) -> str:
@@ -137,10 +114,11 @@ def sections(facts: Facts, *, generated: str) -> list[Section]:
     if facts.died:
         out.append(_deceased(facts))
     if facts.conflict:
-        out.append(Section("conflict", "Partners disagree on CPR",
+        who = conflict_between(facts.cpr)
+        out.append(Section("conflict", f"{who.capitalize()} disagree on CPR",
                            tuple(item(f) for f in facts.cpr),
                            notes=(conflict_detail(facts.cpr),),
-                           headline="PARTNERS DISAGREE ON CPR", tone="conflict"))
+                           headline=f"{who.upper()} DISAGREE ON CPR", tone="conflict"))
     out.append(_cpr(facts))
     out.append(_plans(facts))
     out.append(Section("places", "Preferred place of care and of death",
@@ -176,6 +154,14 @@ NOT_IN_WHAT_WAS_READ = ("None found in what was read; the record is larger than 
 
 TEAM_HOURS_UNKNOWN = "The record does not say which of these numbers answer 24 hours."
 NO_TEAM_PHONE = "No care team phone number recorded."
+
+
+def conflict_between(decisions: list[Fact]) -> str:
+    """Who disagrees: "partners", or "records" when every decision is one partner's (its
+    own, with dates that cannot tell which is newer): never a disagreement between
+    partners that the record does not show."""
+    sources = {f.source.key for f in decisions}
+    return "records" if len(sources) == 1 and "" not in sources else "partners"
 
 
 def conflict_detail(decisions: list[Fact]) -> str:
@@ -252,7 +238,8 @@ def _cpr(facts: Facts) -> Section:
     items = (*(item(f) for f in (*facts.cpr, *facts.cpr_expired)), *alerts)
     notes: tuple[str, ...] = ()
     if facts.conflict:
-        headline, tone = "PARTNERS DISAGREE ON CPR", "conflict"
+        who = conflict_between(facts.cpr)
+        headline, tone = f"{who.upper()} DISAGREE ON CPR", "conflict"
         notes = ("Their newest decisions differ. The summary does not choose: check the "
                  "patient's forms and clinicians.",)
         if len({f.source.key or f.ref for f in facts.cpr}) < len(facts.cpr):

@@ -420,7 +420,10 @@ def test_same_partner_same_day_date_and_datetime_disagreeing_shows_both(
     b = rec.cpr("not-attempt", "2026-02-01", GP)
     doc = document(http, by_nhs(rec.nhs))
     assert {o["id"] for o in doc.cited("cpr")} == {a["id"], b["id"]}
-    assert "PARTNERS DISAGREE ON CPR" in headline(doc)
+    # one partner's own records disagree: the crew is not told two partners do
+    assert "RECORDS DISAGREE ON CPR" in headline(doc) and "PARTNERS" not in headline(doc)
+    page = http.get(by_nhs(rec.nhs), headers={"Accept": "text/html"}).text
+    assert "RECORDS DISAGREE ON CPR" in page and "PARTNERS DISAGREE" not in page
     (issue,) = doc.of_type("DetectedIssue")
     assert {doc.by_ref[i["reference"]]["id"] for i in issue["implicated"]} == {a["id"], b["id"]}
     assert issue["code"]["text"] == "The shared record holds different current CPR decisions"
