@@ -105,3 +105,26 @@ def after(value: str | None, today: date) -> bool:
     """Whether a date or dateTime begins after `today` (Europe/London)."""
     moments = span(value)
     return moments is not None and moments[0][0][:10] > today.isoformat()
+
+
+def day(value: str | None) -> str:
+    """'2026-07-22...' -> '22 Jul 2026' (a dateTime in London time), '2026-07' -> 'Jul
+    2026', '2026' as it is; '' when absent; a date that cannot be read (or falls outside
+    the calendar in London time) is given as sent, saying so."""
+    if not value:
+        return ""
+    text = str(value)
+    try:
+        if len(text) > 10:
+            moment = london_moment(text)
+            return f"{moment.day} {moment:%b %Y}"
+        if len(text) == 10:
+            parsed = datetime.strptime(text, "%Y-%m-%d")
+            return f"{parsed.day} {parsed:%b %Y}"
+        if len(text) == 7:  # a partial date says only the month: so do we
+            return f"{datetime.strptime(text, '%Y-%m'):%b %Y}"
+        if len(text) == 4 and text.isascii() and text.isdigit():
+            return text
+    except ValueError:
+        pass
+    return f"{text} ({UNREADABLE_DATE})"

@@ -69,7 +69,7 @@ from ..security.consent import PARTNER_TAG_SYSTEM, ods_codes, speaks_for
 from ..store.base import StoredVersion
 from ..store.query import Criterion, IndexQuery, ReferencePredicate, SortKey
 from . import terms as t
-from .dates import after, has_passed, review_day, sortable, span
+from .dates import after, day, has_passed, review_day, sortable, span
 
 #: Each type of the compartment is read in one query of at most this many resources; a
 #: record that holds more is summarised from the first ones and the summary says, in its
@@ -315,7 +315,7 @@ def _select(patient: dict[str, Any], candidates: list[Fact], today: date,
             if f.kind == "lpa-holder":
                 continue  # the relationship has ended: they hold no power of attorney now
             f = dataclasses.replace(f, code=None, expired=False, review=None, details=(
-                *(d for d in f.details if d != LPA_HELD), f"Relationship ended {f.review}"))
+                *(d for d in f.details if d != LPA_HELD), f"Relationship ended {day(f.review)}"))
         by_kind.setdefault(f.kind, []).append(f)
     decisions = newest_per_source(by_kind.get("cpr", []))
     plans = _not_replaced(by_kind.get("plan", []), claims)
