@@ -245,14 +245,14 @@ def _text(raw: str) -> str:
     return "\n".join(raw.splitlines())
 
 
-def _still_held(s: StoreSession, key: str, source: SourceRef) -> bool:
-    """Whether the record is still on the review queue (under its key, or the key an
-    older gateway kept it under)."""
+def _held_now(s: StoreSession, key: str, source: SourceRef) -> dict[str, Any] | None:
+    """The record's hold if it is still on the review queue (under its key, or the key an
+    older gateway kept it under), else None."""
     for where in (key, _legacy_key(source)):
         held = s.record_get("held", where) if where else None
         if held is not None and _same_record(held, source):
-            return True
-    return False
+            return held
+    return None
 
 
 def _same_record(held: dict[str, Any], source: SourceRef) -> bool:
@@ -411,8 +411,8 @@ class Loader:
             self._reject(done, item.source, item.field, item.reason, session=s)
             return
         key = record_key(item.source)
-        if key in received and not _still_held(s, key, item.source):
-            return  # a retry of a hold a reviewer settled or discarded meanwhile
+        if key in received and not self._still_to_retry(s, item):
+            return  # settled, discarded or superseded since the retry chose it
         try:
             with s.savepoint():
                 when = received.get(key) or self.clock()
@@ -438,7 +438,7 @@ class Loader:
         for _attempt in range(MAX_ATTEMPTS):
             try:
                 with self.repo.transaction() as s:
-                    if retry and not _still_held(s, record_key(record.source), record.source):
+                    if retry and not self._still_to_retry(s, record):
                         return summary
                     return self._attempt(s, record, received, None, False)
             except VersionConflict:
@@ -582,6 +582,17 @@ class Loader:
             summary.held, summary.holds = 0, []
             by_partner[partner] = (len(records), summary)
         return by_partner
+
+    def _still_to_retry(self, s: StoreSession, record: MappedRecord) -> bool:
+        """Asked again in the retry's write transaction: the retry chose its records in
+        an earlier read, and a run overlapping it (an API or MLLP delivery) may since have
+        settled the hold or applied a newer record of the same id (January's form must not
+        be applied over June's that came in between)."""
+        held = _held_now(s, record_key(record.source), record.source)
+        if held is None:
+            return False
+        last = held.get("last_received") or held.get("received")
+        return self._applied_since(s, record, last, held) is None
 
     def _applied_since(self, s: StoreSession, record: MappedRecord,
                        held_since: Any, held: dict[str, Any]) -> str | None:

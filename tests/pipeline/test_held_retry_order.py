@@ -163,3 +163,39 @@ def test_a_line_of_another_client_leaves_the_held_line_as_it_was(engine: StoreEn
     (january,) = [h for _, h in service.loader.list_held()
                   if h["record"]["source"]["file"] == "jan.jsonl"]
     assert january["reason"].startswith("NHS number")
+
+
+def test_a_newer_line_applied_while_a_retry_runs_is_not_overwritten(
+        engine: StoreEngine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A retry chooses its records in a read, then writes: a run overlapping it (an API
+    or MLLP delivery) applied June's DNACPR in between, and the retry then applied
+    January's "for CPR" form over it."""
+    from fhir_gateway.pipeline import loader as loader_module
+
+    repo = Repository(engine)
+    service = IngestService(repo)
+    assert service.ingest("hospice", "jan.jsonl", line("attempt", "RSP-1", "2026-01-10",
+                                                      nhs=False), today=TODAY).held == 1
+    repo.create({"resourceType": "Patient", "birthDate": "1950-02-03", "gender": "female",
+                 "name": [{"family": "Quennell", "given": ["Philippa"]}],
+                 "address": [{"line": ["1 High St"], "city": "Dudley",
+                              "postalCode": "DY1 4DX"}],
+                 "identifier": [{"system": "https://fhir.nhs.uk/Id/nhs-number",
+                                 "value": "9434765919"}]})
+    write_batch = loader_module.Loader._apply_batch
+    overlapped = []
+
+    def overlapping(self: Any, batch: Any, summary: Any, held_now: Any, progress: Any,
+                    received: Any = None) -> Any:
+        if received and not overlapped:  # the retry's first write
+            overlapped.append(service.ingest("hospice", "jun.jsonl", line(
+                "not-attempt", "RSP-2", "2026-06-01", nhs=True), today=TODAY))
+        return write_batch(self, batch, summary, held_now, progress, received)
+
+    monkeypatch.setattr(loader_module.Loader, "_apply_batch", overlapping)
+    service.loader.retry_held()
+    assert overlapped and overlapped[0].held == 0
+    assert cpr_decisions(engine) == [("not-attempt", "2026-06-01")]
+    (_, held), = service.loader.list_held()
+    assert held["record"]["source"]["file"] == "jan.jsonl"
+    assert held["reason"].startswith("a newer record with the same id")
