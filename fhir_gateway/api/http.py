@@ -57,10 +57,20 @@ def check_format(request: Request) -> None:
         raise NotAcceptable(f"Accept {accept!r}: this server speaks FHIR JSON only")
 
 
+def content_type(request: Request) -> str:
+    """The body's media type, lower case, without parameters ("" when none is sent).
+    Sent twice, the body could be read as one type by one reader and another by the next:
+    refused (415)."""
+    sent = request.headers.getlist("content-type")
+    if len(sent) > 1:
+        raise UnsupportedMediaType("Content-Type is sent more than once: send one")
+    return sent[0].split(";")[0].strip().lower() if sent else ""
+
+
 def parse_body(request: Request, raw: bytes) -> Any:
     if not raw:
         return None
-    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    ctype = content_type(request)
     if ctype == FORM:
         return raw.decode("utf-8", errors="strict") if _is_utf8(raw) else jsonio.parse(raw)
     if ctype and ctype not in JSON_TYPES:
@@ -85,7 +95,10 @@ def joined_headers(request: Request) -> dict[str, str]:
     out: dict[str, str] = {}
     for k, v in request.headers.items():
         k = k.lower()
-        out[k] = f"{out[k]}, {v}" if k in out else v
+        if k not in out:
+            out[k] = v
+        elif v.strip():  # an empty copy adds nothing to the list (RFC 9110 5.6.1)
+            out[k] = f"{out[k]}, {v}" if out[k].strip() else v
     return out
 
 

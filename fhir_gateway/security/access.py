@@ -169,6 +169,9 @@ class AccessInterceptor(BaseInterceptor):
             if len(reason) > MAX_REASON_CHARS:
                 raise BadRequest(f"X-Break-Glass-Reason is limited to {MAX_REASON_CHARS} "
                                  "characters")
+            if not any(c.isalnum() for c in reason):
+                # an auditor must be able to read why the objection was overridden
+                raise BadRequest("X-Break-Glass-Reason must say why, in words")
         caller = SecureCaller(client_id=client.client_id, role=client.role,
                               organization=client.organization,
                               scopes=frozenset(str(scopes).split()), purpose_of_use=purpose,

@@ -145,6 +145,20 @@ def test_break_glass_rules(record: Gateway) -> None:
         **feed, "X-Purpose-Of-Use": "ETREAT", "X-Break-Glass-Reason": "x"}).status_code == 403
 
 
+@pytest.mark.parametrize("reasons", [[""], ["", ""], [",", " "], ["-"]])
+def test_the_glass_is_broken_only_with_a_reason_in_words(record: Gateway,
+                                                         reasons: list[str]) -> None:
+    """Two empty reason headers were joined into "," and broke the glass, recording ","
+    as the reason for the auditors."""
+    h = gp(record)
+    headers = [("authorization", h["Authorization"]), ("x-purpose-of-use", "ETREAT"),
+               *(("x-break-glass-reason", r) for r in reasons)]
+    r = record.http.get("/fhir/Observation/o-hid", headers=headers)
+    assert r.status_code in (400, 404), r.text
+    assert record.audit_events(
+        policy="https://fhir.example.org/shared-care-record/policy/break-glass") == []
+
+
 def test_role_hiding_holds_through_the_same_doors(record: Gateway) -> None:
     auditor = record.login("audit-team", "auditor")
     prov = record.http.get("/fhir/Provenance?_include=Provenance:target", headers=auditor)
