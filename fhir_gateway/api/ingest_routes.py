@@ -43,7 +43,7 @@ from ..errors import (
     UnsupportedMediaType,
 )
 from ..store.base import StoreBusy, StoreUnavailable
-from .http import FHIR_JSON, error_response, read_body, to_fhir_request
+from .http import FHIR_JSON, content_type, error_response, read_body, to_fhir_request
 
 #: (`application/json+fhir`: the JSON type DSTU2 named, which STU3 systems still send)
 FEED_TYPES = {"x-application/hl7-v2+er7", "application/hl7-v2", "text/csv", "text/plain",
@@ -186,7 +186,7 @@ async def ingest(request: Request, partner: str, filename: str | None = None) ->
     caller: Any = Caller()
     try:
         caller = authorize_ingest(sec, request, partner, base)
-        ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        ctype = content_type(request)
         if ctype and ctype not in FEED_TYPES:
             raise UnsupportedMediaType(f"Content-Type {ctype!r} is not a partner feed format")
         # a partner's whole extract can be large; the limit (settings) still bounds memory

@@ -18,7 +18,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from ..api.http import error_response, to_fhir_request
+from ..api.http import content_type, error_response, to_fhir_request
 from ..auth.assertion import MAX_ASSERTION_BYTES
 from ..auth.scopes import supported_scopes
 from ..auth.server import MAX_FORM_BYTES, Endpoints, TokenRequest, TokenResult, claimed_client
@@ -93,8 +93,7 @@ def mount(app: FastAPI, *, security: Callable[[], Security],
 
 
 async def _form(request: Request) -> dict[str, list[str]]:
-    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if ctype != "application/x-www-form-urlencoded":
+    if content_type(request) != "application/x-www-form-urlencoded":
         raise BadRequest("send the token request as application/x-www-form-urlencoded")
     size, chunks = 0, []
     async for chunk in request.stream():
@@ -167,7 +166,8 @@ def _report(sec: Security, request: Request, base: str) -> Response:
     finally:
         if sec.audit is not None:
             sec.trail.record([sec.audit.event(freq, "operation", status)])
-    wants_csv = params.get("_format") == "csv" or "text/csv" in request.headers.get("accept", "")
+    wants_csv = params.get("_format") == "csv" or \
+        "text/csv" in ", ".join(request.headers.getlist("accept"))
     if wants_csv:
         return Response(reports.to_csv(rows, reports.columns(params.get("kind"))),
                         media_type="text/csv; charset=utf-8",
