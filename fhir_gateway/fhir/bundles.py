@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
 
 from .. import jsonio
-from ..errors import BadRequest, Conflict, GatewayError, Issue, PreconditionFailed
+from ..errors import BadRequest, Conflict, GatewayError, Issue, NotAcceptable, PreconditionFailed
 from ..search.query import RESULT_PARAMS
 from ..store.base import StoredVersion, VersionConflict
 from .interactions import (
@@ -101,6 +101,11 @@ def _check_full_urls(entries: list[Any], *, transaction: bool) -> None:
         earlier.append((i, version))
 
 
+#: what an entry may ask for with `_format`: its answer goes into a JSON Bundle
+_ENTRY_FORMATS = frozenset({"json", "application/json", "application/fhir+json",
+                            "application/json+fhir"})
+
+
 def _entry_request(parent: FhirRequest, entry: Any, index: int) -> FhirRequest:
     where = f"Bundle.entry[{index}]"
     if not isinstance(entry, dict) or not isinstance(entry.get("request"), dict):
@@ -128,8 +133,14 @@ def _entry_request(parent: FhirRequest, entry: Any, index: int) -> FhirRequest:
                                  ("if-none-match", r.get("ifNoneMatch")),
                                  ("prefer", parent.header("prefer")))
                if isinstance(v, str)}
+    params = parse_qsl(parts.query, keep_blank_values=True)
+    for name, value in params:
+        if name == "_format" and value.split(";")[0].strip().lower() not in _ENTRY_FORMATS:
+            # (the summary's printable page is a whole response, not a Bundle entry)
+            raise NotAcceptable(f"{where}: _format={value[:40]!r}: an entry's answer is "
+                                "FHIR JSON inside the Bundle", expression=f"{where}.request.url")
     sub = FhirRequest(method=method, path=path.strip("/"),
-                      params=parse_qsl(parts.query, keep_blank_values=True),
+                      params=params,
                       headers=headers, body=entry.get("resource"), base_url=parent.base_url,
                       request_id=parent.request_id, caller=parent.caller)
     sub.state["entry"] = index
@@ -156,6 +167,9 @@ def _entry_response(resp: FhirResponse) -> dict[str, Any]:
 def _resource_of(resp: FhirResponse) -> dict[str, Any] | None:
     if resp.resource is not None:
         return resp.resource
+    if resp.raw is not None and resp.media_type not in (None, "application/fhir+json"):
+        raise NotAcceptable(f"the entry was answered as {resp.media_type}, which a Bundle "
+                            "cannot hold")
     if resp.raw is not None:
         return jsonio.loads_trusted(resp.raw)
     return None

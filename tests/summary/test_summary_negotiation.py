@@ -38,3 +38,24 @@ def test_format_given_twice_is_refused_saying_so(http: TestClient) -> None:
     r = http.get("/fhir/Patient?_format=json&_format=json")
     assert r.status_code == 400
     assert r.json()["resourceType"] == "OperationOutcome"
+
+
+def test_a_bundle_entry_asking_for_the_page_is_refused_not_a_500(http: TestClient) -> None:
+    """The operation chose its HTML page for an entry's `_format=html`, and the Bundle then
+    read the page as JSON: the entry (batch) or the whole request (transaction) was a 500."""
+    rec = Record(http)
+    url = f"{by_nhs(rec.nhs).removeprefix('/fhir/')}&_format=html"
+    batch = {"resourceType": "Bundle", "type": "batch", "entry": [
+        {"request": {"method": "GET", "url": url}},
+        {"request": {"method": "GET", "url": by_nhs(rec.nhs).removeprefix("/fhir/")}}]}
+    r = http.post("/fhir", json=batch, headers={"content-type": "application/fhir+json"})
+    assert r.status_code == 200, r.text[:300]
+    refused, answered = r.json()["entry"]
+    assert refused["response"]["status"] == "406"
+    assert "_format" in refused["response"]["outcome"]["issue"][0]["diagnostics"]
+    assert answered["response"]["status"].startswith("200")
+    assert answered["resource"]["type"] == "document"
+    transaction = {**batch, "type": "transaction", "entry": batch["entry"][:1]}
+    r = http.post("/fhir", json=transaction, headers={"content-type": "application/fhir+json"})
+    assert r.status_code == 406, r.text[:300]
+    assert r.json()["resourceType"] == "OperationOutcome"
