@@ -117,23 +117,28 @@ def _letters(text: str) -> str:
     """`text` as its letters read: compatibility forms folded (DNACPR in wide letters), format
     characters and combining marks dropped, Cyrillic and Greek letters that look Latin read
     as Latin (DNACPR with a Cyrillic Es), and letters spelt out with stops joined
-    (D.N.A.C.P.R., D N A C P R, D-N-R)."""
+    (D.N.A.C.P.R., D N A C P R, D-N-R, D/N/R)."""
     folded = unicodedata.normalize("NFKD", text).translate(_LOOKALIKES)
     plain = "".join(c for c in folded if unicodedata.category(c) not in ("Cf", "Mn", "Me"))
     return _SPELT_OUT.sub(_joined_if_cpr, plain)
 
 
 def _joined_if_cpr(found: re.Match[str]) -> str:
-    """Letters spelt out one by one, joined when they spell a CPR term and no name follows
-    them (`D.N.R. Patel` is someone's initials)."""
+    """Letters spelt out one by one, joined where a stretch of them spells a CPR term
+    (`D N R`, and in `a D N R form` or `D N R a copy at home`), unless they are written
+    as initials, with stops, before a name (`D.N.R. Patel`). Initials without stops
+    before a name in capitals (`MR D N R SMITH`) do count: sending the crew to read an
+    alert is the safe mistake, missing a DNR the unsafe one."""
     text = found.group()
-    if re.match(r"\s*[A-Z][a-z]", found.string[found.end():]):
+    if "." in text and _NAME_AFTER.match(found.string, found.end()):
         return text
     starts = [i for i, c in enumerate(text) if c.isalpha()]
-    letters = "".join(text[i] for i in starts)
-    for k, start in enumerate(starts):  # the whole run, else its end ("a D N R form")
-        if letters[k:].upper() in _SPELT_TERMS:
-            return text[:start] + letters[k:] + " "
+    letters = "".join(text[i] for i in starts).upper()
+    for size in range(min(len(letters), _LONGEST_TERM), 2, -1):  # the longest term first
+        for k in range(len(letters) - size + 1):
+            if letters[k:k + size] in _SPELT_TERMS:
+                last = starts[k + size - 1] + 1
+                return f"{text[:starts[k]]}{letters[k:k + size]} {text[last:]}"
     return text
 
 
@@ -146,9 +151,13 @@ _LOOKALIKES = str.maketrans(
     "ABCEHIKMOPTXY" "aceiopxy" "ABEHIKMNOPTYX" "vop")
 #: CPR terms a writer may spell out letter by letter
 _SPELT_TERMS = frozenset({"DNACPR", "UDNACPR", "DNAR", "DNR", "NFR", "CPR"})
-#: letters spelt out one by one, with stops, spaces or hyphens: D.N.A.C.P.R., D. N. R.,
-#: D N A C P R, D-N-R
-_SPELT_OUT = re.compile(r"\b(?:[A-Za-z](?:\.\s?|\s|-)){2,}[A-Za-z]?\b\.?")
+_LONGEST_TERM = max(map(len, _SPELT_TERMS))
+#: letters spelt out one by one: D.N.A.C.P.R., D. N. R., D N A C P R, D-N-R, D / N / R,
+#: and with any Unicode dash between them
+_SPELT_OUT = re.compile(r"(?<![A-Za-z])[A-Za-z]"
+                        r"(?:(?:\s*[./\-\u2010-\u2015\u2212]\s*|\s+)[A-Za-z](?![A-Za-z]))+\.?")
+#: a capitalised name after initials (`Patel`)
+_NAME_AFTER = re.compile(r"\s*[A-Z][a-z]")
 
 
 def words_for(concept: Any, fallback: str = "not stated") -> str:

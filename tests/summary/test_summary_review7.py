@@ -290,7 +290,10 @@ def test_a_resuscitation_alert_beside_a_plan_is_not_no_decision(http: TestClient
 
 
 @pytest.mark.parametrize("kind", ["issue", "zero-width", "wide", "marks", "stops",
-                                  "spaces", "hyphens", "after-a-word", "cyrillic"])
+                                  "spaces", "hyphens", "after-a-word", "cyrillic", "slashes",
+                                  "en-dashes", "spaced-hyphens", "double-spaces",
+                                  "before-a-word", "stops-before-a-word",
+                                  "initials-in-capitals"])
 def test_cpr_in_a_partners_issue_or_disguised_letters_sends_the_crew_to_it(
         http: TestClient, kind: str) -> None:
     """A partner's DetectedIssue saying DNACPR, and an alert whose DNACPR is split by
@@ -301,7 +304,14 @@ def test_cpr_in_a_partners_issue_or_disguised_letters_sends_the_crew_to_it(
              "wide": "\uff24\uff2e\uff21\uff23\uff30\uff32",
              "marks": "".join(c + "\u0332" for c in "DNACPR"), "stops": "D.N.A.C.P.R.",
              "spaces": "D N A C P R", "hyphens": "D-N-A-C-P-R",
-             "after-a-word": "a D N R form", "cyrillic": "DNA\u0421PR"}[kind]
+             "after-a-word": "a D N R form", "slashes": "D/N/A/C/P/R",
+             "en-dashes": "D\u2013N\u2013A\u2013C\u2013P\u2013R",
+             "spaced-hyphens": "D - N - A - C - P - R", "double-spaces": "D  N  A  C  P  R",
+             "before-a-word": "D N R a copy is in the house",
+             "stops-before-a-word": "D.N.R. a form at home",
+             # initials without stops before a name in capitals: read as DNR, the safe
+             # mistake (the crew reads the alert)
+             "initials-in-capitals": "Key holder MR D N R SMITH", "cyrillic": "DNA\u0421PR"}[kind]
     if kind == "issue":
         rec.put({"resourceType": "DetectedIssue", "status": "final",
                  "patient": {"reference": f"Patient/{rec.pid}"},
@@ -327,7 +337,7 @@ def test_stacked_combining_marks_cannot_paint_over_the_cpr_box(http: TestClient)
 
 @pytest.mark.parametrize("text", ["Key holder: neighbour D.N.R. Patel",
                                   "Carer C. P. R. Evans visits daily",
-                                  "Key holder: D N R Patel", "Plan A B C agreed"])
+                                  "Plan A B C agreed", "Flat 3 b Road", "p.r.n. dose"])
 def test_initials_are_not_a_cpr_alert(http: TestClient, text: str) -> None:
     rec = Record(http)
     _flag(rec, text)
