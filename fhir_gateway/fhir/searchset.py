@@ -274,7 +274,7 @@ def _forward(ctx: FhirContext, req: FhirRequest, inc: Include,
                 if isinstance(ref, str) and req.base_url and ref.startswith(req.base_url + "/"):
                     ref = ref[len(req.base_url) + 1:]
                 named = literal_reference(ref)
-                if named is not None and named.relative \
+                if named is not None and named.relative and named.has_fhir_id \
                         and inc.target_type in (None, named.type):
                     targets.setdefault(named.type, set()).add(named.id)
     out: list[StoredVersion] = []

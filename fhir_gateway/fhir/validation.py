@@ -14,10 +14,9 @@ from typing import Any
 from pydantic import ValidationError
 
 from ..errors import BadRequest, InvalidResource, Issue
+from ..references import FHIR_ID
 from . import json_types, types
 
-#: FHIR R4 id: 1-64 of [A-Za-z0-9-.] (R4 2.24.0.3, `id` datatype).
-ID_PATTERN = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 #: A conditional reference (R4 3.1.0.11.3): a search standing for the id, `Patient?identifier=`
 #: (also written absolute, `https://host/fhir/Patient?identifier=`)
 _CONDITIONAL = re.compile(r"(?:[A-Za-z][A-Za-z0-9+.\-]*://[^?#]*/)?([A-Z][A-Za-z]+)\?(.*)",
@@ -27,7 +26,7 @@ BUNDLE_REFERENCE_PREFIXES = ("urn:uuid:", "urn:oid:")
 
 
 def is_valid_id(value: object) -> bool:
-    return isinstance(value, str) and ID_PATTERN.fullmatch(value) is not None
+    return isinstance(value, str) and FHIR_ID.fullmatch(value) is not None
 
 
 def check_resource(

@@ -25,7 +25,6 @@ from pydantic import ValidationError
 
 from .. import jsonio
 from ..errors import BadRequest
-from ..fhir.validation import is_valid_id
 from ..references import literal_reference
 from .jsonlines import JsonRecord, parse_path
 from .source import ReaderOptions, ReadResult, Unreadable
@@ -103,7 +102,7 @@ def _canonical(value: Any) -> tuple[str, list[str]]:
 def _names_resource(url: str) -> bool:
     """`Type/id`, or an http(s) URL ending so: a canonical, not a bare URI."""
     named = literal_reference(url)
-    return named is not None and named.version is None and is_valid_id(named.id) \
+    return named is not None and named.version is None and named.has_fhir_id \
         and (named.base is None or re.fullmatch(r"https?://\S+", named.base) is not None)
 
 

@@ -351,7 +351,8 @@ def replaced_by(patient: dict[str, Any]) -> str | None:
     shows the record was merged (the summary refuses to stand it in for the survivor)."""
     for ref in merge_links(patient):
         named = literal_reference(ref)
-        if named is not None and named.relative and named.type == "Patient":
+        if named is not None and named.relative and named.type == "Patient" \
+                and named.has_fhir_id:
             return named.id
     return None
 

@@ -132,7 +132,7 @@ def _references(node: Any, local_base: str | None = None) -> Iterable[ReferenceV
     local = ref[len(local_base) + 1:] if local_base and ref.startswith(local_base + "/") \
         else ref  # an absolute URL at this server's own base is a local reference
     named = literal_reference(local)
-    if named is not None and named.relative:
+    if named is not None and named.relative and named.has_fhir_id:
         yield ReferenceValue(named.type, named.id, ref)
     else:  # canonical or absolute URL to something not Type/id shaped
         yield ReferenceValue(None, None, ref)

@@ -30,7 +30,6 @@ this stored issue as well.
 from __future__ import annotations
 
 import logging
-import re
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -42,6 +41,7 @@ from ..fhir.derivations import DERIVED_TAG_SYSTEM
 from ..fhir.interactions import FhirContext
 from ..fhir.interceptors import InterceptorChain
 from ..fhir.request import FhirRequest
+from ..references import literal_reference
 from ..security.consent import reference_ids
 from ..store.base import StoreError
 from ..store.query import Criterion, IndexQuery, TokenPredicate
@@ -62,8 +62,6 @@ _TARGET = "target:"
 _WRITTEN = "written:"
 #: system records: Patient id -> {"id": its stored issue's id}
 ISSUE_IDS = "cpr-conflict-issue"
-_VERSIONED = re.compile(r"^(?:.*/)?([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})"
-                        r"(?:/_history/([0-9]+))?$")
 
 
 def stored_issue_id(session: StoreSession, pid: str) -> str | None:
@@ -253,11 +251,13 @@ def _decision_targets(references: Any) -> set[str]:
     """`target:` keys of the decision types a Provenance's targets name."""
     out = set()
     for node in references if isinstance(references, list) else []:
-        ref = node.get("reference") if isinstance(node, dict) else None
-        m = _VERSIONED.match(ref) if isinstance(ref, str) else None
-        if m and m.group(1) in DECISION_TYPES:
-            out.add(f"{_TARGET}{m.group(1)}/{m.group(2)}"
-                    + (f"/{m.group(3)}" if m.group(3) else ""))
+        named = literal_reference(node.get("reference") if isinstance(node, dict) else None)
+        if named is None or named.type not in DECISION_TYPES or not named.has_fhir_id:
+            continue
+        if named.version is None:
+            out.add(f"{_TARGET}{named.type}/{named.id}")
+        elif named.version.isascii() and named.version.isdigit():  # this server's versions
+            out.add(f"{_TARGET}{named.type}/{named.id}/{named.version}")
     return out
 
 
