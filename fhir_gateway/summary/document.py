@@ -16,7 +16,7 @@ from typing import Any
 
 from .. import jsonio
 from . import terms as t
-from .facts import Facts
+from .facts import Facts, between_partners
 from .words import Section, patient_name
 
 XHTML = "http://www.w3.org/1999/xhtml"
@@ -27,8 +27,7 @@ FACT_SECTIONS = frozenset({"cpr", "respect", "places", "legal", "contacts", "tea
 
 
 def _issue_text(facts: Facts) -> str:
-    sources = [f.source.key for f in facts.cpr]
-    if all(sources) and len(set(sources)) == len(sources):
+    if between_partners(facts.cpr):
         return "Partners hold different current CPR decisions"
     # one partner's decisions the dates cannot order, or decisions whose recorder is not
     # on the record: "partners" would say more than is known

@@ -270,6 +270,14 @@ def gather(ctx: FhirContext, req: FhirRequest, patient: dict[str, Any], *,
     return facts
 
 
+def between_partners(decisions: list[Fact]) -> bool:
+    """Whether differing decisions are each a different, known partner's: only then is it
+    partners who disagree (one partner's own undated decisions, or ones whose recorder is
+    not on the record, are records that disagree)."""
+    sources = [f.source.key for f in decisions]
+    return all(sources) and len(set(sources)) == len(sources)
+
+
 def _compartment_rows(ctx: FhirContext, pid: str) -> tuple[list[StoredVersion], bool]:
     """The patient's resources of the types the summary uses, and whether some were left
     unread. One bounded read usually holds them all; when it does not, each type is read

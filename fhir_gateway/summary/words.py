@@ -16,7 +16,7 @@ from datetime import date
 from typing import Any
 
 from .dates import UNREADABLE_DATE, day, london_moment
-from .facts import MERGED, NOT_UNDERSTOOD, Fact, Facts, Source, current_name
+from .facts import MERGED, NOT_UNDERSTOOD, Fact, Facts, Source, between_partners, current_name
 
 #: what a fact's date is, by kind
 DATE_WORDS = {"cpr": "decided", "plan": "completed", "place": "recorded",
@@ -157,11 +157,11 @@ NO_TEAM_PHONE = "No care team phone number recorded."
 
 
 def conflict_between(decisions: list[Fact]) -> str:
-    """Who disagrees: "partners", or "records" when every decision is one partner's (its
-    own, with dates that cannot tell which is newer): never a disagreement between
-    partners that the record does not show."""
-    sources = {f.source.key for f in decisions}
-    return "records" if len(sources) == 1 and "" not in sources else "partners"
+    """Who disagrees: "partners" when each decision is a different, known partner's, else
+    "records" (one partner's own decisions its dates cannot order, or decisions whose
+    recorder is not on the record): never a disagreement between partners the record does
+    not show. The DetectedIssue's text says the same (`document._issue_text`)."""
+    return "partners" if between_partners(decisions) else "records"
 
 
 def conflict_detail(decisions: list[Fact]) -> str:
