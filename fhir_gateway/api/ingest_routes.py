@@ -289,8 +289,9 @@ async def resolve(request: Request, key: str) -> Response:
     """Body: `{"patient": "<id>"}` to attach (with `"despiteDifferences": true` to a
     Patient the hold did not offer whose birth date, family name or sex contradicts the
     record's), `{"create": true}` for a new Patient, or `{"discard": "<why>"}` to take it
-    off the queue unapplied (kept, with who and why). `"replaceNhsNumber"` is refused
-    (403): the operator's CLI does that."""
+    off the queue unapplied (kept, with who and why). `"despiteNewer": true` settles a
+    hold that a newer record of the same id superseded (refused 409 without it).
+    `"replaceNhsNumber"` is refused (403): the operator's CLI does that."""
     from ..fhir.interactions import require_id
     from ..fhir.repository import unknown as not_known
     from ..security.errors import Forbidden
@@ -316,6 +317,10 @@ async def resolve(request: Request, key: str) -> Response:
         if not (despite is None or despite is False or (despite is True and "patient" in choice)):
             raise BadRequest('"despiteDifferences" is true or false, and goes with '
                              '{"patient": "<id>"}')
+        newer = choice.get("despiteNewer")
+        if not (newer is None or newer is False or (newer is True and "discard" not in choice)):
+            raise BadRequest('"despiteNewer" is true or false, and goes with '
+                             '{"patient": "<id>"} or {"create": true}')
         if choice.get("replaceNhsNumber") not in (None, False):
             # It changes how every partner's records find the person (theirs with the old
             # number are held from then on): the partnership's operator decides, not one feed.
@@ -343,7 +348,7 @@ async def resolve(request: Request, key: str) -> Response:
         else:
             summary = await run_in_threadpool(loader.resolve_held, key, patient_id=patient,
                                               despite_differences=despite is True,
-                                              compare=shown)
+                                              compare=shown, despite_newer=newer is True)
     except GatewayError as exc:
         await _audited(request, caller, exc.status, f"POST /review/held/{key}", patient)
         return await _error_for(request, caller, exc, own)  # e.g. a 409 naming the holder

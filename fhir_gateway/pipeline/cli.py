@@ -44,6 +44,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
                          help="with --patient: attach it although the Patient is not one "
                               "of the hold's candidates and its birth date, family name or sex "
                               "contradicts the record's")
+    resolve.add_argument("--despite-newer", action="store_true",
+                         help="settle it although a newer record of the same id was applied "
+                              "after it was held (it will bring back what that one changed)")
     discard = rsub.add_parser("discard", help="take a held record off the queue unapplied "
                                               "(kept, with who, when and why)")
     discard.add_argument("key")
@@ -271,12 +274,15 @@ def _review(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     summary = loader.resolve_held(args.key, patient_id=None if args.create else args.patient,
                                   replace_nhs_number=args.replace_nhs_number,
-                                  despite_differences=args.despite_differences)
+                                  despite_differences=args.despite_differences,
+                                  despite_newer=args.despite_newer)
     choice = "--create" if args.create else f"--patient {args.patient}"
     if args.replace_nhs_number:
         choice += " --replace-nhs-number"
     if args.despite_differences:
         choice += " --despite-differences"
+    if args.despite_newer:
+        choice += " --despite-newer"
     audit_write(loader.repo, settings, summary,
                 command=f"fhir-gateway review resolve {args.key} {choice}",
                 destination=f"cli:review/{args.key}",

@@ -225,7 +225,15 @@ def _superseded_reason(newer: str) -> str:
     return (f"a newer record with the same id, received {newer}, was applied after this "
             "one was held: applied now, this one would bring back what that record "
             "changed. Discard it (fhir-gateway review discard KEY --reason ...) unless it "
-            "is the one that should stand")
+            "is the one that should stand (then say so: --despite-newer)")
+
+
+def _superseded_refusal(key: str, newer: str) -> Conflict:
+    return Conflict(f"held record {key!r}: a newer record with the same id, received "
+                    f"{newer}, was applied after it was held; settled now, it would bring "
+                    "back what that record changed. Discard it, or, if it is the one that "
+                    "should stand, say so (--despite-newer, or \"despiteNewer\": true over "
+                    "HTTP)")
 
 
 def _keep_for_review(s: StoreSession, kind: str, key: str, value: dict[str, Any]) -> None:
@@ -450,7 +458,8 @@ class Loader:
         return summary
 
     def _settle_by_reviewer(self, key: str, record: MappedRecord, received: str,
-                            patient_id: str | None, replace_nhs: bool = False) -> Summary:
+                            patient_id: str | None, replace_nhs: bool = False,
+                            despite_newer: bool = False) -> Summary:
         """A reviewer's choice for the record held as `key`, in one transaction that first
         checks it is still held: two reviewers (or a retried request) settling one record
         at once must not both apply it. What the store or the profiles refuse, and a
@@ -463,6 +472,10 @@ class Loader:
                     if held is None or not _same_record(held, record.source):
                         raise Conflict(f"held record {key!r} was settled meanwhile; "
                                        "list the held records again")
+                    newer = None if despite_newer else self._applied_since(
+                        s, record, held.get("last_received") or held.get("received"), held)
+                    if newer is not None:  # (asked here: a delivery may have come since)
+                        raise _superseded_refusal(key, newer)
                     summary = self._attempt(s, record, received, patient_id,
                                             patient_id is None, replace_nhs)
                     if summary.held:
@@ -568,7 +581,8 @@ class Loader:
         for key, (held, newer) in superseded.items():
             with self.repo.transaction() as s:
                 if s.record_get("held", key) == held:  # not settled meanwhile
-                    s.record_put("held", key, {**held, "reason": _superseded_reason(newer)})
+                    s.record_put("held", key, {**held, RESTATED_AFTER: newer,
+                                               "reason": _superseded_reason(newer)})
         # by partner, and within one in the order the partner's records last came: of two
         # held records of one id, the one delivered later is applied last
         ready.sort(key=lambda r: (r.source.partner, received.get(record_key(r.source), ""),
@@ -650,7 +664,8 @@ class Loader:
 
     def resolve_held(self, key: str, *, patient_id: str | None = None,
                      replace_nhs_number: bool = False,
-                     despite_differences: bool = False, compare: bool = True) -> Summary:
+                     despite_differences: bool = False, compare: bool = True,
+                     despite_newer: bool = False) -> Summary:
         """Settle a held record: attach it to `patient_id`, or (None) make a new Patient.
         `replace_nhs_number`: the record corrects the person's NHS number (an A08 keeping
         the MRN but giving another number): the number on `patient_id` is taken off and
@@ -660,7 +675,8 @@ class Loader:
         this person's facts (a DNACPR among them) on someone else. `compare=False` (a
         reviewer who may not see that Patient): any Patient not offered is refused so,
         unless `despite_differences`, without comparing, so that the answer says nothing
-        of the Patient."""
+        of the Patient. A hold a newer record of the same id has superseded (a January
+        form after June's was applied) is refused unless `despite_newer`."""
         if replace_nhs_number and patient_id is None:
             raise BadRequest("replacing an NHS number needs the Patient to replace it on")
         with self.repo.engine.session(write=False) as s:
@@ -708,7 +724,7 @@ class Loader:
                                "is replaced only on the person the record is about")
         return self._settle_by_reviewer(key, record, held.get("last_received")
                                         or held.get("received") or self.clock(),
-                                        patient_id, replace_nhs_number)
+                                        patient_id, replace_nhs_number, despite_newer)
 
     def _refuse_second_patient(self, s: StoreSession, person: PersonKey) -> None:
         """A reviewer's "new Patient" for a record whose NHS number a live Patient holds

@@ -199,3 +199,43 @@ def test_a_newer_line_applied_while_a_retry_runs_is_not_overwritten(
     (_, held), = service.loader.list_held()
     assert held["record"]["source"]["file"] == "jan.jsonl"
     assert held["reason"].startswith("a newer record with the same id")
+
+
+def test_a_reviewer_settles_a_superseded_hold_only_saying_so(engine: StoreEngine) -> None:
+    """The queue said the hold was superseded, but attaching it (from an older listing,
+    or from its key alone) put January's form back over June's DNACPR unasked."""
+    from fhir_gateway.errors import Conflict
+
+    service, _, other = _held_in_conflict(engine)
+    service.ingest("hospice", "jun.jsonl", line("not-attempt", "RSP-2", "2026-06-01",
+                                                nhs=True), today=TODAY)
+    Repository(engine).delete("Patient", other)  # the conflict gone: only the order stands
+    (key, held), = service.loader.list_held()
+    patient = Repository(engine).find(IndexQuery(rtype="Patient")).rows
+    mine = next(r.rid for r in patient if "MSH-1" in (r.body or ""))
+    for choice in ({"patient_id": mine, "replace_nhs_number": True}, {}):
+        with pytest.raises(Conflict, match="newer record with the same id"):
+            service.loader.resolve_held(key, **choice)  # type: ignore[arg-type]
+    assert cpr_decisions(engine) == [("not-attempt", "2026-06-01")]
+    assert service.loader.list_held() == [(key, held)]
+    service.loader.resolve_held(key, patient_id=mine, replace_nhs_number=True,
+                                despite_newer=True)  # the reviewer says January stands
+    assert cpr_decisions(engine) == [("attempt", "2026-01-10")]
+    assert service.loader.list_held() == []
+
+
+def test_over_http_a_superseded_hold_is_settled_only_with_despite_newer(
+        engine: StoreEngine, client: Any) -> None:
+    service, _, other = _held_in_conflict(engine)
+    service.ingest("hospice", "jun.jsonl", line("not-attempt", "RSP-2", "2026-06-01",
+                                                nhs=True), today=TODAY)
+    Repository(engine).delete("Patient", other)
+    (key, _), = service.loader.list_held()
+    refused = client.post(f"/review/held/{key}", json={"create": True})
+    assert refused.status_code == 409, refused.text
+    assert "despiteNewer" in refused.text
+    assert client.post(f"/review/held/{key}", json={"discard": "old form",
+                                                    "despiteNewer": True}).status_code == 400
+    assert cpr_decisions(engine) == [("not-attempt", "2026-06-01")]
+    discarded = client.post(f"/review/held/{key}", json={"discard": "June's form stands"})
+    assert discarded.status_code == 200, discarded.text
