@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import itertools
 import re
 import unicodedata
 from typing import Any
@@ -124,21 +125,28 @@ def _letters(text: str) -> str:
 
 
 def _joined_if_cpr(found: re.Match[str]) -> str:
-    """Letters spelt out one by one, joined where a stretch of them spells a CPR term
-    (`D N R`, and in `a D N R form` or `D N R a copy at home`), unless they are written
-    as initials, with stops, before a name (`D.N.R. Patel`). Initials without stops
-    before a name in capitals (`MR D N R SMITH`) do count: sending the crew to read an
-    alert is the safe mistake, missing a DNR the unsafe one."""
+    """Letters spelt out one by one, joined where they spell a CPR term: the whole run
+    (`D N R`, `D.N.A.C.P.R.`), or the run less a one-letter word beside it (`a D N R
+    form`, `D N R a copy at home`). Never a stretch inside it: `s.c. p.r.n.` is two
+    abbreviations, not CPR. Initials after a title (`Dr D.N.R. Patel`) are a name;
+    any other run spelling a term counts, even before a capitalised word (`D.N.R. Family
+    aware`): sending the crew to read an alert is the safe mistake, missing a DNR the
+    unsafe one."""
     text = found.group()
-    if "." in text and _NAME_AFTER.match(found.string, found.end()):
+    if _TITLE_BEFORE.search(found.string[max(0, found.start() - 8):found.start()]):
         return text
     starts = [i for i, c in enumerate(text) if c.isalpha()]
     letters = "".join(text[i] for i in starts).upper()
-    for size in range(min(len(letters), _LONGEST_TERM), 2, -1):  # the longest term first
-        for k in range(len(letters) - size + 1):
-            if letters[k:k + size] in _SPELT_TERMS:
-                last = starts[k + size - 1] + 1
-                return f"{text[:starts[k]]}{letters[k:k + size]} {text[last:]}"
+    spans = [(0, len(starts))]
+    between = [text[a + 1:b] for a, b in itertools.pairwise(starts)]
+    if len(starts) > 3 and any(c.isspace() for c in between[0]):
+        spans.append((1, len(starts)))  # a word before it: "a D N R"
+    if len(starts) > 3 and any(c.isspace() for c in between[-1]):
+        spans.append((0, len(starts) - 1))  # a word after it: "D N R a copy"
+    for first, stop in spans:
+        if letters[first:stop] in _SPELT_TERMS:
+            last = starts[stop - 1] + 1
+            return f"{text[:starts[first]]}{letters[first:stop]} {text[last:]}"
     return text
 
 
@@ -151,13 +159,12 @@ _LOOKALIKES = str.maketrans(
     "ABCEHIKMOPTXY" "aceiopxy" "ABEHIKMNOPTYX" "vop")
 #: CPR terms a writer may spell out letter by letter
 _SPELT_TERMS = frozenset({"DNACPR", "UDNACPR", "DNAR", "DNR", "NFR", "CPR"})
-_LONGEST_TERM = max(map(len, _SPELT_TERMS))
 #: letters spelt out one by one: D.N.A.C.P.R., D. N. R., D N A C P R, D-N-R, D / N / R,
 #: and with any Unicode dash between them
 _SPELT_OUT = re.compile(r"(?<![A-Za-z])[A-Za-z]"
                         r"(?:(?:\s*[./\-\u2010-\u2015\u2212]\s*|\s+)[A-Za-z](?![A-Za-z]))+\.?")
-#: a capitalised name after initials (`Patel`)
-_NAME_AFTER = re.compile(r"\s*[A-Z][a-z]")
+#: a title just before initials (`Dr D.N.R. Patel`): a name, not a decision
+_TITLE_BEFORE = re.compile(r"\b(?:Mr|Mrs|Ms|Miss|Mx|Dr|Prof)\.?\s*$")
 
 
 def words_for(concept: Any, fallback: str = "not stated") -> str:

@@ -293,7 +293,8 @@ def test_a_resuscitation_alert_beside_a_plan_is_not_no_decision(http: TestClient
                                   "spaces", "hyphens", "after-a-word", "cyrillic", "slashes",
                                   "en-dashes", "spaced-hyphens", "double-spaces",
                                   "before-a-word", "stops-before-a-word",
-                                  "initials-in-capitals"])
+                                  "initials-in-capitals", "stops-before-a-capital",
+                                  "sentence-stop"])
 def test_cpr_in_a_partners_issue_or_disguised_letters_sends_the_crew_to_it(
         http: TestClient, kind: str) -> None:
     """A partner's DetectedIssue saying DNACPR, and an alert whose DNACPR is split by
@@ -311,7 +312,10 @@ def test_cpr_in_a_partners_issue_or_disguised_letters_sends_the_crew_to_it(
              "stops-before-a-word": "D.N.R. a form at home",
              # initials without stops before a name in capitals: read as DNR, the safe
              # mistake (the crew reads the alert)
-             "initials-in-capitals": "Key holder MR D N R SMITH", "cyrillic": "DNA\u0421PR"}[kind]
+             "initials-in-capitals": "Key holder MR D N R SMITH",
+             # a stop then a capitalised word is a sentence as often as initials
+             "stops-before-a-capital": "D.N.R. Family aware",
+             "sentence-stop": "Patient is D N R. Son has the form", "cyrillic": "DNA\u0421PR"}[kind]
     if kind == "issue":
         rec.put({"resourceType": "DetectedIssue", "status": "final",
                  "patient": {"reference": f"Patient/{rec.pid}"},
@@ -335,10 +339,12 @@ def test_stacked_combining_marks_cannot_paint_over_the_cpr_box(http: TestClient)
     assert escaped("A" + (marks + "\u200d") * 13 + "x") == "A" + marks + "\u200dx"
 
 
-@pytest.mark.parametrize("text", ["Key holder: neighbour D.N.R. Patel",
-                                  "Carer C. P. R. Evans visits daily",
-                                  "Plan A B C agreed", "Flat 3 b Road", "p.r.n. dose"])
-def test_initials_are_not_a_cpr_alert(http: TestClient, text: str) -> None:
+@pytest.mark.parametrize("text", ["Key holder: neighbour Dr D.N.R. Patel",
+                                  "Carer Mrs C. P. R. Evans visits daily",
+                                  "Plan A B C agreed", "Flat 3 b Road", "p.r.n. dose",
+                                  "Just in case: midazolam 2.5 mg s.c. p.r.n. for agitation",
+                                  "morphine s/c p/r"])
+def test_titled_initials_and_other_abbreviations_are_not_a_cpr_alert(http: TestClient, text: str) -> None:
     rec = Record(http)
     _flag(rec, text)
     assert "NO EMERGENCY CARE PLAN RECORDED" in headline(document(http, by_nhs(rec.nhs)))
