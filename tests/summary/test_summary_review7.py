@@ -344,7 +344,8 @@ def test_stacked_combining_marks_cannot_paint_over_the_cpr_box(http: TestClient)
                                   "Plan A B C agreed", "Flat 3 b Road", "p.r.n. dose",
                                   "Just in case: midazolam 2.5 mg s.c. p.r.n. for agitation",
                                   "morphine s/c p/r"])
-def test_titled_initials_and_other_abbreviations_are_not_a_cpr_alert(http: TestClient, text: str) -> None:
+def test_titled_initials_and_other_abbreviations_are_not_a_cpr_alert(
+        http: TestClient, text: str) -> None:
     rec = Record(http)
     _flag(rec, text)
     assert "NO EMERGENCY CARE PLAN RECORDED" in headline(document(http, by_nhs(rec.nhs)))
