@@ -297,6 +297,7 @@ async def resolve(request: Request, key: str) -> Response:
     from ..security.errors import Forbidden
 
     caller, patient, discard, own = None, None, None, ""
+    overrides: list[str] = []  # a reviewer's "all the same" is audited with the choice
     try:
         caller = _caller(request)
         _check_reviewer(caller)
@@ -321,6 +322,7 @@ async def resolve(request: Request, key: str) -> Response:
         if not (newer is None or newer is False or (newer is True and "discard" not in choice)):
             raise BadRequest('"despiteNewer" is true or false, and goes with '
                              '{"patient": "<id>"} or {"create": true}')
+        overrides = [k for k in ("despiteDifferences", "despiteNewer") if choice.get(k) is True]
         if choice.get("replaceNhsNumber") not in (None, False):
             # It changes how every partner's records find the person (theirs with the old
             # number are held from then on): the partnership's operator decides, not one feed.
@@ -350,13 +352,19 @@ async def resolve(request: Request, key: str) -> Response:
                                               despite_differences=despite is True,
                                               compare=shown, despite_newer=newer is True)
     except GatewayError as exc:
-        await _audited(request, caller, exc.status, f"POST /review/held/{key}", patient)
+        await _audited(request, caller, exc.status, _choice(key, overrides), patient)
         return await _error_for(request, caller, exc, own)  # e.g. a 409 naming the holder
     if discard is not None:
         await _audited(request, caller, 200, f"POST /review/held/{key} (discarded)")
         return JSONResponse({"discarded": key})
-    await _audited(request, caller, 200, f"POST /review/held/{key}", patient)
+    await _audited(request, caller, 200, _choice(key, overrides), patient)
     return JSONResponse(summary.counts())
+
+
+def _choice(key: str, overrides: list[str]) -> str:
+    """The review request as audited: the overrides said, as the CLI's command says
+    `--despite-newer`."""
+    return " ".join([f"POST /review/held/{key}", *(f"{k}=true" for k in overrides)])
 
 
 def _raw(held: dict[str, Any]) -> str:

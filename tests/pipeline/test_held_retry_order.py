@@ -239,3 +239,35 @@ def test_over_http_a_superseded_hold_is_settled_only_with_despite_newer(
     assert cpr_decisions(engine) == [("not-attempt", "2026-06-01")]
     discarded = client.post(f"/review/held/{key}", json={"discard": "June's form stands"})
     assert discarded.status_code == 200, discarded.text
+
+
+def test_a_reviewers_override_over_http_is_on_the_audit_trail(tmp_path: Path) -> None:
+    """The CLI's audit names --despite-newer; over HTTP the AuditEvent of an override was
+    the same as an ordinary attach's."""
+    import base64
+
+    from fastapi.testclient import TestClient
+
+    from fhir_gateway.api.app import create_app
+    from fhir_gateway.config import Settings
+
+    engine = make_engine("sqlite", tmp_path)
+    app = create_app(Settings(max_body_bytes=1024 * 1024, auth_enabled=False,
+                              audit_enabled=True, audit_journal="off"), engine=engine)
+    with TestClient(app, base_url="http://gateway.test") as http:
+        service = app.state.ingest_service
+        service.ingest("hospice", "jan.jsonl", line("attempt", "RSP-1", "2026-01-10",
+                                                    nhs=False), today=TODAY)
+        service.ingest("hospice", "jun.jsonl", line("not-attempt", "RSP-2", "2026-06-01",
+                                                    nhs=True), today=TODAY)
+        key = http.get("/review/held").json()[0]["key"]
+        pid = Repository(engine).find(IndexQuery(rtype="Patient")).rows[0].rid
+        assert http.post(f"/review/held/{key}", json={"patient": pid}).status_code == 409
+        r = http.post(f"/review/held/{key}", json={"patient": pid, "despiteNewer": True})
+        assert r.status_code == 200, r.text
+        events = [jsonio.loads_trusted(row.body or "{}") for row in Repository(engine).find(
+            IndexQuery(rtype="AuditEvent", limit=500)).rows]
+    queries = sorted(base64.b64decode(e["query"]).decode() for ev in events
+                     for e in ev.get("entity", []) if e.get("query")
+                     and "POST /review/held" in base64.b64decode(e["query"]).decode())
+    assert queries == [f"POST /review/held/{key}", f"POST /review/held/{key} despiteNewer=true"]
