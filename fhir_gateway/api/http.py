@@ -45,7 +45,9 @@ def check_format(request: Request) -> None:
     """Refuse (406) a response format other than JSON (`_format`, `Accept`). Not called
     for a request `$emergency-summary` answers with its HTML page (`wants_page`)."""
     fmt = request.query_params.get("_format")
-    if fmt is not None and fmt.split(";")[0].strip().lower() not in _FORMAT_OK:
+    # (`+` in a query string unescaped reads as a space: application/fhir json)
+    if fmt is not None and fmt.split(";")[0].strip().lower().replace(" ", "+") \
+            not in _FORMAT_OK:
         raise NotAcceptable(f"_format={fmt!r}: this server speaks FHIR JSON only",
                             expression="_format")
     if fmt is not None:

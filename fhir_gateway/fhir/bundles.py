@@ -135,7 +135,8 @@ def _entry_request(parent: FhirRequest, entry: Any, index: int) -> FhirRequest:
                if isinstance(v, str)}
     params = parse_qsl(parts.query, keep_blank_values=True)
     for name, value in params:
-        if name == "_format" and value.split(";")[0].strip().lower() not in _ENTRY_FORMATS:
+        if name == "_format" and value.split(";")[0].strip().lower().replace(" ", "+") \
+                not in _ENTRY_FORMATS:  # (an unescaped `+` reads as a space)
             # (the summary's printable page is a whole response, not a Bundle entry)
             raise NotAcceptable(f"{where}: _format={value[:40]!r}: an entry's answer is "
                                 "FHIR JSON inside the Bundle", expression=f"{where}.request.url")

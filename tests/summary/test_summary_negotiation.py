@@ -59,3 +59,13 @@ def test_a_bundle_entry_asking_for_the_page_is_refused_not_a_500(http: TestClien
     r = http.post("/fhir", json=transaction, headers={"content-type": "application/fhir+json"})
     assert r.status_code == 406, r.text[:300]
     assert r.json()["resourceType"] == "OperationOutcome"
+
+
+def test_an_unescaped_plus_in_format_is_still_fhir_json(http: TestClient) -> None:
+    """`_format=application/fhir+json` with the `+` unescaped reads as a space: it was
+    refused 406, and in a transaction entry it sank the whole Bundle."""
+    assert http.get("/fhir/Patient?_format=application/fhir+json").status_code == 200
+    transaction = {"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"request": {"method": "GET", "url": "Patient?_format=application/fhir+json"}}]}
+    r = http.post("/fhir", json=transaction, headers={"content-type": "application/fhir+json"})
+    assert r.status_code == 200, r.text[:300]
