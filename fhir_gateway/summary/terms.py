@@ -93,56 +93,94 @@ def cpr_decision(concept: Any) -> str | None:
 
 
 #: words that make an alert one about CPR ("DNACPR in place", "not for resus"): an alert
-#: in text only is no decision the summary can read, but the crew must be sent to it
-#: how alerts write CPR decisions: DNACPR (and the unified uDNACPR form, plurals), DNAR,
-#: DNR, NFR ("not for resuscitation"), CPR, resus..., and the ReSPECT form (capitalised
-#: so: the English word "respect" is not a form)
-CPR_MENTION = re.compile(r"\b(?:u?DNA?CPRs?|DNARs?|DNRs?|NFR|CPR|resus\w*|(?-i:ReSPECT))\b",
-                         re.IGNORECASE)
+#: in text only is no decision the summary can read, but the crew must be sent to it.
+#: How alerts write CPR decisions: DNACPR (the unified uDNACPR form, plurals, "DNACPRed",
+#: and the letter slips DNAPCR, DNACRP, DANCPR), DNAR, DNR, NFR, NTBR ("not to be
+#: resuscitated"), CPR, resus... and its common misspellings (rescus, resucitation,
+#: ressuscitation), "not for 2222 (crash, cardiac arrest) call", "allow natural death", the
+#: ReSPECT form (so written, in capitals, or "respect form/plan" in any case: the English
+#: word "respect" alone is not a form). A term is bounded by letters only, so one glued to
+#: an underscore or a digit (NOT_FOR_CPR, DNACPR2024) counts. Matching too much only sends
+#: the crew to read an alert; missing one is the unsafe mistake.
+CPR_MENTION = re.compile(
+    r"(?<![A-Za-z])(?:"
+    r"u?(?:DNA?CPR|DNAPCR|DNACRP|DANCPR)(?:s|'?e?d)?|DNAR(?:s|'?e?d)?|DNR(?:s|'?e?d)?"
+    r"|NFRs?|NTBR|CPR|re(?:s|ss|sc|ssc)u(?:s|ss|sc|c)[A-Za-z]*"
+    r"|not\s+for\s+(?:a\s+|the\s+)?(?:2222|crash|(?:cardiac\s+)?arrest)\s+(?:team\s+)?calls?"
+    r"|allow(?:ing)?\s+(?:a\s+)?natural\s+death"
+    r"|(?-i:ReSPECT|RESPECT)|respect\s+(?:form|plan)"
+    r"|recommended\s+summary\s+plan\s+for\s+emergency\s+care"
+    r")(?![A-Za-z])", re.IGNORECASE)
+#: a word broken across lines by a hyphen, or by the line break alone (DNAC-\nPR)
+_WRAPPED = re.compile(r"(?<=[A-Za-z])-?[ \t]*\r?\n[ \t]*(?=[A-Za-z])")
 
 
 def mentions_cpr(*concepts: Any) -> bool:
     """Whether any of `concepts` (CodeableConcepts, or plain text) says CPR or
     resuscitation in its text or a coding's display: as read, so letters written wide,
-    split by zero-width characters or dressed in combining marks count."""
+    split by zero-width characters, dressed in combining marks, escaped as HTML, or broken
+    across lines count."""
+    texts: dict[str, None] = {}  # each text once (a Flag's text is its code's text too)
     for concept in concepts:
-        texts = [concept] if isinstance(concept, str) else \
-            [concept.get("text") if isinstance(concept, dict) else None,
-             *(c.get("display") for c in codings(concept))]
-        if any(isinstance(x, str) and CPR_MENTION.search(_letters(x)) for x in texts):
+        for x in [concept] if isinstance(concept, str) else \
+                [concept.get("text") if isinstance(concept, dict) else None,
+                 *(c.get("display") for c in codings(concept))]:
+            if isinstance(x, str):
+                texts[x] = None
+    for text in texts:
+        read = _letters(text)
+        if CPR_MENTION.search(read):
+            return True
+        unwrapped = _WRAPPED.sub("", read)
+        if unwrapped != read and CPR_MENTION.search(_SPELT_OUT.sub(_joined_if_cpr, unwrapped)):
             return True
     return False
 
 
 def _letters(text: str) -> str:
-    """`text` as its letters read: compatibility forms folded (DNACPR in wide letters), format
-    characters and combining marks dropped, Cyrillic and Greek letters that look Latin read
-    as Latin (DNACPR with a Cyrillic Es), and letters spelt out with stops joined
+    """`text` as its letters read: HTML entities a partner left escaped decoded,
+    compatibility forms folded (DNACPR in wide letters), format characters and combining
+    marks dropped, Cyrillic and Greek letters that look Latin read as Latin (DNACPR with a
+    Cyrillic Es), and letters spelt out one by one joined where they spell a CPR term
     (D.N.A.C.P.R., D N A C P R, D-N-R, D/N/R)."""
-    folded = unicodedata.normalize("NFKD", text).translate(_LOOKALIKES)
-    plain = "".join(c for c in folded if unicodedata.category(c) not in ("Cf", "Mn", "Me"))
-    return _SPELT_OUT.sub(_joined_if_cpr, plain)
+    if "&" in text:
+        text = html.unescape(text)
+    if not text.isascii():  # (nearly every text is ASCII: nothing to fold)
+        # (look-alikes read before folding too: NFKD turns a lunate sigma into a sigma)
+        folded = unicodedata.normalize("NFKD", text.translate(_LOOKALIKES)).translate(
+            _LOOKALIKES)
+        text = "".join(c for c in folded if unicodedata.category(c) not in ("Cf", "Mn", "Me"))
+    return _SPELT_OUT.sub(_joined_if_cpr, text)
 
 
 def _joined_if_cpr(found: re.Match[str]) -> str:
     """Letters spelt out one by one, joined where they spell a CPR term: the whole run
-    (`D N R`, `D.N.A.C.P.R.`), or the run less a one-letter word beside it (`a D N R
-    form`, `D N R a copy at home`). Never a stretch inside it: `s.c. p.r.n.` is two
-    abbreviations, not CPR. Initials after a title (`Dr D.N.R. Patel`) are a name;
-    any other run spelling a term counts, even before a capitalised word (`D.N.R. Family
-    aware`): sending the crew to read an alert is the safe mistake, missing a DNR the
-    unsafe one."""
+    (`D N R`, `D.N.A.C.P.R.`), the run less a one-letter word beside it (`a D N R form`,
+    `D N R a copy at home`), or one group of it where it holds several (`D.N.R. G.P.
+    aware`, `D.N.R/N.F.R`). Never a stretch inside a group, nor one across groups:
+    `s.c. p.r.n.` and `c. p.r. o.d.` are abbreviations, not CPR. After a title, the first
+    group is a name (`Dr D.N.R. Patel`, but `Dr K. D.N.R. agreed` holds DNR). Any other
+    run spelling a term counts, even before a capitalised word (`D.N.R. Family aware`):
+    sending the crew to read an alert is the safe mistake, missing a DNR the unsafe one."""
     text = found.group()
-    if _TITLE_BEFORE.search(found.string[max(0, found.start() - 8):found.start()]):
-        return text
     starts = [i for i, c in enumerate(text) if c.isalpha()]
     letters = "".join(text[i] for i in starts).upper()
-    spans = [(0, len(starts))]
     between = [text[a + 1:b] for a, b in itertools.pairwise(starts)]
-    if len(starts) > 3 and any(c.isspace() for c in between[0]):
-        spans.append((1, len(starts)))  # a word before it: "a D N R"
-    if len(starts) > 3 and any(c.isspace() for c in between[-1]):
-        spans.append((0, len(starts) - 1))  # a word after it: "D N R a copy"
+    n = len(starts)
+    titled = bool(_TITLE_BEFORE.search(found.string[max(0, found.start() - 8):found.start()]))
+    spans: list[tuple[int, int]] = []
+    if not titled:
+        spans.append((0, n))
+        if n > 3 and any(c.isspace() for c in between[0]):
+            spans.append((1, n))  # a word before it: "a D N R"
+        if n > 3 and any(c.isspace() for c in between[-1]):
+            spans.append((0, n - 1))  # a word after it: "D N R a copy"
+    for boundary in (_GROUP_BREAK, _SLASH_BREAK):
+        cuts = [0, *(i + 1 for i, sep in enumerate(between) if boundary.search(sep)), n]
+        groups = list(itertools.pairwise(cuts))
+        if titled:
+            groups = groups[1:]  # the initials of the name the title begins
+        spans += groups
     for first, stop in spans:
         if letters[first:stop] in _SPELT_TERMS:
             last = starts[stop - 1] + 1
@@ -150,15 +188,22 @@ def _joined_if_cpr(found: re.Match[str]) -> str:
     return text
 
 
+#: between two groups of spelt-out letters: a stop (or dash) then a space (`D.N.R. G.P.`)
+_GROUP_BREAK = re.compile(r"[^\s]\s|\s[^\s]")
+#: or a slash between groups (`D.N.R/N.F.R`)
+_SLASH_BREAK = re.compile(r"/")
+
+
 #: Cyrillic and Greek capitals and small letters drawn like Latin ones
 _LOOKALIKES = str.maketrans(
     "\u0410\u0412\u0421\u0415\u041d\u0406\u041a\u041c\u041e\u0420\u0422\u0425\u0423"  # Cyrillic
     "\u0430\u0441\u0435\u0456\u043e\u0440\u0445\u0443"  # Cyrillic small
     "\u0391\u0392\u0395\u0397\u0399\u039a\u039c\u039d\u039f\u03a1\u03a4\u03a5\u03a7"  # Greek
-    "\u03bd\u03bf\u03c1",  # Greek small
-    "ABCEHIKMOPTXY" "aceiopxy" "ABEHIKMNOPTYX" "vop")
+    "\u03bd\u03bf\u03c1"  # Greek small
+    "\u0405\u0455\u0501\u0408\u0458\u04bb\u03f9\u03f2",  # Dze, komi de, je, shha, lunate sigma
+    "ABCEHIKMOPTXY" "aceiopxy" "ABEHIKMNOPTYX" "vop" "SsdJjhCc")
 #: CPR terms a writer may spell out letter by letter
-_SPELT_TERMS = frozenset({"DNACPR", "UDNACPR", "DNAR", "DNR", "NFR", "CPR"})
+_SPELT_TERMS = frozenset({"DNACPR", "UDNACPR", "DNAR", "DNR", "NFR", "NTBR", "CPR"})
 #: letters spelt out one by one: D.N.A.C.P.R., D. N. R., D N A C P R, D-N-R, D / N / R,
 #: and with any Unicode dash between them
 _SPELT_OUT = re.compile(r"(?<![A-Za-z])[A-Za-z]"
