@@ -17,12 +17,14 @@ whitespace.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from typing import NamedTuple
 
 _LITERAL = re.compile(r"(?:(?P<base>.*)/)?(?P<type>[A-Z][A-Za-z]+)/(?P<id>[^/\s]+)"
                       r"(?:/_history/(?P<version>.*))?", re.DOTALL)
 #: FHIR R4 id: 1-64 of [A-Za-z0-9-.] (R4 2.24.0.3, `id` datatype)
 FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
+_RELATIVE = re.compile(r"([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})")
 
 
 class LiteralReference(NamedTuple):
@@ -53,7 +55,20 @@ def literal_reference(ref: object) -> LiteralReference | None:
     anything not ending in `Type/id` (with `/_history/version` or not)."""
     if not isinstance(ref, str):
         return None
+    # consent reads the same few references for every resource of a record it judges:
+    # remembered (short ones only, so no partner's text can fill the memory)
+    return _parsed(ref) if len(ref) <= _REMEMBERED_CHARS else _parse(ref)
+
+
+def _parse(ref: str) -> LiteralReference | None:
+    m = _RELATIVE.fullmatch(ref)  # nearly every reference: one cheap match
+    if m is not None:
+        return LiteralReference(None, m[1], m[2], None)
     m = _LITERAL.fullmatch(ref.strip())
     if m is None:
         return None
     return LiteralReference(m["base"], m["type"], m["id"], m["version"])
+
+
+_REMEMBERED_CHARS = 256
+_parsed = lru_cache(maxsize=16384)(_parse)
