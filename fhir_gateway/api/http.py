@@ -19,12 +19,11 @@ from ..errors import (
     PayloadTooLarge,
     UnsupportedMediaType,
 )
-from ..fhir.request import FhirRequest, FhirResponse
+from ..fhir.request import FhirRequest, FhirResponse, asks_for_json
 
 FHIR_JSON = "application/fhir+json; charset=utf-8"
 JSON_TYPES = ("application/fhir+json", "application/json", "application/json+fhir")
 FORM = "application/x-www-form-urlencoded"
-_FORMAT_OK = {"json", "application/json", "application/fhir+json", "application/json+fhir"}
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -45,9 +44,7 @@ def check_format(request: Request) -> None:
     """Refuse (406) a response format other than JSON (`_format`, `Accept`). Not called
     for a request `$emergency-summary` answers with its HTML page (`wants_page`)."""
     fmt = request.query_params.get("_format")
-    # (`+` in a query string unescaped reads as a space: application/fhir json)
-    if fmt is not None and fmt.split(";")[0].strip().lower().replace(" ", "+") \
-            not in _FORMAT_OK:
+    if fmt is not None and not asks_for_json(fmt):
         raise NotAcceptable(f"_format={fmt!r}: this server speaks FHIR JSON only",
                             expression="_format")
     if fmt is not None:

@@ -36,7 +36,7 @@ from .interactions import (
     visible_matches,
 )
 from .repository import new_id
-from .request import COMMITTED, FhirRequest, FhirResponse
+from .request import COMMITTED, FhirRequest, FhirResponse, asks_for_json
 from .validation import check_resource, conditional_reference, is_bundle_reference, references
 
 if TYPE_CHECKING:
@@ -101,11 +101,6 @@ def _check_full_urls(entries: list[Any], *, transaction: bool) -> None:
         earlier.append((i, version))
 
 
-#: what an entry may ask for with `_format`: its answer goes into a JSON Bundle
-_ENTRY_FORMATS = frozenset({"json", "application/json", "application/fhir+json",
-                            "application/json+fhir"})
-
-
 def _entry_request(parent: FhirRequest, entry: Any, index: int) -> FhirRequest:
     where = f"Bundle.entry[{index}]"
     if not isinstance(entry, dict) or not isinstance(entry.get("request"), dict):
@@ -135,8 +130,7 @@ def _entry_request(parent: FhirRequest, entry: Any, index: int) -> FhirRequest:
                if isinstance(v, str)}
     params = parse_qsl(parts.query, keep_blank_values=True)
     for name, value in params:
-        if name == "_format" and value.split(";")[0].strip().lower().replace(" ", "+") \
-                not in _ENTRY_FORMATS:  # (an unescaped `+` reads as a space)
+        if name == "_format" and not asks_for_json(value):  # the answer goes in a JSON Bundle
             # (the summary's printable page is a whole response, not a Bundle entry)
             raise NotAcceptable(f"{where}: _format={value[:40]!r}: an entry's answer is "
                                 "FHIR JSON inside the Bundle", expression=f"{where}.request.url")

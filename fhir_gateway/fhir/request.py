@@ -77,3 +77,14 @@ class Interaction:
     rtype: str | None = None
     rid: str | None = None
     operation: str | None = None
+
+
+#: `_format` values that ask for FHIR JSON (R4 3.1.0.1.9)
+JSON_FORMATS = frozenset({"json", "application/json", "application/fhir+json",
+                          "application/json+fhir"})
+
+
+def asks_for_json(fmt: str) -> bool:
+    """Whether a `_format` value asks for FHIR JSON: parameters (charset) aside, and a `+`
+    sent unescaped in the query string (read as a space) taken as the `+` it was."""
+    return fmt.split(";")[0].strip().lower().replace(" ", "+") in JSON_FORMATS
