@@ -49,7 +49,7 @@ def check_format(request: Request) -> None:
                             expression="_format")
     if fmt is not None:
         return  # R4 3.1.0.1.9: `_format` overrides the Accept header
-    accept = ", ".join(request.headers.getlist("accept"))  # sent twice: one list
+    accept = joined_header(request, "accept")
     if accept and "xml" in accept and not any(
         t in accept for t in (*JSON_TYPES, "*/*", "application/*")
     ):
@@ -91,14 +91,20 @@ def joined_headers(request: Request) -> dict[str, str]:
     reader must see it: `Accept` sent twice is one list, not the first (or the last) to
     one reader and the other to another. A header that cannot be a list (credentials)
     sent twice is then unreadable, and refused, rather than one copy chosen."""
-    out: dict[str, str] = {}
+    copies: dict[str, list[str]] = {}
     for k, v in request.headers.items():
-        k = k.lower()
-        if k not in out:
-            out[k] = v
-        elif v.strip():  # an empty copy adds nothing to the list (RFC 9110 5.6.1)
-            out[k] = f"{out[k]}, {v}" if out[k].strip() else v
-    return out
+        copies.setdefault(k.lower(), []).append(v)
+    return {k: _joined(vs) for k, vs in copies.items()}
+
+
+def joined_header(request: Request, name: str) -> str:
+    """One header as `joined_headers` reads it ("" when it is not sent)."""
+    return _joined(request.headers.getlist(name))
+
+
+def _joined(copies: list[str]) -> str:
+    kept = [v for v in copies if v.strip()]  # an empty copy adds nothing (RFC 9110 5.6.1)
+    return ", ".join(kept) if kept else (copies[0] if copies else "")
 
 
 def to_fhir_request(request: Request, path: str, body: Any, base_url: str) -> FhirRequest:

@@ -18,7 +18,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from ..api.http import content_type, error_response, to_fhir_request
+from ..api.http import content_type, error_response, joined_header, to_fhir_request
 from ..auth.assertion import MAX_ASSERTION_BYTES
 from ..auth.scopes import supported_scopes
 from ..auth.server import MAX_FORM_BYTES, Endpoints, TokenRequest, TokenResult, claimed_client
@@ -167,7 +167,7 @@ def _report(sec: Security, request: Request, base: str) -> Response:
         if sec.audit is not None:
             sec.trail.record([sec.audit.event(freq, "operation", status)])
     wants_csv = params.get("_format") == "csv" or \
-        "text/csv" in ", ".join(request.headers.getlist("accept"))
+        "text/csv" in joined_header(request, "accept")
     if wants_csv:
         return Response(reports.to_csv(rows, reports.columns(params.get("kind"))),
                         media_type="text/csv; charset=utf-8",
