@@ -314,15 +314,11 @@ async def resolve(request: Request, key: str) -> Response:
             # one choice: with two, which one the reviewer meant is a guess
             raise BadRequest('send one of {"patient": "<id>"}, {"create": true} or '
                              '{"discard": "<why>"}')
-        despite = choice.get("despiteDifferences")
-        if not (despite is None or despite is False or (despite is True and "patient" in choice)):
-            raise BadRequest('"despiteDifferences" is true or false, and goes with '
-                             '{"patient": "<id>"}')
-        newer = choice.get("despiteNewer")
-        if not (newer is None or newer is False or (newer is True and "discard" not in choice)):
-            raise BadRequest('"despiteNewer" is true or false, and goes with '
-                             '{"patient": "<id>"} or {"create": true}')
-        overrides = [k for k in ("despiteDifferences", "despiteNewer") if choice.get(k) is True]
+        chosen = next(k for k in ("create", "patient", "discard") if choice.get(k) is not None)
+        despite = _override(choice, "despiteDifferences", chosen, ("patient",))
+        newer = _override(choice, "despiteNewer", chosen, ("patient", "create"))
+        overrides = [k for k, on in (("despiteDifferences", despite), ("despiteNewer", newer))
+                     if on]
         if choice.get("replaceNhsNumber") not in (None, False):
             # It changes how every partner's records find the person (theirs with the old
             # number are held from then on): the partnership's operator decides, not one feed.
@@ -349,8 +345,8 @@ async def resolve(request: Request, key: str) -> Response:
             await run_in_threadpool(loader.discard_held, key, reason=discard, by=by)
         else:
             summary = await run_in_threadpool(loader.resolve_held, key, patient_id=patient,
-                                              despite_differences=despite is True,
-                                              compare=shown, despite_newer=newer is True)
+                                              despite_differences=despite,
+                                              compare=shown, despite_newer=newer)
     except GatewayError as exc:
         await _audited(request, caller, exc.status, _choice(key, overrides), patient)
         return await _error_for(request, caller, exc, own)  # e.g. a 409 naming the holder
@@ -359,6 +355,21 @@ async def resolve(request: Request, key: str) -> Response:
         return JSONResponse({"discarded": key})
     await _audited(request, caller, 200, _choice(key, overrides), patient)
     return JSONResponse(summary.counts())
+
+
+_CHOICE_SHAPES = {"patient": '{"patient": "<id>"}', "create": '{"create": true}'}
+
+
+def _override(choice: dict[str, Any], name: str, chosen: str, goes_with: tuple[str, ...]) -> bool:
+    """A reviewer's "all the same" flag: true or false (absent is false), and only beside a
+    choice it can qualify; anything else is refused rather than read as either."""
+    value = choice.get(name)
+    if value is None or value is False:
+        return False
+    if value is True and chosen in goes_with:
+        return True
+    raise BadRequest(f'"{name}" is true or false, and goes with '
+                     + " or ".join(_CHOICE_SHAPES[k] for k in goes_with))
 
 
 def _choice(key: str, overrides: list[str]) -> str:

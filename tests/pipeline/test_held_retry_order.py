@@ -234,8 +234,9 @@ def test_over_http_a_superseded_hold_is_settled_only_with_despite_newer(
     refused = client.post(f"/review/held/{key}", json={"create": True})
     assert refused.status_code == 409, refused.text
     assert "despiteNewer" in refused.text
-    assert client.post(f"/review/held/{key}", json={"discard": "old form",
-                                                    "despiteNewer": True}).status_code == 400
+    for body in ({"discard": "old form", "despiteNewer": True},
+                 {"create": True, "despiteNewer": "yes"}, {"create": True, "despiteNewer": 1}):
+        assert client.post(f"/review/held/{key}", json=body).status_code == 400, body
     assert cpr_decisions(engine) == [("not-attempt", "2026-06-01")]
     discarded = client.post(f"/review/held/{key}", json={"discard": "June's form stands"})
     assert discarded.status_code == 200, discarded.text
