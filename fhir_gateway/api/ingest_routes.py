@@ -167,12 +167,14 @@ async def _error_for(request: Request, caller: Any, error: GatewayError,
 
 
 async def _audited(request: Request, caller: Any, status: int, what: str,
-                   patient: str | None = None) -> None:
+                   patient: str | None = None, wrote: Iterable[str] = ()) -> None:
+    """`wrote`: the Patients a settled hold wrote (a Patient it created among them)."""
     from ..fhir.request import Caller
     from ..security.http import record_review
 
+    named = {*([patient] if patient else []), *wrote}
     await run_in_threadpool(record_review, request.app.state.security, request,
-                            caller or Caller(), _base(request), status, what, patient)
+                            caller or Caller(), _base(request), status, what, named)
 
 
 @router.post("/ingest/{partner}")
@@ -180,6 +182,7 @@ async def ingest(request: Request, partner: str, filename: str | None = None) ->
     from ..fhir.request import Caller
     from ..ingest import MappingError, UnknownPartner
     from ..ingest.background import file_label
+    from ..pipeline.loader import committed_before
     from ..security.http import authorize_ingest, record_ingest
 
     sec, base = request.app.state.security, _base(request)
@@ -211,9 +214,9 @@ async def ingest(request: Request, partner: str, filename: str | None = None) ->
                             "that point may be stored already, and loading them again "
                             "changes nothing: resend the whole file later") from exc
     except GatewayError as exc:
-        try:
+        try:  # a run that failed part way names the Patients its committed batches wrote
             await run_in_threadpool(record_ingest, sec, request, caller, partner, base,
-                                    exc.status, None)
+                                    exc.status, committed_before(exc))
         except GatewayError as audit_failed:  # never a bare 500
             return error_response(audit_failed)
         return error_response(exc)
@@ -353,7 +356,8 @@ async def resolve(request: Request, key: str) -> Response:
     if discard is not None:
         await _audited(request, caller, 200, f"POST /review/held/{key} (discarded)")
         return JSONResponse({"discarded": key})
-    await _audited(request, caller, 200, _choice(key, overrides), patient)
+    wrote = summary.patients.union(*summary.others_patients.values())
+    await _audited(request, caller, 200, _choice(key, overrides), patient, wrote)
     return JSONResponse(summary.counts())
 
 

@@ -86,29 +86,25 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
 def _ingest(args: argparse.Namespace, settings: Settings) -> int:
     from ..ingest.background import file_label
+    from .loader import committed_before
 
     service = _service(settings, bulk=True)
     unreadable: list[str] = []
-    show = not args.json and sys.stderr.isatty()
-    # All the files are one run: held records are retried once, after the last file.
-    if show:
-        from rich.progress import Progress, SpinnerColumn, TextColumn
-
-        with Progress(SpinnerColumn(), TextColumn("{task.description}"),
-                      TextColumn("{task.completed} records"), transient=True) as bar:
-            task = bar.add_task(args.partner, total=None)
-            total = service.ingest_paths(
-                args.partner, args.paths, on_unreadable=unreadable.append,
-                on_file=lambda name: bar.update(task, description=f"{args.partner}: {name}"),
-                progress=lambda n: bar.advance(task, n))
-    else:
-        total = service.ingest_paths(args.partner, args.paths,
-                                     on_unreadable=unreadable.append)
-    audit_write(service.loader.repo, settings, total,
-                command=f"fhir-gateway ingest --partner {args.partner} "
-                        + " ".join(file_label(Path(p)) for p in args.paths),
-                destination=f"cli:{args.partner}",
-                description=f"ingest of {args.partner} files by the command line")
+    command = f"fhir-gateway ingest --partner {args.partner} " \
+        + " ".join(file_label(Path(p)) for p in args.paths)
+    description = f"ingest of {args.partner} files by the command line"
+    try:
+        total = _load(service, args, unreadable)
+    except Exception as exc:
+        # the batches before the failure are committed: the trail still names their Patients
+        partial = committed_before(exc)
+        if partial is not None and (partial.patients or any(partial.counts().values())):
+            audit_write(service.loader.repo, settings, partial, command=command,
+                        destination=f"cli:{args.partner}",
+                        description=f"{description}, stopped part way by an error ({exc})")
+        raise
+    audit_write(service.loader.repo, settings, total, command=command,
+                destination=f"cli:{args.partner}", description=description)
     counts = total.counts()
     if args.json:
         print(json.dumps({**total.to_json(), "unreadable": unreadable}))
@@ -153,6 +149,21 @@ def _holds_anything(path: Path) -> bool:
     except OSError:
         return False
     return False
+
+
+def _load(service: Any, args: argparse.Namespace, unreadable: list[str]) -> Any:
+    """All the files as one run: held records are retried once, after the last file."""
+    if not args.json and sys.stderr.isatty():
+        from rich.progress import Progress, SpinnerColumn, TextColumn
+
+        with Progress(SpinnerColumn(), TextColumn("{task.description}"),
+                      TextColumn("{task.completed} records"), transient=True) as bar:
+            task = bar.add_task(args.partner, total=None)
+            return service.ingest_paths(
+                args.partner, args.paths, on_unreadable=unreadable.append,
+                on_file=lambda name: bar.update(task, description=f"{args.partner}: {name}"),
+                progress=lambda n: bar.advance(task, n))
+    return service.ingest_paths(args.partner, args.paths, on_unreadable=unreadable.append)
 
 
 def audit_write(repository: Any, settings: Settings, summary: Any, *, command: str,

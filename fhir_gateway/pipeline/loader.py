@@ -93,6 +93,20 @@ NHS_STAMP = "identifier@nhs-number"
 DISCARDED = "discarded"
 
 
+def committed_before(error: BaseException) -> Summary | None:
+    """What a failed `Loader.ingest` had committed before `error` (or an error raised from
+    it): its records are stored, and whoever audits the run must name their Patients."""
+    seen: BaseException | None = error
+    for _ in range(8):  # a short chain of `raise ... from`
+        if seen is None:
+            return None
+        committed = getattr(seen, "committed", None)
+        if isinstance(committed, Summary):
+            return committed
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
 @dataclass(slots=True)
 class Summary:
     """What a run did. Counts are resources (Patients included, Provenance not)."""
@@ -331,6 +345,16 @@ class Loader:
         batch commits (fsync) once instead of once per record. Nothing is reported (the
         summary, `progress`) before its batch has committed."""
         summary = Summary()
+        try:
+            return self._ingest(items, summary, progress)
+        except Exception as exc:
+            # Batches before the failure stay committed: the caller's audit record of the
+            # failed run must still name the Patients they wrote (`committed_before`).
+            exc.committed = summary  # type: ignore[attr-defined]
+            raise
+
+    def _ingest(self, items: Iterable[MappedRecord | Rejection], summary: Summary,
+                progress: Callable[[int], None] | None) -> Summary:
         held_now: set[str] = set()
         partners: set[str] = set()
         pending = iter(items)

@@ -233,6 +233,7 @@ class AccessInterceptor(BaseInterceptor):
         Provenance (`consent.speaks_for`), which covers any stored before this check."""
         if body.get("resourceType") != "Provenance":
             return
+        _check_provenance_content(body)
         targets = as_list(body.get("target"))
         if len(targets) > MAX_FEED_PROVENANCE_TARGETS:
             # each target costs a look-up of who wrote it: bounded, like a Bundle's size
@@ -560,6 +561,25 @@ def _bounded_provenance_targets(bundle: Any) -> None:
         raise Unprocessable(
             f"a feed's Bundle may name at most {MAX_FEED_PROVENANCE_TARGETS:,} Provenance "
             f"targets in all; this one names {total:,} (split it)", expression="Bundle.entry")
+
+
+def _check_provenance_content(body: dict[str, Any]) -> None:
+    """Auditors read Provenance whole, and must see no clinical content (DOMAIN.md): a
+    feed's Provenance says who, when, what and why in codes, so resources carried inside
+    it, a narrative, and free text beside the reason or activity codes are refused."""
+    if body.get("contained"):
+        raise Unprocessable("a feed's Provenance may not contain resources (auditors read "
+                            "Provenance, not clinical content)", expression="Provenance.contained")
+    if body.get("text"):
+        raise Unprocessable("a feed's Provenance may not carry a narrative (auditors read "
+                            "Provenance, not clinical content)", expression="Provenance.text")
+    said = [(f"Provenance.reason[{i}].text", c) for i, c in enumerate(as_list(body.get("reason")))]
+    said.append(("Provenance.activity.text", body.get("activity")))
+    for where, concept in said:
+        if isinstance(concept, dict) and concept.get("text"):
+            raise Unprocessable("a feed's Provenance gives its reason and activity in codes, "
+                                "not free text (auditors read Provenance, not clinical "
+                                "content)", expression=where)
 
 
 def _check_attribution(resource: dict[str, Any], caller: SecureCaller) -> None:

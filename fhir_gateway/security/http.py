@@ -9,7 +9,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
@@ -229,14 +229,17 @@ def authorize_ingest(sec: Security, request: Request, partner: str, base: str) -
 def record_ingest(sec: Security, request: Request, caller: Caller, partner: str, base: str,
                   status: int, summary: Summary | None) -> None:
     """The AuditEvents of an ingest over HTTP, allowed or refused: written durably before
-    the answer is sent. `summary`: the run's (None when refused); the Patients it wrote
-    are named as a REST write names its patient, in continuation events past the first
-    MAX_PATIENT_ENTITIES (`audit_events`)."""
+    the answer is sent. `summary`: the run's (None when refused; for a run that failed
+    part way, what its committed batches wrote); the Patients it wrote are named as a REST
+    write names its patient, in continuation events past the first MAX_PATIENT_ENTITIES
+    (`audit_events`)."""
     if sec.trail is None:
         return
     counts = summary.counts() if summary is not None else {}
     named = summary.patients if summary is not None else set()
     text = ", ".join(f"{k} {v}" for k, v in counts.items())
+    if status >= 400 and text:
+        text = f"{status} after it stored: {text}"
     observer, request_id = f"fhir-gateway {sec.trail.instance}", \
         getattr(request.state, "request_id", "")
     sec.trail.record(audit_events(
@@ -249,14 +252,14 @@ def record_ingest(sec: Security, request: Request, caller: Caller, partner: str,
 
 
 def record_review(sec: Security, request: Request, caller: Caller, base: str, status: int,
-                  what: str, patient: str | None) -> None:
-    """The AuditEvent of a review-queue request (listing partners' raw records, or
-    attaching a held one to `patient`), allowed or refused, durable before the answer."""
+                  what: str, patients: Collection[str]) -> None:
+    """The AuditEvents of a review-queue request (listing partners' raw records, or
+    settling a held one: the Patient chosen and every Patient the record then wrote, a new
+    one among them), allowed or refused, durable before the answer."""
     if sec.trail is None:
         return
-    event = audit_event(
+    sec.trail.record(audit_events(
         subtype="operation", action="R" if request.method == "GET" else "U", status=status,
         caller=caller, observer=f"fhir-gateway {sec.trail.instance}", destination=base,
         request_id=getattr(request.state, "request_id", ""), query=what,
-        patients={patient} if patient else (), description=f"review queue: {what}")
-    sec.trail.record([event])
+        patients=patients, description=f"review queue: {what}"))

@@ -1,0 +1,165 @@
+"""Session 18's audit review: the trail names every Patient a partly failed ingest or a
+settled hold wrote, and an auditor's Provenance carries no clinical content."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from test_review_queue import _load
+
+from fhir_gateway import cli
+from fhir_gateway.fhir.repository import Repository
+from fhir_gateway.pipeline.loader import Loader
+from fhir_gateway.store import open_store
+from fhir_gateway.store.base import StoreUnavailable
+from fhir_gateway.store.query import IndexQuery
+from security_kit import Gateway, patient
+
+HEADER = ("Person ID,Title,First Name,Last Name,DOB,Postcode,NHS No (if known),"
+          "Service,Service Start,Service End,Provider,Key Worker\n")
+TWO_ROWS = (HEADER
+            + "SC1,Mrs,Ada,Alpha,1931-02-03,DY1 1AA,9990000018,Home care,2026-01-02,,Oak,Bea\n"
+            + "SC2,Mr,Bob,Beta,1932-02-03,DY1 1AB,9990000026,Home care,2026-01-02,,Oak,Bea\n")
+
+
+def _person(pid: str, nhs: str, given: str, family: str, born: str) -> dict[str, Any]:
+    p = patient(pid, nhs, family)
+    p["name"][0]["given"] = [given]
+    p["birthDate"] = born
+    p["address"] = [{"postalCode": "DY1 1AA"}]
+    return p
+
+
+PEOPLE = (_person("pa", "9990000018", "Ada", "Alpha", "1931-02-03"),
+          _person("pb", "9990000026", "Bob", "Beta", "1932-02-03"))
+
+
+def _fail_second_batch(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One record per batch, and the store goes away before the second batch: the first
+    batch's records are committed, as a writer lock held too long leaves them."""
+    real, calls = Loader._apply_batch, []
+
+    def flaky(self: Loader, batch: Any, *args: Any, **kwargs: Any) -> None:
+        calls.append(1)
+        if len(calls) == 2:
+            raise StoreUnavailable("the disk went away")
+        self.batch_records = 1
+        real(self, batch, *args, **kwargs)
+
+    monkeypatch.setattr(Loader, "_apply_batch", flaky)
+    init = Loader.__init__
+
+    def one_per_batch(self: Loader, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **kwargs)
+        self.batch_records = 1
+
+    monkeypatch.setattr(Loader, "__init__", one_per_batch)
+
+
+def _named(event: dict[str, Any]) -> set[str]:
+    return {x["what"]["reference"] for x in event.get("entity", [])
+            if str((x.get("what") or {}).get("reference", "")).startswith("Patient/")}
+
+
+def _care_plan_subjects(repo: Repository) -> list[str]:
+    return [json.loads(r.body or "{}")["subject"]["reference"]
+            for r in repo.find(IndexQuery(rtype="CarePlan", limit=50)).rows]
+
+
+def test_an_http_ingest_failing_part_way_names_the_patients_it_had_stored(
+        gw: Gateway, monkeypatch: pytest.MonkeyPatch) -> None:
+    for p in PEOPLE:
+        gw.put(p)
+    feed = gw.login("sc-feed", "feed", partner="socialcare", org="SC001", scope="system/*.cruds")
+    gw.http.app.state.ingest_service.loader.batch_records = 1
+    _fail_second_batch(monkeypatch)
+    answer = gw.http.post("/ingest/socialcare", content=TWO_ROWS.encode(),
+                          headers={**feed, "Content-Type": "text/csv"})
+    assert answer.status_code == 503, answer.text
+    assert _care_plan_subjects(Repository(gw.engine)) == ["Patient/pa"]
+    (event,) = [e for e in gw.audit_events(subtype="create")
+                if "ingest of a socialcare file" in e.get("outcomeDesc", "")]
+    assert event["outcome"] == "8" and "503 after it stored" in event["outcomeDesc"]
+    assert _named(event) == {"Patient/pa"}
+    auditor = gw.login("audit-team", "auditor", org="X26")
+    rows = gw.http.get("/audit/report?kind=patient&patient=pa", headers=auditor).json()["rows"]
+    assert [(r["client"], r["outcome"]) for r in rows] == [("sc-feed", "8")]
+
+
+def test_a_cli_ingest_failing_part_way_is_audited_naming_what_it_stored(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    url = f"sqlite:///{tmp_path / 'cli.sqlite3'}"
+    engine = open_store(url)
+    for p in PEOPLE:
+        Repository(engine).update(p, rtype="Patient", rid=p["id"])
+    engine.close()
+    (tmp_path / "sc.csv").write_text(TWO_ROWS)
+    _fail_second_batch(monkeypatch)
+    assert cli.main(["--store", url, "ingest", "--partner", "socialcare",
+                     str(tmp_path / "sc.csv")]) == 1
+    engine = open_store(url)
+    try:
+        repo = Repository(engine)
+        assert _care_plan_subjects(repo) == ["Patient/pa"]
+        events = [json.loads(r.body or "{}")
+                  for r in repo.find(IndexQuery(rtype="AuditEvent", limit=50)).rows]
+    finally:
+        engine.close()
+    (event,) = events
+    assert "stopped part way by an error" in event["outcomeDesc"]
+    assert _named(event) == {"Patient/pa"}
+
+
+def test_a_hold_settled_by_creating_a_patient_names_that_patient(gw: Gateway) -> None:
+    social, _ = _load(gw)
+    (held,) = gw.http.get("/review/held", headers=social).json()
+    before = {e["id"] for e in gw.audit_events()}
+    settled = gw.http.post(f"/review/held/{held['key']}", json={"create": True},
+                           headers=social)
+    assert settled.status_code == 200, settled.text
+    (created,) = [r.rid for r in Repository(gw.engine).find(
+        IndexQuery(rtype="Patient", limit=50)).rows if "Secretname" in (r.body or "")]
+    (event,) = [e for e in gw.audit_events() if e["id"] not in before
+                and "review queue: POST" in e.get("outcomeDesc", "")]
+    assert _named(event) == {f"Patient/{created}"}
+
+
+@pytest.mark.parametrize(("extra", "where"), [
+    ({"contained": [{"resourceType": "Condition", "id": "c",
+                     "code": {"text": "metastatic pancreatic cancer"}}]},
+     "Provenance.contained"),
+    ({"text": {"status": "generated",
+               "div": '<div xmlns="http://www.w3.org/1999/xhtml">cancer</div>'}},
+     "Provenance.text"),
+    ({"reason": [{"text": "metastatic pancreatic cancer, DNACPR agreed"}]},
+     "Provenance.reason[0].text"),
+    ({"activity": {"text": "DNACPR agreed with the family"}}, "Provenance.activity.text"),
+])
+def test_a_feeds_provenance_carrying_clinical_content_is_refused(
+        gw: Gateway, extra: dict[str, Any], where: str) -> None:
+    gw.put(patient("p1", "9434765919", "Jones"))
+    feed = gw.login("gpf", "feed", partner="gp", org="B86001", scope="system/*.cruds")
+    sent = {**feed, "Content-Type": "application/fhir+json"}
+    obs = {"resourceType": "Observation", "id": "gp-o1", "status": "final",
+           "code": {"text": "DNACPR"}, "subject": {"reference": "Patient/p1"}}
+    assert gw.http.put("/fhir/Observation/gp-o1", headers=sent,
+                       content=json.dumps(obs)).status_code in (200, 201)
+    prov = {"resourceType": "Provenance", "id": "gp-prov1",
+            "target": [{"reference": "Observation/gp-o1"}], "recorded": "2026-01-01T00:00:00Z",
+            "agent": [{"who": {"identifier": {
+                "system": "https://fhir.nhs.uk/Id/ods-organization-code", "value": "B86001"}}}],
+            "reason": [{"coding": [{"system":
+                                    "http://terminology.hl7.org/CodeSystem/v3-ActReason",
+                                    "code": "TREAT"}]}]}
+    refused = gw.http.put("/fhir/Provenance/gp-prov1", headers=sent,
+                          content=json.dumps({**prov, **extra}))
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["issue"][0]["expression"] == [where]
+    stored = gw.http.put("/fhir/Provenance/gp-prov1", headers=sent, content=json.dumps(prov))
+    assert stored.status_code in (200, 201), stored.text
+    auditor = gw.login("aud", "auditor", org="X26")
+    seen = gw.http.get("/fhir/Provenance?target=Observation/gp-o1", headers=auditor)
+    assert seen.status_code == 200 and seen.json()["total"] == 1
