@@ -89,8 +89,12 @@ ACTIVE_PLAN = frozenset({"active", "on-hold"})
 TOOK_EFFECT = ACTIVE_PLAN | {"completed", "revoked"}
 ON_HOLD = "ON HOLD: its author has suspended it; check before acting on it"
 LPA_HELD = "Holds Lasting Power of Attorney for health and welfare"
+#: a contact's relationship end still to come, in words (not a date to review by)
+RELATIONSHIP_ENDS = "relationship ends"
 #: a decision the summary holds but cannot read (`Fact.code`)
 NOT_UNDERSTOOD = "not-understood"
+#: a record whose value is missing, in words
+NO_VALUE = "no value recorded"
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +150,8 @@ class Fact:
     #: False when it must not replace its source's older facts, though newer ones replace
     #: it (a decision for a period only)
     replaces: bool = True
+    #: what its review date is, where not a date to review by (a relationship's end)
+    review_words: str | None = None
 
     @property
     def ref(self) -> str:
@@ -259,7 +265,10 @@ def gather(ctx: FhirContext, req: FhirRequest, patient: dict[str, Any], *,
                         default=None)
         facts.alive_said_by = tuple(_partner_name(p) for p in
                                     said_not_deceased(patient, times, since))
-    times = [str((r.get("meta") or {}).get("lastUpdated") or "") for r in (patient, *resources)]
+    # what partners fed: the gateway's own derivations (a conflict issue a daily refresh
+    # rewrites) would make a stale record look freshly fed
+    times = [str((r.get("meta") or {}).get("lastUpdated") or "") for r in (patient, *resources)
+             if not is_derived(r)]
     times += [received_at(p) or "" for p in provenances]
     times += [s.recorded or "" for s in sources.values()]
     if ctx.session is not None:  # a delivery that changed nothing fed it too
@@ -327,7 +336,8 @@ def _select(patient: dict[str, Any], candidates: list[Fact], today: date,
         by_kind.setdefault(f.kind, []).append(f)
     decisions = newest_per_source(by_kind.get("cpr", []))
     plans = _not_replaced(by_kind.get("plan", []), claims)
-    alerts = by_kind.get("issue", []) + newest_per_source(by_kind.get("alert", []))
+    alerts = [_with_cpr_words(f) if _mentions_cpr(f) else f
+              for f in by_kind.get("issue", []) + newest_per_source(by_kind.get("alert", []))]
     return Facts(
         patient=patient, today=today,
         cpr=[f for f in decisions if not f.expired],
@@ -360,6 +370,17 @@ def _mentions_cpr(alert: Fact) -> bool:
     r = alert.resource
     return t.mentions_cpr(alert.text, r.get("code"), r.get("valueCodeableConcept"),
                           r.get("valueString"))
+
+
+def _with_cpr_words(alert: Fact) -> Fact:
+    """An alert that says CPR, with the words that say it shown: the headline sends the
+    crew to read it, and its one line of text can leave them out (a coding's display
+    shown over the code's text, a value, the code beside a DetectedIssue's detail)."""
+    if t.mentions_cpr(alert.text):
+        return alert
+    r = alert.resource
+    said = t.cpr_texts(r.get("code"), r.get("valueCodeableConcept"), r.get("valueString"))
+    return dataclasses.replace(alert, details=(*alert.details, *(f"Says: {x}" for x in said)))
 
 
 def _partner_name(partner: str) -> str:
@@ -626,10 +647,10 @@ def _observation(r: dict[str, Any]) -> list[Fact]:
     kind = t.PLACE_KINDS.get(t.has_code(code, t.EOL_OBSERVATION, t.PLACE_KINDS) or "")
     if kind is not None:
         what = "Preferred place of care" if kind == "care" else "Preferred place of death"
-        return [Fact("place", r, f"{what}: {t.words_for(value)}", when,
+        return [Fact("place", r, f"{what}: {_place_words(r)}", when,
                      _first_code(value), group=kind)]
     if t.has_code(code, t.EOL_OBSERVATION, {t.PLACE_OF_DEATH}):
-        return [Fact("death-place", r, f"Place of death: {t.words_for(value)}", when,
+        return [Fact("death-place", r, f"Place of death: {_place_words(r)}", when,
                      _first_code(value))]
     finding = t.has_code(code, t.SCT, t.PPD_FINDINGS)
     if finding:
@@ -735,18 +756,26 @@ def not_understood(words: str) -> str:
     return f"CPR status recorded but not understood: {words}"
 
 
+def _place_words(r: dict[str, Any]) -> str:
+    """A place as coded, else as the partner wrote it (a `valueString`), else not stated."""
+    if r.get("valueCodeableConcept") is not None:
+        return t.words_for(r["valueCodeableConcept"])
+    words = _value_words(r)
+    return "not stated" if words == NO_VALUE else words
+
+
 def _value_words(r: dict[str, Any]) -> str:
     """A record's value in words, whatever its type."""
     for key, value in r.items():
         if key == "valueCodeableConcept":
-            return t.words_for(value, "no value recorded")
+            return t.words_for(value, NO_VALUE)
         if isinstance(value, bool) and key.startswith("value"):
             return "true" if value else "false"  # as FHIR writes it
         if key.startswith("value") and value not in (None, "", [], {}):
             return str(value)
     note = next((n.get("text") for n in r.get("note") or [] if isinstance(n, dict)
                  and n.get("text")), None)
-    return str(note) if note else "no value recorded"
+    return str(note) if note else NO_VALUE
 
 
 def _careplan(r: dict[str, Any]) -> list[Fact]:
@@ -817,10 +846,11 @@ def _contact(r: dict[str, Any], c: dict[str, Any], name: str, today: date) -> li
     # the relationship's end, as a review date: one that has passed ends the LPA too
     ended = (c.get("period") or {}).get("end") if isinstance(c.get("period"), dict) else None
     out = [Fact("contact", r, name, code="lpa" if lpa else None, details=tuple(details),
-                review=ended)]
+                review=ended, review_words=RELATIONSHIP_ENDS)]
     if lpa:
         out.append(Fact("lpa-holder", r, f"Lasting Power of Attorney (health and welfare): "
-                                         f"{name}", details=tuple(details[:-1]), review=ended))
+                                         f"{name}", details=tuple(details[:-1]), review=ended,
+                        review_words=RELATIONSHIP_ENDS))
     return out
 
 
@@ -903,7 +933,7 @@ def _telecoms(r: dict[str, Any], today: date) -> tuple[list[str], bool]:
         elif end and review_day(str(end)) is None:
             old.append(f"Check before use (its end date {end} cannot be read): {words}")
         elif end and has_passed(str(end), today):
-            old.append(f"Not current (ended {end}): {words}")
+            old.append(f"Not current (ended {day(str(end))}): {words}")
         else:
             (phones if c.get("system") in PHONE_SYSTEMS else others).append(words)
     return phones + others + old, bool(phones)

@@ -120,6 +120,15 @@ def mentions_cpr(*concepts: Any) -> bool:
     resuscitation in its text or a coding's display: as read, so letters written wide,
     split by zero-width characters, dressed in combining marks, escaped as HTML, or broken
     across lines count."""
+    return any(_says_cpr(text) for text in _texts(concepts))
+
+
+def cpr_texts(*concepts: Any) -> list[str]:
+    """The texts among `concepts` that `mentions_cpr` reads as saying CPR."""
+    return [text for text in _texts(concepts) if _says_cpr(text)]
+
+
+def _texts(concepts: tuple[Any, ...]) -> list[str]:
     texts: dict[str, None] = {}  # each text once (a Flag's text is its code's text too)
     for concept in concepts:
         for x in [concept] if isinstance(concept, str) else \
@@ -127,14 +136,16 @@ def mentions_cpr(*concepts: Any) -> bool:
                  *(c.get("display") for c in codings(concept))]:
             if isinstance(x, str):
                 texts[x] = None
-    for text in texts:
-        read = _letters(text)
-        if CPR_MENTION.search(read):
-            return True
-        unwrapped = _WRAPPED.sub("", read)
-        if unwrapped != read and CPR_MENTION.search(_SPELT_OUT.sub(_joined_if_cpr, unwrapped)):
-            return True
-    return False
+    return list(texts)
+
+
+def _says_cpr(text: str) -> bool:
+    read = _letters(text)
+    if CPR_MENTION.search(read):
+        return True
+    unwrapped = _WRAPPED.sub("", read)
+    return unwrapped != read and bool(CPR_MENTION.search(_SPELT_OUT.sub(_joined_if_cpr,
+                                                                         unwrapped)))
 
 
 def _letters(text: str) -> str:

@@ -95,7 +95,7 @@ def item(fact: Fact) -> Item:
     if fact.expired:
         status = f"EXPIRED: review date {day(fact.review)} has passed; not current"
     elif fact.review:
-        status = f"review by {day(fact.review)}"
+        status = f"{fact.review_words or 'review by'} {day(fact.review)}"
     details = fact.details
     if fact.claimed_by:
         details = (*details, claim_words(fact.claimed_by))
