@@ -14,7 +14,14 @@ with three refinements, each checked against fhirpathpy by
 - *Fast*: the two Provenance invariants (``scr-prov-1``, ``scr-prov-2``), run on every
   ingested record's Provenance, and ``scr-subj-1`` and ``scr-cpr-1``, run on most
   ingested resources, are answered in Python for the shapes R4 allows (lists of
-  objects, string values, no primitive extensions); any other shape goes to fhirpathpy.
+  objects, string values); any other shape goes to fhirpathpy. So is ``obs-7``, whose
+  expression fhirpathpy runs in time quadratic in the codings (`intersect` compares
+  every pair): a body of a few thousand codings held the store's write lock for minutes.
+- *Primitive extensions*: FHIRPath compares a primitive by its value, which its
+  extensions (``_code``) do not change; fhirpathpy reads a primitive that has them as an
+  object, so ``code = '450476008'`` was false for it (a CPR decision with both codes, one
+  extended, passed ``scr-cpr-1``, and a valid ``_reference`` failed ``scr-subj-1``).
+  Every check here reads values and passes over ``_name`` keys (``values_only``).
 - *Structural*: ``ele-1`` (every element has a value or children) is on every element
   of every snapshot, and ``scr-nhs-1`` (the NHS number Modulus 11 check) applies to every
   NHS number; the validator checks both while walking the resource instead.
@@ -26,6 +33,7 @@ An invariant fhirpathpy cannot compile is not silently dropped: the plan keeps i
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -103,7 +111,9 @@ def _dom_6(node: Any) -> bool:
 
 
 def _scr_id_1(node: Any) -> bool:
-    return isinstance(node, dict) and "system" in node and "value" in node
+    """system.exists() and value.exists(): a JSON null is no value."""
+    return isinstance(node, dict) and node.get("system") is not None \
+        and node.get("value") is not None
 
 
 #: Exact Python equivalents of invariants evaluated on many elements.
@@ -126,6 +136,19 @@ def _dicts(value: Any) -> list[dict[str, Any]] | None:
     return None
 
 
+def values_only(node: Any) -> Any:
+    """`node` without its primitive extensions (`_name` keys), the same object when it has
+    none: what FHIRPath compares (see the module docstring)."""
+    if isinstance(node, dict):
+        kept = {k: values_only(v) for k, v in node.items() if not k.startswith("_")}
+        same = len(kept) == len(node) and all(kept[k] is node[k] for k in kept)
+        return node if same else kept
+    if isinstance(node, list):
+        items = [values_only(v) for v in node]
+        return node if all(a is b for a, b in zip(items, node, strict=True)) else items
+    return node
+
+
 def _scr_prov_1(node: Any) -> bool | None:
     """agent.where(who.identifier.system = ODS and who.identifier.value.exists()).exists()"""
     agents = _dicts(node.get("agent")) if isinstance(node, dict) else None
@@ -138,10 +161,9 @@ def _scr_prov_1(node: Any) -> bool | None:
         if (who is not None and not isinstance(who, dict)) or \
                 (ident is not None and not isinstance(ident, dict)):
             return None
-        if ident and ("_system" in ident or "_value" in ident
-                      or not isinstance(ident.get("system", ""), str)
+        if ident and (not isinstance(ident.get("system", ""), str)
                       or not isinstance(ident.get("value", ""), str)):
-            return None  # primitive extensions, nulls, odd types: fhirpathpy decides
+            return None  # nulls, odd types: fhirpathpy decides
         idents.append(ident or {})
     return any(i.get("system") == ODS_SYSTEM and "value" in i for i in idents)
 
@@ -149,20 +171,19 @@ def _scr_prov_1(node: Any) -> bool | None:
 def _scr_prov_2(node: Any) -> bool | None:
     """entity.where(role = 'source').exists()"""
     entities = _dicts(node.get("entity")) if isinstance(node, dict) else None
-    if entities is None or any("_role" in e or not isinstance(e.get("role", ""), str)
-                               for e in entities):
+    if entities is None or any(not isinstance(e.get("role", ""), str) for e in entities):
         return None
     return any(e.get("role") == "source" for e in entities)
 
 
 def _scr_subj_1(node: Any) -> bool | None:
     """subject.reference.exists() and subject.reference.startsWith('#').not()"""
-    if not isinstance(node, dict) or "_subject" in node:
+    if not isinstance(node, dict):
         return None
     if "subject" not in node:
         return False
     subject = node["subject"]
-    if not isinstance(subject, dict) or "_reference" in subject:
+    if not isinstance(subject, dict):
         return None
     if "reference" not in subject:
         return False
@@ -183,7 +204,7 @@ def _scr_cpr_1(node: Any) -> bool | None:
     makes `value` the choice element value[x])."""
     if not isinstance(node, dict) or node.get("resourceType") != "Observation":
         return None
-    values = [k for k in node if k.startswith(("value", "_value"))]
+    values = [k for k in node if k.startswith("value")]
     if not values:
         return True
     if values != ["valueCodeableConcept"]:
@@ -196,13 +217,45 @@ def _scr_cpr_1(node: Any) -> bool | None:
         return None
     codes = set()
     for coding in codings:
-        if "_system" in coding or "_code" in coding \
-                or not isinstance(coding.get("system", ""), str) \
+        if not isinstance(coding.get("system", ""), str) \
                 or not isinstance(coding.get("code", ""), str):
-            return None  # primitive extensions, nulls, odd types
+            return None  # nulls, odd types
         if coding.get("system") == SNOMED and coding.get("code") in _CPR_CODES:
             codes.add(coding["code"])
     return len(codes) <= 1
+
+
+def _obs_7(node: Any) -> bool | None:
+    """value.empty() or component.code.where(coding.intersect(%resource.code.coding)
+    .exists()).empty(), on an Observation: a component coded as the Observation itself
+    carries the value, not the Observation. Linear: each coding is compared by its JSON."""
+    if not isinstance(node, dict) or not any(k.startswith("value") for k in node):
+        return True if isinstance(node, dict) else None
+    code, components = node.get("code"), _dicts(node.get("component"))
+    if components is None or (code is not None and not isinstance(code, dict)):
+        return None
+    own = _codings(code)
+    if own is None:
+        return None
+    keys = {_coding_key(c) for c in own}
+    for component in components:
+        theirs = component.get("code")
+        if theirs is not None and not isinstance(theirs, dict):
+            return None
+        codings = _codings(theirs)
+        if codings is None:
+            return None
+        if any(_coding_key(c) in keys for c in codings):
+            return False
+    return True
+
+
+def _codings(concept: dict[str, Any] | None) -> list[dict[str, Any]] | None:
+    return _dicts((concept or {}).get("coding"))
+
+
+def _coding_key(coding: dict[str, Any]) -> str:
+    return json.dumps(values_only(coding), sort_keys=True)
 
 
 #: Python for invariants on every ingested resource, for the shapes R4 allows; None
@@ -214,6 +267,7 @@ FAST: dict[str, Callable[[Any], bool | None]] = {
     "scr-prov-2": _scr_prov_2,
     "scr-subj-1": _scr_subj_1,
     "scr-cpr-1": _scr_cpr_1,
+    "obs-7": _obs_7,
 }
 
 #: Checked by the validator's walk, not by expression: ele-1 on every element, and
@@ -258,12 +312,21 @@ def compile_invariant(constraint: dict[str, Any], base: str | None = None) -> In
             if _g is not None and isinstance(node, dict) and not any(k in node for k in _g):
                 return True
             if _f is not None and (answer := _f(node)) is not None:
-                return answer
+                return answer  # (the fast checks read values only: no copy needed)
+            node = values_only(node)
             if _b is not None and isinstance(node, dict):
                 node = ResourceNode.create_node(node, _b)
-            return _c(node, env) == [True]
+            return _c(node, _values_env(env)) == [True]
     return Invariant(key, constraint.get("severity", "error"), constraint.get("human", key),
                      expression, check)
+
+
+def _values_env(env: dict[str, Any]) -> dict[str, Any]:
+    resource = env.get("resource")
+    stripped = values_only(resource)
+    if stripped is resource:
+        return env
+    return {**env, "resource": stripped, "rootResource": values_only(env.get("rootResource"))}
 
 
 def evaluate_fhirpath(expression: str, node: Any, env: dict[str, Any],

@@ -44,6 +44,9 @@ NHS_NUMBER_SYSTEM = "https://fhir.nhs.uk/Id/nhs-number"
 _REFERENCE = re.compile(r"(?:https?://\S+/)?([A-Z][A-Za-z]+)/[A-Za-z0-9\-.]{1,64}"
                         r"(?:/_history/[A-Za-z0-9\-.]{1,64})?")
 _BOUND_PRIMITIVES = frozenset({"code", "string", "uri"})
+#: references that name no type by their form: contained (checked against it), and a
+#: transaction's placeholders
+_NAMES_NO_TYPE = ("#", "urn:uuid:", "urn:oid:")
 #: R4 required bindings of the status codes the shared record reads, checked on every
 #: resource of these types, with a gateway profile or without: a status the code does
 #: not know (`entered in error`, a typo for `entered-in-error`) would otherwise be taken
@@ -193,6 +196,10 @@ class _Run:
         if rule.children:
             present: set[str] = set()
             for key, value in node.items():
+                if value is None or value == []:
+                    # JSON null or [] is no element (R4 JSON forbids both): it cannot
+                    # fill a required one, nor escape a fixed value's check as present
+                    continue
                 if key.startswith("_"):  # a primitive's id/extensions: counts as present
                     entry = rule.keys.get(key[1:])
                     if entry is not None:
@@ -358,6 +365,15 @@ class _Run:
         ref = item.get("reference")
         declared = item.get("type")
         found = _reference_type(ref, self.resource) if isinstance(ref, str) else None
+        if found is None and isinstance(ref, str) and rule.targets \
+                and not ref.startswith(_NAMES_NO_TYPE):
+            # a reference no reader here can follow (`Group/1#x`, a 65-character id): its
+            # type cannot be checked, so it cannot be shown to name what it must
+            self.add(path, f"{ref!r} is not a reference to "
+                     + " or ".join(sorted(targets))
+                     + " that can be read: write Type/id (an id of 1-64 letters, digits, "
+                       "'-' or '.'), with a base URL or not", "invalid")
+            return
         for rtype in (found, declared):
             if isinstance(rtype, str) and rtype not in targets:
                 self.add(path, f"refers to a {rtype}; it must refer to "

@@ -19,6 +19,7 @@ from fhir_gateway.validation.invariants import (
     NATIVE,
     compile_invariant,
     evaluate_fhirpath,
+    values_only,
 )
 from validation_kit import EXAMPLES, REPO, UKCORE
 
@@ -149,6 +150,26 @@ def _cpr_variants(node: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
+def _obs_7_variants(node: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every way obs-7 can come out: a component coded as the Observation, or not."""
+    sct = "http://snomed.info/sct"
+    own = {"system": sct, "code": "304251008"}
+    bare = {k: v for k, v in node.items() if k not in ("code", "component")}
+    out = []
+    for code in ({"coding": [own]}, {"coding": [own, {"system": sct, "code": "1"}]},
+                 {"text": "x"}, {"coding": []}, None, [{"coding": [own]}]):
+        for component in ([{"code": {"coding": [own]}}], [{"code": {"coding": [
+                {**own, "display": "x"}]}}], [{"code": {"coding": [{"system": sct, "code": "2"},
+                                                                   own]}}],
+                          [{"code": {"coding": [{**own, "_code": {"extension": []}}]}}],
+                          [{"code": {"text": "x"}}], [{}], [], {"code": {"coding": [own]}},
+                          [{"code": [{"coding": [own]}]}], [{"code": {"coding": own}}]):
+            for value in ({"valueString": "x"}, {}, {"_valueString": {"extension": []}}):
+                v = {**bare, **value, "component": component}
+                out.append(v if code is None else {**v, "code": code})
+    return out
+
+
 def test_every_shortcut_is_compared() -> None:
     assert set(WHERE) == (set(NATIVE) | set(GUARDS) | set(FAST)) - {"dom-3"}
 
@@ -189,11 +210,18 @@ def test_shortcut_matches_fhirpathpy(key: str) -> None:
                 variants.extend(_subject_variants(node))
             if key == "scr-cpr-1":
                 variants.extend(_cpr_variants(node))
+            if key == "obs-7":
+                variants.extend(_obs_7_variants(node))
             for v in variants:
-                expected = _outcome(lambda v=v, env=env: evaluate_fhirpath(
-                    constraint["expression"], v, env, base) == [True])
-                assert _outcome(lambda v=v, env=env: invariant.check(v, env)) == expected, \
-                    (key, v)
+                # FHIRPath reads a primitive's value whatever its extensions: fhirpathpy
+                # is the reference for the values alone (`values_only`)
+                # obs-7 runs on the resource: its %resource is the node itself
+                given = {"resource": v, "rootResource": v} if key == "obs-7" else env
+                plain = {k: values_only(x) for k, x in given.items()}
+                expected = _outcome(lambda v=v, plain=plain: evaluate_fhirpath(
+                    constraint["expression"], values_only(v), plain, base) == [True])
+                assert _outcome(lambda v=v, given=given: invariant.check(v, given)) \
+                    == expected, (key, v)
                 checked += 1
     assert checked >= 4
 
