@@ -360,6 +360,15 @@ def _person(patient: dict[str, Any], mapping: Mapping, ctx: Context) -> PersonKe
     if born and born[:10] > ctx.today.isoformat():  # dates of any precision sort as text
         ctx.fail(_origin(ctx, ("Patient", "birthDate")) or "Patient.birthDate",
                  f"gives the birth date {born}, which is after today ({ctx.today})")
+    if isinstance(died, str) and born:
+        # compared at the shorter precision: a mistyped year must not become the person's
+        # date of death (1940 for someone born in 1948)
+        death_day, birth_day = _local_date(died, ctx), born[:10]
+        shared = min(len(death_day), len(birth_day))
+        if death_day[:shared] < birth_day[:shared]:
+            ctx.fail(_origin(ctx, ("Patient", "deceasedDateTime"))
+                     or "Patient.deceasedDateTime",
+                     f"gives the date of death {died}, which is before the birth date {born}")
     name = _first(patient.get("name"))
     name = name if isinstance(name, dict) else {}
     address = _first(patient.get("address"))

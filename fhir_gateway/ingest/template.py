@@ -427,8 +427,10 @@ def render_resource(node: Node, ctx: Context, path: tuple[str | int, ...],
                     nulled: list[str] | None = None) -> dict[str, Any]:
     """A resource template's elements: like `render`, but the resource itself is kept even
     when nothing from the source filled it (its fixed elements still say something).
-    `nulled` gets the top-level elements that came out empty because the source said
-    "no value" outright in a field that fills them (HL7 `""`): the record deletes them."""
+    `nulled` gets the elements that came out empty because the source said "no value"
+    outright in a field that fills them (HL7 `""`): the record deletes them. An object
+    element is deleted whole only when every field filling it said so; otherwise each
+    of its parts that one did (`period.end` from PV1-45 `""`), as the merge keeps parts."""
     if not isinstance(node, Obj):
         value = render(node, ctx, path)
         return value if isinstance(value, dict) else {}
@@ -439,11 +441,25 @@ def render_resource(node: Node, ctx: Context, path: tuple[str | int, ...],
         value = render(child, ctx, (*path, key))
         if not _empty(value):
             out[key] = value
-        elif sink is not None and not key.startswith(_NEVER_NULLED) and any(
-                ctx.is_null(p.path) for p in placeholders_in([child])
-                if p.function != "partner"):
+        if sink is None or key.startswith(_NEVER_NULLED):
+            continue
+        if isinstance(child, Obj):
+            if _empty(value) and _said_null(child, ctx, every=True):
+                sink.append(key)
+                continue
+            given = value if isinstance(value, dict) else {}
+            sink.extend(f"{key}.{part}" for part, grandchild in child.items
+                        if _empty(given.get(part)) and _said_null(grandchild, ctx, every=True))
+        elif _empty(value) and _said_null(child, ctx, every=False):
             sink.append(key)
     return out
+
+
+def _said_null(node: Node, ctx: Context, *, every: bool) -> bool:
+    """Whether the source's fields filling `node` said "no value" outright: `every` one of
+    them, or any."""
+    said = [ctx.is_null(p.path) for p in placeholders_in([node]) if p.function != "partner"]
+    return bool(said) and (all(said) if every else any(said))
 
 
 def render(node: Node, ctx: Context, path: tuple[str | int, ...] = ()) -> Any:

@@ -341,6 +341,20 @@ def test_the_same_nhs_number_twice_is_one() -> None:
     assert only(run("acute", message(adt("A01", "M1", pid3=pid3)))).person.nhs_number == NHS
 
 
+@pytest.mark.parametrize(("died", "refused"), [
+    ("19400101", True),   # a mistyped year: born 5 Sep 1948
+    ("19480904", True),   # the day before birth
+    ("19480905", False),  # died the day they were born
+    ("194809", False),    # a month of death: the same month as birth, at that precision
+])
+def test_a_date_of_death_before_the_birth_date_is_refused(died: str, refused: bool) -> None:
+    [result] = run("acute", message(adt("A08", "M1", pid={29: died, 30: "Y"})))
+    assert isinstance(result, Rejection) is refused, result
+    if refused:
+        assert isinstance(result, Rejection) and result.field == "PID-29"
+        assert "before the birth date 1948-09-05" in result.reason
+
+
 def test_a_birth_date_after_today_is_rejected() -> None:
     [rejection] = rejected(run("acute", message(adt("A01", "M1", pid={7: "20991103"}))))
     assert rejection.field == "PID-7" and "after today" in rejection.reason

@@ -311,3 +311,20 @@ def test_a_cancellation_older_than_the_death_leaves_it(engine: StoreEngine) -> N
     earlier = stay_message("M0", "A13", "202601050900")
     assert places_of_death(engine, ADMITTED, DIED, earlier) == [
         "Died in hospital (discharge disposition 20)"]
+
+
+def test_the_hl7_null_in_one_part_of_a_stay_deletes_that_part_only(
+        engine: StoreEngine) -> None:
+    """PV1-44 `""` with PV1-45 empty deletes the admission time and says nothing of the
+    discharge; PV1-45 `""` with PV1-44 given deletes the discharge time. Nulls were read
+    per element, while the stay's period is kept part by part: the first deleted a
+    discharge the message never mentioned, the second deleted nothing."""
+    admit, discharge = "20260701090000+0000", "20260705120000+0000"
+    finished = (adt("M1", "A01", "20260701090000+0000", admitted=admit),
+                adt("M2", "A03", "20260705120000+0000", admitted=admit, discharged=discharge))
+    first = the_stay(engine, *finished,
+                     adt("M3", "A02", "20260706090000+0000", admitted='""'))
+    assert first["period"] == {"end": "2026-07-05T12:00:00+00:00"}, first
+    second = the_stay(engine, adt("M4", "A02", "20260707090000+0000", admitted=admit,
+                                  discharged='""'))
+    assert second["period"] == {"start": "2026-07-01T09:00:00+00:00"}, second
