@@ -176,6 +176,9 @@ def _report(sec: Security, request: Request, base: str) -> Response:
 
 
 def _rows(sec: Security, params: Any) -> list[dict[str, Any]]:
+    for name in ("kind", "patient", "from", "to", "_format"):
+        if len(params.getlist(name)) > 1:  # which one counts would be a guess
+            raise BadRequest(f"{name} is given more than once: give it once", expression=name)
     kind, patient = params.get("kind"), params.get("patient")
     start, end = params.get("from"), params.get("to")
     if kind not in REPORTS:

@@ -203,7 +203,14 @@ def test_a_report_period_is_one_date_each_end(gw: Gateway) -> None:
     ward = gw.login("ward", "clinician", org="RXX01")
     gw.http.get("/fhir/metadata", headers=ward)
     for query, named in (("from=2099-01-01,le2000", "from"), ("to=31/12/2026", "to"),
-                         ("from=2026-01-01|x", "from")):
+                         ("from=2026-01-01|x", "from"),
+                         # an offset past R4's +14:00 shifted the period by 99 hours;
+                         # full-width digits were read as a year
+                         ("from=2026-01-01T00:00:00%2B99:00", "from"),
+                         ("from=%EF%BC%92%EF%BC%90%EF%BC%92%EF%BC%96", "from"),
+                         # which one counts would be a guess
+                         ("from=2026&from=2025", "from"), ("_format=csv&_format=json",
+                                                           "_format")):
         r = gw.http.get(f"/audit/report?kind=summary&{query}", headers=auditor)
         assert r.status_code == 400, (query, r.text)
         assert r.json()["issue"][0]["expression"] == [named]
