@@ -210,8 +210,8 @@ def test_shortcut_matches_fhirpathpy(key: str) -> None:
                 variants.extend(_subject_variants(node))
             if key == "scr-cpr-1":
                 variants.extend(_cpr_variants(node))
-            if key == "obs-7":
-                variants.extend(_obs_7_variants(node))
+            if key == "obs-7" and checked < 200:  # the variants of a few Observations:
+                variants.extend(_obs_7_variants(node))  # each is its own shapes' test
             for v in variants:
                 # FHIRPath reads a primitive's value whatever its extensions: fhirpathpy
                 # is the reference for the values alone (`values_only`)
