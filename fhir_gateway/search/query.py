@@ -16,6 +16,7 @@ import re
 from dataclasses import dataclass, field
 
 from ..errors import BadRequest, Issue
+from ..fhir.types import is_resource_type
 from ..fhir.validation import is_valid_id
 from ..store.query import (
     ChainPredicate,
@@ -51,6 +52,8 @@ UNSUPPORTED = frozenset({"_text", "_content", "_list", "_query", "_filter", "_co
 #: store, so MongoDB callers meet the same limits.
 MAX_VALUES_PER_PARAM = 100
 MAX_CRITERIA = 100
+#: distinct `_sort` parameters (each later page compares every key before its own)
+MAX_SORT_KEYS = 5
 _MODIFIERS = {
     "token": {"not", "missing", "text", "of-type"},
     "string": {"exact", "contains", "missing"},
@@ -275,8 +278,16 @@ class _Parser:
         elif name == "_elements":
             request.elements = [e.strip() for e in raw.split(",") if e.strip()]
         elif name == "_sort":
-            # A repeated _sort adds inner sort orders (R4 3.1.1.9).
-            request.query.sort += [self.sort_key(k.strip()) for k in raw.split(",") if k.strip()]
+            # A repeated _sort adds inner sort orders (R4 3.1.1.9). A parameter sorted on
+            # already adds nothing (its ties are equal on it), and each key costs every
+            # later page a comparison per key before it: a few distinct keys only.
+            for key in (self.sort_key(k.strip()) for k in raw.split(",") if k.strip()):
+                if all(k.param != key.param for k in request.query.sort):
+                    request.query.sort.append(key)
+            if len(request.query.sort) > MAX_SORT_KEYS:
+                raise BadRequest(f"{len(request.query.sort)} _sort parameters; at most "
+                                 f"{MAX_SORT_KEYS} per search", code="too-costly",
+                                 expression="_sort")
         elif name in ("_include", "_revinclude"):
             if modifier not in ("", "iterate", "recurse"):
                 raise BadRequest(f"{name}:{modifier} is not supported", expression=name)
@@ -307,6 +318,14 @@ class _Parser:
 def _criterion(param: SearchParam, modifier: str, raw: str) -> Criterion:
     allowed = _MODIFIERS.get(param.type, set())
     is_type_modifier = param.type == "reference" and modifier[:1].isupper()
+    if is_type_modifier and (not is_resource_type(modifier)
+                             or (param.targets and modifier not in param.targets)):
+        # `:Foo`, or a chain inside `_has` (`subject:Patient.name`): refused, not read as
+        # a type nothing has (an empty result a client takes for "none")
+        raise BadRequest(f"{param.code}:{modifier}: {param.code} refers to "
+                         + (" or ".join(param.targets) if param.targets else "resources")
+                         + f", and {modifier!r} is not one of those types (a chain inside "
+                         "_has is not supported)", expression=f"{param.code}:{modifier}")
     if modifier and modifier not in allowed and not is_type_modifier:
         raise UnsupportedModifier(
             f"modifier :{modifier} is not supported on {param.type} parameter {param.code!r}"

@@ -687,14 +687,14 @@ class _Compiler:
                     all(p.url is None for p in refs):
                 # Several targets: `target_id IN (...)` keeps the index; OR-ed pairs do not.
                 head += f" AND target_id IN ({','.join(self.bind(p.target_id) for p in refs)})"
-            ors = " OR ".join(f"({self.predicate(p)})" for p in crit.predicates)
+            ors = _any_of([self.predicate(p) for p in crit.predicates])
             return f"{r}.pk IN (SELECT pk FROM {table} WHERE {head} AND ({ors}))"
         # A probe of this resource's own index rows (idx_*_pk): cheap per candidate row.
         head = f"x.pk = {r}.pk"
         if rtype is not None:
             head += f" AND +x.rtype = {self.bind(rtype)}"
         head += f" AND x.param = {self.bind(crit.param)}"
-        ors = " OR ".join(f"({self.predicate(p)})" for p in crit.predicates)
+        ors = _any_of([self.predicate(p) for p in crit.predicates])
         exists = f"EXISTS (SELECT 1 FROM {table} x WHERE {head} AND ({ors}))"
         return f"NOT {exists}" if crit.negate else exists
 
@@ -767,6 +767,16 @@ class _Compiler:
             out.append((f"COALESCE((SELECT {agg}({col}) FROM {table} s WHERE s.pk = {r}.pk "
                         f"AND s.param = {self.bind(key.param)}), {lowest})", key.descending))
         return out
+
+
+def _any_of(clauses: list[str]) -> str:
+    """`(a) OR (b) OR ...` nested in halves: SQLite refuses an expression tree deeper than
+    1,000, and a flat chain of ORs is as deep as it is long (a `_revinclude` of a full page,
+    or the summary's Provenance read for 500 facts, was a 500)."""
+    if len(clauses) <= 16:
+        return " OR ".join(f"({c})" for c in clauses)
+    half = len(clauses) // 2
+    return f"({_any_of(clauses[:half])}) OR ({_any_of(clauses[half:])})"
 
 
 #: Which criterion should drive a query: the most selective kind of lookup first.
