@@ -29,6 +29,7 @@ from ..store.base import StoredVersion, VersionConflict
 from .interactions import (
     DEFERRED_CHECKS,
     TRANSACTION_MATCH,
+    TRANSACTION_UPDATE,
     FhirContext,
     conditional_matches,
     prepare_conditional,
@@ -123,6 +124,11 @@ def _entry_request(parent: FhirRequest, entry: Any, index: int) -> FhirRequest:
     path = parts.path
     if parent.base_url and url.startswith(parent.base_url):
         path = urlsplit(url[len(parent.base_url):]).path
+    elif parts.scheme or parts.netloc:
+        # another server's URL: its `Patient/1` is not this server's
+        raise BadRequest(f"{where}.request.url {url[:80]!r} names another server; an entry's "
+                         "url is relative to this server, or starts with its base",
+                         expression=f"{where}.request.url")
     headers = {k: v for k, v in (("if-match", r.get("ifMatch")),
                                  ("if-none-exist", r.get("ifNoneExist")),
                                  ("if-none-match", r.get("ifNoneMatch")),
@@ -422,6 +428,8 @@ def _identities(ctx: FhirContext, router: FhirRouter, sub: FhirRequest) -> list[
     where = "conditional update" if sub.method == "PUT" else "conditional delete"
     require_criteria(sub, rtype, sub.params, where)
     found = conditional_matches(ctx, rtype, sub.params, where)
+    if sub.method == "PUT" and len(found) <= 1:  # it runs as judged now (TRANSACTION_UPDATE)
+        sub.state[TRANSACTION_UPDATE] = found[0].rid if found else None
     if len(found) == 1:
         return [f"{rtype}/{found[0].rid}"]
     if sub.method != "PUT" or found:

@@ -55,6 +55,11 @@ DEFERRED_CHECKS = "fhir.deferred_checks"
 #: req.state key: a transaction's verdict on an entry's ifNoneExist (the visible match, or
 #: None for "create"), reached before any entry ran so `urn:uuid:` references resolve
 TRANSACTION_MATCH = "fhir.transaction_match"
+#: req.state key: a transaction's verdict on a conditional update (the id it matched, or
+#: None for "create"), reached before any entry ran: run after the transaction's POSTs,
+#: the condition could match what one of them created, and overwrite it while references
+#: to this entry's fullUrl named an id never written
+TRANSACTION_UPDATE = "fhir.transaction_update"
 
 
 #: req.state key: a conditional create's, update's or delete's criteria as the client sent
@@ -428,11 +433,21 @@ def create(ctx: FhirContext, req: FhirRequest, rtype: str) -> FhirResponse:
 def conditional_update(ctx: FhirContext, req: FhirRequest, rtype: str) -> FhirResponse:
     resource = check_resource(req.body, expected_type=rtype)
     require_criteria(req, rtype, req.params, "conditional update")
-    found = conditional_matches(ctx, rtype, req.params, "conditional update")
-    if len(found) > 1:
+    if TRANSACTION_UPDATE in req.state:  # a transaction judged the condition up front
+        decided = req.state[TRANSACTION_UPDATE]
+        found_ids = [decided] if decided is not None else []
+    else:
+        found_ids = [r.rid for r in conditional_matches(ctx, rtype, req.params,
+                                                        "conditional update")]
+    if len(found_ids) > 1:
         raise PreconditionFailed(f"the conditional update matches more than one {rtype}")
-    if found:
-        rid = found[0].rid
+    if_match = parse_if_match(req.header("if-match"))
+    if not found_ids and if_match is not None:
+        # as an update of an absent id: the version the client means is not there
+        raise PreconditionFailed(f"If-Match asked for version {if_match}, but the conditional "
+                                 f"update matches no {rtype}")
+    if found_ids:
+        rid = found_ids[0]
         if resource.get("id", rid) != rid:
             raise BadRequest(f"the body's id {resource['id']!r} is not the matched {rtype}/{rid}",
                              expression=f"{rtype}.id")
@@ -452,8 +467,8 @@ def conditional_update(ctx: FhirContext, req: FhirRequest, rtype: str) -> FhirRe
             base_url=req.base_url))
     check_write(ctx, req, {**resource, "id": rid}, rid)
     result = ctx.repository.update({**resource, "id": rid}, rtype=rtype, rid=rid,
-                                   if_match=parse_if_match(req.header("if-match")),
-                                   session=ctx.session, base_url=req.base_url)
+                                   if_match=if_match, session=ctx.session,
+                                   base_url=req.base_url)
     return write_response(ctx, req, result)
 
 
@@ -462,8 +477,12 @@ def conditional_delete(ctx: FhirContext, req: FhirRequest, rtype: str) -> FhirRe
     found = conditional_matches(ctx, rtype, req.params, "conditional delete")
     if len(found) > 1:
         raise PreconditionFailed(f"the conditional delete matches more than one {rtype}")
+    if_match = parse_if_match(req.header("if-match"))
     if found:
-        ctx.repository.delete(rtype, found[0].rid, session=ctx.session)
+        ctx.repository.delete(rtype, found[0].rid, if_match=if_match, session=ctx.session)
+    elif if_match is not None:
+        raise PreconditionFailed(f"If-Match asked for version {if_match}, but the conditional "
+                                 f"delete matches no {rtype}")
     return FhirResponse(204)
 
 
