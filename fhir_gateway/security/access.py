@@ -35,7 +35,7 @@ from ..fhir.derivations import DERIVED_TAG_SYSTEM
 from ..fhir.interactions import CURRENT_VERSION, DEFERRED_CHECKS, SEARCH_MODE
 from ..fhir.interceptors import BaseInterceptor
 from ..fhir.repository import Repository, new_id
-from ..fhir.request import FhirRequest, Interaction
+from ..fhir.request import FhirRequest, FhirResponse, Interaction
 from ..fhir.types import resource_types
 from ..pipeline.identity import NHS_CLAIMS
 from ..search.query import SearchRequest, parse_search
@@ -49,6 +49,7 @@ from ..store.query import (
     ReferencePredicate,
     TokenPredicate,
 )
+from .auditor_view import for_auditor
 from .consent import (
     ODS_SYSTEM,
     PARTNER_TAG_SYSTEM,
@@ -131,6 +132,12 @@ class AccessInterceptor(BaseInterceptor):
             self._check_feed_write(caller, request, interaction)
         if caller.role == "feed" and interaction.name in ("batch", "transaction"):
             _bounded_provenance_targets(request.body)
+
+    def on_response(self, request: FhirRequest, interaction: Interaction,
+                    response: FhirResponse) -> None:
+        caller = request.caller
+        if isinstance(caller, SecureCaller) and caller.role == "auditor":
+            for_auditor(response)  # Provenance as who, when, what and why: no text
 
     def authenticate(self, req: FhirRequest) -> SecureCaller:
         header = req.header("authorization")
@@ -233,7 +240,6 @@ class AccessInterceptor(BaseInterceptor):
         Provenance (`consent.speaks_for`), which covers any stored before this check."""
         if body.get("resourceType") != "Provenance":
             return
-        _check_provenance_content(body)
         targets = as_list(body.get("target"))
         if len(targets) > MAX_FEED_PROVENANCE_TARGETS:
             # each target costs a look-up of who wrote it: bounded, like a Bundle's size
@@ -561,25 +567,6 @@ def _bounded_provenance_targets(bundle: Any) -> None:
         raise Unprocessable(
             f"a feed's Bundle may name at most {MAX_FEED_PROVENANCE_TARGETS:,} Provenance "
             f"targets in all; this one names {total:,} (split it)", expression="Bundle.entry")
-
-
-def _check_provenance_content(body: dict[str, Any]) -> None:
-    """Auditors read Provenance whole, and must see no clinical content (DOMAIN.md): a
-    feed's Provenance says who, when, what and why in codes, so resources carried inside
-    it, a narrative, and free text beside the reason or activity codes are refused."""
-    if body.get("contained"):
-        raise Unprocessable("a feed's Provenance may not contain resources (auditors read "
-                            "Provenance, not clinical content)", expression="Provenance.contained")
-    if body.get("text"):
-        raise Unprocessable("a feed's Provenance may not carry a narrative (auditors read "
-                            "Provenance, not clinical content)", expression="Provenance.text")
-    said = [(f"Provenance.reason[{i}].text", c) for i, c in enumerate(as_list(body.get("reason")))]
-    said.append(("Provenance.activity.text", body.get("activity")))
-    for where, concept in said:
-        if isinstance(concept, dict) and concept.get("text"):
-            raise Unprocessable("a feed's Provenance gives its reason and activity in codes, "
-                                "not free text (auditors read Provenance, not clinical "
-                                "content)", expression=where)
 
 
 def _check_attribution(resource: dict[str, Any], caller: SecureCaller) -> None:
