@@ -375,11 +375,14 @@ def _mentions_cpr(alert: Fact) -> bool:
 def _with_cpr_words(alert: Fact) -> Fact:
     """An alert that says CPR, with the words that say it shown: the headline sends the
     crew to read it, and its one line of text can leave them out (a coding's display
-    shown over the code's text, a value, the code beside a DetectedIssue's detail)."""
-    if t.mentions_cpr(alert.text):
-        return alert
+    shown over the code's text, a value, the code beside a DetectedIssue's detail). Each
+    such text its line does not already hold is shown: a line saying "DNACPR" must not
+    hide a text beside it saying the DNACPR was withdrawn."""
     r = alert.resource
-    said = t.cpr_texts(r.get("code"), r.get("valueCodeableConcept"), r.get("valueString"))
+    said = [x for x in t.cpr_texts(r.get("code"), r.get("valueCodeableConcept"),
+                                   r.get("valueString")) if x not in alert.text]
+    if not said:
+        return alert
     return dataclasses.replace(alert, details=(*alert.details, *(f"Says: {x}" for x in said)))
 
 

@@ -52,6 +52,23 @@ def test_the_alert_the_headline_points_at_shows_the_words_that_say_cpr(
     assert words in page(http, rec.nhs)
 
 
+@pytest.mark.parametrize(("resource", "words"), [
+    ({"resourceType": "Flag", "status": "active",
+      "code": {"coding": [{"system": "urn:local", "code": "D1", "display": "DNACPR"}],
+               "text": "DNACPR withdrawn 01/05/2026 - now for full resuscitation"}},
+     "DNACPR withdrawn 01/05/2026 - now for full resuscitation"),
+    ({"resourceType": "DetectedIssue", "status": "final", "detail": "DNACPR form seen at home",
+      "code": {"text": "DNACPR rescinded by consultant 20/05/2026: for CPR"}},
+     "DNACPR rescinded by consultant 20/05/2026: for CPR"),
+])
+def test_an_alert_whose_line_says_cpr_still_shows_the_other_words_that_do(
+        http: TestClient, resource: dict[str, Any], words: str) -> None:
+    rec = Record(http)
+    subject = "patient" if resource["resourceType"] == "DetectedIssue" else "subject"
+    rec.put({**resource, subject: {"reference": f"Patient/{rec.pid}"}}, GP)
+    assert words in page(http, rec.nhs)
+
+
 def test_an_alert_whose_own_line_says_cpr_is_not_repeated(http: TestClient) -> None:
     rec = Record(http)
     rec.put({"resourceType": "Flag", "status": "active",
