@@ -45,6 +45,7 @@ def record(p: PersonKey, partner: str, rid: str, *resources: dict[str, Any],
            **kw: Any) -> MappedRecord:
     ids = [{"system": NHS_NUMBER_SYSTEM, "value": p.nhs_number},
            {"system": p.local_system, "value": p.local_id}]
+    ids = [i for i in ids if i["value"] is not None]  # a JSON null is no identifier
     keys = tuple(BusinessId(r["resourceType"], r["identifier"][0]["system"],
                             r["identifier"][0]["value"]) for r in resources)
     source = SourceRef(partner=partner, ods_code=ODS[partner],

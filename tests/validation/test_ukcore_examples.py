@@ -68,9 +68,11 @@ STRICTER: dict[str, tuple[list[tuple[str, str]], str]] = {
         [("invariant", "CarePlan.identifier[0]")],
         "its identifier has a value but no system, so no one can tell whose it is"),
     "UKCore-Provenance-RARecordConsent-Example.json": (
-        [("invariant", "Provenance"), ("invariant", "Provenance")],
+        [("invariant", "Provenance"), ("invariant", "Provenance"),
+         ("invalid", "Provenance.agent[0].onBehalfOf")],
         "it names no partner by ODS code (scr-prov-1) and no source record (scr-prov-2), "
-        "which is what the shared record's Provenance is for"),
+        "which is what the shared record's Provenance is for, and its onBehalfOf reference "
+        "(`Organization/https://...`) names no Organization a reader can follow"),
 }
 
 
