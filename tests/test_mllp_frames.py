@@ -265,3 +265,14 @@ def test_bytes_that_are_not_utf8_in_a_field_answer_ae_naming_their_segment(
     code, control, text = msa(exchange(listener, START + body + END))
     assert (code, control) == ("AE", "U1") and "PID" in text and "not valid utf-8" in text
     assert listener.count("Encounter") == 0
+
+
+def test_bytes_that_are_not_utf8_in_the_header_answer_ae_naming_its_field(
+        listener: Listener) -> None:
+    """In MSH they were named "MSH", which says the frame had no usable header: AR, and
+    the sender resent the same bytes for ever, though their control id was read."""
+    body = adt("U1").replace(b"|RXA|", "|RXÉ|".encode("cp1252"), 1)
+    assert "RXÉ".encode("cp1252") in body.split(b"\r")[0]
+    code, control, text = msa(exchange(listener, START + body + END))
+    assert (code, control) == ("AE", "U1") and "MSH-4" in text and "not valid utf-8" in text
+    assert listener.count("Encounter") == 0

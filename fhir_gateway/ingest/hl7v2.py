@@ -381,6 +381,12 @@ def _structural_fault(split: _Message, raw: str,
         # named by the segment that holds them: its content is wrong (an MLLP sender is
         # answered AE, not AR, which would have it resend the same bytes for ever)
         where = next((seg[:3] for seg in segments if BAD_BYTES in seg), "MSH")
+        if where == "MSH":
+            # the header field that holds them (MSH-4): "MSH" alone says the frame had no
+            # usable header, which is answered AR, and the sender would resend for ever
+            fields = segments[0].split(segments[0][3:4] or "|")
+            where = next((f"MSH-{i + 1}" for i, f in enumerate(fields) if i and BAD_BYTES in f),
+                         "MSH-2")
         return where, problem
     if split.cut_short:
         cut = segments[-1][:3]
