@@ -189,6 +189,11 @@ class AccessInterceptor(BaseInterceptor):
 
     def _check_search(self, caller: SecureCaller, req: FhirRequest, rtype: str,
                       params: list[tuple[str, str]]) -> None:
+        if caller.role == "auditor" and any(_searches_text(name) for name, _ in params):
+            # the auditor's answers leave out the text a feed wrote (`auditor_view`); a
+            # search matching on that text would tell it word by word all the same
+            raise Forbidden("the auditor role may not search on text (:text, _text, "
+                            "_content); search on codes and references")
         if not any(_guarded(name) for name, _ in params):
             return  # nothing that counts or probes: the plain search needs no guard
         try:
@@ -567,6 +572,15 @@ def _bounded_provenance_targets(bundle: Any) -> None:
         raise Unprocessable(
             f"a feed's Bundle may name at most {MAX_FEED_PROVENANCE_TARGETS:,} Provenance "
             f"targets in all; this one names {total:,} (split it)", expression="Bundle.entry")
+
+
+def _searches_text(name: str) -> bool:
+    """A search parameter that matches a code's words (`:text`, in a chain or `_has`
+    too) or the narrative (`_text`, `_content`). (A string parameter an auditor can search
+    reads what the gateway wrote: an AuditEvent's own elements.)"""
+    parts = name.split(":")
+    return parts[0] in ("_text", "_content") or any(m.split(".")[0] == "text"
+                                                   for m in parts[1:])
 
 
 def _check_attribution(resource: dict[str, Any], caller: SecureCaller) -> None:

@@ -48,9 +48,7 @@ def _reduced(resource: dict[str, Any]) -> dict[str, Any]:
 def provenance_for_auditor(p: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {k: p[k] for k in ("resourceType", "id", "recorded",
                                              "occurredDateTime", "policy") if k in p}
-    meta = dict(p.get("meta") or {}) if isinstance(p.get("meta"), dict) else {}
-    meta["tag"] = [*(meta.get("tag") or []), SUBSETTED]
-    out["meta"] = meta
+    out["meta"] = _meta(p.get("meta"))
     if isinstance(p.get("occurredPeriod"), dict):
         out["occurredPeriod"] = {k: v for k, v in p["occurredPeriod"].items()
                                  if k in ("start", "end")}
@@ -61,6 +59,26 @@ def provenance_for_auditor(p: dict[str, Any]) -> dict[str, Any]:
     _put(out, "agent", [_agent(a) for a in _items(p.get("agent"))])
     _put(out, "entity", [_entity(e) for e in _items(p.get("entity"))])
     return out
+
+
+def _meta(meta: Any) -> dict[str, Any]:
+    """Version, time, profiles, and labels as codes; the tag SUBSETTED once."""
+    meta = meta if isinstance(meta, dict) else {}
+    out: dict[str, Any] = {k: meta[k] for k in ("versionId", "lastUpdated", "source")
+                           if isinstance(meta.get(k), str)}
+    if isinstance(meta.get("profile"), list):
+        out["profile"] = [x for x in meta["profile"] if isinstance(x, str)]
+    for key in ("security", "tag"):
+        codes = [_code(c) for c in _items(meta.get(key)) if isinstance(c, dict)]
+        _put(out, key, codes)
+    if not any(t.get("system") == SUBSETTED["system"] and t.get("code") == SUBSETTED["code"]
+               for t in out.get("tag", [])):
+        out["tag"] = [*out.get("tag", []), SUBSETTED]
+    return out
+
+
+def _code(c: dict[str, Any]) -> dict[str, Any]:
+    return {k: c[k] for k in ("system", "version", "code") if isinstance(c.get(k), str)}
 
 
 def _agent(a: Any) -> dict[str, Any] | None:
@@ -98,8 +116,7 @@ def _reference(r: Any) -> dict[str, Any] | None:
 def _concept(c: Any) -> dict[str, Any] | None:
     if not isinstance(c, dict):
         return None
-    codings = [{k: x[k] for k in ("system", "version", "code") if isinstance(x.get(k), str)}
-               for x in _items(c.get("coding")) if isinstance(x, dict)]
+    codings = [_code(x) for x in _items(c.get("coding")) if isinstance(x, dict)]
     codings = [x for x in codings if x]
     return {"coding": codings} if codings else None
 
