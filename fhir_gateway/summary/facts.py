@@ -379,11 +379,17 @@ def _with_cpr_words(alert: Fact) -> Fact:
     such text its line does not already hold is shown: a line saying "DNACPR" must not
     hide a text beside it saying the DNACPR was withdrawn."""
     r = alert.resource
+    shown = {_plain_words(alert.text), *(_plain_words(x) for x in alert.text.split(": "))}
     said = [x for x in t.cpr_texts(r.get("code"), r.get("valueCodeableConcept"),
-                                   r.get("valueString")) if x not in alert.text]
+                                   r.get("valueString")) if _plain_words(x) not in shown]
     if not said:
         return alert
     return dataclasses.replace(alert, details=(*alert.details, *(f"Says: {x}" for x in said)))
+
+
+def _plain_words(text: str) -> str:
+    """`text` as compared for "already shown": case and spacing aside."""
+    return " ".join(text.casefold().split())
 
 
 def _partner_name(partner: str) -> str:

@@ -60,6 +60,14 @@ def test_the_alert_the_headline_points_at_shows_the_words_that_say_cpr(
     ({"resourceType": "DetectedIssue", "status": "final", "detail": "DNACPR form seen at home",
       "code": {"text": "DNACPR rescinded by consultant 20/05/2026: for CPR"}},
      "DNACPR rescinded by consultant 20/05/2026: for CPR"),
+    # a text whose letters the line holds, saying something else
+    ({"resourceType": "Flag", "status": "active",
+      "code": {"coding": [{"system": "urn:local", "code": "N1", "display": "Not for CPR"}],
+               "text": "for CPR"}}, "Says: for CPR"),
+    ({"resourceType": "Flag", "status": "active",
+      "code": {"coding": [{"system": "urn:local", "code": "W1",
+                           "display": "DNACPR withdrawn - now for full resuscitation"}],
+               "text": "DNACPR"}}, "Says: DNACPR"),
 ])
 def test_an_alert_whose_line_says_cpr_still_shows_the_other_words_that_do(
         http: TestClient, resource: dict[str, Any], words: str) -> None:
