@@ -336,8 +336,14 @@ def _select(patient: dict[str, Any], candidates: list[Fact], today: date,
         by_kind.setdefault(f.kind, []).append(f)
     decisions = newest_per_source(by_kind.get("cpr", []))
     plans = _not_replaced(by_kind.get("plan", []), claims)
-    alerts = [_with_cpr_words(f) if _mentions_cpr(f) else f
-              for f in by_kind.get("issue", []) + newest_per_source(by_kind.get("alert", []))]
+    # a partner's DetectedIssue is an alert too ("signed DNACPR form seen at home")
+    alerts: list[Fact] = []
+    cpr_alerts: list[Fact] = []
+    for f in by_kind.get("issue", []) + newest_per_source(by_kind.get("alert", [])):
+        if _mentions_cpr(f):  # read once: shown with its CPR words, and pointed to
+            f = _with_cpr_words(f)
+            cpr_alerts.append(f)
+        alerts.append(f)
     return Facts(
         patient=patient, today=today,
         cpr=[f for f in decisions if not f.expired],
@@ -349,8 +355,7 @@ def _select(patient: dict[str, Any], candidates: list[Fact], today: date,
         contacts=by_kind.get("contact", []),
         team=by_kind.get("team", []),
         alerts=alerts,
-        # a partner's DetectedIssue is an alert too ("signed DNACPR form seen at home")
-        cpr_alerts=[f for f in alerts if f.kind in ("alert", "issue") and _mentions_cpr(f)],
+        cpr_alerts=cpr_alerts,
     )
 
 
