@@ -121,16 +121,18 @@ class Repository:
         """`profiles`: the profile check every write passes (default: the gateway's
         profiles in `profiles/`); a resource naming one of them is held to it.
         `derivations`: what the gateway keeps in step with the data (default: the stored
-        DetectedIssue of partners' disagreeing CPR decisions; `()` for none)."""
+        DetectedIssue of partners' disagreeing CPR decisions, and the identity-key tokens
+        that tell the held-record retry what may have changed; `()` for none)."""
         self.engine = engine
         self.registry = registry or default_registry()
         self.extractor = IndexExtractor(self.registry)
         self.clock = clock
         self.profiles = profiles if profiles is not None else default_validator().validate
         if derivations is None:
-            # imported here: the summary's rules sit above this module
+            # imported here: the summary's rules and identity sit above this module
+            from ..pipeline.identity import IdentityKeyTokens
             from ..summary.conflicts import default_derivations
-            derivations = default_derivations()
+            derivations = (*default_derivations(), IdentityKeyTokens())
         self.pending = PendingDerivations(derivations)
 
     # -- sessions --------------------------------------------------------------------

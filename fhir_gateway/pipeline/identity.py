@@ -22,6 +22,10 @@ record's local id or birth date points elsewhere (then held).
 from __future__ import annotations
 
 import re
+import uuid
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -71,6 +75,131 @@ def accept_birth_date(s: StoreSession, person: PersonKey, patient_id: str) -> No
     if person.nhs_number and person.birth_date:
         s.record_put(ACCEPTED_BIRTH_DATES, f"{person.nhs_number}|{person.birth_date}",
                      {"patient": patient_id})
+        renew_key_tokens(s, {id_key(NHS_NUMBER_SYSTEM, person.nhs_number)})
+
+
+# -- identity keys: when a held record could resolve otherwise -------------------------
+#
+# `resolve` reads Patients by identifier (a local id, an NHS number, the ids an A40 merges
+# away), by postcode (the demographic match), and by id (the candidates a hold names), and
+# the NHS-number claims and accepted birth dates kept beside them. Each of those is an
+# identity key. Every write that could change what a lookup by a key finds gives the key a
+# new token (a Patient's keys before and after the write, by `IdentityKeyTokens`; a claim
+# or an accepted birth date, by `renew_key_tokens`), in the writing transaction. A held
+# record keeps the tokens of its keys as they were when it was judged: while they are the
+# same, nothing its resolution reads has changed, and judging it again would only say the
+# same (the retry after every run skips it). The Patients a judgement reaches by id (along
+# a merge chain, from a claim) are watched by their own `pt:` keys (`judging`).
+
+#: system records: the current token of each identity key (`id:`, `pc:`, `pt:`)
+KEY_TOKENS = "person-key"
+
+
+def id_key(system: str, value: object) -> str:
+    # folded: the key is coarser than the token search (never finer), so no change is missed
+    return f"id:{system}|{str(value).casefold()}"
+
+
+def person_keys(people: Iterable[PersonKey | None], candidates: Iterable[str]) -> set[str]:
+    """The identity keys resolving `people` (a record's person, and the person an A40
+    merges away) reads, and those of the Patients its hold names."""
+    keys = {f"pt:{rid}" for rid in candidates}
+    for person in people:
+        if person is None:
+            continue
+        if person.local_system and person.local_id:
+            keys.add(id_key(person.local_system, person.local_id))
+        if person.nhs_number:
+            keys.add(id_key(NHS_NUMBER_SYSTEM, person.nhs_number))
+        if person.postcode:
+            keys.add(f"pc:{canonical_postcode(person.postcode)}")
+    return keys
+
+
+def patient_keys(patient: dict[str, Any]) -> set[str]:
+    """The identity keys under which `patient` is found: its id, each identifier, each
+    address's postcode."""
+    keys = {f"pt:{patient['id']}"} if isinstance(patient.get("id"), str) else set()
+    for ident in patient.get("identifier") or []:
+        if isinstance(ident, dict) and isinstance(ident.get("system"), str) \
+                and ident.get("value") is not None:
+            keys.add(id_key(ident["system"], ident["value"]))
+    keys.update(f"pc:{p}" for p in _postcodes(patient) if p)
+    return keys
+
+
+def key_tokens(s: StoreSession, keys: Iterable[str]) -> dict[str, str | None]:
+    """The current token of each key (None: never renewed)."""
+    out: dict[str, str | None] = {}
+    for key in keys:
+        found = s.record_get(KEY_TOKENS, key)
+        out[key] = found.get("t") if isinstance(found, dict) else None
+    return out
+
+
+#: while a record is judged (`judging`): the tokens its judgement rests on
+_JUDGING: ContextVar[dict[str, str | None] | None] = ContextVar("judging", default=None)
+
+
+@contextmanager
+def judging(s: StoreSession, keys: Iterable[str]) -> Iterator[dict[str, str | None]]:
+    """The tokens a judgement made inside the block rests on: those of `keys` (the
+    record's own, read now), and those of each Patient a merge chain, a claim or an A40
+    leads it to by id (`current_patient`), each read before that Patient is. A Patient
+    in the middle of a chain need not hold the record's keys (a link written over REST
+    copies none; a merge drops the merged-away record's NHS number)."""
+    tokens = key_tokens(s, keys)
+    reset = _JUDGING.set(tokens)
+    try:
+        yield tokens
+    finally:
+        _JUDGING.reset(reset)
+
+
+def current_patient(s: StoreSession, rid: str) -> StoredVersion | None:
+    """Patient `rid` as `s` holds it now; inside `judging`, its token is noted first (so a
+    write after the read renews a token already noted, never the reverse)."""
+    tokens = _JUDGING.get()
+    key = f"pt:{rid}"
+    if tokens is not None and key not in tokens:
+        tokens.update(key_tokens(s, (key,)))
+    return s.current("Patient", rid)
+
+
+def renew_key_tokens(s: StoreSession, keys: Iterable[str]) -> None:
+    """Give each key a token never used before: what is found under it may have changed."""
+    for key in sorted(keys):
+        # random: a token used before for the key would hide this change; 64 bits suffice
+        s.record_put(KEY_TOKENS, key, {"t": uuid.uuid4().hex[:16]})
+
+
+def put_claim(s: StoreSession, nhs: str, claim: dict[str, Any], *,
+              create_only: bool = False) -> bool:
+    """Keep which Patient `nhs` was given to (`NHS_CLAIMS`; `record_put`'s answer), and
+    renew the number's key: `resolve` reads the claim."""
+    if not s.record_put(NHS_CLAIMS, nhs, claim, create_only=create_only):
+        return False
+    renew_key_tokens(s, {id_key(NHS_NUMBER_SYSTEM, nhs)})
+    return True
+
+
+class IdentityKeyTokens:
+    """A derivation (`fhir.derivations`) that keeps no resource: it renews the identity
+    keys of every Patient written, on every write path (ingestion, merges, reviews, REST,
+    Bundles), just before the transaction commits."""
+
+    watches = frozenset({"Patient"})
+
+    def touched(self, before: dict[str, Any] | None, after: dict[str, Any] | None) -> set[str]:
+        keys: set[str] = set()
+        for patient in (before, after):
+            if patient is not None:
+                keys |= patient_keys(patient)
+        return keys
+
+    def bring_up_to_date(self, repository: Repository, session: StoreSession,
+                         keys: set[str]) -> None:
+        renew_key_tokens(session, keys)
 
 
 def _accepted(s: StoreSession, person: PersonKey, patient_id: str) -> bool:
@@ -170,7 +299,7 @@ def _survivors(s: StoreSession, found: list[StoredVersion]) -> list[StoredVersio
             if "replaced-by" not in (current.body or ""):
                 break  # the usual case: no merge, nothing to parse
             survivor = replaced_by(jsonio.loads_trusted(current.body or "{}"))
-            nxt = s.current("Patient", survivor) if survivor else None
+            nxt = current_patient(s, survivor) if survivor else None
             if nxt is None or nxt.body is None or nxt.rid == stored.rid:
                 break
             current = nxt
@@ -253,7 +382,7 @@ def corrected_from(s: StoreSession, nhs: str | None, patient_id: str) -> bool:
     rid = corrected_away(s, nhs) if nhs else None
     if rid is None:
         return False
-    stored = s.current("Patient", rid)
+    stored = current_patient(s, rid)
     return rid == patient_id or (stored is not None and _survivors(s, [stored])[0].rid
                                  == patient_id)
 
@@ -265,7 +394,7 @@ def merge_survivor(s: StoreSession, nhs: str) -> str | None:
     reviewer took the number off as wrong for that person (a correction, not one person's
     second number: see `_claimed`)."""
     rid = claimed_patient(s, nhs)
-    stored = s.current("Patient", rid) if rid else None
+    stored = current_patient(s, rid) if rid else None
     if stored is None or stored.body is None or "replaced-by" not in stored.body:
         return None
     (last,) = _survivors(s, [stored])
@@ -282,7 +411,7 @@ def _claimed(s: StoreSession, nhs: str) -> Held | None:
     rid = claim.get("patient")
     if not isinstance(rid, str):
         return None
-    stored = s.current("Patient", rid)
+    stored = current_patient(s, rid)
     if "corrected_to" in claim:
         # a reviewer said the number was wrong for that person: a record still giving it
         # (and no local id of theirs) is someone's to check: theirs, not yet corrected, or
@@ -315,7 +444,7 @@ def _by_merge(s: StoreSession, person: PersonKey,
     add this one as a second); one with none takes it. None: no such merge."""
     nhs = person.nhs_number
     survivor = merge_survivor(s, nhs) if nhs else None
-    stored = s.current("Patient", survivor) if survivor else None
+    stored = current_patient(s, survivor) if survivor else None
     if stored is None or stored.body is None:
         return None
     where = (f"NHS number {nhs} was on Patient/{claimed_patient(s, str(nhs))}, merged into "
@@ -334,7 +463,7 @@ def _by_merge(s: StoreSession, person: PersonKey,
 def _nhs_held(s: StoreSession, rid: str) -> str:
     """What Patient `rid` holds, in words: a hold's reason must not say "another NHS
     number" of a Patient that holds none."""
-    stored = s.current("Patient", rid)
+    stored = current_patient(s, rid)
     if stored is None or stored.body is None:
         return "is not there"
     numbers = [i.get("value") for i in jsonio.loads_trusted(stored.body).get("identifier")

@@ -43,13 +43,20 @@ from ..store.base import StoredVersion, StoreSession, StoreUnavailable, VersionC
 from ..store.query import Criterion, IndexQuery, SortKey, TokenPredicate
 from ..validation import ProfileValidator, default_validator
 from .identity import (
-    NHS_CLAIMS,
     Held,
+    IdentityKeyTokens,
     Resolved,
     accept_birth_date,
     contradictions,
     corrected_from,
+    current_patient,
+    id_key,
+    judging,
+    key_tokens,
     merge_survivor,
+    person_keys,
+    put_claim,
+    renew_key_tokens,
     replaced_by,
     resolve,
 )
@@ -74,6 +81,15 @@ from .provenance import LAST_FED, SOURCE_RECORD_SYSTEM, provenance
 log = logging.getLogger("fhir_gateway.pipeline")
 
 MAX_ATTEMPTS = 10
+#: in a held record: the tokens of its identity keys when it was last judged (`identity`)
+JUDGED_ON = "judged_on"
+#: held records rewritten (judged again, unchanged) per transaction, bounding the lock
+REWRITES_PER_TRANSACTION = 500
+#: passes of the held-record retry after a run (`Loader._retry_held_into`)
+MAX_RETRY_PASSES = 3
+#: system records: a local id an HL7 A40 gave its survivor when the record it merged away
+#: was known only by held records (`KnownOnlyHeld`): "system|value" -> {"patient": id}
+A40_TAKEN = "a40-taken"
 #: The reason a record is rejected when the store stayed busy through every attempt: not
 #: a fault of the record (an MLLP listener answers AR, "resend later", for it).
 STORE_BUSY = "the store stayed busy; try again"
@@ -105,6 +121,18 @@ def committed_before(error: BaseException) -> Summary | None:
             return committed
         seen = seen.__cause__ or seen.__context__
     return None
+
+
+@dataclass(frozen=True, slots=True)
+class KnownOnlyHeld:
+    """What an HL7 A40 merges away is known only by records of its partner held for review
+    (an emergency admission under a temporary MRN, no confident match): no Patient to
+    merge away, but the survivor takes its local id (`identifier`, as the held record
+    maps it), as a merge gives it the ids of the record merged away, and the held records
+    then follow it there when retried. Without this the A40 waited for a Patient of that
+    id, and the held records for a reviewer: each for the other."""
+
+    identifier: dict[str, Any]
 
 
 @dataclass(slots=True)
@@ -250,6 +278,11 @@ def _superseded_refusal(key: str, newer: str) -> Conflict:
                     "HTTP)")
 
 
+def _watched(record: MappedRecord, candidates: Iterable[str]) -> set[str]:
+    """The identity keys a held record's resolution reads (`identity.person_keys`)."""
+    return person_keys((record.person, record.merge_from), candidates)
+
+
 def _keep_for_review(s: StoreSession, kind: str, key: str, value: dict[str, Any]) -> None:
     """Put a held or rejected record on the review queue. The same record delivered again
     (each day's extract repeats a line) keeps when it first came, so the queue shows how
@@ -320,6 +353,10 @@ class Loader:
         self.clock = clock
         self.batch_records = max(1, batch_records)
         self.batch_seconds = batch_seconds
+        # Without the store's identity-key tokens (a repository built without them), no
+        # held record can be skipped as unchanged: every one is judged again.
+        self.key_tokens = any(isinstance(d, IdentityKeyTokens)
+                              for d in repository.pending.derivations)
 
     # -- runs ---------------------------------------------------------------------------
 
@@ -362,19 +399,30 @@ class Loader:
             summary.read += len(batch)
             partners.update(item.source.partner for item in batch)
             self._apply_batch(batch, summary, held_now, progress)
-        own = Summary()
-        for partner, (records, retried) in self._retry_held_by_partner().items():
-            if partner in partners:
-                own.add(retried)
-                continue
-            summary.others[partner] = retried.bare_counts(records)
-            summary.others_patients[partner] = set(retried.patients)
-            log.info("retrying held records after a %s run applied %d of %s's: %s",
-                     "/".join(sorted(partners)) or "empty", records, partner,
-                     ", ".join(f"{k} {v}" for k, v in summary.others[partner].items()))
-        summary.add(own)
-        summary.retried = own
-        still = {key for key, _ in self.list_held()}
+        applied: dict[str, set[str]] = {}
+        retried: dict[str, Summary] = {}
+        try:
+            self._retry_held_into(applied, retried)
+        finally:
+            # also when the retry fails part way: what its committed batches wrote is
+            # named by the failed run's audit record (`committed_before`)
+            own = Summary()
+            for partner, done in retried.items():
+                done.held, done.holds = 0, []  # (held again: not this run's holds)
+                if partner in partners:
+                    own.add(done)
+                    continue
+                summary.others[partner] = done.bare_counts(len(applied[partner]))
+                summary.others_patients[partner] = set(done.patients)
+                log.info("retrying held records after a %s run applied %d of %s's: %s",
+                         "/".join(sorted(partners)) or "empty", len(applied[partner]),
+                         partner,
+                         ", ".join(f"{k} {v}" for k, v in summary.others[partner].items()))
+            summary.add(own)
+            summary.retried = own
+        with self.repo.engine.session(write=False) as s:  # (not every hold: only this run's)
+            still = {key for key in held_now | {h["key"] for h in summary.holds}
+                     if s.record_get("held", key) is not None}
         summary.held = len(held_now & still)
         summary.holds = [h for h in summary.holds if h["key"] in still]
         return summary
@@ -520,7 +568,8 @@ class Loader:
         RecordRejected (the caller undoes its writes) or VersionConflict."""
         summary = Summary()
         try:
-            outcome = self._apply(s, record, received, patient_id, create, replace_nhs)
+            with judging(s, ()) as chain:  # (the Patients it reaches by id, if it is held)
+                outcome = self._apply(s, record, received, patient_id, create, replace_nhs)
         except StoreUnavailable:
             raise  # the store failing (busy: a 503) is no fault of the record: resend
         except GatewayError as exc:
@@ -529,9 +578,17 @@ class Loader:
             raise _refused(exc, record.source) from exc
         if isinstance(outcome, Held):
             self._settle_hold(s, record, legacy_only=True)  # listed once, under its key
-            _keep_for_review(s, "held", record_key(record.source), {
-                "reason": outcome.reason, "candidates": list(outcome.candidates),
-                "received": received, "record": to_json(record)})
+            kept = {"reason": outcome.reason, "candidates": list(outcome.candidates),
+                    "received": received, "record": to_json(record)}
+            if self.key_tokens:
+                # a record held under a local id is news to a held A40 merging that id
+                # away (`KnownOnlyHeld`): renewed before this hold's own tokens are read
+                person = record.person
+                if person.local_system and person.local_id:
+                    renew_key_tokens(s, {id_key(person.local_system, person.local_id)})
+                kept[JUDGED_ON] = {**chain,
+                                   **key_tokens(s, _watched(record, outcome.candidates))}
+            _keep_for_review(s, "held", record_key(record.source), kept)
             summary.held += 1
             summary.holds.append({"key": record_key(record.source),
                                   "reason": outcome.reason,
@@ -569,44 +626,79 @@ class Loader:
         is now found, or whose reason for the hold changed, is applied again (a record
         still held for the same reason would rewrite its hold and change nothing else).
         The summary covers every partner's records: for the operator, not a feed."""
+        applied: dict[str, set[str]] = {}
+        retried: dict[str, Summary] = {}
+        self._retry_held_into(applied, retried)
         summary = Summary()
-        for _records, retried in self._retry_held_by_partner().values():
-            summary.add(retried)
+        for done in retried.values():
+            done.held, done.holds = 0, []
+            summary.add(done)
         return summary
 
-    def _retry_held_by_partner(self) -> dict[str, tuple[int, Summary]]:
-        """`retry_held`, kept apart per partner: how many of each partner's held records
-        were applied again, and what that did (`ingest` answers a feed with its own)."""
-        by_partner: dict[str, tuple[int, Summary]] = {}
+    def _retry_held_into(self, applied: dict[str, set[str]],
+                         summaries: dict[str, Summary]) -> None:
+        """`retry_held`, kept apart per partner in `applied` (the keys of each partner's
+        held records applied again) and `summaries` (what that did, added as each batch
+        commits; `ingest` answers a feed with its own). Passes repeat while one lets a
+        record off the queue (at most MAX_RETRY_PASSES): a record applied may be what
+        another waits for (an A40's survivor taking the MRN of held records), which would
+        otherwise wait for the next run. A record is applied once per retry: one rejected
+        stays held and is not tried again in a later pass."""
+        for _pass in range(MAX_RETRY_PASSES):
+            if not self._retry_pass(applied, summaries):
+                break
+
+    def _retry_pass(self, applied: dict[str, set[str]], summaries: dict[str, Summary]) -> bool:
+        """One pass of `_retry_held_into`: whether a record it applied left the queue."""
+        tried = set().union(*applied.values())
         ready: list[MappedRecord] = []
         received: dict[str, str] = {}  # this retry's own: runs may overlap (API, MLLP)
-        superseded: dict[str, tuple[dict[str, Any], str]] = {}
+        # holds judged again that stay as they are (new tokens), or are restated
+        rewrite: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
         with self.repo.engine.session(write=False) as s:
             for key, held in self.list_held():
+                if key in tried:
+                    continue  # applied in an earlier pass and still held (rejected)
+                judged_on = held.get(JUDGED_ON)
+                if isinstance(judged_on, dict) and self.key_tokens \
+                        and key_tokens(s, judged_on) == judged_on:
+                    continue  # nothing its identity rests on has changed since it was held
                 record = from_json(held["record"])
-                found: Resolved | Held | StoredVersion | None = resolve(
-                    self.repo, s, record.person)
-                if isinstance(found, Resolved):
-                    found = self._merged_away(s, record, found.patient.rid
-                                              if found.patient is not None else None)
-                if not (isinstance(found, Held) and found.reason == held["reason"]
-                        and list(found.candidates) == held["candidates"]):
-                    # its latest delivery orders it among the partner's records (a form
-                    # sent again today is today's word), as when it was first applied
-                    last = held.get("last_received") or held.get("received")
-                    newer = self._applied_since(s, record, last, held)
-                    if newer is not None:
-                        if held["reason"] != _superseded_reason(newer):
-                            superseded[key] = (held, newer)
-                        continue
-                    ready.append(record)
-                    if isinstance(last, str):
-                        received[record_key(record.source)] = last
-        for key, (held, newer) in superseded.items():
+                # read before it is judged: a write meanwhile renews them, never the reverse
+                with judging(s, _watched(record, held["candidates"])) as read:
+                    found: Resolved | Held | StoredVersion | KnownOnlyHeld | None = resolve(
+                        self.repo, s, record.person)
+                    if isinstance(found, Resolved):
+                        found = self._merged_away(s, record, found.patient.rid
+                                                  if found.patient is not None else None)
+                tokens = read if self.key_tokens else None
+                if isinstance(found, Held) and found.reason == held["reason"] \
+                        and list(found.candidates) == held["candidates"]:
+                    if tokens is not None:
+                        rewrite[key] = (held, {**held, JUDGED_ON: tokens})
+                    continue
+                # its latest delivery orders it among the partner's records (a form sent
+                # again today is today's word), as when it was first applied
+                last = held.get("last_received") or held.get("received")
+                newer = self._applied_since(s, record, last, held)
+                if newer is not None:
+                    restated = {**held, RESTATED_AFTER: newer,
+                                "reason": _superseded_reason(newer)}
+                    if tokens is not None:
+                        restated[JUDGED_ON] = tokens
+                    if restated != held:
+                        rewrite[key] = (held, restated)
+                    continue
+                ready.append(record)
+                if isinstance(last, str):
+                    received[record_key(record.source)] = last
+        pending = list(rewrite.items())
+        while pending:
             with self.repo.transaction() as s:
-                if s.record_get("held", key) == held:  # not settled meanwhile
-                    s.record_put("held", key, {**held, RESTATED_AFTER: newer,
-                                               "reason": _superseded_reason(newer)})
+                for key, (held, new) in pending[:REWRITES_PER_TRANSACTION]:
+                    if s.record_get("held", key) == held:  # not settled meanwhile
+                        s.record_put("held", key, new)
+            pending = pending[REWRITES_PER_TRANSACTION:]
         # by partner, and within one in the order the partner's records last came: of two
         # held records of one id, the one delivered later is applied last
         ready.sort(key=lambda r: (r.source.partner, received.get(record_key(r.source), ""),
@@ -614,12 +706,15 @@ class Loader:
         groups: dict[str, list[MappedRecord | Rejection]] = {}
         for record in ready:
             groups.setdefault(record.source.partner, []).append(record)
+        keys = set()
         for partner, records in groups.items():
-            summary = Summary()
-            self._apply_batch(records, summary, set(), None, received)
-            summary.held, summary.holds = 0, []
-            by_partner[partner] = (len(records), summary)
-        return by_partner
+            mine = {record_key(r.source) for r in records}
+            applied.setdefault(partner, set()).update(mine)
+            keys |= mine
+            self._apply_batch(records, summaries.setdefault(partner, Summary()), set(),
+                              None, received)
+        with self.repo.engine.session(write=False) as s:
+            return any(s.record_get("held", key) is None for key in keys)
 
     def _still_to_retry(self, s: StoreSession, record: MappedRecord) -> bool:
         """Asked again in the retry's write transaction: the retry chose its records in
@@ -877,6 +972,9 @@ class Loader:
                 # survivor, never the record an A40 merges away.
                 raise Conflict(_unsettled_merge(merged_away))
             return merged_away
+        takes: dict[str, Any] | None = None
+        if isinstance(merged_away, KnownOnlyHeld):
+            takes, merged_away = merged_away.identifier, None
         new_stamp = stamp(record.source.event_time, record.source.partner,
                           record.source.record_id)
         counts = {"created": 0, "updated": 0, "unchanged": 0}
@@ -884,6 +982,8 @@ class Loader:
         count = _counted(counts, written)
         patient = self._patient(s, found.patient, record, new_stamp, count,
                                 reviewed=found.how == "reviewer")
+        if takes is not None:
+            self._take_identifier(s, patient, takes, count)
         emptied: list[StoredVersion] = []
         if found.how == "reviewer":
             emptied = self._release_local_id(s, record, patient, count,
@@ -977,8 +1077,7 @@ class Loader:
             nhs = record.person.nhs_number
             # A claim on the NHS number in the same transaction: two concurrent first
             # records for one person cannot both make a Patient (unique key, not a check).
-            if nhs and not s.record_put(NHS_CLAIMS, nhs, {"patient": rid},
-                                        create_only=not reviewed):
+            if nhs and not put_claim(s, nhs, {"patient": rid}, create_only=not reviewed):
                 raise VersionConflict(f"NHS number {nhs} claimed concurrently")
             merged, times = merge(None, incoming, {}, new_stamp,
                                   authoritative=record.authoritative,
@@ -1006,7 +1105,7 @@ class Loader:
         if _nhs_numbers(merged) != _nhs_numbers(current):
             new_times[NHS_STAMP] = new_stamp  # what set the number (`_corrected`)
         if nhs and not _nhs_numbers(current):
-            s.record_put(NHS_CLAIMS, nhs, {"patient": stored.rid})
+            put_claim(s, nhs, {"patient": stored.rid})
         merged, checked = self._check(merged, record.source)
         if changed(current, merged):
             count(self.repo.update(merged, rtype="Patient", rid=stored.rid, session=s,
@@ -1043,7 +1142,7 @@ class Loader:
                     "the old number is left off; or discard it)", (found.patient.rid,))
 
     def _merged_away(self, s: StoreSession, record: MappedRecord,
-                     survivor: str | None) -> StoredVersion | Held | None:
+                     survivor: str | None) -> StoredVersion | Held | KnownOnlyHeld | None:
         """For an HL7 A40 (`merge_from`): the Patient it merges away into `survivor` (None
         when there is nothing to do: no A40, or this merge was applied before), or Held.
         The record is looked up itself, not followed through earlier merges: one merged
@@ -1063,9 +1162,16 @@ class Loader:
             traced = self._traced_duplicate(s, record.merge_from, survivor)
             if traced is not None:
                 return traced
+            held = None if found.candidates else self._held_identifier(
+                s, record.merge_from, record.source.partner)  # (no Patient found at all)
+            if held is not None:
+                return KnownOnlyHeld(held)
             return Held(f"HL7 A40: the record it merges away is not known for certain "
                         f"({found.reason}); held until it is", found.candidates)
         if found.patient is None:
+            held = self._held_identifier(s, record.merge_from, record.source.partner)
+            if held is not None:
+                return KnownOnlyHeld(held)
             return Held("HL7 A40: the record it merges away is not known yet (the merge "
                         "came before it); held until it arrives")
         if found.patient.rid == survivor:
@@ -1077,7 +1183,57 @@ class Loader:
             return Held(f"HL7 A40: the record it merges away, Patient/{found.patient.rid}, "
                         f"was merged into Patient/{merged_into} before; check which record "
                         "this belongs to", (found.patient.rid, merged_into))
+        merge_from = record.merge_from
+        taken = s.record_get(A40_TAKEN, f"{merge_from.local_system}|{merge_from.local_id}")
+        if isinstance(taken, dict) and taken.get("patient") == found.patient.rid:
+            # Patient/X holds the id only because an earlier A40 gave it (its own record
+            # merged away was held, not a Patient): X is not that record, and merging X
+            # away would make two people one
+            return Held(f"HL7 A40: local id {merge_from.local_id} was given to "
+                        f"Patient/{found.patient.rid} by an earlier A40 merging it there; "
+                        "check which record this belongs to", (found.patient.rid,))
         return found.patient
+
+    @staticmethod
+    def _held_identifier(s: StoreSession, person: PersonKey,
+                         partner: str) -> dict[str, Any] | None:
+        """The identifier, as mapped, of `person`'s local id on a record of `partner`'s
+        held for review under that id, or None (no such record, no local id, or an NHS
+        number too: a number no Patient holds would be recorded nowhere, and a record
+        giving it later must still lead to the survivor, as after a merge). Read only for
+        an A40 whose record to merge away no Patient holds: a rare message."""
+        if not (person.local_system and person.local_id) or person.nhs_number:
+            return None
+        after = None
+        while page := s.record_list("held", after=after, limit=1000):
+            for _key, held in page:
+                record = held.get("record") or {}
+                theirs = record.get("person") or {}
+                if (record.get("source") or {}).get("partner") == partner \
+                        and theirs.get("local_system") == person.local_system \
+                        and theirs.get("local_id") == person.local_id:
+                    return next((i for i in (record.get("patient") or {}).get(
+                        "identifier") or [] if isinstance(i, dict)
+                        and i.get("system") == person.local_system
+                        and i.get("value") == person.local_id),
+                        {"system": person.local_system, "value": person.local_id})
+            after = page[-1][0]
+        return None
+
+    def _take_identifier(self, s: StoreSession, rid: str, identifier: dict[str, Any],
+                         count: Callable[[WriteResult], None]) -> None:
+        """Patient `rid` takes `identifier` (a `KnownOnlyHeld` A40's), if it lacks it."""
+        stored = self.repo.read("Patient", rid, session=s)
+        body = jsonio.loads_trusted(stored.body or "{}")
+        idents = body.get("identifier") or []
+        if any(i.get("system") == identifier.get("system")
+               and i.get("value") == identifier.get("value")
+               for i in idents if isinstance(i, dict)):
+            return
+        body["identifier"] = [*idents, identifier]
+        count(self.repo.update(body, rtype="Patient", rid=rid, session=s))
+        s.record_put(A40_TAKEN, f"{identifier.get('system')}|{identifier.get('value')}",
+                     {"patient": rid})
 
     def _traced_duplicate(self, s: StoreSession, person: PersonKey,
                           survivor: str | None) -> StoredVersion | None:
@@ -1106,7 +1262,7 @@ class Loader:
         return duplicate
 
     def _merged_into(self, s: StoreSession, rid: str) -> str | None:
-        stored = s.current("Patient", rid)
+        stored = current_patient(s, rid)
         return replaced_by(jsonio.loads_trusted(stored.body)) if stored and stored.body \
             else None
 
@@ -1204,8 +1360,7 @@ class Loader:
         for ident, holder in [*((i, patient.rid) for i in old),
                               *((i, copies[0].rid) for i in wrong)]:
             if isinstance(ident.get("value"), str):
-                s.record_put(NHS_CLAIMS, ident["value"], {"patient": holder,
-                                                           "corrected_to": new})
+                put_claim(s, ident["value"], {"patient": holder, "corrected_to": new})
         if old:
             current["identifier"] = [i for i in idents if i not in old]
             if not current["identifier"]:
@@ -1415,7 +1570,7 @@ class Loader:
                 not own_nhs or i.get("system") != NHS_NUMBER_SYSTEM)]
         for moved in old_patient.get("identifier", []) if not own_nhs else []:
             if moved.get("system") == NHS_NUMBER_SYSTEM and moved.get("value"):
-                s.record_put(NHS_CLAIMS, moved["value"], {"patient": survivor})
+                put_claim(s, moved["value"], {"patient": survivor})
         keep["link"] = [*keep.get("link", []), {"other": {"reference": f"Patient/{loser}"},
                                                  "type": "replaces"}]
         keep_times = s.record_get(ELEMENT_STAMPS, f"Patient/{survivor}") or {}
@@ -1429,8 +1584,12 @@ class Loader:
             s.record_put(ELEMENT_STAMPS, f"Patient/{survivor}", folded)
         count(self.repo.update(keep, rtype="Patient", rid=survivor, session=s))
         old_patient["active"] = False
-        old_patient["link"] = [{"other": {"reference": f"Patient/{survivor}"},
-                                "type": "replaced-by"}]
+        # its own "replaces" links stay: the records merged into it before are still
+        # this person's (a Consent on one of them must reach the survivor)
+        old_patient["link"] = [
+            *(link for link in old_patient.get("link") or []
+              if isinstance(link, dict) and link.get("type") != "replaced-by"),
+            {"other": {"reference": f"Patient/{survivor}"}, "type": "replaced-by"}]
         old_patient["identifier"] = [i for i in old_patient.get("identifier", [])
                                      if i.get("system") != NHS_NUMBER_SYSTEM] or None
         if old_patient["identifier"] is None:

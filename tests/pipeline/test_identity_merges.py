@@ -430,3 +430,81 @@ def test_a_review_choice_for_an_a40_that_came_first_says_it_waits(
     partnership.send("acute", "b.hl7", adt("C2", "A01", "202601020900",
                                            f"{Y}^^^NHS^NH~M2^^^RXA^MR", visit="V2"))
     assert partnership.held() == [] and [p["id"] for p in partnership.active()] == [a]
+
+
+# -- an A40 merging a temporary MRN whose only records are held ----------------------
+
+
+@pytest.mark.parametrize("order", [("A01 X", "A01 T1", "A40"), ("A01 X", "A40", "A01 T1"),
+                                   ("A40", "A01 X", "A01 T1"), ("A01 T1", "A40", "A01 X")])
+def test_an_a40_merging_a_held_temporary_mrn_files_its_records_on_the_survivor(
+        partnership: Partnership, order: tuple[str, ...]) -> None:
+    """An emergency admission under a temporary MRN alone, at another postcode, is held
+    (no confident match); the PAS then merges that MRN into the person's real record.
+    The A40 waited for a Patient of the MRN, and the admission for a reviewer: each for
+    the other, in every order. The PAS has said whose the MRN is: the survivor takes it,
+    as a merge gives it the ids of the record it merges away, and the admission follows."""
+    messages = {
+        "A01 X": adt("C1", "A01", "202601020900", f"{X}^^^NHS^NH~M1^^^RXA^MR", visit="V1"),
+        "A01 T1": adt("C2", "A01", "202601030900", "T1^^^RXA^MR", visit="V2",
+                      address="1 High St^^Dudley^^B63 9ZZ"),
+        "A40": adt("C3", "A40", "202601040900", f"{X}^^^NHS^NH~M1^^^RXA^MR",
+                   merged="T1^^^RXA^MR"),
+    }
+    for i, name in enumerate(order):
+        partnership.send("acute", f"{i}.hl7", messages[name])
+    assert partnership.held() == []
+    (person,) = partnership.patients()
+    assert {i["value"] for i in person["identifier"]} == {X, "M1", "T1"}
+    visits = {e["identifier"][0]["value"]: e["subject"]["reference"]
+              for e in partnership.all("Encounter")}
+    assert visits == {"V1": f"Patient/{person['id']}", "V2": f"Patient/{person['id']}"}
+    again = partnership.send("acute", "again.hl7", messages["A40"])
+    assert (again.held, again.created, again.updated) == (0, 0, 0)
+
+
+@pytest.mark.parametrize("second_first", [False, True])
+def test_two_a40s_merging_one_held_temporary_mrn_into_two_people_hold_the_second(
+        partnership: Partnership, second_first: bool) -> None:
+    """T1 known only by a held admission; one A40 merges it into X's record, another into
+    Ann's (Y). The first gives T1 to its survivor; the second then found T1 there and
+    merged the whole of that person into the other (found by review). As when T1 is a
+    Patient of its own, the second is held: two people stay two."""
+    ann = dict(name="JONES^ANN", born="19500505", address="2 Low St^^Dudley^^DY2 7AA")
+    partnership.send("acute", "x.hl7", adt("C1", "A01", "202601020900",
+                                           f"{X}^^^NHS^NH~M1^^^RXA^MR", visit="V1"))
+    partnership.send("acute", "y.hl7", adt("C2", "A01", "202601020905",
+                                           f"{Y}^^^NHS^NH~M2^^^RXA^MR", visit="VY", **ann))
+    partnership.send("acute", "t.hl7", adt("C3", "A01", "202601030900", "T1^^^RXA^MR",
+                                           visit="V2", address="1 High St^^Dudley^^B63 9ZZ"))
+    merges = [adt("C4", "A40", "202601040900", f"{X}^^^NHS^NH~M1^^^RXA^MR",
+                  merged="T1^^^RXA^MR"),
+              adt("C5", "A40", "202601040905", f"{Y}^^^NHS^NH~M2^^^RXA^MR",
+                  merged="T1^^^RXA^MR", **ann)]
+    for i, message in enumerate(reversed(merges) if second_first else merges):
+        partnership.send("acute", f"m{i}.hl7", message)
+    assert len(partnership.active()) == 2
+    assert sorted(len(partnership.holders(n)) for n in (X, Y)) == [1, 1]
+    (held,) = partnership.held()
+    assert held[0].startswith("acute/C5/" if not second_first else "acute/C4/")
+    assert "was given to Patient/" in held[1]
+
+
+@pytest.mark.parametrize("hospice_first", [False, True])
+def test_an_a40_whose_merged_record_has_an_nhs_number_waits_for_it_in_every_order(
+        partnership: Partnership, hospice_first: bool) -> None:
+    """MRG-1 gives T1 and NHS number Z; T1's admission is held. Applied at once, the A40
+    recorded Z nowhere, so the hospice's record of Z stayed a second person when it came
+    after (found by review). It waits for Z's Patient, as before, and merges it."""
+    z = nhs_numbers(999000500, 1)[0]
+    sends = [("acute", adt("C1", "A01", "202601020900", f"{X}^^^NHS^NH~M1^^^RXA^MR",
+                           visit="V1")),
+             ("acute", adt("C2", "A01", "202601030900", "T1^^^RXA^MR", visit="V2",
+                           address="1 High St^^Dudley^^B63 9ZZ")),
+             ("acute", adt("C3", "A40", "202601040900", f"{X}^^^NHS^NH~M1^^^RXA^MR",
+                           merged=f"{z}^^^NHS^NH~T1^^^RXA^MR"))]
+    sends.insert(1 if hospice_first else 3, ("hospice", hospice("H1", z)))
+    for i, (partner, data) in enumerate(sends):
+        partnership.send(partner, f"{i}.{'hl7' if partner == 'acute' else 'jsonl'}", data)
+    (person,) = partnership.active()
+    assert {i["value"] for i in person["identifier"]} >= {X, "M1", "H1"}
