@@ -74,13 +74,25 @@ def _caller(request: Request) -> Any:
     return sec.access.authenticate(to_fhir_request(request, "$review", None, _base(request)))
 
 
-def _check_reviewer(caller: Any) -> None:
-    """Only a partner's feed client reviews (its own partner's records)."""
+def _check_reviewer(caller: Any, *, settles: bool = False) -> None:
+    """Only a partner's feed client reviews (its own partner's records), within its
+    token's scopes: the queue holds records of every type, so listing it needs read on
+    all types, and settling a hold writes to the shared record as an ingest does (create
+    and update on all types)."""
     from ..security.errors import Forbidden
 
-    if caller is not None and (caller.role != "feed" or not getattr(caller, "partner", None)):
+    if caller is None:
+        return  # auth off
+    if caller.role != "feed" or not getattr(caller, "partner", None):
         raise Forbidden("the review queue is for each partner's own feed client: it holds "
                         "partners' records not yet in the shared record")
+    scopes = caller.memo["scopes"]
+    if settles and not (scopes.allows("*", "c") and scopes.allows("*", "u")):
+        raise Forbidden("settling a held record needs system/*.cu (create and update) "
+                        "scope: it writes to the shared record")
+    if not settles and not scopes.allows("*", "r"):
+        raise Forbidden("the review queue needs system/*.r (read) scope: it holds "
+                        "records of every type")
 
 
 def _mine(caller: Any, partner: str | None) -> bool:
@@ -303,7 +315,7 @@ async def resolve(request: Request, key: str) -> Response:
     overrides: list[str] = []  # a reviewer's "all the same" is audited with the choice
     try:
         caller = _caller(request)
-        _check_reviewer(caller)
+        _check_reviewer(caller, settles=True)
         choice = jsonio.parse(await read_body(request, 64 * 1024))
         if not isinstance(choice, dict) or [choice.get("create") is True,
                                             isinstance(choice.get("patient"), str),

@@ -37,7 +37,8 @@ from ..fhir.interceptors import BaseInterceptor
 from ..fhir.repository import Repository, new_id
 from ..fhir.request import FhirRequest, FhirResponse, Interaction
 from ..fhir.types import resource_types
-from ..pipeline.identity import NHS_CLAIMS
+from ..pipeline.identity import NHS_CLAIMS, put_claim
+from ..references import literal_reference
 from ..search.query import SearchRequest, parse_search
 from ..search.values import now_instant
 from ..store.base import StoreSession, VersionConflict
@@ -224,6 +225,7 @@ class AccessInterceptor(BaseInterceptor):
         rtype, rid = interaction.rtype or "", interaction.rid
         if isinstance(req.body, dict):
             _check_attribution(req.body, caller)
+            _check_consent_patient(req.body, req.base_url)
             self._check_provenance_targets(caller, req.body)
             _stamp(req.body, caller)
             body_id = req.body.get("id")
@@ -502,8 +504,7 @@ def _claim_nhs_number(session: StoreSession, nhs: str, rid: str) -> None:
             raise _held_elsewhere(nhs)
     if held is not None and not session.record_delete(NHS_CLAIMS, nhs):
         raise VersionConflict(f"NHS number {nhs} claimed concurrently")
-    if not session.record_put(NHS_CLAIMS, nhs, {"patient": rid, "at": now_instant()},
-                              create_only=True):
+    if not put_claim(session, nhs, {"patient": rid, "at": now_instant()}, create_only=True):
         raise VersionConflict(f"NHS number {nhs} claimed concurrently")
 
 
@@ -606,6 +607,25 @@ def _check_attribution(resource: dict[str, Any], caller: SecureCaller) -> None:
             raise Forbidden("a feed's patient-privacy Consent must name its own organisation "
                             f"({caller.organization or 'none registered'}) as organization "
                             f"or performer, by identifier ({ODS_SYSTEM})")
+
+
+def _check_consent_patient(resource: dict[str, Any], base_url: str) -> None:
+    """A patient-privacy Consent must name its patient as this server's Patient (relative,
+    or absolute at the base the request came to): the consent check finds a person's
+    Consents by that reference. One naming the patient at another address, or by
+    identifier only, was stored and hid nothing (found by review)."""
+    if resource.get("resourceType") != "Consent" or not is_privacy_consent(resource):
+        return
+    patient = resource.get("patient")
+    ref = patient.get("reference") if isinstance(patient, dict) else None
+    named = literal_reference(ref)
+    here = isinstance(ref, str) and named is not None and named.type == "Patient" and (
+        named.base is None or ref.startswith(f"{base_url.rstrip('/')}/Patient/"))
+    if not here:
+        raise Unprocessable(
+            "a patient-privacy Consent must name its patient as Patient/<id> on this "
+            f"server, not {ref!r}: a Consent the gateway cannot find would hide nothing",
+            expression="Consent.patient")
 
 
 def _probing_criteria(criteria: list[Criterion]) -> list[Criterion]:

@@ -23,7 +23,10 @@ record for its organisation only through the feed's own resources (`speaks_for`)
 targeting another partner's resource counts for nothing. A feed's permit that does not
 name its own organisation is not a decision at all; a deny always is (it can only hide).
 A feed's permit withdraws an objection only when its organisation recorded that
-objection (the deny it follows): the patient withdraws it where they made it. Any other
+objection (the deny it follows): the patient withdraws it where they made it. A permit
+counts only as a plain yes: one whose period has ended or not begun, or that narrows
+itself (to some actors, purposes or data, or with nested provisions), is no decision,
+since the gateway applies none of those limits. Any other
 feed could otherwise open anyone's record to everyone, by saying so or after writing one
 resource about them. Privacy Consents are read in full (past MAX_CONSENTS the record is
 taken as objected to), so a flood of Consents cannot push the objection out of view.
@@ -43,7 +46,7 @@ from ..fhir.repository import Repository
 from ..ingest.model import PARTNER_TAG_SYSTEM
 from ..references import literal_reference
 from ..search.extract import patient_compartment
-from ..search.values import BadDate, date_range
+from ..search.values import BadDate, date_range, now_instant
 from ..store.query import Criterion, IndexQuery, ReferencePredicate, TokenPredicate
 
 CONSENT_SCOPE_SYSTEM = "http://terminology.hl7.org/CodeSystem/consentscope"
@@ -83,6 +86,16 @@ def reference_ids(value: Any, rtype: str) -> list[str]:
         if named is not None and named.type == rtype:
             out.append(named.id)
     return out
+
+
+def _merged_with(body: str | None) -> list[str]:
+    """The ids of the Patients a stored Patient's merge links (`_MERGE_LINKS`) name."""
+    if not body or '"link"' not in body:
+        return []
+    links = jsonio.loads_trusted(body).get("link") or []
+    return [rid for link in (links if isinstance(links, list) else [])
+            if isinstance(link, dict) and link.get("type") in _MERGE_LINKS
+            for rtype, rid in local_refs([link.get("other")]) if rtype == "Patient"]
 
 
 class ConsentPolicy:
@@ -196,24 +209,29 @@ class ConsentPolicy:
 
     def person_of(self, patient_id: str) -> list[str]:
         """`patient_id` and the Patients merged with it (`link` replaced-by / replaces),
-        followed a level at a time, at most MAX_PERSON_IDS."""
+        followed a level at a time, at most MAX_PERSON_IDS, both ways: the Patients each
+        one's merge links name, and those whose merge links name it. (A second merge
+        rewrote the middle record's links, dropping its "replaces": from the survivor
+        the first record merged away was out of reach, and its Consent hid nothing.)"""
         person, level = [patient_id], [patient_id]
         while level and len(person) < MAX_PERSON_IDS:
-            rows = self.repository.find(IndexQuery(rtype="Patient", ids=sorted(level),
-                                                   limit=len(level))).rows
+            ids = sorted(level)
+            rows = self.repository.find(IndexQuery(rtype="Patient", ids=ids,
+                                                   limit=len(ids))).rows
+            naming = self.repository.find(IndexQuery(rtype="Patient", criteria=[Criterion(
+                "link", "reference", [ReferencePredicate("Patient", rid) for rid in ids])],
+                limit=MAX_PERSON_IDS)).rows
             level = []
             for row in rows:
-                if not row.body or '"link"' not in row.body:
-                    continue
-                links = jsonio.loads_trusted(row.body).get("link") or []
-                for link in links if isinstance(links, list) else []:
-                    if not isinstance(link, dict) or link.get("type") not in _MERGE_LINKS:
-                        continue
-                    for rtype, rid in local_refs([link.get("other")]):
-                        if rtype == "Patient" and rid not in person \
-                                and len(person) < MAX_PERSON_IDS:
-                            person.append(rid)
-                            level.append(rid)
+                for rid in _merged_with(row.body):
+                    if rid not in person and len(person) < MAX_PERSON_IDS:
+                        person.append(rid)
+                        level.append(rid)
+            for row in naming:
+                if row.rid not in person and len(person) < MAX_PERSON_IDS \
+                        and set(_merged_with(row.body)) & set(ids):
+                    person.append(row.rid)
+                    level.append(row.rid)
         return person
 
     def _holders(self, person: list[str], consent: dict[str, Any], *,
@@ -378,11 +396,47 @@ def _decides(consent: dict[str, Any]) -> bool:
     too much); so does what the gateway wrote itself. A feed's permit does only when it
     names its writer's organisation and no other, so no feed lifts an objection in another
     organisation's name."""
-    if (consent.get("provision") or {}).get("type") == "deny" or not _feed_written(consent):
+    provision = consent.get("provision")
+    if isinstance(provision, dict) and provision.get("type") == "deny":
+        return True
+    if not _plain(provision):
+        return False
+    if not _feed_written(consent):
         return True
     named = ods_codes([*as_list(consent.get("organization")),
                        *as_list(consent.get("performer"))])
     return bool(named) and vouched_codes(consent, named) == named
+
+
+#: a permit's provision elements that narrow it (to some actors, purposes, data, ...): the
+#: gateway does not apply them, so a permit carrying one is not taken as a plain yes
+_NARROWING = ("actor", "action", "securityLabel", "purpose", "class", "code",
+              "dataPeriod", "data", "provision")
+
+
+def _plain(provision: Any) -> bool:
+    """Whether a permit's provision (None: a Consent without one) says yes to everyone, now:
+    none of `_NARROWING`, and its period, if any, covering this moment. Anything else is
+    no decision (the objection before it stands): reading a permit that ended, or one
+    with a nested deny, as a plain yes showed a hidden record (found by review)."""
+    if provision is None:
+        return True
+    if not isinstance(provision, dict) or any(provision.get(k) for k in _NARROWING):
+        return False
+    period = provision.get("period")
+    if period is None:
+        return True
+    if not isinstance(period, dict):
+        return False
+    now = now_instant().rstrip("Z")  # (date_range gives UTC without the Z)
+    try:
+        start = period.get("start")
+        end = period.get("end")
+        if start is not None and date_range(str(start))[0] > now:
+            return False
+        return end is None or date_range(str(end))[1] >= now
+    except BadDate:
+        return False
 
 
 def as_list(value: Any) -> list[Any]:

@@ -158,6 +158,9 @@ def _report(sec: Security, request: Request, base: str) -> Response:
         freq.caller = sec.access.authenticate(freq)
         if freq.caller.role != "auditor":
             raise Forbidden(f"the {freq.caller.role} role may not read the audit reports")
+        if not freq.caller.memo["scopes"].allows("AuditEvent", "s"):
+            # the reports are AuditEvent searches, and bound by the same scope
+            raise Forbidden("the audit reports need system/AuditEvent.s (search) scope")
         rows = _rows(sec, params)
         status = 200
     except GatewayError as exc:

@@ -154,7 +154,10 @@ def test_the_recorders_permit_lifts_it_but_not_from_the_future(gw: Gateway) -> N
 
 
 def test_merged_records_make_one_person() -> None:
-    """`person_of` follows merge links both ways and stops at MAX_PERSON_IDS."""
+    """`person_of` follows merge links of both kinds, from the Patients it has reached
+    and to them (a link held on one side only still joins the two: until session 19 a
+    Patient named only by another's link was a person alone), and stops at
+    MAX_PERSON_IDS."""
     from fhir_gateway.fhir.repository import Repository
     from fhir_gateway.security.consent import MAX_PERSON_IDS, ConsentPolicy
     from fhir_gateway.store import open_store
@@ -167,6 +170,6 @@ def test_merged_records_make_one_person() -> None:
         repo.update({"resourceType": "Patient", "id": pid, "link": links},
                     rtype="Patient", rid=pid)
     policy = ConsentPolicy(repo)
-    assert policy.person_of("p3")[:4] == ["p3", "p2", "p1", "p0"]
+    assert policy.person_of("p3")[:5] == ["p3", "p2", "p4", "p1", "p5"]  # level by level
     assert len(policy.person_of(ids[-1])) == MAX_PERSON_IDS
-    assert policy.person_of("p0") == ["p0"]
+    assert policy.person_of("p0")[:3] == ["p0", "p1", "p2"]
