@@ -215,23 +215,17 @@ class ConsentPolicy:
         the first record merged away was out of reach, and its Consent hid nothing.)"""
         person, level = [patient_id], [patient_id]
         while level and len(person) < MAX_PERSON_IDS:
-            ids = sorted(level)
-            rows = self.repository.find(IndexQuery(rtype="Patient", ids=ids,
-                                                   limit=len(ids))).rows
-            naming = self.repository.find(IndexQuery(rtype="Patient", criteria=[Criterion(
-                "link", "reference", [ReferencePredicate("Patient", rid) for rid in ids])],
-                limit=MAX_PERSON_IDS)).rows
-            level = []
-            for row in rows:
-                for rid in _merged_with(row.body):
-                    if rid not in person and len(person) < MAX_PERSON_IDS:
-                        person.append(rid)
-                        level.append(rid)
-            for row in naming:
-                if row.rid not in person and len(person) < MAX_PERSON_IDS \
-                        and set(_merged_with(row.body)) & set(ids):
-                    person.append(row.rid)
-                    level.append(row.rid)
+            ids, level = sorted(level), []
+            for pid in ids:
+                # one read: a Patient's compartment holds it and the Patients linking to it
+                rows = self.repository.find(IndexQuery(
+                    rtype="Patient", compartment=pid, limit=MAX_PERSON_IDS + 1)).rows
+                for row in rows:
+                    named = _merged_with(row.body)
+                    for rid in named if row.rid == pid else [row.rid] if pid in named else []:
+                        if rid not in person and len(person) < MAX_PERSON_IDS:
+                            person.append(rid)
+                            level.append(rid)
         return person
 
     def _holders(self, person: list[str], consent: dict[str, Any], *,
