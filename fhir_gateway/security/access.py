@@ -225,7 +225,6 @@ class AccessInterceptor(BaseInterceptor):
         rtype, rid = interaction.rtype or "", interaction.rid
         if isinstance(req.body, dict):
             _check_attribution(req.body, caller)
-            _check_consent_patient(req.body, req.base_url)
             self._check_provenance_targets(caller, req.body)
             _stamp(req.body, caller)
             body_id = req.body.get("id")
@@ -271,8 +270,11 @@ class AccessInterceptor(BaseInterceptor):
         caller = request.caller
         if not (isinstance(caller, SecureCaller) and caller.authenticated):
             return
+        # here, not on_request: a transaction's conditional and urn:uuid references are
+        # rewritten to their Patient by now
+        _check_consent_patient(resource, request.base_url)
         if resource.get("resourceType") != "Patient":
-            return  # the one check here is about Patients
+            return  # the other check here is about Patients
         if rid is None and session is not None:
             # A create names its Patient now, so the NHS number's claim can name it: the
             # create interactions take the id from here, as a transaction's are.
@@ -613,7 +615,8 @@ def _check_consent_patient(resource: dict[str, Any], base_url: str) -> None:
     """A patient-privacy Consent must name its patient as this server's Patient (relative,
     or absolute at the base the request came to): the consent check finds a person's
     Consents by that reference. One naming the patient at another address, or by
-    identifier only, was stored and hid nothing (found by review)."""
+    identifier only, was stored and hid nothing (found by review). Judged as written,
+    after a transaction has rewritten its references."""
     if resource.get("resourceType") != "Consent" or not is_privacy_consent(resource):
         return
     patient = resource.get("patient")

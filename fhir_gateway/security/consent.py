@@ -56,6 +56,8 @@ MAX_RECORD_SCAN = 5000
 MAX_CONSENTS = 1000
 #: Patients of one person followed through merge links (`Patient.link`)
 MAX_PERSON_IDS = 20
+#: Patients read in one Patient's compartment (it, and those linking to it) at most
+MAX_LINKED_ROWS = 100
 _MERGE_LINKS = ("replaced-by", "replaces")
 #: deleted Provenance targets looked up one by one (their last version) per Provenance
 MAX_DELETED_TARGETS = 10
@@ -172,9 +174,10 @@ class ConsentPolicy:
         """The person's decision. With `organization`, its holders are worked out for that
         organisation alone (`hides_from` is right for it, the holders set says nothing
         of others): far cheaper, which matters on every read of a hidden record."""
-        person = self.person_of(patient_id)
-        consents = self._privacy_consents(person)
-        if consents is None:  # more than any person has: judged as an objection
+        person, complete = self.person(patient_id)
+        consents = self._privacy_consents(person) if complete else None
+        if consents is None:  # more than any person has, or the person not read in full:
+            # judged as an objection
             return ConsentDecision(True, frozenset(self._holders(person, {},
                                                                  only=organization)))
         active = sorted((c for c in consents if c.get("status") == "active"
@@ -208,25 +211,38 @@ class ConsentPolicy:
         return [jsonio.loads_trusted(r.body) for r in rows if r.body]
 
     def person_of(self, patient_id: str) -> list[str]:
+        """`patient_id` and the Patients merged with it (`person`, without saying whether
+        all were found: for the auditors' reports, which name what they find)."""
+        return self.person(patient_id)[0]
+
+    def person(self, patient_id: str) -> tuple[list[str], bool]:
         """`patient_id` and the Patients merged with it (`link` replaced-by / replaces),
-        followed a level at a time, at most MAX_PERSON_IDS, both ways: the Patients each
-        one's merge links name, and those whose merge links name it. (A second merge
-        rewrote the middle record's links, dropping its "replaces": from the survivor
-        the first record merged away was out of reach, and its Consent hid nothing.)"""
+        followed a level at a time both ways: the Patients each one's merge links name,
+        and those whose merge links name it (a second merge rewrote the middle record's
+        links, dropping its "replaces": from the survivor the first record merged away
+        was out of reach, and its Consent hid nothing). One read per Patient: its
+        compartment holds it and every Patient linking to it, by any kind of link. Also
+        whether the person was read in full: not when a read was cut at MAX_LINKED_ROWS,
+        or the person reached MAX_PERSON_IDS (Patients written to link to someone, by a
+        feed say, could otherwise push the real merged record out of view)."""
         person, level = [patient_id], [patient_id]
-        while level and len(person) < MAX_PERSON_IDS:
+        while level:
             ids, level = sorted(level), []
             for pid in ids:
-                # one read: a Patient's compartment holds it and the Patients linking to it
                 rows = self.repository.find(IndexQuery(
-                    rtype="Patient", compartment=pid, limit=MAX_PERSON_IDS + 1)).rows
+                    rtype="Patient", compartment=pid, limit=MAX_LINKED_ROWS + 1)).rows
+                if len(rows) > MAX_LINKED_ROWS:
+                    return person, False
                 for row in rows:
                     named = _merged_with(row.body)
                     for rid in named if row.rid == pid else [row.rid] if pid in named else []:
-                        if rid not in person and len(person) < MAX_PERSON_IDS:
-                            person.append(rid)
-                            level.append(rid)
-        return person
+                        if rid in person:
+                            continue
+                        if len(person) >= MAX_PERSON_IDS:
+                            return person, False
+                        person.append(rid)
+                        level.append(rid)
+        return person, True
 
     def _holders(self, person: list[str], consent: dict[str, Any], *,
                  only: str | None = None) -> set[str]:
@@ -342,7 +358,7 @@ def is_privacy_consent(consent: dict[str, Any]) -> bool:
     codings = (consent.get("scope") or {}).get("coding") if isinstance(
         consent.get("scope"), dict) else None
     return any(isinstance(c, dict) and c.get("system") == CONSENT_SCOPE_SYSTEM
-               and c.get("code") == "patient-privacy" for c in codings or [])
+               and c.get("code") == "patient-privacy" for c in as_list(codings))
 
 
 def vouched_codes(resource: dict[str, Any], codes: list[str]) -> list[str]:
