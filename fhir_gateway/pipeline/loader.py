@@ -19,7 +19,7 @@ import hashlib
 import itertools
 import logging
 import time
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -281,6 +281,17 @@ def _superseded_refusal(key: str, newer: str) -> Conflict:
 def _watched(record: MappedRecord, candidates: Iterable[str]) -> set[str]:
     """The identity keys a held record's resolution reads (`identity.person_keys`)."""
     return person_keys((record.person, record.merge_from), candidates)
+
+
+def _records(s: StoreSession, kind: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Every system record of `kind` in `s`, in key order, a page at a time."""
+    after = None
+    while True:
+        page = s.record_list(kind, after=after, limit=1000)
+        yield from page
+        if len(page) < 1000:
+            return
+        after = page[-1][0]
 
 
 def _keep_for_review(s: StoreSession, kind: str, key: str, value: dict[str, Any]) -> None:
@@ -908,15 +919,8 @@ class Loader:
                            f"{patient_id} --replace-nhs-number)")
 
     def _list(self, kind: str) -> list[tuple[str, dict[str, Any]]]:
-        out: list[tuple[str, dict[str, Any]]] = []
-        after = None
         with self.repo.engine.session(write=False) as s:
-            while True:
-                page = s.record_list(kind, after=after, limit=1000)
-                out += page
-                if len(page) < 1000:
-                    return out
-                after = page[-1][0]
+            return list(_records(s, kind))
 
     def _reject(self, summary: Summary, source: SourceRef, field_name: str,
                 reason: str, *, session: StoreSession | None = None) -> None:
@@ -1204,20 +1208,17 @@ class Loader:
         an A40 whose record to merge away no Patient holds: a rare message."""
         if not (person.local_system and person.local_id) or person.nhs_number:
             return None
-        after = None
-        while page := s.record_list("held", after=after, limit=1000):
-            for _key, held in page:
-                record = held.get("record") or {}
-                theirs = record.get("person") or {}
-                if (record.get("source") or {}).get("partner") == partner \
-                        and theirs.get("local_system") == person.local_system \
-                        and theirs.get("local_id") == person.local_id:
-                    return next((i for i in (record.get("patient") or {}).get(
-                        "identifier") or [] if isinstance(i, dict)
-                        and i.get("system") == person.local_system
-                        and i.get("value") == person.local_id),
-                        {"system": person.local_system, "value": person.local_id})
-            after = page[-1][0]
+        for _key, held in _records(s, "held"):
+            record = held.get("record") or {}
+            theirs = record.get("person") or {}
+            if (record.get("source") or {}).get("partner") == partner \
+                    and theirs.get("local_system") == person.local_system \
+                    and theirs.get("local_id") == person.local_id:
+                return next((i for i in (record.get("patient") or {}).get(
+                    "identifier") or [] if isinstance(i, dict)
+                    and i.get("system") == person.local_system
+                    and i.get("value") == person.local_id),
+                    {"system": person.local_system, "value": person.local_id})
         return None
 
     def _take_identifier(self, s: StoreSession, rid: str, identifier: dict[str, Any],

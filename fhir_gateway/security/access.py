@@ -627,7 +627,8 @@ def _check_consent_patient(resource: dict[str, Any], base_url: str) -> None:
     if not here:
         raise Unprocessable(
             "a patient-privacy Consent must name its patient as Patient/<id> on this "
-            f"server, not {ref!r}: a Consent the gateway cannot find would hide nothing",
+            f"server, not {str(ref)[:200]!r}: a Consent the gateway cannot find would "
+            "hide nothing",
             expression="Consent.patient")
 
 
