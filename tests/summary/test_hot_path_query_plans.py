@@ -1,0 +1,137 @@
+"""No query that ingestion, a crew's request or a clinician's runs walks a whole type.
+
+Session 19's consent read of a person's merge links (`rtype="Patient"` and a compartment)
+let SQLite drive from the type's index: every Patient on the record was walked for each
+consent decision, 48 ms a read at 1M resources, and no test on a small store noticed. The
+gateway's SQLite has no statistics (it never runs ANALYZE), so the planner chooses on the
+shape of the query alone: a plan seen here on the sample feeds is the plan at 1M.
+
+So: the sample partnership loaded through the real pipeline, then, security on, a crew's
+summaries and a clinician's reads, searches and consent-hidden reads served; each SQL
+statement captured as SQLite ran it, and each SELECT's plan read with EXPLAIN QUERY PLAN.
+A step that walks a type (a SCAN of a stored table, or an index searched on the type
+alone, or on a type and parameter alone) fails the test, naming the statement.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from summary_kit import EXPECTED, NHS, by_nhs, load_feeds
+
+from fhir_gateway.pipeline.identity import claimed_patient
+from fhir_gateway.search.query import parse_search
+from fhir_gateway.store import open_store
+from fhir_gateway.store.sqlite import SqliteEngine
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "security"))
+from security_kit import Gateway, deny_consent, secured
+
+#: the tables whose rows grow with the record (a walk of one is a walk of the record)
+_STORED = ("resources", "versions", "idx_token", "idx_string", "idx_date", "idx_reference",
+           "idx_number", "compartment")
+_SCAN = re.compile(r"\bSCAN (\w+)")
+#: an index of a stored table searched on its type alone, or its type and parameter alone
+_TYPE_ONLY = re.compile(r"USING (?:COVERING )?INDEX (\w+) \((rtype=\?(?: AND param=\?)?)\)")
+
+
+def walks(plan: list[str], aliases: dict[str, str]) -> list[str]:
+    """The steps of `plan` that walk a whole type (or the whole record)."""
+    def walked(step: str) -> bool:
+        scanned = _SCAN.search(step)
+        return bool((scanned and aliases.get(scanned.group(1), scanned.group(1)) in _STORED)
+                    or _TYPE_ONLY.search(step))
+
+    return [step for step in plan if walked(step)]
+
+
+def _aliases(sql: str) -> dict[str, str]:
+    """Alias -> table, from `FROM table alias` / `JOIN table alias`."""
+    return {alias: table for table, alias in
+            re.findall(r"(?:FROM|JOIN)\s+(\w+)\s+(?:AS\s+)?(\w+)", sql, re.IGNORECASE)}
+
+
+@pytest.fixture
+def traced(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+           ) -> Iterator[tuple[Gateway, list[str], Path]]:
+    path = tmp_path / "store.sqlite3"
+    engine = open_store(f"sqlite:///{path}")
+    assert isinstance(engine, SqliteEngine)
+    statements: list[str] = []
+    real = engine._connection
+
+    def tracing() -> sqlite3.Connection:
+        conn = real()
+        conn.set_trace_callback(statements.append)
+        return conn
+
+    monkeypatch.setattr(engine, "_connection", tracing)
+    load_feeds(engine)  # ingestion's own queries (identity, merges, the held queue) too
+    ingested = list(statements)
+    with secured(engine) as gw:
+        statements[:] = ingested  # the app's start-up (reading its profiles) is no request
+        yield gw, statements, path
+    engine.close()
+
+
+def test_no_request_on_the_hot_paths_walks_a_type(
+        traced: tuple[Gateway, list[str], Path]) -> None:
+    gw, statements, path = traced
+    people = list(EXPECTED["people"].values())
+    hidden = people[0]
+    hidden_id = _patient_id(gw, hidden["nhs"])
+    assert hidden_id is not None
+    gw.put({**deny_consent(hidden_id, "X9H01"), "id": "plan-deny"})
+    crew = gw.login("crew", "ambulance", org="RYC")
+    ward = gw.login("ward", "clinician", org="B86001")
+    for person in people:
+        for headers in (crew, {**crew, "Accept": "text/html"}):
+            assert gw.http.get(by_nhs(person["nhs"]), headers=headers).status_code in (200, 404)
+        if (pid := _patient_id(gw, person["nhs"])) is None:
+            continue
+        for url in (f"/fhir/Patient/{pid}", f"/fhir/Patient/{pid}/$emergency-summary",
+                    f"/fhir/Observation?patient={pid}", f"/fhir/CarePlan?subject=Patient/{pid}",
+                    f"/fhir/Patient?identifier={NHS}|{person['nhs']}"):
+            assert gw.http.get(url, headers=ward).status_code in (200, 404), url
+    glass = {**ward, "X-Purpose-Of-Use": "ETREAT", "X-Break-Glass-Reason": "collapsed at home"}
+    assert gw.http.get(f"/fhir/Patient/{hidden_id}", headers=glass).status_code == 200
+
+    selects = sorted({s for s in statements if s.lstrip().upper().startswith(("SELECT", "WITH"))})
+    assert len(selects) > 20  # the requests above ran through the traced connections
+    found = []
+    with sqlite3.connect(path) as conn:
+        for sql in selects:
+            plan = [row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}")]
+            if bad := walks(plan, _aliases(sql)):
+                found.append(f"{sql[:600]}\n    walks: {bad}")
+    assert not found, f"{len(found)} statements walk a type:\n\n" + "\n\n".join(found[:5])
+
+
+def _patient_id(gw: Gateway, nhs: str) -> str | None:
+    """The Patient holding `nhs`, or the one merged away that held it; None for a person
+    no partner fed."""
+    search = parse_search("Patient", [("identifier", f"{NHS}|{nhs}")], gw.repository.registry)
+    rows = gw.repository.find(search.query).rows
+    if rows:
+        return rows[0].rid
+    with gw.engine.session(write=False) as s:
+        return claimed_patient(s, nhs)
+
+
+@pytest.mark.parametrize(("plan", "walked"), [
+    (["SEARCH r1 USING INDEX resources_type_updated (rtype=?)"], True),
+    (["SEARCH r1 USING INDEX sqlite_autoindex_resources_1 (rtype=?)"], True),
+    (["SEARCH idx_token USING INDEX idx_token_system (rtype=? AND param=?)"], True),
+    (["SCAN r1"], True),
+    (["SEARCH r1 USING INTEGER PRIMARY KEY (rowid=?)",
+      "SEARCH compartment USING COVERING INDEX compartment_patient (patient=?)"], False),
+    (["SEARCH idx_token USING INDEX idx_token_lookup (rtype=? AND param=? AND code=?)"], False),
+    (["SCAN json_each VIRTUAL TABLE INDEX 0:"], False),
+])
+def test_the_plan_reader_tells_a_walk(plan: list[str], walked: bool) -> None:
+    assert bool(walks(plan, {"r1": "resources"})) is walked
