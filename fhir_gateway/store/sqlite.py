@@ -509,7 +509,12 @@ class SqliteSession:
         sql = f"SELECT {_COLUMNS} FROM versions"
         if where:
             sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY last_updated DESC, rtype DESC, rid DESC, version DESC LIMIT ?"
+        # One resource's history: its few versions come from the primary key and are
+        # sorted. Ordered by the bare columns, SQLite would walk the type's whole history
+        # in `versions_type_updated` order to skip the sort ("+" makes them expressions).
+        unary = "+" if rid is not None else ""
+        sql += (f" ORDER BY {unary}last_updated DESC, {unary}rtype DESC, {unary}rid DESC, "
+                f"{unary}version DESC LIMIT ?")
         args.append(limit + 1)
         rows = [_row(r) for r in self.conn.execute(sql, args).fetchall()]
         more = len(rows) > limit
@@ -638,18 +643,21 @@ class _Compiler:
         self._aliases += 1
         return f"r{self._aliases}"
 
-    def where(self, query: IndexQuery, r: str) -> str:
+    def where(self, query: IndexQuery, r: str, *, probe: bool = False) -> str:
         """The WHERE clause. One criterion drives the lookup from its index (`pk IN`);
         the type and every other criterion only probe the rows it found (`+r.rtype`,
         correlated EXISTS on the pk index). Without this, SQLite walks every resource of
-        the type in (rtype, rid) order and tests each one: fine at 10k, 30 ms at 1M."""
-        driver = _driver(query)
+        the type in (rtype, rid) order and tests each one: fine at 10k, 30 ms at 1M.
+        `probe`: the rows are already found (`r.pk` is bound by the enclosing query), so
+        nothing drives and every criterion probes."""
+        driver = None if probe else _driver(query)
         parts = [f"{r}.deleted = 0"]
         if query.rtype is not None:
             # "+" keeps SQLite off the type's index when another index drives: a criterion
             # or a compartment (a patient's few hundred rows, not every Patient: ~45 ms
             # a read at 1M)
-            unary = "+" if driver is not None or query.compartment is not None else ""
+            unary = "+" if probe or driver is not None or query.compartment is not None \
+                else ""
             parts.append(f"{unary}{r}.rtype = {self.bind(query.rtype)}")
         if query.types:
             # With a compartment, its index drives (a patient's few hundred rows), never
@@ -665,14 +673,16 @@ class _Compiler:
                          f"{self.bind(query.compartment)})")
         if query.since is not None:
             parts.append(f"{r}.last_updated >= {self.bind(query.since)}")
-        parts.extend(self.criterion(query.rtype, c, r, drive=c is driver)
+        narrowed = probe or driver is not None or query.ids is not None or \
+            query.compartment is not None
+        parts.extend(self.criterion(query.rtype, c, r, drive=c is driver, narrowed=narrowed)
                      for c in query.criteria)
         return " AND ".join(parts)
 
     def criterion(self, rtype: str | None, crit: Criterion, r: str, *,
-                  drive: bool = False) -> str:
+                  drive: bool = False, narrowed: bool = True) -> str:
         if crit.kind == "has":
-            return " AND ".join(self.has(rtype, p, r) for p in crit.predicates
+            return " AND ".join(self.has(rtype, p, r, narrowed=narrowed) for p in crit.predicates
                                 if isinstance(p, HasPredicate))
         table = KIND_TABLE[crit.kind]
         missing = [p for p in crit.predicates if isinstance(p, MissingPredicate)]
@@ -751,15 +761,31 @@ class _Compiler:
                     f"(SELECT {inner}.rid FROM resources {inner} WHERE {where})")
         raise ValueError(f"no SQL for {pred!r}")
 
-    def has(self, rtype: str | None, pred: HasPredicate, r: str) -> str:
+    def has(self, rtype: str | None, pred: HasPredicate, r: str, *, narrowed: bool) -> str:
+        """`_has`: a resource some `source_type` refers to through `param`, the source
+        matching the inner query. When something else narrows the outer rows (ids, a
+        compartment, a driving criterion), each is probed through the reference index;
+        otherwise the inner query's resources drive, and their reference rows are found by
+        pk ("+" keeps SQLite off walking every reference of the parameter)."""
         src = self.alias()
-        head = (f"ir.rtype = {self.bind(pred.source_type)} AND ir.param = "
+        if narrowed:
+            # each outer row's referring resources, each probed by the inner criteria (an
+            # uncorrelated inner query would be read whole, once per statement: every
+            # final Observation, a second at 1M)
+            head = (f"ir.rtype = {self.bind(pred.source_type)} AND ir.param = "
+                    f"{self.bind(pred.param)} AND ir.target_id = {r}.rid")
+            if rtype is not None:
+                head += f" AND ir.target_type = {self.bind(rtype)}"
+            return (f"EXISTS (SELECT 1 FROM idx_reference ir, resources {src} WHERE {head} "
+                    f"AND {src}.pk = ir.pk AND {self.where(pred.query, src, probe=True)})")
+        # bound where it is written: values bind in the text's order
+        driven = f"ir.pk IN (SELECT {src}.pk FROM resources {src} WHERE " \
+                 f"{self.where(pred.query, src)})"
+        head = (f"+ir.rtype = {self.bind(pred.source_type)} AND +ir.param = "
                 f"{self.bind(pred.param)}")
         if rtype is not None:
-            head += f" AND ir.target_type = {self.bind(rtype)}"
-        where = self.where(pred.query, src)
-        return (f"{r}.rid IN (SELECT ir.target_id FROM idx_reference ir WHERE {head} "
-                f"AND ir.pk IN (SELECT {src}.pk FROM resources {src} WHERE {where}))")
+            head += f" AND +ir.target_type = {self.bind(rtype)}"
+        return f"{r}.rid IN (SELECT ir.target_id FROM idx_reference ir WHERE {driven} AND {head})"
 
     def sort_columns(self, query: IndexQuery, r: str) -> list[tuple[str, bool]]:
         out = []
@@ -789,17 +815,25 @@ _DRIVE_ORDER = {"reference": 0, "token": 1, "uri": 2, "string": 3, "date": 4,
 
 def _driver(query: IndexQuery) -> Criterion | None:
     """The criterion whose index finds the candidates (None: the type, ids or compartment
-    drive). Negated, :missing, _has and chained criteria only ever probe."""
+    drive). Negated, :missing and _has criteria only ever probe. A chained criterion
+    drives last of all (its inner query finds the targets, their references the rows):
+    as a probe alone it walked every resource of the type (`Observation?subject:Patient.
+    identifier=...`, every Observation on the record)."""
     candidates = [
         c for c in query.criteria
         if c.kind in _DRIVE_ORDER and not c.negate
-        and not any(isinstance(p, MissingPredicate | ChainPredicate) for p in c.predicates)
+        and not any(isinstance(p, MissingPredicate) for p in c.predicates)
         and not (c.kind == "token" and any(isinstance(p, TokenPredicate) and p.code is None
                                            for p in c.predicates))
     ]
     if not candidates or query.ids is not None or query.compartment is not None:
         return None
-    return min(candidates, key=lambda c: _DRIVE_ORDER[c.kind])
+    return min(candidates, key=_drive_rank)
+
+
+def _drive_rank(c: Criterion) -> int:
+    chained = any(isinstance(p, ChainPredicate) for p in c.predicates)
+    return len(_DRIVE_ORDER) if chained else _DRIVE_ORDER[c.kind]
 
 
 def _keyset(columns: list[tuple[str, bool]], after: tuple[object, ...],

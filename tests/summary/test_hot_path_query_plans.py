@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from summary_kit import EXPECTED, NHS, by_nhs, load_feeds
+from summary_kit import EXPECTED, NHS, SCT, by_nhs, load_feeds
 
 from fhir_gateway.pipeline.identity import claimed_patient
 from fhir_gateway.search.query import parse_search
@@ -101,8 +101,38 @@ def test_no_request_on_the_hot_paths_walks_a_type(
     glass = {**ward, "X-Purpose-Of-Use": "ETREAT", "X-Break-Glass-Reason": "collapsed at home"}
     assert gw.http.get(f"/fhir/Patient/{hidden_id}", headers=glass).status_code == 200
 
+    assert_no_walks(statements, path)
+
+
+def test_no_search_feature_or_auditors_report_of_one_patient_walks_a_type(
+        traced: tuple[Gateway, list[str], Path]) -> None:
+    # The clinician's search features that reach across resources, and the auditors'
+    # questions about one patient or a period: each narrows by an index, never a type.
+    gw, statements, path = traced
+    ward = gw.login("ward", "clinician", org="B86001")
+    auditor = gw.login("checker", "auditor", scope="system/AuditEvent.rs system/Provenance.rs")
+    for person in list(EXPECTED["people"].values())[:12]:
+        if (pid := _patient_id(gw, person["nhs"])) is None:
+            continue
+        assert gw.http.get(f"/fhir/Patient/{pid}", headers=ward).status_code == 200
+        for url in (f"/fhir/Patient/{pid}/$everything", f"/fhir/Patient/{pid}/_history",
+                    f"/fhir/Observation?patient={pid}&_include=Observation:subject",
+                    f"/fhir/Patient?_id={pid}&_revinclude=Provenance:target",
+                    f"/fhir/Observation?subject:Patient.identifier={NHS}|{person['nhs']}",
+                    f"/fhir/Patient?_id={pid}&_has:Observation:patient:status=final",
+                    f"/fhir/Patient?_has:Observation:patient:code={SCT}|816301000000100"):
+            assert gw.http.get(url, headers=ward).status_code == 200, url
+        for url in (f"/audit/report?kind=patient&patient={pid}&from=2026-01-01",
+                    f"/fhir/AuditEvent?patient={pid}", f"/fhir/Provenance?patient={pid}",
+                    "/audit/report?kind=summary&from=2026-01-01&to=2099-12-31"):
+            assert gw.http.get(url, headers=auditor).status_code == 200, url
+    assert_no_walks(statements, path)
+
+
+def assert_no_walks(statements: list[str], path: Path) -> None:
+    """Every SELECT in `statements` planned on the store at `path` walks no type."""
     selects = sorted({s for s in statements if s.lstrip().upper().startswith(("SELECT", "WITH"))})
-    assert len(selects) > 20  # the requests above ran through the traced connections
+    assert len(selects) > 20  # the requests ran through the traced connections
     found = []
     with sqlite3.connect(path) as conn:
         for sql in selects:
