@@ -129,6 +129,57 @@ def test_no_search_feature_or_auditors_report_of_one_patient_walks_a_type(
     assert_no_walks(statements, path)
 
 
+COUNCIL_CSV = ("Person ID,Title,First Name,Last Name,DOB,Postcode,NHS No (if known),"
+               "Service,Service Start,Service End,Provider,Key Worker\n")
+
+
+def test_no_feed_write_or_review_walks_a_type(
+        traced: tuple[Gateway, list[str], Path]) -> None:
+    # A partner's writes: an ingest over HTTP (one row of a known person, one held), the
+    # review queue listed and settled, REST writes plain, conditional and in a transaction.
+    gw, statements, path = traced
+    feed = {**gw.login("sc-feed", "feed", partner="socialcare", org="SC001",
+                       scope="system/*.cruds"), "Content-Type": "application/fhir+json"}
+    person = next(p for p in EXPECTED["people"].values() if p["local_ids"])
+    rows = (f"SCX1,Mrs,{person['given']},{person['family']},{person['birthDate']},DY1 1AA,"
+            f"{person['nhs']},Home care,2026-01-02,,Oakleigh Care Home,Brenda Johnson\n"
+            "SCX2,Mrs,Ada,Unheardof,1931-02-03,DY9 9ZZ,,Home care,2026-01-02,,Oakleigh,B J\n")
+    resp = gw.http.post("/ingest/socialcare", content=(COUNCIL_CSV + rows).encode(),
+                        headers={**feed, "Content-Type": "text/csv"})
+    assert resp.status_code == 200, resp.text
+    held = gw.http.get("/review/held", headers=feed).json()
+    assert len(held) == 1, held
+    settled = gw.http.post(f"/review/held/{held[0]['key']}", json={"create": True},
+                           headers=feed)
+    assert settled.status_code == 200, settled.text
+    own = {"resourceType": "Patient", "id": "own", "name": [{"family": "Ownname"}],
+           "identifier": [{"system": NHS, "value": "9990000026"}]}
+    assert gw.http.put("/fhir/Patient/own", json=own, headers=feed).status_code == 201
+    obs = {"resourceType": "Observation", "status": "final", "code": {"text": "x"},
+           "identifier": [{"system": "urn:example:obs", "value": "o1"}],
+           "subject": {"reference": "Patient/own"}}
+    created = gw.http.post("/fhir/Observation", json=obs,
+                           headers={**feed, "If-None-Exist": "identifier=urn:example:obs|o1"})
+    assert created.status_code == 201, created.text
+    updated = gw.http.put("/fhir/Observation?identifier=urn:example:obs|o1",
+                          json={**obs, "status": "amended"}, headers=feed)
+    assert updated.status_code == 200, updated.text
+    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"fullUrl": "urn:uuid:p", "resource": {**own, "id": None, "name": [{"family": "X"}]},
+         "request": {"method": "POST", "url": "Patient",
+                     "ifNoneExist": f"identifier={NHS}|9990000026"}},
+        {"fullUrl": "urn:uuid:o", "resource": {**obs, "subject": {"reference": "urn:uuid:p"},
+                                               "identifier": [{"system": "urn:example:obs",
+                                                               "value": "o2"}]},
+         "request": {"method": "POST", "url": "Observation"}}]}
+    bundle["entry"][0]["resource"].pop("id")
+    answered = gw.http.post("/fhir", json=bundle, headers=feed)
+    assert answered.status_code == 200, answered.text
+    oid = created.json()["id"]
+    assert gw.http.delete(f"/fhir/Observation/{oid}", headers=feed).status_code in (200, 204)
+    assert_no_walks(statements, path)
+
+
 def assert_no_walks(statements: list[str], path: Path) -> None:
     """Every SELECT in `statements` planned on the store at `path` walks no type."""
     selects = sorted({s for s in statements if s.lstrip().upper().startswith(("SELECT", "WITH"))})
