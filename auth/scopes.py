@@ -17,6 +17,8 @@ import functools
 import re
 from dataclasses import dataclass
 
+from ..fhir.types import resource_types
+
 ACTIONS = "cruds"
 _V2 = re.compile(r"system/(\*|[A-Z][A-Za-z]{1,63})\.(c?r?u?d?s?)")
 _V1 = {"read": "rs", "write": "cud", "*": "cruds"}
@@ -93,6 +95,10 @@ def supported_scopes() -> list[str]:
 
 @functools.lru_cache(maxsize=256)
 def grant(requested: str | None, role: str) -> Scopes:
-    """The scopes a client of `role` gets when it asks for `requested`. Memoised: every
-    request works its token's scopes out again, and `Scopes` is immutable."""
-    return Scopes.parse(requested).intersect(role_ceiling(role))
+    """The scopes a client of `role` gets when it asks for `requested`: never one naming
+    a type that is not an R4 resource type (`system/Foo.rs`: a token should say only what
+    it allows). Memoised: every request works its token's scopes out again, and `Scopes`
+    is immutable."""
+    granted = Scopes.parse(requested).intersect(role_ceiling(role))
+    known = resource_types()
+    return Scopes(tuple((t, a) for t, a in granted.grants if t == "*" or t in known))

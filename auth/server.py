@@ -96,7 +96,8 @@ class BackendServicesGrant(ClientCredentialsGrant):
         if not granted:
             raise InvalidScopeError(
                 f"none of the requested scopes is open to the {client.role} role "
-                "(ask for SMART system scopes such as system/*.rs)")
+                "(ask for SMART system scopes such as system/*.rs; a named type must be an "
+                "R4 resource type)")
         self.request.granted_scope = str(granted)
 
     def create_token_response(self) -> tuple[int, dict[str, Any], list[tuple[str, str]]]:

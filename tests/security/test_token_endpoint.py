@@ -153,6 +153,16 @@ def test_scopes_are_cut_to_the_role(gw: Gateway) -> None:
     assert gw.token_response(admin.assertion(), "system/*.rs").json()["error"] == "invalid_scope"
 
 
+def test_a_scope_naming_no_r4_resource_type_is_not_granted(gw: Gateway) -> None:
+    # a token says only what it allows: `system/Foo.rs` allows nothing, so it is not in it
+    clinician = gw.register("ward", "clinician")
+    resp = gw.token_response(clinician.assertion(), "system/Foo.rs system/Patient.rs")
+    assert resp.status_code == 200 and resp.json()["scope"] == "system/Patient.rs"
+    resp = gw.token_response(clinician.assertion(), "system/Foo.rs system/patient.read")
+    assert resp.status_code == 400 and resp.json()["error"] == "invalid_scope"
+    assert "R4 resource type" in resp.json()["error_description"]
+
+
 def test_client_added_or_removed_takes_effect_at_once(gw: Gateway) -> None:
     headers = gw.login("late-comer", "clinician")
     assert gw.http.get("/fhir/Patient", headers=headers).status_code == 200
