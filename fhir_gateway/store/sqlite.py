@@ -492,6 +492,11 @@ class SqliteSession:
     ) -> HistoryPage:
         where: list[str] = []
         args: list[object] = []
+        # One resource's history: its few versions come from the primary key and are
+        # sorted. On the bare `last_updated` (its order, `_since`, a later page's cursor)
+        # SQLite would walk the type's whole history in `versions_type_updated` instead
+        # ("+" makes it an expression no index serves).
+        unary = "+" if rid is not None else ""
         if rtype is not None:
             where.append("rtype=?")
             args.append(rtype)
@@ -499,20 +504,16 @@ class SqliteSession:
             where.append("rid=?")
             args.append(rid)
         if since is not None:
-            where.append("last_updated>=?")
+            where.append(f"{unary}last_updated>=?")
             args.append(since)
         if cursor is not None:
             lu, ct, ci, cv = decode_cursor(cursor, width=4)
             # Newest first; the keyset is (last_updated, rtype, rid, version) descending.
-            where.append("(last_updated, rtype, rid, version) < (?,?,?,?)")
+            where.append(f"({unary}last_updated, rtype, rid, version) < (?,?,?,?)")
             args.extend([lu, ct, ci, cv])
         sql = f"SELECT {_COLUMNS} FROM versions"
         if where:
             sql += " WHERE " + " AND ".join(where)
-        # One resource's history: its few versions come from the primary key and are
-        # sorted. Ordered by the bare columns, SQLite would walk the type's whole history
-        # in `versions_type_updated` order to skip the sort ("+" makes them expressions).
-        unary = "+" if rid is not None else ""
         sql += (f" ORDER BY {unary}last_updated DESC, {unary}rtype DESC, {unary}rid DESC, "
                 f"{unary}version DESC LIMIT ?")
         args.append(limit + 1)
