@@ -701,6 +701,12 @@ class _Compiler:
                     all(p.url is None for p in refs):
                 # Several targets: `target_id IN (...)` keeps the index; OR-ed pairs do not.
                 head += f" AND target_id IN ({','.join(self.bind(p.target_id) for p in refs)})"
+            tokens = [p for p in crit.predicates if isinstance(p, TokenPredicate)]
+            if len(tokens) > 1 and len(tokens) == len(crit.predicates) and \
+                    all(p.code is not None for p in tokens):
+                # Several codes (`identifier=a,b`): the same, or SQLite walks every token
+                # of the parameter (every identifier of every Patient)
+                head += f" AND code IN ({','.join(self.bind(p.code) for p in tokens)})"
             ors = _any_of([self.predicate(p) for p in crit.predicates])
             return f"{r}.pk IN (SELECT pk FROM {table} WHERE {head} AND ({ors}))"
         # A probe of this resource's own index rows (idx_*_pk): cheap per candidate row.
