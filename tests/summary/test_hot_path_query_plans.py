@@ -9,8 +9,10 @@ shape of the query alone: a plan seen here on the sample feeds is the plan at 1M
 So: the sample partnership loaded through the real pipeline, then, security on, a crew's
 summaries and a clinician's reads, searches and consent-hidden reads served, a partner's
 writes and the auditors' reports; each SQL statement captured as the store ran it, and each
-SELECT's plan read with EXPLAIN QUERY PLAN and the same bound values. A step that walks a type (a SCAN of a stored table, or an index searched on the type
-alone, or on a type and parameter alone) fails the test, naming the statement.
+SELECT's plan read with EXPLAIN QUERY PLAN and the same bound values. A step that walks a
+type (a SCAN of a stored table, an index searched on the type alone or on a type and
+parameter alone, or, for a statement about one resource, a type's time index) fails the
+test, naming the statement.
 """
 
 from __future__ import annotations
