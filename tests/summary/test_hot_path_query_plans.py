@@ -66,6 +66,9 @@ def _aliases(sql: str) -> dict[str, str]:
             re.findall(r"(?:FROM|JOIN)\s+(\w+)\s+(?:AS\s+)?(\w+)", sql, re.IGNORECASE)}
 
 
+Statement = tuple[str, Any]  # SQL and its bound values
+
+
 class _Recording:
     """A session's connection that notes each statement it runs with its bound values
     (planned with them: SQLite plans a literal differently, e.g. two equal literals in
@@ -82,8 +85,6 @@ class _Recording:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._conn, name)
 
-
-Statement = tuple[str, Any]
 
 
 @pytest.fixture
@@ -207,14 +208,14 @@ def test_no_feed_write_or_review_walks_a_type(
                           json={**obs, "status": "amended"}, headers=feed)
     assert updated.status_code == 200, updated.text
     bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
-        {"fullUrl": "urn:uuid:p", "resource": {**own, "id": None, "name": [{"family": "X"}]},
+        {"fullUrl": "urn:uuid:p", "resource": {"resourceType": "Patient",
+                                               "identifier": own["identifier"]},
          "request": {"method": "POST", "url": "Patient",
                      "ifNoneExist": f"identifier={NHS}|9990000026"}},
         {"fullUrl": "urn:uuid:o", "resource": {**obs, "subject": {"reference": "urn:uuid:p"},
                                                "identifier": [{"system": "urn:example:obs",
                                                                "value": "o2"}]},
          "request": {"method": "POST", "url": "Observation"}}]}
-    bundle["entry"][0]["resource"].pop("id")
     answered = gw.http.post("/fhir", json=bundle, headers=feed)
     assert answered.status_code == 200, answered.text
     oid = created.json()["id"]
