@@ -49,6 +49,7 @@ from .query import (
     HasPredicate,
     IndexQuery,
     MissingPredicate,
+    Predicate,
     RangePredicate,
     ReferencePredicate,
     StringPredicate,
@@ -652,19 +653,16 @@ class _Compiler:
         `probe`: the rows are already found (`r.pk` is bound by the enclosing query), so
         nothing drives and every criterion probes."""
         driver = None if probe else _driver(query)
+        # Another index finds the rows (a criterion's, the compartment's: a patient's few
+        # hundred rows, or the enclosing query's): "+" keeps SQLite off the type's own
+        # index, which walks every resource of the type (every Patient at each consent
+        # decision: ~45 ms at 1M; every Observation of a summary: ~10 ms a type).
+        elsewhere = probe or driver is not None or query.compartment is not None
+        unary = "+" if elsewhere else ""
         parts = [f"{r}.deleted = 0"]
         if query.rtype is not None:
-            # "+" keeps SQLite off the type's index when another index drives: a criterion
-            # or a compartment (a patient's few hundred rows, not every Patient: ~45 ms
-            # a read at 1M)
-            unary = "+" if probe or driver is not None or query.compartment is not None \
-                else ""
             parts.append(f"{unary}{r}.rtype = {self.bind(query.rtype)}")
         if query.types:
-            # With a compartment, its index drives (a patient's few hundred rows), never
-            # the type's (every Observation on the record: ~10 ms a type at 1M, cold far
-            # more); the same "+" as for rtype above.
-            unary = "+" if query.compartment is not None or driver is not None else ""
             parts.append(f"{unary}{r}.rtype IN "
                          f"({','.join(self.bind(t) for t in query.types)})")
         if query.ids is not None:
@@ -674,14 +672,13 @@ class _Compiler:
                          f"{self.bind(query.compartment)})")
         if query.since is not None:
             parts.append(f"{r}.last_updated >= {self.bind(query.since)}")
-        narrowed = probe or driver is not None or query.ids is not None or \
-            query.compartment is not None
+        narrowed = elsewhere or query.ids is not None
         parts.extend(self.criterion(query.rtype, c, r, drive=c is driver, narrowed=narrowed)
                      for c in query.criteria)
         return " AND ".join(parts)
 
     def criterion(self, rtype: str | None, crit: Criterion, r: str, *,
-                  drive: bool = False, narrowed: bool = True) -> str:
+                  drive: bool = False, narrowed: bool) -> str:
         if crit.kind == "has":
             return " AND ".join(self.has(rtype, p, r, narrowed=narrowed) for p in crit.predicates
                                 if isinstance(p, HasPredicate))
@@ -696,17 +693,9 @@ class _Compiler:
             # from the (rtype, param, value) index.
             head = f"rtype = {self.bind(rtype)}" if rtype is not None else "1"
             head += f" AND param = {self.bind(crit.param)}"
-            refs = [p for p in crit.predicates if isinstance(p, ReferencePredicate)]
-            if len(refs) > 1 and len(refs) == len(crit.predicates) and \
-                    all(p.url is None for p in refs):
-                # Several targets: `target_id IN (...)` keeps the index; OR-ed pairs do not.
-                head += f" AND target_id IN ({','.join(self.bind(p.target_id) for p in refs)})"
-            tokens = [p for p in crit.predicates if isinstance(p, TokenPredicate)]
-            if len(tokens) > 1 and len(tokens) == len(crit.predicates) and \
-                    all(p.code is not None for p in tokens):
-                # Several codes (`identifier=a,b`): the same, or SQLite walks every token
-                # of the parameter (every identifier of every Patient)
-                head += f" AND code IN ({','.join(self.bind(p.code) for p in tokens)})"
+            if (keys := _several_keys(crit.predicates)) is not None:
+                column, values = keys
+                head += f" AND {column} IN ({','.join(self.bind(v) for v in values)})"
             ors = _any_of([self.predicate(p) for p in crit.predicates])
             return f"{r}.pk IN (SELECT pk FROM {table} WHERE {head} AND ({ors}))"
         # A probe of this resource's own index rows (idx_*_pk): cheap per candidate row.
@@ -803,6 +792,20 @@ class _Compiler:
             out.append((f"COALESCE((SELECT {agg}({col}) FROM {table} s WHERE s.pk = {r}.pk "
                         f"AND s.param = {self.bind(key.param)}), {lowest})", key.descending))
         return out
+
+
+def _several_keys(predicates: list[Predicate]) -> tuple[str, list[str | None]] | None:
+    """The index column and values of a criterion's several exact keys (targets,
+    `subject=a,b`; codes, `identifier=a,b`): `column IN (...)` keeps the driving lookup on
+    the (rtype, param, key) index, where OR-ed pairs alone walk every row of the parameter
+    (every identifier of every Patient). None when they are not all such keys."""
+    if len(predicates) < 2:
+        return None
+    if all(isinstance(p, ReferencePredicate) and p.url is None for p in predicates):
+        return "target_id", [p.target_id for p in predicates]
+    if all(isinstance(p, TokenPredicate) and p.code is not None for p in predicates):
+        return "code", [p.code for p in predicates]
+    return None
 
 
 def _any_of(clauses: list[str]) -> str:

@@ -40,7 +40,7 @@ _STORED = ("resources", "versions", "idx_token", "idx_string", "idx_date", "idx_
            "idx_number", "compartment")
 _SCAN = re.compile(r"\bSCAN (\w+)")
 #: an index of a stored table searched on its type alone, or its type and parameter alone
-_TYPE_ONLY = re.compile(r"USING (?:COVERING )?INDEX (\w+) \((rtype=\?(?: AND param=\?)?)\)")
+_TYPE_ONLY = re.compile(r"USING (?:COVERING )?INDEX \w+ \(rtype=\?(?: AND param=\?)?\)")
 _TIME_INDEX = re.compile(r"USING (?:COVERING )?INDEX (?:versions_type_updated|versions_updated|"
                          r"resources_type_updated)\b")
 _ONE_ID = re.compile(r"\brid\s*=\s*\?")
