@@ -372,9 +372,21 @@ def _not_replaced(plans: list[Fact], claims: dict[str, list[Source]]) -> list[Fa
 
 
 def _mentions_cpr(alert: Fact) -> bool:
-    r = alert.resource
-    return t.mentions_cpr(alert.text, r.get("code"), r.get("valueCodeableConcept"),
-                          r.get("valueString"))
+    return t.mentions_cpr(alert.text, *_alert_concepts(alert.resource))
+
+
+def _alert_concepts(r: dict[str, Any]) -> list[Any]:
+    """What an alert says besides its line: its code and value, and a DetectedIssue's
+    evidence and mitigations ("DNACPR form seen; crew told" may be said only there)."""
+    out: list[Any] = [r.get("code"), r.get("valueCodeableConcept"), r.get("valueString")]
+    if r.get("resourceType") == "DetectedIssue":
+        out += [m.get("action") for m in _dicts(r.get("mitigation"))]
+        out += [c for e in _dicts(r.get("evidence")) for c in _dicts(e.get("code"))]
+    return out
+
+
+def _dicts(value: Any) -> list[dict[str, Any]]:
+    return [x for x in value if isinstance(x, dict)] if isinstance(value, list) else []
 
 
 def _with_cpr_words(alert: Fact) -> Fact:
@@ -385,8 +397,7 @@ def _with_cpr_words(alert: Fact) -> Fact:
     hide a text beside it saying the DNACPR was withdrawn."""
     r = alert.resource
     shown = {_plain_words(alert.text), *(_plain_words(x) for x in alert.text.split(": "))}
-    said = [x for x in t.cpr_texts(r.get("code"), r.get("valueCodeableConcept"),
-                                   r.get("valueString")) if _plain_words(x) not in shown]
+    said = [x for x in t.cpr_texts(*_alert_concepts(r)) if _plain_words(x) not in shown]
     if not said:
         return alert
     return dataclasses.replace(alert, details=(*alert.details, *(f"Says: {x}" for x in said)))

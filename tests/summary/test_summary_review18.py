@@ -39,6 +39,14 @@ def page(http: TestClient, nhs: str) -> str:
     ({"resourceType": "DetectedIssue", "status": "final",
       "code": {"text": "DNACPR form seen at home"}, "detail": "Please see the record"},
      "DNACPR form seen at home"),
+    # said only in what was done about the issue, or in its evidence (session 17's list)
+    ({"resourceType": "DetectedIssue", "status": "final", "detail": "Form at home",
+      "mitigation": [{"action": {"text": "Copy of DNACPR form given to the family"}}]},
+     "Copy of DNACPR form given to the family"),
+    ({"resourceType": "DetectedIssue", "status": "final", "detail": "Form at home",
+      "evidence": [{"code": [{"coding": [{"system": "urn:local", "code": "E2",
+                                          "display": "Signed ReSPECT form: not for CPR"}]}]}]},
+     "Signed ReSPECT form: not for CPR"),
 ])
 def test_the_alert_the_headline_points_at_shows_the_words_that_say_cpr(
         http: TestClient, resource: dict[str, Any], words: str) -> None:
