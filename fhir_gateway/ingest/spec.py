@@ -51,7 +51,7 @@ PARTNER_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 PACKAGE = "fhir_gateway.mappings"
 
 _TOP = {"partner": True, "name": True, "ods_code": True, "mapping_version": True,
-        "description": False, "format": True, "record": False, "person": False,
+        "description": False, "fhir_base": False, "format": True, "record": False, "person": False,
         "patient": True, "merge": False, "resources": False, "unmapped": False}
 _FORMAT = {"reader", "encoding", "delimiter", "date_formats", "timezone", "required_segments"}
 _RECORD = {"id", "event", "event_time"}
@@ -256,9 +256,13 @@ def compile_mapping(
         required_segments=tuple(s.strip() for s in segments), timezone=timezone,
         fields=fields,
     )
+    fhir_base = top.get("fhir_base")
+    if fhir_base is not None and not re.fullmatch(r"https?://[^\s/]+(/\S*)?", str(fhir_base)):
+        raise MappingError(file, "fhir_base", "must be the partner's FHIR server base URL, "
+                           "such as https://fhir.trust.example.nhs.uk/R4")
     settings = Settings(partner, _text(top["name"], file, "name"),
                         _text(top["ods_code"], file, "ods_code"), date_formats, timezone,
-                        conceptmaps)
+                        conceptmaps, str(fhir_base).rstrip("/") if fhir_base else None)
     return Mapping(
         partner=partner, name=settings.partner_name, ods_code=settings.ods_code,
         version=_text(top["mapping_version"], file, "mapping_version"), file=file,

@@ -266,6 +266,9 @@ class Settings:
     date_formats: tuple[str, ...]
     timezone: str
     conceptmaps: dict[str, ConceptMap]
+    #: the partner's own FHIR server: an absolute reference under it is the partner's
+    #: own resource (`ref_id`); one under any other base names another server's
+    fhir_base: str | None = None
 
 
 @dataclass
@@ -355,6 +358,15 @@ def evaluate(ph: Placeholder, ctx: Context) -> Any:
             named = literal_reference(text)
             if named is None:
                 raise ValueError(f"{text!r} is not a reference of the form Type/id")
+            if named.base is not None and named.base.rstrip("/") != s.fhir_base:
+                # another server's Encounter/E1 is not this partner's E1: linking it would
+                # file the plan under a visit it was never about
+                raise ValueError(
+                    f"{text!r} names a resource on another server: only a Type/id "
+                    "reference, or an entry of the same Bundle, names one of this partner's"
+                    + (f" (its server is {s.fhir_base})" if s.fhir_base else
+                       " (set fhir_base in the mapping if the partner's server writes its "
+                       "own references as absolute URLs)"))
             return named.id
     except ValueError as exc:
         ctx.fail(ph.path, str(exc))

@@ -9,13 +9,14 @@ from typing import Any
 from fhir.resources.R4B import get_fhir_model_class
 
 from fhir_gateway.ingest import MappedRecord, Rejection, map_file
+from fhir_gateway.ingest.spec import Mapping
 
 ROOT = Path(__file__).resolve().parents[2]
 FEEDS = ROOT / "tests" / "fixtures" / "feeds"
 TODAY = dt.date(2026, 11, 22)
 
 
-def run(partner: str, data: bytes | str, filename: str = "test-file",
+def run(partner: str | Mapping, data: bytes | str, filename: str = "test-file",
         **kwargs: Any) -> list[MappedRecord | Rejection]:
     if isinstance(data, str):
         data = data.encode("utf-8")

@@ -127,6 +127,7 @@ def test_an_unknown_partner() -> None:
     ("resources:\n  - {name: a, clear_when: {field: x, present: true}, clear: "
      "['period[0]'], identifier: {system: s, value: x}, resource: {resourceType: Flag}}\n",
      "come together"),
+    ("fhir_base: c.example/fhir\n", "FHIR server base URL"),
 ])
 def test_mapping_mistakes_are_found_when_it_loads(tmp_path: Path, change: str,
                                                   message: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Any
 
@@ -9,6 +10,7 @@ import pytest
 from ingest_helpers import by_code, mapped, of_type, only, rejected, run
 
 from fhir_gateway.ingest import Rejection, stu3
+from fhir_gateway.ingest.mapping import cached_mapping
 
 CLIENT: dict[str, Any] = {
     "clientId": "MSH-1", "nhsNumber": "9434765919",
@@ -331,6 +333,36 @@ def test_a_context_naming_an_encounter_version_names_that_encounter() -> None:
     *_, mapped_plan = mapped(run("community", bundle(PATIENT, VISIT, plan), "bundle-1.json"))
     [careplan] = mapped_plan.resources
     assert careplan["encounter"]["identifier"]["value"] == "CMT1-E0"
+
+
+def test_a_context_naming_another_servers_encounter_is_refused_not_linked() -> None:
+    """Another server's `Encounter/CMT1-E0` was linked to this trust's visit of that id
+    (left in session 18): the plan would be filed under a visit it was never about."""
+    foreign = "https://acute.example/fhir/Encounter/CMT1-E0"
+    plan = {**PLAN, "resource": {**PLAN["resource"], "context": {"reference": foreign}}}
+    patient, visit, bad = run("community", bundle(PATIENT, VISIT, plan), "bundle-1.json")
+    assert not isinstance(patient, Rejection) and not isinstance(visit, Rejection)
+    assert isinstance(bad, Rejection) and bad.source.position == "entry 3", bad
+    assert bad.field == "resource.encounter.reference" and foreign in bad.reason
+    assert "another server" in bad.reason and "fhir_base" in bad.reason
+
+
+@pytest.mark.parametrize("base", ["https://c.example/fhir", "https://c.example/fhir/"])
+def test_a_context_under_the_partners_own_fhir_base_is_linked(base: str) -> None:
+    """A trust whose server writes its own references as absolute URLs says so in its
+    mapping (`fhir_base`), and those name its own visits."""
+    community = cached_mapping("community")
+    own = dataclasses.replace(community, settings=dataclasses.replace(
+        community.settings, fhir_base=base.rstrip("/")))
+    plan = {**PLAN, "resource": {**PLAN["resource"], "context": {
+        "reference": f"{base.rstrip('/')}/Encounter/CMT1-E9/_history/3"}}}
+    *_, mapped_plan = mapped(run(own, bundle(PATIENT, VISIT, plan), "bundle-1.json"))
+    [careplan] = mapped_plan.resources
+    assert careplan["encounter"]["identifier"]["value"] == "CMT1-E9"
+    other = {**PLAN, "resource": {**PLAN["resource"], "context": {
+        "reference": "https://c.example/fhir-other/Encounter/CMT1-E9"}}}
+    *_, bad = run(own, bundle(PATIENT, VISIT, other), "bundle-1.json")
+    assert isinstance(bad, Rejection) and "its server is https://c.example/fhir" in bad.reason
 
 
 @pytest.mark.parametrize("context", [{"reference": "EpisodeOfCare/CMT1-E0"},
