@@ -76,11 +76,12 @@ def frames(buffer: bytearray) -> list[bytes]:
         del buffer[:end + len(END)]
 
 
-def _header(message: bytes) -> tuple[str, str, list[str]]:
+def _header(message: bytes, errors: str = "replace") -> tuple[str, str, list[str]]:
     """The field separator, encoding characters and fields of `message`'s MSH ([] when
     it has none). Leading CR, LF, spaces and a byte-order mark are skipped: some senders
-    start a frame with them, and their ACK must still name the message."""
-    raw = message.decode("utf-8", errors="replace").lstrip(" \t\r\n\x0b\ufeff")
+    start a frame with them, and their ACK must still name the message. `errors`: how
+    bytes that are not UTF-8 are read (`surrogateescape` keeps them, to echo as sent)."""
+    raw = message.decode("utf-8", errors=errors).lstrip(" \t\r\n\x0b\ufeff")
     raw = raw.replace("\r\n", "\r").replace("\n", "\r")
     # the first MSH: a batch envelope (FHS, BHS) may come before it
     msh = next((s for s in raw.split("\r") if s.lstrip().startswith("MSH")), "").lstrip()
@@ -96,15 +97,19 @@ def control_id(message: bytes) -> str:
 
 
 def acknowledgement(message: bytes, code: str, text: str) -> bytes:
-    """An HL7 v2 ACK for `message` (MSA-1 `code`, MSA-2 its control id, ERR on failure)."""
-    sep, enc, fields = _header(message)
+    """An HL7 v2 ACK for `message` (MSA-1 `code`, MSA-2 its control id, ERR on failure).
+    The fields echoed from the message are its own bytes, UTF-8 or not: a control id
+    echoed with replacement characters matches no message the sender holds."""
+    sep, enc, fields = _header(message, errors="surrogateescape")
 
     def field(n: int) -> str:  # MSH-n is fields[n-1] (MSH-1 is the separator itself)
         return fields[n - 1] if len(fields) >= n else ""
 
     control = field(10)
     trigger = field(9).split(enc[0])[1] if enc[0] in field(9) else ""
-    safe = text.replace(sep, " ").replace("\r", " ").replace("\n", " ")
+    # the reason is the gateway's text: any surrogate in it is not a byte of the message
+    safe = text.encode("utf-8", "replace").decode("utf-8")
+    safe = safe.replace(sep, " ").replace("\r", " ").replace("\n", " ")
     for ch in enc:
         safe = safe.replace(ch, " ")
     now = datetime.now(UTC).strftime("%Y%m%d%H%M%S")
@@ -116,7 +121,7 @@ def acknowledgement(message: bytes, code: str, text: str) -> bytes:
     ]
     if code != "AA":
         segments.append(sep.join(["ERR", "", "", "", "E", "", "", safe[:500]]))
-    return START + ("\r".join(segments) + "\r").encode("utf-8") + END
+    return START + ("\r".join(segments) + "\r").encode("utf-8", "surrogateescape") + END
 
 
 def header_segments(frame: bytes) -> int:

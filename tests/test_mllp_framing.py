@@ -35,3 +35,16 @@ def test_ack_for_custom_encoding_characters() -> None:
     ack = acknowledgement(custom, "AA", "stored")
     text = ack[1:-2].decode()
     assert text.startswith("MSH#$~\\&#") and "MSA#AA#MSG00000124#stored" in text
+
+
+def test_ack_echoes_a_control_id_that_is_not_utf8_as_its_bytes() -> None:
+    """MSH-10 in Latin-1 was echoed with replacement characters, an id the sender could
+    not match to its message (left in session 18)."""
+    latin = ADT.replace(b"MSG00000124", "MSG-É1".encode("cp1252")) \
+        .replace(b"|PAS|", "|PÄS|".encode("cp1252"))
+    ack = acknowledgement(latin, "AE", "MSH-10 is not valid UTF-8 \udcc9 \ud800")
+    msa = next(s for s in ack[1:-2].split(b"\r") if s.startswith(b"MSA"))
+    assert msa.split(b"|")[2] == "MSG-É1".encode("cp1252")
+    msh = ack[1:-2].split(b"\r")[0].split(b"|")
+    assert msh[4] == "PÄS".encode("cp1252")  # the sender's application, as it sent it
+    assert b"MSH-10 is not valid UTF-8 ? ?" in ack  # the gateway's own text stays UTF-8
