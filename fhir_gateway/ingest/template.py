@@ -7,8 +7,8 @@
     deceasedBoolean: {if: {field: PID-30, equals: Y}, then: true}
 
 A placeholder is `${path}` or `${function:path}` or `${function:ConceptMap-id:path}`.
-Functions: date, datetime, nhs, postcode, words, code, coding, concept, ref_id, partner
-(see mappings/README.md). A placeholder that is the whole value may give any JSON value
+Functions: date, datetime, nhs, postcode, words, key, code, coding, concept, ref_id,
+partner (see mappings/README.md). A placeholder that is the whole value may give any JSON value
 (an object, a list; a list inside a list is spliced in); one inside text gives text. An
 element whose placeholders are all empty is left out, and so is an object that has
 placeholders but got nothing from any of them (an identifier whose value is empty), so
@@ -37,7 +37,7 @@ from .jsonlines import walk
 from .source import SourceRecord
 
 MAP_FUNCTIONS = frozenset({"code", "coding", "concept"})
-VALUE_FUNCTIONS = frozenset({"date", "datetime", "nhs", "postcode", "words", "ref_id"})
+VALUE_FUNCTIONS = frozenset({"date", "datetime", "nhs", "postcode", "words", "key", "ref_id"})
 PARTNER_ATTRIBUTES = frozenset({"ods_code", "name", "key"})
 _PLACEHOLDER = re.compile(r"\$\{([^{}]*)\}")
 
@@ -352,6 +352,11 @@ def evaluate(ph: Placeholder, ctx: Context) -> Any:
             return values.postcode(text)
         if ph.function == "words":
             return text.split()
+        if ph.function == "key":
+            # one part of a key joined with "/": escaped, so that a/b + c and a + b/c stay
+            # two keys (two people's contacts made one resource otherwise); "#" too, which
+            # the engine puts before the suffix telling apart two items of one key
+            return text.replace("%", "%25").replace("/", "%2F").replace("#", "%23")
         if ph.function == "ref_id":
             # Type/id, an absolute URL ending so, or either with /_history/v: the id, never
             # the version (Encounter/E1/_history/2 is E1, not another visit's 2)

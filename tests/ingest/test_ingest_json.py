@@ -220,6 +220,22 @@ def test_two_contacts_the_identifier_cannot_tell_apart_are_both_kept() -> None:
                       for p in of_type(other, "RelatedPerson")) == sorted(keys)
 
 
+def test_a_contact_key_keeps_its_parts_apart() -> None:
+    """The key joined client id, name and relationship with "/": client `C/1`'s contact
+    Ann and client `C`'s contact `1/Ann` were one resource, two people's contacts made
+    one (left in session 16)."""
+    def key(client_id: str, name: str) -> str:
+        contact = {"name": name, "relationship": "son", "phone": "1", "lpa": False}
+        record = only(run("hospice", client(clientId=client_id, respect__contacts=[contact])))
+        [person] = of_type(record, "RelatedPerson")
+        return person["identifier"][0]["value"]
+
+    assert key("C/1", "Ann") != key("C", "1/Ann")
+    assert key("C/1", "Ann") == "C%2F1/Ann/son" and key("C", "1/Ann") == "C/1%2FAnn/son"
+    assert key("C", "50% Ann#2") == "C/50%25 Ann%232/son"
+    assert key("MSH-1", "Peter White") == "MSH-1/Peter White/son"  # as stored before
+
+
 def test_a_son_and_a_husband_of_one_name_are_two_contacts() -> None:
     son = {"name": "John Smith", "relationship": "son", "phone": "1", "lpa": False}
     husband = {"name": "John Smith", "relationship": "husband", "phone": "2", "lpa": True}
