@@ -177,6 +177,7 @@ def map_record(
     resources: list[dict[str, Any]] = []
     keys: list[BusinessId] = []
     cleared: list[tuple[str, ...]] = []
+    origins: list[str] = []
     retracted: list[BusinessId] = []
     item_sets: list[ItemSet] = []
     if not ctx.problems:
@@ -184,7 +185,7 @@ def map_record(
     taken = False
     for rule in mapping.rules:  # also after a problem, so that every problem is named
         first = len(keys)
-        taken |= _apply(rule, ctx, resources, keys, retracted, cleared,
+        taken |= _apply(rule, ctx, resources, keys, retracted, cleared, origins,
                         restated=event_time is None)
         if rule.for_each is not None and rule.retract_otherwise:
             if record_id is None:
@@ -203,7 +204,7 @@ def map_record(
         item_sets=tuple(item_sets), warnings=tuple(dict.fromkeys(ctx.warnings)),
         authoritative=mapping.authoritative,
         cleared=tuple(cleared) if any(cleared) else (),
-        patient_cleared=tuple(patient_nulled),
+        patient_cleared=tuple(patient_nulled), origins=tuple(origins),
     )
 
 
@@ -413,7 +414,8 @@ def _items(rule: Rule, ctx: Context) -> list[Any]:
 
 def _apply(rule: Rule, ctx: Context, resources: list[dict[str, Any]],
            keys: list[BusinessId], retracted: list[BusinessId],
-           cleared: list[tuple[str, ...]], *, restated: bool = False) -> bool:
+           cleared: list[tuple[str, ...]], origins: list[str], *,
+           restated: bool = False) -> bool:
     """Apply `rule` to the record; whether it took the record (its `when` held, or its
     `retract_when`, for some item). `restated`: the record has no event time, so it
     restates each resource whole (an extract row, a form): an element of the rule's
@@ -486,6 +488,7 @@ def _apply(rule: Rule, ctx: Context, resources: list[dict[str, Any]],
         if ctx.refusals == known and _check(resource, ctx, rule.name):
             resources.append(resource)
             keys.append(key)
+            origins.append(_item_path(rule, i))
             clear = rule.clear if rule.clear_when is not None and test(rule.clear_when,
                                                                        ctx) else ()
             absent = tuple(k for k in _elements(rule.resource) if k not in resource) + tuple(

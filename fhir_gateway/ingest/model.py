@@ -139,6 +139,10 @@ class MappedRecord:
     cleared: tuple[tuple[str, ...], ...] = ()
     #: Patient elements the record deletes (HL7 `""` in the fields that fill them)
     patient_cleared: tuple[str, ...] = ()
+    #: where in the source record each resource came from, one per resource (same
+    #: order): the item of a list (`respect.contacts[2]`) or the rule (`rule 'cpr'`), so
+    #: that a resource refused later is named by its place in the record
+    origins: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -349,7 +349,9 @@ def from_json(data: dict[str, Any]) -> MappedRecord:
         warnings=tuple(data["warnings"]),
         authoritative=tuple(data.get("authoritative", ())),
         cleared=tuple(tuple(c) for c in data.get("cleared", ())),
-        patient_cleared=tuple(data.get("patient_cleared", ())))
+        patient_cleared=tuple(data.get("patient_cleared", ())),
+        # (held records kept before session 21 have none)
+        origins=tuple(data.get("origins", ())))
 
 
 class Loader:
@@ -1003,10 +1005,12 @@ class Loader:
         pref = f"Patient/{patient}"
         left_out_later, left_out_now = self._item_sets(s, record, new_stamp)
         cleared = record.cleared or ((),) * len(record.resources)
-        for resource, key, clear in zip(record.resources, record.keys, cleared, strict=True):
+        origins = record.origins or ("",) * len(record.resources)
+        for resource, key, clear, origin in zip(record.resources, record.keys, cleared,
+                                                origins, strict=True):
             if key not in left_out_later:
                 self._upsert(s, record.source, key, _with_patient(resource, pref), new_stamp,
-                             count, clear)
+                             count, clear, origin)
         deleted: list[tuple[str, str, int, bool]] = []
         for key in (*record.retracted, *left_out_now):
             for stored in self._retractable(s, key, new_stamp, record.source.partner):
@@ -1042,11 +1046,12 @@ class Loader:
             _supersede_older_holds(s, record.source, received)
         return counts, {patient, *(gone.rid for gone in absorbed)}
 
-    def _check(self, resource: dict[str, Any],
-               source: SourceRef) -> tuple[dict[str, Any], ProfileChecked | None]:
+    def _check(self, resource: dict[str, Any], source: SourceRef,
+               origin: str = "") -> tuple[dict[str, Any], ProfileChecked | None]:
         """The resource with `meta.profile` set to the gateway profile it meets, and the
         repository's proof that it passed (so the write does not check it again); a record
-        whose resource meets none of its type's profiles is rejected, naming each problem.
+        whose resource meets none of its type's profiles is rejected, naming each problem
+        and, where known, the resource's `origin` in the record (`respect.contacts[2]`).
         Each candidate is checked exactly as it would be stored (naming that profile)."""
         candidates = self.profiles.profiles_for(resource["resourceType"])
         best: list[Issue] | None = None
@@ -1063,9 +1068,11 @@ class Loader:
             return resource, None  # a type the gateway has no profile for (none today)
         where = _where(best) or resource["resourceType"]
         detail = "; ".join(i.diagnostics for i in best)
-        raise RecordRejected(where, f"{source.partner} {source.file} {source.position}: "
-                                    f"the mapped {resource['resourceType']} meets none of "
-                                    f"its profiles: {detail}")
+        made = f" made from {origin}" if origin else ""
+        raise RecordRejected(f"{origin}: {where}" if origin else where,
+                             f"{source.partner} {source.file} {source.position}: the mapped "
+                             f"{resource['resourceType']}{made} meets none of its profiles: "
+                             f"{detail}")
 
     def _patient(self, s: StoreSession, stored: StoredVersion | None, record: MappedRecord,
                  new_stamp: str, count: Callable[[WriteResult], None], *,
@@ -1489,7 +1496,10 @@ class Loader:
 
     def _upsert(self, s: StoreSession, source: SourceRef, key: BusinessId,
                 resource: dict[str, Any], new_stamp: str,
-                count: Callable[[WriteResult], None], clear: tuple[str, ...] = ()) -> None:
+                count: Callable[[WriteResult], None], clear: tuple[str, ...] = (),
+                origin: str = "") -> None:
+        """Create or update the resource `key` names. `origin`: where in the source record
+        it came from (`respect.contacts[2]`), named when it is refused."""
         resource = self._resolve_logical(s, resource)
         existing = self._ingested_by_key(s, key, source.partner)
         if len(existing) > 1:
@@ -1503,7 +1513,7 @@ class Loader:
             _in_order(merged, source)
             if new_times != times:  # as for a Patient: also when the content stays
                 s.record_put(ELEMENT_STAMPS, f"{key.resource_type}/{stored.rid}", new_times)
-            merged, checked = self._check(merged, source)
+            merged, checked = self._check(merged, source, origin)
             if not changed(current, merged):
                 count(WriteResult(stored, created=False, changed=False))
                 return
@@ -1517,7 +1527,7 @@ class Loader:
         # arriving later from setting it)
         merged, times = merge(None, resource, {}, new_stamp, cleared=clear)
         _in_order(merged, source)
-        checked_resource, checked = self._check(merged, source)
+        checked_resource, checked = self._check(merged, source, origin)
         result = self.repo.create(checked_resource, session=s, checked=checked)
         count(result)
         s.record_put(ELEMENT_STAMPS, f"{key.resource_type}/{result.stored.rid}", times)
