@@ -376,9 +376,12 @@ def _mentions_cpr(alert: Fact) -> bool:
 
 
 def _alert_concepts(r: dict[str, Any]) -> list[Any]:
-    """What an alert says besides its line: its code and value, and a DetectedIssue's
-    evidence and mitigations ("DNACPR form seen; crew told" may be said only there)."""
-    out: list[Any] = [r.get("code"), r.get("valueCodeableConcept"), r.get("valueString")]
+    """What an alert says besides its line: its code and value, a plan's title,
+    description and categories, its notes, and a DetectedIssue's evidence and mitigations
+    ("DNACPR form seen; crew told" may be said only there)."""
+    out: list[Any] = [r.get("code"), r.get("valueCodeableConcept"), r.get("valueString"),
+                      r.get("title"), r.get("description"), *_dicts(r.get("category")),
+                      *(n.get("text") for n in _dicts(r.get("note")))]
     if r.get("resourceType") == "DetectedIssue":
         out += [m.get("action") for m in _dicts(r.get("mitigation"))]
         out += [c for e in _dicts(r.get("evidence")) for c in _dicts(e.get("code"))]
@@ -662,7 +665,44 @@ def _facts_of(r: dict[str, Any], today: date) -> list[Fact]:
     if r["resourceType"] in _DAY_READERS:
         return _DAY_READERS[r["resourceType"]](r, today)
     reader = _READERS.get(r["resourceType"])
-    return reader(r) if reader else []
+    facts = reader(r) if reader else []
+    if not facts and (unread := _unread_saying_cpr(r)):
+        return [unread]
+    return facts
+
+
+#: the current records the summary reads by their codes alone, with what they are called
+#: and when they were made; one under codes it does not know
+_UNREAD: dict[str, tuple[str, Callable[[dict[str, Any]], bool],
+                         Callable[[dict[str, Any]], Any]]] = {
+    "Observation": ("Recorded observation", lambda r: True, lambda r: effective(r)),
+    "CarePlan": ("Recorded care plan", lambda r: r.get("status") in ACTIVE_PLAN,
+                 lambda r: r.get("created") or (r.get("period") or {}).get("start")),
+    "Consent": ("Recorded consent", lambda r: r.get("status") == "active",
+                lambda r: r.get("dateTime")),
+}
+
+
+def _unread_saying_cpr(r: dict[str, Any]) -> Fact | None:
+    """A current record the summary cannot read by its codes (a plan under a partner's
+    local category, "DNR" under a local code) that says CPR in words: an alert, so the
+    headline sends the crew to it, never dropped unseen while the summary says no plan
+    is recorded."""
+    kind = _UNREAD.get(r["resourceType"])
+    if kind is None or not kind[1](r) or not t.mentions_cpr(*_alert_concepts(r)):
+        return None
+    what, _, when = kind
+    label = next((x for x in (t.words_for(r.get("code"), ""), r.get("title"),
+                              t.words_for(next(iter(_dicts(r.get("category"))), None), ""))
+                  if isinstance(x, str) and x.strip()), "no title")
+    return Fact("alert", r, f"{what}: {label}", _text_or_none(when(r)),
+                group=f"unread/{_plain(r)}",
+                details=("Recorded under codes the summary does not read: check it with "
+                         "the source",))
+
+
+def _text_or_none(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 def _observation(r: dict[str, Any]) -> list[Fact]:
