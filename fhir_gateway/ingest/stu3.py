@@ -231,16 +231,38 @@ def _subject_patient(subject: Any, resource: dict[str, Any],
     return None
 
 
-def _rewrite_refs(node: Any, targets: dict[str, str]) -> Any:
+def _rewrite_refs(node: Any, targets: dict[str, str], base: str | None = None) -> Any:
+    """References to entries of the Bundle rewritten `Type/id`: by fullUrl or `Type/id`,
+    a version dropped first (R4 3.3.1.4.1), so `.../Encounter/E0/_history/1` names the
+    entry E0 and is not taken for another server's. Any other relative reference in an
+    entry whose fullUrl is a server's URL is that server's (`base`), made absolute: in an
+    entry of another server, `Encounter/E0` is not this partner's E0."""
     if isinstance(node, dict):
-        out = {k: _rewrite_refs(v, targets) for k, v in node.items()}
+        out = {k: _rewrite_refs(v, targets, base) for k, v in node.items()}
         ref = out.get("reference")
-        if isinstance(ref, str) and ref in targets:
-            out["reference"] = targets[ref]
+        if isinstance(ref, str):
+            named = literal_reference(ref)
+            if base is not None and named is not None and named.relative:
+                ref = f"{base}/{ref.strip()}"  # found only by an entry's fullUrl
+                named = literal_reference(ref)
+                out["reference"] = ref
+            target = targets.get(ref) or targets.get(ref.strip()) or (
+                targets.get(named.unversioned) if named is not None else None)
+            if target is not None:
+                out["reference"] = target
         return out
     if isinstance(node, list):
-        return [_rewrite_refs(v, targets) for v in node]
+        return [_rewrite_refs(v, targets, base) for v in node]
     return node
+
+
+def _server_base(full_url: Any) -> str | None:
+    """The server base of an entry's RESTful fullUrl (`https://x/fhir/CarePlan/1`), else
+    None (a urn:uuid, or none)."""
+    named = literal_reference(full_url) if isinstance(full_url, str) else None
+    if named is None or named.base is None or "://" not in named.base:
+        return None
+    return named.base
 
 
 def read(data: bytes, options: ReaderOptions) -> ReadResult:
@@ -286,7 +308,9 @@ def _entries(entries: list[Any], options: ReaderOptions) -> Iterator[BundleEntry
                 and problem is not None:
             broken.add(entry["fullUrl"])  # an entry without an id is known by its fullUrl
     converted = {
-        i: to_r4(_rewrite_refs(res, targets)) for i, (_, _, res, problem) in enumerate(checked)
+        i: to_r4(_rewrite_refs(res, targets, _server_base(
+            entries[i].get("fullUrl") if isinstance(entries[i], dict) else None)))
+        for i, (_, _, res, problem) in enumerate(checked)
         if res is not None and problem is None
     }
     patients: dict[str, dict[str, Any]] = {}

@@ -27,6 +27,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from ..references import literal_reference
 from . import values
@@ -363,7 +364,7 @@ def evaluate(ph: Placeholder, ctx: Context) -> Any:
             named = literal_reference(text)
             if named is None:
                 raise ValueError(f"{text!r} is not a reference of the form Type/id")
-            if named.base is not None and named.base.rstrip("/") != s.fhir_base:
+            if named.base is not None and not same_server(named.base, s.fhir_base):
                 # another server's Encounter/E1 is not this partner's E1: linking it would
                 # file the plan under a visit it was never about
                 raise ValueError(
@@ -377,6 +378,26 @@ def evaluate(ph: Placeholder, ctx: Context) -> Any:
         ctx.fail(ph.path, str(exc))
         return None
     raise AssertionError(ph.function)  # compile_node admits no other function
+
+
+def same_server(base: str, other: str | None) -> bool:
+    """Whether two FHIR base URLs name one server: scheme and host in any case, the
+    default port written or not, a trailing slash aside."""
+    if other is None:
+        return False
+
+    def canonical(url: str) -> tuple[str, str, str]:
+        parts = urlsplit(url.strip().rstrip("/"))
+        scheme = parts.scheme.lower()
+        try:
+            port = parts.port
+        except ValueError:  # not a port: compared as written
+            return scheme, parts.netloc.lower(), parts.path
+        default = {"https": 443, "http": 80}.get(scheme)
+        host = (parts.hostname or "") + (f":{port}" if port not in (None, default) else "")
+        return scheme, host, parts.path
+
+    return canonical(base) == canonical(other)
 
 
 def _translate(ph: Placeholder, value: Any, ctx: Context) -> Any:

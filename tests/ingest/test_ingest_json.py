@@ -381,6 +381,42 @@ def test_a_context_under_the_partners_own_fhir_base_is_linked(base: str) -> None
     assert isinstance(bad, Rejection) and "its server is https://c.example/fhir" in bad.reason
 
 
+@pytest.mark.parametrize("ref", ["https://c.example/fhir/Encounter/CMT1-E0/_history/1",
+                                 "https://c.example/fhir/Encounter/CMT1-E0 ",
+                                 "Encounter/CMT1-E0/_history/1"])
+def test_a_context_naming_an_entry_of_the_bundle_by_its_fullurl_is_linked(ref: str) -> None:
+    """A version (or a stray space) after the entry's fullUrl hid the entry, and the
+    context was refused as another server's (review 21 of bcee770)."""
+    visit = {**VISIT, "fullUrl": "https://c.example/fhir/Encounter/CMT1-E0"}
+    plan = {**PLAN, "fullUrl": "https://c.example/fhir/CarePlan/CMT1-CP",
+            "resource": {**PLAN["resource"], "context": {"reference": ref}}}
+    *_, mapped_plan = mapped(run("community", bundle(PATIENT, visit, plan), "bundle-1.json"))
+    [careplan] = mapped_plan.resources
+    assert careplan["encounter"]["identifier"]["value"] == "CMT1-E0"
+
+
+@pytest.mark.parametrize("ref", ["https://C.EXAMPLE/fhir/Encounter/CMT1-E9",
+                                 "HTTPS://c.example/fhir/Encounter/CMT1-E9",
+                                 "https://c.example:443/fhir/Encounter/CMT1-E9"])
+def test_the_partners_own_server_is_known_however_its_url_is_spelt(ref: str) -> None:
+    community = cached_mapping("community")
+    own = dataclasses.replace(community, settings=dataclasses.replace(
+        community.settings, fhir_base="https://c.example/fhir"))
+    plan = {**PLAN, "resource": {**PLAN["resource"], "context": {"reference": ref}}}
+    *_, mapped_plan = mapped(run(own, bundle(PATIENT, VISIT, plan), "bundle-1.json"))
+    assert mapped_plan.resources[0]["encounter"]["identifier"]["value"] == "CMT1-E9"
+
+
+def test_a_relative_context_in_another_servers_entry_is_that_servers() -> None:
+    """R4 resolves `Encounter/CMT1-E0` in an entry whose fullUrl is another server's
+    against that server: it was linked to the trust's own CMT1-E0."""
+    plan = {**PLAN, "fullUrl": "https://acute.example/fhir/CarePlan/CMT1-CP",
+            "resource": {**PLAN["resource"], "context": {"reference": "Encounter/CMT1-E0"}}}
+    *_, bad = run("community", bundle(PATIENT, VISIT, plan), "bundle-1.json")
+    assert isinstance(bad, Rejection) and "another server" in bad.reason
+    assert "https://acute.example/fhir/Encounter/CMT1-E0" in bad.reason
+
+
 @pytest.mark.parametrize("context", [{"reference": "EpisodeOfCare/CMT1-E0"},
                                      {"reference": "https://c.example/fhir/EpisodeOfCare/E0"},
                                      {"reference": "urn:uuid:ep-1", "type": "EpisodeOfCare"}])
