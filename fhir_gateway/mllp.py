@@ -90,6 +90,10 @@ def _header(message: bytes, errors: str = "replace") -> tuple[str, str, list[str
     return sep, enc, msh.split(sep) if msh else []
 
 
+#: bytes that frame an MLLP message or end a segment: never echoed inside an ACK's field
+_FRAMING = re.compile("[\x0b\x1c\r\n]")
+
+
 def control_id(message: bytes) -> str:
     """MSH-10 of `message` ("" without one)."""
     _, _, fields = _header(message)
@@ -101,15 +105,18 @@ def acknowledgement(message: bytes, code: str, text: str) -> bytes:
     The fields echoed from the message are its own bytes, UTF-8 or not: a control id
     echoed with replacement characters matches no message the sender holds."""
     sep, enc, fields = _header(message, errors="surrogateescape")
+    if _FRAMING.search(sep + enc):
+        sep, enc = "|", "^~\\&"
 
     def field(n: int) -> str:  # MSH-n is fields[n-1] (MSH-1 is the separator itself)
-        return fields[n - 1] if len(fields) >= n else ""
+        # the framing bytes and segment ends a field may hold would end the ACK early
+        return _FRAMING.sub("", fields[n - 1]) if len(fields) >= n else ""
 
     control = field(10)
     trigger = field(9).split(enc[0])[1] if enc[0] in field(9) else ""
     # the reason is the gateway's text: any surrogate in it is not a byte of the message
     safe = text.encode("utf-8", "replace").decode("utf-8")
-    safe = safe.replace(sep, " ").replace("\r", " ").replace("\n", " ")
+    safe = _FRAMING.sub(" ", safe).replace(sep, " ")
     for ch in enc:
         safe = safe.replace(ch, " ")
     now = datetime.now(UTC).strftime("%Y%m%d%H%M%S")

@@ -117,7 +117,9 @@ def exchange(listener: Listener, frame: bytes) -> hl7.Message:
 
 def parse(ack: bytes) -> hl7.Message:
     assert ack.startswith(START) and ack.endswith(END), ack
-    return hl7.parse(ack[1:-2].decode())
+    # an ACK echoes the message's header fields as their own bytes: UTF-8 only when the
+    # message's were (the sender matches its control id byte for byte)
+    return hl7.parse(ack[1:-2].decode("utf-8", "surrogateescape"))
 
 
 def msa(ack: hl7.Message) -> tuple[str, str, str]:
@@ -273,6 +275,10 @@ def test_bytes_that_are_not_utf8_in_the_header_answer_ae_naming_its_field(
     the sender resent the same bytes for ever, though their control id was read."""
     body = adt("U1").replace(b"|RXA|", "|RXÉ|".encode("cp1252"), 1)
     assert "RXÉ".encode("cp1252") in body.split(b"\r")[0]
-    code, control, text = msa(exchange(listener, START + body + END))
+    ack = exchange(listener, START + body + END)
+    code, control, text = msa(ack)
     assert (code, control) == ("AE", "U1") and "MSH-4" in text and "not valid utf-8" in text
+    # the sender's own facility, echoed as it sent it (MSH-6 of the ACK)
+    assert str(ack.segment("MSH")[6]).encode("utf-8", "surrogateescape") == \
+        "RXÉ".encode("cp1252")
     assert listener.count("Encounter") == 0

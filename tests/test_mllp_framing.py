@@ -48,3 +48,17 @@ def test_ack_echoes_a_control_id_that_is_not_utf8_as_its_bytes() -> None:
     msh = ack[1:-2].split(b"\r")[0].split(b"|")
     assert msh[4] == "PÄS".encode("cp1252")  # the sender's application, as it sent it
     assert b"MSH-10 is not valid UTF-8 ? ?" in ack  # the gateway's own text stays UTF-8
+
+
+def test_ack_never_echoes_framing_bytes_a_field_holds() -> None:
+    """MSH-12 holding 0x1C before a line feed is inside the frame (only 0x1C CR ends
+    one); echoed raw, it ended the sender's ACK before its MSA (review 21)."""
+    message = (b"MSH|^~\\&|PAS|TRUST|GW|SCR|20260101120000||ADT^A01|MSG1\x0b|P|2.4\x1c\n"
+               b"PID|||123")
+    assert frames(bytearray(START + message + END)) == [message]
+    ack = acknowledgement(message, "AE", "bad \x1c\r value")
+    [frame] = frames(bytearray(ack))
+    segments = frame.split(b"\r")
+    assert [s[:3] for s in segments if s] == [b"MSH", b"MSA", b"ERR"]
+    assert segments[1].split(b"|")[:3] == [b"MSA", b"AE", b"MSG1"]
+    assert segments[0].split(b"|")[11] == b"2.4"
