@@ -146,6 +146,7 @@ class ProfileValidator:
                     expression=(f"{rtype}.meta.profile[{i}]",)))
         if not urls:  # a profile's snapshot carries these bindings itself
             issues += self._base_status_codes(rtype, resource)
+            issues += _nhs_numbers_anywhere(resource, rtype)
         seen: set[Issue] = set(issues)
         for url in urls:
             plan = self._plans[url]
@@ -173,6 +174,28 @@ class ProfileValidator:
                                     f"{codes.describe()}", code="code-invalid",
                                     expression=(f"{rtype}.{element}",)))
         return issues
+
+
+def _nhs_numbers_anywhere(node: Any, path: str) -> list[Issue]:
+    """scr-nhs-1 for a resource no gateway profile applies to: every NHS number in it, at
+    any depth. A number written "943 476 5919" was stored and then found by no search,
+    so the emergency summary said no record was known for it."""
+    issues: list[Issue] = []
+    if isinstance(node, dict):
+        value = node.get("value")
+        if node.get("system") == NHS_NUMBER_SYSTEM and isinstance(value, str) \
+                and not is_valid_nhs_number(value):
+            issues.append(Issue(
+                f"{path}.value: is not a valid NHS number: it must be 10 digits whose last "
+                "digit is the Modulus 11 check digit (scr-nhs-1)", code="value",
+                expression=(f"{path}.value",)))
+        for key, child in node.items():
+            if isinstance(child, dict | list):
+                issues += _nhs_numbers_anywhere(child, f"{path}.{key}")
+    elif isinstance(node, list):
+        for i, child in enumerate(node):
+            issues += _nhs_numbers_anywhere(child, f"{path}[{i}]")
+    return issues
 
 
 class _Run:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+from typing import Any
 
 import pytest
 
@@ -67,3 +68,27 @@ def test_profile_fhirpath_agrees_with_python() -> None:
     assert invariant is not None
     for number in samples:
         assert invariant.check(number, {}) == is_valid_nhs_number(number), number
+
+
+NHS_SYSTEM = "https://fhir.nhs.uk/Id/nhs-number"
+
+
+@pytest.mark.parametrize(("resource", "where"), [
+    ({"resourceType": "Patient", "identifier": [{"system": NHS_SYSTEM,
+                                                 "value": "943 476 5919"}]},
+     "Patient.identifier[0].value"),
+    ({"resourceType": "Observation", "status": "final", "code": {"text": "x"},
+      "subject": {"identifier": {"system": NHS_SYSTEM, "value": "9434765918"}}},
+     "Observation.subject.identifier.value"),
+])
+def test_an_nhs_number_is_checked_where_no_gateway_profile_applies(
+        validator: Any, resource: dict[str, Any], where: str) -> None:
+    """A Patient written over REST with no profile and its NHS number spaced ("943 476
+    5919") was stored, and then found by no search: the emergency summary for 9434765919
+    said no record was known (review 21)."""
+    issues = validator.validate(resource)
+    assert [i.expression for i in issues if i.severity == "error"] == [(where,)]
+    assert "scr-nhs-1" in issues[0].diagnostics
+    fixed = json.loads(json.dumps(resource).replace("943 476 5919", "9434765919")
+                       .replace("9434765918", "9434765919"))
+    assert [i for i in validator.validate(fixed) if i.severity == "error"] == []
