@@ -65,7 +65,7 @@ from ..ingest import IngestError, Mapping, cached_mapping
 from ..pipeline.merge import ELEMENT_STAMPS, is_repoint, said_not_deceased
 from ..pipeline.provenance import LAST_FED
 from ..references import literal_reference
-from ..security.consent import PARTNER_TAG_SYSTEM, ods_codes, speaks_for
+from ..security.consent import PARTNER_TAG_SYSTEM, ConsentPolicy, ods_codes, speaks_for
 from ..store.base import StoredVersion
 from ..store.query import Criterion, IndexQuery, ReferencePredicate, SortKey
 from . import terms as t
@@ -233,10 +233,21 @@ def gather(ctx: FhirContext, req: FhirRequest, patient: dict[str, Any], *,
     pid = patient["id"]
     resources: list[dict[str, Any]] = []
     bodies: dict[str, str] = {}
-    rows, truncated = _compartment_rows(ctx, pid)
+    # the Patients merged into this one too: a partner whose system knows only the
+    # merged-away record goes on writing to it (its later DNACPR must not be missed)
+    person, _ = ConsentPolicy(ctx.repository).person(pid)
+    rows, truncated = [], False
+    for each in person:
+        found, cut = _compartment_rows(ctx, each)
+        rows += found
+        truncated |= cut
+    whom = {f"Patient/{each}" for each in person}
     for row in rows:
+        if f"{row.rtype}/{row.rid}" in bodies:
+            continue  # in two of the person's compartments
         resource = visible(ctx, req, row)
-        if resource is not None and row.body is not None:
+        if resource is not None and row.body is not None \
+                and _about(resource, whom, req.base_url):
             resources.append(resource)
             bodies[f"{row.rtype}/{row.rid}"] = row.body
     provenances = [r for r in resources if r["resourceType"] == "Provenance"]
@@ -277,6 +288,27 @@ def gather(ctx: FhirContext, req: FhirRequest, patient: dict[str, Any], *,
     facts.last_fed = max((x for x in times if x), key=sortable, default=None)
     facts.bodies = bodies
     return facts
+
+
+#: the element that says whom a resource of each type the summary reads is about
+_ABOUT = {"Observation": "subject", "CarePlan": "subject", "Flag": "subject",
+          "CareTeam": "subject", "Consent": "patient", "DetectedIssue": "patient",
+          "RelatedPerson": "patient"}
+
+
+def _about(resource: dict[str, Any], person: set[str], base_url: str) -> bool:
+    """Whether `resource` is about the person (one of `person`'s "Patient/id"). The
+    compartment holds more:
+    a decision naming the person as its performer, a plan as its author, is another
+    person's fact, and must never be shown as theirs. (A Provenance is read for its
+    targets, whoever it names.)"""
+    element = _ABOUT.get(resource["resourceType"])
+    if element is None:
+        return True
+    ref = resource.get(element)
+    named = literal_reference(ref.get("reference")) if isinstance(ref, dict) else None
+    return named is not None and f"{named.type}/{named.id}" in person and (
+        named.base is None or _local(named.unversioned, base_url) != named.unversioned)
 
 
 def between_partners(decisions: list[Fact]) -> bool:
@@ -344,11 +376,15 @@ def _select(patient: dict[str, Any], candidates: list[Fact], today: date,
             f = _with_cpr_words(f)
             cpr_alerts.append(f)
         alerts.append(f)
+    plans = sorted(newest_per_source(plans), key=lambda f: f.group)  # stable: newest first
+    # a plan that records a CPR recommendation (coded in its activity, or in words) is
+    # pointed to as an alert is: the decision the crew needs may be written only there
+    cpr_alerts += [p for f in plans if (p := _plan_on_cpr(f)) is not None]
     return Facts(
         patient=patient, today=today,
         cpr=[f for f in decisions if not f.expired],
         cpr_expired=[f for f in decisions if f.expired],
-        plans=sorted(newest_per_source(plans), key=lambda f: f.group),  # stable: newest first
+        plans=plans,
         places=newest_per_source(by_kind.get("place", [])),
         death_places=newest_per_source(by_kind.get("death-place", [])),
         legal=newest_per_source(by_kind.get("legal", [])) + by_kind.get("lpa-holder", []),
@@ -371,6 +407,20 @@ def _not_replaced(plans: list[Fact], claims: dict[str, list[Source]]) -> list[Fa
     return out
 
 
+def _plan_on_cpr(plan: Fact) -> Fact | None:
+    """`plan` with the words that say CPR shown, if it says CPR: in words, or coded in an
+    activity (a ReSPECT plan's "not for attempted CPR"); else None."""
+    coded = [t.CPR_WORDS[d] for a in _dicts(plan.resource.get("activity"))
+             if isinstance(a.get("detail"), dict)
+             and (d := t.cpr_decision(a["detail"].get("code")))]
+    said = t.plan_cpr_texts(plan.text, *_alert_concepts(plan.resource))
+    if not coded and not said:
+        return None
+    plan = _with_cpr_words(plan, [x for x in said if x != plan.text])
+    return dataclasses.replace(plan, details=(
+        *plan.details, *(f"Its activity records: {w}" for w in dict.fromkeys(coded))))
+
+
 def _mentions_cpr(alert: Fact) -> bool:
     return t.mentions_cpr(alert.text, *_alert_concepts(alert.resource))
 
@@ -384,7 +434,12 @@ def _alert_concepts(r: dict[str, Any]) -> list[Any]:
                       *(n.get("text") for n in _dicts(r.get("note")))]
     if r.get("resourceType") == "DetectedIssue":
         out += [m.get("action") for m in _dicts(r.get("mitigation"))]
-        out += [c for e in _dicts(r.get("evidence")) for c in _dicts(e.get("code"))]
+        for e in _dicts(r.get("evidence")):
+            out += _dicts(e.get("code"))
+            out += [d.get("display") for d in _dicts(e.get("detail"))]
+    for a in _dicts(r.get("activity")):  # a plan's
+        detail = a.get("detail") if isinstance(a.get("detail"), dict) else {}
+        out += [detail.get("code"), detail.get("description")]
     return out
 
 
@@ -392,15 +447,18 @@ def _dicts(value: Any) -> list[dict[str, Any]]:
     return [x for x in value if isinstance(x, dict)] if isinstance(value, list) else []
 
 
-def _with_cpr_words(alert: Fact) -> Fact:
+def _with_cpr_words(alert: Fact, texts: list[str] | None = None) -> Fact:
     """An alert that says CPR, with the words that say it shown: the headline sends the
     crew to read it, and its one line of text can leave them out (a coding's display
     shown over the code's text, a value, the code beside a DetectedIssue's detail). Each
-    such text its line does not already hold is shown: a line saying "DNACPR" must not
-    hide a text beside it saying the DNACPR was withdrawn."""
+    such text its line (or its details) does not already hold is shown: a line saying
+    "DNACPR" must not hide a text beside it saying the DNACPR was withdrawn. `texts`: the
+    texts that say CPR, where not an alert's (a plan's, `terms.plan_cpr_texts`)."""
     r = alert.resource
-    shown = {_plain_words(alert.text), *(_plain_words(x) for x in alert.text.split(": "))}
-    said = [x for x in t.cpr_texts(*_alert_concepts(r)) if _plain_words(x) not in shown]
+    shown = {_plain_words(x) for line in (alert.text, *alert.details)
+             for x in (line, *line.split(": "))}
+    texts = t.cpr_texts(*_alert_concepts(r)) if texts is None else texts
+    said = [x for x in texts if _plain_words(x) not in shown]
     if not said:
         return alert
     return dataclasses.replace(alert, details=(*alert.details, *(f"Says: {x}" for x in said)))
@@ -927,7 +985,19 @@ def _consent(r: dict[str, Any]) -> list[Fact]:
     where = (r.get("sourceAttachment") or {}).get("title")
     details = (f"Where it is kept: {where}",) if where else ()
     if any(t.has_code(c, t.CONSENT_CATEGORY, {"dnr"}) for c in categories):
-        return [Fact("cpr", r, t.CPR_WORDS["not-attempt"], r.get("dateTime"), "not-attempt",
+        # a DNR directive whose provision codes the status says which it is (HL7 Germany's
+        # DoNotResuscitateOrder records "For resuscitation" so); one it cannot read, or
+        # coding both, is shown as not understood, never as the category's DNACPR
+        said = _dicts((r.get("provision") or {}).get("code"))
+        decisions = {t.cpr_decision(c) for c in said}
+        decision = next(iter(decisions)) if len(decisions) == 1 else None
+        if not said:
+            decision = "not-attempt"
+        if decision is None:
+            words = "; ".join(t.words_for(c) for c in said)
+            return [Fact("cpr", r, not_understood(words), r.get("dateTime"), NOT_UNDERSTOOD,
+                         details=("Recorded as a DNACPR directive", *details), review=review)]
+        return [Fact("cpr", r, t.CPR_WORDS[decision], r.get("dateTime"), decision,
                      details=("Recorded as a DNACPR directive", *details), review=review)]
     label = t.words_for(categories[0] if categories else None, "Advance directive")
     code = next((c.get("code") for cat in categories for c in t.codings(cat)), label)

@@ -46,8 +46,10 @@ SUMMARY_TYPE = {"system": SCT, "code": "861421000000109",
 CPR_CODE = "304251008"  # Resuscitation status (observable entity)
 NOT_FOR_CPR = "450476008"
 FOR_CPR = "450475007"
-#: SNOMED CT value -> the decision as expected.json names it
-CPR_DECISIONS = {NOT_FOR_CPR: "not-attempt", FOR_CPR: "attempt"}
+#: SNOMED CT value -> the decision as expected.json names it; with the older findings
+#: "Not for resuscitation" and "For resuscitation" some systems still code decisions by
+CPR_DECISIONS = {NOT_FOR_CPR: "not-attempt", FOR_CPR: "attempt",
+                 "304253006": "not-attempt", "304252001": "attempt"}
 CPR_WORDS = {"not-attempt": "Not for attempted CPR", "attempt": "For attempted CPR"}
 
 #: CarePlan categories shown with the ReSPECT recommendations, in the order shown
@@ -126,6 +128,19 @@ def mentions_cpr(*concepts: Any) -> bool:
 def cpr_texts(*concepts: Any) -> list[str]:
     """The texts among `concepts` that `mentions_cpr` reads as saying CPR."""
     return [text for text in _texts(concepts) if _says_cpr(text)]
+
+
+#: the ReSPECT form named: every ReSPECT plan names it, so in a plan's own words the name
+#: says nothing of what the form recommends on CPR
+_RESPECT_NAME = re.compile(
+    r"(?<![A-Za-z])(?:(?-i:ReSPECT|RESPECT)|respect\s+(?:form|plan)"
+    r"|recommended\s+summary\s+plan\s+for\s+emergency\s+care)(?![A-Za-z])", re.IGNORECASE)
+
+
+def plan_cpr_texts(*concepts: Any) -> list[str]:
+    """The texts among `concepts` (a plan's words) that say CPR besides naming the
+    ReSPECT form: "ReSPECT recommendations" is every ReSPECT plan's title."""
+    return [text for text in _texts(concepts) if _says_cpr(_RESPECT_NAME.sub(" ", text))]
 
 
 def _texts(concepts: tuple[Any, ...]) -> list[str]:
