@@ -765,8 +765,20 @@ def _text_or_none(value: Any) -> str | None:
 
 def _observation(r: dict[str, Any]) -> list[Fact]:
     code, value, when = r.get("code"), r.get("valueCodeableConcept"), effective(r)
-    if t.has_code(code, t.SCT, {t.CPR_CODE}) or t.has_code(code, t.SCT, t.CPR_DECISIONS):
+    if _codes_cpr(code):
         return [_cpr_observation(r)]
+    parts = [c for c in _dicts(r.get("component")) if _codes_cpr(c.get("code"))]
+    if parts:
+        # a panel (a form's) with the resuscitation status as a component: its decision
+        # is read as the component gives it, never passed over
+        facts = [_cpr_observation({**{k: v for k, v in r.items() if not k.startswith(
+            "value")}, **{k: v for k, v in c.items() if k == "code" or k.startswith("value")}})
+            for c in parts]
+        if len({f.code for f in facts}) == 1:
+            return [dataclasses.replace(facts[0], resource=r, details=(
+                *facts[0].details, f"Recorded as a part of: {t.words_for(code)}"))]
+        return [Fact("cpr", r, not_understood("; ".join(f.text for f in facts)), when,
+                     NOT_UNDERSTOOD, details=(f"Recorded as parts of: {t.words_for(code)}",))]
     kind = t.PLACE_KINDS.get(t.has_code(code, t.EOL_OBSERVATION, t.PLACE_KINDS) or "")
     if kind is not None:
         what = "Preferred place of care" if kind == "care" else "Preferred place of death"
@@ -790,6 +802,11 @@ def _observation(r: dict[str, Any]) -> list[Fact]:
         text = t.words_for(code) + (f": {t.words_for(value)}" if value else "")
         return [Fact("alert", r, text, when, alert, group=alert)]
     return []
+
+
+def _codes_cpr(code: Any) -> bool:
+    """Whether `code` is the resuscitation status, or a CPR decision coded as a finding."""
+    return t.has_code(code, t.SCT, {t.CPR_CODE}) or t.has_code(code, t.SCT, t.CPR_DECISIONS)
 
 
 def _cpr_observation(r: dict[str, Any]) -> Fact:

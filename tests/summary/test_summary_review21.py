@@ -207,3 +207,30 @@ def test_a_partners_later_decision_on_a_merged_away_record_is_shown(gw: Any) -> 
         doc = document(gw.http, by_nhs(nhs), **crew)
         assert plain(headline(doc)).strip().startswith("NOT FOR ATTEMPTED CPR")
         assert [o["id"] for o in doc.cited("cpr")] == ["cpr-2"]
+
+
+def _panel(rec: Record, *decisions: str) -> dict[str, Any]:
+    return {"resourceType": "Observation", "status": "final",
+            "subject": {"reference": f"Patient/{rec.pid}"}, "effectiveDateTime": "2026-04-01",
+            "code": {"coding": [{"system": "https://partner.example/form", "code": "RSP"}],
+                     "text": "ReSPECT form"},
+            "component": [{"code": {"coding": [{"system": SCT, "code": "304251008"}]},
+                           "valueCodeableConcept": {"coding": [{"system": SCT, "code": d}]}}
+                          for d in decisions]}
+
+
+@pytest.mark.parametrize(("decisions", "words"), [
+    (("450476008",), "NOT FOR ATTEMPTED CPR"),
+    (("450475007",), "FOR ATTEMPTED CPR"),
+    (("450476008", "450475007"), "CPR STATUS RECORDED BUT NOT UNDERSTOOD"),
+])
+def test_a_decision_recorded_as_a_component_is_read(
+        http: TestClient, decisions: tuple[str, ...], words: str) -> None:
+    """A form's Observation holding the resuscitation status only in a component said
+    "NO EMERGENCY CARE PLAN RECORDED" (review 21)."""
+    rec = Record(http)
+    rec.put(_panel(rec, *decisions), HOSPICE)
+    doc = document(http, by_nhs(rec.nhs))
+    assert plain(headline(doc)).strip().startswith(words)
+    assert "Recorded as" in plain(doc.text("cpr")) and "ReSPECT form" in plain(doc.text("cpr"))
+    assert [o["resourceType"] for o in doc.cited("cpr")] == ["Observation"]
