@@ -86,11 +86,17 @@ def test_the_examples_are_there() -> None:
     assert set(STRICTER) <= names
 
 
+#: file -> the errors it has with no profile named: an NHS number is held to its check
+#: digit wherever it is (scr-nhs-1), or it would be stored and found by no search
+UNPROFILED_ERRORS = {"UKCore-Patient-BabyPatient-Example.json": [
+    ("value", "Patient.identifier[0].value")]}
+
+
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
 def test_accepted_as_they_stand(validator: ProfileValidator, path: Path) -> None:
     resource = _load(path)
     issues = validator.validate(resource)
-    assert _errors(issues) == []
+    assert _errors(issues) == UNPROFILED_ERRORS.get(path.name, [])
     named = resource.get("meta", {}).get("profile", [])
     warnings = [i for i in issues if i.code == "not-supported"]
     assert len(warnings) == len(named)
