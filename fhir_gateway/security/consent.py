@@ -47,6 +47,7 @@ from ..ingest.model import PARTNER_TAG_SYSTEM
 from ..references import literal_reference
 from ..search.extract import patient_compartment
 from ..search.values import BadDate, date_range, now_instant
+from ..store.base import StoreSession
 from ..store.query import Criterion, IndexQuery, ReferencePredicate, TokenPredicate
 
 CONSENT_SCOPE_SYSTEM = "http://terminology.hl7.org/CodeSystem/consentscope"
@@ -215,7 +216,8 @@ class ConsentPolicy:
         all were found: for the auditors' reports, which name what they find)."""
         return self.person(patient_id)[0]
 
-    def person(self, patient_id: str) -> tuple[list[str], bool]:
+    def person(self, patient_id: str,
+               session: StoreSession | None = None) -> tuple[list[str], bool]:
         """`patient_id` and the Patients merged with it (`link` replaced-by / replaces),
         followed a level at a time both ways: the Patients each one's merge links name,
         and those whose merge links name it (a second merge rewrote the middle record's
@@ -224,13 +226,15 @@ class ConsentPolicy:
         compartment holds it and every Patient linking to it, by any kind of link. Also
         whether the person was read in full: not when a read was cut at MAX_LINKED_ROWS,
         or the person reached MAX_PERSON_IDS (Patients written to link to someone, by a
-        feed say, could otherwise push the real merged record out of view)."""
+        feed say, could otherwise push the real merged record out of view). `session`:
+        read in it (a write's transaction, a request's snapshot)."""
         person, level = [patient_id], [patient_id]
         while level:
             ids, level = sorted(level), []
             for pid in ids:
                 rows = self.repository.find(IndexQuery(
-                    rtype="Patient", compartment=pid, limit=MAX_LINKED_ROWS + 1)).rows
+                    rtype="Patient", compartment=pid, limit=MAX_LINKED_ROWS + 1),
+                    session=session).rows
                 if len(rows) > MAX_LINKED_ROWS:
                     return person, False
                 for row in rows:

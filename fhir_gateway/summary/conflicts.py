@@ -41,8 +41,9 @@ from ..fhir.derivations import DERIVED_TAG_SYSTEM
 from ..fhir.interactions import FhirContext
 from ..fhir.interceptors import InterceptorChain
 from ..fhir.request import FhirRequest
+from ..pipeline.identity import merge_links
 from ..references import literal_reference
-from ..security.consent import reference_ids
+from ..security.consent import ConsentPolicy, reference_ids
 from ..store.base import StoreError
 from ..store.query import Criterion, IndexQuery, TokenPredicate
 from . import document
@@ -124,7 +125,11 @@ class CprConflictRecord:
             if target is not None and not target.deleted and target.body \
                     and version in ("", str(target.version)):
                 pids.update(_patients_of_decision(jsonio.loads_trusted(target.body)))
-        self.work_out(ctx, session, pids)
+        # a decision on a record merged away is its survivor's: the whole person's issues
+        # are worked out (the survivor's holds it; the merged-away record's keeps none)
+        policy = ConsentPolicy(repository)
+        self.work_out(ctx, session, {each for pid in pids
+                                     for each in policy.person(pid, session)[0]})
 
     def work_out(self, ctx: FhirContext, session: StoreSession, pids: set[str],
                  done: Refreshed | None = None) -> None:
@@ -152,8 +157,9 @@ class CprConflictRecord:
         if current is not None and not current.deleted and current.body:
             patient = jsonio.loads_trusted(current.body)
             request = FhirRequest(method="GET", path=f"Patient/{pid}")
-            wanted = stored_issue(gather(ctx, request, patient,
-                                         today=(self.today or london_today)()))
+            if not merge_links(patient):  # a merged-away record's issue is its survivor's
+                wanted = stored_issue(gather(ctx, request, patient,
+                                             today=(self.today or london_today)()))
         existing = session.current("DetectedIssue", issue_id) if issue_id else None
         if existing is not None and not existing.deleted and existing.body \
                 and not is_stored_conflict(jsonio.loads_trusted(existing.body)):

@@ -235,8 +235,8 @@ def gather(ctx: FhirContext, req: FhirRequest, patient: dict[str, Any], *,
     bodies: dict[str, str] = {}
     # the Patients merged into this one too: a partner whose system knows only the
     # merged-away record goes on writing to it (its later DNACPR must not be missed)
-    person, _ = ConsentPolicy(ctx.repository).person(pid)
-    rows, truncated = [], False
+    person, whole = ConsentPolicy(ctx.repository).person(pid, ctx.session)
+    rows, truncated = [], not whole  # merged records left unread: maybe not every fact
     for each in person:
         found, cut = _compartment_rows(ctx, each)
         rows += found
@@ -306,9 +306,22 @@ def _about(resource: dict[str, Any], person: set[str], base_url: str) -> bool:
     if element is None:
         return True
     ref = resource.get(element)
+    named = _named(ref, base_url)
+    if resource["resourceType"] == "CareTeam" and (named is None or named[0] != "Patient"):
+        # a team about a household (a Group) or no one: theirs when they are a member
+        return any((m := _named(p.get("member"), base_url)) is not None
+                   and f"{m[0]}/{m[1]}" in person
+                   for p in _dicts(resource.get("participant")))
+    return named is not None and f"{named[0]}/{named[1]}" in person
+
+
+def _named(ref: Any, base_url: str) -> tuple[str, str] | None:
+    """The (type, id) a Reference names on this server (relative, or under its base)."""
     named = literal_reference(ref.get("reference")) if isinstance(ref, dict) else None
-    return named is not None and f"{named.type}/{named.id}" in person and (
-        named.base is None or _local(named.unversioned, base_url) != named.unversioned)
+    if named is None or (named.base is not None
+                         and _local(named.unversioned, base_url) == named.unversioned):
+        return None
+    return named.type, named.id
 
 
 def between_partners(decisions: list[Fact]) -> bool:
@@ -735,7 +748,7 @@ _UNREAD: dict[str, tuple[str, Callable[[dict[str, Any]], bool],
                          Callable[[dict[str, Any]], Any]]] = {
     "Observation": ("Recorded observation", lambda r: True, lambda r: effective(r)),
     "CarePlan": ("Recorded care plan", lambda r: r.get("status") in ACTIVE_PLAN,
-                 lambda r: r.get("created") or (r.get("period") or {}).get("start")),
+                 lambda r: r.get("created") or _period_start(r)),
     "Consent": ("Recorded consent", lambda r: r.get("status") == "active",
                 lambda r: r.get("dateTime")),
 }
@@ -759,15 +772,20 @@ def _unread_saying_cpr(r: dict[str, Any]) -> Fact | None:
                          "the source",))
 
 
+def _period_start(r: dict[str, Any]) -> Any:
+    period = r.get("period")
+    return period.get("start") if isinstance(period, dict) else None
+
+
 def _text_or_none(value: Any) -> str | None:
     return value if isinstance(value, str) else None
 
 
 def _observation(r: dict[str, Any]) -> list[Fact]:
     code, value, when = r.get("code"), r.get("valueCodeableConcept"), effective(r)
-    if _codes_cpr(code):
-        return [_cpr_observation(r)]
     parts = [c for c in _dicts(r.get("component")) if _codes_cpr(c.get("code"))]
+    if _codes_cpr(code) and (not parts or any(k.startswith("value") for k in r)):
+        return [_cpr_observation(r)]
     if parts:
         # a panel (a form's) with the resuscitation status as a component: its decision
         # is read as the component gives it, never passed over

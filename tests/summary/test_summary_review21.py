@@ -234,3 +234,74 @@ def test_a_decision_recorded_as_a_component_is_read(
     assert plain(headline(doc)).strip().startswith(words)
     assert "Recorded as" in plain(doc.text("cpr")) and "ReSPECT form" in plain(doc.text("cpr"))
     assert [o["resourceType"] for o in doc.cited("cpr")] == ["Observation"]
+
+
+def test_a_panel_coded_as_the_status_with_its_decision_in_a_component(
+        http: TestClient) -> None:
+    rec = Record(http)
+    rec.put({"resourceType": "Observation", "status": "final",
+             "code": {"coding": [{"system": SCT, "code": "304251008"}]},
+             "subject": {"reference": f"Patient/{rec.pid}"}, "effectiveDateTime": "2026-03-01",
+             "component": [{"code": {"coding": [{"system": SCT, "code": "304251008"}]},
+                            "valueCodeableConcept": {"coding": [
+                                {"system": SCT, "code": "450476008"}]}}]}, GP)
+    top = plain(headline(document(http, by_nhs(rec.nhs))))
+    assert top.strip().startswith("NOT FOR ATTEMPTED CPR"), top
+
+
+def _merged(http: TestClient) -> tuple[Record, Record]:
+    survivor = Record(http, pid="a", nhs=valid_nhs(100),
+                      link=[{"other": {"reference": "Patient/b"}, "type": "replaces"}])
+    merged = Record(http, pid="b", nhs=valid_nhs(200),
+                    link=[{"other": {"reference": "Patient/a"}, "type": "replaced-by"}])
+    return survivor, merged
+
+
+def test_merged_records_left_unread_make_the_summary_say_it_may_be_incomplete(
+        http: TestClient) -> None:
+    """101 Patients linking to the survivor (`seealso`) stop the merge links being
+    followed: the merged-away record's DNACPR went unread, and nothing said so."""
+    survivor, merged = _merged(http)
+    merged.cpr("not-attempt", "2026-03-01", HOSPICE)
+    assert plain(headline(document(http, by_nhs(survivor.nhs)))).strip().startswith(
+        "NOT FOR ATTEMPTED CPR")
+    for i in range(101):
+        survivor.repo.update({"resourceType": "Patient", "id": f"x{i}", "link": [
+            {"other": {"reference": "Patient/a"}, "type": "seealso"}]},
+            rtype="Patient", rid=f"x{i}")
+    top = plain(headline(document(http, by_nhs(survivor.nhs))))
+    assert "NOT FOR ATTEMPTED CPR" in top or "INCOMPLETE" in top.upper(), top
+
+
+def test_the_stored_conflict_of_a_merged_person_is_the_survivors(http: TestClient) -> None:
+    """A decision on the merged-away record disagreeing with the survivor's: the summary
+    said so, but the stored CPR-conflict issue named only the merged-away record."""
+    survivor, merged = _merged(http)
+    survivor.cpr("not-attempt", "2026-03-01", GP)
+    merged.cpr("attempt", "2026-03-02", HOSPICE)
+    assert "DISAGREE" in plain(headline(document(http, by_nhs(survivor.nhs))))
+    found = http.get("/fhir/DetectedIssue").json().get("entry", [])
+    assert [e["resource"]["patient"] for e in found] == [{"reference": "Patient/a"}]
+
+
+def test_a_care_team_of_a_household_the_person_is_a_member_of_is_theirs(
+        http: TestClient) -> None:
+    """`_about` first took only a team whose subject is the person."""
+    rec = Record(http)
+    rec.put({"resourceType": "Group", "id": "hh", "type": "person", "actual": True}, None)
+    rec.put({"resourceType": "CareTeam", "status": "active", "name": "Palliative team",
+             "subject": {"reference": "Group/hh"},
+             "participant": [{"member": {"reference": f"Patient/{rec.pid}",
+                                         "display": "Ann Example"}}],
+             "telecom": [{"system": "phone", "value": "0300 000 0000"}]}, HOSPICE)
+    assert "Palliative team" in plain(document(http, by_nhs(rec.nhs)).text("team"))
+
+
+def test_an_unread_plan_with_a_period_that_is_no_object_is_no_500(
+        http: TestClient) -> None:
+    rec = Record(http)
+    rec.repo.update({"resourceType": "CarePlan", "id": "cp", "status": "active",
+                     "intent": "plan", "subject": {"reference": f"Patient/{rec.pid}"},
+                     "title": "DNACPR plan", "period": ["2026-01-01"]},
+                    rtype="CarePlan", rid="cp")
+    assert http.get(by_nhs(rec.nhs)).status_code == 200
