@@ -298,10 +298,9 @@ _ABOUT = {"Observation": "subject", "CarePlan": "subject", "Flag": "subject",
 
 def _about(resource: dict[str, Any], person: set[str], base_url: str) -> bool:
     """Whether `resource` is about the person (one of `person`'s "Patient/id"). The
-    compartment holds more:
-    a decision naming the person as its performer, a plan as its author, is another
-    person's fact, and must never be shown as theirs. (A Provenance is read for its
-    targets, whoever it names.)"""
+    compartment holds more: a decision naming the person as its performer, a plan as its
+    author, is another person's fact, and must never be shown as theirs. (A Provenance is
+    read for its targets, whoever it names.)"""
     element = _ABOUT.get(resource["resourceType"])
     if element is None:
         return True
@@ -1023,7 +1022,8 @@ def _consent(r: dict[str, Any]) -> list[Fact]:
         # a DNR directive whose provision codes the status says which it is (HL7 Germany's
         # DoNotResuscitateOrder records "For resuscitation" so); one it cannot read, or
         # coding both, is shown as not understood, never as the category's DNACPR
-        said = _dicts((r.get("provision") or {}).get("code"))
+        provision = r.get("provision") if isinstance(r.get("provision"), dict) else {}
+        said = _dicts(provision.get("code"))
         decisions = {t.cpr_decision(c) for c in said}
         decision = next(iter(decisions)) if len(decisions) == 1 else None
         if not said:
