@@ -69,6 +69,7 @@ class Phase:
 
 
 def seed(store: str, patients: int) -> list[str]:
+    from fhir_gateway.demo import numbered_nhs_number
     from fhir_gateway.fhir.repository import Repository
     from fhir_gateway.store import open_store
 
@@ -82,7 +83,7 @@ def seed(store: str, patients: int) -> list[str]:
                          "name": [{"family": f"Family{i}", "given": ["Ann"]}],
                          "birthDate": "1940-01-01",
                          "identifier": [{"system": "https://fhir.nhs.uk/Id/nhs-number",
-                                         "value": f"999{i:07d}"}]},
+                                         "value": numbered_nhs_number(i)}]},
                         rtype="Patient", rid=pid, session=s)
             ids.append(pid)
     engine.close()

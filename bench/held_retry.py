@@ -18,6 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from fhir_gateway.demo import numbered_nhs_number as nhs_number
 from fhir_gateway.fhir.repository import Repository
 from fhir_gateway.pipeline.service import IngestService
 from fhir_gateway.store import open_store
@@ -33,16 +34,6 @@ def council_rows(n: int) -> bytes:
             f"B{rng.randrange(10, 99)} {rng.randrange(1, 10)}XX,,Home care,2025-07-08,,"
             "Oakleigh Care Home,Brenda Johnson" for i in range(n)]
     return (COUNCIL_HEAD + "\n".join(rows) + "\n").encode()
-
-
-def nhs_number(i: int) -> str:
-    """The `i`th valid (Modulus 11) NHS number of the never-issued 999 range."""
-    n = 999100000 + i * 2
-    while True:
-        check = 11 - sum(int(c) * w for c, w in zip(str(n), range(10, 1, -1), strict=True)) % 11
-        if check != 10:
-            return f"{n}{0 if check == 11 else check}"
-        n += 1
 
 
 def adt(i: int) -> bytes:

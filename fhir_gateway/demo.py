@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
+from .validation.nhs_number import check_digit
+
 FAMILIES = ["Smith", "Jones", "Taylor", "Brown", "Williams", "Wilson", "Johnson", "Davies",
             "Patel", "Robinson", "Wright", "Thompson", "Evans", "Walker", "White", "Roberts",
             "Green", "Hall", "Wood", "Jackson", "Clarke", "Hughes", "Edwards", "Hill", "Khan"]
@@ -54,6 +56,15 @@ def nhs_number(rng: random.Random) -> str:
             check = 0
         if check != 10:
             return "".join(map(str, digits)) + str(check)
+
+
+def numbered_nhs_number(i: int) -> str:
+    """The `i`th of a run of distinct Modulus 11-valid numbers in the 999 range (for
+    benchmarks that need many people, each with a number of their own)."""
+    n = 999100000 + i * 2  # two candidates each: one of any two has a check digit
+    while (check := check_digit(str(n))) is None:
+        n += 1
+    return f"{n}{check}"
 
 
 @dataclass
