@@ -389,9 +389,11 @@ def _select(patient: dict[str, Any], candidates: list[Fact], today: date,
             cpr_alerts.append(f)
         alerts.append(f)
     plans = sorted(newest_per_source(plans), key=lambda f: f.group)  # stable: newest first
-    # a plan that records a CPR recommendation (coded in its activity, or in words) is
-    # pointed to as an alert is: the decision the crew needs may be written only there
-    cpr_alerts += [p for f in plans if (p := _plan_on_cpr(f)) is not None]
+    legal = newest_per_source(by_kind.get("legal", []))
+    # a plan or an advance decision that records CPR (coded in a plan's activity, or in
+    # words: an ADRT refusing CPR) is pointed to as an alert is: the decision the crew
+    # needs may be written only there
+    cpr_alerts += [p for f in (*plans, *legal) if (p := _saying_cpr(f)) is not None]
     return Facts(
         patient=patient, today=today,
         cpr=[f for f in decisions if not f.expired],
@@ -399,7 +401,7 @@ def _select(patient: dict[str, Any], candidates: list[Fact], today: date,
         plans=plans,
         places=newest_per_source(by_kind.get("place", [])),
         death_places=newest_per_source(by_kind.get("death-place", [])),
-        legal=newest_per_source(by_kind.get("legal", [])) + by_kind.get("lpa-holder", []),
+        legal=legal + by_kind.get("lpa-holder", []),
         contacts=by_kind.get("contact", []),
         team=by_kind.get("team", []),
         alerts=alerts,
@@ -419,9 +421,10 @@ def _not_replaced(plans: list[Fact], claims: dict[str, list[Source]]) -> list[Fa
     return out
 
 
-def _plan_on_cpr(plan: Fact) -> Fact | None:
-    """`plan` with the words that say CPR shown, if it says CPR: in words, or coded in an
-    activity (a ReSPECT plan's "not for attempted CPR"); else None."""
+def _saying_cpr(plan: Fact) -> Fact | None:
+    """A plan or advance decision with the words that say CPR shown, if it says CPR: in
+    words, or coded in a plan's activity (a ReSPECT plan's "not for attempted CPR"); else
+    None."""
     coded = [t.CPR_WORDS[d] for a in _dicts(plan.resource.get("activity"))
              if isinstance(a.get("detail"), dict)
              and (d := t.cpr_decision(a["detail"].get("code")))]
@@ -439,11 +442,15 @@ def _mentions_cpr(alert: Fact) -> bool:
 
 def _alert_concepts(r: dict[str, Any]) -> list[Any]:
     """What an alert says besides its line: its code and value, a plan's title,
-    description and categories, its notes, and a DetectedIssue's evidence and mitigations
-    ("DNACPR form seen; crew told" may be said only there)."""
+    description and categories, its notes, a consent's document title, and a
+    DetectedIssue's evidence and mitigations ("DNACPR form seen; crew told" may be said
+    only there)."""
+    attachment = r.get("sourceAttachment") if isinstance(r.get("sourceAttachment"),
+                                                         dict) else {}
     out: list[Any] = [r.get("code"), r.get("valueCodeableConcept"), r.get("valueString"),
                       r.get("title"), r.get("description"), *_dicts(r.get("category")),
-                      *(n.get("text") for n in _dicts(r.get("note")))]
+                      *(n.get("text") for n in _dicts(r.get("note"))),
+                      attachment.get("title")]
     if r.get("resourceType") == "DetectedIssue":
         out += [m.get("action") for m in _dicts(r.get("mitigation"))]
         for e in _dicts(r.get("evidence")):

@@ -6,6 +6,7 @@ DetectedIssue saying CPR only in its evidence's detail."""
 from __future__ import annotations
 
 import html
+import json
 import re
 import sys
 from pathlib import Path
@@ -305,3 +306,32 @@ def test_an_unread_plan_with_a_period_that_is_no_object_is_no_500(
                      "title": "DNACPR plan", "period": ["2026-01-01"]},
                     rtype="CarePlan", rid="cp")
     assert http.get(by_nhs(rec.nhs)).status_code == 200
+
+
+ADRT = "816301000000100"
+
+
+@pytest.mark.parametrize("resource", [
+    {"resourceType": "Consent", "status": "active", "dateTime": "2026-02-02",
+     "scope": {"coding": [{"system": CONSENT_SCOPE, "code": "adr"}]},
+     "category": [{"coding": [{"system": CONSENT_CATEGORY, "code": "acd"}],
+                   "text": "Advance decision to refuse treatment"}],
+     "sourceAttachment": {"title": "ADRT: refuses CPR in all circumstances"}},
+    {"resourceType": "Observation", "status": "final", "effectiveDateTime": "2026-02-02",
+     "code": {"coding": [{"system": SCT, "code": ADRT}]}, "valueBoolean": True,
+     "note": [{"text": "ADRT refuses CPR in all circumstances"}]},
+])
+def test_an_advance_decision_refusing_cpr_is_pointed_to(
+        http: TestClient, resource: dict[str, Any]) -> None:
+    """An ADRT whose words refuse CPR was shown under Legal only, below "NO CPR DECISION
+    RECORDED" (review 21's list)."""
+    rec = Record(http)
+    subject = "patient" if resource["resourceType"] == "Consent" else "subject"
+    rec.put({**resource, subject: {"reference": f"Patient/{rec.pid}"}}, HOSPICE)
+    doc = document(http, by_nhs(rec.nhs))
+    assert ALERT_WORDS in plain(headline(doc))
+    assert "refuses CPR in all circumstances" in plain(doc.text("cpr"))
+    quiet = Record(http, pid="quiet", nhs=valid_nhs(60))
+    words = json.dumps(resource).replace("refuses CPR in all circumstances", "on file")
+    quiet.put({**json.loads(words), subject: {"reference": "Patient/quiet"}}, HOSPICE)
+    assert "NO CPR DECISION RECORDED" in plain(headline(document(http, by_nhs(quiet.nhs))))
