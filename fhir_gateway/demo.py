@@ -49,13 +49,9 @@ PEOPLE_PER_BUNDLE = 50
 def nhs_number(rng: random.Random) -> str:
     """A Modulus 11-valid number in the never-issued 999 range."""
     while True:
-        digits = [9, 9, 9] + [rng.randrange(10) for _ in range(6)]
-        total = sum(d * w for d, w in zip(digits, range(10, 1, -1), strict=True))
-        check = 11 - total % 11
-        if check == 11:
-            check = 0
-        if check != 10:
-            return "".join(map(str, digits)) + str(check)
+        nine = "999" + "".join(str(rng.randrange(10)) for _ in range(6))
+        if (check := check_digit(nine)) is not None:
+            return f"{nine}{check}"
 
 
 def numbered_nhs_number(i: int) -> str:

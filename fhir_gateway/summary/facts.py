@@ -1055,7 +1055,7 @@ def _flag(r: dict[str, Any]) -> list[Fact]:
     if decision:
         return [Fact("cpr", r, t.CPR_WORDS[decision], period.get("start"), decision,
                      details=("Recorded as an alert flag",), review=period.get("end"))]
-    if t.has_code(r.get("code"), t.SCT, {t.CPR_CODE, *t.CPR_DECISIONS}):
+    if _codes_cpr(r.get("code")):
         # a resuscitation-status alert that does not say which (or says both): the crew
         # must see it
         words = (r.get("code") or {}).get("text") or "no decision stated"

@@ -39,6 +39,8 @@ from .plan import Plan, Rule, compile_plan, is_primitive
 from .terminology import Terminology
 
 NHS_NUMBER_SYSTEM = "https://fhir.nhs.uk/Id/nhs-number"
+NHS_NUMBER_PROBLEM = ("is not a valid NHS number: it must be 10 digits whose last digit is "
+                      "the Modulus 11 check digit (scr-nhs-1)")
 #: A literal reference's type (R4 Reference.reference; urn:uuid:, urn:oid: and anything
 #: else that does not match name no type, so no type is checked).
 _REFERENCE = re.compile(r"(?:https?://\S+/)?([A-Z][A-Za-z]+)/[A-Za-z0-9\-.]{1,64}"
@@ -186,8 +188,7 @@ def _nhs_numbers_anywhere(node: Any, path: str) -> list[Issue]:
         if node.get("system") == NHS_NUMBER_SYSTEM and isinstance(value, str) \
                 and not is_valid_nhs_number(value):
             issues.append(Issue(
-                f"{path}.value: is not a valid NHS number: it must be 10 digits whose last "
-                "digit is the Modulus 11 check digit (scr-nhs-1)", code="value",
+                f"{path}.value: {NHS_NUMBER_PROBLEM}", code="value",
                 expression=(f"{path}.value",)))
         for key, child in node.items():
             if isinstance(child, dict | list):
@@ -358,8 +359,7 @@ class _Run:
             return
         value = identifier.get("value")
         if isinstance(value, str) and not is_valid_nhs_number(value):
-            self.add(f"{path}.value", "is not a valid NHS number: it must be 10 digits "
-                     "whose last digit is the Modulus 11 check digit (scr-nhs-1)", "value")
+            self.add(f"{path}.value", NHS_NUMBER_PROBLEM, "value")
 
     def values(self, rule: Rule, item: Any, path: str) -> None:
         if rule.fixed is not None and item != rule.fixed[1]:
